@@ -136,10 +136,11 @@ impl Envelope {
                 max: MAX_ENVELOPE_BYTES,
             });
         }
-        let wire: WireEnvelope = serde_json::from_slice(bytes).map_err(|e| EvidenceError::Json {
-            what: "envelope",
-            detail: e.to_string(),
-        })?;
+        let wire: WireEnvelope =
+            serde_json::from_slice(bytes).map_err(|e| EvidenceError::Json {
+                what: "envelope",
+                detail: e.to_string(),
+            })?;
         Envelope::from_wire(wire)
     }
 
@@ -217,7 +218,11 @@ impl Envelope {
     }
 
     /// Checks the payload type, then that at least one signature verifies under `key`.
-    pub fn verify(&self, expected_type: &'static str, key: &PublicKey) -> Result<(), EvidenceError> {
+    pub fn verify(
+        &self,
+        expected_type: &'static str,
+        key: &PublicKey,
+    ) -> Result<(), EvidenceError> {
         if self.payload_type != expected_type {
             return Err(EvidenceError::WrongPayloadType {
                 expected: expected_type,
@@ -358,9 +363,18 @@ mod tests {
     fn rejects_bad_input_with_typed_errors() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"not json".to_vec(), "MalformedJson"),
-            (br#"{"payload":"!!","payloadType":"t","signatures":[{"sig":"AA=="}]}"#.to_vec(), "BadBase64"),
-            (br#"{"payload":"AA==","payloadType":"t","signatures":[]}"#.to_vec(), "NoSignature"),
-            (br#"{"payload":"AA==","payloadType":"t","signatures":[{"sig":"*"}]}"#.to_vec(), "BadBase64"),
+            (
+                br#"{"payload":"!!","payloadType":"t","signatures":[{"sig":"AA=="}]}"#.to_vec(),
+                "BadBase64",
+            ),
+            (
+                br#"{"payload":"AA==","payloadType":"t","signatures":[]}"#.to_vec(),
+                "NoSignature",
+            ),
+            (
+                br#"{"payload":"AA==","payloadType":"t","signatures":[{"sig":"*"}]}"#.to_vec(),
+                "BadBase64",
+            ),
             (vec![b' '; MAX_ENVELOPE_BYTES + 1], "TooLarge"),
         ];
         for (input, kind) in cases {

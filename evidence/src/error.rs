@@ -18,10 +18,7 @@ pub enum EvidenceError {
     #[error("bad base64 in {what}")]
     Base64 { what: &'static str },
     #[error("payloadType is {got:?}, expected {expected:?}")]
-    WrongPayloadType {
-        expected: &'static str,
-        got: String,
-    },
+    WrongPayloadType { expected: &'static str, got: String },
     #[error("envelope carries no signature")]
     NoSignature,
     #[error("envelope carries {count} signatures, over the limit of {max}")]

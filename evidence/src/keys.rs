@@ -62,7 +62,12 @@ pub struct PublicKey {
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({}, {})", self.alg.as_str(), self.fingerprint())
+        write!(
+            f,
+            "PublicKey({}, {})",
+            self.alg.as_str(),
+            self.fingerprint()
+        )
     }
 }
 
@@ -263,7 +268,12 @@ mod tests {
 
     #[test]
     fn garbage_keys_are_typed_errors() {
-        for der in [&b""[..], b"\x30\x00", b"\x30\x03\x02\x01\x00", &[0xffu8; 40]] {
+        for der in [
+            &b""[..],
+            b"\x30\x00",
+            b"\x30\x03\x02\x01\x00",
+            &[0xffu8; 40],
+        ] {
             assert_eq!(PublicKey::from_spki_der(der).unwrap_err().kind(), "BadKey");
         }
     }

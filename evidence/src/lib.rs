@@ -10,11 +10,13 @@
 //! bytes the control plane verifies, with no canonicalisation step to get wrong.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod dsse;
 pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod report;
+pub mod verdict;
 
 pub use dsse::{pae, report_data, Envelope, EnvelopeSignature, Verified};
 pub use error::EvidenceError;

@@ -136,7 +136,10 @@ impl Measurements {
         if self.policy.files.len() > MAX_POLICY_FILES {
             return Err(EvidenceError::InvalidField {
                 field: "measurements.policy.files",
-                detail: format!("{} files, limit {MAX_POLICY_FILES}", self.policy.files.len()),
+                detail: format!(
+                    "{} files, limit {MAX_POLICY_FILES}",
+                    self.policy.files.len()
+                ),
             });
         }
         for f in &self.policy.files {
@@ -327,7 +330,10 @@ pub(crate) mod tests {
         assert_eq!(m.policy.files[0].path, "/etc/a");
         let mut files = m.policy.files.clone();
         files.reverse();
-        assert_eq!(PolicyMeasurement::from_files(files.clone()).digest, m.policy.digest);
+        assert_eq!(
+            PolicyMeasurement::from_files(files.clone()).digest,
+            m.policy.digest
+        );
         files[0].path = "/etc/c".into();
         assert_ne!(PolicyMeasurement::from_files(files).digest, m.policy.digest);
     }
@@ -335,35 +341,61 @@ pub(crate) mod tests {
     #[test]
     fn open_verifies_then_decodes() {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk = PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        let pk =
+            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
+                .unwrap();
         let env = signed(&pulse(), &sk);
         let v = env.open::<Pulse>(&pk).unwrap();
         assert_eq!(v.value(), &pulse());
         assert_eq!(v.digest(), env.digest());
 
         let other = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
-        let opk = PublicKey::from_spki_der(other.verifying_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        let opk = PublicKey::from_spki_der(
+            other
+                .verifying_key()
+                .to_public_key_der()
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(env.open::<Pulse>(&opk).unwrap_err().kind(), "BadSignature");
-        assert_eq!(env.open::<Report>(&pk).unwrap_err().kind(), "WrongPayloadType");
+        assert_eq!(
+            env.open::<Report>(&pk).unwrap_err().kind(),
+            "WrongPayloadType"
+        );
 
         let mut tampered = env.clone();
         tampered.payload[10] ^= 1;
-        assert_eq!(tampered.open::<Pulse>(&pk).unwrap_err().kind(), "BadSignature");
+        assert_eq!(
+            tampered.open::<Pulse>(&pk).unwrap_err().kind(),
+            "BadSignature"
+        );
     }
 
     #[test]
     fn field_validation() {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk = PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        let pk =
+            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
+                .unwrap();
         let mut p = pulse();
         p.agent_id = "bad id/with slash".into();
-        assert_eq!(signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(), "InvalidField");
+        assert_eq!(
+            signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(),
+            "InvalidField"
+        );
         let mut p = pulse();
         p.version = 2;
-        assert_eq!(signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(), "UnsupportedVersion");
+        assert_eq!(
+            signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(),
+            "UnsupportedVersion"
+        );
         let mut p = pulse();
         p.measurements.policy.files[0].path = "a\nb".into();
-        assert_eq!(signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(), "InvalidField");
+        assert_eq!(
+            signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(),
+            "InvalidField"
+        );
     }
 
     /// Every truncated prefix of a valid envelope, and every single-byte corruption,
@@ -371,7 +403,9 @@ pub(crate) mod tests {
     #[test]
     fn truncations_and_corruptions_never_panic_or_verify() {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk = PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes()).unwrap();
+        let pk =
+            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
+                .unwrap();
         let json = signed(&pulse(), &sk).to_json();
         for n in 0..json.len() {
             if let Ok(env) = Envelope::from_json(&json[..n]) {

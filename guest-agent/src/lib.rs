@@ -1,1 +1,16 @@
+//! The Provenant guest agent: it measures the guest, binds the measurements to the
+//! platform, signs them, and keeps the control plane informed with signed pulses.
+//!
+//! Trust boundary: the agent trusts its own binary and its config; it does not trust
+//! the network. Everything it sends is signed, and nothing it receives changes what
+//! it measures. A missing key or TEE is a visible, logged state, never a fake pass.
+#![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod api;
+pub mod client;
+pub mod clock;
+pub mod collect;
+pub mod config;
+pub mod quote;
+pub mod signer;

@@ -1,1 +1,197 @@
-fn main() {}
+//! `guest-agent`: the Provenant guest agent's command line.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use evidence::report::HexBytes;
+use guest_agent::agent::Agent;
+use guest_agent::clock::SystemClock;
+use guest_agent::config::{AgentConfig, QuoteProviderKind};
+use guest_agent::quote::{NoTee, QuoteProvider};
+use guest_agent::signer::{KeySigner, Signer};
+
+/// Measures this node, signs what it finds, and keeps the Provenant control plane
+/// informed with signed heartbeats.
+#[derive(Parser)]
+#[command(name = "guest-agent", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent: register, pulse, serve the local API.
+    Run {
+        /// The agent's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print one signed report envelope (JSON) to stdout and exit.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The 32-byte challenge to answer, as 64 hex digits (random if omitted).
+        #[arg(long)]
+        nonce: Option<String>,
+    },
+    /// Generate an ed25519 identity key (PKCS#8 PEM, mode 0600).
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key and fingerprint of a private key file (for enrollment).
+    Pubkey {
+        #[arg(long, short)]
+        key: PathBuf,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn load_signer(cfg: &AgentConfig) -> Result<Option<Arc<dyn Signer>>> {
+    match &cfg.key_file {
+        None => Ok(None),
+        Some(p) => {
+            let s = KeySigner::load(p)?;
+            Ok(Some(Arc::new(s)))
+        }
+    }
+}
+
+fn quote_provider(cfg: &AgentConfig) -> Arc<dyn QuoteProvider> {
+    match cfg.quote_provider {
+        // Hardware providers arrive with TDX support; until then `auto` resolves to the
+        // software tier, which every report and /health state explicitly.
+        QuoteProviderKind::Auto | QuoteProviderKind::None => Arc::new(NoTee),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.cmd {
+        Cmd::Run { config } => {
+            let cfg = AgentConfig::load(&config)?;
+            let signer = load_signer(&cfg)?;
+            let listen = cfg.listen;
+            let quote = quote_provider(&cfg);
+            let agent = Arc::new(Agent::new(cfg, signer, quote, Arc::new(SystemClock))?);
+            let app = guest_agent::api::router(agent.state());
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%listen, "local API listening");
+            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown());
+            tokio::select! {
+                r = server => r.context("local API failed")?,
+                _ = agent.run() => {}
+            }
+            Ok(())
+        }
+        Cmd::Report { config, nonce } => {
+            let cfg = AgentConfig::load(&config)?;
+            let Some(signer) = load_signer(&cfg)? else {
+                bail!(
+                    "attestation is disabled: {} has no key_file",
+                    config.display()
+                );
+            };
+            let nonce = match nonce {
+                Some(h) => HexBytes::from_hex(&h).context("--nonce must be 64 hex digits")?,
+                None => HexBytes(rand::random()),
+            };
+            let quote = quote_provider(&cfg);
+            let agent = Agent::new(cfg, Some(signer), quote, Arc::new(SystemClock))?;
+            let m = agent.measure().await?;
+            let (env, _ev) = agent.build_report(nonce, m, None)?;
+            println!("{}", String::from_utf8_lossy(&env.to_json()));
+            Ok(())
+        }
+        Cmd::Keygen { out, force } => {
+            let s = KeySigner::generate_ed25519().map_err(anyhow::Error::msg)?;
+            let pem = s.to_pkcs8_pem().map_err(anyhow::Error::msg)?;
+            write_private(&out, pem.as_bytes(), force)?;
+            print_public(&s);
+            Ok(())
+        }
+        Cmd::Pubkey { key } => {
+            print_public(&KeySigner::load(&key)?);
+            Ok(())
+        }
+    }
+}
+
+fn print_public(s: &KeySigner) {
+    use base64::Engine;
+    let pk = s.public_key();
+    println!("fingerprint: {}", pk.fingerprint());
+    println!("algorithm: {}", pk.algorithm().as_str());
+    println!(
+        "spki: {}",
+        base64::engine::general_purpose::STANDARD.encode(pk.spki_der())
+    );
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).mode(0o600);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let mut f = o.open(path).with_context(|| {
+        format!(
+            "cannot create {} (use --force to overwrite)",
+            path.display()
+        )
+    })?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,74 @@
+//! Request and response bodies of the control plane's HTTP API (`/api/v1/*`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::dsse::Envelope;
+use crate::report::{Digest32, Tier};
+use crate::verdict::Verdict;
+
+/// Largest request body the control plane reads on `/register`.
+pub const MAX_REGISTER_BODY: usize = 512 * 1024;
+/// Largest request body on `/heartbeat`.
+pub const MAX_HEARTBEAT_BODY: usize = 96 * 1024;
+/// Largest certificate chain presented at registration.
+pub const MAX_CHAIN_CERTS: usize = 8;
+
+/// `GET /api/v1/challenge`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Challenge {
+    pub nonce: Digest32,
+    pub expires_at_ns: u64,
+}
+
+/// Platform evidence that accompanies a report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegisterEvidence {
+    /// Base64 quote (TDX tiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// PEM certificates, leaf first, for CA-based enrollment of the report key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_chain: Vec<String>,
+}
+
+/// `POST /api/v1/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub envelope: Envelope,
+    #[serde(default)]
+    pub evidence: RegisterEvidence,
+}
+
+/// Answer to a successful registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub agent_id: String,
+    pub tier: Tier,
+    pub key_fingerprint: String,
+    pub verdict: Verdict,
+    /// Digest the first pulse must name as `previous`.
+    pub chain_head: Digest32,
+}
+
+/// Answer to an accepted pulse (`POST /api/v1/heartbeat`, body: the pulse envelope).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub accepted: bool,
+    pub sequence: u64,
+    pub verdict: Verdict,
+    /// Mitigation commands for the agent (none yet; reserved).
+    #[serde(default)]
+    pub commands: Vec<String>,
+}
+
+/// Every 4xx/5xx body: `{"error":{"kind":..,"detail":..}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: String,
+    pub detail: String,
+}

@@ -1,0 +1,83 @@
+//! Verdicts as they travel on the wire. The rules that produce them live in the
+//! `policy` crate; these are only the data both sides read.
+
+use serde::{Deserialize, Serialize};
+
+/// The overall judgement of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every check passed (green).
+    Pass,
+    /// Weaker but acceptable (yellow).
+    Warn,
+    /// Nothing decided yet, or the verifier could not decide.
+    Unknown,
+    /// A check failed (red).
+    Fail,
+}
+
+impl Status {
+    /// Whether a workload may be started on this verdict (`/api/v1/verify`).
+    pub fn acceptable(self) -> bool {
+        matches!(self, Status::Pass | Status::Warn)
+    }
+    pub fn badge(self) -> &'static str {
+        match self {
+            Status::Pass => "green",
+            Status::Warn => "yellow",
+            Status::Unknown => "unknown",
+            Status::Fail => "red",
+        }
+    }
+}
+
+/// Why a verdict is not plain green. Codes are stable; details are for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ReasonCode {
+    /// No hardware root of trust: the report is signed by a software key.
+    SoftwareTier,
+    /// No valid pulse for more than one interval.
+    PulseLate,
+    /// No valid pulse for `missed_heartbeats` intervals: the agent was killed or blinded.
+    Blinded,
+    /// The agent binary differs from the last-known-good without a coordinated update.
+    BinaryChanged,
+    /// A measured policy/config file differs from the last-known-good.
+    PolicyChanged,
+    /// The platform facts (TEE, kernel command line, ...) changed.
+    PlatformChanged,
+    /// A replayed or out-of-chain pulse was presented recently.
+    ReplayDetected,
+    /// The agent's clock is outside the allowed skew, so its pulses are refused.
+    ClockDesync,
+    /// The agent has not registered.
+    NotRegistered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub status: Status,
+    pub reasons: Vec<Reason>,
+}
+
+impl Verdict {
+    pub fn unknown(detail: &str) -> Verdict {
+        Verdict {
+            status: Status::Unknown,
+            reasons: vec![Reason {
+                code: ReasonCode::NotRegistered,
+                status: Status::Unknown,
+                detail: detail.to_owned(),
+            }],
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The agent's life: register, then pulse; back off and re-register when the control
+//! plane is away or refuses; never crash for it.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use evidence::api::{RegisterEvidence, RegisterRequest};
+use evidence::report::{HexBytes, Nonce16};
+use evidence::verdict::Verdict;
+use evidence::{
+    report_data, Digest32, Envelope, Measurements, Pulse, Report, Tier, PULSE_PAYLOAD_TYPE,
+    REPORT_PAYLOAD_TYPE,
+};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::client::{Client, ClientError};
+use crate::clock::Clock;
+use crate::collect::{CollectError, Collector};
+use crate::config::AgentConfig;
+use crate::quote::{PlatformEvidence, QuoteError, QuoteProvider};
+use crate::signer::{Signer, SignerError};
+
+/// Largest certificate chain file read.
+const MAX_CHAIN_FILE_BYTES: u64 = 256 * 1024;
+
+/// Where the agent is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Starting,
+    /// No identity key: attestation is off. Nothing signed is sent.
+    Disabled,
+    Registering,
+    /// Registered; pulses are being accepted.
+    Pulsing,
+    /// The control plane cannot be reached; retrying with backoff.
+    Unreachable,
+    /// The control plane refused us; retrying with backoff.
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PulseInfo {
+    pub sequence: u64,
+    pub issued_at_ns: u64,
+    pub digest: Digest32,
+}
+
+/// What the local API shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentState {
+    pub agent_id: String,
+    pub partition: String,
+    pub phase: Phase,
+    pub tier: Tier,
+    pub key_fingerprint: Option<String>,
+    pub registered_at_ns: Option<u64>,
+    pub last_pulse: Option<PulseInfo>,
+    /// The last pulse envelope sent (it travels in clear anyway; useful to debug).
+    pub last_pulse_envelope: Option<Envelope>,
+    /// The control plane's last verdict; `None` until it has given one.
+    pub verdict: Option<Verdict>,
+    pub last_error: Option<String>,
+    pub pulses_accepted: u64,
+    pub pulses_refused: u64,
+    pub measurements: Option<Measurements>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    #[error("attestation is disabled: no key_file is configured")]
+    NoKey,
+    #[error(transparent)]
+    Collect(#[from] CollectError),
+    #[error(transparent)]
+    Sign(#[from] SignerError),
+    #[error(transparent)]
+    Quote(#[from] QuoteError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("certificate chain {path}: {detail}")]
+    Chain { path: String, detail: String },
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    signer: Option<Arc<dyn Signer>>,
+    quote: Arc<dyn QuoteProvider>,
+    clock: Arc<dyn Clock>,
+    collector: Arc<Mutex<Collector>>,
+    client: Client,
+    state: Arc<RwLock<AgentState>>,
+}
+
+/// The chain position after the last accepted statement.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    sequence: u64,
+    head: Digest32,
+}
+
+impl Agent {
+    pub fn new(
+        cfg: AgentConfig,
+        signer: Option<Arc<dyn Signer>>,
+        quote: Arc<dyn QuoteProvider>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Agent, AgentError> {
+        let client = Client::new(&cfg.control_plane, cfg.request_timeout)?;
+        let collector = Collector::new(cfg.policy_files.clone());
+        let state = AgentState {
+            agent_id: cfg.agent_id.clone(),
+            partition: cfg.partition.clone(),
+            phase: Phase::Starting,
+            tier: quote.tier(),
+            key_fingerprint: signer.as_ref().map(|s| s.public_key().fingerprint()),
+            registered_at_ns: None,
+            last_pulse: None,
+            last_pulse_envelope: None,
+            verdict: None,
+            last_error: None,
+            pulses_accepted: 0,
+            pulses_refused: 0,
+            measurements: None,
+        };
+        Ok(Agent {
+            cfg,
+            signer,
+            quote,
+            clock,
+            collector: Arc::new(Mutex::new(collector)),
+            client,
+            state: Arc::new(RwLock::new(state)),
+        })
+    }
+
+    pub fn state(&self) -> Arc<RwLock<AgentState>> {
+        self.state.clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut AgentState)) {
+        // A poisoned lock only means another task panicked mid-update; the state is
+        // plain data, so keep serving it rather than propagating the panic.
+        let mut g = self.state.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut g);
+    }
+
+    fn signer(&self) -> Result<&Arc<dyn Signer>, AgentError> {
+        self.signer.as_ref().ok_or(AgentError::NoKey)
+    }
+
+    /// Measures everything (blocking file I/O, run off the async threads).
+    pub async fn measure(&self) -> Result<Measurements, AgentError> {
+        let c = self.collector.clone();
+        let m = tokio::task::spawn_blocking(move || {
+            c.lock().unwrap_or_else(|e| e.into_inner()).collect()
+        })
+        .await
+        .map_err(|e| {
+            AgentError::Collect(CollectError {
+                path: "(collector task)".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })??;
+        Ok(m)
+    }
+
+    /// Builds and signs a registration report answering `nonce`, plus the platform
+    /// evidence binding it.
+    pub fn build_report(
+        &self,
+        nonce: Digest32,
+        measurements: Measurements,
+        last: Option<(u64, Digest32)>,
+    ) -> Result<(Envelope, PlatformEvidence), AgentError> {
+        let signer = self.signer()?;
+        let report = Report {
+            version: 1,
+            agent_id: self.cfg.agent_id.clone(),
+            partition: self.cfg.partition.clone(),
+            tier: self.quote.tier(),
+            issued_at_ns: self.clock.now_ns(),
+            nonce,
+            sequence: last.map(|l| l.0).unwrap_or(0),
+            previous_pulse: last.map(|l| l.1),
+            heartbeat_key: signer.public_key().clone(),
+            heartbeat_interval_ms: u64::try_from(self.cfg.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            measurements,
+        };
+        let env = sign_payload(signer.as_ref(), REPORT_PAYLOAD_TYPE, &report)?;
+        let evidence = self.quote.evidence(&report_data(&env))?;
+        Ok((env, evidence))
+    }
+
+    /// Builds and signs the pulse after `chain`.
+    fn build_pulse(
+        &self,
+        chain: Chain,
+        measurements: Measurements,
+    ) -> Result<Envelope, AgentError> {
+        let signer = self.signer()?;
+        let nonce: Nonce16 = HexBytes(rand::thread_rng().gen());
+        let pulse = Pulse {
+            version: 1,
+            agent_id: self.cfg.agent_id.clone(),
+            partition: self.cfg.partition.clone(),
+            sequence: chain.sequence + 1,
+            issued_at_ns: self.clock.now_ns(),
+            nonce,
+            previous: chain.head,
+            measurements,
+        };
+        Ok(sign_payload(signer.as_ref(), PULSE_PAYLOAD_TYPE, &pulse)?)
+    }
+
+    fn certificate_chain(&self) -> Result<Vec<String>, AgentError> {
+        let Some(path) = &self.cfg.certificate_file else {
+            return Ok(Vec::new());
+        };
+        let p = path.display().to_string();
+        let err = |detail: String| AgentError::Chain {
+            path: p.clone(),
+            detail,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        if meta.len() > MAX_CHAIN_FILE_BYTES {
+            return Err(err(format!("larger than {MAX_CHAIN_FILE_BYTES} bytes")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let certs = split_pem_certificates(&text);
+        if certs.is_empty() {
+            return Err(err("no CERTIFICATE blocks".into()));
+        }
+        Ok(certs)
+    }
+
+    async fn register(&self) -> Result<Chain, AgentError> {
+        self.update(|s| s.phase = Phase::Registering);
+        let challenge = self.client.challenge().await?;
+        let measurements = self.measure().await?;
+        let last = {
+            let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+            s.last_pulse.as_ref().map(|p| (p.sequence, p.digest))
+        };
+        let (env, ev) = self.build_report(challenge.nonce, measurements.clone(), last)?;
+        let req = RegisterRequest {
+            envelope: env.clone(),
+            evidence: RegisterEvidence {
+                quote: ev
+                    .quote
+                    .map(|q| base64::engine::general_purpose::STANDARD.encode(q)),
+                certificate_chain: self.certificate_chain()?,
+            },
+        };
+        let resp = self.client.register(&req).await?;
+        let head = HexBytes(env.digest());
+        if resp.chain_head != head {
+            return Err(ClientError::Protocol(format!(
+                "control plane names chain head {} but our report is {}",
+                resp.chain_head, head
+            ))
+            .into());
+        }
+        tracing::info!(
+            agent_id = %resp.agent_id,
+            tier = resp.tier.as_str(),
+            key = %resp.key_fingerprint,
+            verdict = resp.verdict.status.badge(),
+            "registered with the control plane"
+        );
+        let now = self.clock.now_ns();
+        self.update(|s| {
+            s.phase = Phase::Pulsing;
+            s.registered_at_ns = Some(now);
+            s.verdict = Some(resp.verdict.clone());
+            s.last_error = None;
+            s.measurements = Some(measurements);
+        });
+        Ok(Chain { sequence: 0, head })
+    }
+
+    /// Sends one pulse after `chain`. Returns the new chain position when accepted,
+    /// `Ok(None)` when the pulse was refused for the agent's clock (the chain stays
+    /// where it was; the next pulse may get through), or an error that calls for a
+    /// fresh registration.
+    async fn pulse_once(&self, chain: Chain) -> Result<Option<Chain>, AgentError> {
+        let measurements = self.measure().await?;
+        let env = self.build_pulse(chain, measurements.clone())?;
+        let pulse_time = self.clock.now_ns();
+        match self.client.heartbeat(&env).await {
+            Ok(resp) => {
+                let digest = HexBytes(env.digest());
+                self.update(|s| {
+                    s.phase = Phase::Pulsing;
+                    s.last_pulse = Some(PulseInfo {
+                        sequence: resp.sequence,
+                        issued_at_ns: pulse_time,
+                        digest,
+                    });
+                    s.last_pulse_envelope = Some(env);
+                    s.verdict = Some(resp.verdict);
+                    s.last_error = None;
+                    s.pulses_accepted += 1;
+                    s.measurements = Some(measurements);
+                });
+                Ok(Some(Chain {
+                    sequence: chain.sequence + 1,
+                    head: digest,
+                }))
+            }
+            Err(e) if e.kind() == Some("ClockDesync") => {
+                tracing::warn!(error = %e, "pulse refused: this node's clock is out of sync with the control plane; check NTP");
+                self.update(|s| {
+                    s.last_error = Some(e.to_string());
+                    s.pulses_refused += 1;
+                });
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs until the process ends. Never returns an error for the control plane
+    /// being away: it backs off (exponential, with jitter) and registers again.
+    pub async fn run(self: Arc<Self>) {
+        if self.signer.is_none() {
+            tracing::warn!(
+                "attestation disabled: no key_file configured. The agent will not register \
+                 or send pulses; /health reports phase \"disabled\" and /api/v1/verify answers 503"
+            );
+            self.update(|s| s.phase = Phase::Disabled);
+            std::future::pending::<()>().await;
+        }
+        let mut failures: u32 = 0;
+        loop {
+            match self.register().await {
+                Ok(mut chain) => {
+                    failures = 0;
+                    let mut ticker = tokio::time::interval(self.cfg.heartbeat_interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let err = loop {
+                        ticker.tick().await;
+                        match self.pulse_once(chain).await {
+                            Ok(Some(next)) => chain = next,
+                            Ok(None) => {}
+                            Err(e) => break e,
+                        }
+                    };
+                    self.note_failure(&err);
+                }
+                Err(e) => {
+                    self.note_failure(&e);
+                    failures = failures.saturating_add(1);
+                    let delay = backoff(failures, self.cfg.max_backoff);
+                    tracing::info!(retry_in_ms = delay.as_millis(), "retrying registration");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn note_failure(&self, e: &AgentError) {
+        let phase = match e {
+            AgentError::Client(ClientError::Transport(_)) => Phase::Unreachable,
+            _ => Phase::Refused,
+        };
+        tracing::warn!(error = %e, "lost the control plane; will register again");
+        self.update(|s| {
+            s.phase = phase;
+            s.last_error = Some(e.to_string());
+            if matches!(e, AgentError::Client(ClientError::Rejected { .. })) {
+                s.pulses_refused += 1;
+            }
+        });
+    }
+}
+
+/// Exponential backoff with jitter: 500 ms x 2^(n-1), capped, then a uniform draw in
+/// [d/2, d] so a fleet does not reconnect in lockstep after an outage.
+pub fn backoff(failures: u32, cap: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let base = Duration::from_millis(500)
+        .saturating_mul(1u32 << exp)
+        .min(cap);
+    let half = base / 2;
+    half + half.mul_f64(rand::thread_rng().gen::<f64>())
+}
+
+/// Serialises and signs a payload into a DSSE envelope.
+pub fn sign_payload<T: Serialize>(
+    signer: &dyn Signer,
+    payload_type: &str,
+    value: &T,
+) -> Result<Envelope, SignerError> {
+    let payload = serde_json::to_vec(value).map_err(|e| SignerError::Sign(e.to_string()))?;
+    let keyid = signer.public_key().fingerprint();
+    Envelope::sign(payload_type, payload, &keyid, |m| signer.sign(m))
+}
+
+/// Splits a PEM bundle into its CERTIFICATE blocks.
+fn split_pem_certificates(text: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(s) = rest.find(BEGIN) {
+        let Some(e) = rest[s..].find(END) else { break };
+        out.push(format!("{}\n", &rest[s..s + e + END.len()]));
+        rest = &rest[s + e + END.len()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let cap = Duration::from_secs(60);
+        for n in 1..40 {
+            let d = backoff(n, cap);
+            let base = Duration::from_millis(500)
+                .saturating_mul(1 << (n - 1).min(20))
+                .min(cap);
+            assert!(d >= base / 2 && d <= base, "n={n} d={d:?} base={base:?}");
+        }
+        assert!(backoff(30, cap) <= cap);
+    }
+
+    #[test]
+    fn splits_pem_bundles() {
+        let t = "junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
+                 -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        let v = split_pem_certificates(t);
+        assert_eq!(v.len(), 2);
+        assert!(v[1].contains("BBB"));
+    }
+}

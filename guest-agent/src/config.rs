@@ -1,0 +1,170 @@
+//! The agent's single TOML config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This node's id, as enrolled at the control plane.
+    pub agent_id: String,
+    #[serde(default = "default_partition")]
+    pub partition: String,
+    /// Base URL of the control plane, e.g. `https://cp.example:7400`.
+    pub control_plane: String,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Where the local API (`/health`, `/api/v1/*`) listens.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Policy and config files to measure. The agent's own config file is always
+    /// measured too.
+    #[serde(default)]
+    pub policy_files: Vec<PathBuf>,
+    /// The node identity key (PEM). Absent: attestation is disabled, visibly.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Optional certificate chain (PEM, leaf first) for the identity key, sent at
+    /// registration for CA-based enrollment.
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    /// Quote provider: `auto` (detect) or `none` (software tier).
+    #[serde(default)]
+    pub quote_provider: QuoteProviderKind,
+    /// Cap on the reconnect backoff.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Timeout for each request to the control plane.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuoteProviderKind {
+    #[default]
+    Auto,
+    None,
+}
+
+fn default_partition() -> String {
+    "default".into()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7401))
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge { path: String },
+    #[error("config {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+impl AgentConfig {
+    /// Reads and checks a config file. The file's own path is added to the measured
+    /// policy files.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let p = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: p });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
+        let invalid = |detail: String| ConfigError::Invalid {
+            path: p.clone(),
+            detail,
+        };
+        if cfg.heartbeat_interval < Duration::from_millis(100) {
+            return Err(invalid("heartbeat_interval must be at least 100ms".into()));
+        }
+        if !(cfg.control_plane.starts_with("http://") || cfg.control_plane.starts_with("https://"))
+        {
+            return Err(invalid(
+                "control_plane must be an http:// or https:// URL".into(),
+            ));
+        }
+        cfg.control_plane = cfg.control_plane.trim_end_matches('/').to_string();
+        let own = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if !cfg.policy_files.contains(&own) {
+            cfg.policy_files.push(own);
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_measures_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(
+            &p,
+            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1/\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::load(&p).unwrap();
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(c.control_plane, "http://127.0.0.1:1");
+        assert_eq!(c.policy_files, vec![std::fs::canonicalize(&p).unwrap()]);
+        assert!(c.key_file.is_none());
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        for (text, want) in [
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nheartbeat_intervall = \"1s\"\n",
+                "unknown field",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"ftp://x\"\n",
+                "http://",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nheartbeat_interval = \"1ms\"\n",
+                "at least",
+            ),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = AgentConfig::load(&p).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}
