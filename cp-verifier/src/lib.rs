@@ -1,1 +1,36 @@
+//! The Provenant control plane: verifies what agents report and keeps the fleet's
+//! state.
+//!
+//! Trust boundary: every byte from agents is untrusted. Requests are bounded by
+//! explicit body limits, parsed by `evidence`'s bounded decoders, and refused with a
+//! typed reason. Verification reads time from an injected clock, so each decision is
+//! reproducible. A state change (record, consumed nonce, alerts) is durable in the
+//! store before the agent is answered.
+#![forbid(unsafe_code)]
 
+pub mod alert;
+pub mod config;
+pub mod dashboard;
+pub mod demo;
+pub mod enroll;
+pub mod error;
+pub mod judge;
+pub mod server;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+
+use guest_agent::clock::Clock;
+
+/// Opens the store, builds the control plane and starts its sweeper.
+pub async fn start(
+    cfg: config::CpConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<service::ControlPlane>, axum::Router)> {
+    let store = Arc::new(store::sqlite::SqliteStore::open(&cfg.data_dir).await?);
+    let cp = Arc::new(service::ControlPlane::new(cfg, store, clock)?);
+    tokio::spawn(cp.clone().run_sweeper());
+    let router = server::router(cp.clone());
+    Ok((cp, router))
+}

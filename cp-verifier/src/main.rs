@@ -1,1 +1,80 @@
-fn main() {}
+//! `cp-verifier`: the Provenant control plane's command line.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cp_verifier::config::CpConfig;
+use guest_agent::clock::SystemClock;
+
+/// Verifies what Provenant agents report and keeps the fleet's state.
+#[derive(Parser)]
+#[command(name = "cp-verifier", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the control plane's API and dashboard.
+    Serve {
+        /// The control plane's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a control plane on a temporary SQLite database with one software-tier
+    /// agent, registered and pulsing every 2 s, and print the URLs.
+    Demo {
+        /// Address for the control plane (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+    },
+}
+
+fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve { config } => {
+            init_logging(cli.log_json, "info");
+            let cfg = CpConfig::load(&config)?;
+            let listen = cfg.listen;
+            let (_cp, router) = cp_verifier::start(cfg, Arc::new(SystemClock)).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(listen = %listener.local_addr()?, "control plane listening");
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
+        }
+        Cmd::Demo { listen } => {
+            // Quieter by default so the printed URLs stand out; RUST_LOG overrides.
+            init_logging(cli.log_json, "warn");
+            cp_verifier::demo::run(listen).await
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The control plane's TOML config.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use policy::TrustPolicy;
+use serde::Deserialize;
+
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded SQLite database (`provenant.db`).
+    pub data_dir: PathBuf,
+    /// How far a pulse's timestamp may be from the control plane's clock.
+    #[serde(default = "default_skew", with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// The longest heartbeat interval an agent may declare. Liveness is judged on
+    /// the agent's declared interval, which may be shorter.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long a registration challenge stays valid.
+    #[serde(default = "default_challenge_ttl", with = "humantime_serde")]
+    pub challenge_ttl: Duration,
+    /// How often the liveness sweeper runs.
+    #[serde(default = "default_sweep", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Repeated alerts of one kind for one agent are raised at most this often.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub alert_cooldown: Duration,
+    /// JSON-lines audit log of every alert.
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+    /// URLs that receive every alert as a JSON POST.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// File holding the bearer token for operator endpoints (`/expect`). Without
+    /// it those endpoints refuse every request.
+    #[serde(default)]
+    pub operator_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub policy: TrustPolicy,
+    #[serde(default)]
+    pub enrollment: Enrollment,
+}
+
+/// Which keys may register as which agents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// Explicit allowlist: key fingerprint per agent id.
+    #[serde(default)]
+    pub keys: Vec<EnrolledKey>,
+    /// PEM CA certificate(s): a presented chain to one of these whose leaf names the
+    /// agent id (DNS SAN or CN) and carries the report key enrolls the agent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolledKey {
+    pub agent_id: String,
+    /// `sha256:<hex>` of the key's SubjectPublicKeyInfo, as `guest-agent pubkey` prints.
+    pub fingerprint: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7400))
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_challenge_ttl() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_sweep() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl CpConfig {
+    pub fn load(path: &Path) -> anyhow::Result<CpConfig> {
+        use anyhow::Context;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        anyhow::ensure!(
+            meta.len() <= MAX_CONFIG_BYTES,
+            "config {} is larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        );
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: CpConfig =
+            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.policy.missed_heartbeats >= 1,
+            "policy.missed_heartbeats must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_clock_skew >= Duration::from_millis(100),
+            "max_clock_skew must be at least 100ms"
+        );
+        anyhow::ensure!(
+            !self.sweep_interval.is_zero(),
+            "sweep_interval must be positive"
+        );
+        for k in &self.enrollment.keys {
+            anyhow::ensure!(
+                k.fingerprint.starts_with("sha256:") && k.fingerprint.len() == 71,
+                "enrollment key for {} must be \"sha256:<64 hex digits>\"",
+                k.agent_id
+            );
+        }
+        for w in &self.webhooks {
+            anyhow::ensure!(
+                w.starts_with("http://") || w.starts_with("https://"),
+                "webhook {w} must be an http(s) URL"
+            );
+        }
+        Ok(())
+    }
+
+    /// A config for tests and the demo: everything default, data in `dir`.
+    pub fn with_data_dir(dir: &Path) -> CpConfig {
+        CpConfig {
+            listen: default_listen(),
+            data_dir: dir.to_path_buf(),
+            max_clock_skew: default_skew(),
+            heartbeat_interval: default_interval(),
+            challenge_ttl: default_challenge_ttl(),
+            sweep_interval: default_sweep(),
+            alert_cooldown: default_cooldown(),
+            audit_log: None,
+            webhooks: Vec::new(),
+            operator_token_file: None,
+            policy: TrustPolicy::default(),
+            enrollment: Enrollment::default(),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The one HTTP error type. A client error keeps its status and a typed reason; an
+//! internal error says nothing internal to the client and is logged instead.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use evidence::api::{ErrorBody, ErrorInfo};
+use evidence::EvidenceError;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not what the endpoint reads (format, size, encoding, fields).
+    #[error("{kind}: {detail}")]
+    BadRequest { kind: &'static str, detail: String },
+    /// The body is over the endpoint's limit.
+    #[error("TooLarge: {0}")]
+    TooLarge(String),
+    /// A signature did not verify.
+    #[error("BadSignature: {0}")]
+    BadSignature(String),
+    /// The challenge is unknown, used or expired.
+    #[error("BadChallenge: {0}")]
+    BadChallenge(String),
+    /// The key is not enrolled for this agent.
+    #[error("Unenrolled: {0}")]
+    Unenrolled(String),
+    /// The policy does not accept this evidence tier.
+    #[error("TierNotAllowed: {0}")]
+    TierNotAllowed(String),
+    /// The agent asks for a heartbeat interval longer than the policy allows.
+    #[error("IntervalTooLong: {0}")]
+    IntervalTooLong(String),
+    #[error("UnknownAgent: {0}")]
+    UnknownAgent(String),
+    /// The pulse was seen before, or does not continue the agent's chain.
+    #[error("Replay: {0}")]
+    Replay(String),
+    /// The pulse's timestamp is outside the allowed skew. Not a compromise signal.
+    #[error("ClockDesync: {0}")]
+    ClockDesync(String),
+    #[error("Unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("NotFound: {0}")]
+    NotFound(String),
+    /// Storage is unavailable; nothing was recorded, the client may retry.
+    #[error("StoreUnavailable")]
+    StoreUnavailable(String),
+    #[error("Internal")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { kind, .. } => kind,
+            ApiError::TooLarge(_) => "TooLarge",
+            ApiError::BadSignature(_) => "BadSignature",
+            ApiError::BadChallenge(_) => "BadChallenge",
+            ApiError::Unenrolled(_) => "Unenrolled",
+            ApiError::TierNotAllowed(_) => "TierNotAllowed",
+            ApiError::IntervalTooLong(_) => "IntervalTooLong",
+            ApiError::UnknownAgent(_) => "UnknownAgent",
+            ApiError::Replay(_) => "Replay",
+            ApiError::ClockDesync(_) => "ClockDesync",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::StoreUnavailable(_) => "StoreUnavailable",
+            ApiError::Internal(_) => "Internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadSignature(_)
+            | ApiError::BadChallenge(_)
+            | ApiError::Unenrolled(_)
+            | ApiError::TierNotAllowed(_)
+            | ApiError::IntervalTooLong(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownAgent(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Replay(_) => StatusCode::CONFLICT,
+            ApiError::ClockDesync(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::BadRequest { detail, .. } => detail.clone(),
+            ApiError::TooLarge(d)
+            | ApiError::BadSignature(d)
+            | ApiError::BadChallenge(d)
+            | ApiError::Unenrolled(d)
+            | ApiError::TierNotAllowed(d)
+            | ApiError::IntervalTooLong(d)
+            | ApiError::UnknownAgent(d)
+            | ApiError::Replay(d)
+            | ApiError::ClockDesync(d)
+            | ApiError::Unauthorized(d)
+            | ApiError::NotFound(d) => d.clone(),
+            ApiError::StoreUnavailable(_) => {
+                "storage is unavailable; nothing was recorded, retry later".into()
+            }
+            ApiError::Internal(_) => "internal error; see the control plane's log".into(),
+        }
+    }
+
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<EvidenceError> for ApiError {
+    fn from(e: EvidenceError) -> Self {
+        match e {
+            EvidenceError::BadSignature { .. } => ApiError::BadSignature(e.to_string()),
+            EvidenceError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            other => ApiError::bad_request(other.kind(), other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(d) | ApiError::StoreUnavailable(d) => {
+                tracing::error!(error = %d, kind = self.kind(), "request failed")
+            }
+            _ => tracing::debug!(kind = self.kind(), detail = %self.detail(), "request refused"),
+        }
+        let body = ErrorBody {
+            error: ErrorInfo {
+                kind: self.kind().to_string(),
+                detail: self.detail(),
+            },
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}

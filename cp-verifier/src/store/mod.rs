@@ -1,0 +1,104 @@
+//! Fleet state behind a trait, so the embedded SQLite store and a shared PostgreSQL
+//! store are interchangeable.
+//!
+//! One write operation, [`Store::write_agent`], carries a whole state change: the new
+//! agent record (compare-and-swap on its version), the pulse nonce it consumes, and
+//! the alerts it raises. Either all of it is durable or none of it is, and it is
+//! durable before the caller acknowledges anything.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use evidence::{Digest32, Measurements, PublicKey, Tier};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Alert;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record changed since it was read (compare-and-swap failed).
+    #[error("agent record changed concurrently")]
+    Conflict,
+    /// The pulse nonce was already consumed.
+    #[error("nonce already seen")]
+    DuplicateNonce,
+    /// The database cannot be used right now.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Measurements the operator announced ahead of a coordinated update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expectations {
+    pub agent_binary: Option<Digest32>,
+    pub policy_digest: Option<Digest32>,
+}
+
+/// Everything the control plane keeps about one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub agent_id: String,
+    pub partition: String,
+    pub tier: Tier,
+    pub key: PublicKey,
+    pub registered_at_ns: u64,
+    /// Last valid pulse (or registration).
+    pub last_seen_ns: u64,
+    pub sequence: u64,
+    pub chain_head: Digest32,
+    pub heartbeat_interval_ms: u64,
+    /// Last-known-good measurements.
+    pub lkg: Measurements,
+    /// Last reported measurements.
+    pub current: Measurements,
+    pub expected: Expectations,
+    pub blinded: bool,
+    pub last_replay_ns: Option<u64>,
+    pub last_desync_ns: Option<u64>,
+    /// Bumped on every write; the compare-and-swap token.
+    pub version: u64,
+}
+
+/// One atomic state change.
+#[derive(Debug, Clone)]
+pub struct AgentWrite {
+    pub record: AgentRecord,
+    /// `None`: insert a new agent (fails with `Conflict` if it exists).
+    /// `Some(v)`: replace the record whose version is `v`.
+    pub expected_version: Option<u64>,
+    /// A pulse nonce to consume.
+    pub nonce: Option<String>,
+    pub alerts: Vec<Alert>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn put_challenge(&self, nonce: &str, expires_at_ns: u64) -> Result<(), StoreError>;
+    /// Consumes a challenge: true if it existed and had not expired at `now_ns`.
+    async fn take_challenge(&self, nonce: &str, now_ns: u64) -> Result<bool, StoreError>;
+    async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    async fn write_agent(&self, w: AgentWrite) -> Result<(), StoreError>;
+    /// Alerts not tied to a state change (e.g. refused registrations).
+    async fn insert_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_alerts(
+        &self,
+        agent_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError>;
+    /// Drops expired challenges and nonces seen before `nonce_cutoff_ns`.
+    async fn prune(&self, now_ns: u64, nonce_cutoff_ns: u64) -> Result<(), StoreError>;
+}
+
+/// Nanoseconds as SQL BIGINT. Timestamps fit until the year 2262.
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
