@@ -1,0 +1,714 @@
+//! The control plane's API against a real server on loopback, a real SQLite store
+//! and real signatures; only the clock is pinned, so time-based checks are exact.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cp_verifier::config::{CpConfig, EnrolledKey};
+use cp_verifier::service::ControlPlane;
+use cp_verifier::store::sqlite::SqliteStore;
+use evidence::api::{Challenge, RegisterEvidence, RegisterRequest};
+use evidence::report::HexBytes;
+use evidence::{
+    Digest32, Envelope, FileMeasurement, Measurements, Platform, PolicyMeasurement, Pulse, Report,
+    TeeKind, Tier, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
+};
+use guest_agent::agent::sign_payload;
+use guest_agent::clock::Clock;
+use guest_agent::signer::{KeySigner, Signer};
+use serde_json::Value;
+
+const T0: u64 = 1_800_000_000_000_000_000;
+const SEC: u64 = 1_000_000_000;
+
+struct ManualClock(AtomicU64);
+impl Clock for ManualClock {
+    fn now_ns(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+impl ManualClock {
+    fn advance(&self, d: Duration) {
+        self.0
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap(), Ordering::SeqCst);
+    }
+}
+
+struct Cp {
+    base: String,
+    cp: Arc<ControlPlane>,
+    clock: Arc<ManualClock>,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+async fn start_with(dir: tempfile::TempDir, f: impl FnOnce(&mut CpConfig)) -> Cp {
+    let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
+    cfg.audit_log = Some(dir.path().join("audit.jsonl"));
+    cfg.alert_cooldown = Duration::from_secs(0);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef-operator").unwrap();
+    cfg.operator_token_file = Some(token);
+    f(&mut cfg);
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
+    let store = Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap());
+    let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
+    let app = cp_verifier::server::router(cp.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    Cp {
+        base,
+        cp,
+        clock,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+async fn start(f: impl FnOnce(&mut CpConfig)) -> Cp {
+    start_with(tempfile::tempdir().unwrap(), f).await
+}
+
+fn measurements(bin: u8, pol: u8) -> Measurements {
+    Measurements {
+        agent_binary: HexBytes([bin; 32]),
+        policy: PolicyMeasurement::from_files(vec![FileMeasurement {
+            path: "/etc/provenant/policy.toml".into(),
+            sha256: HexBytes([pol; 32]),
+        }]),
+        platform: Platform {
+            tee: TeeKind::None,
+            tpm_present: false,
+            kernel_cmdline_sha256: None,
+            lockdown: None,
+        },
+    }
+}
+
+struct TestAgent {
+    id: String,
+    signer: KeySigner,
+    seq: u64,
+    head: Digest32,
+}
+
+impl TestAgent {
+    fn new(id: &str) -> TestAgent {
+        TestAgent {
+            id: id.into(),
+            signer: KeySigner::generate_ed25519().unwrap(),
+            seq: 0,
+            head: HexBytes([0; 32]),
+        }
+    }
+    fn enroll(&self) -> EnrolledKey {
+        EnrolledKey {
+            agent_id: self.id.clone(),
+            fingerprint: self.signer.public_key().fingerprint(),
+        }
+    }
+    fn report(&self, nonce: Digest32, at: u64, m: Measurements) -> Envelope {
+        let r = Report {
+            version: 1,
+            agent_id: self.id.clone(),
+            partition: "default".into(),
+            tier: Tier::Software,
+            issued_at_ns: at,
+            nonce,
+            sequence: 0,
+            previous_pulse: None,
+            heartbeat_key: self.signer.public_key().clone(),
+            heartbeat_interval_ms: 1000,
+            agent_version: "test".into(),
+            measurements: m,
+        };
+        sign_payload(&self.signer, REPORT_PAYLOAD_TYPE, &r).unwrap()
+    }
+    fn pulse_at(&self, seq: u64, prev: Digest32, at: u64, m: Measurements) -> Envelope {
+        let p = Pulse {
+            version: 1,
+            agent_id: self.id.clone(),
+            partition: "default".into(),
+            sequence: seq,
+            issued_at_ns: at,
+            nonce: HexBytes(rand::random()),
+            previous: prev,
+            measurements: m,
+        };
+        sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).unwrap()
+    }
+    fn next_pulse(&self, at: u64, m: Measurements) -> Envelope {
+        self.pulse_at(self.seq + 1, self.head, at, m)
+    }
+    fn accepted(&mut self, env: &Envelope) {
+        self.seq += 1;
+        self.head = HexBytes(env.digest());
+    }
+}
+
+impl Cp {
+    fn now(&self) -> u64 {
+        self.clock.now_ns()
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn challenge(&self) -> Digest32 {
+        let (s, v) = self.get("/api/v1/challenge").await;
+        assert_eq!(s, 200);
+        serde_json::from_value::<Challenge>(v).unwrap().nonce
+    }
+    async fn register_env(&self, env: &Envelope) -> (u16, Value) {
+        let req = RegisterRequest {
+            envelope: env.clone(),
+            evidence: RegisterEvidence::default(),
+        };
+        self.post_raw("/api/v1/register", serde_json::to_vec(&req).unwrap())
+            .await
+    }
+    async fn register(&self, a: &mut TestAgent, m: Measurements) -> (u16, Value) {
+        let nonce = self.challenge().await;
+        let env = a.report(nonce, self.now(), m);
+        let r = self.register_env(&env).await;
+        if r.0 == 200 {
+            a.seq = 0;
+            a.head = HexBytes(env.digest());
+        }
+        r
+    }
+    async fn pulse(&self, env: &Envelope) -> (u16, Value) {
+        self.post_raw("/api/v1/heartbeat", env.to_json()).await
+    }
+    async fn alerts(&self, kind: &str) -> Vec<Value> {
+        let (_, v) = self.get("/api/v1/alerts?limit=1000").await;
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+fn kind(v: &Value) -> &str {
+    v["error"]["kind"].as_str().unwrap_or("<no typed error>")
+}
+
+#[tokio::test]
+async fn register_then_pulse_software_tier_is_yellow() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let (s, v) = cp.register(&mut a, measurements(1, 1)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tier"], "software");
+    assert_eq!(v["verdict"]["status"], "warn");
+    for _ in 0..3 {
+        cp.clock.advance(Duration::from_secs(1));
+        let env = a.next_pulse(cp.now(), measurements(1, 1));
+        let (s, v) = cp.pulse(&env).await;
+        assert_eq!(s, 200, "{v}");
+        a.accepted(&env);
+        assert_eq!(v["sequence"], a.seq);
+    }
+    let (s, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["tier"], "software");
+    assert_eq!(v["badge"], "yellow");
+    assert_eq!(v["sequence"], 3);
+    let (_, list) = cp.get("/api/v1/agents").await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1);
+    // The audit log has the registration.
+    let audit = std::fs::read_to_string(cp.dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"Registered\"")),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn enrollment_binds_key_to_agent_id() {
+    let mut enrolled = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(enrolled.enroll())).await;
+
+    let mut stranger = TestAgent::new("node-1");
+    let (s, v) = cp.register(&mut stranger, measurements(1, 1)).await;
+    assert_eq!((s, kind(&v)), (403, "Unenrolled"), "{v}");
+
+    // The enrolled key cannot speak for another agent id.
+    let mut other_id = TestAgent::new("node-2");
+    other_id.signer = KeySigner::from_pem(&enrolled.signer.to_pkcs8_pem().unwrap()).unwrap();
+    let (s, v) = cp.register(&mut other_id, measurements(1, 1)).await;
+    assert_eq!((s, kind(&v)), (403, "Unenrolled"), "{v}");
+    assert_eq!(cp.alerts("Unenrolled").await.len(), 2);
+
+    let (s, _) = cp.register(&mut enrolled, measurements(1, 1)).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn challenges_are_single_use_and_expire() {
+    let a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let nonce = cp.challenge().await;
+    let env = a.report(nonce, cp.now(), measurements(1, 1));
+    assert_eq!(cp.register_env(&env).await.0, 200);
+    let (s, v) = cp.register_env(&env).await;
+    assert_eq!((s, kind(&v)), (403, "BadChallenge"), "{v}");
+
+    let made_up = a.report(HexBytes([9; 32]), cp.now(), measurements(1, 1));
+    assert_eq!(kind(&cp.register_env(&made_up).await.1), "BadChallenge");
+
+    let nonce = cp.challenge().await;
+    cp.clock.advance(Duration::from_secs(121));
+    let env = a.report(nonce, cp.now(), measurements(1, 1));
+    let (s, v) = cp.register_env(&env).await;
+    assert_eq!((s, kind(&v)), (403, "BadChallenge"), "{v}");
+}
+
+#[tokio::test]
+async fn refused_tiers_and_intervals() {
+    let a = TestAgent::new("node-1");
+    let cp = start(|c| {
+        c.enrollment.keys.push(a.enroll());
+        c.policy.allow_software_tier = false;
+    })
+    .await;
+    let nonce = cp.challenge().await;
+    let env = a.report(nonce, cp.now(), measurements(1, 1));
+    let (s, v) = cp.register_env(&env).await;
+    assert_eq!((s, kind(&v)), (403, "TierNotAllowed"), "{v}");
+
+    // A TDX-tier claim without TDX verification is refused, never waved through.
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let nonce = cp.challenge().await;
+    let mut r: Report = a
+        .report(nonce, cp.now(), measurements(1, 1))
+        .peek()
+        .unwrap();
+    r.tier = Tier::Tdx;
+    let env = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
+    let (s, v) = cp.register_env(&env).await;
+    assert_eq!((s, kind(&v)), (403, "TierNotAllowed"), "{v}");
+
+    r.tier = Tier::Software;
+    r.heartbeat_interval_ms = 31_000;
+    let env = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
+    let (s, v) = cp.register_env(&env).await;
+    assert_eq!((s, kind(&v)), (403, "IntervalTooLong"), "{v}");
+}
+
+/// Each malformed or hostile request gets a typed 4xx, and none of them disturbs the
+/// agent's stored state: the next valid pulse is accepted.
+#[tokio::test]
+async fn bad_input_gets_typed_errors_and_loses_nothing() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    let good = a.next_pulse(cp.now(), measurements(1, 1));
+    assert_eq!(cp.pulse(&good).await.0, 200);
+    a.accepted(&good);
+
+    let mut cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("not json", b"{not json".to_vec(), 400, "MalformedJson"),
+        ("empty", Vec::new(), 400, "MalformedJson"),
+        ("oversized", vec![b' '; 200 * 1024], 413, "TooLarge"),
+        (
+            "bad base64",
+            br#"{"payload":"%%%","payloadType":"application/vnd.provenant.pulse.v1+json","signatures":[{"sig":"AA=="}]}"#.to_vec(),
+            400,
+            "BadBase64",
+        ),
+        (
+            "no signatures",
+            br#"{"payload":"e30=","payloadType":"application/vnd.provenant.pulse.v1+json","signatures":[]}"#.to_vec(),
+            400,
+            "NoSignature",
+        ),
+    ];
+    // Wrong payloadType: a report envelope sent as a pulse.
+    let nonce = cp.challenge().await;
+    cases.push((
+        "report as pulse",
+        a.report(nonce, cp.now(), measurements(1, 1)).to_json(),
+        400,
+        "WrongPayloadType",
+    ));
+    // Forged signature: valid pulse, signature bytes flipped.
+    let mut forged = a.next_pulse(cp.now(), measurements(1, 1));
+    forged.signatures[0].sig[5] ^= 0x40;
+    cases.push(("forged", forged.to_json(), 403, "BadSignature"));
+    // Signed by another key.
+    let mallory = TestAgent::new("node-1");
+    let m = mallory.pulse_at(a.seq + 1, a.head, cp.now(), measurements(1, 1));
+    cases.push(("wrong key", m.to_json(), 403, "BadSignature"));
+    // Replay of the accepted pulse.
+    cases.push(("replay", good.to_json(), 409, "Replay"));
+    // Skewed clock, ahead and behind.
+    cases.push((
+        "ahead",
+        a.next_pulse(cp.now() + 31 * SEC, measurements(1, 1))
+            .to_json(),
+        422,
+        "ClockDesync",
+    ));
+    cases.push((
+        "behind",
+        a.next_pulse(cp.now() - 31 * SEC, measurements(1, 1))
+            .to_json(),
+        422,
+        "ClockDesync",
+    ));
+    // Out of chain.
+    cases.push((
+        "gap",
+        a.pulse_at(a.seq + 2, a.head, cp.now(), measurements(1, 1))
+            .to_json(),
+        409,
+        "Replay",
+    ));
+    cases.push((
+        "fork",
+        a.pulse_at(a.seq + 1, HexBytes([7; 32]), cp.now(), measurements(1, 1))
+            .to_json(),
+        409,
+        "Replay",
+    ));
+    // Unknown agent.
+    let ghost = TestAgent::new("ghost");
+    cases.push((
+        "unknown",
+        ghost.next_pulse(cp.now(), measurements(1, 1)).to_json(),
+        404,
+        "UnknownAgent",
+    ));
+    // Invalid fields inside a well-signed payload.
+    let mut p: Pulse = a.next_pulse(cp.now(), measurements(1, 1)).peek().unwrap();
+    p.agent_id = "../etc".into();
+    let bad_id = Envelope::sign::<()>(
+        PULSE_PAYLOAD_TYPE,
+        serde_json::to_vec(&p).unwrap(),
+        "",
+        |_| Ok(vec![0; 64]),
+    )
+    .unwrap();
+    cases.push(("bad id", bad_id.to_json(), 400, "InvalidField"));
+
+    for (name, body, status, k) in cases {
+        let (s, v) = cp.post_raw("/api/v1/heartbeat", body).await;
+        assert_eq!((s, kind(&v)), (status, k), "case {name}: {v}");
+        assert!(
+            v["error"]["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "case {name}"
+        );
+    }
+    for (path, body) in [
+        ("/api/v1/register", b"[]".to_vec()),
+        ("/api/v1/register", vec![b'x'; 600 * 1024]),
+    ] {
+        let (s, v) = cp.post_raw(path, body).await;
+        assert!(s == 400 || s == 413, "{path}: {s} {v}");
+        assert!(v["error"]["kind"].is_string());
+    }
+    let (s, v) = cp.get("/api/v1/nope").await;
+    assert_eq!((s, kind(&v)), (404, "NotFound"));
+
+    // Nothing was lost: the chain continues from the last accepted pulse.
+    let env = a.next_pulse(cp.now(), measurements(1, 1));
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["sequence"], 2);
+    assert!(!cp.alerts("Replay").await.is_empty());
+    assert!(!cp.alerts("ClockDesync").await.is_empty());
+    assert!(!cp.alerts("BadSignature").await.is_empty());
+    // The refusals show in the verdict while they are recent.
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    let codes: Vec<&str> = v["verdict"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"ReplayDetected") && codes.contains(&"ClockDesync"),
+        "{codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn binary_change_is_severity_1_until_announced() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+
+    let env = a.next_pulse(cp.now(), measurements(2, 1));
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!(s, 200);
+    a.accepted(&env);
+    assert_eq!(v["verdict"]["status"], "fail");
+    let alerts = cp.alerts("BinaryChanged").await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["severity"], 1);
+    // Same change again: no second alert, still failing.
+    let env = a.next_pulse(cp.now(), measurements(2, 1));
+    assert_eq!(cp.pulse(&env).await.1["verdict"]["status"], "fail");
+    a.accepted(&env);
+    assert_eq!(cp.alerts("BinaryChanged").await.len(), 1);
+
+    // Operator endpoint needs the token.
+    let url = format!("{}/api/v1/agents/node-1/expect", cp.base);
+    let body = serde_json::json!({"agent_binary": hex::encode([3u8; 32])});
+    let r = cp.http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = cp
+        .http
+        .post(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = cp
+        .http
+        .post(&url)
+        .bearer_auth("0123456789abcdef-operator")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The announced binary arrives: it becomes last-known-good.
+    let env = a.next_pulse(cp.now(), measurements(3, 1));
+    let (_, v) = cp.pulse(&env).await;
+    a.accepted(&env);
+    assert_eq!(v["verdict"]["status"], "warn", "{v}");
+    assert_eq!(cp.alerts("ExpectedUpdateApplied").await.len(), 1);
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(v["last_known_good"]["agent_binary"], hex::encode([3u8; 32]));
+}
+
+#[tokio::test]
+async fn policy_change_alerts_and_reregistration_does_not_launder_it() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    let env = a.next_pulse(cp.now(), measurements(1, 2));
+    assert_eq!(cp.pulse(&env).await.0, 200);
+    let alerts = cp.alerts("PolicyChanged").await;
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("/etc/provenant/policy.toml"));
+    // Registering again with the changed policy keeps the old baseline.
+    let (s, v) = cp.register(&mut a, measurements(1, 2)).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["verdict"]["status"], "fail", "{v}");
+}
+
+#[tokio::test]
+async fn silent_agent_turns_blinded_and_recovers() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    // Interval 1 s, 3 missed: at 3 s still fine, past it blinded.
+    cp.clock.advance(Duration::from_millis(3000));
+    assert_eq!(cp.cp.sweep().await.unwrap(), 0);
+    cp.clock.advance(Duration::from_millis(1));
+    assert_eq!(cp.cp.sweep().await.unwrap(), 1);
+    assert_eq!(
+        cp.cp.sweep().await.unwrap(),
+        0,
+        "blinded once, not every sweep"
+    );
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(v["state"], "blinded");
+    assert_eq!(v["badge"], "red");
+    let b = cp.alerts("Blinded").await;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["severity"], 1);
+
+    let env = a.next_pulse(cp.now(), measurements(1, 1));
+    assert_eq!(cp.pulse(&env).await.0, 200);
+    assert_eq!(cp.alerts("Recovered").await.len(), 1);
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(v["state"], "attested-with-warnings");
+}
+
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let mut a = TestAgent::new("node-1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let enrolled = a.enroll();
+    let cp = start_with(dir, |c| c.enrollment.keys.push(enrolled.clone())).await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    let env = a.next_pulse(cp.now(), measurements(1, 1));
+    assert_eq!(cp.pulse(&env).await.0, 200);
+    a.accepted(&env);
+    let Cp { dir, .. } = cp;
+
+    // A second control plane on the same database continues the chain and still
+    // refuses the old pulse.
+    let cp2 = start_with(dir, |c| {
+        c.enrollment.keys.push(enrolled);
+        c.data_dir = path.join("db");
+    })
+    .await;
+    assert_eq!(cp2.pulse(&env).await.0, 409);
+    let env = a.next_pulse(cp2.now(), measurements(1, 1));
+    let (s, v) = cp2.pulse(&env).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn concurrent_agents_are_group_committed_correctly() {
+    let mut agents: Vec<TestAgent> = (0..20)
+        .map(|i| TestAgent::new(&format!("node-{i}")))
+        .collect();
+    let keys: Vec<EnrolledKey> = agents.iter().map(|a| a.enroll()).collect();
+    let cp = Arc::new(start(|c| c.enrollment.keys = keys).await);
+    for a in agents.iter_mut() {
+        assert_eq!(cp.register(a, measurements(1, 1)).await.0, 200);
+    }
+    for _round in 0..5 {
+        let mut tasks = Vec::new();
+        for a in agents.iter() {
+            let env = a.next_pulse(cp.now(), measurements(1, 1));
+            let cp = cp.clone();
+            // Each pulse sent twice at once: exactly one may win.
+            tasks.push(tokio::spawn(async move {
+                let e2 = env.clone();
+                let (r1, r2) = tokio::join!(cp.pulse(&env), cp.pulse(&e2));
+                (env, r1.0, r2.0)
+            }));
+        }
+        for (a, t) in agents.iter_mut().zip(tasks) {
+            let (env, s1, s2) = t.await.unwrap();
+            let mut s = [s1, s2];
+            s.sort();
+            assert_eq!(s, [200, 409]);
+            a.accepted(&env);
+        }
+    }
+    let (_, v) = cp.get("/api/v1/agents").await;
+    for a in v["agents"].as_array().unwrap() {
+        assert_eq!(a["sequence"], 5);
+    }
+}
+
+#[tokio::test]
+async fn x509_enrollment_with_a_ca() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Provenant test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf_for = |names: Vec<String>, days: i64| {
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "node-x509");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now =
+            time::OffsetDateTime::from_unix_timestamp(i64::try_from(T0 / SEC).unwrap()).unwrap();
+        p.not_before = now - time::Duration::days(1);
+        p.not_after = now + time::Duration::days(days);
+        p.signed_by(&leaf_key, &ca, &ca_key).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let cp = start(|c| c.enrollment.ca_file = Some(ca_path)).await;
+
+    let mut a = TestAgent::new("node-x509");
+    a.signer = KeySigner::from_pem(&leaf_key.serialize_pem()).unwrap();
+    let try_chain = |chain: Vec<String>, id: &str| {
+        let mut r = RegisterRequest {
+            envelope: a.report(HexBytes([0; 32]), 0, measurements(1, 1)),
+            evidence: RegisterEvidence {
+                quote: None,
+                certificate_chain: chain,
+            },
+        };
+        let id = id.to_string();
+        let a = &a;
+        let cp = &cp;
+        async move {
+            let nonce = cp.challenge().await;
+            let mut rep: Report = r.envelope.peek().unwrap();
+            rep.nonce = nonce;
+            rep.issued_at_ns = cp.now();
+            rep.agent_id = id;
+            r.envelope = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &rep).unwrap();
+            cp.post_raw("/api/v1/register", serde_json::to_vec(&r).unwrap())
+                .await
+        }
+    };
+    // No chain: unenrolled.
+    let (s, v) = try_chain(vec![], "node-x509").await;
+    assert_eq!((s, kind(&v)), (403, "Unenrolled"), "{v}");
+    // Valid chain naming the agent by CN.
+    let (s, v) = try_chain(vec![leaf_for(vec![], 30).pem()], "node-x509").await;
+    assert_eq!(s, 200, "{v}");
+    // By DNS SAN.
+    let (s, v) = try_chain(
+        vec![leaf_for(vec!["node-san".into()], 30).pem()],
+        "node-san",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // A name the certificate does not carry.
+    let (s, v) = try_chain(vec![leaf_for(vec![], 30).pem()], "node-other").await;
+    assert_eq!((s, kind(&v)), (403, "Unenrolled"), "{v}");
+    // Expired at `now`.
+    cp.clock.advance(Duration::from_secs(3 * 86400));
+    let (s, v) = try_chain(vec![leaf_for(vec![], 2).pem()], "node-x509").await;
+    assert_eq!((s, kind(&v)), (403, "Unenrolled"), "{v}");
+    assert!(
+        v["error"]["detail"].as_str().unwrap().contains("Expired"),
+        "{v}"
+    );
+    // A self-made CA is not the configured one.
+    let rogue_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut rp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    rp.distinguished_name.push(DnType::CommonName, "node-x509");
+    let rogue = rp.self_signed(&rogue_key).unwrap();
+    let (s, v) = try_chain(vec![rogue.pem()], "node-x509").await;
+    assert_eq!((s, kind(&v)), (403, "Unenrolled"), "{v}");
+    // Garbage PEM: typed 400.
+    let (s, v) = try_chain(
+        vec!["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into()],
+        "node-x509",
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+}
