@@ -79,11 +79,12 @@ pub fn fleet(agents: &[AgentView], alerts: &[Alert]) -> String {
     s.push_str("<table><tr><th>agent</th><th>badge</th><th>state</th><th>tier</th><th>last pulse</th><th>reasons</th></tr>");
     for a in agents {
         s.push_str(&format!(
-            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}s ago (seq {})</td><td>{}</td></tr>",
+            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}.{}s ago (seq {})</td><td>{}</td></tr>",
             badge(&a.badge),
             esc(&a.state),
             a.tier.as_str(),
-            a.last_seen_age_ms as f64 / 1000.0,
+            a.last_seen_age_ms / 1000,
+            (a.last_seen_age_ms % 1000) / 100,
             a.sequence,
             reasons(a),
             id = esc(&a.agent_id),

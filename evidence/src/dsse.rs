@@ -383,7 +383,7 @@ mod tests {
         }
         let many = format!(
             r#"{{"payload":"AA==","payloadType":"t","signatures":[{}]}}"#,
-            vec![r#"{"sig":"AA=="}"#; MAX_SIGNATURES + 1].join(",")
+            [r#"{"sig":"AA=="}"#; MAX_SIGNATURES + 1].join(",")
         );
         assert_eq!(
             Envelope::from_json(many.as_bytes()).unwrap_err().kind(),

@@ -51,7 +51,7 @@ const SCHEMA: &[&str] = &[
 ];
 
 enum Op {
-    Write(AgentWrite),
+    Write(Box<AgentWrite>),
     Alerts(Vec<Alert>),
     PutChallenge(String, u64),
     TakeChallenge(String, u64),
@@ -307,7 +307,7 @@ impl Store for SqliteStore {
     }
 
     async fn write_agent(&self, w: AgentWrite) -> Result<(), StoreError> {
-        self.submit(Op::Write(w)).await.map(|_| ())
+        self.submit(Op::Write(Box::new(w))).await.map(|_| ())
     }
 
     async fn insert_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Fail if any dependency of the workspace is GPL/AGPL/LGPL-only or unlicensed.
+
+Provenant is Apache-2.0. This is the offline subset of `cargo deny check licenses`
+(deny.toml holds the full policy for machines that have cargo-deny): it reads the
+licence expression of every package in the resolved graph from `cargo metadata` and
+refuses any expression that cannot be satisfied without a copyleft licence.
+"""
+import json
+import re
+import subprocess
+import sys
+
+ALLOWED = {
+    "Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Zlib", "Unicode-3.0",
+    "Unicode-DFS-2016", "CC0-1.0", "Unlicense", "BSL-1.0", "MPL-2.0", "OpenSSL",
+    "Apache-2.0 WITH LLVM-exception", "CDLA-Permissive-2.0", "0BSD", "bzip2-1.0.6",
+}
+
+
+def satisfiable(expr: str) -> bool:
+    """True if some choice in an SPDX OR/AND expression uses only allowed licences."""
+    expr = expr.replace("/", " OR ")
+    # Split on OR at top level (no nested parentheses in practice beyond one level).
+    def eval_(e: str) -> bool:
+        e = e.strip()
+        while e.startswith("(") and e.endswith(")"):
+            e = e[1:-1].strip()
+        depth, parts, cur = 0, [], ""
+        for tok in re.split(r"(\(|\)|\s+OR\s+)", e):
+            if tok == "(":
+                depth += 1
+            elif tok == ")":
+                depth -= 1
+            if depth == 0 and re.fullmatch(r"\s+OR\s+", tok or ""):
+                parts.append(cur)
+                cur = ""
+            else:
+                cur += tok or ""
+        parts.append(cur)
+        if len(parts) > 1:
+            return any(eval_(p) for p in parts)
+        ands = re.split(r"\s+AND\s+", e)
+        if len(ands) > 1:
+            return all(eval_(p) for p in ands)
+        return e in ALLOWED
+    return eval_(expr)
+
+
+def main() -> int:
+    meta = json.loads(subprocess.check_output(
+        ["cargo", "metadata", "--format-version", "1", "--locked"]))
+    members = set(meta["workspace_members"])
+    resolved = {n["id"] for n in meta["resolve"]["nodes"]}
+    bad = []
+    for p in meta["packages"]:
+        if p["id"] not in resolved or p["id"] in members:
+            continue
+        lic = p.get("license")
+        if not lic:
+            bad.append(f'{p["name"]} {p["version"]}: no SPDX licence field')
+        elif not satisfiable(lic):
+            bad.append(f'{p["name"]} {p["version"]}: {lic}')
+    if bad:
+        print("dependencies with licences Provenant (Apache-2.0) cannot ship:")
+        print("\n".join("  " + b for b in bad))
+        return 1
+    print(f"licences ok: {len(resolved) - len(members)} dependencies checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
