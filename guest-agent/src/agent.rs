@@ -197,10 +197,12 @@ impl Agent {
         Ok((env, evidence))
     }
 
-    /// Builds and signs the pulse after `chain`.
-    fn build_pulse(
+    /// Builds and signs the pulse that follows `sequence`/`previous`: a fresh nonce,
+    /// the current time, and the given measurements.
+    pub fn build_pulse(
         &self,
-        chain: Chain,
+        sequence: u64,
+        previous: Digest32,
         measurements: Measurements,
     ) -> Result<Envelope, AgentError> {
         let signer = self.signer()?;
@@ -209,10 +211,10 @@ impl Agent {
             version: 1,
             agent_id: self.cfg.agent_id.clone(),
             partition: self.cfg.partition.clone(),
-            sequence: chain.sequence + 1,
+            sequence: sequence + 1,
             issued_at_ns: self.clock.now_ns(),
             nonce,
-            previous: chain.head,
+            previous,
             measurements,
         };
         Ok(sign_payload(signer.as_ref(), PULSE_PAYLOAD_TYPE, &pulse)?)
@@ -290,7 +292,7 @@ impl Agent {
     /// fresh registration.
     async fn pulse_once(&self, chain: Chain) -> Result<Option<Chain>, AgentError> {
         let measurements = self.measure().await?;
-        let env = self.build_pulse(chain, measurements.clone())?;
+        let env = self.build_pulse(chain.sequence, chain.head, measurements.clone())?;
         let pulse_time = self.clock.now_ns();
         match self.client.heartbeat(&env).await {
             Ok(resp) => {
