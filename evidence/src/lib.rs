@@ -16,6 +16,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod report;
+pub mod tdx;
 pub mod verdict;
 
 pub use dsse::{pae, report_data, Envelope, EnvelopeSignature, Verified};

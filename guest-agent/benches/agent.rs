@@ -19,7 +19,7 @@ use guest_agent::clock::SystemClock;
 use guest_agent::collect::hash_file;
 use guest_agent::config::AgentConfig;
 use guest_agent::quote::NoTee;
-use guest_agent::signer::KeySigner;
+use guest_agent::signer::{KeySigner, Signer};
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
@@ -45,7 +45,13 @@ fn pulse_bench(dir: &std::path::Path) {
     .unwrap();
     let cfg = AgentConfig::load(&cfg_path).unwrap();
     let signer = Arc::new(KeySigner::generate_ed25519().unwrap());
-    let agent = Agent::new(cfg, Some(signer), Arc::new(NoTee), Arc::new(SystemClock)).unwrap();
+    let agent = Agent::new(
+        cfg,
+        Some(signer.clone()),
+        Arc::new(NoTee),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,10 +73,31 @@ fn pulse_bench(dir: &std::path::Path) {
         size = env.to_json().len();
     }
     times.sort();
+    // Baseline in the same run: the bare ed25519 signature over the same PAE bytes,
+    // the floor any pulse must pay.
+    let env = agent.build_pulse(1, HexBytes([7; 32]), m.clone()).unwrap();
+    let pae = env.pae();
+    let mut base = Vec::with_capacity(n);
+    for i in 0..(n + 1000) {
+        let t = Instant::now();
+        let sig = signer.sign(&pae).unwrap();
+        let d = t.elapsed();
+        std::hint::black_box(sig);
+        if i >= 1000 {
+            base.push(d);
+        }
+    }
+    base.sort();
+    let p50 = pct(&times, 0.5).as_secs_f64() * 1e6;
+    let b50 = pct(&base, 0.5).as_secs_f64() * 1e6;
     println!(
-        "pulse build+sign (ed25519, 9 measured files, cached measurements): p50 {:.1} us, p99 {:.1} us over {n} runs; envelope {size} bytes",
-        pct(&times, 0.5).as_secs_f64() * 1e6,
+        "pulse build+sign (ed25519, 9 measured files, cached measurements): p50 {p50:.1} us, p99 {:.1} us over {n} runs; envelope {size} bytes",
         pct(&times, 0.99).as_secs_f64() * 1e6,
+    );
+    println!(
+        "baseline bare ed25519 sign of the same {} PAE bytes: p50 {b50:.1} us; pulse/sign ratio {:.2}",
+        pae.len(),
+        p50 / b50
     );
 }
 

@@ -379,3 +379,75 @@ policy_files = ["{policy}"]
         "{page}"
     );
 }
+
+/// With no key configured the agent says so, serves `/health` as disabled, keeps its
+/// start-up gate closed, and sends the control plane nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_without_a_key_is_a_visible_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let http = Http {
+        c: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    };
+    // A stand-in control plane that counts every request it receives.
+    let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let h = h.clone();
+        async move {
+            h.lock().unwrap().push(uri.to_string());
+            (axum::http::StatusCode::NOT_FOUND, "")
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cp = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+
+    let agent_port = free_port();
+    let cfg = root.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "agent_id = \"keyless\"\ncontrol_plane = \"{cp}\"\nheartbeat_interval = \"200ms\"\nlisten = \"127.0.0.1:{agent_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Proc::spawn(
+        "guest-agent",
+        &["run", "--config", cfg.to_str().unwrap()],
+        root,
+    );
+    let api = format!("http://127.0.0.1:{agent_port}");
+    let h: Value = wait_for(10, "agent /health", || async {
+        http.get(&format!("{api}/health")).await.map(|r| r.1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(agent.is_running());
+    assert_eq!(h["attestation"], "disabled");
+    assert_eq!(h["state"], "disabled");
+    assert_eq!(h["verdict"]["status"], "unknown");
+    assert_eq!(
+        http.get(&format!("{api}/api/v1/verify")).await.unwrap().0,
+        503
+    );
+    assert!(
+        hits.lock().unwrap().is_empty(),
+        "sent {:?}",
+        hits.lock().unwrap()
+    );
+    let log = agent.log_text();
+    assert_eq!(log.matches("attestation disabled").count(), 1, "{log}");
+
+    // The one-shot report refuses clearly rather than printing something unsigned.
+    let out = std::process::Command::new(provenant_tests::binary("guest-agent"))
+        .args(["report", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attestation is disabled"));
+    assert!(out.stdout.is_empty());
+}

@@ -1,0 +1,430 @@
+//! TDX quote parsing (DCAP quote v4 and v5; TD 1.0 and TD 1.5 report bodies).
+//!
+//! Parsing only: this module extracts typed fields and the byte ranges the signatures
+//! cover. It verifies nothing. Verification (quote signature, QE report, PCK chain,
+//! collateral) belongs to the control plane, which must never act on a parsed quote
+//! it has not verified.
+//!
+//! Every read goes through [`Reader`], which returns an error naming the field on a
+//! short input and never panics or indexes out of bounds. Bytes after the signature
+//! data are tolerated (real quotes carry padding) and counted in
+//! [`Quote::trailing_bytes`].
+
+use serde::Serialize;
+
+use crate::report::HexBytes;
+
+/// Largest quote accepted. The kernel's configfs-tsm buffer is 128 KiB; a quote with a
+/// full PCK chain is about 5 KiB.
+pub const MAX_QUOTE_BYTES: usize = 128 * 1024;
+
+/// TEE type of TDX in the quote header.
+pub const TEE_TYPE_TDX: u32 = 0x81;
+/// ECDSA-256 with P-256, the only attestation key type DCAP defines for TDX.
+pub const ATT_KEY_ECDSA_P256: u16 = 2;
+
+const HEADER_LEN: usize = 48;
+const TD10_LEN: usize = 584;
+const TD15_LEN: usize = 648;
+const QE_REPORT_LEN: usize = 384;
+/// Certification data type 6: QE report certification data.
+const CERT_QE_REPORT: u16 = 6;
+/// Certification data type 5: PCK certificate chain (PEM).
+const CERT_PCK_CHAIN: u16 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuoteError {
+    #[error("quote truncated: {field} needs {need} bytes at offset {offset}, {have} left")]
+    Truncated {
+        field: &'static str,
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
+    #[error("quote is {len} bytes, over the limit of {MAX_QUOTE_BYTES}")]
+    TooLarge { len: usize },
+    #[error("unsupported quote version {0} (4 and 5 are supported)")]
+    UnsupportedVersion(u16),
+    #[error("TEE type {0:#x} is not TDX (0x81)")]
+    NotTdx(u32),
+    #[error("attestation key type {0} is not ECDSA P-256 (2)")]
+    UnsupportedKeyType(u16),
+    #[error("unsupported v5 body type {0} (2 = TD 1.0, 3 = TD 1.5)")]
+    UnsupportedBodyType(u16),
+    #[error("v5 body of type {body_type} declares {declared} bytes, expected {expected}")]
+    BodySize {
+        body_type: u16,
+        declared: u32,
+        expected: usize,
+    },
+    #[error("certification data type {got} where {expected} was expected")]
+    CertDataType { expected: u16, got: u16 },
+    #[error("{field} declares {declared} bytes but only {available} follow")]
+    Length {
+        field: &'static str,
+        declared: usize,
+        available: usize,
+    },
+}
+
+/// A cursor over untrusted bytes.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Takes `n` bytes, or fails naming `field`.
+    pub fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], QuoteError> {
+        let have = self.remaining();
+        let end = self.pos.checked_add(n).filter(|_| n <= have);
+        match end.and_then(|e| self.buf.get(self.pos..e)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => Err(QuoteError::Truncated {
+                field,
+                offset: self.pos,
+                need: n,
+                have,
+            }),
+        }
+    }
+
+    pub fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], QuoteError> {
+        let s = self.take(N, field)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, QuoteError> {
+        Ok(u16::from_le_bytes(self.array(field)?))
+    }
+
+    pub fn u32(&mut self, field: &'static str) -> Result<u32, QuoteError> {
+        Ok(u32::from_le_bytes(self.array(field)?))
+    }
+
+    /// A sub-reader over the next `n` bytes, where `n` came from the input: a length
+    /// larger than what remains is a `Length` error, not a truncation of one field.
+    pub fn sub(&mut self, n: usize, field: &'static str) -> Result<Reader<'a>, QuoteError> {
+        if n > self.remaining() {
+            return Err(QuoteError::Length {
+                field,
+                declared: n,
+                available: self.remaining(),
+            });
+        }
+        Ok(Reader::new(self.take(n, field)?))
+    }
+}
+
+fn usize_from(v: u32) -> usize {
+    // u32 always fits in usize on the 32/64-bit targets Provenant supports.
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+pub type Mr = HexBytes<48>;
+
+/// The quote header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuoteHeader {
+    pub version: u16,
+    pub att_key_type: u16,
+    pub tee_type: u32,
+    pub qe_svn: u16,
+    pub pce_svn: u16,
+    pub qe_vendor_id: HexBytes<16>,
+    pub user_data: HexBytes<20>,
+}
+
+/// Which TD report body the quote carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BodyKind {
+    #[serde(rename = "td10")]
+    Td10,
+    #[serde(rename = "td15")]
+    Td15,
+}
+
+/// The TD report body: what the TD measured and asked to be bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TdReport {
+    pub kind: BodyKind,
+    pub tee_tcb_svn: HexBytes<16>,
+    pub mrseam: Mr,
+    pub mrsignerseam: Mr,
+    pub seam_attributes: HexBytes<8>,
+    pub td_attributes: HexBytes<8>,
+    pub xfam: HexBytes<8>,
+    pub mrtd: Mr,
+    pub mrconfigid: Mr,
+    pub mrowner: Mr,
+    pub mrownerconfig: Mr,
+    pub rtmrs: [Mr; 4],
+    pub report_data: HexBytes<64>,
+    /// TD 1.5 only.
+    pub tee_tcb_svn2: Option<HexBytes<16>>,
+    /// TD 1.5 only.
+    pub mrservicetd: Option<Mr>,
+}
+
+impl TdReport {
+    /// TDATTRIBUTES bit 0: the TD is debuggable, so its memory is not confidential.
+    pub fn debug(&self) -> bool {
+        self.td_attributes.0[0] & 1 != 0
+    }
+    /// Any bit of the TUD group (TDATTRIBUTES bits 0–7).
+    pub fn tud_bits(&self) -> u8 {
+        self.td_attributes.0[0]
+    }
+}
+
+/// ECDSA quote signature data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteSignature {
+    /// r‖s over header + body.
+    pub signature: [u8; 64],
+    /// Attestation public key x‖y.
+    pub attestation_key: [u8; 64],
+    /// The QE's SGX report.
+    pub qe_report: [u8; QE_REPORT_LEN],
+    /// r‖s over the QE report, by the PCK leaf key.
+    pub qe_report_signature: [u8; 64],
+    pub qe_auth_data: Vec<u8>,
+    /// PEM PCK certificate chain (leaf, intermediate, root).
+    pub pck_chain_pem: Vec<u8>,
+}
+
+/// A parsed TDX quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub header: QuoteHeader,
+    pub body: TdReport,
+    pub signature: QuoteSignature,
+    /// Length of header + body: the bytes the attestation key signed.
+    pub signed_len: usize,
+    /// Bytes after the signature data.
+    pub trailing_bytes: usize,
+}
+
+fn mr(r: &mut Reader<'_>, f: &'static str) -> Result<Mr, QuoteError> {
+    Ok(HexBytes(r.array::<48>(f)?))
+}
+
+fn parse_body(r: &mut Reader<'_>, kind: BodyKind) -> Result<TdReport, QuoteError> {
+    let mut b = TdReport {
+        kind,
+        tee_tcb_svn: HexBytes(r.array("tee_tcb_svn")?),
+        mrseam: mr(r, "mrseam")?,
+        mrsignerseam: mr(r, "mrsignerseam")?,
+        seam_attributes: HexBytes(r.array("seam_attributes")?),
+        td_attributes: HexBytes(r.array("td_attributes")?),
+        xfam: HexBytes(r.array("xfam")?),
+        mrtd: mr(r, "mrtd")?,
+        mrconfigid: mr(r, "mrconfigid")?,
+        mrowner: mr(r, "mrowner")?,
+        mrownerconfig: mr(r, "mrownerconfig")?,
+        rtmrs: [
+            mr(r, "rtmr0")?,
+            mr(r, "rtmr1")?,
+            mr(r, "rtmr2")?,
+            mr(r, "rtmr3")?,
+        ],
+        report_data: HexBytes(r.array("report_data")?),
+        tee_tcb_svn2: None,
+        mrservicetd: None,
+    };
+    if kind == BodyKind::Td15 {
+        b.tee_tcb_svn2 = Some(HexBytes(r.array("tee_tcb_svn2")?));
+        b.mrservicetd = Some(mr(r, "mrservicetd")?);
+    }
+    Ok(b)
+}
+
+impl Quote {
+    /// Parses a quote. Accepts only TDX quotes with an ECDSA P-256 attestation key.
+    pub fn parse(bytes: &[u8]) -> Result<Quote, QuoteError> {
+        if bytes.len() > MAX_QUOTE_BYTES {
+            return Err(QuoteError::TooLarge { len: bytes.len() });
+        }
+        let mut r = Reader::new(bytes);
+        let version = r.u16("version")?;
+        let att_key_type = r.u16("att_key_type")?;
+        let tee_type = r.u32("tee_type")?;
+        let qe_svn = r.u16("qe_svn")?;
+        let pce_svn = r.u16("pce_svn")?;
+        let qe_vendor_id = HexBytes(r.array("qe_vendor_id")?);
+        let user_data = HexBytes(r.array("user_data")?);
+        if !(version == 4 || version == 5) {
+            return Err(QuoteError::UnsupportedVersion(version));
+        }
+        if tee_type != TEE_TYPE_TDX {
+            return Err(QuoteError::NotTdx(tee_type));
+        }
+        if att_key_type != ATT_KEY_ECDSA_P256 {
+            return Err(QuoteError::UnsupportedKeyType(att_key_type));
+        }
+        debug_assert_eq!(r.offset(), HEADER_LEN);
+        let header = QuoteHeader {
+            version,
+            att_key_type,
+            tee_type,
+            qe_svn,
+            pce_svn,
+            qe_vendor_id,
+            user_data,
+        };
+        let body = if version == 4 {
+            parse_body(&mut r, BodyKind::Td10)?
+        } else {
+            let body_type = r.u16("body_type")?;
+            let size = r.u32("body_size")?;
+            let (kind, expected) = match body_type {
+                2 => (BodyKind::Td10, TD10_LEN),
+                3 => (BodyKind::Td15, TD15_LEN),
+                other => return Err(QuoteError::UnsupportedBodyType(other)),
+            };
+            if usize_from(size) != expected {
+                return Err(QuoteError::BodySize {
+                    body_type,
+                    declared: size,
+                    expected,
+                });
+            }
+            parse_body(&mut r, kind)?
+        };
+        let signed_len = r.offset();
+
+        let sig_len = usize_from(r.u32("signature_data_len")?);
+        let mut s = r.sub(sig_len, "signature_data")?;
+        let signature = s.array::<64>("quote_signature")?;
+        let attestation_key = s.array::<64>("attestation_key")?;
+        let cert_type = s.u16("certification_data_type")?;
+        if cert_type != CERT_QE_REPORT {
+            return Err(QuoteError::CertDataType {
+                expected: CERT_QE_REPORT,
+                got: cert_type,
+            });
+        }
+        let cert_len = usize_from(s.u32("certification_data_len")?);
+        let mut c = s.sub(cert_len, "certification_data")?;
+        let qe_report = c.array::<QE_REPORT_LEN>("qe_report")?;
+        let qe_report_signature = c.array::<64>("qe_report_signature")?;
+        let auth_len = usize::from(c.u16("qe_auth_data_len")?);
+        let qe_auth_data = c
+            .sub(auth_len, "qe_auth_data")?
+            .take(auth_len, "qe_auth_data")?
+            .to_vec();
+        let inner_type = c.u16("pck_certification_data_type")?;
+        if inner_type != CERT_PCK_CHAIN {
+            return Err(QuoteError::CertDataType {
+                expected: CERT_PCK_CHAIN,
+                got: inner_type,
+            });
+        }
+        let chain_len = usize_from(c.u32("pck_chain_len")?);
+        let pck_chain_pem = c
+            .sub(chain_len, "pck_chain")?
+            .take(chain_len, "pck_chain")?
+            .to_vec();
+
+        Ok(Quote {
+            header,
+            body,
+            signature: QuoteSignature {
+                signature,
+                attestation_key,
+                qe_report,
+                qe_report_signature,
+                qe_auth_data,
+                pck_chain_pem,
+            },
+            signed_len,
+            trailing_bytes: r.remaining(),
+        })
+    }
+
+    /// The bytes the attestation key signed (header + body).
+    pub fn signed_bytes<'a>(&self, raw: &'a [u8]) -> Option<&'a [u8]> {
+        raw.get(..self.signed_len)
+    }
+
+    /// The QE report's REPORTDATA (offset 320 of the SGX report), which must hold
+    /// SHA-256(attestation key ‖ QE auth data) in its first 32 bytes.
+    pub fn qe_report_data(&self) -> &[u8] {
+        self.signature.qe_report.get(320..384).unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_never_overruns() {
+        let mut r = Reader::new(&[1, 2, 3]);
+        assert_eq!(r.u16("a").unwrap(), 0x0201);
+        let e = r.u16("b").unwrap_err();
+        assert_eq!(
+            e,
+            QuoteError::Truncated {
+                field: "b",
+                offset: 2,
+                need: 2,
+                have: 1
+            }
+        );
+        assert!(r.take(usize::MAX, "huge").is_err());
+        assert!(r.sub(usize::MAX, "huge").is_err());
+        assert_eq!(r.take(1, "c").unwrap(), &[3]);
+        assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn header_checks() {
+        let mut q = vec![0u8; 48];
+        q[0] = 3;
+        assert_eq!(
+            Quote::parse(&q).unwrap_err(),
+            QuoteError::UnsupportedVersion(3)
+        );
+        q[0] = 4;
+        q[2] = 2;
+        assert_eq!(Quote::parse(&q).unwrap_err(), QuoteError::NotTdx(0));
+        q[4] = 0x81;
+        q[2] = 3;
+        assert_eq!(
+            Quote::parse(&q).unwrap_err(),
+            QuoteError::UnsupportedKeyType(3)
+        );
+        q[2] = 2;
+        assert!(matches!(
+            Quote::parse(&q).unwrap_err(),
+            QuoteError::Truncated {
+                field: "tee_tcb_svn",
+                offset: 48,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Quote::parse(&vec![0; MAX_QUOTE_BYTES + 1]).unwrap_err(),
+            QuoteError::TooLarge { .. }
+        ));
+    }
+}
