@@ -346,30 +346,49 @@ impl ControlPlane {
 
     /// Verifies and records one pulse.
     pub async fn heartbeat(&self, env: Envelope) -> Result<HeartbeatResponse, ApiError> {
-        let agent_id = env.peek::<Pulse>()?.agent_id;
+        let claimed = env.decode::<Pulse>()?;
+        let agent_id = claimed.claimed().agent_id.clone();
+        let Some(rec) = self.load(&agent_id, false).await? else {
+            return Err(ApiError::UnknownAgent(format!(
+                "agent {agent_id:?} is not registered; register first"
+            )));
+        };
+        let first_key = rec.key.clone();
+        let mut verified = Some(match claimed.verify(&rec.key) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = ApiError::from(e);
+                if matches!(e, ApiError::BadSignature(_)) {
+                    self.alert_with_cooldown(
+                        &agent_id,
+                        AlertKind::BadSignature,
+                        self.now_ns(),
+                        &e.to_string(),
+                    )
+                    .await;
+                }
+                return Err(e);
+            }
+        });
         // One retry covers a concurrent write to the same record (the sweeper).
         for attempt in 0..2 {
             let now = self.now_ns();
-            let Some(rec) = self.load(&agent_id, attempt > 0).await? else {
-                return Err(ApiError::UnknownAgent(format!(
-                    "agent {agent_id:?} is not registered; register first"
-                )));
-            };
-            let pulse = match env.open::<Pulse>(&rec.key) {
-                Ok(p) => p,
-                Err(e) => {
-                    let e = ApiError::from(e);
-                    if matches!(e, ApiError::BadSignature(_)) {
-                        self.alert_with_cooldown(
-                            &agent_id,
-                            AlertKind::BadSignature,
-                            now,
-                            &e.to_string(),
-                        )
-                        .await;
+            let rec = if attempt == 0 {
+                rec.clone()
+            } else {
+                match self.load(&agent_id, true).await? {
+                    Some(r) => r,
+                    None => {
+                        return Err(ApiError::UnknownAgent(format!(
+                            "agent {agent_id:?} is not registered"
+                        )))
                     }
-                    return Err(e);
                 }
+            };
+            // A re-registration with a new key between attempts: verify again under it.
+            let pulse = match verified.take() {
+                Some(v) if rec.key == first_key => v,
+                _ => env.open::<Pulse>(&rec.key)?,
             };
             let digest = HexBytes(pulse.digest());
             if pulse.partition != rec.partition {

@@ -258,14 +258,64 @@ impl Envelope {
         decode_payload::<T>(&self.payload)
     }
 
-    /// Verifies the envelope under `key` and decodes its payload. The only way to get
-    /// a [`Verified`] value.
+    /// Decodes the payload once, for routing, keeping it tied to this envelope so
+    /// that [`Unverified::verify`] can turn it into a [`Verified`] without decoding
+    /// again. Nothing in an `Unverified` may be trusted before that.
+    pub fn decode<T: Payload>(&self) -> Result<Unverified<'_, T>, EvidenceError> {
+        Ok(Unverified {
+            value: self.peek()?,
+            envelope: self,
+        })
+    }
+
+    /// Verifies the envelope under `key`, then decodes its payload: a tampered
+    /// payload is reported as a bad signature, not as whatever it decodes to.
     pub fn open<T: Payload>(&self, key: &PublicKey) -> Result<Verified<T>, EvidenceError> {
         self.verify(T::PAYLOAD_TYPE, key)?;
         let value = decode_payload::<T>(&self.payload)?;
         Ok(Verified {
             value,
             digest: self.digest(),
+            key_fingerprint: key.fingerprint(),
+        })
+    }
+}
+
+/// A payload decoded from an envelope whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Unverified<'e, T> {
+    value: T,
+    envelope: &'e Envelope,
+}
+
+impl<T> Unverified<'_, T> {
+    /// The claimed payload: use it only to decide which key to verify with.
+    pub fn claimed(&self) -> &T {
+        &self.value
+    }
+
+    /// Checks the envelope's signature under `key`. The only way to get a [`Verified`].
+    pub fn verify(self, key: &PublicKey) -> Result<Verified<T>, EvidenceError>
+    where
+        T: Payload,
+    {
+        let pae = self.envelope.pae();
+        if self.envelope.signatures.is_empty() {
+            return Err(EvidenceError::NoSignature);
+        }
+        if !self
+            .envelope
+            .signatures
+            .iter()
+            .any(|s| key.verify(&pae, &s.sig).is_ok())
+        {
+            return Err(EvidenceError::BadSignature {
+                fingerprint: key.fingerprint(),
+            });
+        }
+        Ok(Verified {
+            value: self.value,
+            digest: Sha256::digest(&pae).into(),
             key_fingerprint: key.fingerprint(),
         })
     }

@@ -57,6 +57,8 @@ enum Parsed {
 pub struct PublicKey {
     alg: KeyAlgorithm,
     spki: Vec<u8>,
+    /// Computed once: it names the key in every error, log line and verified value.
+    fingerprint: String,
     parsed: Parsed,
 }
 
@@ -119,6 +121,7 @@ impl PublicKey {
         Ok(PublicKey {
             alg,
             spki: der.to_vec(),
+            fingerprint: format!("sha256:{}", hex::encode(Sha256::digest(der))),
             parsed,
         })
     }
@@ -135,7 +138,12 @@ impl PublicKey {
     /// `sha256:<hex of SHA-256 over the SPKI DER>`, the key's stable name in configs,
     /// allowlists and logs.
     pub fn fingerprint(&self) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(&self.spki)))
+        self.fingerprint.clone()
+    }
+
+    /// The fingerprint without allocating.
+    pub fn fingerprint_str(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Verifies `sig` over `msg`.

@@ -19,7 +19,7 @@ pub mod report;
 pub mod tdx;
 pub mod verdict;
 
-pub use dsse::{pae, report_data, Envelope, EnvelopeSignature, Verified};
+pub use dsse::{pae, report_data, Envelope, EnvelopeSignature, Unverified, Verified};
 pub use error::EvidenceError;
 pub use keys::{KeyAlgorithm, PublicKey};
 pub use report::{

@@ -373,6 +373,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn decode_then_verify_binds_the_value_to_its_envelope() {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let pk =
+            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
+                .unwrap();
+        let other = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let opk = PublicKey::from_spki_der(
+            other
+                .verifying_key()
+                .to_public_key_der()
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        let env = signed(&pulse(), &sk);
+        let u = env.decode::<Pulse>().unwrap();
+        assert_eq!(u.claimed().agent_id, "node-1");
+        assert_eq!(u.verify(&opk).unwrap_err().kind(), "BadSignature");
+        let v = env.decode::<Pulse>().unwrap().verify(&pk).unwrap();
+        assert_eq!(v.value(), &pulse());
+        assert_eq!(v.digest(), env.digest());
+        let mut tampered = env.clone();
+        tampered.signatures[0].sig[0] ^= 1;
+        assert_eq!(
+            tampered
+                .decode::<Pulse>()
+                .unwrap()
+                .verify(&pk)
+                .unwrap_err()
+                .kind(),
+            "BadSignature"
+        );
+    }
+
+    #[test]
     fn field_validation() {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
         let pk =

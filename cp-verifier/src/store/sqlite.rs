@@ -129,8 +129,13 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Op, Rep
     }
 }
 
-/// Applies every op in its own savepoint; commits once. An op's own failure (CAS,
-/// duplicate nonce) rolls back only that op. A commit failure fails them all.
+/// Applies every op, then commits once.
+///
+/// An op's logical failure (compare-and-swap lost, nonce reused) must leave nothing
+/// behind. Pulses, the hot path, are written so that each failure path undoes what
+/// the op wrote (see [`apply`]), which spares two statements per pulse; ops that also
+/// insert alerts run inside a savepoint. A database error in an op without a savepoint
+/// aborts the whole batch, so a half-applied op is never committed.
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[(Op, Reply)],
@@ -138,25 +143,34 @@ async fn apply_batch(
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
-        let mut sp = tx.begin().await?;
-        match apply(&mut sp, op).await {
-            Ok(v) => {
-                sp.commit().await?;
-                results.push(Ok(v));
+        let needs_savepoint = match op {
+            Op::Write(w) => !w.alerts.is_empty(),
+            Op::Alerts(_) | Op::Prune(..) => true,
+            Op::PutChallenge(..) | Op::TakeChallenge(..) => false,
+        };
+        if needs_savepoint {
+            let mut sp = tx.begin().await?;
+            match apply(&mut sp, op).await {
+                Ok(v) => {
+                    sp.commit().await?;
+                    results.push(Ok(v));
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    results.push(Err(e));
+                }
             }
-            Err(e) => {
-                sp.rollback().await?;
-                results.push(Err(e));
+        } else {
+            match apply(&mut tx, op).await {
+                Err(StoreError::Unavailable(d)) => {
+                    return Err(sqlx::Error::Protocol(format!("op failed mid-batch: {d}")))
+                }
+                r => results.push(r),
             }
         }
     }
     tx.commit().await?;
     Ok(results)
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
 }
 
 async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
@@ -166,23 +180,25 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
             let json =
                 serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if let Some(nonce) = &w.nonce {
-                let r = sqlx::query(
-                    "INSERT INTO pulse_nonces (agent_id, nonce, seen_at_ns) VALUES (?, ?, ?)",
+                // ON CONFLICT DO NOTHING (portable to PostgreSQL): a reused nonce writes
+                // nothing and is reported, with nothing to undo.
+                let n = sqlx::query(
+                    "INSERT INTO pulse_nonces (agent_id, nonce, seen_at_ns) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 )
                 .bind(&rec.agent_id)
                 .bind(nonce)
                 .bind(to_i64(rec.last_seen_ns))
                 .execute(&mut *c)
-                .await;
-                match r {
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateNonce),
-                    Err(e) => return Err(unavailable(e)),
-                    Ok(_) => {}
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+                if n != 1 {
+                    return Err(StoreError::DuplicateNonce);
                 }
             }
             let n = match w.expected_version {
                 None => sqlx::query(
-                    "INSERT INTO agents (agent_id, version, last_seen_ns, blinded, record) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO agents (agent_id, version, last_seen_ns, blinded, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
                 .bind(&rec.agent_id)
                 .bind(to_i64(rec.version))
@@ -191,7 +207,7 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                 .bind(&json)
                 .execute(&mut *c)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { unavailable(e) })?
+                .map_err(unavailable)?
                 .rows_affected(),
                 Some(v) => sqlx::query(
                     "UPDATE agents SET version = ?, last_seen_ns = ?, blinded = ?, record = ? WHERE agent_id = ? AND version = ?",
@@ -208,6 +224,15 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                 .rows_affected(),
             };
             if n != 1 {
+                // Undo the nonce this op consumed, so a lost race leaves no trace.
+                if let Some(nonce) = &w.nonce {
+                    sqlx::query("DELETE FROM pulse_nonces WHERE agent_id = ? AND nonce = ?")
+                        .bind(&rec.agent_id)
+                        .bind(nonce)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(unavailable)?;
+                }
                 return Err(StoreError::Conflict);
             }
             insert_alerts(c, &w.alerts).await?;
@@ -355,5 +380,113 @@ impl Store for SqliteStore {
         self.submit(Op::Prune(now_ns, nonce_cutoff_ns))
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evidence::report::HexBytes;
+    use evidence::{Measurements, Platform, PolicyMeasurement, TeeKind, Tier};
+
+    fn record(version: u64, seq: u64) -> AgentRecord {
+        let m = Measurements {
+            agent_binary: HexBytes([1; 32]),
+            policy: PolicyMeasurement::from_files(vec![]),
+            platform: Platform {
+                tee: TeeKind::None,
+                tpm_present: false,
+                kernel_cmdline_sha256: None,
+                lockdown: None,
+            },
+        };
+        let sk = guest_agent::signer::KeySigner::generate_ed25519().unwrap();
+        AgentRecord {
+            agent_id: "a".into(),
+            partition: "default".into(),
+            tier: Tier::Software,
+            key: guest_agent::signer::Signer::public_key(&sk).clone(),
+            registered_at_ns: 1,
+            last_seen_ns: 1,
+            sequence: seq,
+            chain_head: HexBytes([0; 32]),
+            heartbeat_interval_ms: 1000,
+            lkg: m.clone(),
+            current: m,
+            expected: Default::default(),
+            blinded: false,
+            last_replay_ns: None,
+            last_desync_ns: None,
+            version,
+        }
+    }
+
+    fn write(
+        rec: AgentRecord,
+        expected: Option<u64>,
+        nonce: Option<&str>,
+        alerts: usize,
+    ) -> AgentWrite {
+        AgentWrite {
+            alerts: (0..alerts)
+                .map(|_| Alert::new(5, &rec.agent_id, AlertKind::Replay, "x"))
+                .collect(),
+            record: rec,
+            expected_version: expected,
+            nonce: nonce.map(str::to_string),
+        }
+    }
+
+    /// A lost compare-and-swap or a reused nonce leaves nothing behind, with and
+    /// without the savepoint path.
+    #[tokio::test]
+    async fn failed_writes_leave_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        s.write_agent(write(record(0, 0), None, None, 0))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.write_agent(write(record(0, 0), None, None, 0)).await,
+            Err(StoreError::Conflict)
+        ));
+        for alerts in [0, 1] {
+            let cur = s.get_agent("a").await.unwrap().unwrap();
+            let v = cur.version;
+            // Stale version with a fresh nonce: Conflict, and the nonce is not consumed.
+            let stale = write(
+                record(v + 1, 9),
+                Some(v + 7),
+                Some(&format!("n{alerts}")),
+                alerts,
+            );
+            assert!(matches!(
+                s.write_agent(stale).await,
+                Err(StoreError::Conflict)
+            ));
+            assert_eq!(s.get_agent("a").await.unwrap().unwrap(), cur);
+            let ok = write(
+                record(v + 1, cur.sequence + 1),
+                Some(v),
+                Some(&format!("n{alerts}")),
+                alerts,
+            );
+            s.write_agent(ok).await.unwrap();
+            // The same nonce again: DuplicateNonce, record unchanged.
+            let now = s.get_agent("a").await.unwrap().unwrap();
+            let dup = write(
+                record(v + 2, 99),
+                Some(v + 1),
+                Some(&format!("n{alerts}")),
+                alerts,
+            );
+            assert!(matches!(
+                s.write_agent(dup).await,
+                Err(StoreError::DuplicateNonce)
+            ));
+            assert_eq!(s.get_agent("a").await.unwrap().unwrap(), now);
+        }
+        // Only the alerts of successful writes were stored.
+        assert_eq!(s.list_alerts(None, 100).await.unwrap().len(), 1);
     }
 }
