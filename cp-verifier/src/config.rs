@@ -91,14 +91,7 @@ fn default_cooldown() -> Duration {
 impl CpConfig {
     pub fn load(path: &Path) -> anyhow::Result<CpConfig> {
         use anyhow::Context;
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        anyhow::ensure!(
-            meta.len() <= MAX_CONFIG_BYTES,
-            "config {} is larger than {MAX_CONFIG_BYTES} bytes",
-            path.display()
-        );
-        let text = std::fs::read_to_string(path)
+        let text = guest_agent::fsutil::read_text_bounded(path, MAX_CONFIG_BYTES)
             .with_context(|| format!("cannot read config {}", path.display()))?;
         let cfg: CpConfig =
             toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;

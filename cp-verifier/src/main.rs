@@ -38,25 +38,12 @@ enum Cmd {
     },
 }
 
-fn init_logging(json: bool, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve { config } => {
-            init_logging(cli.log_json, "info");
+            guest_agent::logging::init(cli.log_json, "info");
             let cfg = CpConfig::load(&config)?;
             let listen = cfg.listen;
             let (_cp, router) = cp_verifier::start(cfg, Arc::new(SystemClock)).await?;
@@ -73,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Demo { listen } => {
             // Quieter by default so the printed URLs stand out; RUST_LOG overrides.
-            init_logging(cli.log_json, "warn");
+            guest_agent::logging::init(cli.log_json, "warn");
             cp_verifier::demo::run(listen).await
         }
     }

@@ -314,6 +314,12 @@ pub(crate) mod tests {
         }
     }
 
+    fn keypair(seed: u8) -> (ed25519_dalek::SigningKey, PublicKey) {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let der = sk.verifying_key().to_public_key_der().unwrap();
+        (sk, PublicKey::from_spki_der(der.as_bytes()).unwrap())
+    }
+
     fn signed(p: &Pulse, sk: &ed25519_dalek::SigningKey) -> Envelope {
         Envelope::sign::<()>(
             PULSE_PAYLOAD_TYPE,
@@ -340,24 +346,13 @@ pub(crate) mod tests {
 
     #[test]
     fn open_verifies_then_decodes() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk =
-            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
-                .unwrap();
+        let (sk, pk) = keypair(1);
         let env = signed(&pulse(), &sk);
         let v = env.open::<Pulse>(&pk).unwrap();
         assert_eq!(v.value(), &pulse());
         assert_eq!(v.digest(), env.digest());
 
-        let other = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
-        let opk = PublicKey::from_spki_der(
-            other
-                .verifying_key()
-                .to_public_key_der()
-                .unwrap()
-                .as_bytes(),
-        )
-        .unwrap();
+        let (_, opk) = keypair(2);
         assert_eq!(env.open::<Pulse>(&opk).unwrap_err().kind(), "BadSignature");
         assert_eq!(
             env.open::<Report>(&pk).unwrap_err().kind(),
@@ -374,19 +369,8 @@ pub(crate) mod tests {
 
     #[test]
     fn decode_then_verify_binds_the_value_to_its_envelope() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk =
-            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
-                .unwrap();
-        let other = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
-        let opk = PublicKey::from_spki_der(
-            other
-                .verifying_key()
-                .to_public_key_der()
-                .unwrap()
-                .as_bytes(),
-        )
-        .unwrap();
+        let (sk, pk) = keypair(1);
+        let (_, opk) = keypair(2);
         let env = signed(&pulse(), &sk);
         let u = env.decode::<Pulse>().unwrap();
         assert_eq!(u.claimed().agent_id, "node-1");
@@ -409,10 +393,7 @@ pub(crate) mod tests {
 
     #[test]
     fn field_validation() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk =
-            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
-                .unwrap();
+        let (sk, pk) = keypair(1);
         let mut p = pulse();
         p.agent_id = "bad id/with slash".into();
         assert_eq!(
@@ -437,10 +418,7 @@ pub(crate) mod tests {
     /// is refused with a typed error and never panics.
     #[test]
     fn truncations_and_corruptions_never_panic_or_verify() {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let pk =
-            PublicKey::from_spki_der(sk.verifying_key().to_public_key_der().unwrap().as_bytes())
-                .unwrap();
+        let (sk, pk) = keypair(1);
         let json = signed(&pulse(), &sk).to_json();
         for n in 0..json.len() {
             if let Ok(env) = Envelope::from_json(&json[..n]) {

@@ -229,11 +229,8 @@ impl Agent {
             path: p.clone(),
             detail,
         };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        if meta.len() > MAX_CHAIN_FILE_BYTES {
-            return Err(err(format!("larger than {MAX_CHAIN_FILE_BYTES} bytes")));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = crate::fsutil::read_text_bounded(path, MAX_CHAIN_FILE_BYTES)
+            .map_err(|e| err(e.to_string()))?;
         let certs = split_pem_certificates(&text);
         if certs.is_empty() {
             return Err(err("no CERTIFICATE blocks".into()));

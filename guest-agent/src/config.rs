@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::fsutil::{read_text_bounded, ReadError};
+
 /// Largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -87,16 +89,12 @@ impl AgentConfig {
     /// policy files.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let p = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge { path: p });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: p.clone(),
-            source,
+        let text = read_text_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+            ReadError::Io(source) => ConfigError::Io {
+                path: p.clone(),
+                source,
+            },
+            ReadError::TooLarge { .. } => ConfigError::TooLarge { path: p.clone() },
         })?;
         let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: p.clone(),

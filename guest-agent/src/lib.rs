@@ -12,5 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod fsutil;
+pub mod logging;
 pub mod quote;
 pub mod signer;

@@ -57,19 +57,6 @@ enum Cmd {
     },
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 fn load_signer(cfg: &AgentConfig) -> Result<Option<Arc<dyn Signer>>> {
     match &cfg.key_file {
         None => Ok(None),
@@ -91,7 +78,7 @@ fn quote_provider(cfg: &AgentConfig) -> Arc<dyn QuoteProvider> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    guest_agent::logging::init(cli.log_json, "info");
     match cli.cmd {
         Cmd::Run { config } => {
             let cfg = AgentConfig::load(&config)?;

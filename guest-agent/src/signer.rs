@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use evidence::PublicKey;
+
+use crate::fsutil::{read_text_bounded, ReadError};
 use pkcs8::der::asn1::BitString;
 use pkcs8::der::{Decode, Encode};
 use pkcs8::ObjectIdentifier;
@@ -66,16 +68,12 @@ impl KeySigner {
     /// (`EC PRIVATE KEY`, P-256) or PKCS#1 (`RSA PRIVATE KEY`).
     pub fn load(path: &Path) -> Result<KeySigner, SignerError> {
         let p = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| SignerError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        if meta.len() > MAX_KEY_FILE_BYTES {
-            return Err(SignerError::TooLarge { path: p });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| SignerError::Io {
-            path: p.clone(),
-            source,
+        let text = read_text_bounded(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+            ReadError::Io(source) => SignerError::Io {
+                path: p.clone(),
+                source,
+            },
+            ReadError::TooLarge { .. } => SignerError::TooLarge { path: p.clone() },
         })?;
         KeySigner::from_pem(&text).map_err(|detail| SignerError::Format { path: p, detail })
     }

@@ -1,0 +1,46 @@
+//! Reading files whose size an attacker or a mistake may control.
+
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("larger than {max} bytes")]
+    TooLarge { max: u64 },
+}
+
+/// Reads a UTF-8 file of at most `max` bytes. The bound is enforced on the bytes
+/// actually read, not on a size checked beforehand, so a file that grows between
+/// the check and the read cannot slip past it.
+pub fn read_text_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
+    let f = std::fs::File::open(path)?;
+    let mut buf = String::new();
+    f.take(max.saturating_add(1)).read_to_string(&mut buf)?;
+    if u64::try_from(buf.len()).unwrap_or(u64::MAX) > max {
+        return Err(ReadError::TooLarge { max });
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "12345").unwrap();
+        assert_eq!(read_text_bounded(&p, 5).unwrap(), "12345");
+        assert!(matches!(
+            read_text_bounded(&p, 4),
+            Err(ReadError::TooLarge { max: 4 })
+        ));
+        assert!(matches!(
+            read_text_bounded(&dir.path().join("missing"), 4),
+            Err(ReadError::Io(_))
+        ));
+    }
+}
