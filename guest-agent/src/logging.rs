@@ -1,5 +1,5 @@
-//! Logging set-up shared by Provenant's binaries: stderr, text or JSON lines,
-//! `RUST_LOG` overriding the default level.
+//! Process plumbing shared by Provenant's binaries: logging (stderr, text or JSON
+//! lines, `RUST_LOG` overriding the default level) and the shutdown signal.
 
 pub fn init(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -12,4 +12,25 @@ pub fn init(json: bool, default_filter: &str) {
     } else {
         b.init();
     }
+}
+
+/// Resolves on SIGINT or SIGTERM, for graceful shutdown.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    tracing::info!("shutting down");
 }

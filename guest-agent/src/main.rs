@@ -91,7 +91,8 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "local API listening");
-            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown());
+            let server = axum::serve(listener, app)
+                .with_graceful_shutdown(guest_agent::logging::shutdown_signal());
             tokio::select! {
                 r = server => r.context("local API failed")?,
                 _ = agent.run() => {}
@@ -161,24 +162,4 @@ fn write_private(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<()
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    tracing::info!("shutting down");
 }
