@@ -18,6 +18,7 @@ pub mod judge;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tdx;
 
 use std::sync::Arc;
 
