@@ -182,3 +182,191 @@ fn cross_check(ours: &Quote, theirs: &dcap_qvl::quote::Report) -> Result<(), Quo
     }
     Ok(())
 }
+
+/// Intel SGX Root CA (DER), the anchor of every PCK chain. SHA-256
+/// 44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3 (the same
+/// certificate dcap-qvl embeds; checked in a test).
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
+
+/// Most certificates accepted in a PCK chain (Intel's is leaf, platform CA, root).
+const MAX_PCK_CHAIN_CERTS: usize = 5;
+
+/// A quote whose signatures and PCK chain verified, without collateral: no TCB
+/// status, no revocation check. Only [`verify_signatures`] builds one.
+#[derive(Debug, Clone)]
+pub struct SignedQuote {
+    quote: Quote,
+    fmspc: Option<[u8; 6]>,
+}
+
+impl SignedQuote {
+    pub fn quote(&self) -> &Quote {
+        &self.quote
+    }
+    /// FMSPC from the PCK leaf's SGX extension.
+    pub fn fmspc(&self) -> Option<[u8; 6]> {
+        self.fmspc
+    }
+}
+
+fn vfail(s: impl Into<String>) -> QuoteVerifyError {
+    QuoteVerifyError::Verification(s.into())
+}
+
+fn p256_key(sec1: &[u8], what: &str) -> Result<p256::ecdsa::VerifyingKey, QuoteVerifyError> {
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+        .map_err(|_| vfail(format!("{what} is not a valid P-256 point")))
+}
+
+fn verify_raw_sig(
+    key: &p256::ecdsa::VerifyingKey,
+    msg: &[u8],
+    rs: &[u8; 64],
+    what: &str,
+) -> Result<(), QuoteVerifyError> {
+    use p256::ecdsa::signature::Verifier;
+    let sig = p256::ecdsa::Signature::from_slice(rs)
+        .map_err(|_| vfail(format!("{what}: malformed signature")))?;
+    key.verify(msg, &sig)
+        .map_err(|_| vfail(format!("{what} does not verify")))
+}
+
+/// Checks the quote signature, the QE report signature by the PCK leaf, the QE report's
+/// binding of the attestation key, and the PCK chain up to `root_ca_der` (Intel's by
+/// default), each certificate valid at `now_secs`. Collateral checks (TCB status,
+/// CRLs) need [`verify_quote`].
+pub fn verify_signatures(
+    raw: &[u8],
+    now_secs: u64,
+    root_ca_der: Option<&[u8]>,
+) -> Result<SignedQuote, QuoteVerifyError> {
+    use sha2::{Digest, Sha256};
+    use x509_cert::der::Encode;
+
+    let quote = Quote::parse(raw)?;
+    let sig = &quote.signature;
+
+    // 1. Attestation key over header + body.
+    let mut att = [0u8; 65];
+    att[0] = 0x04;
+    att[1..].copy_from_slice(&sig.attestation_key);
+    let att_key = p256_key(&att, "attestation key")?;
+    let signed = quote
+        .signed_bytes(raw)
+        .ok_or_else(|| vfail("quote shorter than its signed part"))?;
+    verify_raw_sig(&att_key, signed, &sig.signature, "quote signature")?;
+
+    // 2. The QE report binds the attestation key: SHA-256(key || auth data), zero padded.
+    let mut h = Sha256::new();
+    h.update(sig.attestation_key);
+    h.update(&sig.qe_auth_data);
+    let want: [u8; 32] = h.finalize().into();
+    let rd = quote.qe_report_data();
+    if rd.get(..32) != Some(&want[..]) || rd.get(32..).is_none_or(|z| z.iter().any(|&b| b != 0)) {
+        return Err(vfail("QE report data does not bind the attestation key"));
+    }
+
+    // 3. PCK chain, leaf first, to the root.
+    // Real chains end with NUL padding after the last PEM block; the padding is not
+    // part of any certificate.
+    let pem = &sig.pck_chain_pem;
+    let end = pem
+        .iter()
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let chain = x509_cert::Certificate::load_pem_chain(&pem[..end])
+        .map_err(|e| vfail(format!("PCK chain: {e}")))?;
+    if chain.len() < 2 || chain.len() > MAX_PCK_CHAIN_CERTS {
+        return Err(vfail(format!("PCK chain has {} certificates", chain.len())));
+    }
+    let root = root_ca_der.unwrap_or(INTEL_SGX_ROOT_CA_DER);
+    let last = chain
+        .last()
+        .and_then(|c| c.to_der().ok())
+        .unwrap_or_default();
+    if last != root {
+        return Err(vfail("PCK chain does not end at the trusted root CA"));
+    }
+    let now = std::time::Duration::from_secs(now_secs);
+    for (i, cert) in chain.iter().enumerate() {
+        let v = &cert.tbs_certificate.validity;
+        if now < v.not_before.to_unix_duration() || now > v.not_after.to_unix_duration() {
+            return Err(vfail(format!(
+                "PCK chain certificate {i} is not valid at {now_secs}"
+            )));
+        }
+        let issuer = chain.get(i + 1).unwrap_or(cert); // the root signs itself
+        if i + 1 < chain.len() && !is_ca(issuer) {
+            return Err(vfail(format!(
+                "PCK chain certificate {} is not a CA",
+                i + 1
+            )));
+        }
+        const ECDSA_SHA256: x509_cert::der::oid::ObjectIdentifier =
+            x509_cert::der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+        if cert.signature_algorithm.oid != ECDSA_SHA256 {
+            return Err(vfail(format!(
+                "PCK chain certificate {i} is not signed with ECDSA-SHA256"
+            )));
+        }
+        let key_bits = issuer
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| vfail("issuer key bit string"))?;
+        let key = p256_key(key_bits, "PCK chain issuer key")?;
+        let tbs = cert
+            .tbs_certificate
+            .to_der()
+            .map_err(|e| vfail(e.to_string()))?;
+        let s = cert
+            .signature
+            .as_bytes()
+            .ok_or_else(|| vfail("signature bit string"))?;
+        let s = p256::ecdsa::Signature::from_der(s)
+            .map_err(|_| vfail("malformed certificate signature"))?;
+        use p256::ecdsa::signature::Verifier;
+        key.verify(&tbs, &s).map_err(|_| {
+            vfail(format!(
+                "PCK chain certificate {i} signature does not verify"
+            ))
+        })?;
+    }
+
+    // 4. The PCK leaf signed the QE report.
+    let leaf = &chain[0];
+    let leaf_key = p256_key(
+        leaf.tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| vfail("PCK key bit string"))?,
+        "PCK leaf key",
+    )?;
+    verify_raw_sig(
+        &leaf_key,
+        &sig.qe_report,
+        &sig.qe_report_signature,
+        "QE report signature",
+    )?;
+
+    let fmspc = leaf.to_der().ok().and_then(|d| find_fmspc(&d));
+    Ok(SignedQuote { quote, fmspc })
+}
+
+fn is_ca(cert: &x509_cert::Certificate) -> bool {
+    use x509_cert::ext::pkix::BasicConstraints;
+    matches!(cert.tbs_certificate.get::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca)
+}
+
+/// FMSPC from a PCK certificate: OID 1.2.840.113741.1.13.1.4 followed by a 6-byte
+/// OCTET STRING inside Intel's SGX extension.
+fn find_fmspc(der: &[u8]) -> Option<[u8; 6]> {
+    const PATTERN: [u8; 14] = [
+        0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04, 0x04, 0x06,
+    ];
+    let at = der.windows(PATTERN.len()).position(|w| w == PATTERN)?;
+    let v = der.get(at + PATTERN.len()..at + PATTERN.len() + 6)?;
+    v.try_into().ok()
+}

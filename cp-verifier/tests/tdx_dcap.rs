@@ -85,3 +85,59 @@ fn garbage_collateral_is_a_typed_error() {
     let e = verify_quote(&data("tdx_quote"), &c, V4_AT, None).unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed", "{e}");
 }
+
+mod signatures_only {
+    use super::*;
+    use cp_verifier::tdx::{verify_signatures, INTEL_SGX_ROOT_CA_DER};
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn embedded_root_is_intels() {
+        assert_eq!(
+            hex::encode(Sha256::digest(INTEL_SGX_ROOT_CA_DER)),
+            "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+        );
+    }
+
+    #[test]
+    fn real_quotes_verify_without_collateral() {
+        for (file, at, fmspc) in [
+            ("tdx_quote", V4_AT, "b0c06f000000"),
+            ("tdx_quote_outdated", V5_AT, "90c06f000000"),
+        ] {
+            let q =
+                verify_signatures(&data(file), at, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(hex::encode(q.fmspc().unwrap()), fmspc, "{file}");
+        }
+    }
+
+    #[test]
+    fn each_signature_check_can_fail() {
+        let raw = data("tdx_quote");
+        let sig_at = 636; // v4: 48 header + 584 body + 4 length
+        let cases: [(&str, usize); 6] = [
+            ("body byte (quote signature)", 48 + 136),
+            ("quote signature", sig_at + 10),
+            ("attestation key (binding)", sig_at + 64 + 10),
+            ("QE report (QE report signature)", sig_at + 128 + 6 + 10),
+            ("QE report data (binding)", sig_at + 128 + 6 + 320 + 1),
+            ("QE report signature", sig_at + 128 + 6 + 384 + 10),
+        ];
+        for (what, off) in cases {
+            let mut t = raw.clone();
+            t[off] ^= 0x02;
+            let e = verify_signatures(&t, V4_AT, None).unwrap_err();
+            assert_eq!(e.kind(), "QuoteVerificationFailed", "{what}: {e}");
+        }
+        // Outside the PCK certificates' validity.
+        let e = verify_signatures(&raw, 1_600_000_000, None).unwrap_err();
+        assert!(e.to_string().contains("not valid at"), "{e}");
+        // A different root is not Intel's.
+        let e = verify_signatures(&raw, V4_AT, Some(b"other root")).unwrap_err();
+        assert!(e.to_string().contains("trusted root"), "{e}");
+        // Every truncation is a typed parse error, never a panic.
+        for n in (0..raw.len() - 70).step_by(7) {
+            assert!(verify_signatures(&raw[..n], V4_AT, None).is_err());
+        }
+    }
+}
