@@ -19,6 +19,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod tdx;
+pub mod verify_cli;
 
 use std::sync::Arc;
 

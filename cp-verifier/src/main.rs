@@ -36,6 +36,30 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: SocketAddr,
     },
+    /// Verify evidence offline and print the result as one JSON object.
+    #[command(subcommand)]
+    Verify(VerifyCmd),
+}
+
+#[derive(Subcommand)]
+enum VerifyCmd {
+    /// Verify a TDX quote: signatures and PCK chain, plus TCB status with collateral.
+    /// Exit 0 verified, 1 refused (error JSON on stdout), 2 usage error.
+    Quote {
+        /// The quote: raw binary or hex text (with or without 0x).
+        #[arg(long)]
+        quote: PathBuf,
+        /// dcap-qvl QuoteCollateralV3 JSON. Without it only signatures and the PCK
+        /// chain are checked, and the output says "collateral":"absent".
+        #[arg(long)]
+        collateral: Option<PathBuf>,
+        /// Verification time, Unix seconds (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+        /// Trust this root CA (DER) instead of Intel's SGX Root CA.
+        #[arg(long)]
+        root_ca: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -55,6 +79,23 @@ async fn main() -> anyhow::Result<()> {
                 .with_graceful_shutdown(guest_agent::logging::shutdown_signal())
                 .await?;
             Ok(())
+        }
+        Cmd::Verify(VerifyCmd::Quote {
+            quote,
+            collateral,
+            at,
+            root_ca,
+        }) => {
+            let at = at
+                .unwrap_or_else(|| guest_agent::clock::Clock::now_ns(&SystemClock) / 1_000_000_000);
+            let o = cp_verifier::verify_cli::verify_quote_cmd(
+                &quote,
+                collateral.as_deref(),
+                at,
+                root_ca.as_deref(),
+            );
+            println!("{}", o.json);
+            std::process::exit(o.code);
         }
         Cmd::Demo { listen } => {
             // Quieter by default so the printed URLs stand out; RUST_LOG overrides.
