@@ -129,7 +129,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    tokio::signal::ctrl_c().await?;
+    guest_agent::logging::shutdown_signal().await;
     drop(dir);
     Ok(())
 }
