@@ -19,6 +19,20 @@ pub struct PlatformEvidence {
 pub enum QuoteError {
     #[error("quote provider unavailable: {0}")]
     Unavailable(String),
+    /// configfs-tsm reports a provider other than `tdx_guest`.
+    #[error("configfs-tsm provider is {0:?}, not tdx_guest")]
+    WrongProvider(String),
+    /// Another writer touched the report between our write and our read.
+    #[error("configfs-tsm generation moved from {before} to {after} (expected {expected}): concurrent request; retry")]
+    Race {
+        before: u64,
+        after: u64,
+        expected: u64,
+    },
+    #[error("configfs-tsm I/O on {path}: {detail}")]
+    Io { path: String, detail: String },
+    #[error("quote is {len} bytes, over the limit of {max}")]
+    TooLarge { len: usize, max: usize },
 }
 
 pub trait QuoteProvider: Send + Sync {
@@ -41,5 +55,288 @@ impl QuoteProvider for NoTee {
             tier: Tier::Software,
             quote: None,
         })
+    }
+}
+
+/// configfs-tsm (`/sys/kernel/config/tsm/report`, Linux >= 6.7): a directory per
+/// request, exactly 64 bytes of REPORTDATA written to `inblob`, the quote read from
+/// `outblob`. `generation` is read before the write, after it, and after the read: it
+/// must advance by exactly one for our write and not move while we read, or another
+/// writer raced us and the quote may not carry our REPORTDATA.
+#[derive(Debug, Clone)]
+pub struct ConfigfsTsm {
+    /// The `report` directory; configurable so tests can use a simulated tree.
+    pub root: std::path::PathBuf,
+    /// How long to wait for the attribute files of a new request directory. The kernel
+    /// creates them with the directory; a simulated kernel may lag.
+    pub settle: std::time::Duration,
+}
+
+impl ConfigfsTsm {
+    pub fn new(root: impl Into<std::path::PathBuf>) -> ConfigfsTsm {
+        ConfigfsTsm {
+            root: root.into(),
+            settle: std::time::Duration::from_secs(2),
+        }
+    }
+
+    fn request(
+        &self,
+        dir: &std::path::Path,
+        report_data: &[u8; 64],
+    ) -> Result<Vec<u8>, QuoteError> {
+        use std::io::Read;
+        let io = |p: &std::path::Path, e: std::io::Error| QuoteError::Io {
+            path: p.display().to_string(),
+            detail: e.to_string(),
+        };
+        let generation_path = dir.join("generation");
+        let deadline = std::time::Instant::now() + self.settle;
+        while !generation_path.exists() {
+            if std::time::Instant::now() > deadline {
+                return Err(QuoteError::Unavailable(format!(
+                    "{} has no generation attribute",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let provider_path = dir.join("provider");
+        let provider =
+            std::fs::read_to_string(&provider_path).map_err(|e| io(&provider_path, e))?;
+        if provider.trim() != "tdx_guest" {
+            return Err(QuoteError::WrongProvider(provider.trim().to_string()));
+        }
+        let generation = || -> Result<u64, QuoteError> {
+            let s =
+                std::fs::read_to_string(&generation_path).map_err(|e| io(&generation_path, e))?;
+            s.trim().parse().map_err(|_| QuoteError::Io {
+                path: generation_path.display().to_string(),
+                detail: format!("not a number: {:?}", s.trim()),
+            })
+        };
+        let g1 = generation()?;
+        let inblob = dir.join("inblob");
+        std::fs::write(&inblob, report_data).map_err(|e| io(&inblob, e))?;
+        // The kernel bumps `generation` within the write; a simulated kernel may take a
+        // moment, so wait (bounded) for it to move, then require exactly one step.
+        let mut g2 = generation()?;
+        while g2 == g1 && std::time::Instant::now() < deadline + self.settle {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            g2 = generation()?;
+        }
+        if g2 != g1 + 1 {
+            return Err(QuoteError::Race {
+                before: g1,
+                after: g2,
+                expected: g1 + 1,
+            });
+        }
+        let outblob = dir.join("outblob");
+        let f = std::fs::File::open(&outblob).map_err(|e| io(&outblob, e))?;
+        let max = evidence::tdx::MAX_QUOTE_BYTES;
+        let mut quote = Vec::new();
+        f.take(u64::try_from(max).unwrap_or(u64::MAX) + 1)
+            .read_to_end(&mut quote)
+            .map_err(|e| io(&outblob, e))?;
+        if quote.len() > max {
+            return Err(QuoteError::TooLarge {
+                len: quote.len(),
+                max,
+            });
+        }
+        let g3 = generation()?;
+        if g3 != g2 {
+            return Err(QuoteError::Race {
+                before: g2,
+                after: g3,
+                expected: g2,
+            });
+        }
+        Ok(quote)
+    }
+}
+
+impl QuoteProvider for ConfigfsTsm {
+    fn tier(&self) -> Tier {
+        Tier::Tdx
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<PlatformEvidence, QuoteError> {
+        if !self.root.is_dir() {
+            return Err(QuoteError::Unavailable(format!(
+                "{} is not a directory",
+                self.root.display()
+            )));
+        }
+        let name: [u8; 8] = rand::random();
+        let dir = self.root.join(format!("provenant-{}", hex::encode(name)));
+        std::fs::create_dir(&dir).map_err(|e| QuoteError::Io {
+            path: dir.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let result = self.request(&dir, report_data);
+        // The kernel frees the request on rmdir; a failure to remove it only leaks it.
+        if let Err(e) = std::fs::remove_dir(&dir) {
+            tracing::debug!(dir = %dir.display(), error = %e, "could not remove configfs-tsm request");
+        }
+        Ok(PlatformEvidence {
+            tier: Tier::Tdx,
+            quote: Some(result?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Plays the kernel's part of configfs-tsm on a plain directory: populates each
+    /// new request directory, and on a 64-byte `inblob` bumps `generation` and writes
+    /// an `outblob` that embeds the REPORTDATA (at offset 568, as in a v4 quote).
+    struct SimKernel {
+        stop: Arc<AtomicBool>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        Honest,
+        /// Another writer bumps the generation once more after our write.
+        Racing,
+        WrongProvider,
+        /// A quote over 8 KiB, which must not be cut off.
+        BigQuote,
+    }
+
+    impl SimKernel {
+        fn start(root: &Path, b: Behaviour) -> SimKernel {
+            let stop = Arc::new(AtomicBool::new(false));
+            let s = stop.clone();
+            let root = root.to_path_buf();
+            let handle = std::thread::spawn(move || {
+                let mut seen: Vec<PathBuf> = Vec::new();
+                while !s.load(Ordering::SeqCst) {
+                    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                        let d = e.path();
+                        if !seen.contains(&d) {
+                            let provider = if matches!(b, Behaviour::WrongProvider) {
+                                "sev_guest\n"
+                            } else {
+                                "tdx_guest\n"
+                            };
+                            let _ = std::fs::write(d.join("provider"), provider);
+                            let _ = std::fs::write(d.join("inblob"), b"");
+                            let _ = std::fs::write(d.join("generation"), "0\n");
+                            seen.push(d.clone());
+                        }
+                        let inb = std::fs::read(d.join("inblob")).unwrap_or_default();
+                        if inb.len() == 64 && !d.join("outblob").exists() {
+                            let mut q = vec![
+                                0u8;
+                                if matches!(b, Behaviour::BigQuote) {
+                                    20_000
+                                } else {
+                                    5006
+                                }
+                            ];
+                            q[0] = 4;
+                            q[568..632].copy_from_slice(&inb);
+                            let _ = std::fs::write(d.join("outblob"), &q);
+                            let g = if matches!(b, Behaviour::Racing) { 2 } else { 1 };
+                            let _ = std::fs::write(d.join("generation"), format!("{g}\n"));
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+            SimKernel {
+                stop,
+                handle: Some(handle),
+            }
+        }
+    }
+
+    impl Drop for SimKernel {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// On a plain directory the provider's rmdir fails (the attribute files are
+    /// still there); configfs removes them with the directory. The provider tolerates it.
+    fn provider(root: &Path) -> ConfigfsTsm {
+        ConfigfsTsm::new(root)
+    }
+
+    #[test]
+    fn honest_kernel_returns_a_quote_carrying_our_report_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let _k = SimKernel::start(dir.path(), Behaviour::Honest);
+        let rd = [0x5au8; 64];
+        let ev = provider(dir.path()).evidence(&rd).unwrap();
+        assert_eq!(ev.tier, Tier::Tdx);
+        let q = ev.quote.unwrap();
+        assert_eq!(&q[568..632], &rd[..]);
+    }
+
+    #[test]
+    fn generation_race_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _k = SimKernel::start(dir.path(), Behaviour::Racing);
+        let e = provider(dir.path()).evidence(&[1; 64]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                QuoteError::Race {
+                    before: 0,
+                    after: 2,
+                    expected: 1
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_provider_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _k = SimKernel::start(dir.path(), Behaviour::WrongProvider);
+        let e = provider(dir.path()).evidence(&[1; 64]).unwrap_err();
+        assert!(
+            matches!(e, QuoteError::WrongProvider(ref p) if p == "sev_guest"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn quotes_over_8_kib_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let _k = SimKernel::start(dir.path(), Behaviour::BigQuote);
+        let q = provider(dir.path())
+            .evidence(&[2; 64])
+            .unwrap()
+            .quote
+            .unwrap();
+        assert_eq!(q.len(), 20_000);
+    }
+
+    #[test]
+    fn missing_tree_and_dead_kernel_are_unavailable() {
+        let e = ConfigfsTsm::new("/nonexistent/tsm/report")
+            .evidence(&[0; 64])
+            .unwrap_err();
+        assert!(matches!(e, QuoteError::Unavailable(_)), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = ConfigfsTsm::new(dir.path());
+        p.settle = std::time::Duration::from_millis(50);
+        let e = p.evidence(&[0; 64]).unwrap_err();
+        assert!(matches!(e, QuoteError::Unavailable(_)), "{e}");
     }
 }
