@@ -13,6 +13,7 @@
 pub mod api;
 pub mod dsse;
 pub mod error;
+pub mod eventlog;
 pub mod keys;
 pub mod limits;
 pub mod report;
