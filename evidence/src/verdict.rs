@@ -54,6 +54,16 @@ pub enum ReasonCode {
     ClockDesync,
     /// The agent has not registered.
     NotRegistered,
+    /// The platform's TCB status is not UpToDate (allowed with warning, or refused).
+    TcbStatus,
+    /// The TD is debuggable (TDATTRIBUTES DEBUG or another TUD bit is set).
+    DebugTd,
+    /// The quote's REPORTDATA is not the binding of the report it came with.
+    ReportDataMismatch,
+    /// MRTD (or an RTMR) is not on the policy's allowlist.
+    MeasurementNotAllowed,
+    /// RTMR3 replayed from the agent's event log differs from the quoted RTMR3.
+    Rtmr3Mismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

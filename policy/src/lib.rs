@@ -10,6 +10,8 @@
 //! `Unknown`, and `Unknown` is never acceptable.
 #![forbid(unsafe_code)]
 
+pub mod tdx;
+
 use std::time::Duration;
 
 pub use evidence::verdict::{Reason, ReasonCode, Status, Verdict};

@@ -1,0 +1,211 @@
+//! TDX evidence policy: what a verified quote must also satisfy.
+//!
+//! Input is a quote that already passed DCAP verification (signatures, chain,
+//! collateral); this decides whether its contents are acceptable. Fail closed: a
+//! status not named in the policy is refused, and unknown statuses are never allowed.
+
+use evidence::report::HexBytes;
+use evidence::verdict::{Reason, ReasonCode, Status, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// The operator's TDX policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TdxPolicy {
+    /// TCB statuses accepted as green.
+    pub allowed_tcb_statuses: Vec<String>,
+    /// TCB statuses accepted with a warning (yellow), e.g. `SWHardeningNeeded`.
+    pub warn_tcb_statuses: Vec<String>,
+    /// If non-empty, MRTD must be one of these (hex, 48 bytes).
+    pub mrtd_allowlist: Vec<HexBytes<48>>,
+    /// If non-empty, RTMR0, RTMR1, RTMR2 must each be one of the listed values.
+    pub rtmr_allowlists: [Vec<HexBytes<48>>; 3],
+}
+
+impl Default for TdxPolicy {
+    fn default() -> Self {
+        TdxPolicy {
+            allowed_tcb_statuses: vec!["UpToDate".into()],
+            warn_tcb_statuses: Vec::new(),
+            mrtd_allowlist: Vec::new(),
+            rtmr_allowlists: Default::default(),
+        }
+    }
+}
+
+/// The facts of a verified quote and its report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxFacts {
+    pub tcb_status: String,
+    pub advisory_ids: Vec<String>,
+    pub td_attributes: [u8; 8],
+    pub report_data: [u8; 64],
+    /// `evidence::report_data(envelope)` of the report the quote came with.
+    pub expected_report_data: [u8; 64],
+    pub mrtd: [u8; 48],
+    pub rtmrs: [[u8; 48]; 4],
+    /// RTMR3 replayed from the agent's event log.
+    pub rtmr3_replayed: [u8; 48],
+}
+
+pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
+    let mut reasons = Vec::new();
+    let mut push = |code, status, detail: String| {
+        reasons.push(Reason {
+            code,
+            status,
+            detail,
+        })
+    };
+    if p.allowed_tcb_statuses.contains(&f.tcb_status) {
+        // Green: nothing to say.
+    } else if p.warn_tcb_statuses.contains(&f.tcb_status) {
+        push(
+            ReasonCode::TcbStatus,
+            Status::Warn,
+            format!(
+                "TCB status {} (advisories {:?}) is allowed with a warning",
+                f.tcb_status, f.advisory_ids
+            ),
+        );
+    } else {
+        push(
+            ReasonCode::TcbStatus,
+            Status::Fail,
+            format!(
+                "TCB status {} (advisories {:?}) is not allowed",
+                f.tcb_status, f.advisory_ids
+            ),
+        );
+    }
+    // TUD bits (TDATTRIBUTES byte 0): DEBUG is bit 0; any of them means the host can
+    // inspect or alter the TD.
+    if f.td_attributes[0] != 0 {
+        push(
+            ReasonCode::DebugTd,
+            Status::Fail,
+            format!(
+                "TDATTRIBUTES TUD bits set ({:#04x}): the TD is debuggable",
+                f.td_attributes[0]
+            ),
+        );
+    }
+    if f.report_data != f.expected_report_data {
+        push(
+            ReasonCode::ReportDataMismatch,
+            Status::Fail,
+            "the quote's REPORTDATA is not SHA-512 of the report's DSSE PAE".into(),
+        );
+    }
+    if !p.mrtd_allowlist.is_empty() && !p.mrtd_allowlist.iter().any(|m| m.0 == f.mrtd) {
+        push(
+            ReasonCode::MeasurementNotAllowed,
+            Status::Fail,
+            format!("MRTD {} is not on the allowlist", hex::encode(f.mrtd)),
+        );
+    }
+    for (i, list) in p.rtmr_allowlists.iter().enumerate() {
+        if !list.is_empty() && !list.iter().any(|m| m.0 == f.rtmrs[i]) {
+            push(
+                ReasonCode::MeasurementNotAllowed,
+                Status::Fail,
+                format!(
+                    "RTMR{i} {} is not on the allowlist",
+                    hex::encode(f.rtmrs[i])
+                ),
+            );
+        }
+    }
+    if f.rtmr3_replayed != f.rtmrs[3] {
+        push(
+            ReasonCode::Rtmr3Mismatch,
+            Status::Fail,
+            "RTMR3 replayed from the event log differs from the quoted RTMR3".into(),
+        );
+    }
+    let status = reasons
+        .iter()
+        .map(|r| r.status)
+        .max()
+        .unwrap_or(Status::Pass);
+    Verdict { status, reasons }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> TdxFacts {
+        TdxFacts {
+            tcb_status: "UpToDate".into(),
+            advisory_ids: vec![],
+            td_attributes: [0, 0, 0, 0x10, 0, 0, 0, 0],
+            report_data: [7; 64],
+            expected_report_data: [7; 64],
+            mrtd: [1; 48],
+            rtmrs: [[2; 48], [3; 48], [4; 48], [5; 48]],
+            rtmr3_replayed: [5; 48],
+        }
+    }
+
+    fn codes(v: &Verdict) -> Vec<ReasonCode> {
+        v.reasons.iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn good_quote_is_green() {
+        let v = evaluate_tdx(&TdxPolicy::default(), &facts());
+        assert_eq!(v.status, Status::Pass, "{v:?}");
+    }
+
+    #[test]
+    fn tcb_statuses_default_to_up_to_date_only() {
+        let mut f = facts();
+        f.tcb_status = "SWHardeningNeeded".into();
+        assert_eq!(evaluate_tdx(&TdxPolicy::default(), &f).status, Status::Fail);
+        let p = TdxPolicy {
+            warn_tcb_statuses: vec!["SWHardeningNeeded".into()],
+            ..TdxPolicy::default()
+        };
+        assert_eq!(evaluate_tdx(&p, &f).status, Status::Warn);
+        f.tcb_status = "Revoked".into();
+        assert_eq!(evaluate_tdx(&p, &f).status, Status::Fail);
+    }
+
+    #[test]
+    fn each_check_fails_on_its_own() {
+        let p = TdxPolicy {
+            mrtd_allowlist: vec![HexBytes([1; 48])],
+            rtmr_allowlists: [vec![HexBytes([2; 48])], vec![], vec![]],
+            ..TdxPolicy::default()
+        };
+        assert_eq!(evaluate_tdx(&p, &facts()).status, Status::Pass);
+        let cases: Vec<(Box<dyn Fn(&mut TdxFacts)>, ReasonCode)> = vec![
+            (Box::new(|f| f.td_attributes[0] = 1), ReasonCode::DebugTd),
+            (Box::new(|f| f.td_attributes[0] = 0x80), ReasonCode::DebugTd),
+            (
+                Box::new(|f| f.report_data[63] ^= 1),
+                ReasonCode::ReportDataMismatch,
+            ),
+            (
+                Box::new(|f| f.mrtd[0] ^= 1),
+                ReasonCode::MeasurementNotAllowed,
+            ),
+            (
+                Box::new(|f| f.rtmrs[0][0] ^= 1),
+                ReasonCode::MeasurementNotAllowed,
+            ),
+            (
+                Box::new(|f| f.rtmr3_replayed[0] ^= 1),
+                ReasonCode::Rtmr3Mismatch,
+            ),
+        ];
+        for (mutate, code) in cases {
+            let mut f = facts();
+            mutate(&mut f);
+            let v = evaluate_tdx(&p, &f);
+            assert_eq!(v.status, Status::Fail);
+            assert_eq!(codes(&v), vec![code]);
+        }
+    }
+}
