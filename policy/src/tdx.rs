@@ -180,25 +180,13 @@ mod tests {
             ..TdxPolicy::default()
         };
         assert_eq!(evaluate_tdx(&p, &facts()).status, Status::Pass);
-        let cases: Vec<(Box<dyn Fn(&mut TdxFacts)>, ReasonCode)> = vec![
-            (Box::new(|f| f.td_attributes[0] = 1), ReasonCode::DebugTd),
-            (Box::new(|f| f.td_attributes[0] = 0x80), ReasonCode::DebugTd),
-            (
-                Box::new(|f| f.report_data[63] ^= 1),
-                ReasonCode::ReportDataMismatch,
-            ),
-            (
-                Box::new(|f| f.mrtd[0] ^= 1),
-                ReasonCode::MeasurementNotAllowed,
-            ),
-            (
-                Box::new(|f| f.rtmrs[0][0] ^= 1),
-                ReasonCode::MeasurementNotAllowed,
-            ),
-            (
-                Box::new(|f| f.rtmr3_replayed[0] ^= 1),
-                ReasonCode::Rtmr3Mismatch,
-            ),
+        let cases: Vec<(fn(&mut TdxFacts), ReasonCode)> = vec![
+            (|f| f.td_attributes[0] = 1, ReasonCode::DebugTd),
+            (|f| f.td_attributes[0] = 0x80, ReasonCode::DebugTd),
+            (|f| f.report_data[63] ^= 1, ReasonCode::ReportDataMismatch),
+            (|f| f.mrtd[0] ^= 1, ReasonCode::MeasurementNotAllowed),
+            (|f| f.rtmrs[0][0] ^= 1, ReasonCode::MeasurementNotAllowed),
+            (|f| f.rtmr3_replayed[0] ^= 1, ReasonCode::Rtmr3Mismatch),
         ];
         for (mutate, code) in cases {
             let mut f = facts();
