@@ -180,7 +180,8 @@ mod tests {
             ..TdxPolicy::default()
         };
         assert_eq!(evaluate_tdx(&p, &facts()).status, Status::Pass);
-        let cases: Vec<(fn(&mut TdxFacts), ReasonCode)> = vec![
+        type Mutation = fn(&mut TdxFacts);
+        let cases: Vec<(Mutation, ReasonCode)> = vec![
             (|f| f.td_attributes[0] = 1, ReasonCode::DebugTd),
             (|f| f.td_attributes[0] = 0x80, ReasonCode::DebugTd),
             (|f| f.report_data[63] ^= 1, ReasonCode::ReportDataMismatch),
