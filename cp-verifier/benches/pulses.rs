@@ -178,6 +178,13 @@ fn main() {
 
         // Warm both servers' connection pools briefly, then measure: no-op first, then
         // the control plane, then the no-op again to see drift.
+        if std::env::var("PROVENANT_BENCH_ONLY_CP").is_ok() {
+            // For profiling the control plane alone.
+            let (v, ok_v) = fire(&base, "/api/v1/heartbeat", bodies).await;
+            assert_eq!(ok_v, total);
+            println!("control plane only: {:.0} pulses/s", total as f64 / v.as_secs_f64());
+            return;
+        }
         let warm: Vec<Vec<Vec<u8>>> = bodies.iter().map(|c| vec![c[0].clone()]).collect();
         fire(&noop_base, "/noop", warm).await;
         let (n1, ok_n1) = fire(&noop_base, "/noop", bodies.clone()).await;
