@@ -80,6 +80,16 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict whose status is the worst status among its reasons (Pass if none).
+    pub fn from_reasons(reasons: Vec<Reason>) -> Verdict {
+        let status = reasons
+            .iter()
+            .map(|r| r.status)
+            .max()
+            .unwrap_or(Status::Pass);
+        Verdict { status, reasons }
+    }
+
     pub fn unknown(detail: &str) -> Verdict {
         Verdict {
             status: Status::Unknown,

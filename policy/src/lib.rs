@@ -123,12 +123,7 @@ pub fn evaluate(policy: &TrustPolicy, f: &AgentFacts) -> Verdict {
             "the agent's clock is outside the allowed skew; its pulses are refused".into(),
         );
     }
-    let status = reasons
-        .iter()
-        .map(|r| r.status)
-        .max()
-        .unwrap_or(Status::Pass);
-    Verdict { status, reasons }
+    Verdict::from_reasons(reasons)
 }
 
 #[cfg(test)]

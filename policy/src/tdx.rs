@@ -123,12 +123,7 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             "RTMR3 replayed from the event log differs from the quoted RTMR3".into(),
         );
     }
-    let status = reasons
-        .iter()
-        .map(|r| r.status)
-        .max()
-        .unwrap_or(Status::Pass);
-    Verdict { status, reasons }
+    Verdict::from_reasons(reasons)
 }
 
 #[cfg(test)]
