@@ -281,6 +281,7 @@ impl ControlPlane {
             expected_version: existing.as_ref().map(|o| o.version),
             nonce: None,
             alerts,
+            chain_only: false,
         })
         .await
         .map_err(|e| match e {
@@ -458,12 +459,23 @@ impl ControlPlane {
                 version: rec.version + 1,
                 ..rec.clone()
             };
+            // Most pulses only advance the chain; tell the store so it can skip
+            // rewriting the unchanged rest of the record.
+            let chain_only = AgentRecord {
+                last_seen_ns: rec.last_seen_ns,
+                sequence: rec.sequence,
+                chain_head: rec.chain_head,
+                blinded: rec.blinded,
+                version: rec.version,
+                ..next.clone()
+            } == rec;
             match self
                 .persist(AgentWrite {
                     record: next.clone(),
                     expected_version: Some(rec.version),
                     nonce: Some(pulse.nonce.to_hex()),
                     alerts,
+                    chain_only,
                 })
                 .await
             {
@@ -515,6 +527,7 @@ impl ControlPlane {
             expected_version: Some(rec.version),
             nonce: None,
             alerts: vec![Alert::new(now, &rec.agent_id, kind, detail)],
+            chain_only: false,
         };
         if let Err(e) = self.persist(w).await {
             tracing::warn!(agent_id = %rec.agent_id, error = %e, "could not record a refused pulse");
@@ -695,6 +708,7 @@ impl ControlPlane {
                     expected_version: Some(rec.version),
                     nonce: None,
                     alerts,
+                    chain_only: false,
                 })
                 .await
             {
@@ -738,6 +752,7 @@ impl ControlPlane {
                     expected_version: Some(rec.version),
                     nonce: None,
                     alerts: vec![Alert::new(now, &rec.agent_id, AlertKind::Blinded, detail)],
+                    chain_only: true,
                 })
                 .await
             {

@@ -72,6 +72,9 @@ pub struct AgentWrite {
     pub expected_version: Option<u64>,
     /// A pulse nonce to consume.
     pub nonce: Option<String>,
+    /// Only the chain fields changed (`version`, `last_seen_ns`, `blinded`,
+    /// `sequence`, `chain_head`); the store may skip rewriting the rest.
+    pub chain_only: bool,
     pub alerts: Vec<Alert>,
 }
 

@@ -29,6 +29,8 @@ const SCHEMA: &[&str] = &[
         version BIGINT NOT NULL,
         last_seen_ns BIGINT NOT NULL,
         blinded INTEGER NOT NULL,
+        sequence BIGINT NOT NULL,
+        chain_head TEXT NOT NULL,
         record TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS challenges (
         nonce TEXT PRIMARY KEY,
@@ -177,8 +179,13 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
     match op {
         Op::Write(w) => {
             let rec = &w.record;
-            let json =
-                serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // A pulse that only advances the chain rewrites the hot columns, not the
+            // record: the writer task is the serial part of the pulse path.
+            let json = if w.chain_only {
+                None
+            } else {
+                Some(serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            };
             if let Some(nonce) = &w.nonce {
                 // ON CONFLICT DO NOTHING (portable to PostgreSQL): a reused nonce writes
                 // nothing and is reported, with nothing to undo.
@@ -196,26 +203,46 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                     return Err(StoreError::DuplicateNonce);
                 }
             }
-            let n = match w.expected_version {
-                None => sqlx::query(
-                    "INSERT INTO agents (agent_id, version, last_seen_ns, blinded, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            let head = rec.chain_head.to_hex();
+            let n = match (w.expected_version, &json) {
+                (None, None) => return Err(StoreError::Corrupt("a new agent needs its full record".into())),
+                (None, Some(json)) => sqlx::query(
+                    "INSERT INTO agents (agent_id, version, last_seen_ns, blinded, sequence, chain_head, record) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
                 .bind(&rec.agent_id)
                 .bind(to_i64(rec.version))
                 .bind(to_i64(rec.last_seen_ns))
                 .bind(i64::from(rec.blinded))
-                .bind(&json)
+                .bind(to_i64(rec.sequence))
+                .bind(&head)
+                .bind(json)
                 .execute(&mut *c)
                 .await
                 .map_err(unavailable)?
                 .rows_affected(),
-                Some(v) => sqlx::query(
-                    "UPDATE agents SET version = ?, last_seen_ns = ?, blinded = ?, record = ? WHERE agent_id = ? AND version = ?",
+                (Some(v), Some(json)) => sqlx::query(
+                    "UPDATE agents SET version = ?, last_seen_ns = ?, blinded = ?, sequence = ?, chain_head = ?, record = ? WHERE agent_id = ? AND version = ?",
                 )
                 .bind(to_i64(rec.version))
                 .bind(to_i64(rec.last_seen_ns))
                 .bind(i64::from(rec.blinded))
-                .bind(&json)
+                .bind(to_i64(rec.sequence))
+                .bind(&head)
+                .bind(json)
+                .bind(&rec.agent_id)
+                .bind(to_i64(v))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?
+                .rows_affected(),
+                (Some(v), None) => sqlx::query(
+                    "UPDATE agents SET version = ?, last_seen_ns = ?, blinded = ?, sequence = ?, chain_head = ? WHERE agent_id = ? AND version = ?",
+                )
+                .bind(to_i64(rec.version))
+                .bind(to_i64(rec.last_seen_ns))
+                .bind(i64::from(rec.blinded))
+                .bind(to_i64(rec.sequence))
+                .bind(&head)
                 .bind(&rec.agent_id)
                 .bind(to_i64(v))
                 .execute(&mut *c)
@@ -295,8 +322,30 @@ async fn insert_alerts(c: &mut SqliteConnection, alerts: &[Alert]) -> Result<(),
     Ok(())
 }
 
-fn decode_record(json: &str) -> Result<AgentRecord, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+const SELECT_AGENT: &str =
+    "SELECT record, version, last_seen_ns, blinded, sequence, chain_head FROM agents";
+
+/// The record JSON, with the hot columns (written on every pulse) laid over it.
+fn decode_record(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(e);
+    let mut rec: AgentRecord = serde_json::from_str(
+        row.try_get::<&str, _>(0)
+            .map_err(|e| corrupt(e.to_string()))?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    rec.version = to_u64(row.try_get(1).map_err(|e| corrupt(e.to_string()))?);
+    rec.last_seen_ns = to_u64(row.try_get(2).map_err(|e| corrupt(e.to_string()))?);
+    rec.blinded = row
+        .try_get::<i64, _>(3)
+        .map_err(|e| corrupt(e.to_string()))?
+        != 0;
+    rec.sequence = to_u64(row.try_get(4).map_err(|e| corrupt(e.to_string()))?);
+    rec.chain_head = evidence::Digest32::from_hex(
+        row.try_get::<&str, _>(5)
+            .map_err(|e| corrupt(e.to_string()))?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    Ok(rec)
 }
 
 #[async_trait]
@@ -313,22 +362,20 @@ impl Store for SqliteStore {
     }
 
     async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query("SELECT record FROM agents WHERE agent_id = ?")
+        let row = sqlx::query(&format!("{SELECT_AGENT} WHERE agent_id = ?"))
             .bind(agent_id)
             .fetch_optional(&self.reads)
             .await
             .map_err(unavailable)?;
-        row.map(|r| decode_record(r.get::<&str, _>(0))).transpose()
+        row.as_ref().map(decode_record).transpose()
     }
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let rows = sqlx::query("SELECT record FROM agents ORDER BY agent_id")
+        let rows = sqlx::query(&format!("{SELECT_AGENT} ORDER BY agent_id"))
             .fetch_all(&self.reads)
             .await
             .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| decode_record(r.get::<&str, _>(0)))
-            .collect()
+        rows.iter().map(decode_record).collect()
     }
 
     async fn write_agent(&self, w: AgentWrite) -> Result<(), StoreError> {
@@ -434,6 +481,7 @@ mod tests {
             record: rec,
             expected_version: expected,
             nonce: nonce.map(str::to_string),
+            chain_only: false,
         }
     }
 
@@ -486,6 +534,21 @@ mod tests {
             ));
             assert_eq!(s.get_agent("a").await.unwrap().unwrap(), now);
         }
+        // A chain-only write keeps the stored record and moves the hot columns.
+        let cur = s.get_agent("a").await.unwrap().unwrap();
+        let mut next = cur.clone();
+        next.sequence += 1;
+        next.chain_head = HexBytes([9; 32]);
+        next.version += 1;
+        next.lkg.agent_binary = HexBytes([0xee; 32]); // must NOT be written
+        let mut w = write(next.clone(), Some(cur.version), Some("chain"), 0);
+        w.chain_only = true;
+        s.write_agent(w).await.unwrap();
+        let got = s.get_agent("a").await.unwrap().unwrap();
+        assert_eq!(got.sequence, next.sequence);
+        assert_eq!(got.chain_head, next.chain_head);
+        assert_eq!(got.version, next.version);
+        assert_eq!(got.lkg, cur.lkg);
         // Only the alerts of successful writes were stored.
         assert_eq!(s.list_alerts(None, 100).await.unwrap().len(), 1);
     }
