@@ -17,6 +17,15 @@ struct Http {
 }
 
 impl Http {
+    fn new() -> Http {
+        Http {
+            c: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
     async fn get(&self, url: &str) -> Option<(u16, Value)> {
         let r = self.c.get(url).send().await.ok()?;
         let s = r.status().as_u16();
@@ -69,12 +78,7 @@ async fn alerts_of(http: &Http, cp: &str, kind: &str) -> Vec<Value> {
 async fn agent_and_control_plane_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let http = Http {
-        c: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap(),
-    };
+    let http = Http::new();
 
     // A webhook receiver that records every alert it is sent.
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -394,12 +398,7 @@ policy_files = ["{policy}"]
 async fn agent_without_a_key_is_a_visible_no_op() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let http = Http {
-        c: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap(),
-    };
+    let http = Http::new();
     // A stand-in control plane that counts every request it receives.
     let hits: Arc<Mutex<Vec<String>>> = Arc::default();
     let h = hits.clone();
