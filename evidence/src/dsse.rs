@@ -223,20 +223,29 @@ impl Envelope {
         expected_type: &'static str,
         key: &PublicKey,
     ) -> Result<(), EvidenceError> {
-        if self.payload_type != expected_type {
+        self.check_type(expected_type)?;
+        self.check_signatures(&self.pae(), key)
+    }
+
+    fn check_type(&self, expected: &'static str) -> Result<(), EvidenceError> {
+        if self.payload_type != expected {
             return Err(EvidenceError::WrongPayloadType {
-                expected: expected_type,
+                expected,
                 got: self.payload_type.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// At least one signature must verify under `key` over `pae` (this envelope's).
+    fn check_signatures(&self, pae: &[u8], key: &PublicKey) -> Result<(), EvidenceError> {
         if self.signatures.is_empty() {
             return Err(EvidenceError::NoSignature);
         }
-        let pae = self.pae();
         if self
             .signatures
             .iter()
-            .any(|s| key.verify(&pae, &s.sig).is_ok())
+            .any(|s| key.verify(pae, &s.sig).is_ok())
         {
             Ok(())
         } else {
@@ -249,12 +258,7 @@ impl Envelope {
     /// Decodes the payload as `T` without verifying anything. Use it only to route
     /// (find which key to verify with), never to decide.
     pub fn peek<T: Payload>(&self) -> Result<T, EvidenceError> {
-        if self.payload_type != T::PAYLOAD_TYPE {
-            return Err(EvidenceError::WrongPayloadType {
-                expected: T::PAYLOAD_TYPE,
-                got: self.payload_type.clone(),
-            });
-        }
+        self.check_type(T::PAYLOAD_TYPE)?;
         decode_payload::<T>(&self.payload)
     }
 
@@ -271,11 +275,13 @@ impl Envelope {
     /// Verifies the envelope under `key`, then decodes its payload: a tampered
     /// payload is reported as a bad signature, not as whatever it decodes to.
     pub fn open<T: Payload>(&self, key: &PublicKey) -> Result<Verified<T>, EvidenceError> {
-        self.verify(T::PAYLOAD_TYPE, key)?;
+        self.check_type(T::PAYLOAD_TYPE)?;
+        let pae = self.pae();
+        self.check_signatures(&pae, key)?;
         let value = decode_payload::<T>(&self.payload)?;
         Ok(Verified {
             value,
-            digest: self.digest(),
+            digest: Sha256::digest(&pae).into(),
             key_fingerprint: key.fingerprint(),
         })
     }
@@ -300,19 +306,7 @@ impl<T> Unverified<'_, T> {
         T: Payload,
     {
         let pae = self.envelope.pae();
-        if self.envelope.signatures.is_empty() {
-            return Err(EvidenceError::NoSignature);
-        }
-        if !self
-            .envelope
-            .signatures
-            .iter()
-            .any(|s| key.verify(&pae, &s.sig).is_ok())
-        {
-            return Err(EvidenceError::BadSignature {
-                fingerprint: key.fingerprint(),
-            });
-        }
+        self.envelope.check_signatures(&pae, key)?;
         Ok(Verified {
             value: self.value,
             digest: Sha256::digest(&pae).into(),
