@@ -179,17 +179,15 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
     Ok(der)
 }
 
+/// Largest CA bundle read.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
 fn read_pem_certs(p: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let text = std::fs::read_to_string(p)?;
-    let mut out = Vec::new();
-    let mut rest = text.as_str();
-    const END: &str = "-----END CERTIFICATE-----";
-    while let Some(s) = rest.find("-----BEGIN CERTIFICATE-----") {
-        let e = rest[s..]
-            .find(END)
-            .ok_or_else(|| anyhow::anyhow!("unterminated certificate in {}", p.display()))?;
-        out.push(pem_to_der(&rest[s..s + e + END.len()]).map_err(anyhow::Error::msg)?);
-        rest = &rest[s + e + END.len()..];
-    }
-    Ok(out)
+    let text = guest_agent::fsutil::read_text_bounded(p, MAX_CA_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    guest_agent::fsutil::split_pem_certificates(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        .iter()
+        .map(|c| pem_to_der(c).map_err(anyhow::Error::msg))
+        .collect()
 }

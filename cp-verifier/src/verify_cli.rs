@@ -47,32 +47,17 @@ pub fn decode_quote_input(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Outcome> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| {
-        error(
+    use guest_agent::fsutil::ReadError;
+    guest_agent::fsutil::read_bounded(path, max).map_err(|e| match e {
+        ReadError::TooLarge { max } => {
+            error(1, "TooLarge", format!("{what} is larger than {max} bytes"))
+        }
+        ReadError::Io(e) => error(
             2,
             "Usage",
             format!("cannot read {what} {}: {e}", path.display()),
-        )
-    })?;
-    let mut buf = Vec::new();
-    f.take(max.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| {
-            error(
-                2,
-                "Usage",
-                format!("cannot read {what} {}: {e}", path.display()),
-            )
-        })?;
-    if u64::try_from(buf.len()).unwrap_or(u64::MAX) > max {
-        return Err(error(
-            1,
-            "TooLarge",
-            format!("{what} is larger than {max} bytes"),
-        ));
-    }
-    Ok(buf)
+        ),
+    })
 }
 
 pub fn verify_quote_cmd(

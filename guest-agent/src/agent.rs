@@ -231,7 +231,7 @@ impl Agent {
         };
         let text = crate::fsutil::read_text_bounded(path, MAX_CHAIN_FILE_BYTES)
             .map_err(|e| err(e.to_string()))?;
-        let certs = split_pem_certificates(&text);
+        let certs = crate::fsutil::split_pem_certificates(&text).map_err(err)?;
         if certs.is_empty() {
             return Err(err("no CERTIFICATE blocks".into()));
         }
@@ -401,20 +401,6 @@ pub fn sign_payload<T: Serialize>(
     Envelope::sign(payload_type, payload, &keyid, |m| signer.sign(m))
 }
 
-/// Splits a PEM bundle into its CERTIFICATE blocks.
-fn split_pem_certificates(text: &str) -> Vec<String> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(s) = rest.find(BEGIN) {
-        let Some(e) = rest[s..].find(END) else { break };
-        out.push(format!("{}\n", &rest[s..s + e + END.len()]));
-        rest = &rest[s + e + END.len()..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,14 +416,5 @@ mod tests {
             assert!(d >= base / 2 && d <= base, "n={n} d={d:?} base={base:?}");
         }
         assert!(backoff(30, cap) <= cap);
-    }
-
-    #[test]
-    fn splits_pem_bundles() {
-        let t = "junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
-                 -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
-        let v = split_pem_certificates(t);
-        assert_eq!(v.len(), 2);
-        assert!(v[1].contains("BBB"));
     }
 }
