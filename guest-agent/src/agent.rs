@@ -254,6 +254,7 @@ impl Agent {
                     .quote
                     .map(|q| base64::engine::general_purpose::STANDARD.encode(q)),
                 certificate_chain: self.certificate_chain()?,
+                event_log: None,
             },
         };
         let resp = self.client.register(&req).await?;

@@ -1,8 +1,11 @@
 //! The quote-provider seam: how a report is bound to the platform.
 //!
-//! This crate ships the `none` provider (software tier). TDX providers (configfs-tsm,
-//! `/dev/tdx_guest`) implement the same trait. The tier is always explicit: a missing
-//! TEE produces `Tier::Software`, stated in every report and on `/health`.
+//! Three providers implement one trait: [`ConfigfsTsm`] (a DCAP quote, tier `tdx`),
+//! [`TdxGuestDevice`] (a TDREPORT from `/dev/tdx_guest`, tier `tdx-report`: not a
+//! quote, so weaker) and [`NoTee`] (tier `software`). The tier is always explicit: a
+//! missing TEE produces `Tier::Software`, stated in every report and on `/health`, and
+//! a provider the operator named explicitly that does not work is an error, never a
+//! silent downgrade.
 
 use evidence::Tier;
 
@@ -187,6 +190,88 @@ impl QuoteProvider for ConfigfsTsm {
     }
 }
 
+/// `/dev/tdx_guest` (Linux >= 6.2) `TDX_CMD_GET_REPORT0`: a TDREPORT whose REPORTDATA
+/// is the report binding. Used where configfs-tsm is absent. A TDREPORT is MACed with a
+/// platform-local key, so the control plane cannot verify it: the tier is `tdx-report`.
+#[derive(Debug, Clone)]
+pub struct TdxGuestDevice {
+    /// The device; configurable so a test can point it elsewhere.
+    pub path: std::path::PathBuf,
+}
+
+impl QuoteProvider for TdxGuestDevice {
+    fn tier(&self) -> Tier {
+        Tier::TdxReport
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<PlatformEvidence, QuoteError> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    QuoteError::Unavailable(format!("{} does not exist", self.path.display()))
+                } else {
+                    QuoteError::Io {
+                        path: self.path.display().to_string(),
+                        detail: e.to_string(),
+                    }
+                }
+            })?;
+        let report = ioctl::get_report0(&f, report_data).map_err(|e| QuoteError::Io {
+            path: self.path.display().to_string(),
+            detail: format!("TDX_CMD_GET_REPORT0: {e}"),
+        })?;
+        // The kernel fills the TDREPORT; refuse anything that is not one.
+        evidence::tdreport::parse_tdreport(&report).map_err(|e| QuoteError::Io {
+            path: self.path.display().to_string(),
+            detail: format!("not a TDREPORT: {e}"),
+        })?;
+        Ok(PlatformEvidence {
+            tier: Tier::TdxReport,
+            quote: Some(report.to_vec()),
+        })
+    }
+}
+
+/// The one unsafe operation in the agent: the `TDX_CMD_GET_REPORT0` ioctl.
+#[allow(unsafe_code)]
+mod ioctl {
+    use evidence::tdreport::TDREPORT_LEN;
+    use rustix::ioctl::{opcode, Opcode, Updater};
+
+    /// `struct tdx_report_req` from `include/uapi/linux/tdx-guest.h`.
+    #[repr(C)]
+    pub(super) struct TdxReportReq {
+        reportdata: [u8; 64],
+        tdreport: [u8; TDREPORT_LEN],
+    }
+
+    /// `_IOWR('T', 1, struct tdx_report_req)`.
+    pub(super) const GET_REPORT0: Opcode = opcode::read_write::<TdxReportReq>(b'T', 1);
+
+    pub(super) fn get_report0(
+        dev: &std::fs::File,
+        report_data: &[u8; 64],
+    ) -> std::io::Result<[u8; TDREPORT_LEN]> {
+        let mut req = TdxReportReq {
+            reportdata: *report_data,
+            tdreport: [0; TDREPORT_LEN],
+        };
+        // SAFETY: GET_REPORT0 is the kernel's `_IOWR('T', 1, struct tdx_report_req)`,
+        // and `TdxReportReq` is `repr(C)` with that struct's layout (u8[64] then
+        // u8[1024]: no padding, size 1088, which the opcode encodes). The kernel reads
+        // `reportdata` and writes `tdreport` only within the struct we lend it, which
+        // outlives the call. On a file that is not the TDX guest device the kernel
+        // refuses the unknown opcode (ENOTTY) without touching memory.
+        unsafe {
+            rustix::ioctl::ioctl(dev, Updater::<GET_REPORT0, TdxReportReq>::new(&mut req))?;
+        }
+        Ok(req.tdreport)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +423,31 @@ mod tests {
         p.settle = std::time::Duration::from_millis(50);
         let e = p.evidence(&[0; 64]).unwrap_err();
         assert!(matches!(e, QuoteError::Unavailable(_)), "{e}");
+    }
+
+    #[test]
+    fn get_report0_opcode_matches_the_kernel_header() {
+        // _IOWR('T', 1, 1088 bytes): dir 3 << 30 | 1088 << 16 | 'T' << 8 | 1.
+        assert_eq!(std::mem::size_of::<ioctl::TdxReportReq>(), 1088);
+        assert_eq!(u64::from(ioctl::GET_REPORT0), 0xC440_5401);
+    }
+
+    #[test]
+    fn tdx_guest_device_fails_closed_off_tdx() {
+        let missing = TdxGuestDevice {
+            path: "/nonexistent/tdx_guest".into(),
+        };
+        assert!(matches!(
+            missing.evidence(&[0; 64]).unwrap_err(),
+            QuoteError::Unavailable(_)
+        ));
+        // A real file that is not the device: the kernel refuses the ioctl (ENOTTY).
+        let null = TdxGuestDevice {
+            path: "/dev/null".into(),
+        };
+        let e = null.evidence(&[0; 64]).unwrap_err();
+        assert!(matches!(e, QuoteError::Io { .. }), "{e}");
+        assert!(e.to_string().contains("TDX_CMD_GET_REPORT0"), "{e}");
+        assert_eq!(null.tier(), Tier::TdxReport);
     }
 }
