@@ -64,6 +64,32 @@ pub enum ReasonCode {
     MeasurementNotAllowed,
     /// RTMR3 replayed from the agent's event log differs from the quoted RTMR3.
     Rtmr3Mismatch,
+    /// The evidence is a TDREPORT (tier `tdx-report`): its claims cannot be verified
+    /// remotely.
+    TdReportOnly,
+}
+
+impl ReasonCode {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::SoftwareTier => "SoftwareTier",
+            ReasonCode::PulseLate => "PulseLate",
+            ReasonCode::Blinded => "Blinded",
+            ReasonCode::BinaryChanged => "BinaryChanged",
+            ReasonCode::PolicyChanged => "PolicyChanged",
+            ReasonCode::PlatformChanged => "PlatformChanged",
+            ReasonCode::ReplayDetected => "ReplayDetected",
+            ReasonCode::ClockDesync => "ClockDesync",
+            ReasonCode::NotRegistered => "NotRegistered",
+            ReasonCode::TcbStatus => "TcbStatus",
+            ReasonCode::DebugTd => "DebugTd",
+            ReasonCode::ReportDataMismatch => "ReportDataMismatch",
+            ReasonCode::MeasurementNotAllowed => "MeasurementNotAllowed",
+            ReasonCode::Rtmr3Mismatch => "Rtmr3Mismatch",
+            ReasonCode::TdReportOnly => "TdReportOnly",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +124,37 @@ impl Verdict {
                 status: Status::Unknown,
                 detail: detail.to_owned(),
             }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_code_names_are_their_serialised_form() {
+        for c in [
+            ReasonCode::SoftwareTier,
+            ReasonCode::PulseLate,
+            ReasonCode::Blinded,
+            ReasonCode::BinaryChanged,
+            ReasonCode::PolicyChanged,
+            ReasonCode::PlatformChanged,
+            ReasonCode::ReplayDetected,
+            ReasonCode::ClockDesync,
+            ReasonCode::NotRegistered,
+            ReasonCode::TcbStatus,
+            ReasonCode::DebugTd,
+            ReasonCode::ReportDataMismatch,
+            ReasonCode::MeasurementNotAllowed,
+            ReasonCode::Rtmr3Mismatch,
+            ReasonCode::TdReportOnly,
+        ] {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::Value::String(c.as_str().into())
+            );
         }
     }
 }

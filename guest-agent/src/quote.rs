@@ -45,6 +45,49 @@ pub trait QuoteProvider: Send + Sync {
     fn evidence(&self, report_data: &[u8; 64]) -> Result<PlatformEvidence, QuoteError>;
 }
 
+/// The provider the config names. `auto` takes configfs-tsm where its directory
+/// exists, else `/dev/tdx_guest` where the device exists, else the software tier
+/// (logged). A provider named explicitly must be present: the agent does not start
+/// rather than report a weaker tier than the operator asked for.
+pub fn select(
+    cfg: &crate::config::AgentConfig,
+) -> Result<std::sync::Arc<dyn QuoteProvider>, QuoteError> {
+    use crate::config::QuoteProviderKind as K;
+    let tsm = || ConfigfsTsm::new(&cfg.tsm_report_dir);
+    let dev = || TdxGuestDevice {
+        path: cfg.tdx_guest_device.clone(),
+    };
+    let p: std::sync::Arc<dyn QuoteProvider> = match cfg.quote_provider {
+        K::None => std::sync::Arc::new(NoTee),
+        K::ConfigfsTsm if cfg.tsm_report_dir.is_dir() => std::sync::Arc::new(tsm()),
+        K::TdxGuest if cfg.tdx_guest_device.exists() => std::sync::Arc::new(dev()),
+        K::ConfigfsTsm => {
+            return Err(QuoteError::Unavailable(format!(
+                "quote_provider = \"configfs-tsm\" but {} is not a directory",
+                cfg.tsm_report_dir.display()
+            )))
+        }
+        K::TdxGuest => {
+            return Err(QuoteError::Unavailable(format!(
+                "quote_provider = \"tdx-guest\" but {} does not exist",
+                cfg.tdx_guest_device.display()
+            )))
+        }
+        K::Auto if cfg.tsm_report_dir.is_dir() => std::sync::Arc::new(tsm()),
+        K::Auto if cfg.tdx_guest_device.exists() => std::sync::Arc::new(dev()),
+        K::Auto => {
+            tracing::warn!(
+                tsm = %cfg.tsm_report_dir.display(),
+                device = %cfg.tdx_guest_device.display(),
+                "no TDX interface found: software tier (reports are signed by the node key only)"
+            );
+            std::sync::Arc::new(NoTee)
+        }
+    };
+    tracing::info!(tier = p.tier().as_str(), "quote provider selected");
+    Ok(p)
+}
+
 /// No TEE: the software tier. The report's own signature is the only binding.
 #[derive(Debug, Default)]
 pub struct NoTee;
@@ -423,6 +466,39 @@ mod tests {
         p.settle = std::time::Duration::from_millis(50);
         let e = p.evidence(&[0; 64]).unwrap_err();
         assert!(matches!(e, QuoteError::Unavailable(_)), "{e}");
+    }
+
+    #[test]
+    fn selection_detects_and_never_downgrades_an_explicit_choice() {
+        use crate::config::{AgentConfig, QuoteProviderKind as K};
+        let dir = tempfile::tempdir().unwrap();
+        let tsm = dir.path().join("tsm");
+        let dev = dir.path().join("tdx_guest");
+        let cfgp = dir.path().join("agent.toml");
+        let cfg = |kind: &str| {
+            std::fs::write(
+                &cfgp,
+                format!(
+                    "agent_id = \"n\"\ncontrol_plane = \"http://x\"\nquote_provider = \"{kind}\"\n\
+                     tsm_report_dir = {tsm:?}\ntdx_guest_device = {dev:?}\n"
+                ),
+            )
+            .unwrap();
+            AgentConfig::load(&cfgp).unwrap()
+        };
+        let tier = |c: &AgentConfig| select(c).map(|p| p.tier());
+        assert_eq!(cfg("auto").quote_provider, K::Auto);
+        assert_eq!(tier(&cfg("auto")).unwrap(), Tier::Software);
+        assert_eq!(tier(&cfg("none")).unwrap(), Tier::Software);
+        assert!(matches!(tier(&cfg("configfs-tsm")), Err(QuoteError::Unavailable(_))));
+        assert!(matches!(tier(&cfg("tdx-guest")), Err(QuoteError::Unavailable(_))));
+        std::fs::write(&dev, b"").unwrap();
+        assert_eq!(tier(&cfg("auto")).unwrap(), Tier::TdxReport);
+        assert_eq!(tier(&cfg("tdx-guest")).unwrap(), Tier::TdxReport);
+        std::fs::create_dir(&tsm).unwrap();
+        assert_eq!(tier(&cfg("auto")).unwrap(), Tier::Tdx);
+        assert_eq!(tier(&cfg("configfs-tsm")).unwrap(), Tier::Tdx);
+        assert_eq!(tier(&cfg("none")).unwrap(), Tier::Software);
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl Default for TdxPolicy {
 /// The facts of a verified quote and its report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxFacts {
-    pub tcb_status: String,
+    /// The TCB status DCAP verification gave. `None` for a TDREPORT (tier
+    /// `tdx-report`), which has none: that is a warning, never green.
+    pub tcb_status: Option<String>,
     pub advisory_ids: Vec<String>,
     pub td_attributes: [u8; 8],
     pub report_data: [u8; 64],
@@ -57,26 +59,30 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             detail,
         })
     };
-    if p.allowed_tcb_statuses.contains(&f.tcb_status) {
-        // Green: nothing to say.
-    } else if p.warn_tcb_statuses.contains(&f.tcb_status) {
-        push(
+    match &f.tcb_status {
+        None => push(
+            ReasonCode::TdReportOnly,
+            Status::Warn,
+            "a TDREPORT, not a quote: no TCB status, and its fields cannot be verified remotely"
+                .into(),
+        ),
+        Some(s) if p.allowed_tcb_statuses.contains(s) => {}
+        Some(s) if p.warn_tcb_statuses.contains(s) => push(
             ReasonCode::TcbStatus,
             Status::Warn,
             format!(
-                "TCB status {} (advisories {:?}) is allowed with a warning",
-                f.tcb_status, f.advisory_ids
+                "TCB status {s} (advisories {:?}) is allowed with a warning",
+                f.advisory_ids
             ),
-        );
-    } else {
-        push(
+        ),
+        Some(s) => push(
             ReasonCode::TcbStatus,
             Status::Fail,
             format!(
-                "TCB status {} (advisories {:?}) is not allowed",
-                f.tcb_status, f.advisory_ids
+                "TCB status {s} (advisories {:?}) is not allowed",
+                f.advisory_ids
             ),
-        );
+        ),
     }
     // TUD bits (TDATTRIBUTES byte 0): DEBUG is bit 0; any of them means the host can
     // inspect or alter the TD.
@@ -132,7 +138,7 @@ mod tests {
 
     fn facts() -> TdxFacts {
         TdxFacts {
-            tcb_status: "UpToDate".into(),
+            tcb_status: Some("UpToDate".into()),
             advisory_ids: vec![],
             td_attributes: [0, 0, 0, 0x10, 0, 0, 0, 0],
             report_data: [7; 64],
@@ -156,15 +162,20 @@ mod tests {
     #[test]
     fn tcb_statuses_default_to_up_to_date_only() {
         let mut f = facts();
-        f.tcb_status = "SWHardeningNeeded".into();
+        f.tcb_status = Some("SWHardeningNeeded".into());
         assert_eq!(evaluate_tdx(&TdxPolicy::default(), &f).status, Status::Fail);
         let p = TdxPolicy {
             warn_tcb_statuses: vec!["SWHardeningNeeded".into()],
             ..TdxPolicy::default()
         };
         assert_eq!(evaluate_tdx(&p, &f).status, Status::Warn);
-        f.tcb_status = "Revoked".into();
+        f.tcb_status = Some("Revoked".into());
         assert_eq!(evaluate_tdx(&p, &f).status, Status::Fail);
+        // A TDREPORT has no TCB status: a warning, never green, whatever the policy.
+        f.tcb_status = None;
+        let v = evaluate_tdx(&p, &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(codes(&v), vec![ReasonCode::TdReportOnly]);
     }
 
     #[test]
