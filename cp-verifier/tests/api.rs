@@ -655,8 +655,8 @@ async fn x509_enrollment_with_a_ca() {
         let mut r = RegisterRequest {
             envelope: a.report(HexBytes([0; 32]), 0, measurements(1, 1)),
             evidence: RegisterEvidence {
-                quote: None,
                 certificate_chain: chain,
+                ..RegisterEvidence::default()
             },
         };
         let id = id.to_string();
