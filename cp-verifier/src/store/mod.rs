@@ -59,6 +59,9 @@ pub struct AgentRecord {
     pub blinded: bool,
     pub last_replay_ns: Option<u64>,
     pub last_desync_ns: Option<u64>,
+    /// TDX evidence checked at the last registration (TDX tiers).
+    #[serde(default)]
+    pub attestation: Option<crate::attest::TdxAttestation>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }

@@ -464,6 +464,7 @@ mod tests {
             blinded: false,
             last_replay_ns: None,
             last_desync_ns: None,
+            attestation: None,
             version,
         }
     }
