@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod collateral;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
