@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod attest;
+pub mod collateral;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
