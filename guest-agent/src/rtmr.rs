@@ -27,7 +27,9 @@ pub const RTMR3_FILE: &str = "rtmr3:sha384";
 
 /// Largest persisted log read back: the most events a log may hold, each at most one
 /// line.
-const MAX_LOG_BYTES: u64 = (MAX_EVENTS as u64) * (MAX_LINE as u64 + 1);
+fn max_log_bytes() -> u64 {
+    u64::try_from(MAX_EVENTS.saturating_mul(MAX_LINE + 1)).unwrap_or(u64::MAX)
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,7 +81,7 @@ impl EventLog {
                 path: path.display().to_string(),
                 detail,
             };
-            match read_bounded(path, MAX_LOG_BYTES) {
+            match read_bounded(path, max_log_bytes()) {
                 Ok(bytes) => match eventlog::parse_jsonl(&bytes) {
                     Ok(e) => events = e,
                     Err(e) => {
