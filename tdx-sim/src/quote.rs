@@ -13,8 +13,8 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey;
 use sha2::{Digest, Sha256};
 
-use crate::platform;
 use crate::pki::TestPki;
+use crate::platform;
 
 /// Byte offsets in a v4 quote made by this crate (v5 adds 6 bytes after the header).
 pub mod layout {
@@ -350,7 +350,10 @@ mod tests {
             .with_mrtd([0xcd; 48]);
         let q = build_quote_v4(&body);
         assert_eq!(&q[0..2], &4u16.to_le_bytes());
-        assert_eq!(&q[layout::V4_REPORT_DATA..layout::V4_REPORT_DATA + 64], &[0xab; 64][..]);
+        assert_eq!(
+            &q[layout::V4_REPORT_DATA..layout::V4_REPORT_DATA + 64],
+            &[0xab; 64][..]
+        );
         assert_eq!(&q[layout::V4_MRTD..layout::V4_MRTD + 48], &[0xcd; 48][..]);
         let sig_len = u32::from_le_bytes(
             q[layout::V4_SIG_DATA_LEN..layout::V4_SIGNATURE]
@@ -361,13 +364,19 @@ mod tests {
             usize::try_from(sig_len).unwrap(),
             q.len() - layout::V4_SIGNATURE
         );
-        assert_eq!(&q[layout::V4_QE_REPORT - 6..layout::V4_QE_REPORT - 4], &6u16.to_le_bytes());
+        assert_eq!(
+            &q[layout::V4_QE_REPORT - 6..layout::V4_QE_REPORT - 4],
+            &6u16.to_le_bytes()
+        );
     }
 
     #[test]
     fn debug_setter_touches_only_bit_0() {
         let r = TdReport::new().with_debug(true);
         assert_eq!(r.td_attributes, [1, 0, 0, 0x10, 0, 0, 0, 0]);
-        assert_eq!(r.with_debug(false).td_attributes, TD_ATTRIBUTES_SEPT_VE_DISABLE);
+        assert_eq!(
+            r.with_debug(false).td_attributes,
+            TD_ATTRIBUTES_SEPT_VE_DISABLE
+        );
     }
 }

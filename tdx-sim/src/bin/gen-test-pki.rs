@@ -438,14 +438,22 @@ fn main() -> Res<()> {
 
     write(&dir, files::ROOT_CA_DER, root.der())?;
     write(&dir, files::ROOT_CA_PEM, root.pem().as_bytes())?;
-    write(&dir, files::PCK_PLATFORM_CA_PEM, platform_ca.pem().as_bytes())?;
+    write(
+        &dir,
+        files::PCK_PLATFORM_CA_PEM,
+        platform_ca.pem().as_bytes(),
+    )?;
     write(&dir, files::PCK_LEAF_PEM, leaf.pem().as_bytes())?;
     let chain = format!("{}{}{}", leaf.pem(), platform_ca.pem(), root.pem());
     write(&dir, files::PCK_CHAIN_PEM, chain.as_bytes())?;
     write(&dir, files::TCB_SIGNING_PEM, tcb_signer.pem().as_bytes())?;
     write(&dir, files::ROOT_CA_CRL_DER, &root_crl)?;
     write(&dir, files::PCK_CRL_DER, &pck_crl)?;
-    write(&dir, files::PCK_LEAF_KEY, leaf_key.serialize_pem().as_bytes())?;
+    write(
+        &dir,
+        files::PCK_LEAF_KEY,
+        leaf_key.serialize_pem().as_bytes(),
+    )?;
     write(&dir, files::TCB_SIGNING_KEY, tcb_key_pem.as_bytes())?;
     write(
         &dir,
