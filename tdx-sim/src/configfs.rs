@@ -239,10 +239,11 @@ impl Kernel {
         };
         req.generation = req.generation.saturating_add(step);
         req.quoted = Some(report_data);
+        // Counted before `generation` moves, so a client that saw it move sees the count.
+        self.served.fetch_add(1, Ordering::SeqCst);
         let _ = write_atomic(
             &dir.join("generation"),
             format!("{}\n", req.generation).as_bytes(),
         );
-        self.served.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -88,6 +88,8 @@ fn agent_extend(path: &Path, digest: &[u8; 48]) -> [u8; 48] {
     let want = extend(&r, digest);
     wait_for("the extended RTMR3", || {
         let v = std::fs::read(path).unwrap();
+        // Never a torn or foreign value: our digest until the device catches up.
+        assert!(v == digest || v == want, "read {} bytes: {v:02x?}", v.len());
         (v == want).then_some(())
     });
     want
@@ -329,4 +331,44 @@ fn extra_extension_never_replays() {
     assert_eq!(quoted, dev.current_rtmr3());
     assert_ne!(quoted, replayed);
     assert_eq!(quoted, log.iter().fold(start, |r, d| extend(&r, d)));
+}
+
+#[test]
+fn quotes_during_a_burst_of_extensions_carry_a_value_from_the_chain() {
+    let (_t, dir) = rtmr_dir();
+    let dev = RtmrDevice::start(&dir, RtmrBehaviour::Honest).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let _k = ConfigfsKernel::start(root.path(), Behaviour::Honest, Some(&dev)).unwrap();
+    let digests: Vec<[u8; 48]> = (0u16..100)
+        .map(|i| tdx_sim::platform::derived(&format!("event {i}")))
+        .collect();
+    let chain: Vec<[u8; 48]> = digests
+        .iter()
+        .scan([0u8; 48], |r, d| {
+            *r = extend(r, d);
+            Some(*r)
+        })
+        .collect();
+    let path = dev.rtmr3_path();
+    let quoted = std::thread::scope(|s| {
+        let agent = s.spawn(|| {
+            for d in &digests {
+                agent_extend(&path, d);
+            }
+        });
+        let mut quoted = Vec::new();
+        for i in 0..5 {
+            quoted.push(td(&request(root.path(), &format!("q{i}"), &[0; 64]).quote).rt_mr3);
+        }
+        agent.join().unwrap();
+        quoted
+    });
+    for q in quoted {
+        assert!(
+            q == [0; 48] || chain.contains(&q),
+            "quoted RTMR3 not on the chain"
+        );
+    }
+    assert_eq!(dev.current_rtmr3(), *chain.last().unwrap());
+    assert_eq!(dev.extensions(), 100);
 }
