@@ -193,3 +193,37 @@ fn trailing_bytes_after_the_signature_data_are_tolerated() {
     assert_eq!(v.quote().trailing_bytes, 20_000 - len);
     assert_eq!(v.quote().body.report_data.0, b.report_data);
 }
+
+#[test]
+fn the_agents_configfs_provider_gets_a_verifying_quote_from_the_simulated_kernel() {
+    use guest_agent::quote::{ConfigfsTsm, QuoteError, QuoteProvider};
+    use tdx_sim::{Behaviour, ConfigfsKernel};
+
+    let tsm = tempfile::tempdir().unwrap();
+    let _k = ConfigfsKernel::start(tsm.path(), Behaviour::Honest, None).unwrap();
+    let rd = [0x5a; 64];
+    let raw = ConfigfsTsm::new(tsm.path())
+        .evidence(&rd)
+        .unwrap()
+        .quote
+        .unwrap();
+    let v = verify_quote(&raw, &collateral(), now(), root()).unwrap();
+    assert_eq!(v.quote().body.report_data.0, rd);
+
+    // The tampering kernel's quote verifies, but without the agent's binding.
+    let tsm = tempfile::tempdir().unwrap();
+    let _k = ConfigfsKernel::start(tsm.path(), Behaviour::TamperReportData, None).unwrap();
+    let raw = ConfigfsTsm::new(tsm.path())
+        .evidence(&rd)
+        .unwrap()
+        .quote
+        .unwrap();
+    let v = verify_quote(&raw, &collateral(), now(), root()).unwrap();
+    assert_ne!(v.quote().body.report_data.0, rd);
+
+    // A racing kernel is caught by the agent's generation check.
+    let tsm = tempfile::tempdir().unwrap();
+    let _k = ConfigfsKernel::start(tsm.path(), Behaviour::Racing, None).unwrap();
+    let e = ConfigfsTsm::new(tsm.path()).evidence(&rd).unwrap_err();
+    assert!(matches!(e, QuoteError::Race { .. }), "{e}");
+}
