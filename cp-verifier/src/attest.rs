@@ -155,7 +155,17 @@ impl TdxVerifier {
         // Our own check of the signatures and the PCK chain first: it also gives the
         // FMSPC and PCK CA that select the collateral. dcap-qvl then checks it all
         // again, with the collateral.
-        verify_signatures(raw, now_secs, root).map_err(quote_error)?;
+        let signed = verify_signatures(raw, now_secs, root).map_err(quote_error)?;
+        // The body is now known to come from a genuine QE. A debuggable TD is refused
+        // here with its own reason: dcap-qvl would refuse it too, but only as a generic
+        // verification failure.
+        let tud = signed.quote().body.tud_bits();
+        if tud != 0 {
+            return Err(refuse(
+                "DebugTd",
+                format!("TDATTRIBUTES TUD bits set ({tud:#04x}): the TD is debuggable"),
+            ));
+        }
         let (fmspc, ca) = quote_collateral_key(raw)
             .map_err(|e| refuse("QuoteVerificationFailed", e.to_string()))?;
         let collateral = match &self.collateral {

@@ -843,11 +843,9 @@ impl ControlPlane {
 /// body limit bounds it; the parsers bound it again.
 fn decode_platform_evidence(ev: &evidence::api::RegisterEvidence) -> Result<Vec<u8>, ApiError> {
     use base64::Engine;
-    let b64 = ev.quote.as_deref().ok_or_else(|| {
-        ApiError::Attestation {
-            kind: "MissingQuote",
-            detail: "a TDX-tier report must come with its quote (or TDREPORT)".into(),
-        }
+    let b64 = ev.quote.as_deref().ok_or_else(|| ApiError::Attestation {
+        kind: "MissingQuote",
+        detail: "a TDX-tier report must come with its quote (or TDREPORT)".into(),
     })?;
     base64::engine::general_purpose::STANDARD
         .decode(b64)

@@ -79,8 +79,7 @@ async fn each_failed_check_is_a_typed_403() {
     // The event log claims a bound event the quoted RTMR3 (all zero) never saw.
     let log = format!(
         "{}\n",
-        serde_json::to_string(&Rtmr3Event::new(0, "agent_binary", &"aa".repeat(32), true))
-            .unwrap()
+        serde_json::to_string(&Rtmr3Event::new(0, "agent_binary", &"aa".repeat(32), true)).unwrap()
     );
     assert_eq!(
         kind(v.verify_quote(&q, Some(&log), rd, AT_NS).await),

@@ -221,7 +221,9 @@ impl Agent {
                     Ok(a) => added |= a,
                     // A full log stops extending; the change still reaches the control
                     // plane in every pulse.
-                    Err(e @ RtmrError::Full) => tracing::error!(error = %e, "RTMR3 event not recorded"),
+                    Err(e @ RtmrError::Full) => {
+                        tracing::error!(error = %e, "RTMR3 event not recorded")
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -341,7 +343,9 @@ impl Agent {
             let bound = evidence::tdx::Quote::parse(q)
                 .is_ok_and(|p| p.body.report_data.0 == report_data(&env));
             if !bound {
-                tracing::error!("the platform returned a quote that does not carry this report's REPORTDATA");
+                tracing::error!(
+                    "the platform returned a quote that does not carry this report's REPORTDATA"
+                );
             }
         }
         let req = RegisterRequest {

@@ -184,7 +184,10 @@ mod tests {
         assert!(c.key_file.is_none());
         assert_eq!(c.quote_provider, QuoteProviderKind::Auto);
         assert_eq!(c.requote_interval, Duration::from_secs(3600));
-        assert_eq!(c.tsm_report_dir, PathBuf::from("/sys/kernel/config/tsm/report"));
+        assert_eq!(
+            c.tsm_report_dir,
+            PathBuf::from("/sys/kernel/config/tsm/report")
+        );
         std::fs::write(
             &p,
             "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nquote_provider = \"configfs-tsm\"\n",

@@ -66,7 +66,6 @@ fn load_signer(cfg: &AgentConfig) -> Result<Option<Arc<dyn Signer>>> {
     }
 }
 
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();

@@ -318,83 +318,12 @@ mod ioctl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::path::Path;
 
-    /// Plays the kernel's part of configfs-tsm on a plain directory: populates each
-    /// new request directory, and on a 64-byte `inblob` bumps `generation` and writes
-    /// an `outblob` that embeds the REPORTDATA (at offset 568, as in a v4 quote).
-    struct SimKernel {
-        stop: Arc<AtomicBool>,
-        handle: Option<std::thread::JoinHandle<()>>,
-    }
+    use tdx_sim::{Behaviour, ConfigfsKernel};
 
-    #[derive(Clone, Copy)]
-    enum Behaviour {
-        Honest,
-        /// Another writer bumps the generation once more after our write.
-        Racing,
-        WrongProvider,
-        /// A quote over 8 KiB, which must not be cut off.
-        BigQuote,
-    }
-
-    impl SimKernel {
-        fn start(root: &Path, b: Behaviour) -> SimKernel {
-            let stop = Arc::new(AtomicBool::new(false));
-            let s = stop.clone();
-            let root = root.to_path_buf();
-            let handle = std::thread::spawn(move || {
-                let mut seen: Vec<PathBuf> = Vec::new();
-                while !s.load(Ordering::SeqCst) {
-                    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-                        let d = e.path();
-                        if !seen.contains(&d) {
-                            let provider = if matches!(b, Behaviour::WrongProvider) {
-                                "sev_guest\n"
-                            } else {
-                                "tdx_guest\n"
-                            };
-                            let _ = std::fs::write(d.join("provider"), provider);
-                            let _ = std::fs::write(d.join("inblob"), b"");
-                            let _ = std::fs::write(d.join("generation"), "0\n");
-                            seen.push(d.clone());
-                        }
-                        let inb = std::fs::read(d.join("inblob")).unwrap_or_default();
-                        if inb.len() == 64 && !d.join("outblob").exists() {
-                            let mut q = vec![
-                                0u8;
-                                if matches!(b, Behaviour::BigQuote) {
-                                    20_000
-                                } else {
-                                    5006
-                                }
-                            ];
-                            q[0] = 4;
-                            q[568..632].copy_from_slice(&inb);
-                            let _ = std::fs::write(d.join("outblob"), &q);
-                            let g = if matches!(b, Behaviour::Racing) { 2 } else { 1 };
-                            let _ = std::fs::write(d.join("generation"), format!("{g}\n"));
-                        }
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            });
-            SimKernel {
-                stop,
-                handle: Some(handle),
-            }
-        }
-    }
-
-    impl Drop for SimKernel {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::SeqCst);
-            if let Some(h) = self.handle.take() {
-                let _ = h.join();
-            }
-        }
+    fn kernel(root: &Path, b: Behaviour) -> ConfigfsKernel {
+        ConfigfsKernel::start(root, b, None).unwrap()
     }
 
     /// On a plain directory the provider's rmdir fails (the attribute files are
@@ -406,18 +335,19 @@ mod tests {
     #[test]
     fn honest_kernel_returns_a_quote_carrying_our_report_data() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::Honest);
+        let _k = kernel(dir.path(), Behaviour::Honest);
         let rd = [0x5au8; 64];
         let ev = provider(dir.path()).evidence(&rd).unwrap();
         assert_eq!(ev.tier, Tier::Tdx);
         let q = ev.quote.unwrap();
-        assert_eq!(&q[568..632], &rd[..]);
+        let parsed = evidence::tdx::Quote::parse(&q).unwrap();
+        assert_eq!(parsed.body.report_data.0, rd);
     }
 
     #[test]
     fn generation_race_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::Racing);
+        let _k = kernel(dir.path(), Behaviour::Racing);
         let e = provider(dir.path()).evidence(&[1; 64]).unwrap_err();
         assert!(
             matches!(
@@ -435,7 +365,7 @@ mod tests {
     #[test]
     fn wrong_provider_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::WrongProvider);
+        let _k = kernel(dir.path(), Behaviour::WrongProvider);
         let e = provider(dir.path()).evidence(&[1; 64]).unwrap_err();
         assert!(
             matches!(e, QuoteError::WrongProvider(ref p) if p == "sev_guest"),
@@ -446,13 +376,14 @@ mod tests {
     #[test]
     fn quotes_over_8_kib_are_read_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::BigQuote);
+        let _k = kernel(dir.path(), Behaviour::BigQuote);
         let q = provider(dir.path())
             .evidence(&[2; 64])
             .unwrap()
             .quote
             .unwrap();
-        assert_eq!(q.len(), 20_000);
+        assert_eq!(q.len(), tdx_sim::configfs::BIG_QUOTE_LEN);
+        assert!(evidence::tdx::Quote::parse(&q).unwrap().trailing_bytes > 0);
     }
 
     #[test]
@@ -490,8 +421,14 @@ mod tests {
         assert_eq!(cfg("auto").quote_provider, K::Auto);
         assert_eq!(tier(&cfg("auto")).unwrap(), Tier::Software);
         assert_eq!(tier(&cfg("none")).unwrap(), Tier::Software);
-        assert!(matches!(tier(&cfg("configfs-tsm")), Err(QuoteError::Unavailable(_))));
-        assert!(matches!(tier(&cfg("tdx-guest")), Err(QuoteError::Unavailable(_))));
+        assert!(matches!(
+            tier(&cfg("configfs-tsm")),
+            Err(QuoteError::Unavailable(_))
+        ));
+        assert!(matches!(
+            tier(&cfg("tdx-guest")),
+            Err(QuoteError::Unavailable(_))
+        ));
         std::fs::write(&dev, b"").unwrap();
         assert_eq!(tier(&cfg("auto")).unwrap(), Tier::TdxReport);
         assert_eq!(tier(&cfg("tdx-guest")).unwrap(), Tier::TdxReport);

@@ -239,53 +239,21 @@ fn append_line(path: &Path, event: &Rtmr3Event) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A register that extends synchronously on every write, as the kernel does
-    /// (played by a thread, since a plain file cannot compute a hash).
+    use tdx_sim::{RtmrBehaviour, RtmrDevice};
+
     struct Register {
         dir: tempfile::TempDir,
-        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-        handle: Option<std::thread::JoinHandle<()>>,
+        dev: RtmrDevice,
     }
 
     impl Register {
         fn start() -> Register {
-            use std::sync::atomic::Ordering;
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join(RTMR3_FILE);
-            std::fs::write(&path, [0u8; 48]).unwrap();
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let s = stop.clone();
-            let handle = std::thread::spawn(move || {
-                let mut value = [0u8; 48];
-                while !s.load(Ordering::SeqCst) {
-                    if let Ok(b) = std::fs::read(&path) {
-                        if b.len() == 48 && b[..] != value[..] {
-                            value = eventlog::extend(&value, &b.try_into().unwrap());
-                            let tmp = path.with_extension("tmp");
-                            std::fs::write(&tmp, value).unwrap();
-                            std::fs::rename(&tmp, &path).unwrap();
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            });
-            Register {
-                dir,
-                stop,
-                handle: Some(handle),
-            }
+            let dev = RtmrDevice::start(dir.path(), RtmrBehaviour::Honest).unwrap();
+            Register { dir, dev }
         }
         fn value(&self) -> [u8; 48] {
-            read_register(&self.dir.path().join(RTMR3_FILE)).unwrap()
-        }
-    }
-
-    impl Drop for Register {
-        fn drop(&mut self) {
-            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            if let Some(h) = self.handle.take() {
-                let _ = h.join();
-            }
+            self.dev.current_rtmr3()
         }
     }
 
