@@ -192,6 +192,19 @@ collateral_file = "{collateral}"
     assert_eq!(evidence::eventlog::replay(&log), good.rtmr.current_rtmr3());
     assert_eq!(good.rtmr.extensions(), 2);
 
+    // The dashboard shows the evidence, labelled as verified.
+    let page = http
+        .c
+        .get(format!("{cp}/agent/node-tdx"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("DCAP-verified quote"), "{page}");
+    assert!(page.contains("UpToDate") && page.contains("2 events, 2 bound"), "{page}");
+
     // A changed policy file: a new RTMR3 event, a fresh quote carrying it, and the
     // change itself still judged against the last-known-good.
     let quotes_before = good.kernel.quotes_served();
