@@ -183,3 +183,48 @@ impl CpConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tdx_sections_parse_and_conflicts_are_refused() {
+        let text = format!(
+            r#"data_dir = "/tmp/x"
+[policy.tdx]
+allowed_tcb_statuses = ["UpToDate"]
+warn_tcb_statuses = ["SWHardeningNeeded"]
+mrtd_allowlist = ["{mrtd}"]
+rtmr_allowlists = [[], ["{mrtd}"], []]
+
+[tdx]
+pcs_url = "https://pccs.example:8081"
+"#,
+            mrtd = "ab".repeat(48)
+        );
+        let cfg: CpConfig = toml::from_str(&text).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(cfg.policy.tdx.warn_tcb_statuses, ["SWHardeningNeeded"]);
+        assert_eq!(cfg.policy.tdx.mrtd_allowlist[0].0, [0xab; 48]);
+        assert_eq!(cfg.policy.tdx.rtmr_allowlists[1].len(), 1);
+        assert_eq!(
+            cfg.tdx.pcs_url.as_deref(),
+            Some("https://pccs.example:8081")
+        );
+
+        let both = text.replace(
+            "[tdx]\n",
+            "[tdx]\ncollateral_file = \"/etc/provenant/c.json\"\n",
+        );
+        let cfg: CpConfig = toml::from_str(&both).unwrap();
+        assert!(cfg.check().unwrap_err().to_string().contains("exclude"));
+
+        for bad in [
+            "data_dir = \"/x\"\n[tdx]\npcs = \"intel\"\n",
+            "data_dir = \"/x\"\n[policy.tdx]\nmrtd_allowlist = [\"abcd\"]\n",
+        ] {
+            assert!(toml::from_str::<CpConfig>(bad).is_err(), "{bad}");
+        }
+    }
+}
