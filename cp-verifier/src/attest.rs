@@ -16,7 +16,9 @@ use policy::tdx::{evaluate_tdx, TdxFacts, TdxPolicy};
 use policy::{Reason, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::collateral::{quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig};
+use crate::collateral::{
+    quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig, SharedCache,
+};
 use crate::config::TdxConfig;
 use crate::error::ApiError;
 use crate::tdx::{verify_quote, verify_signatures, QuoteVerifyError};
@@ -90,6 +92,7 @@ impl TdxVerifier {
         cfg: &TdxConfig,
         data_dir: &std::path::Path,
         policy: TdxPolicy,
+        shared: Option<std::sync::Arc<dyn SharedCache>>,
     ) -> anyhow::Result<TdxVerifier> {
         use anyhow::Context;
         let read = |p: &std::path::Path| {
@@ -129,7 +132,11 @@ impl TdxVerifier {
             if let Some(p) = &cfg.pccs_tls_roots_file {
                 pcs.tls_roots_pem = Some(read(p)?);
             }
-            Collateral::Source(CollateralSource::pcs(pcs)?)
+            let source = CollateralSource::pcs(pcs)?;
+            Collateral::Source(match shared {
+                Some(s) => source.with_shared_cache(s),
+                None => source,
+            })
         } else if cfg.collateral_dir.is_some() || cfg.collateral_file.is_some() {
             Collateral::Source(CollateralSource::offline(OfflineConfig::new(
                 cfg.collateral_dir.clone(),

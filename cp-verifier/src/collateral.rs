@@ -467,6 +467,15 @@ impl CollateralSource {
         })
     }
 
+    /// Adds a shared cache (the control plane's store) in front of the disk cache and
+    /// the network. Offline sources have no use for one and ignore it.
+    pub fn with_shared_cache(mut self, cache: Arc<dyn SharedCache>) -> Self {
+        if let Inner::Pcs(p) = &mut self.inner {
+            p.shared = Some(cache);
+        }
+        self
+    }
+
     /// Collateral for `fmspc` and `ca`, usable at `now_secs` (Unix seconds).
     pub async fn get(
         &self,
@@ -481,8 +490,50 @@ impl CollateralSource {
     }
 }
 
+fn shared_key(fmspc: Fmspc, ca: PckCa) -> String {
+    format!("{fmspc}-{ca}")
+}
+
 fn cache_file_name(fmspc: Fmspc, ca: PckCa) -> String {
-    format!("{fmspc}-{ca}.json")
+    format!("{}.json", shared_key(fmspc, ca))
+}
+
+/// A cache shared beyond this process: the control plane's store, so that replicas
+/// sharing a store fetch a platform's collateral once, and a restarted control plane
+/// does not fetch again. Entries are QuoteCollateralV3 JSON under
+/// `<fmspc>-<ca>` keys; they are checked like any other cached collateral.
+#[async_trait::async_trait]
+pub trait SharedCache: Send + Sync {
+    /// The entry for `key`, if any (expired entries may be returned; they are ignored).
+    async fn load(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores an entry usable until `expires_at` (Unix seconds). Best effort.
+    async fn save(&self, key: &str, json: &[u8], expires_at: u64);
+}
+
+/// Parses cached collateral for `fmspc` (a file's bytes or a shared-cache entry).
+fn parse_cached(
+    bytes: &[u8],
+    fmspc: Fmspc,
+    shown: &str,
+) -> Result<FetchedCollateral, CollateralError> {
+    let c = parse_collateral(bytes).map_err(|e| CollateralError::OfflineMalformed {
+        path: shown.to_string(),
+        detail: e.to_string(),
+    })?;
+    let fc = FetchedCollateral::from_collateral(c).map_err(|e| match e {
+        CollateralError::MalformedBody { endpoint, detail } => CollateralError::OfflineMalformed {
+            path: shown.to_string(),
+            detail: format!("{endpoint}: {detail}"),
+        },
+        e => e,
+    })?;
+    if fc.fmspc != fmspc {
+        return Err(CollateralError::FmspcMismatch {
+            want: fmspc,
+            got: fc.fmspc,
+        });
+    }
+    Ok(fc)
 }
 
 /// Reads and checks one collateral file. `Ok(None)` if it does not exist.
@@ -503,24 +554,7 @@ fn read_collateral_file(
             })
         }
     };
-    let c = parse_collateral(&bytes).map_err(|e| CollateralError::OfflineMalformed {
-        path: shown.clone(),
-        detail: e.to_string(),
-    })?;
-    let fc = FetchedCollateral::from_collateral(c).map_err(|e| match e {
-        CollateralError::MalformedBody { endpoint, detail } => CollateralError::OfflineMalformed {
-            path: shown,
-            detail: format!("{endpoint}: {detail}"),
-        },
-        e => e,
-    })?;
-    if fc.fmspc != fmspc {
-        return Err(CollateralError::FmspcMismatch {
-            want: fmspc,
-            got: fc.fmspc,
-        });
-    }
-    Ok(Some(fc))
+    parse_cached(&bytes, fmspc, &shown).map(Some)
 }
 
 fn offline_get(
@@ -557,6 +591,7 @@ struct Pcs {
     api_key: Option<reqwest::header::HeaderValue>,
     timeout: Duration,
     cache_dir: Option<PathBuf>,
+    shared: Option<Arc<dyn SharedCache>>,
     slots: Mutex<HashMap<(Fmspc, PckCa), Arc<Slot>>>,
 }
 
@@ -626,6 +661,7 @@ impl Pcs {
             api_key,
             timeout: cfg.timeout,
             cache_dir: cfg.cache_dir,
+            shared: None,
             slots: Mutex::new(HashMap::new()),
         })
     }
@@ -662,6 +698,10 @@ impl Pcs {
                 return Err(err.clone());
             }
         }
+        if let Some(fc) = self.read_shared(fmspc, ca, now).await {
+            st.entry = Some(fc.clone());
+            return fc.usable_at(now);
+        }
         if let Some(fc) = self.read_disk(fmspc, ca, now) {
             st.entry = Some(fc.clone());
             return fc.usable_at(now);
@@ -680,6 +720,12 @@ impl Pcs {
             if now < fc.expires_at {
                 st.entry = Some(fc.clone());
                 self.write_disk(fmspc, ca, fc);
+                if let (Some(shared), Ok(json)) = (&self.shared, serde_json::to_vec(&fc.collateral))
+                {
+                    shared
+                        .save(&shared_key(fmspc, ca), &json, fc.expires_at)
+                        .await;
+                }
             }
         }
         let outcome = outcome.and_then(|fc| fc.usable_at(now));
@@ -689,6 +735,24 @@ impl Pcs {
         st.last_error = outcome.as_ref().err().cloned();
         slot.attempts.fetch_add(1, Ordering::Release);
         outcome
+    }
+
+    async fn read_shared(
+        &self,
+        fmspc: Fmspc,
+        ca: PckCa,
+        now: u64,
+    ) -> Option<Arc<FetchedCollateral>> {
+        let key = shared_key(fmspc, ca);
+        let bytes = self.shared.as_ref()?.load(&key).await?;
+        match parse_cached(&bytes, fmspc, &format!("shared cache {key}")) {
+            Ok(fc) if now < fc.expires_at => Some(Arc::new(fc)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "ignoring shared collateral cache entry");
+                None
+            }
+        }
     }
 
     fn read_disk(&self, fmspc: Fmspc, ca: PckCa, now: u64) -> Option<Arc<FetchedCollateral>> {

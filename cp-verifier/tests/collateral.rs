@@ -702,3 +702,50 @@ fn sources_are_shareable() {
     fn check<T: Send + Sync>() {}
     check::<CollateralSource>();
 }
+
+/// The control plane's store as the shared cache: a second source (another replica, or
+/// a restart without the disk cache) uses what the first fetched, and does not fetch.
+#[tokio::test]
+async fn the_store_is_a_shared_cache_between_sources() {
+    use cp_verifier::store::{sqlite::SqliteStore, Store, StoreCollateralCache};
+    let p = Arc::new(Pccs::new(None));
+    let base = serve(p.clone()).await;
+    let db = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.path()).await.unwrap());
+    let shared = || Arc::new(StoreCollateralCache(store.clone()));
+
+    let first = pccs_source(&base, None).with_shared_cache(shared());
+    let fc = first.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    assert_eq!(p.all_hits(), [1, 1, 1, 1, 0]);
+    let (_, exp) = store
+        .get_collateral(&format!("{}-platform", fmspc()))
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(exp, EXPIRES);
+
+    let second = pccs_source(&base, None).with_shared_cache(shared());
+    let fc2 = second.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    assert_eq!(fc2.collateral(), fc.collateral());
+    assert_eq!(p.all_hits(), [1, 1, 1, 1, 0], "served from the store");
+
+    // An expired store entry is not used: the third source fetches.
+    let third = pccs_source(&base, None).with_shared_cache(shared());
+    assert!(third.get(fmspc(), PckCa::Platform, EXPIRES).await.is_err());
+    assert_eq!(p.all_hits(), [2, 2, 2, 2, 0]);
+
+    // A garbage entry is ignored, and replaced by the next fetch.
+    store
+        .put_collateral(&format!("{}-platform", fmspc()), b"garbage", NOW + 10)
+        .await
+        .unwrap();
+    let fourth = pccs_source(&base, None).with_shared_cache(shared());
+    fourth.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    assert_eq!(p.all_hits(), [3, 3, 3, 3, 0]);
+    let (json, _) = store
+        .get_collateral(&format!("{}-platform", fmspc()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(parse_collateral(&json).is_ok());
+}

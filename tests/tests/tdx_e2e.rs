@@ -204,17 +204,26 @@ collateral_file = "{collateral}"
         .await
         .unwrap();
     assert!(page.contains("DCAP-verified quote"), "{page}");
-    assert!(page.contains("UpToDate") && page.contains("2 events, 2 bound"), "{page}");
+    assert!(
+        page.contains("UpToDate") && page.contains("2 events, 2 bound"),
+        "{page}"
+    );
 
     // With nothing changed, a fresh quote still comes every requote_interval.
-    let (q0, t0) = (good.kernel.quotes_served(), a["verified_at_ns"].as_u64().unwrap());
+    let (q0, t0) = (
+        good.kernel.quotes_served(),
+        a["verified_at_ns"].as_u64().unwrap(),
+    );
     let v: Value = wait_for(15, "a fresh quote after requote_interval", || async {
         let (_, v) = http.get(&format!("{cp}/api/v1/agents/node-tdx")).await?;
         (v["attestation"]["verified_at_ns"].as_u64()? > t0).then_some(v)
     })
     .await;
     assert!(good.kernel.quotes_served() > q0);
-    assert_eq!(v["attestation"]["event_log_events"], 2, "no change, no new event");
+    assert_eq!(
+        v["attestation"]["event_log_events"], 2,
+        "no change, no new event"
+    );
     assert_eq!(v["badge"], "green", "{v}");
 
     // A changed policy file: a new RTMR3 event, a fresh quote carrying it, and the
