@@ -49,20 +49,14 @@ pub struct TdxAttestation {
     pub reasons: Vec<Reason>,
 }
 
-/// Where collateral comes from.
-pub enum Collateral {
-    /// A PCCS / Intel PCS, or offline files, with caching (see [`crate::collateral`]).
-    Source(CollateralSource),
-    /// None configured: every quote is refused with `CollateralUnavailable`, since a
-    /// TCB status that cannot be established is unknown, never a pass.
-    None,
-}
-
 /// Verifies TDX evidence for registrations.
 pub struct TdxVerifier {
     /// `None`: Intel's SGX Root CA (embedded). Another root only by explicit config.
     root_ca_der: Option<Vec<u8>>,
-    collateral: Collateral,
+    /// Where collateral comes from. `None`: every quote is refused with
+    /// `CollateralUnavailable`, since a TCB status that cannot be established is
+    /// unknown, never a pass.
+    collateral: Option<CollateralSource>,
     policy: TdxPolicy,
 }
 
@@ -78,7 +72,11 @@ fn quote_error(e: QuoteVerifyError) -> ApiError {
 }
 
 impl TdxVerifier {
-    pub fn new(root_ca_der: Option<Vec<u8>>, collateral: Collateral, policy: TdxPolicy) -> Self {
+    pub fn new(
+        root_ca_der: Option<Vec<u8>>,
+        collateral: Option<CollateralSource>,
+        policy: TdxPolicy,
+    ) -> Self {
         TdxVerifier {
             root_ca_der,
             collateral,
@@ -133,17 +131,17 @@ impl TdxVerifier {
                 pcs.tls_roots_pem = Some(read(p)?);
             }
             let source = CollateralSource::pcs(pcs)?;
-            Collateral::Source(match shared {
+            Some(match shared {
                 Some(s) => source.with_shared_cache(s),
                 None => source,
             })
         } else if cfg.collateral_dir.is_some() || cfg.collateral_file.is_some() {
-            Collateral::Source(CollateralSource::offline(OfflineConfig::new(
+            Some(CollateralSource::offline(OfflineConfig::new(
                 cfg.collateral_dir.clone(),
                 cfg.collateral_file.clone(),
             ))?)
         } else {
-            Collateral::None
+            None
         };
         Ok(TdxVerifier::new(root_ca_der, collateral, policy))
     }
@@ -176,11 +174,11 @@ impl TdxVerifier {
         let (fmspc, ca) = quote_collateral_key(raw)
             .map_err(|e| refuse("QuoteVerificationFailed", e.to_string()))?;
         let collateral = match &self.collateral {
-            Collateral::Source(s) => s
+            Some(s) => s
                 .get(fmspc, ca, now_secs)
                 .await
                 .map_err(|e| refuse("CollateralUnavailable", e.to_string()))?,
-            Collateral::None => {
+            None => {
                 return Err(refuse(
                     "CollateralUnavailable",
                     "no collateral source is configured ([tdx] pccs_url or collateral_dir): \

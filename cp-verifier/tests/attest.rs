@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cp_verifier::attest::{Collateral, TdxVerifier};
+use cp_verifier::attest::TdxVerifier;
 use cp_verifier::collateral::{CollateralSource, OfflineConfig};
 use cp_verifier::error::ApiError;
 use evidence::eventlog::Rtmr3Event;
@@ -34,7 +34,7 @@ fn verifier(policy: TdxPolicy) -> TdxVerifier {
         Some(data_path("tdx_quote_collateral.json")),
     ))
     .unwrap();
-    TdxVerifier::new(None, Collateral::Source(source), policy)
+    TdxVerifier::new(None, Some(source), policy)
 }
 
 fn kind(r: Result<cp_verifier::attest::TdxAttestation, ApiError>) -> String {
@@ -113,7 +113,7 @@ async fn each_failed_check_is_a_typed_403() {
         "CollateralUnavailable"
     );
     // No collateral source at all: refused, never waved through.
-    let none = TdxVerifier::new(None, Collateral::None, TdxPolicy::default());
+    let none = TdxVerifier::new(None, None, TdxPolicy::default());
     assert_eq!(
         kind(none.verify_quote(&q, None, rd, AT_NS).await),
         "CollateralUnavailable"
@@ -160,7 +160,7 @@ async fn a_configured_root_replaces_intels() {
     .unwrap();
     let v = TdxVerifier::new(
         Some(other.cert.der().to_vec()),
-        Collateral::Source(source),
+        Some(source),
         TdxPolicy::default(),
     );
     assert_eq!(
