@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod enroll;
 pub mod error;
+pub mod github;
 pub mod judge;
 pub mod server;
 pub mod service;
