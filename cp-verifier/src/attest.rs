@@ -241,6 +241,7 @@ impl TdxVerifier {
                 mrtd: b.mrtd.0,
                 rtmrs,
                 rtmr3_replayed: eventlog::replay(&events),
+                mrtd_attested: false,
             },
         );
         let failed: Vec<&Reason> = verdict

@@ -28,6 +28,14 @@ fn report_data(q: &[u8]) -> [u8; 64] {
     evidence::tdx::Quote::parse(q).unwrap().body.report_data.0
 }
 
+/// The default policy with this quote's MRTD allowlisted (pinned).
+fn pinned() -> TdxPolicy {
+    TdxPolicy {
+        mrtd_allowlist: vec![evidence::tdx::Quote::parse(&quote()).unwrap().body.mrtd],
+        ..TdxPolicy::default()
+    }
+}
+
 fn verifier(policy: TdxPolicy) -> TdxVerifier {
     let source = CollateralSource::offline(OfflineConfig::new(
         None,
@@ -46,7 +54,7 @@ fn kind(r: Result<cp_verifier::attest::TdxAttestation, ApiError>) -> String {
 #[tokio::test]
 async fn a_bound_up_to_date_quote_is_accepted() {
     let q = quote();
-    let a = verifier(TdxPolicy::default())
+    let a = verifier(pinned())
         .verify_quote(&q, None, report_data(&q), AT_NS)
         .await
         .unwrap();
@@ -60,6 +68,13 @@ async fn a_bound_up_to_date_quote_is_accepted() {
     assert_eq!(a.event_log_events, 0);
     assert!(a.reasons.is_empty(), "{:?}", a.reasons);
     assert_eq!(a.verified_at_ns, AT_NS);
+    // Not pinned by anything: accepted, with a warning.
+    let a = verifier(TdxPolicy::default())
+        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .await
+        .unwrap();
+    assert_eq!(a.reasons.len(), 1);
+    assert_eq!(a.reasons[0].code, policy::ReasonCode::MrtdUnpinned);
 }
 
 #[tokio::test]
@@ -141,7 +156,7 @@ async fn each_failed_check_is_a_typed_403() {
     let p = TdxPolicy {
         allowed_tcb_statuses: vec![],
         warn_tcb_statuses: vec!["UpToDate".into()],
-        ..TdxPolicy::default()
+        ..pinned()
     };
     let a = verifier(p).verify_quote(&q, None, rd, AT_NS).await.unwrap();
     assert_eq!(a.reasons.len(), 1);

@@ -67,6 +67,11 @@ pub enum ReasonCode {
     /// The evidence is a TDREPORT (tier `tdx-report`): its claims cannot be verified
     /// remotely.
     TdReportOnly,
+    /// MRTD is pinned by neither build provenance nor an allowlist: the TD is genuine,
+    /// but nothing says it runs firmware we built.
+    MrtdUnpinned,
+    /// MRTD is not attested by the trusted repository's build provenance.
+    MrtdNotAttested,
 }
 
 impl ReasonCode {
@@ -88,6 +93,8 @@ impl ReasonCode {
             ReasonCode::MeasurementNotAllowed => "MeasurementNotAllowed",
             ReasonCode::Rtmr3Mismatch => "Rtmr3Mismatch",
             ReasonCode::TdReportOnly => "TdReportOnly",
+            ReasonCode::MrtdUnpinned => "MrtdUnpinned",
+            ReasonCode::MrtdNotAttested => "MrtdNotAttested",
         }
     }
 }
@@ -150,6 +157,8 @@ mod tests {
             ReasonCode::MeasurementNotAllowed,
             ReasonCode::Rtmr3Mismatch,
             ReasonCode::TdReportOnly,
+            ReasonCode::MrtdUnpinned,
+            ReasonCode::MrtdNotAttested,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

@@ -48,6 +48,8 @@ pub struct TdxFacts {
     pub rtmrs: [[u8; 48]; 4],
     /// RTMR3 replayed from the agent's event log.
     pub rtmr3_replayed: [u8; 48],
+    /// MRTD was found attested by the trusted repository's build provenance.
+    pub mrtd_attested: bool,
 }
 
 pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
@@ -103,6 +105,16 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             "the quote's REPORTDATA is not SHA-512 of the report's DSSE PAE".into(),
         );
     }
+    if p.mrtd_allowlist.is_empty() && !f.mrtd_attested {
+        push(
+            ReasonCode::MrtdUnpinned,
+            Status::Warn,
+            format!(
+                "MRTD {} is pinned by neither build provenance nor [policy.tdx] mrtd_allowlist",
+                hex::encode(f.mrtd)
+            ),
+        );
+    }
     if !p.mrtd_allowlist.is_empty() && !p.mrtd_allowlist.iter().any(|m| m.0 == f.mrtd) {
         push(
             ReasonCode::MeasurementNotAllowed,
@@ -146,6 +158,7 @@ mod tests {
             mrtd: [1; 48],
             rtmrs: [[2; 48], [3; 48], [4; 48], [5; 48]],
             rtmr3_replayed: [5; 48],
+            mrtd_attested: true,
         }
     }
 
@@ -176,6 +189,26 @@ mod tests {
         let v = evaluate_tdx(&p, &f);
         assert_eq!(v.status, Status::Warn);
         assert_eq!(codes(&v), vec![ReasonCode::TdReportOnly]);
+    }
+
+    #[test]
+    fn an_unpinned_mrtd_is_a_warning() {
+        let mut f = facts();
+        f.mrtd_attested = false;
+        let v = evaluate_tdx(&TdxPolicy::default(), &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(codes(&v), vec![ReasonCode::MrtdUnpinned]);
+        // An allowlist pins it (and refuses any other MRTD).
+        let p = TdxPolicy {
+            mrtd_allowlist: vec![HexBytes([1; 48])],
+            ..TdxPolicy::default()
+        };
+        assert_eq!(evaluate_tdx(&p, &f).status, Status::Pass);
+        f.mrtd = [9; 48];
+        assert_eq!(
+            codes(&evaluate_tdx(&p, &f)),
+            vec![ReasonCode::MeasurementNotAllowed]
+        );
     }
 
     #[test]

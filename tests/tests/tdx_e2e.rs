@@ -137,6 +137,9 @@ heartbeat_interval = "30s"
 sweep_interval = "200ms"
 alert_cooldown = "0s"
 
+[policy.tdx]
+mrtd_allowlist = ["{mrtd}"]
+
 [tdx]
 root_ca_file = "{root_ca}"
 collateral_file = "{collateral}"
@@ -145,6 +148,7 @@ collateral_file = "{collateral}"
             data = root.join("cp-data").display(),
             root_ca = TestPki::root_ca_der_path().display(),
             collateral = TestPki::collateral_path().display(),
+            mrtd = hex::encode(tdx_sim::TdReport::default().mrtd),
         ),
     )
     .unwrap();
