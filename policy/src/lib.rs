@@ -10,6 +10,7 @@
 //! `Unknown`, and `Unknown` is never acceptable.
 #![forbid(unsafe_code)]
 
+pub mod identity;
 pub mod tdx;
 
 use std::time::Duration;
