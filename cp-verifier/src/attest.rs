@@ -44,6 +44,9 @@ pub struct TdxAttestation {
     pub event_log_bound: usize,
     /// When the evidence was checked, UTC nanoseconds.
     pub verified_at_ns: u64,
+    /// The build provenance that attested MRTD, where `[provenance]` is configured.
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::MrtdProvenance>,
     /// Warnings the policy raised (a failure is a refusal, not a stored reason). They
     /// join the agent's verdict until the next registration.
     pub reasons: Vec<Reason>,
@@ -58,6 +61,7 @@ pub struct TdxVerifier {
     /// unknown, never a pass.
     collateral: Option<CollateralSource>,
     policy: TdxPolicy,
+    provenance: Option<crate::provenance::ProvenanceChecker>,
 }
 
 fn refuse(kind: &'static str, detail: impl Into<String>) -> ApiError {
@@ -81,7 +85,14 @@ impl TdxVerifier {
             root_ca_der,
             collateral,
             policy,
+            provenance: None,
         }
+    }
+
+    /// Requires MRTD to be attested by build provenance.
+    pub fn with_provenance(mut self, p: crate::provenance::ProvenanceChecker) -> Self {
+        self.provenance = Some(p);
+        self
     }
 
     /// Builds the verifier from `[tdx]`; fetched collateral is cached under
@@ -188,12 +199,26 @@ impl TdxVerifier {
         };
         let verified =
             verify_quote(raw, collateral.collateral(), now_secs, root).map_err(quote_error)?;
+        let body = &verified.quote().body;
+        let provenance = match &self.provenance {
+            Some(p) => {
+                let rtmrs = [
+                    body.rtmrs[0].0,
+                    body.rtmrs[1].0,
+                    body.rtmrs[2].0,
+                    body.rtmrs[3].0,
+                ];
+                Some(p.check(&body.mrtd.0, &rtmrs, now_secs).await?)
+            }
+            None => None,
+        };
         let facts = Facts {
-            body: &verified.quote().body,
+            body,
             tcb_status: Some(verified.tcb_status().as_str().to_string()),
             advisory_ids: verified.advisory_ids().to_vec(),
             fmspc: Some(fmspc.to_hex()),
             verified: true,
+            provenance,
         };
         self.judge(facts, event_log, expected_report_data, now_ns)
     }
@@ -215,6 +240,7 @@ impl TdxVerifier {
             advisory_ids: Vec::new(),
             fmspc: None,
             verified: false,
+            provenance: None,
         };
         self.judge(facts, event_log, expected_report_data, now_ns)
     }
@@ -241,7 +267,7 @@ impl TdxVerifier {
                 mrtd: b.mrtd.0,
                 rtmrs,
                 rtmr3_replayed: eventlog::replay(&events),
-                mrtd_attested: false,
+                mrtd_attested: f.provenance.is_some(),
             },
         );
         let failed: Vec<&Reason> = verdict
@@ -268,6 +294,7 @@ impl TdxVerifier {
             event_log_events: events.len(),
             event_log_bound: events.iter().filter(|e| e.bound).count(),
             verified_at_ns: now_ns,
+            provenance: f.provenance,
             reasons: verdict.reasons,
         })
     }
@@ -279,4 +306,5 @@ struct Facts<'a> {
     advisory_ids: Vec<String>,
     fmspc: Option<String>,
     verified: bool,
+    provenance: Option<crate::provenance::MrtdProvenance>,
 }

@@ -48,6 +48,10 @@ pub struct CpConfig {
     pub enrollment: Enrollment,
     #[serde(default)]
     pub tdx: TdxConfig,
+    /// Build provenance for MRTD (`[provenance]`); absent: MRTD is pinned only by
+    /// `[policy.tdx] mrtd_allowlist`, if at all.
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::ProvenanceConfig>,
 }
 
 /// How TDX quotes are verified (`[tdx]`). The TDX policy itself (TCB statuses,
@@ -180,6 +184,7 @@ impl CpConfig {
             policy: TrustPolicy::default(),
             enrollment: Enrollment::default(),
             tdx: TdxConfig::default(),
+            provenance: None,
         }
     }
 }

@@ -93,12 +93,18 @@ impl ControlPlane {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<ControlPlane> {
         let enroller = Enroller::new(&cfg.enrollment)?;
-        let tdx = TdxVerifier::from_config(
+        let mut tdx = TdxVerifier::from_config(
             &cfg.tdx,
             &cfg.data_dir,
             cfg.policy.tdx.clone(),
             Some(Arc::new(crate::store::StoreCollateralCache(store.clone()))),
         )?;
+        if let Some(p) = &cfg.provenance {
+            tdx = tdx.with_provenance(crate::provenance::ProvenanceChecker::new(
+                p.clone(),
+                Some(store.clone()),
+            )?);
+        }
         let alerts = AlertSink::new(cfg.audit_log.clone(), cfg.webhooks.clone())?;
         let operator_token = match &cfg.operator_token_file {
             Some(p) => {

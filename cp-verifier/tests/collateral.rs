@@ -718,7 +718,7 @@ async fn the_store_is_a_shared_cache_between_sources() {
     let fc = first.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
     assert_eq!(p.all_hits(), [1, 1, 1, 1, 0]);
     let (_, exp) = store
-        .get_collateral(&format!("{}-platform", fmspc()))
+        .get_cached(&format!("collateral:{}-platform", fmspc()))
         .await
         .unwrap()
         .expect("stored");
@@ -736,14 +736,18 @@ async fn the_store_is_a_shared_cache_between_sources() {
 
     // A garbage entry is ignored, and replaced by the next fetch.
     store
-        .put_collateral(&format!("{}-platform", fmspc()), b"garbage", NOW + 10)
+        .put_cached(
+            &format!("collateral:{}-platform", fmspc()),
+            b"garbage",
+            NOW + 10,
+        )
         .await
         .unwrap();
     let fourth = pccs_source(&base, None).with_shared_cache(shared());
     fourth.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
     assert_eq!(p.all_hits(), [3, 3, 3, 3, 0]);
     let (json, _) = store
-        .get_collateral(&format!("{}-platform", fmspc()))
+        .get_cached(&format!("collateral:{}-platform", fmspc()))
         .await
         .unwrap()
         .unwrap();

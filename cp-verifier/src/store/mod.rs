@@ -100,16 +100,12 @@ pub trait Store: Send + Sync {
     /// Drops expired challenges and collateral, and nonces seen before
     /// `nonce_cutoff_ns`.
     async fn prune(&self, now_ns: u64, nonce_cutoff_ns: u64) -> Result<(), StoreError>;
-    /// Cached DCAP collateral (QuoteCollateralV3 JSON) under `key`, with its expiry
-    /// in Unix seconds.
-    async fn get_collateral(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
-    /// Stores (or replaces) cached collateral.
-    async fn put_collateral(
-        &self,
-        key: &str,
-        json: &[u8],
-        expires_at: u64,
-    ) -> Result<(), StoreError>;
+    /// A cached value (DCAP collateral, an attested MRTD) under `key`, with its
+    /// expiry in Unix seconds. Expired entries may be returned until pruned; callers
+    /// check the expiry.
+    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
+    /// Stores (or replaces) a cached value.
+    async fn put_cached(&self, key: &str, json: &[u8], expires_at: u64) -> Result<(), StoreError>;
 }
 
 /// The store as the collateral source's shared cache. Failures are logged: the
@@ -119,7 +115,7 @@ pub struct StoreCollateralCache(pub std::sync::Arc<dyn Store>);
 #[async_trait]
 impl crate::collateral::SharedCache for StoreCollateralCache {
     async fn load(&self, key: &str) -> Option<Vec<u8>> {
-        match self.0.get_collateral(key).await {
+        match self.0.get_cached(&format!("collateral:{key}")).await {
             Ok(v) => v.map(|(json, _)| json),
             Err(e) => {
                 tracing::warn!(%key, error = %e, "collateral cache read failed");
@@ -128,7 +124,11 @@ impl crate::collateral::SharedCache for StoreCollateralCache {
         }
     }
     async fn save(&self, key: &str, json: &[u8], expires_at: u64) {
-        if let Err(e) = self.0.put_collateral(key, json, expires_at).await {
+        if let Err(e) = self
+            .0
+            .put_cached(&format!("collateral:{key}"), json, expires_at)
+            .await
+        {
             tracing::warn!(%key, error = %e, "collateral cache write failed");
         }
     }
