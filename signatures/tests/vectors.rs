@@ -70,6 +70,16 @@ fn verify_js(bundle: &[u8]) -> Result<VerifiedBundle, VerifyError> {
     )
 }
 
+type VerifyFn = fn(&[u8]) -> Result<VerifiedBundle, VerifyError>;
+
+/// Both real attestations: Rekor `dsse` (attest-build-provenance) and `intoto`
+/// (npm provenance).
+fn both() -> [(&'static str, VerifyFn); 2] {
+    [(REUSABLE, verify_reusable), (JS, verify_js)]
+}
+
+type Tamper = Box<dyn Fn(&mut Value)>;
+
 fn tampered(name: &str, f: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(&read(name)).unwrap();
     f(&mut v);
@@ -360,10 +370,7 @@ fn assert_kind(r: Result<VerifiedBundle, VerifyError>, kind: &str, what: &str) {
 
 #[test]
 fn tampered_dsse_payload_is_refused() {
-    for (name, verify) in [
-        (REUSABLE, verify_reusable as fn(&[u8]) -> _),
-        (JS, verify_js as fn(&[u8]) -> _),
-    ] {
+    for (name, verify) in both() {
         // A byte inside the predicate: the statement still parses and still names the
         // same subject, so only the signature can catch it.
         let b = tampered(name, |v| {
@@ -380,10 +387,7 @@ fn tampered_dsse_payload_is_refused() {
 
 #[test]
 fn tampered_signature_is_refused() {
-    for (name, verify) in [
-        (REUSABLE, verify_reusable as fn(&[u8]) -> _),
-        (JS, verify_js as fn(&[u8]) -> _),
-    ] {
+    for (name, verify) in both() {
         let b = tampered(name, |v| {
             flip_b64(&mut v["dsseEnvelope"]["signatures"][0]["sig"], 20)
         });
@@ -491,10 +495,7 @@ fn unknown_log_id_is_refused() {
 
 #[test]
 fn forged_set_is_refused() {
-    for (name, verify) in [
-        (REUSABLE, verify_reusable as fn(&[u8]) -> _),
-        (JS, verify_js as fn(&[u8]) -> _),
-    ] {
+    for (name, verify) in both() {
         let b = tampered(name, |v| {
             flip_b64(&mut tlog(v)["inclusionPromise"]["signedEntryTimestamp"], 30)
         });
@@ -504,7 +505,7 @@ fn forged_set_is_refused() {
 
 #[test]
 fn missing_or_empty_material_is_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Tamper, &str)> = vec![
         (
             "no verificationMaterial",
             Box::new(|v| {
