@@ -963,10 +963,6 @@ pub fn verify_bundle(
         .copied()
         .min_by_key(|(t, _)| *t)
         .ok_or_else(|| VerifyError::NoVerifiedTime("no verified timestamp".into()))?;
-    if root.instance == Instance::File && !times.iter().any(|(_, s)| *s == TimeSource::Rekor) {
-        // A Rekor-backed bundle whose only time came from a TSA would not have shown
-        // a SET; v0.2+ allow that (inclusion proof only), and the TSA time stands.
-    }
 
     let cert = result
         .certificate()
