@@ -17,6 +17,7 @@ pub mod demo;
 pub mod enroll;
 pub mod error;
 pub mod judge;
+pub mod measure;
 pub mod server;
 pub mod service;
 pub mod store;
