@@ -18,6 +18,7 @@ pub mod enroll;
 pub mod error;
 pub mod github;
 pub mod judge;
+pub mod measure;
 pub mod provenance;
 pub mod server;
 pub mod service;

@@ -41,6 +41,38 @@ enum Cmd {
     /// Verify evidence offline and print the result as one JSON object.
     #[command(subcommand)]
     Verify(VerifyCmd),
+    /// Compute a TD's launch measurements offline from the files QEMU is given and
+    /// print the measurement manifest (the predicate CI attests). MRTD always;
+    /// RTMR1 and RTMR2 with --kernel (direct boot); RTMR0 never (it depends on
+    /// ACPI tables and a TD HOB the VMM builds): it is null, with the reason.
+    /// Exit 0 manifest, 1 malformed input (error JSON on stdout), 2 usage error.
+    Measure {
+        /// The TDVF/OVMF firmware image (QEMU -bios), e.g. /usr/share/ovmf/OVMF.fd.
+        #[arg(long)]
+        firmware: PathBuf,
+        /// The kernel for QEMU direct boot (-kernel): adds RTMR1 and RTMR2.
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// The initrd (-initrd). Needs --kernel, and --memory unless
+        /// --kernel-setup raw.
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
+        /// The kernel command line (-append), ASCII; default empty, as QEMU's.
+        #[arg(long, requires = "kernel")]
+        cmdline: Option<String>,
+        /// Guest RAM as QEMU's -m takes it: 4G, 2048M, 2048 (MiB). Decides where
+        /// QEMU puts the initrd, which the patched kernel header records.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Page-add order: single-pass (QEMU >= 9, upstream KVM) or two-pass
+        /// (QEMU 8.x).
+        #[arg(long, value_enum, default_value_t = cp_verifier::measure::Layout::SinglePass)]
+        layout: cp_verifier::measure::Layout,
+        /// Which kernel bytes the firmware measures: qemu-patched (QEMU's
+        /// setup-header edits) or raw (newer OVMF loading QEMU's unpatched copy).
+        #[arg(long, value_enum, default_value_t = cp_verifier::measure::KernelSetup::QemuPatched)]
+        kernel_setup: cp_verifier::measure::KernelSetup,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +202,27 @@ async fn main() -> anyhow::Result<()> {
                     predicate_type,
                     at,
                 });
+            println!("{}", o.json);
+            std::process::exit(o.code);
+        }
+        Cmd::Measure {
+            firmware,
+            kernel,
+            initrd,
+            cmdline,
+            memory,
+            layout,
+            kernel_setup,
+        } => {
+            let o = cp_verifier::measure::measure_cmd(&cp_verifier::measure::MeasureArgs {
+                firmware: Some(&firmware),
+                kernel: kernel.as_deref(),
+                initrd: initrd.as_deref(),
+                cmdline: cmdline.as_deref(),
+                memory: memory.as_deref(),
+                layout,
+                kernel_setup,
+            });
             println!("{}", o.json);
             std::process::exit(o.code);
         }
