@@ -234,3 +234,51 @@ fn sigstore_python_rejects_tampered_bundles() {
         o.ok, o.output
     );
 }
+
+/// What sigstore-python does with bundles that break rules it may or may not check.
+/// Each expectation was observed, and is asserted so a change in either side shows.
+#[test]
+fn sigstore_python_on_sct_set_and_time_edge_cases() {
+    let signer = TestSigstore::load().unwrap();
+    let (att, digest) = mrtd_attestation(&[3; 48]);
+    let digest = format!("sha256:{digest}");
+    let id = release_identity();
+    let args = identity_args(&id);
+
+    let forged_sct = TestSigstore::load()
+        .unwrap()
+        .with_ctlog_signing_key(&ring_p256_pkcs8_pem())
+        .unwrap()
+        .sign_attestation(&att, &id, recent())
+        .unwrap();
+    let o = verify(&forged_sct, &strs(&args), &digest);
+    assert_fails(&o, "SCT signed by a key that is not the CT log's");
+    assert!(o.output.contains("failed to verify SCT"), "{}", o.output);
+
+    let mut opts = SignOptions::at(recent());
+    opts.embed_sct = false;
+    let no_sct = signer.sign_attestation_with(&att, &id, &opts).unwrap();
+    let o = verify(&no_sct.json, &strs(&args), &digest);
+    assert_fails(&o, "no SCT");
+    assert!(o.output.contains("failed to verify SCT"), "{}", o.output);
+
+    let mut opts = SignOptions::at(recent());
+    opts.inclusion_promise = false;
+    let no_set = signer.sign_attestation_with(&att, &id, &opts).unwrap();
+    // sigstore-python refuses a Rekor v1 entry without an inclusion promise as a
+    // malformed bundle (it needs the SET to trust the integrated time).
+    let o = verify(&no_set.json, &strs(&args), &digest);
+    assert_fails(&o, "no SET");
+    assert!(o.output.contains("malformed"), "{}", o.output);
+
+    let future = signer.sign_attestation(&att, &id, recent() + 3600).unwrap();
+    // NOT CHECKED by sigstore-python 4.5.1: an integrated time an hour in the future
+    // (the SET signs it and the certificate covers it) passes. sigstore-verify refuses
+    // it (tests/sigstore_verify.rs). If this starts failing, sigstore-python added the
+    // check: flip the assertion.
+    let o = verify(&future, &strs(&args), &digest);
+    assert_ok(
+        &o,
+        "integrated time in the future (sigstore-python does not check)",
+    );
+}

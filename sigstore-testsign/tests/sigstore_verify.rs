@@ -235,6 +235,13 @@ fn sigstore_verify_rejects_tampered_bundles_and_wrong_identities() {
     let bad = signer.sign_attestation_with(&att, &id, &opts).unwrap();
     assert!(verify(&bad.json, &digest, &id).is_err(), "missing SCT");
 
+    // No inclusion promise: sigstore-verify then has no trusted integrated time.
+    let mut opts = SignOptions::at(recent());
+    opts.inclusion_promise = false;
+    let no_set = signer.sign_attestation_with(&att, &id, &opts).unwrap();
+    let err = verify(&no_set.json, &digest, &id).unwrap_err();
+    assert!(err.contains("no verified timestamp"), "{err}");
+
     // Integrated in the future.
     let bad = signer.sign_attestation(&att, &id, recent() + 3600).unwrap();
     assert!(
