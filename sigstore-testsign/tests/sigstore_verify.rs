@@ -357,3 +357,56 @@ fn bundle_shape_matches_the_real_github_vector() {
         Some(4)
     );
 }
+
+/// The leaf certificate carries the same extensions as the real Fulcio leaf in the
+/// GitHub vector (same OIDs, same order, same criticality), and the same algorithms.
+#[test]
+fn leaf_certificate_matches_the_real_fulcio_leaf() {
+    use base64::Engine as _;
+    use x509_cert::der::{Decode, Encode};
+    let real_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/sigstore/cli-cli/reusable-workflow-attestation.sigstore.json"
+    );
+    let real: Value = serde_json::from_slice(&std::fs::read(real_path).unwrap()).unwrap();
+    let real_der = base64::engine::general_purpose::STANDARD
+        .decode(
+            real["verificationMaterial"]["certificate"]["rawBytes"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let (att, _) = binary_attestation(b"x");
+    let ours_der = TestSigstore::load()
+        .unwrap()
+        .sign_attestation_with(&att, &reusable_identity(), &SignOptions::at(FIXED_TIME))
+        .unwrap()
+        .certificate_der;
+    let real = x509_cert::Certificate::from_der(&real_der).unwrap();
+    let ours = x509_cert::Certificate::from_der(&ours_der).unwrap();
+    // Re-encoding gives the same bytes: the certificate is DER.
+    assert_eq!(ours.to_der().unwrap(), ours_der);
+
+    let exts = |c: &x509_cert::Certificate| -> Vec<(String, bool)> {
+        c.tbs_certificate
+            .extensions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.extn_id.to_string(), e.critical))
+            .collect()
+    };
+    assert_eq!(exts(&ours), exts(&real));
+    assert_eq!(ours.signature_algorithm, real.signature_algorithm);
+    assert_eq!(
+        ours.tbs_certificate.subject_public_key_info.algorithm,
+        real.tbs_certificate.subject_public_key_info.algorithm
+    );
+    assert_eq!(ours.tbs_certificate.subject, real.tbs_certificate.subject);
+    assert_eq!(ours.tbs_certificate.version, real.tbs_certificate.version);
+    let lifetime = |c: &x509_cert::Certificate| {
+        let v = &c.tbs_certificate.validity;
+        v.not_after.to_unix_duration() - v.not_before.to_unix_duration()
+    };
+    assert_eq!(lifetime(&ours), lifetime(&real));
+}
