@@ -73,9 +73,11 @@ pub struct ProvenanceConfig {
     /// File holding a GitHub token (5000 requests/hour instead of 60).
     #[serde(default)]
     pub github_token_file: Option<PathBuf>,
-    /// Also require the predicate's `rtmr0..2` to equal the quoted RTMR0-2.
+    /// Also require these of the predicate's `rtmr0..2` to equal the quoted ones,
+    /// e.g. `[1, 2]` (kernel, command line and initrd; `cp-verifier measure` does not
+    /// compute RTMR0). Each listed register must be present in the predicate.
     #[serde(default)]
-    pub match_rtmrs: bool,
+    pub match_rtmrs: Vec<u8>,
     /// How long a verified MRTD is remembered.
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
@@ -152,6 +154,10 @@ impl ProvenanceChecker {
             Some("any") => RunnerEnvironment::Any,
             Some(other) => RunnerEnvironment::Exact(other.to_string()),
         });
+        anyhow::ensure!(
+            cfg.match_rtmrs.iter().all(|&i| i <= 2),
+            "[provenance] match_rtmrs lists RTMR indices 0, 1 or 2"
+        );
         // Fail at start, not at the first registration, on a policy that cannot be built.
         b.clone().build().context("[provenance] identity policy")?;
         let token = match &cfg.github_token_file {
@@ -181,11 +187,11 @@ impl ProvenanceChecker {
                     .as_ref()
                     .and_then(|p| p.to_str())
                     .or(Some("github-instance")),
-                Some(if cfg.match_rtmrs { "rtmrs" } else { "mrtd" }),
             ] {
                 h.update(part.unwrap_or("-").as_bytes());
                 h.update([0]);
             }
+            h.update(&cfg.match_rtmrs);
             hex::encode(&h.finalize()[..12])
         };
         Ok(ProvenanceChecker {
@@ -311,12 +317,11 @@ impl ProvenanceChecker {
                 hex::encode(m)
             ));
         }
-        if self.cfg.match_rtmrs {
-            for (i, quoted) in rtmrs.iter().take(3).enumerate() {
-                let name = format!("rtmr{i}");
-                if &reg(&name)? != quoted {
-                    return Err(format!("predicate {name} differs from the quoted {name}"));
-                }
+        for &i in &self.cfg.match_rtmrs {
+            let name = format!("rtmr{i}");
+            let quoted = rtmrs.get(usize::from(i)).ok_or("RTMR index out of range")?;
+            if &reg(&name)? != quoted {
+                return Err(format!("predicate {name} differs from the quoted {name}"));
             }
         }
         Ok(())

@@ -1,0 +1,233 @@
+//! Build provenance for MRTD (`cp_verifier::provenance`): a local server plays the
+//! GitHub attestations API and serves bundles made by the TEST Sigstore instance
+//! (sigstore-testsign), verified under its checked-in trusted root.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use cp_verifier::error::ApiError;
+use cp_verifier::provenance::{ProvenanceChecker, ProvenanceConfig, MEASUREMENT_PREDICATE};
+use cp_verifier::store::{sqlite::SqliteStore, Store};
+use serde_json::json;
+use sigstore_testsign::{Attestation, Identity, Subject, TestSigstore};
+
+const REPO: &str = "acme/guest-image";
+const WORKFLOW: &str = ".github/workflows/release.yml";
+/// 2026-11-01, when the TEST bundles say they were signed.
+const SIGNED_AT: i64 = 1_793_491_200;
+const NOW: u64 = 1_793_491_200 + 3600;
+
+#[derive(Default)]
+struct Api {
+    /// subject digest -> bundles
+    bundles: Mutex<HashMap<String, Vec<Vec<u8>>>>,
+    hits: AtomicUsize,
+    down: Mutex<bool>,
+}
+
+async fn page(
+    State(a): State<Arc<Api>>,
+    Path((owner, repo, digest)): Path<(String, String, String)>,
+) -> Response {
+    a.hits.fetch_add(1, Ordering::SeqCst);
+    if *a.down.lock().unwrap() {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    assert_eq!(format!("{owner}/{repo}"), REPO);
+    match a.bundles.lock().unwrap().get(&digest) {
+        None => (axum::http::StatusCode::NOT_FOUND, "{}").into_response(),
+        Some(list) => {
+            let items: Vec<String> = list
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{{\"bundle\":{},\"repository_id\":1}}",
+                        String::from_utf8_lossy(b)
+                    )
+                })
+                .collect();
+            format!("{{\"attestations\":[{}]}}", items.join(",")).into_response()
+        }
+    }
+}
+
+async fn serve() -> (Arc<Api>, String) {
+    let a = Arc::new(Api::default());
+    let app = axum::Router::new()
+        .route(
+            "/repos/{owner}/{repo}/attestations/{digest}",
+            axum::routing::get(page),
+        )
+        .with_state(a.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (a, base)
+}
+
+fn config(api: &str) -> ProvenanceConfig {
+    toml::from_str(&format!(
+        r#"repository = "{REPO}"
+signer_workflow = "{REPO}/{WORKFLOW}"
+source_ref = "refs/heads/main"
+trusted_root_file = "{root}"
+github_api = "{api}"
+"#,
+        root = sigstore_testsign::keys::trusted_root_path().display()
+    ))
+    .unwrap()
+}
+
+/// CI's attestation of a measurement manifest, signed as `identity`.
+fn attest(api: &Api, mrtd: &[u8; 48], predicate_mrtd: &[u8; 48], identity: &Identity) {
+    let digest = ProvenanceChecker::subject_digest(mrtd);
+    let hex_digest = digest.strip_prefix("sha256:").unwrap();
+    let manifest = json!({
+        "mrtd": hex::encode(predicate_mrtd),
+        "rtmr0": null,
+        "rtmr1": hex::encode([1u8; 48]),
+        "rtmr2": hex::encode([2u8; 48]),
+        "layout": "single-pass",
+    });
+    let att = Attestation::new(
+        vec![Subject::sha256_hex("tdx-mrtd", hex_digest)],
+        MEASUREMENT_PREDICATE,
+        manifest,
+    );
+    let bundle = TestSigstore::load()
+        .unwrap()
+        .sign_attestation(&att, identity, SIGNED_AT)
+        .unwrap();
+    api.bundles
+        .lock()
+        .unwrap()
+        .entry(digest)
+        .or_default()
+        .push(bundle);
+}
+
+fn good() -> Identity {
+    Identity::github(REPO, WORKFLOW, "refs/heads/main")
+}
+
+fn kind(r: Result<cp_verifier::provenance::MrtdProvenance, ApiError>) -> (String, String) {
+    let e = r.unwrap_err();
+    assert_eq!(e.status(), 403, "{e}");
+    (e.kind().to_string(), e.to_string())
+}
+
+const RTMRS: [[u8; 48]; 4] = [[0; 48], [1; 48], [2; 48], [0; 48]];
+
+#[tokio::test]
+async fn an_attested_mrtd_is_found_verified_and_cached() {
+    let (api, base) = serve().await;
+    let mrtd = [0x42; 48];
+    attest(&api, &mrtd, &mrtd, &good());
+    let db = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.path()).await.unwrap());
+    let checker = ProvenanceChecker::new(config(&base), Some(store.clone())).unwrap();
+
+    let p = checker.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    assert_eq!(p.repository, REPO);
+    assert_eq!(
+        p.san,
+        format!("https://github.com/{REPO}/{WORKFLOW}@refs/heads/main")
+    );
+    assert_eq!(p.source_ref.as_deref(), Some("refs/heads/main"));
+    assert_eq!(api.hits.load(Ordering::SeqCst), 1);
+
+    // A fleet of identical VMs costs one lookup: memory, then the store.
+    checker.check(&mrtd, &RTMRS, NOW + 60).await.unwrap();
+    let restarted = ProvenanceChecker::new(config(&base), Some(store.clone())).unwrap();
+    assert_eq!(restarted.check(&mrtd, &RTMRS, NOW + 60).await.unwrap(), p);
+    assert_eq!(api.hits.load(Ordering::SeqCst), 1);
+    // Past the cache's life it is looked up again.
+    restarted
+        .check(&mrtd, &RTMRS, p.cached_until + 1)
+        .await
+        .unwrap();
+    assert_eq!(api.hits.load(Ordering::SeqCst), 2);
+
+    // A stricter policy (RTMRs too) never reuses the cached answer, and refuses:
+    // the quoted RTMR1 differs from the attested one.
+    let mut strict = config(&base);
+    strict.match_rtmrs = vec![1, 2];
+    let strict = ProvenanceChecker::new(strict, Some(store)).unwrap();
+    let mut rtmrs = RTMRS;
+    rtmrs[1][0] ^= 1;
+    let (k, d) = kind(strict.check(&mrtd, &rtmrs, NOW).await);
+    assert_eq!(k, "MrtdNotAttested");
+    assert!(d.contains("rtmr1"), "{d}");
+    assert!(strict.check(&mrtd, &RTMRS, NOW).await.is_ok());
+    // RTMR0 is never in the manifest (not computable offline): requiring it refuses.
+    let mut rtmr0 = config(&base);
+    rtmr0.match_rtmrs = vec![0];
+    let rtmr0 = ProvenanceChecker::new(rtmr0, None).unwrap();
+    let (_, d) = kind(rtmr0.check(&mrtd, &RTMRS, NOW).await);
+    assert!(d.contains("rtmr0"), "{d}");
+    let mut bad = config(&base);
+    bad.match_rtmrs = vec![3];
+    assert!(ProvenanceChecker::new(bad, None).is_err());
+}
+
+#[tokio::test]
+async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
+    let (api, base) = serve().await;
+    let checker = ProvenanceChecker::new(config(&base), None).unwrap();
+
+    // Nothing published for this MRTD.
+    let (k, d) = kind(checker.check(&[1; 48], &RTMRS, NOW).await);
+    assert_eq!(k, "MrtdNotAttested");
+    assert!(d.contains("no attestation") && d.contains(REPO), "{d}");
+
+    // Attested, but by another workflow of the repository.
+    let mrtd = [2; 48];
+    attest(
+        &api,
+        &mrtd,
+        &mrtd,
+        &Identity::github(REPO, ".github/workflows/nightly.yml", "refs/heads/main"),
+    );
+    let (k, d) = kind(checker.check(&mrtd, &RTMRS, NOW).await);
+    assert_eq!(k, "MrtdNotAttested");
+    assert!(d.contains("signer_workflow"), "{d}");
+
+    // Attested from another ref.
+    let mrtd = [3; 48];
+    attest(
+        &api,
+        &mrtd,
+        &mrtd,
+        &Identity::github(REPO, WORKFLOW, "refs/heads/experiment"),
+    );
+    let (_, d) = kind(checker.check(&mrtd, &RTMRS, NOW).await);
+    assert!(d.contains("source_ref"), "{d}");
+
+    // A bundle filed under this MRTD's digest whose predicate names another MRTD.
+    let mrtd = [4; 48];
+    attest(&api, &mrtd, &[5; 48], &good());
+    let (_, d) = kind(checker.check(&mrtd, &RTMRS, NOW).await);
+    assert!(d.contains("predicate attests MRTD"), "{d}");
+
+    // A good bundle next to bad ones is found.
+    attest(&api, &mrtd, &mrtd, &good());
+    checker.check(&mrtd, &RTMRS, NOW).await.unwrap();
+
+    // Signed after `now`: not yet.
+    let mrtd = [6; 48];
+    attest(&api, &mrtd, &mrtd, &good());
+    let (_, d) = kind(
+        checker
+            .check(&mrtd, &RTMRS, u64::try_from(SIGNED_AT).unwrap() - 10)
+            .await,
+    );
+    assert!(d.contains("bundle 0"), "{d}");
+
+    // GitHub unavailable: could not decide, refused (never "attested").
+    *api.down.lock().unwrap() = true;
+    let (k, _) = kind(checker.check(&[7; 48], &RTMRS, NOW).await);
+    assert_eq!(k, "ProvenanceUnavailable");
+}
