@@ -2,16 +2,13 @@
 //! GitHub attestations API and serves bundles made by the TEST Sigstore instance
 //! (sigstore-testsign), verified under its checked-in trusted root.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
 use cp_verifier::error::ApiError;
 use cp_verifier::provenance::{ProvenanceChecker, ProvenanceConfig, MEASUREMENT_PREDICATE};
 use cp_verifier::store::{sqlite::SqliteStore, Store};
 use serde_json::json;
+use sigstore_testsign::github_api::GithubApi;
 use sigstore_testsign::{Attestation, Identity, Subject, TestSigstore};
 
 const REPO: &str = "acme/guest-image";
@@ -19,54 +16,6 @@ const WORKFLOW: &str = ".github/workflows/release.yml";
 /// 2026-11-01, when the TEST bundles say they were signed.
 const SIGNED_AT: i64 = 1_793_491_200;
 const NOW: u64 = 1_793_491_200 + 3600;
-
-#[derive(Default)]
-struct Api {
-    /// subject digest -> bundles
-    bundles: Mutex<HashMap<String, Vec<Vec<u8>>>>,
-    hits: AtomicUsize,
-    down: Mutex<bool>,
-}
-
-async fn page(
-    State(a): State<Arc<Api>>,
-    Path((owner, repo, digest)): Path<(String, String, String)>,
-) -> Response {
-    a.hits.fetch_add(1, Ordering::SeqCst);
-    if *a.down.lock().unwrap() {
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    assert_eq!(format!("{owner}/{repo}"), REPO);
-    match a.bundles.lock().unwrap().get(&digest) {
-        None => (axum::http::StatusCode::NOT_FOUND, "{}").into_response(),
-        Some(list) => {
-            let items: Vec<String> = list
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{{\"bundle\":{},\"repository_id\":1}}",
-                        String::from_utf8_lossy(b)
-                    )
-                })
-                .collect();
-            format!("{{\"attestations\":[{}]}}", items.join(",")).into_response()
-        }
-    }
-}
-
-async fn serve() -> (Arc<Api>, String) {
-    let a = Arc::new(Api::default());
-    let app = axum::Router::new()
-        .route(
-            "/repos/{owner}/{repo}/attestations/{digest}",
-            axum::routing::get(page),
-        )
-        .with_state(a.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (a, base)
-}
 
 fn config(api: &str) -> ProvenanceConfig {
     toml::from_str(&format!(
@@ -82,7 +31,7 @@ github_api = "{api}"
 }
 
 /// CI's attestation of a measurement manifest, signed as `identity`.
-fn attest(api: &Api, mrtd: &[u8; 48], predicate_mrtd: &[u8; 48], identity: &Identity) {
+fn attest(api: &GithubApi, mrtd: &[u8; 48], predicate_mrtd: &[u8; 48], identity: &Identity) {
     let digest = ProvenanceChecker::subject_digest(mrtd);
     let hex_digest = digest.strip_prefix("sha256:").unwrap();
     let manifest = json!({
@@ -101,12 +50,7 @@ fn attest(api: &Api, mrtd: &[u8; 48], predicate_mrtd: &[u8; 48], identity: &Iden
         .unwrap()
         .sign_attestation(&att, identity, SIGNED_AT)
         .unwrap();
-    api.bundles
-        .lock()
-        .unwrap()
-        .entry(digest)
-        .or_default()
-        .push(bundle);
+    api.publish(REPO, &digest, bundle);
 }
 
 fn good() -> Identity {
@@ -123,7 +67,8 @@ const RTMRS: [[u8; 48]; 4] = [[0; 48], [1; 48], [2; 48], [0; 48]];
 
 #[tokio::test]
 async fn an_attested_mrtd_is_found_verified_and_cached() {
-    let (api, base) = serve().await;
+    let api = GithubApi::start().await.unwrap();
+    let base = api.base().to_string();
     let mrtd = [0x42; 48];
     attest(&api, &mrtd, &mrtd, &good());
     let db = tempfile::tempdir().unwrap();
@@ -137,19 +82,19 @@ async fn an_attested_mrtd_is_found_verified_and_cached() {
         format!("https://github.com/{REPO}/{WORKFLOW}@refs/heads/main")
     );
     assert_eq!(p.source_ref.as_deref(), Some("refs/heads/main"));
-    assert_eq!(api.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(api.hits(), 1);
 
     // A fleet of identical VMs costs one lookup: memory, then the store.
     checker.check(&mrtd, &RTMRS, NOW + 60).await.unwrap();
     let restarted = ProvenanceChecker::new(config(&base), Some(store.clone())).unwrap();
     assert_eq!(restarted.check(&mrtd, &RTMRS, NOW + 60).await.unwrap(), p);
-    assert_eq!(api.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(api.hits(), 1);
     // Past the cache's life it is looked up again.
     restarted
         .check(&mrtd, &RTMRS, p.cached_until + 1)
         .await
         .unwrap();
-    assert_eq!(api.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(api.hits(), 2);
 
     // A stricter policy (RTMRs too) never reuses the cached answer, and refuses:
     // the quoted RTMR1 differs from the attested one.
@@ -175,7 +120,8 @@ async fn an_attested_mrtd_is_found_verified_and_cached() {
 
 #[tokio::test]
 async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
-    let (api, base) = serve().await;
+    let api = GithubApi::start().await.unwrap();
+    let base = api.base().to_string();
     let checker = ProvenanceChecker::new(config(&base), None).unwrap();
 
     // Nothing published for this MRTD.
@@ -227,7 +173,7 @@ async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
     assert!(d.contains("bundle 0"), "{d}");
 
     // GitHub unavailable: could not decide, refused (never "attested").
-    *api.down.lock().unwrap() = true;
+    api.set_down(true);
     let (k, _) = kind(checker.check(&[7; 48], &RTMRS, NOW).await);
     assert_eq!(k, "ProvenanceUnavailable");
 }

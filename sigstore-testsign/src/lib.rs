@@ -32,6 +32,7 @@
 
 mod cert;
 mod der;
+pub mod github_api;
 pub mod keys;
 pub mod rekor;
 

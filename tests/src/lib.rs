@@ -150,3 +150,117 @@ pub async fn alerts_of(http: &Http, cp: &str, kind: &str) -> Vec<Value> {
         .filter(|a| a["kind"] == kind)
         .collect()
 }
+
+/// Simulated TDX guests for end-to-end tests: tdx-sim plays configfs-tsm and the RTMR
+/// device, and a real `guest-agent` runs against them.
+pub mod tdx {
+    use std::path::{Path, PathBuf};
+
+    use guest_agent::signer::{KeySigner, Signer};
+    use tdx_sim::{Behaviour, ConfigfsKernel, RtmrBehaviour, RtmrDevice, TdReport};
+
+    use crate::{free_port, Proc};
+
+    /// One simulated TD: its kernel interfaces and the agent running in it.
+    pub struct Td {
+        pub id: &'static str,
+        pub api: String,
+        pub rtmr: RtmrDevice,
+        pub kernel: ConfigfsKernel,
+        pub event_log: PathBuf,
+        pub policy: PathBuf,
+        pub fingerprint: String,
+        pub config: PathBuf,
+    }
+
+    /// Sets up a simulated TD (its kernel interfaces playing, the agent's key and config
+    /// written) whose quotes carry `body`'s measurements. The agent is not started.
+    pub fn td_with(
+        root: &Path,
+        cp: &str,
+        id: &'static str,
+        b: Behaviour,
+        r: RtmrBehaviour,
+        body: TdReport,
+    ) -> Td {
+        let dir = root.join(id);
+        let (tsm, meas) = (dir.join("tsm/report"), dir.join("measurements"));
+        for d in [&tsm, &meas] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let rtmr = RtmrDevice::start(&meas, r).unwrap();
+        let kernel = ConfigfsKernel::start_with_body(&tsm, b, Some(&rtmr), body).unwrap();
+        let signer = KeySigner::generate_ed25519().unwrap();
+        let key = dir.join("node.key");
+        std::fs::write(&key, signer.to_pkcs8_pem().unwrap()).unwrap();
+        let policy = dir.join("policy.toml");
+        std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").unwrap();
+        let port = free_port();
+        let event_log = dir.join("run/rtmr3.jsonl");
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"agent_id = "{id}"
+    control_plane = "{cp}"
+    heartbeat_interval = "500ms"
+    max_backoff = "1s"
+    listen = "127.0.0.1:{port}"
+    key_file = "{key}"
+    policy_files = ["{policy}"]
+    quote_provider = "configfs-tsm"
+    tsm_report_dir = "{tsm}"
+    rtmr_dir = "{meas}"
+    event_log_file = "{log}"
+    requote_interval = "2s"
+    "#,
+                key = key.display(),
+                policy = policy.display(),
+                tsm = tsm.display(),
+                meas = meas.display(),
+                log = event_log.display(),
+            ),
+        )
+        .unwrap();
+        Td {
+            id,
+            api: format!("http://127.0.0.1:{port}"),
+            rtmr,
+            kernel,
+            event_log,
+            policy,
+            fingerprint: signer.public_key().fingerprint(),
+            config,
+        }
+    }
+
+    /// [`td_with`] the simulator's default measurements.
+    pub fn td(root: &Path, cp: &str, id: &'static str, b: Behaviour, r: RtmrBehaviour) -> Td {
+        td_with(root, cp, id, b, r, TdReport::default())
+    }
+
+    /// `[[enrollment.keys]]` entries for these TDs' keys.
+    pub fn enrollment(tds: &[Td]) -> String {
+        tds.iter()
+            .map(|t| {
+                format!(
+                    "[[enrollment.keys]]\nagent_id = \"{}\"\nfingerprint = \"{}\"\n",
+                    t.id, t.fingerprint
+                )
+            })
+            .collect()
+    }
+
+    /// Starts each TD's agent (its log goes to the TD's directory).
+    pub fn start_agents(root: &Path, tds: &[Td]) -> Vec<Proc> {
+        tds.iter()
+            .map(|t| {
+                Proc::spawn(
+                    "guest-agent",
+                    &["run", "--config", t.config.to_str().unwrap_or_default()],
+                    &root.join(t.id),
+                )
+            })
+            .collect()
+    }
+}

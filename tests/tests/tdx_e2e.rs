@@ -9,76 +9,10 @@
 //! typed reason: a quote whose REPORTDATA is not the report's binding, a DEBUG TD, and
 //! an RTMR3 extended behind the event log's back.
 
-use std::path::{Path, PathBuf};
-
-use guest_agent::signer::{KeySigner, Signer};
+use provenant_tests::tdx::td;
 use provenant_tests::{alerts_of, free_port, wait_for, Http, Proc};
 use serde_json::Value;
-use tdx_sim::{Behaviour, ConfigfsKernel, RtmrBehaviour, RtmrDevice, TestPki};
-
-/// One simulated TD: its kernel interfaces and the agent running in it.
-struct Td {
-    id: &'static str,
-    api: String,
-    rtmr: RtmrDevice,
-    kernel: ConfigfsKernel,
-    event_log: PathBuf,
-    policy: PathBuf,
-    fingerprint: String,
-    config: PathBuf,
-}
-
-fn td(root: &Path, cp: &str, id: &'static str, b: Behaviour, r: RtmrBehaviour) -> Td {
-    let dir = root.join(id);
-    let (tsm, meas) = (dir.join("tsm/report"), dir.join("measurements"));
-    for d in [&tsm, &meas] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let rtmr = RtmrDevice::start(&meas, r).unwrap();
-    let kernel = ConfigfsKernel::start(&tsm, b, Some(&rtmr)).unwrap();
-    let signer = KeySigner::generate_ed25519().unwrap();
-    let key = dir.join("node.key");
-    std::fs::write(&key, signer.to_pkcs8_pem().unwrap()).unwrap();
-    let policy = dir.join("policy.toml");
-    std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").unwrap();
-    let port = free_port();
-    let event_log = dir.join("run/rtmr3.jsonl");
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"agent_id = "{id}"
-control_plane = "{cp}"
-heartbeat_interval = "500ms"
-max_backoff = "1s"
-listen = "127.0.0.1:{port}"
-key_file = "{key}"
-policy_files = ["{policy}"]
-quote_provider = "configfs-tsm"
-tsm_report_dir = "{tsm}"
-rtmr_dir = "{meas}"
-event_log_file = "{log}"
-requote_interval = "2s"
-"#,
-            key = key.display(),
-            policy = policy.display(),
-            tsm = tsm.display(),
-            meas = meas.display(),
-            log = event_log.display(),
-        ),
-    )
-    .unwrap();
-    Td {
-        id,
-        api: format!("http://127.0.0.1:{port}"),
-        rtmr,
-        kernel,
-        event_log,
-        policy,
-        fingerprint: signer.public_key().fingerprint(),
-        config,
-    }
-}
+use tdx_sim::{Behaviour, RtmrBehaviour, TestPki};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tdx_tier_end_to_end_with_a_simulated_platform() {
@@ -118,15 +52,7 @@ async fn tdx_tier_end_to_end_with_a_simulated_platform() {
             RtmrBehaviour::ExtraExtension,
         ),
     ];
-    let enrolled: String = tds
-        .iter()
-        .map(|t| {
-            format!(
-                "[[enrollment.keys]]\nagent_id = \"{}\"\nfingerprint = \"{}\"\n",
-                t.id, t.fingerprint
-            )
-        })
-        .collect();
+    let enrolled = provenant_tests::tdx::enrollment(&tds);
     let cp_cfg = root.join("cp.toml");
     std::fs::write(
         &cp_cfg,
@@ -157,16 +83,7 @@ collateral_file = "{collateral}"
         &["serve", "--config", cp_cfg.to_str().unwrap()],
         root,
     );
-    let agents: Vec<Proc> = tds
-        .iter()
-        .map(|t| {
-            Proc::spawn(
-                "guest-agent",
-                &["run", "--config", t.config.to_str().unwrap()],
-                &root.join(t.id),
-            )
-        })
-        .collect();
+    let agents = provenant_tests::tdx::start_agents(root, &tds);
 
     // The honest TD registers in tier tdx: its quote verified under the TEST root with
     // the TEST collateral, its event log replayed to the quoted RTMR3.
