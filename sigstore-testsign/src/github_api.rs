@@ -12,10 +12,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// (owner/repo, subject digest) -> bundles.
+type Published = HashMap<(String, String), Vec<Vec<u8>>>;
+
 #[derive(Default)]
 struct Inner {
-    /// (owner/repo, subject digest) -> bundles
-    bundles: Mutex<HashMap<(String, String), Vec<Vec<u8>>>>,
+    bundles: Mutex<Published>,
     hits: AtomicUsize,
     down: AtomicBool,
 }
