@@ -6,9 +6,11 @@
 //! it has not verified.
 //!
 //! Every read goes through [`Reader`], which returns an error naming the field on a
-//! short input and never panics or indexes out of bounds. Bytes after the signature
-//! data are tolerated (real quotes carry padding) and counted in
-//! [`Quote::trailing_bytes`].
+//! short input and never panics or indexes out of bounds. Every length the quote
+//! declares is checked against what follows it and, for the PCK chain, against
+//! [`MAX_PCK_CHAIN_BYTES`]; the signature data and the certification data must be
+//! exactly their fields. Bytes after the signature data are tolerated (real quotes
+//! carry padding) and counted in [`Quote::trailing_bytes`].
 
 use serde::Serialize;
 
