@@ -36,6 +36,9 @@ pub enum AlertKind {
     Registered,
     /// A blinded agent is pulsing again.
     Recovered,
+    /// A registration whose TDX evidence was refused (bad quote, debug TD, REPORTDATA
+    /// or RTMR3 mismatch, TCB status not allowed, ...).
+    AttestationRefused,
 }
 
 impl AlertKind {
@@ -53,6 +56,7 @@ impl AlertKind {
             AlertKind::BaselineAccepted => "BaselineAccepted",
             AlertKind::Registered => "Registered",
             AlertKind::Recovered => "Recovered",
+            AlertKind::AttestationRefused => "AttestationRefused",
         }
     }
 
@@ -68,7 +72,8 @@ impl AlertKind {
             | AlertKind::PlatformChanged
             | AlertKind::Replay
             | AlertKind::BadSignature
-            | AlertKind::Unenrolled => 2,
+            | AlertKind::Unenrolled
+            | AlertKind::AttestationRefused => 2,
             AlertKind::ClockDesync | AlertKind::Recovered => 3,
             AlertKind::ExpectedUpdateApplied
             | AlertKind::BaselineAccepted

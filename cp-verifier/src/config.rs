@@ -46,6 +46,41 @@ pub struct CpConfig {
     pub policy: TrustPolicy,
     #[serde(default)]
     pub enrollment: Enrollment,
+    #[serde(default)]
+    pub tdx: TdxConfig,
+    /// Build provenance for MRTD (`[provenance]`); absent: MRTD is pinned only by
+    /// `[policy.tdx] mrtd_allowlist`, if at all.
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::ProvenanceConfig>,
+}
+
+/// How TDX quotes are verified (`[tdx]`). The TDX policy itself (TCB statuses,
+/// allowlists) is `[policy.tdx]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxConfig {
+    /// Root CA (DER or PEM) that PCK chains must end at. Absent: Intel's SGX Root CA,
+    /// embedded. Set it only for a test PKI: it replaces Intel's root.
+    #[serde(default)]
+    pub root_ca_file: Option<PathBuf>,
+    /// Offline collateral: a directory of `<fmspc>-<ca>.json` or `<fmspc>.json` files
+    /// (dcap-qvl QuoteCollateralV3 JSON).
+    #[serde(default)]
+    pub collateral_dir: Option<PathBuf>,
+    /// Offline collateral: one file for every FMSPC (its FMSPC must still match).
+    #[serde(default)]
+    pub collateral_file: Option<PathBuf>,
+    /// Online collateral: `"intel"` (Intel PCS) or a PCCS base URL. Fetched
+    /// collateral is cached in memory and under `data_dir/collateral` until its
+    /// earliest `nextUpdate`.
+    #[serde(default)]
+    pub pcs_url: Option<String>,
+    /// File holding the Intel PCS API key (`Ocp-Apim-Subscription-Key`).
+    #[serde(default)]
+    pub pcs_api_key_file: Option<PathBuf>,
+    /// Extra TLS roots (PEM) for a PCCS with a private certificate.
+    #[serde(default)]
+    pub pccs_tls_roots_file: Option<PathBuf>,
 }
 
 /// Which keys may register as which agents.
@@ -119,6 +154,11 @@ impl CpConfig {
                 k.agent_id
             );
         }
+        anyhow::ensure!(
+            self.tdx.pcs_url.is_none()
+                || (self.tdx.collateral_dir.is_none() && self.tdx.collateral_file.is_none()),
+            "[tdx]: pcs_url and offline collateral (collateral_dir, collateral_file) exclude each other"
+        );
         for w in &self.webhooks {
             anyhow::ensure!(
                 w.starts_with("http://") || w.starts_with("https://"),
@@ -143,6 +183,53 @@ impl CpConfig {
             operator_token_file: None,
             policy: TrustPolicy::default(),
             enrollment: Enrollment::default(),
+            tdx: TdxConfig::default(),
+            provenance: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tdx_sections_parse_and_conflicts_are_refused() {
+        let text = format!(
+            r#"data_dir = "/tmp/x"
+[policy.tdx]
+allowed_tcb_statuses = ["UpToDate"]
+warn_tcb_statuses = ["SWHardeningNeeded"]
+mrtd_allowlist = ["{mrtd}"]
+rtmr_allowlists = [[], ["{mrtd}"], []]
+
+[tdx]
+pcs_url = "https://pccs.example:8081"
+"#,
+            mrtd = "ab".repeat(48)
+        );
+        let cfg: CpConfig = toml::from_str(&text).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(cfg.policy.tdx.warn_tcb_statuses, ["SWHardeningNeeded"]);
+        assert_eq!(cfg.policy.tdx.mrtd_allowlist[0].0, [0xab; 48]);
+        assert_eq!(cfg.policy.tdx.rtmr_allowlists[1].len(), 1);
+        assert_eq!(
+            cfg.tdx.pcs_url.as_deref(),
+            Some("https://pccs.example:8081")
+        );
+
+        let both = text.replace(
+            "[tdx]\n",
+            "[tdx]\ncollateral_file = \"/etc/provenant/c.json\"\n",
+        );
+        let cfg: CpConfig = toml::from_str(&both).unwrap();
+        assert!(cfg.check().unwrap_err().to_string().contains("exclude"));
+
+        for bad in [
+            "data_dir = \"/x\"\n[tdx]\npcs = \"intel\"\n",
+            "data_dir = \"/x\"\n[policy.tdx]\nmrtd_allowlist = [\"abcd\"]\n",
+        ] {
+            assert!(toml::from_str::<CpConfig>(bad).is_err(), "{bad}");
         }
     }
 }

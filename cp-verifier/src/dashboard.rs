@@ -121,6 +121,45 @@ pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
         ));
     }
     s.push_str("</table>");
+    if let Some(t) = &a.attestation {
+        s.push_str(&attestation_table(t));
+    }
     s.push_str(&alerts_table(alerts));
     page(&format!("Agent {}", a.agent_id), &s)
+}
+
+/// The TDX evidence of the last registration. A TDREPORT's fields are labelled as
+/// claims: nothing remote verified them.
+fn attestation_table(t: &crate::attest::TdxAttestation) -> String {
+    let mut s = format!(
+        "<h2>TDX evidence ({})</h2><table>",
+        if t.verified {
+            "DCAP-verified quote"
+        } else {
+            "TDREPORT: unverified claims"
+        }
+    );
+    let mut row = |k: &str, v: String| {
+        s.push_str(&format!(
+            "<tr><td>{k}</td><td><code>{}</code></td></tr>",
+            esc(&v)
+        ))
+    };
+    row(
+        "TCB status",
+        t.tcb_status.clone().unwrap_or_else(|| "none".into()),
+    );
+    row("advisories", t.advisory_ids.join(", "));
+    row("FMSPC", t.fmspc.clone().unwrap_or_default());
+    row("MRTD", t.mrtd.to_hex());
+    for (i, r) in t.rtmrs.iter().enumerate() {
+        row(&format!("RTMR{i}"), r.to_hex());
+    }
+    row("TDATTRIBUTES", t.td_attributes.to_hex());
+    row(
+        "RTMR3 event log",
+        format!("{} events, {} bound", t.event_log_events, t.event_log_bound),
+    );
+    s.push_str("</table>");
+    s
 }

@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The key is not enrolled for this agent.
     #[error("Unenrolled: {0}")]
     Unenrolled(String),
+    /// The platform evidence (quote, TDREPORT, event log) was refused; `kind` names
+    /// the check (`QuoteVerificationFailed`, `DebugTd`, `Rtmr3Mismatch`, ...).
+    #[error("{kind}: {detail}")]
+    Attestation { kind: &'static str, detail: String },
     /// The policy does not accept this evidence tier.
     #[error("TierNotAllowed: {0}")]
     TierNotAllowed(String),
@@ -54,7 +58,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { kind, .. } => kind,
+            ApiError::BadRequest { kind, .. } | ApiError::Attestation { kind, .. } => kind,
             ApiError::TooLarge(_) => "TooLarge",
             ApiError::BadSignature(_) => "BadSignature",
             ApiError::BadChallenge(_) => "BadChallenge",
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadSignature(_)
+            | ApiError::Attestation { .. }
             | ApiError::BadChallenge(_)
             | ApiError::Unenrolled(_)
             | ApiError::TierNotAllowed(_)
@@ -91,7 +96,9 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
-            ApiError::BadRequest { detail, .. } => detail.clone(),
+            ApiError::BadRequest { detail, .. } | ApiError::Attestation { detail, .. } => {
+                detail.clone()
+            }
             ApiError::TooLarge(d)
             | ApiError::BadSignature(d)
             | ApiError::BadChallenge(d)

@@ -9,12 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod attest;
+pub mod collateral;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod enroll;
 pub mod error;
+pub mod github;
 pub mod judge;
+pub mod provenance;
 pub mod server;
 pub mod service;
 pub mod store;

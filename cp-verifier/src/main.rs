@@ -21,6 +21,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up; boxing the `verify bundle` arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the control plane's API and dashboard.
@@ -60,6 +62,46 @@ enum VerifyCmd {
         #[arg(long)]
         root_ca: Option<PathBuf>,
     },
+    /// Verify Sigstore bundles offline under a trusted root and an identity policy.
+    /// Exit 0 all verified, 1 refused (error JSON on stdout), 2 usage error.
+    Bundle {
+        /// One JSON bundle, or JSON Lines (one bundle per line; every line must verify).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// `trusted_root.json` (e.g. Sigstore public-good).
+        #[arg(long)]
+        trusted_root: PathBuf,
+        /// The artifact's digest, sha256:HEX or sha512:HEX.
+        #[arg(long, conflicts_with = "artifact")]
+        digest: Option<String>,
+        /// The artifact file.
+        #[arg(long)]
+        artifact: Option<PathBuf>,
+        /// Required OIDC issuer.
+        #[arg(long, default_value = policy::identity::GITHUB_ACTIONS_ISSUER)]
+        issuer: String,
+        /// Required certificate SAN, exact.
+        #[arg(long, conflicts_with = "san_regex")]
+        san: Option<String>,
+        /// Required certificate SAN, a regex matched against the whole SAN.
+        #[arg(long)]
+        san_regex: Option<String>,
+        /// Required source repository, OWNER/NAME.
+        #[arg(long)]
+        source_repo: Option<String>,
+        /// Required source ref, e.g. refs/heads/main.
+        #[arg(long)]
+        source_ref: Option<String>,
+        /// Required signer workflow, OWNER/REPO/.github/workflows/FILE.
+        #[arg(long)]
+        signer_workflow: Option<String>,
+        /// Required in-toto predicate type.
+        #[arg(long)]
+        predicate_type: Option<String>,
+        /// Verification time, Unix seconds (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -94,6 +136,40 @@ async fn main() -> anyhow::Result<()> {
                 at,
                 root_ca.as_deref(),
             );
+            println!("{}", o.json);
+            std::process::exit(o.code);
+        }
+        Cmd::Verify(VerifyCmd::Bundle {
+            bundle,
+            trusted_root,
+            digest,
+            artifact,
+            issuer,
+            san,
+            san_regex,
+            source_repo,
+            source_ref,
+            signer_workflow,
+            predicate_type,
+            at,
+        }) => {
+            let at = at
+                .unwrap_or_else(|| guest_agent::clock::Clock::now_ns(&SystemClock) / 1_000_000_000);
+            let o =
+                cp_verifier::verify_cli::verify_bundle_cmd(&cp_verifier::verify_cli::BundleArgs {
+                    bundle,
+                    trusted_root,
+                    digest,
+                    artifact,
+                    issuer: Some(issuer),
+                    san,
+                    san_regex,
+                    source_repo,
+                    source_ref,
+                    signer_workflow,
+                    predicate_type,
+                    at,
+                });
             println!("{}", o.json);
             std::process::exit(o.code);
         }

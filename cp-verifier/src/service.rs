@@ -14,6 +14,7 @@ use policy::{AgentFacts, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertKind, AlertSink};
+use crate::attest::{TdxAttestation, TdxVerifier};
 use crate::config::CpConfig;
 use crate::enroll::Enroller;
 use crate::error::ApiError;
@@ -29,6 +30,7 @@ pub struct ControlPlane {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     enroller: Enroller,
+    tdx: TdxVerifier,
     alerts: AlertSink,
     operator_token: Option<Vec<u8>>,
     cache: Mutex<HashMap<String, AgentRecord>>,
@@ -54,6 +56,8 @@ pub struct AgentView {
     pub measurements: evidence::Measurements,
     pub last_known_good: evidence::Measurements,
     pub expected: Expectations,
+    /// TDX evidence from the last registration (TDX tiers).
+    pub attestation: Option<TdxAttestation>,
 }
 
 /// Body of `POST /api/v1/agents/{id}/expect`.
@@ -89,6 +93,18 @@ impl ControlPlane {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<ControlPlane> {
         let enroller = Enroller::new(&cfg.enrollment)?;
+        let mut tdx = TdxVerifier::from_config(
+            &cfg.tdx,
+            &cfg.data_dir,
+            cfg.policy.tdx.clone(),
+            Some(Arc::new(crate::store::StoreCollateralCache(store.clone()))),
+        )?;
+        if let Some(p) = &cfg.provenance {
+            tdx = tdx.with_provenance(crate::provenance::ProvenanceChecker::new(
+                p.clone(),
+                Some(store.clone()),
+            )?);
+        }
         let alerts = AlertSink::new(cfg.audit_log.clone(), cfg.webhooks.clone())?;
         let operator_token = match &cfg.operator_token_file {
             Some(p) => {
@@ -109,6 +125,7 @@ impl ControlPlane {
             store,
             clock,
             enroller,
+            tdx,
             alerts,
             operator_token,
             cache: Mutex::new(HashMap::new()),
@@ -151,7 +168,8 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Software-tier registration.
+    /// Registration: the report's signature, its tier's evidence, enrollment, time,
+    /// and the single-use challenge.
     pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, ApiError> {
         let now = self.now_ns();
         let env = req.envelope;
@@ -162,19 +180,21 @@ impl ControlPlane {
         let key = report.heartbeat_key.clone();
 
         match report.tier {
+            Tier::Software | Tier::TdxReport if !self.cfg.policy.allow_software_tier => {
+                return Err(ApiError::TierNotAllowed(format!(
+                    "policy does not accept the {} tier (allow_software_tier = false)",
+                    report.tier.as_str()
+                )));
+            }
             Tier::Software => {
-                if !self.cfg.policy.allow_software_tier {
-                    return Err(ApiError::TierNotAllowed(
-                        "policy does not accept the software tier".into(),
-                    ));
-                }
-                if req.evidence.quote.is_some() {
+                if req.evidence.quote.is_some() || req.evidence.event_log.is_some() {
                     return Err(ApiError::bad_request(
                         "InvalidField",
-                        "a software-tier report carries no quote",
+                        "a software-tier report carries no quote or event log",
                     ));
                 }
             }
+            Tier::Tdx | Tier::TdxReport => {}
             other => {
                 // Fail closed: a hardware tier this control plane cannot verify is refused,
                 // never downgraded or waved through.
@@ -208,6 +228,34 @@ impl ControlPlane {
                 "agent declares a heartbeat interval of {interval_ms} ms; policy allows 1..={max_ms} ms"
             )));
         }
+        // The hardware evidence last among the report checks: it is the costly one
+        // (collateral may be fetched), and it needs the report to be otherwise sound.
+        let attestation = match report.tier {
+            Tier::Tdx | Tier::TdxReport => {
+                let raw = decode_platform_evidence(&req.evidence)?;
+                let log = req.evidence.event_log.as_deref();
+                let binding = evidence::report_data(&env);
+                let checked = if report.tier == Tier::Tdx {
+                    self.tdx.verify_quote(&raw, log, binding, now).await
+                } else {
+                    self.tdx.check_tdreport(&raw, log, binding, now)
+                };
+                match checked {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        self.alert_with_cooldown(
+                            &report.agent_id,
+                            AlertKind::AttestationRefused,
+                            now,
+                            &e.to_string(),
+                        )
+                        .await;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         if !self
             .store
             .take_challenge(&report.nonce.to_hex(), now)
@@ -260,21 +308,32 @@ impl ControlPlane {
                     last_replay_ns: old.last_replay_ns,
                     last_desync_ns: old.last_desync_ns,
                     version: old.version + 1,
-                    ..new_record(&report, &key, head, now)
+                    ..new_record(&report, &key, head, now, attestation.clone())
                 }
             }
-            None => new_record(&report, &key, head, now),
+            None => new_record(&report, &key, head, now, attestation.clone()),
         };
         alerts.push(Alert::new(
             now,
             &report.agent_id,
             AlertKind::Registered,
-            format!(
-                "registered: tier {}, key {}, agent binary {}",
-                report.tier.as_str(),
-                key.fingerprint(),
-                report.measurements.agent_binary
-            ),
+            match &attestation {
+                Some(a) => format!(
+                    "registered: tier {}, key {}, agent binary {}, MRTD {}, TCB status {}, {} RTMR3 events",
+                    report.tier.as_str(),
+                    key.fingerprint(),
+                    report.measurements.agent_binary,
+                    a.mrtd,
+                    a.tcb_status.as_deref().unwrap_or("none (TDREPORT)"),
+                    a.event_log_events
+                ),
+                None => format!(
+                    "registered: tier {}, key {}, agent binary {}",
+                    report.tier.as_str(),
+                    key.fingerprint(),
+                    report.measurements.agent_binary
+                ),
+            },
         ));
         self.persist(AgentWrite {
             record: record.clone(),
@@ -577,7 +636,15 @@ impl ControlPlane {
                 .last_desync_ns
                 .map(|t| Duration::from_nanos(now.saturating_sub(t))),
         };
-        policy::evaluate(&self.cfg.policy, &facts)
+        let v = policy::evaluate(&self.cfg.policy, &facts);
+        match &rec.attestation {
+            Some(a) if !a.reasons.is_empty() => {
+                let mut reasons = v.reasons;
+                reasons.extend(a.reasons.iter().cloned());
+                Verdict::from_reasons(reasons)
+            }
+            _ => v,
+        }
     }
 
     pub fn view(&self, rec: &AgentRecord, now: u64) -> AgentView {
@@ -614,6 +681,7 @@ impl ControlPlane {
             measurements: rec.current.clone(),
             last_known_good: rec.lkg.clone(),
             expected: rec.expected.clone(),
+            attestation: rec.attestation.clone(),
         }
     }
 
@@ -782,11 +850,25 @@ impl ControlPlane {
     }
 }
 
+/// The quote or TDREPORT of a TDX-tier registration, base64-decoded. The request
+/// body limit bounds it; the parsers bound it again.
+fn decode_platform_evidence(ev: &evidence::api::RegisterEvidence) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine;
+    let b64 = ev.quote.as_deref().ok_or_else(|| ApiError::Attestation {
+        kind: "MissingQuote",
+        detail: "a TDX-tier report must come with its quote (or TDREPORT)".into(),
+    })?;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| ApiError::bad_request("BadBase64", format!("evidence.quote: {e}")))
+}
+
 fn new_record(
     report: &evidence::Verified<Report>,
     key: &evidence::PublicKey,
     head: Digest32,
     now: u64,
+    attestation: Option<TdxAttestation>,
 ) -> AgentRecord {
     AgentRecord {
         agent_id: report.agent_id.clone(),
@@ -804,6 +886,7 @@ fn new_record(
         blinded: false,
         last_replay_ns: None,
         last_desync_ns: None,
+        attestation,
         version: 0,
     }
 }

@@ -1,12 +1,12 @@
-//! `cp-verifier verify quote`: offline quote verification for operators.
+//! `cp-verifier verify quote` and `verify bundle`: offline verification for operators.
 //!
-//! Contract (keep it stable; scripts depend on it): stdout carries one JSON object,
+//! `verify quote` contract (keep it stable; scripts depend on it): stdout carries one JSON object,
 //! the quote's fields on success or `{"error":{"kind","detail"}}` on failure. Exit 0:
 //! signatures and PCK chain valid at `--at`, and with collateral the TCB status is
 //! allowed by the default policy (UpToDate). Exit 1: any verification failure.
 //! Exit 2: usage errors (bad arguments, unreadable files).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -131,6 +131,163 @@ fn run(
             ),
         )),
     }
+}
+
+/// Largest `--bundle` file: up to [`MAX_BUNDLES_PER_FILE`] typical bundles as JSON
+/// Lines, with room; a single bundle is still bounded by
+/// [`signatures::MAX_BUNDLE_BYTES`].
+pub const MAX_BUNDLE_FILE_BYTES: usize = 16 * 1024 * 1024;
+/// Most bundles in one JSON Lines file: one page of GitHub's attestations API
+/// (`per_page` ≤ 100).
+pub const MAX_BUNDLES_PER_FILE: usize = 100;
+/// Largest `--artifact` read into memory. Bigger artifacts: pass `--digest`.
+pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Arguments of `cp-verifier verify bundle` (see the stable contract).
+#[derive(Debug, Clone, Default)]
+pub struct BundleArgs {
+    pub bundle: PathBuf,
+    pub trusted_root: PathBuf,
+    pub digest: Option<String>,
+    pub artifact: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub san: Option<String>,
+    pub san_regex: Option<String>,
+    pub source_repo: Option<String>,
+    pub source_ref: Option<String>,
+    pub signer_workflow: Option<String>,
+    pub predicate_type: Option<String>,
+    pub at: u64,
+}
+
+/// `cp-verifier verify bundle`.
+///
+/// Contract (stable): stdout carries one JSON object. Exit 0 with
+/// `{"verified":true,"bundles":[{"media_type","san","issuer","source_repo",
+/// "source_ref","runner_environment","predicate_type","subjects":[{"name","digest"}],
+/// "signed_at"}]}` when every bundle in `--bundle` (one JSON bundle, or JSON Lines
+/// with one per line) verifies under the trusted root and the identity policy at
+/// `--at`. Exit 1 with `{"error":{"kind","detail"}}` when any does not (the detail
+/// names the line). Exit 2 for usage errors, including a policy with no identity
+/// constraint (`kind` `NoIdentityConstraint`), unreadable files and bad digests.
+pub fn verify_bundle_cmd(args: &BundleArgs) -> Outcome {
+    match run_bundle(args) {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+fn build_policy(args: &BundleArgs) -> Result<policy::identity::IdentityPolicy, Outcome> {
+    let mut b = policy::identity::IdentityPolicy::builder();
+    if let Some(v) = &args.issuer {
+        b = b.issuer(v);
+    }
+    if let Some(v) = &args.san {
+        b = b.san(v);
+    }
+    if let Some(v) = &args.san_regex {
+        b = b.san_regex(v);
+    }
+    if let Some(v) = &args.source_repo {
+        b = b.source_repository(v);
+    }
+    if let Some(v) = &args.source_ref {
+        b = b.source_ref(v);
+    }
+    if let Some(v) = &args.signer_workflow {
+        b = b.signer_workflow(v);
+    }
+    if let Some(v) = &args.predicate_type {
+        b = b.predicate_type(v);
+    }
+    b.build().map_err(|e| error(2, e.kind(), e.to_string()))
+}
+
+/// One bundle, or JSON Lines (blank lines ignored).
+fn split_bundles(bytes: &[u8]) -> Result<Vec<&[u8]>, Outcome> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Ok(vec![bytes]);
+    }
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.is_empty() {
+        return Err(error(1, "MalformedBundle", "no bundle in --bundle"));
+    }
+    if lines.len() > MAX_BUNDLES_PER_FILE {
+        return Err(error(
+            1,
+            "TooManyBundles",
+            format!("more than {MAX_BUNDLES_PER_FILE} bundles in one file"),
+        ));
+    }
+    Ok(lines)
+}
+
+fn run_bundle(args: &BundleArgs) -> Result<Outcome, Outcome> {
+    if args.digest.is_some() && args.artifact.is_some() {
+        return Err(error(2, "Usage", "give --digest or --artifact, not both"));
+    }
+    let policy = build_policy(args)?;
+    let digest = match &args.digest {
+        Some(d) => Some(
+            signatures::ArtifactDigest::parse(d).map_err(|e| error(2, e.kind(), e.to_string()))?,
+        ),
+        None => None,
+    };
+    let artifact_bytes = match &args.artifact {
+        Some(p) => Some(read_bounded(
+            p,
+            u64::try_from(MAX_ARTIFACT_BYTES).unwrap_or(u64::MAX),
+            "artifact",
+        )?),
+        None => None,
+    };
+    let root = signatures::TrustRoot::from_file(&args.trusted_root).map_err(|e| {
+        let code = match e {
+            signatures::TrustRootError::Io(_) => 2,
+            _ => 1,
+        };
+        error(code, e.kind(), e.to_string())
+    })?;
+    let file = read_bounded(
+        &args.bundle,
+        u64::try_from(MAX_BUNDLE_FILE_BYTES).unwrap_or(u64::MAX),
+        "bundle",
+    )?;
+    let artifact = match (&digest, &artifact_bytes) {
+        (Some(d), _) => signatures::Artifact::Digest(d),
+        (None, Some(b)) => signatures::Artifact::Bytes(b),
+        (None, None) => signatures::Artifact::StatementSubjects,
+    };
+    let bundles = split_bundles(&file)?;
+    let many = bundles.len() > 1;
+    let mut out = Vec::with_capacity(bundles.len());
+    for (i, b) in bundles.into_iter().enumerate() {
+        let v = signatures::verify_bundle(b, artifact, &root, &policy, args.at).map_err(|e| {
+            let detail = if many {
+                format!("bundle on line {}: {e}", i + 1)
+            } else {
+                e.to_string()
+            };
+            error(1, e.kind(), detail)
+        })?;
+        out.push(json!({
+            "media_type": v.media_type(),
+            "san": v.san(),
+            "issuer": v.issuer(),
+            "source_repo": v.fulcio().source_repository_uri,
+            "source_ref": v.fulcio().source_repository_ref,
+            "runner_environment": v.fulcio().runner_environment,
+            "predicate_type": v.predicate_type(),
+            "subjects": v.subjects(),
+            "signed_at": v.signed_at_rfc3339(),
+        }));
+    }
+    Ok(Outcome {
+        code: 0,
+        json: json!({"verified": true, "bundles": out}),
+    })
 }
 
 #[cfg(test)]

@@ -300,7 +300,8 @@ async fn refused_tiers_and_intervals() {
     let (s, v) = cp.register_env(&env).await;
     assert_eq!((s, kind(&v)), (403, "TierNotAllowed"), "{v}");
 
-    // A TDX-tier claim without TDX verification is refused, never waved through.
+    // A TDX-tier claim without its quote is refused, never waved through; so is a
+    // tier this control plane cannot verify at all.
     let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
     let nonce = cp.challenge().await;
     let mut r: Report = a
@@ -308,6 +309,10 @@ async fn refused_tiers_and_intervals() {
         .peek()
         .unwrap();
     r.tier = Tier::Tdx;
+    let env = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
+    let (s, v) = cp.register_env(&env).await;
+    assert_eq!((s, kind(&v)), (403, "MissingQuote"), "{v}");
+    r.tier = Tier::Tpm;
     let env = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
     let (s, v) = cp.register_env(&env).await;
     assert_eq!((s, kind(&v)), (403, "TierNotAllowed"), "{v}");
@@ -655,8 +660,8 @@ async fn x509_enrollment_with_a_ca() {
         let mut r = RegisterRequest {
             envelope: a.report(HexBytes([0; 32]), 0, measurements(1, 1)),
             evidence: RegisterEvidence {
-                quote: None,
                 certificate_chain: chain,
+                ..RegisterEvidence::default()
             },
         };
         let id = id.to_string();

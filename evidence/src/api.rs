@@ -23,9 +23,13 @@ pub struct Challenge {
 /// Platform evidence that accompanies a report.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RegisterEvidence {
-    /// Base64 quote (TDX tiers).
+    /// Base64 quote (tier `tdx`) or TDREPORT (tier `tdx-report`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<String>,
+    /// The agent's RTMR3 runtime event log, JSON lines as [`crate::eventlog`]
+    /// documents (TDX tiers). The control plane replays it against the quoted RTMR3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<String>,
     /// PEM certificates, leaf first, for CA-based enrollment of the report key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_chain: Vec<String>,

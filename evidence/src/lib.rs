@@ -18,6 +18,7 @@ pub mod eventlog;
 pub mod keys;
 pub mod limits;
 pub mod report;
+pub mod tdreport;
 pub mod tdx;
 pub mod verdict;
 

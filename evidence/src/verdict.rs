@@ -64,6 +64,39 @@ pub enum ReasonCode {
     MeasurementNotAllowed,
     /// RTMR3 replayed from the agent's event log differs from the quoted RTMR3.
     Rtmr3Mismatch,
+    /// The evidence is a TDREPORT (tier `tdx-report`): its claims cannot be verified
+    /// remotely.
+    TdReportOnly,
+    /// MRTD is pinned by neither build provenance nor an allowlist: the TD is genuine,
+    /// but nothing says it runs firmware we built.
+    MrtdUnpinned,
+    /// MRTD is not attested by the trusted repository's build provenance.
+    MrtdNotAttested,
+}
+
+impl ReasonCode {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::SoftwareTier => "SoftwareTier",
+            ReasonCode::PulseLate => "PulseLate",
+            ReasonCode::Blinded => "Blinded",
+            ReasonCode::BinaryChanged => "BinaryChanged",
+            ReasonCode::PolicyChanged => "PolicyChanged",
+            ReasonCode::PlatformChanged => "PlatformChanged",
+            ReasonCode::ReplayDetected => "ReplayDetected",
+            ReasonCode::ClockDesync => "ClockDesync",
+            ReasonCode::NotRegistered => "NotRegistered",
+            ReasonCode::TcbStatus => "TcbStatus",
+            ReasonCode::DebugTd => "DebugTd",
+            ReasonCode::ReportDataMismatch => "ReportDataMismatch",
+            ReasonCode::MeasurementNotAllowed => "MeasurementNotAllowed",
+            ReasonCode::Rtmr3Mismatch => "Rtmr3Mismatch",
+            ReasonCode::TdReportOnly => "TdReportOnly",
+            ReasonCode::MrtdUnpinned => "MrtdUnpinned",
+            ReasonCode::MrtdNotAttested => "MrtdNotAttested",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +131,39 @@ impl Verdict {
                 status: Status::Unknown,
                 detail: detail.to_owned(),
             }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_code_names_are_their_serialised_form() {
+        for c in [
+            ReasonCode::SoftwareTier,
+            ReasonCode::PulseLate,
+            ReasonCode::Blinded,
+            ReasonCode::BinaryChanged,
+            ReasonCode::PolicyChanged,
+            ReasonCode::PlatformChanged,
+            ReasonCode::ReplayDetected,
+            ReasonCode::ClockDesync,
+            ReasonCode::NotRegistered,
+            ReasonCode::TcbStatus,
+            ReasonCode::DebugTd,
+            ReasonCode::ReportDataMismatch,
+            ReasonCode::MeasurementNotAllowed,
+            ReasonCode::Rtmr3Mismatch,
+            ReasonCode::TdReportOnly,
+            ReasonCode::MrtdUnpinned,
+            ReasonCode::MrtdNotAttested,
+        ] {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::Value::String(c.as_str().into())
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The agent's life: register, then pulse; back off and re-register when the control
 //! plane is away or refuses; never crash for it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::clock::Clock;
 use crate::collect::{CollectError, Collector};
 use crate::config::AgentConfig;
 use crate::quote::{PlatformEvidence, QuoteError, QuoteProvider};
+use crate::rtmr::{Consistency, EventLog, RtmrError};
 use crate::signer::{Signer, SignerError};
 
 /// Largest certificate chain file read.
@@ -66,6 +68,16 @@ pub struct AgentState {
     pub pulses_accepted: u64,
     pub pulses_refused: u64,
     pub measurements: Option<Measurements>,
+    /// The RTMR3 event log (TDX tiers only).
+    pub event_log: Option<EventLogInfo>,
+}
+
+/// What `/health` and `/api/v1/status` say about the RTMR3 event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLogInfo {
+    pub events: usize,
+    /// Whether extensions reach the RTMR3 register (false: events are logged unbound).
+    pub bound: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +93,8 @@ pub enum AgentError {
     Quote(#[from] QuoteError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    EventLog(#[from] RtmrError),
     #[error("certificate chain {path}: {detail}")]
     Chain { path: String, detail: String },
 }
@@ -93,6 +107,17 @@ pub struct Agent {
     collector: Arc<Mutex<Collector>>,
     client: Client,
     state: Arc<RwLock<AgentState>>,
+    /// The RTMR3 event log, for TDX tiers.
+    events: Option<Arc<Mutex<EventLog>>>,
+    /// A measurement changed since the last quote: take a fresh one.
+    requote: AtomicBool,
+}
+
+/// Why the pulse loop hands back to registration.
+enum Leave {
+    Failed(AgentError),
+    /// A fresh quote is due (interval, or a measurement changed).
+    Requote(&'static str),
 }
 
 /// The chain position after the last accepted statement.
@@ -110,7 +135,27 @@ impl Agent {
         clock: Arc<dyn Clock>,
     ) -> Result<Agent, AgentError> {
         let client = Client::new(&cfg.control_plane, cfg.request_timeout)?;
-        let collector = Collector::new(cfg.policy_files.clone());
+        let mut collector = Collector::new(cfg.policy_files.clone());
+        let tdx = matches!(quote.tier(), Tier::Tdx | Tier::TdxReport);
+        let events = if tdx {
+            collector.tee = Some(evidence::TeeKind::Tdx);
+            let log = EventLog::open(Some(cfg.event_log_file.clone()), Some(&cfg.rtmr_dir))?;
+            match log.consistency() {
+                Consistency::Matches => {}
+                Consistency::NoRegister => tracing::warn!(
+                    dir = %cfg.rtmr_dir.display(),
+                    "RTMR3 cannot be extended here (kernel < 6.16?): runtime events are logged unbound"
+                ),
+                Consistency::Mismatch { register, replayed } => tracing::error!(
+                    %register, %replayed,
+                    "RTMR3 does not match the event log (extended by another process, or the log was lost): \
+                     the control plane will refuse registration until the TD restarts"
+                ),
+            }
+            Some(Arc::new(Mutex::new(log)))
+        } else {
+            None
+        };
         let state = AgentState {
             agent_id: cfg.agent_id.clone(),
             partition: cfg.partition.clone(),
@@ -125,6 +170,7 @@ impl Agent {
             pulses_accepted: 0,
             pulses_refused: 0,
             measurements: None,
+            event_log: None,
         };
         Ok(Agent {
             cfg,
@@ -134,6 +180,8 @@ impl Agent {
             collector: Arc::new(Mutex::new(collector)),
             client,
             state: Arc::new(RwLock::new(state)),
+            events,
+            requote: AtomicBool::new(false),
         })
     }
 
@@ -152,11 +200,38 @@ impl Agent {
         self.signer.as_ref().ok_or(AgentError::NoKey)
     }
 
-    /// Measures everything (blocking file I/O, run off the async threads).
+    /// Measures everything (blocking file I/O, run off the async threads). For TDX
+    /// tiers, a changed measurement is extended into RTMR3 and logged, and marks a
+    /// fresh quote as due.
     pub async fn measure(&self) -> Result<Measurements, AgentError> {
         let c = self.collector.clone();
-        let m = tokio::task::spawn_blocking(move || {
-            c.lock().unwrap_or_else(|e| e.into_inner()).collect()
+        let events = self.events.clone();
+        let (m, added, info) = tokio::task::spawn_blocking(move || {
+            let m = c.lock().unwrap_or_else(|e| e.into_inner()).collect()?;
+            let Some(events) = events else {
+                return Ok::<_, AgentError>((m, false, None));
+            };
+            let mut log = events.lock().unwrap_or_else(|e| e.into_inner());
+            let mut added = false;
+            for (kind, value) in [
+                ("agent_binary", m.agent_binary.to_hex()),
+                ("policy", m.policy.digest.to_hex()),
+            ] {
+                match log.record(kind, &value) {
+                    Ok(a) => added |= a,
+                    // A full log stops extending; the change still reaches the control
+                    // plane in every pulse.
+                    Err(e @ RtmrError::Full) => {
+                        tracing::error!(error = %e, "RTMR3 event not recorded")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let info = EventLogInfo {
+                events: log.events().len(),
+                bound: log.has_register(),
+            };
+            Ok((m, added, Some(info)))
         })
         .await
         .map_err(|e| {
@@ -165,7 +240,20 @@ impl Agent {
                 source: std::io::Error::other(e.to_string()),
             })
         })??;
+        if added {
+            self.requote.store(true, Ordering::SeqCst);
+        }
+        if info.is_some() {
+            self.update(|s| s.event_log = info);
+        }
         Ok(m)
+    }
+
+    /// The RTMR3 event log as sent at registration (TDX tiers).
+    fn event_log_jsonl(&self) -> Option<String> {
+        self.events
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).to_jsonl())
     }
 
     /// Builds and signs a registration report answering `nonce`, plus the platform
@@ -242,11 +330,24 @@ impl Agent {
         self.update(|s| s.phase = Phase::Registering);
         let challenge = self.client.challenge().await?;
         let measurements = self.measure().await?;
+        // The quote taken below covers every event logged so far.
+        self.requote.store(false, Ordering::SeqCst);
         let last = {
             let s = self.state.read().unwrap_or_else(|e| e.into_inner());
             s.last_pulse.as_ref().map(|p| (p.sequence, p.digest))
         };
         let (env, ev) = self.build_report(challenge.nonce, measurements.clone(), last)?;
+        if let (Some(q), Tier::Tdx) = (&ev.quote, ev.tier) {
+            // The control plane is the judge; this only makes a broken platform visible
+            // on the node as well.
+            let bound = evidence::tdx::Quote::parse(q)
+                .is_ok_and(|p| p.body.report_data.0 == report_data(&env));
+            if !bound {
+                tracing::error!(
+                    "the platform returned a quote that does not carry this report's REPORTDATA"
+                );
+            }
+        }
         let req = RegisterRequest {
             envelope: env.clone(),
             evidence: RegisterEvidence {
@@ -254,6 +355,7 @@ impl Agent {
                     .quote
                     .map(|q| base64::engine::general_purpose::STANDARD.encode(q)),
                 certificate_chain: self.certificate_chain()?,
+                event_log: self.event_log_jsonl(),
             },
         };
         let resp = self.client.register(&req).await?;
@@ -340,17 +442,31 @@ impl Agent {
             match self.register().await {
                 Ok(mut chain) => {
                     failures = 0;
+                    let registered = tokio::time::Instant::now();
                     let mut ticker = tokio::time::interval(self.cfg.heartbeat_interval);
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let err = loop {
+                    let leave = loop {
                         ticker.tick().await;
                         match self.pulse_once(chain).await {
                             Ok(Some(next)) => chain = next,
                             Ok(None) => {}
-                            Err(e) => break e,
+                            Err(e) => break Leave::Failed(e),
+                        }
+                        if self.events.is_some() {
+                            if self.requote.load(Ordering::SeqCst) {
+                                break Leave::Requote("a measurement changed");
+                            }
+                            if registered.elapsed() >= self.cfg.requote_interval {
+                                break Leave::Requote("requote_interval elapsed");
+                            }
                         }
                     };
-                    self.note_failure(&err);
+                    match leave {
+                        Leave::Failed(err) => self.note_failure(&err),
+                        Leave::Requote(why) => {
+                            tracing::info!(why, "taking a fresh quote: registering again");
+                        }
+                    }
                 }
                 Err(e) => {
                     self.note_failure(&e);

@@ -42,6 +42,7 @@ async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
         "agent_id": s.agent_id,
         "state": s.phase,
         "tier": s.tier,
+        "event_log": s.event_log,
         "attestation": if s.key_fingerprint.is_some() { "enabled" } else { "disabled" },
         "last_pulse": s.last_pulse,
         "verdict": verdict_json(&s),

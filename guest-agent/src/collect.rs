@@ -113,6 +113,9 @@ pub struct Collector {
     pub self_exe: PathBuf,
     pub policy_files: Vec<PathBuf>,
     pub paths: PlatformPaths,
+    /// The TEE the selected quote provider talks to, which outranks detection under
+    /// `paths` (a provider may be configured at a non-default path).
+    pub tee: Option<TeeKind>,
     hasher: FileHasher,
 }
 
@@ -122,6 +125,7 @@ impl Collector {
             self_exe: "/proc/self/exe".into(),
             policy_files,
             paths: PlatformPaths::default(),
+            tee: None,
             hasher: FileHasher::default(),
         }
     }
@@ -166,7 +170,9 @@ impl Collector {
 
     fn platform(&self) -> Platform {
         let p = &self.paths;
-        let tee = if p.sys_root.join("kernel/config/tsm/report").is_dir()
+        let tee = if let Some(t) = self.tee {
+            t
+        } else if p.sys_root.join("kernel/config/tsm/report").is_dir()
             || p.dev_root.join("tdx_guest").exists()
         {
             TeeKind::Tdx

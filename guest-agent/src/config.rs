@@ -36,9 +36,28 @@ pub struct AgentConfig {
     /// registration for CA-based enrollment.
     #[serde(default)]
     pub certificate_file: Option<PathBuf>,
-    /// Quote provider: `auto` (detect) or `none` (software tier).
+    /// Quote provider: `auto` (detect: configfs-tsm, then `/dev/tdx_guest`, else the
+    /// software tier), `configfs-tsm`, `tdx-guest` or `none`. A provider named
+    /// explicitly that is not there stops the agent; it never falls back.
     #[serde(default)]
     pub quote_provider: QuoteProviderKind,
+    /// configfs-tsm's report directory.
+    #[serde(default = "default_tsm_report_dir")]
+    pub tsm_report_dir: PathBuf,
+    /// The TDX guest device (TDREPORT only).
+    #[serde(default = "default_tdx_guest_device")]
+    pub tdx_guest_device: PathBuf,
+    /// The kernel's TDX measurements directory (holds `rtmr3:sha384`).
+    #[serde(default = "default_rtmr_dir")]
+    pub rtmr_dir: PathBuf,
+    /// Where the RTMR3 event log persists across agent restarts. Keep it on a file
+    /// system that ends with the TD (like `/run`), as RTMR3 does.
+    #[serde(default = "default_event_log_file")]
+    pub event_log_file: PathBuf,
+    /// A fresh quote (re-registration) at least this often; also at once when a
+    /// measurement changes. TDX tiers only.
+    #[serde(default = "default_requote_interval", with = "humantime_serde")]
+    pub requote_interval: Duration,
     /// Cap on the reconnect backoff.
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
@@ -48,11 +67,29 @@ pub struct AgentConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum QuoteProviderKind {
     #[default]
     Auto,
+    ConfigfsTsm,
+    TdxGuest,
     None,
+}
+
+fn default_tsm_report_dir() -> PathBuf {
+    "/sys/kernel/config/tsm/report".into()
+}
+fn default_tdx_guest_device() -> PathBuf {
+    "/dev/tdx_guest".into()
+}
+fn default_rtmr_dir() -> PathBuf {
+    "/sys/class/misc/tdx_guest/measurements".into()
+}
+fn default_event_log_file() -> PathBuf {
+    "/run/provenant/rtmr3.jsonl".into()
+}
+fn default_requote_interval() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_partition() -> String {
@@ -107,6 +144,11 @@ impl AgentConfig {
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err(invalid("heartbeat_interval must be at least 100ms".into()));
         }
+        if cfg.requote_interval < cfg.heartbeat_interval {
+            return Err(invalid(
+                "requote_interval must be at least heartbeat_interval".into(),
+            ));
+        }
         if !(cfg.control_plane.starts_with("http://") || cfg.control_plane.starts_with("https://"))
         {
             return Err(invalid(
@@ -140,6 +182,19 @@ mod tests {
         assert_eq!(c.control_plane, "http://127.0.0.1:1");
         assert_eq!(c.policy_files, vec![std::fs::canonicalize(&p).unwrap()]);
         assert!(c.key_file.is_none());
+        assert_eq!(c.quote_provider, QuoteProviderKind::Auto);
+        assert_eq!(c.requote_interval, Duration::from_secs(3600));
+        assert_eq!(
+            c.tsm_report_dir,
+            PathBuf::from("/sys/kernel/config/tsm/report")
+        );
+        std::fs::write(
+            &p,
+            "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nquote_provider = \"configfs-tsm\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::load(&p).unwrap();
+        assert_eq!(c.quote_provider, QuoteProviderKind::ConfigfsTsm);
     }
 
     #[test]
@@ -158,6 +213,14 @@ mod tests {
             (
                 "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nheartbeat_interval = \"1ms\"\n",
                 "at least",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nquote_provider = \"sev\"\n",
+                "unknown variant",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nrequote_interval = \"1s\"\n",
+                "requote_interval",
             ),
         ] {
             std::fs::write(&p, text).unwrap();

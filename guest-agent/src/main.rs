@@ -9,8 +9,7 @@ use clap::{Parser, Subcommand};
 use evidence::report::HexBytes;
 use guest_agent::agent::Agent;
 use guest_agent::clock::SystemClock;
-use guest_agent::config::{AgentConfig, QuoteProviderKind};
-use guest_agent::quote::{NoTee, QuoteProvider};
+use guest_agent::config::AgentConfig;
 use guest_agent::signer::{KeySigner, Signer};
 
 /// Measures this node, signs what it finds, and keeps the Provenant control plane
@@ -67,14 +66,6 @@ fn load_signer(cfg: &AgentConfig) -> Result<Option<Arc<dyn Signer>>> {
     }
 }
 
-fn quote_provider(cfg: &AgentConfig) -> Arc<dyn QuoteProvider> {
-    match cfg.quote_provider {
-        // Hardware providers arrive with TDX support; until then `auto` resolves to the
-        // software tier, which every report and /health state explicitly.
-        QuoteProviderKind::Auto | QuoteProviderKind::None => Arc::new(NoTee),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -84,7 +75,7 @@ async fn main() -> Result<()> {
             let cfg = AgentConfig::load(&config)?;
             let signer = load_signer(&cfg)?;
             let listen = cfg.listen;
-            let quote = quote_provider(&cfg);
+            let quote = guest_agent::quote::select(&cfg)?;
             let agent = Arc::new(Agent::new(cfg, signer, quote, Arc::new(SystemClock))?);
             let app = guest_agent::api::router(agent.state());
             let listener = tokio::net::TcpListener::bind(listen)
@@ -111,7 +102,7 @@ async fn main() -> Result<()> {
                 Some(h) => HexBytes::from_hex(&h).context("--nonce must be 64 hex digits")?,
                 None => HexBytes(rand::random()),
             };
-            let quote = quote_provider(&cfg);
+            let quote = guest_agent::quote::select(&cfg)?;
             let agent = Agent::new(cfg, Some(signer), quote, Arc::new(SystemClock))?;
             let m = agent.measure().await?;
             let (env, _ev) = agent.build_report(nonce, m, None)?;

@@ -1,8 +1,11 @@
 //! The quote-provider seam: how a report is bound to the platform.
 //!
-//! This crate ships the `none` provider (software tier). TDX providers (configfs-tsm,
-//! `/dev/tdx_guest`) implement the same trait. The tier is always explicit: a missing
-//! TEE produces `Tier::Software`, stated in every report and on `/health`.
+//! Three providers implement one trait: [`ConfigfsTsm`] (a DCAP quote, tier `tdx`),
+//! [`TdxGuestDevice`] (a TDREPORT from `/dev/tdx_guest`, tier `tdx-report`: not a
+//! quote, so weaker) and [`NoTee`] (tier `software`). The tier is always explicit: a
+//! missing TEE produces `Tier::Software`, stated in every report and on `/health`, and
+//! a provider the operator named explicitly that does not work is an error, never a
+//! silent downgrade.
 
 use evidence::Tier;
 
@@ -40,6 +43,49 @@ pub trait QuoteProvider: Send + Sync {
     fn tier(&self) -> Tier;
     /// Evidence for a report whose binding is `report_data`.
     fn evidence(&self, report_data: &[u8; 64]) -> Result<PlatformEvidence, QuoteError>;
+}
+
+/// The provider the config names. `auto` takes configfs-tsm where its directory
+/// exists, else `/dev/tdx_guest` where the device exists, else the software tier
+/// (logged). A provider named explicitly must be present: the agent does not start
+/// rather than report a weaker tier than the operator asked for.
+pub fn select(
+    cfg: &crate::config::AgentConfig,
+) -> Result<std::sync::Arc<dyn QuoteProvider>, QuoteError> {
+    use crate::config::QuoteProviderKind as K;
+    let tsm = || ConfigfsTsm::new(&cfg.tsm_report_dir);
+    let dev = || TdxGuestDevice {
+        path: cfg.tdx_guest_device.clone(),
+    };
+    let p: std::sync::Arc<dyn QuoteProvider> = match cfg.quote_provider {
+        K::None => std::sync::Arc::new(NoTee),
+        K::ConfigfsTsm if cfg.tsm_report_dir.is_dir() => std::sync::Arc::new(tsm()),
+        K::TdxGuest if cfg.tdx_guest_device.exists() => std::sync::Arc::new(dev()),
+        K::ConfigfsTsm => {
+            return Err(QuoteError::Unavailable(format!(
+                "quote_provider = \"configfs-tsm\" but {} is not a directory",
+                cfg.tsm_report_dir.display()
+            )))
+        }
+        K::TdxGuest => {
+            return Err(QuoteError::Unavailable(format!(
+                "quote_provider = \"tdx-guest\" but {} does not exist",
+                cfg.tdx_guest_device.display()
+            )))
+        }
+        K::Auto if cfg.tsm_report_dir.is_dir() => std::sync::Arc::new(tsm()),
+        K::Auto if cfg.tdx_guest_device.exists() => std::sync::Arc::new(dev()),
+        K::Auto => {
+            tracing::warn!(
+                tsm = %cfg.tsm_report_dir.display(),
+                device = %cfg.tdx_guest_device.display(),
+                "no TDX interface found: software tier (reports are signed by the node key only)"
+            );
+            std::sync::Arc::new(NoTee)
+        }
+    };
+    tracing::info!(tier = p.tier().as_str(), "quote provider selected");
+    Ok(p)
 }
 
 /// No TEE: the software tier. The report's own signature is the only binding.
@@ -187,86 +233,97 @@ impl QuoteProvider for ConfigfsTsm {
     }
 }
 
+/// `/dev/tdx_guest` (Linux >= 6.2) `TDX_CMD_GET_REPORT0`: a TDREPORT whose REPORTDATA
+/// is the report binding. Used where configfs-tsm is absent. A TDREPORT is MACed with a
+/// platform-local key, so the control plane cannot verify it: the tier is `tdx-report`.
+#[derive(Debug, Clone)]
+pub struct TdxGuestDevice {
+    /// The device; configurable so a test can point it elsewhere.
+    pub path: std::path::PathBuf,
+}
+
+impl QuoteProvider for TdxGuestDevice {
+    fn tier(&self) -> Tier {
+        Tier::TdxReport
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<PlatformEvidence, QuoteError> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    QuoteError::Unavailable(format!("{} does not exist", self.path.display()))
+                } else {
+                    QuoteError::Io {
+                        path: self.path.display().to_string(),
+                        detail: e.to_string(),
+                    }
+                }
+            })?;
+        let report = ioctl::get_report0(&f, report_data).map_err(|e| QuoteError::Io {
+            path: self.path.display().to_string(),
+            detail: format!("TDX_CMD_GET_REPORT0: {e}"),
+        })?;
+        // The kernel fills the TDREPORT; refuse anything that is not one.
+        evidence::tdreport::parse_tdreport(&report).map_err(|e| QuoteError::Io {
+            path: self.path.display().to_string(),
+            detail: format!("not a TDREPORT: {e}"),
+        })?;
+        Ok(PlatformEvidence {
+            tier: Tier::TdxReport,
+            quote: Some(report.to_vec()),
+        })
+    }
+}
+
+/// The one unsafe operation in the agent: the `TDX_CMD_GET_REPORT0` ioctl.
+#[allow(unsafe_code)]
+mod ioctl {
+    use evidence::tdreport::TDREPORT_LEN;
+    use rustix::ioctl::{opcode, Opcode, Updater};
+
+    /// `struct tdx_report_req` from `include/uapi/linux/tdx-guest.h`.
+    #[repr(C)]
+    pub(super) struct TdxReportReq {
+        reportdata: [u8; 64],
+        tdreport: [u8; TDREPORT_LEN],
+    }
+
+    /// `_IOWR('T', 1, struct tdx_report_req)`.
+    pub(super) const GET_REPORT0: Opcode = opcode::read_write::<TdxReportReq>(b'T', 1);
+
+    pub(super) fn get_report0(
+        dev: &std::fs::File,
+        report_data: &[u8; 64],
+    ) -> std::io::Result<[u8; TDREPORT_LEN]> {
+        let mut req = TdxReportReq {
+            reportdata: *report_data,
+            tdreport: [0; TDREPORT_LEN],
+        };
+        // SAFETY: GET_REPORT0 is the kernel's `_IOWR('T', 1, struct tdx_report_req)`,
+        // and `TdxReportReq` is `repr(C)` with that struct's layout (u8[64] then
+        // u8[1024]: no padding, size 1088, which the opcode encodes). The kernel reads
+        // `reportdata` and writes `tdreport` only within the struct we lend it, which
+        // outlives the call. On a file that is not the TDX guest device the kernel
+        // refuses the unknown opcode (ENOTTY) without touching memory.
+        unsafe {
+            rustix::ioctl::ioctl(dev, Updater::<GET_REPORT0, TdxReportReq>::new(&mut req))?;
+        }
+        Ok(req.tdreport)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::path::Path;
 
-    /// Plays the kernel's part of configfs-tsm on a plain directory: populates each
-    /// new request directory, and on a 64-byte `inblob` bumps `generation` and writes
-    /// an `outblob` that embeds the REPORTDATA (at offset 568, as in a v4 quote).
-    struct SimKernel {
-        stop: Arc<AtomicBool>,
-        handle: Option<std::thread::JoinHandle<()>>,
-    }
+    use tdx_sim::{Behaviour, ConfigfsKernel};
 
-    #[derive(Clone, Copy)]
-    enum Behaviour {
-        Honest,
-        /// Another writer bumps the generation once more after our write.
-        Racing,
-        WrongProvider,
-        /// A quote over 8 KiB, which must not be cut off.
-        BigQuote,
-    }
-
-    impl SimKernel {
-        fn start(root: &Path, b: Behaviour) -> SimKernel {
-            let stop = Arc::new(AtomicBool::new(false));
-            let s = stop.clone();
-            let root = root.to_path_buf();
-            let handle = std::thread::spawn(move || {
-                let mut seen: Vec<PathBuf> = Vec::new();
-                while !s.load(Ordering::SeqCst) {
-                    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-                        let d = e.path();
-                        if !seen.contains(&d) {
-                            let provider = if matches!(b, Behaviour::WrongProvider) {
-                                "sev_guest\n"
-                            } else {
-                                "tdx_guest\n"
-                            };
-                            let _ = std::fs::write(d.join("provider"), provider);
-                            let _ = std::fs::write(d.join("inblob"), b"");
-                            let _ = std::fs::write(d.join("generation"), "0\n");
-                            seen.push(d.clone());
-                        }
-                        let inb = std::fs::read(d.join("inblob")).unwrap_or_default();
-                        if inb.len() == 64 && !d.join("outblob").exists() {
-                            let mut q = vec![
-                                0u8;
-                                if matches!(b, Behaviour::BigQuote) {
-                                    20_000
-                                } else {
-                                    5006
-                                }
-                            ];
-                            q[0] = 4;
-                            q[568..632].copy_from_slice(&inb);
-                            let _ = std::fs::write(d.join("outblob"), &q);
-                            let g = if matches!(b, Behaviour::Racing) { 2 } else { 1 };
-                            let _ = std::fs::write(d.join("generation"), format!("{g}\n"));
-                        }
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            });
-            SimKernel {
-                stop,
-                handle: Some(handle),
-            }
-        }
-    }
-
-    impl Drop for SimKernel {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::SeqCst);
-            if let Some(h) = self.handle.take() {
-                let _ = h.join();
-            }
-        }
+    fn kernel(root: &Path, b: Behaviour) -> ConfigfsKernel {
+        ConfigfsKernel::start(root, b, None).unwrap()
     }
 
     /// On a plain directory the provider's rmdir fails (the attribute files are
@@ -278,18 +335,19 @@ mod tests {
     #[test]
     fn honest_kernel_returns_a_quote_carrying_our_report_data() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::Honest);
+        let _k = kernel(dir.path(), Behaviour::Honest);
         let rd = [0x5au8; 64];
         let ev = provider(dir.path()).evidence(&rd).unwrap();
         assert_eq!(ev.tier, Tier::Tdx);
         let q = ev.quote.unwrap();
-        assert_eq!(&q[568..632], &rd[..]);
+        let parsed = evidence::tdx::Quote::parse(&q).unwrap();
+        assert_eq!(parsed.body.report_data.0, rd);
     }
 
     #[test]
     fn generation_race_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::Racing);
+        let _k = kernel(dir.path(), Behaviour::Racing);
         let e = provider(dir.path()).evidence(&[1; 64]).unwrap_err();
         assert!(
             matches!(
@@ -307,7 +365,7 @@ mod tests {
     #[test]
     fn wrong_provider_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::WrongProvider);
+        let _k = kernel(dir.path(), Behaviour::WrongProvider);
         let e = provider(dir.path()).evidence(&[1; 64]).unwrap_err();
         assert!(
             matches!(e, QuoteError::WrongProvider(ref p) if p == "sev_guest"),
@@ -318,13 +376,14 @@ mod tests {
     #[test]
     fn quotes_over_8_kib_are_read_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let _k = SimKernel::start(dir.path(), Behaviour::BigQuote);
+        let _k = kernel(dir.path(), Behaviour::BigQuote);
         let q = provider(dir.path())
             .evidence(&[2; 64])
             .unwrap()
             .quote
             .unwrap();
-        assert_eq!(q.len(), 20_000);
+        assert_eq!(q.len(), tdx_sim::configfs::BIG_QUOTE_LEN);
+        assert!(evidence::tdx::Quote::parse(&q).unwrap().trailing_bytes > 0);
     }
 
     #[test]
@@ -338,5 +397,70 @@ mod tests {
         p.settle = std::time::Duration::from_millis(50);
         let e = p.evidence(&[0; 64]).unwrap_err();
         assert!(matches!(e, QuoteError::Unavailable(_)), "{e}");
+    }
+
+    #[test]
+    fn selection_detects_and_never_downgrades_an_explicit_choice() {
+        use crate::config::{AgentConfig, QuoteProviderKind as K};
+        let dir = tempfile::tempdir().unwrap();
+        let tsm = dir.path().join("tsm");
+        let dev = dir.path().join("tdx_guest");
+        let cfgp = dir.path().join("agent.toml");
+        let cfg = |kind: &str| {
+            std::fs::write(
+                &cfgp,
+                format!(
+                    "agent_id = \"n\"\ncontrol_plane = \"http://x\"\nquote_provider = \"{kind}\"\n\
+                     tsm_report_dir = {tsm:?}\ntdx_guest_device = {dev:?}\n"
+                ),
+            )
+            .unwrap();
+            AgentConfig::load(&cfgp).unwrap()
+        };
+        let tier = |c: &AgentConfig| select(c).map(|p| p.tier());
+        assert_eq!(cfg("auto").quote_provider, K::Auto);
+        assert_eq!(tier(&cfg("auto")).unwrap(), Tier::Software);
+        assert_eq!(tier(&cfg("none")).unwrap(), Tier::Software);
+        assert!(matches!(
+            tier(&cfg("configfs-tsm")),
+            Err(QuoteError::Unavailable(_))
+        ));
+        assert!(matches!(
+            tier(&cfg("tdx-guest")),
+            Err(QuoteError::Unavailable(_))
+        ));
+        std::fs::write(&dev, b"").unwrap();
+        assert_eq!(tier(&cfg("auto")).unwrap(), Tier::TdxReport);
+        assert_eq!(tier(&cfg("tdx-guest")).unwrap(), Tier::TdxReport);
+        std::fs::create_dir(&tsm).unwrap();
+        assert_eq!(tier(&cfg("auto")).unwrap(), Tier::Tdx);
+        assert_eq!(tier(&cfg("configfs-tsm")).unwrap(), Tier::Tdx);
+        assert_eq!(tier(&cfg("none")).unwrap(), Tier::Software);
+    }
+
+    #[test]
+    fn get_report0_opcode_matches_the_kernel_header() {
+        // _IOWR('T', 1, 1088 bytes): dir 3 << 30 | 1088 << 16 | 'T' << 8 | 1.
+        assert_eq!(std::mem::size_of::<ioctl::TdxReportReq>(), 1088);
+        assert_eq!(u64::from(ioctl::GET_REPORT0), 0xC440_5401);
+    }
+
+    #[test]
+    fn tdx_guest_device_fails_closed_off_tdx() {
+        let missing = TdxGuestDevice {
+            path: "/nonexistent/tdx_guest".into(),
+        };
+        assert!(matches!(
+            missing.evidence(&[0; 64]).unwrap_err(),
+            QuoteError::Unavailable(_)
+        ));
+        // A real file that is not the device: the kernel refuses the ioctl (ENOTTY).
+        let null = TdxGuestDevice {
+            path: "/dev/null".into(),
+        };
+        let e = null.evidence(&[0; 64]).unwrap_err();
+        assert!(matches!(e, QuoteError::Io { .. }), "{e}");
+        assert!(e.to_string().contains("TDX_CMD_GET_REPORT0"), "{e}");
+        assert_eq!(null.tier(), Tier::TdxReport);
     }
 }

@@ -10,6 +10,7 @@
 //! `Unknown`, and `Unknown` is never acceptable.
 #![forbid(unsafe_code)]
 
+pub mod identity;
 pub mod tdx;
 
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub struct TrustPolicy {
     pub allow_software_tier: bool,
     /// Intervals without a valid pulse before an agent is `Blinded`.
     pub missed_heartbeats: u32,
+    /// What a verified TDX quote must also satisfy (`[policy.tdx]`).
+    pub tdx: tdx::TdxPolicy,
 }
 
 impl Default for TrustPolicy {
@@ -34,6 +37,7 @@ impl Default for TrustPolicy {
         TrustPolicy {
             allow_software_tier: true,
             missed_heartbeats: 3,
+            tdx: tdx::TdxPolicy::default(),
         }
     }
 }
@@ -78,8 +82,19 @@ pub fn evaluate(policy: &TrustPolicy, f: &AgentFacts) -> Verdict {
             },
             "software tier: signed by the node key, no hardware root of trust".into(),
         ),
+        // A TDREPORT's fields are claims (its MAC key is platform-local), so the node key
+        // is what really vouches: no stronger than the software tier.
+        Tier::TdxReport => push(
+            ReasonCode::TdReportOnly,
+            if policy.allow_software_tier {
+                Status::Warn
+            } else {
+                Status::Fail
+            },
+            "tdx-report tier: a TDREPORT, not a quote; signed by the node key".into(),
+        ),
         // Hardware tiers are judged by their own checks before an agent gets here.
-        Tier::Tdx | Tier::TdxReport | Tier::Tpm => {}
+        Tier::Tdx | Tier::Tpm => {}
     }
     if f.since_last_pulse > window {
         push(
@@ -161,6 +176,12 @@ mod tests {
             allow_software_tier: false,
             ..TrustPolicy::default()
         };
+        assert_eq!(evaluate(&strict, &f).status, Status::Fail);
+        // tdx-report is judged like the software tier.
+        f.tier = Tier::TdxReport;
+        let v = evaluate(&TrustPolicy::default(), &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(v.reasons[0].code, ReasonCode::TdReportOnly);
         assert_eq!(evaluate(&strict, &f).status, Status::Fail);
     }
 

@@ -36,7 +36,9 @@ impl Default for TdxPolicy {
 /// The facts of a verified quote and its report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxFacts {
-    pub tcb_status: String,
+    /// The TCB status DCAP verification gave. `None` for a TDREPORT (tier
+    /// `tdx-report`), which has none: that is a warning, never green.
+    pub tcb_status: Option<String>,
     pub advisory_ids: Vec<String>,
     pub td_attributes: [u8; 8],
     pub report_data: [u8; 64],
@@ -46,6 +48,8 @@ pub struct TdxFacts {
     pub rtmrs: [[u8; 48]; 4],
     /// RTMR3 replayed from the agent's event log.
     pub rtmr3_replayed: [u8; 48],
+    /// MRTD was found attested by the trusted repository's build provenance.
+    pub mrtd_attested: bool,
 }
 
 pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
@@ -57,26 +61,30 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             detail,
         })
     };
-    if p.allowed_tcb_statuses.contains(&f.tcb_status) {
-        // Green: nothing to say.
-    } else if p.warn_tcb_statuses.contains(&f.tcb_status) {
-        push(
+    match &f.tcb_status {
+        None => push(
+            ReasonCode::TdReportOnly,
+            Status::Warn,
+            "a TDREPORT, not a quote: no TCB status, and its fields cannot be verified remotely"
+                .into(),
+        ),
+        Some(s) if p.allowed_tcb_statuses.contains(s) => {}
+        Some(s) if p.warn_tcb_statuses.contains(s) => push(
             ReasonCode::TcbStatus,
             Status::Warn,
             format!(
-                "TCB status {} (advisories {:?}) is allowed with a warning",
-                f.tcb_status, f.advisory_ids
+                "TCB status {s} (advisories {:?}) is allowed with a warning",
+                f.advisory_ids
             ),
-        );
-    } else {
-        push(
+        ),
+        Some(s) => push(
             ReasonCode::TcbStatus,
             Status::Fail,
             format!(
-                "TCB status {} (advisories {:?}) is not allowed",
-                f.tcb_status, f.advisory_ids
+                "TCB status {s} (advisories {:?}) is not allowed",
+                f.advisory_ids
             ),
-        );
+        ),
     }
     // TUD bits (TDATTRIBUTES byte 0): DEBUG is bit 0; any of them means the host can
     // inspect or alter the TD.
@@ -95,6 +103,16 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             ReasonCode::ReportDataMismatch,
             Status::Fail,
             "the quote's REPORTDATA is not SHA-512 of the report's DSSE PAE".into(),
+        );
+    }
+    if p.mrtd_allowlist.is_empty() && !f.mrtd_attested {
+        push(
+            ReasonCode::MrtdUnpinned,
+            Status::Warn,
+            format!(
+                "MRTD {} is pinned by neither build provenance nor [policy.tdx] mrtd_allowlist",
+                hex::encode(f.mrtd)
+            ),
         );
     }
     if !p.mrtd_allowlist.is_empty() && !p.mrtd_allowlist.iter().any(|m| m.0 == f.mrtd) {
@@ -132,7 +150,7 @@ mod tests {
 
     fn facts() -> TdxFacts {
         TdxFacts {
-            tcb_status: "UpToDate".into(),
+            tcb_status: Some("UpToDate".into()),
             advisory_ids: vec![],
             td_attributes: [0, 0, 0, 0x10, 0, 0, 0, 0],
             report_data: [7; 64],
@@ -140,6 +158,7 @@ mod tests {
             mrtd: [1; 48],
             rtmrs: [[2; 48], [3; 48], [4; 48], [5; 48]],
             rtmr3_replayed: [5; 48],
+            mrtd_attested: true,
         }
     }
 
@@ -156,15 +175,40 @@ mod tests {
     #[test]
     fn tcb_statuses_default_to_up_to_date_only() {
         let mut f = facts();
-        f.tcb_status = "SWHardeningNeeded".into();
+        f.tcb_status = Some("SWHardeningNeeded".into());
         assert_eq!(evaluate_tdx(&TdxPolicy::default(), &f).status, Status::Fail);
         let p = TdxPolicy {
             warn_tcb_statuses: vec!["SWHardeningNeeded".into()],
             ..TdxPolicy::default()
         };
         assert_eq!(evaluate_tdx(&p, &f).status, Status::Warn);
-        f.tcb_status = "Revoked".into();
+        f.tcb_status = Some("Revoked".into());
         assert_eq!(evaluate_tdx(&p, &f).status, Status::Fail);
+        // A TDREPORT has no TCB status: a warning, never green, whatever the policy.
+        f.tcb_status = None;
+        let v = evaluate_tdx(&p, &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(codes(&v), vec![ReasonCode::TdReportOnly]);
+    }
+
+    #[test]
+    fn an_unpinned_mrtd_is_a_warning() {
+        let mut f = facts();
+        f.mrtd_attested = false;
+        let v = evaluate_tdx(&TdxPolicy::default(), &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(codes(&v), vec![ReasonCode::MrtdUnpinned]);
+        // An allowlist pins it (and refuses any other MRTD).
+        let p = TdxPolicy {
+            mrtd_allowlist: vec![HexBytes([1; 48])],
+            ..TdxPolicy::default()
+        };
+        assert_eq!(evaluate_tdx(&p, &f).status, Status::Pass);
+        f.mrtd = [9; 48];
+        assert_eq!(
+            codes(&evaluate_tdx(&p, &f)),
+            vec![ReasonCode::MeasurementNotAllowed]
+        );
     }
 
     #[test]

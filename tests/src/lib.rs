@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// Path of a workspace binary built next to this test (`target/<profile>/NAME`).
 pub fn binary(name: &str) -> PathBuf {
@@ -76,4 +79,74 @@ impl Drop for Proc {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// A JSON-over-HTTP client for tests.
+pub struct Http {
+    pub c: reqwest::Client,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Http {
+        Http {
+            c: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Option<(u16, Value)> {
+        let r = self.c.get(url).send().await.ok()?;
+        let s = r.status().as_u16();
+        Some((s, r.json().await.unwrap_or(Value::Null)))
+    }
+    pub async fn post(&self, url: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .c
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Polls `f` until it returns Some, or fails after `secs` with `what`.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The control plane's alerts of one kind.
+pub async fn alerts_of(http: &Http, cp: &str, kind: &str) -> Vec<Value> {
+    let Some((_, v)) = http.get(&format!("{cp}/api/v1/alerts?limit=1000")).await else {
+        return Vec::new();
+    };
+    v["alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a["kind"] == kind)
+        .collect()
 }

@@ -9,70 +9,8 @@ use evidence::report::HexBytes;
 use evidence::{Envelope, Pulse, PULSE_PAYLOAD_TYPE};
 use guest_agent::agent::sign_payload;
 use guest_agent::signer::KeySigner;
-use provenant_tests::{free_port, Proc};
+use provenant_tests::{alerts_of, free_port, wait_for, Http, Proc};
 use serde_json::Value;
-
-struct Http {
-    c: reqwest::Client,
-}
-
-impl Http {
-    fn new() -> Http {
-        Http {
-            c: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn get(&self, url: &str) -> Option<(u16, Value)> {
-        let r = self.c.get(url).send().await.ok()?;
-        let s = r.status().as_u16();
-        Some((s, r.json().await.unwrap_or(Value::Null)))
-    }
-    async fn post(&self, url: &str, body: Vec<u8>) -> (u16, Value) {
-        let r = self
-            .c
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("post");
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-}
-
-/// Polls `f` until it returns Some, or fails after `secs` with `what`.
-async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn alerts_of(http: &Http, cp: &str, kind: &str) -> Vec<Value> {
-    let Some((_, v)) = http.get(&format!("{cp}/api/v1/alerts?limit=1000")).await else {
-        return Vec::new();
-    };
-    v["alerts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a["kind"] == kind)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_and_control_plane_end_to_end() {

@@ -59,6 +59,9 @@ pub struct AgentRecord {
     pub blinded: bool,
     pub last_replay_ns: Option<u64>,
     pub last_desync_ns: Option<u64>,
+    /// TDX evidence checked at the last registration (TDX tiers).
+    #[serde(default)]
+    pub attestation: Option<crate::attest::TdxAttestation>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }
@@ -94,8 +97,41 @@ pub trait Store: Send + Sync {
         agent_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError>;
-    /// Drops expired challenges and nonces seen before `nonce_cutoff_ns`.
+    /// Drops expired challenges and collateral, and nonces seen before
+    /// `nonce_cutoff_ns`.
     async fn prune(&self, now_ns: u64, nonce_cutoff_ns: u64) -> Result<(), StoreError>;
+    /// A cached value (DCAP collateral, an attested MRTD) under `key`, with its
+    /// expiry in Unix seconds. Expired entries may be returned until pruned; callers
+    /// check the expiry.
+    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
+    /// Stores (or replaces) a cached value.
+    async fn put_cached(&self, key: &str, json: &[u8], expires_at: u64) -> Result<(), StoreError>;
+}
+
+/// The store as the collateral source's shared cache. Failures are logged: the
+/// collateral in hand is still good, and a missing entry only costs a fetch.
+pub struct StoreCollateralCache(pub std::sync::Arc<dyn Store>);
+
+#[async_trait]
+impl crate::collateral::SharedCache for StoreCollateralCache {
+    async fn load(&self, key: &str) -> Option<Vec<u8>> {
+        match self.0.get_cached(&format!("collateral:{key}")).await {
+            Ok(v) => v.map(|(json, _)| json),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "collateral cache read failed");
+                None
+            }
+        }
+    }
+    async fn save(&self, key: &str, json: &[u8], expires_at: u64) {
+        if let Err(e) = self
+            .0
+            .put_cached(&format!("collateral:{key}"), json, expires_at)
+            .await
+        {
+            tracing::warn!(%key, error = %e, "collateral cache write failed");
+        }
+    }
 }
 
 /// Nanoseconds as SQL BIGINT. Timestamps fit until the year 2262.

@@ -50,6 +50,10 @@ const SCHEMA: &[&str] = &[
         detail TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS alerts_agent ON alerts (agent_id, at_ns)",
     "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at_ns)",
+    "CREATE TABLE IF NOT EXISTS cache (
+        key TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL,
+        json BLOB NOT NULL)",
 ];
 
 enum Op {
@@ -58,6 +62,7 @@ enum Op {
     PutChallenge(String, u64),
     TakeChallenge(String, u64),
     Prune(u64, u64),
+    PutCached(String, Vec<u8>, u64),
 }
 
 type Reply = oneshot::Sender<Result<bool, StoreError>>;
@@ -148,7 +153,7 @@ async fn apply_batch(
         let needs_savepoint = match op {
             Op::Write(w) => !w.alerts.is_empty(),
             Op::Alerts(_) | Op::Prune(..) => true,
-            Op::PutChallenge(..) | Op::TakeChallenge(..) => false,
+            Op::PutChallenge(..) | Op::TakeChallenge(..) | Op::PutCached(..) => false,
         };
         if needs_savepoint {
             let mut sp = tx.begin().await?;
@@ -299,6 +304,24 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                 .execute(&mut *c)
                 .await
                 .map_err(unavailable)?;
+            sqlx::query("DELETE FROM cache WHERE expires_at <= ?")
+                .bind(to_i64(*now / 1_000_000_000))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
+            Ok(true)
+        }
+        Op::PutCached(key, json, exp) => {
+            sqlx::query(
+                "INSERT INTO cache (key, expires_at, json) VALUES (?, ?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, json = excluded.json",
+            )
+            .bind(key)
+            .bind(to_i64(*exp))
+            .bind(json)
+            .execute(&mut *c)
+            .await
+            .map_err(unavailable)?;
             Ok(true)
         }
     }
@@ -386,6 +409,30 @@ impl Store for SqliteStore {
         self.submit(Op::Alerts(alerts.to_vec())).await.map(|_| ())
     }
 
+    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        let row = sqlx::query("SELECT json, expires_at FROM cache WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            let json: Vec<u8> = r
+                .try_get(0)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let exp: i64 = r
+                .try_get(1)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((json, to_u64(exp)))
+        })
+        .transpose()
+    }
+
+    async fn put_cached(&self, key: &str, json: &[u8], expires_at: u64) -> Result<(), StoreError> {
+        self.submit(Op::PutCached(key.to_string(), json.to_vec(), expires_at))
+            .await
+            .map(|_| ())
+    }
+
     async fn list_alerts(
         &self,
         agent_id: Option<&str>,
@@ -464,6 +511,7 @@ mod tests {
             blinded: false,
             last_replay_ns: None,
             last_desync_ns: None,
+            attestation: None,
             version,
         }
     }
@@ -483,6 +531,32 @@ mod tests {
             nonce: nonce.map(str::to_string),
             chain_only: false,
         }
+    }
+
+    #[tokio::test]
+    async fn cache_round_trips_replaces_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(s.get_cached("k").await.unwrap(), None);
+        s.put_cached("k", b"{}", 100).await.unwrap();
+        assert_eq!(
+            s.get_cached("k").await.unwrap(),
+            Some((b"{}".to_vec(), 100))
+        );
+        s.put_cached("k", b"[1]", 200).await.unwrap();
+        s.put_cached("old", b"[0]", 50).await.unwrap();
+        assert_eq!(
+            s.get_cached("k").await.unwrap(),
+            Some((b"[1]".to_vec(), 200))
+        );
+        // At t = 100 s the entry expiring at 50 goes, the one at 200 stays.
+        s.prune(100 * 1_000_000_000, 0).await.unwrap();
+        assert_eq!(s.get_cached("old").await.unwrap(), None);
+        assert!(s.get_cached("k").await.unwrap().is_some());
+        // It survives a restart.
+        drop(s);
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        assert!(s.get_cached("k").await.unwrap().is_some());
     }
 
     /// A lost compare-and-swap or a reused nonce leaves nothing behind, with and

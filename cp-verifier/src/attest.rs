@@ -1,0 +1,310 @@
+//! TDX evidence at registration: everything between "the report's signature verifies"
+//! and "this agent may register in tier `tdx`".
+//!
+//! Trust boundary: the quote, the event log and the report all come from the network.
+//! The quote is verified by DCAP (signatures, PCK chain to the configured root,
+//! collateral at `now`) before any of its fields is believed; only then does the policy
+//! judge its contents (TCB status, TUD bits, REPORTDATA binding, allowlists, RTMR3
+//! replay). A TDREPORT (tier `tdx-report`) cannot be verified remotely: its fields are
+//! checked for consistency with the report and recorded as claims, never as verified.
+//! Every refusal is an [`ApiError::Attestation`] (403) with a typed kind.
+
+use evidence::eventlog;
+use evidence::report::HexBytes;
+use evidence::tdx::{Mr, TdReport};
+use policy::tdx::{evaluate_tdx, TdxFacts, TdxPolicy};
+use policy::{Reason, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::collateral::{
+    quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig, SharedCache,
+};
+use crate::config::TdxConfig;
+use crate::error::ApiError;
+use crate::tdx::{verify_quote, verify_signatures, QuoteVerifyError};
+
+/// Largest root CA or PCS key file read.
+const MAX_TRUST_FILE_BYTES: u64 = 64 * 1024;
+
+/// What the control plane keeps of an agent's TDX evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxAttestation {
+    /// True for a DCAP-verified quote; false for TDREPORT claims.
+    pub verified: bool,
+    /// The TCB status DCAP gave (none for a TDREPORT).
+    pub tcb_status: Option<String>,
+    pub advisory_ids: Vec<String>,
+    /// FMSPC of the platform (from the PCK certificate), lowercase hex.
+    pub fmspc: Option<String>,
+    pub mrtd: Mr,
+    pub rtmrs: [Mr; 4],
+    pub td_attributes: HexBytes<8>,
+    /// Events in the RTMR3 log, and how many of them are bound to the register.
+    pub event_log_events: usize,
+    pub event_log_bound: usize,
+    /// When the evidence was checked, UTC nanoseconds.
+    pub verified_at_ns: u64,
+    /// The build provenance that attested MRTD, where `[provenance]` is configured.
+    #[serde(default)]
+    pub provenance: Option<crate::provenance::MrtdProvenance>,
+    /// Warnings the policy raised (a failure is a refusal, not a stored reason). They
+    /// join the agent's verdict until the next registration.
+    pub reasons: Vec<Reason>,
+}
+
+/// Verifies TDX evidence for registrations.
+pub struct TdxVerifier {
+    /// `None`: Intel's SGX Root CA (embedded). Another root only by explicit config.
+    root_ca_der: Option<Vec<u8>>,
+    /// Where collateral comes from. `None`: every quote is refused with
+    /// `CollateralUnavailable`, since a TCB status that cannot be established is
+    /// unknown, never a pass.
+    collateral: Option<CollateralSource>,
+    policy: TdxPolicy,
+    provenance: Option<crate::provenance::ProvenanceChecker>,
+}
+
+fn refuse(kind: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::Attestation {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+fn quote_error(e: QuoteVerifyError) -> ApiError {
+    refuse(e.kind(), e.to_string())
+}
+
+impl TdxVerifier {
+    pub fn new(
+        root_ca_der: Option<Vec<u8>>,
+        collateral: Option<CollateralSource>,
+        policy: TdxPolicy,
+    ) -> Self {
+        TdxVerifier {
+            root_ca_der,
+            collateral,
+            policy,
+            provenance: None,
+        }
+    }
+
+    /// Requires MRTD to be attested by build provenance.
+    pub fn with_provenance(mut self, p: crate::provenance::ProvenanceChecker) -> Self {
+        self.provenance = Some(p);
+        self
+    }
+
+    /// Builds the verifier from `[tdx]`; fetched collateral is cached under
+    /// `data_dir/collateral`.
+    pub fn from_config(
+        cfg: &TdxConfig,
+        data_dir: &std::path::Path,
+        policy: TdxPolicy,
+        shared: Option<std::sync::Arc<dyn SharedCache>>,
+    ) -> anyhow::Result<TdxVerifier> {
+        use anyhow::Context;
+        let read = |p: &std::path::Path| {
+            guest_agent::fsutil::read_bounded(p, MAX_TRUST_FILE_BYTES)
+                .with_context(|| format!("cannot read {}", p.display()))
+        };
+        let root_ca_der = match &cfg.root_ca_file {
+            None => None,
+            Some(p) => {
+                let bytes = read(p)?;
+                let der = if bytes.starts_with(b"-----BEGIN") {
+                    x509_cert::der::pem::decode_vec(&bytes)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                        .1
+                } else {
+                    bytes
+                };
+                use x509_cert::der::Decode;
+                x509_cert::Certificate::from_der(&der)
+                    .map_err(|e| anyhow::anyhow!("{} is not a certificate: {e}", p.display()))?;
+                tracing::warn!(root = %p.display(),
+                    "TDX quotes are verified against a configured root CA instead of Intel's");
+                Some(der)
+            }
+        };
+        let collateral = if let Some(url) = &cfg.pcs_url {
+            let mut pcs = if url == "intel" {
+                let key = match &cfg.pcs_api_key_file {
+                    Some(p) => Some(String::from_utf8(read(p)?)?.trim().to_string()),
+                    None => None,
+                };
+                PcsConfig::intel(key)
+            } else {
+                PcsConfig::pccs(url.clone())
+            };
+            pcs.cache_dir = Some(data_dir.join("collateral"));
+            if let Some(p) = &cfg.pccs_tls_roots_file {
+                pcs.tls_roots_pem = Some(read(p)?);
+            }
+            let source = CollateralSource::pcs(pcs)?;
+            Some(match shared {
+                Some(s) => source.with_shared_cache(s),
+                None => source,
+            })
+        } else if cfg.collateral_dir.is_some() || cfg.collateral_file.is_some() {
+            Some(CollateralSource::offline(OfflineConfig::new(
+                cfg.collateral_dir.clone(),
+                cfg.collateral_file.clone(),
+            ))?)
+        } else {
+            None
+        };
+        Ok(TdxVerifier::new(root_ca_der, collateral, policy))
+    }
+
+    /// Verifies a quote bound to a report whose binding is `expected_report_data`,
+    /// with the agent's RTMR3 event log, at `now_ns`.
+    pub async fn verify_quote(
+        &self,
+        raw: &[u8],
+        event_log: Option<&str>,
+        expected_report_data: [u8; 64],
+        now_ns: u64,
+    ) -> Result<TdxAttestation, ApiError> {
+        let now_secs = now_ns / 1_000_000_000;
+        let root = self.root_ca_der.as_deref();
+        // Our own check of the signatures and the PCK chain first: it also gives the
+        // FMSPC and PCK CA that select the collateral. dcap-qvl then checks it all
+        // again, with the collateral.
+        let signed = verify_signatures(raw, now_secs, root).map_err(quote_error)?;
+        // The body is now known to come from a genuine QE. A debuggable TD is refused
+        // here with its own reason: dcap-qvl would refuse it too, but only as a generic
+        // verification failure.
+        let tud = signed.quote().body.tud_bits();
+        if tud != 0 {
+            return Err(refuse(
+                "DebugTd",
+                format!("TDATTRIBUTES TUD bits set ({tud:#04x}): the TD is debuggable"),
+            ));
+        }
+        let (fmspc, ca) = quote_collateral_key(raw)
+            .map_err(|e| refuse("QuoteVerificationFailed", e.to_string()))?;
+        let collateral = match &self.collateral {
+            Some(s) => s
+                .get(fmspc, ca, now_secs)
+                .await
+                .map_err(|e| refuse("CollateralUnavailable", e.to_string()))?,
+            None => {
+                return Err(refuse(
+                    "CollateralUnavailable",
+                    "no collateral source is configured ([tdx] pccs_url or collateral_dir): \
+                     the TCB status cannot be established",
+                ))
+            }
+        };
+        let verified =
+            verify_quote(raw, collateral.collateral(), now_secs, root).map_err(quote_error)?;
+        let body = &verified.quote().body;
+        let provenance = match &self.provenance {
+            Some(p) => {
+                let rtmrs = [
+                    body.rtmrs[0].0,
+                    body.rtmrs[1].0,
+                    body.rtmrs[2].0,
+                    body.rtmrs[3].0,
+                ];
+                Some(p.check(&body.mrtd.0, &rtmrs, now_secs).await?)
+            }
+            None => None,
+        };
+        let facts = Facts {
+            body,
+            tcb_status: Some(verified.tcb_status().as_str().to_string()),
+            advisory_ids: verified.advisory_ids().to_vec(),
+            fmspc: Some(fmspc.to_hex()),
+            verified: true,
+            provenance,
+        };
+        self.judge(facts, event_log, expected_report_data, now_ns)
+    }
+
+    /// Checks a TDREPORT (tier `tdx-report`) for consistency with its report. Its
+    /// fields are recorded as claims.
+    pub fn check_tdreport(
+        &self,
+        raw: &[u8],
+        event_log: Option<&str>,
+        expected_report_data: [u8; 64],
+        now_ns: u64,
+    ) -> Result<TdxAttestation, ApiError> {
+        let body = evidence::tdreport::parse_tdreport(raw)
+            .map_err(|e| refuse("MalformedQuote", format!("TDREPORT: {e}")))?;
+        let facts = Facts {
+            body: &body,
+            tcb_status: None,
+            advisory_ids: Vec::new(),
+            fmspc: None,
+            verified: false,
+            provenance: None,
+        };
+        self.judge(facts, event_log, expected_report_data, now_ns)
+    }
+
+    fn judge(
+        &self,
+        f: Facts<'_>,
+        event_log: Option<&str>,
+        expected_report_data: [u8; 64],
+        now_ns: u64,
+    ) -> Result<TdxAttestation, ApiError> {
+        let events = eventlog::parse_jsonl(event_log.unwrap_or("").as_bytes())
+            .map_err(|e| refuse("MalformedEventLog", e.to_string()))?;
+        let b = f.body;
+        let rtmrs = [b.rtmrs[0].0, b.rtmrs[1].0, b.rtmrs[2].0, b.rtmrs[3].0];
+        let verdict = evaluate_tdx(
+            &self.policy,
+            &TdxFacts {
+                tcb_status: f.tcb_status.clone(),
+                advisory_ids: f.advisory_ids.clone(),
+                td_attributes: b.td_attributes.0,
+                report_data: b.report_data.0,
+                expected_report_data,
+                mrtd: b.mrtd.0,
+                rtmrs,
+                rtmr3_replayed: eventlog::replay(&events),
+                mrtd_attested: f.provenance.is_some(),
+            },
+        );
+        let failed: Vec<&Reason> = verdict
+            .reasons
+            .iter()
+            .filter(|r| r.status == Status::Fail)
+            .collect();
+        if let Some(first) = failed.first() {
+            let detail = failed
+                .iter()
+                .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(refuse(first.code.as_str(), detail));
+        }
+        Ok(TdxAttestation {
+            verified: f.verified,
+            tcb_status: f.tcb_status,
+            advisory_ids: f.advisory_ids,
+            fmspc: f.fmspc,
+            mrtd: b.mrtd,
+            rtmrs: b.rtmrs,
+            td_attributes: b.td_attributes,
+            event_log_events: events.len(),
+            event_log_bound: events.iter().filter(|e| e.bound).count(),
+            verified_at_ns: now_ns,
+            provenance: f.provenance,
+            reasons: verdict.reasons,
+        })
+    }
+}
+
+struct Facts<'a> {
+    body: &'a TdReport,
+    tcb_status: Option<String>,
+    advisory_ids: Vec<String>,
+    fmspc: Option<String>,
+    verified: bool,
+    provenance: Option<crate::provenance::MrtdProvenance>,
+}

@@ -1,0 +1,360 @@
+//! Build provenance for MRTD: is the firmware a TD booted exactly what the trusted
+//! repository's CI built and measured?
+//!
+//! CI computes the launch measurements (`cp-verifier measure`) and attests the
+//! manifest with `actions/attest`: subject `tdx-mrtd` with digest
+//! `sha256(<48 raw MRTD bytes>)`, predicate type [`MEASUREMENT_PREDICATE`], the
+//! manifest as predicate. At registration, after the quote verified, the control plane
+//! looks that digest up in the trusted repository's attestations, verifies each bundle
+//! offline (trusted root, identity policy: issuer, repository, workflow, ref, runner),
+//! and requires the verified predicate's `mrtd` to equal the quoted MRTD byte for byte
+//! (and RTMR0–2 where configured).
+//!
+//! Trust boundary: the GitHub API is untrusted; it only finds bundles. Only a
+//! [`signatures::VerifiedBundle`] counts, and only for the MRTD its own predicate
+//! names. A lookup that fails is `ProvenanceUnavailable` (could not decide, refused),
+//! never "attested". A verified MRTD is cached, in memory and in the store, for
+//! `cache_ttl`, under a key that includes the identity policy, so a fleet of identical
+//! VMs costs one lookup and a changed policy never reuses an old answer.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use policy::identity::{IdentityPolicy, IdentityPolicyBuilder, RunnerEnvironment};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use signatures::{verify_bundle, Artifact, TrustRoot};
+
+use crate::error::ApiError;
+use crate::github::GithubClient;
+use crate::store::Store;
+
+/// The predicate type of a TDX measurement manifest.
+pub const MEASUREMENT_PREDICATE: &str = "https://provenant.dev/attestations/tdx-measurement/v1";
+/// MRTDs remembered in memory at most; past it the table is cleared.
+const MAX_CACHED: usize = 4096;
+/// Longest refusal detail (the reasons of every bundle tried, joined).
+const MAX_DETAIL: usize = 4096;
+
+/// `[provenance]`: where the MRTD must be attested, and by whom.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceConfig {
+    /// The trusted repository (`owner/name`) whose attestations are looked up; the
+    /// certificate's source repository must be it.
+    pub repository: String,
+    /// The signer workflow (`owner/repo/path/to/workflow.yml`): the build signer URI
+    /// up to its `@ref`. For `actions/attest` called directly this is the release
+    /// workflow itself.
+    #[serde(default)]
+    pub signer_workflow: Option<String>,
+    /// Exact certificate SAN, e.g.
+    /// `https://github.com/{repo}/.github/workflows/release.yml@refs/heads/main`.
+    #[serde(default)]
+    pub san: Option<String>,
+    /// Source repository ref, e.g. `refs/heads/main` or `refs/tags/v1.2.0`.
+    #[serde(default)]
+    pub source_ref: Option<String>,
+    /// OIDC issuer; GitHub Actions' by default.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `github-hosted` (default), `any`, or an exact value.
+    #[serde(default)]
+    pub runner_environment: Option<String>,
+    /// Sigstore `trusted_root.json`. Absent: GitHub's own instance (embedded), for
+    /// private repositories' attestations.
+    #[serde(default)]
+    pub trusted_root_file: Option<PathBuf>,
+    /// GitHub API base URL.
+    #[serde(default = "default_api")]
+    pub github_api: String,
+    /// File holding a GitHub token (5000 requests/hour instead of 60).
+    #[serde(default)]
+    pub github_token_file: Option<PathBuf>,
+    /// Also require the predicate's `rtmr0..2` to equal the quoted RTMR0-2.
+    #[serde(default)]
+    pub match_rtmrs: bool,
+    /// How long a verified MRTD is remembered.
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+fn default_api() -> String {
+    crate::github::GITHUB_API_URL.to_string()
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// What the control plane keeps of an attested MRTD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MrtdProvenance {
+    pub repository: String,
+    pub san: String,
+    pub source_ref: Option<String>,
+    pub signer: Option<String>,
+    /// When the bundle was signed (RFC 3339), per its Rekor entry or RFC 3161 stamp.
+    pub signed_at: String,
+    /// Where the bundle was found.
+    pub bundle_source: String,
+    /// Until when this answer is reused (Unix seconds).
+    pub cached_until: u64,
+}
+
+pub struct ProvenanceChecker {
+    cfg: ProvenanceConfig,
+    root: TrustRoot,
+    identity: IdentityPolicyBuilder,
+    /// Fingerprint of everything that decides "attested": part of every cache key.
+    policy_key: String,
+    github: GithubClient,
+    store: Option<Arc<dyn Store>>,
+    memory: Mutex<HashMap<String, MrtdProvenance>>,
+}
+
+fn refuse(kind: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::Attestation {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+impl ProvenanceChecker {
+    pub fn new(
+        cfg: ProvenanceConfig,
+        store: Option<Arc<dyn Store>>,
+    ) -> anyhow::Result<ProvenanceChecker> {
+        use anyhow::Context;
+        let root = match &cfg.trusted_root_file {
+            Some(p) => TrustRoot::from_file(p)
+                .with_context(|| format!("[provenance] trusted_root_file {}", p.display()))?,
+            None => TrustRoot::github_instance().context("GitHub's embedded trusted root")?,
+        };
+        let mut b = IdentityPolicy::builder()
+            .source_repository(cfg.repository.clone())
+            .predicate_type(MEASUREMENT_PREDICATE);
+        if let Some(i) = &cfg.issuer {
+            b = b.issuer(i.clone());
+        }
+        if let Some(w) = &cfg.signer_workflow {
+            b = b.signer_workflow(w.clone());
+        }
+        if let Some(s) = &cfg.san {
+            b = b.san(s.clone());
+        }
+        if let Some(r) = &cfg.source_ref {
+            b = b.source_ref(r.clone());
+        }
+        b = b.runner_environment(match cfg.runner_environment.as_deref() {
+            None | Some("github-hosted") => RunnerEnvironment::GithubHosted,
+            Some("any") => RunnerEnvironment::Any,
+            Some(other) => RunnerEnvironment::Exact(other.to_string()),
+        });
+        // Fail at start, not at the first registration, on a policy that cannot be built.
+        b.clone().build().context("[provenance] identity policy")?;
+        let token = match &cfg.github_token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("[provenance] github_token_file {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let github = GithubClient::new(
+            &cfg.github_api,
+            token.as_deref(),
+            crate::github::DEFAULT_TIMEOUT,
+        )?;
+        let policy_key = {
+            let mut h = Sha256::new();
+            for part in [
+                Some(cfg.repository.as_str()),
+                cfg.signer_workflow.as_deref(),
+                cfg.san.as_deref(),
+                cfg.source_ref.as_deref(),
+                cfg.issuer.as_deref(),
+                cfg.runner_environment.as_deref(),
+                cfg.trusted_root_file
+                    .as_ref()
+                    .and_then(|p| p.to_str())
+                    .or(Some("github-instance")),
+                Some(if cfg.match_rtmrs { "rtmrs" } else { "mrtd" }),
+            ] {
+                h.update(part.unwrap_or("-").as_bytes());
+                h.update([0]);
+            }
+            hex::encode(&h.finalize()[..12])
+        };
+        Ok(ProvenanceChecker {
+            cfg,
+            root,
+            identity: b,
+            policy_key,
+            github,
+            store,
+            memory: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The digest CI attests for an MRTD: `sha256:<hex of SHA-256(48 raw bytes)>`.
+    pub fn subject_digest(mrtd: &[u8; 48]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(mrtd)))
+    }
+
+    /// Checks that the trusted repository attested `mrtd` (and `rtmrs[0..3]` when
+    /// configured), at `now_secs`.
+    pub async fn check(
+        &self,
+        mrtd: &[u8; 48],
+        rtmrs: &[[u8; 48]; 4],
+        now_secs: u64,
+    ) -> Result<MrtdProvenance, ApiError> {
+        let digest = Self::subject_digest(mrtd);
+        let key = format!("mrtd:{}:{}", self.policy_key, hex::encode(mrtd));
+        if let Some(p) = self.cached(&key, now_secs).await {
+            return Ok(p);
+        }
+        let found = self
+            .github
+            .attestations(&self.cfg.repository, &digest)
+            .await
+            .map_err(|e| refuse("ProvenanceUnavailable", format!("{}: {e}", e.kind())))?;
+        let tried = format!(
+            "MRTD {} (subject {digest}) in {}",
+            hex::encode(mrtd),
+            self.cfg.repository
+        );
+        if found.is_empty() {
+            return Err(refuse(
+                "MrtdNotAttested",
+                format!("no attestation found for {tried}"),
+            ));
+        }
+        let policy = self
+            .identity
+            .clone()
+            .subject_digest(digest.clone())
+            .build()
+            .map_err(|e| ApiError::Internal(format!("identity policy: {e}")))?;
+        let mut reasons = Vec::new();
+        for (i, f) in found.iter().enumerate() {
+            let verified = match verify_bundle(
+                &f.bundle,
+                Artifact::StatementSubjects,
+                &self.root,
+                &policy,
+                now_secs,
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    reasons.push(format!("bundle {i}: {}: {e}", e.kind()));
+                    continue;
+                }
+            };
+            if let Err(why) = self.predicate_matches(verified.predicate(), mrtd, rtmrs) {
+                reasons.push(format!("bundle {i}: {why}"));
+                continue;
+            }
+            let p = MrtdProvenance {
+                repository: self.cfg.repository.clone(),
+                san: verified.san().to_string(),
+                source_ref: verified.fulcio().source_repository_ref.clone(),
+                signer: verified.fulcio().build_signer_uri.clone(),
+                signed_at: verified.signed_at_rfc3339(),
+                bundle_source: f.source.clone(),
+                cached_until: now_secs.saturating_add(self.cfg.cache_ttl.as_secs()),
+            };
+            self.remember(&key, &p).await;
+            return Ok(p);
+        }
+        let mut detail = format!(
+            "{} attestation(s) found for {tried}, none acceptable: {}",
+            found.len(),
+            reasons.join("; ")
+        );
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        Err(refuse("MrtdNotAttested", detail))
+    }
+
+    /// The predicate's `mrtd` (and `rtmr0..2` when configured) equal the quote's.
+    fn predicate_matches(
+        &self,
+        predicate: Option<&serde_json::Value>,
+        mrtd: &[u8; 48],
+        rtmrs: &[[u8; 48]; 4],
+    ) -> Result<(), String> {
+        let p = predicate.ok_or("no in-toto predicate")?;
+        let reg = |name: &str| -> Result<[u8; 48], String> {
+            let s = p
+                .get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("predicate has no {name}"))?;
+            let mut out = [0u8; 48];
+            hex::decode_to_slice(s, &mut out)
+                .map_err(|e| format!("predicate {name} is not 48 hex bytes: {e}"))?;
+            Ok(out)
+        };
+        let m = reg("mrtd")?;
+        if &m != mrtd {
+            return Err(format!(
+                "predicate attests MRTD {}, not the quoted one",
+                hex::encode(m)
+            ));
+        }
+        if self.cfg.match_rtmrs {
+            for (i, quoted) in rtmrs.iter().take(3).enumerate() {
+                let name = format!("rtmr{i}");
+                if &reg(&name)? != quoted {
+                    return Err(format!("predicate {name} differs from the quoted {name}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn cached(&self, key: &str, now: u64) -> Option<MrtdProvenance> {
+        let hit = self
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        if let Some(p) = hit.filter(|p| now < p.cached_until) {
+            return Some(p);
+        }
+        let (json, _) = self.store.as_ref()?.get_cached(key).await.ok()??;
+        let p: MrtdProvenance = serde_json::from_slice(&json).ok()?;
+        if now >= p.cached_until {
+            return None;
+        }
+        self.remember_in_memory(key, &p);
+        Some(p)
+    }
+
+    fn remember_in_memory(&self, key: &str, p: &MrtdProvenance) {
+        let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_CACHED {
+            m.clear();
+        }
+        m.insert(key.to_string(), p.clone());
+    }
+
+    async fn remember(&self, key: &str, p: &MrtdProvenance) {
+        self.remember_in_memory(key, p);
+        if let (Some(store), Ok(json)) = (&self.store, serde_json::to_vec(p)) {
+            if let Err(e) = store.put_cached(key, &json, p.cached_until).await {
+                tracing::warn!(error = %e, "could not store the attested MRTD; memory cache only");
+            }
+        }
+    }
+}
