@@ -8,6 +8,10 @@
 //! - our own panic-free parse of the quote (`evidence::tdx`), cross-checked against
 //!   dcap-qvl's: if the two parsers disagree on any measured field the quote is
 //!   refused, so a divergence can never let one parser's view through unverified;
+//! - every byte of the quote pinned: the PCK chain must be canonical PEM and end at
+//!   the trusted root (dcap-qvl reads neither the quote's copy of the root nor the
+//!   bytes around the certificates), and a PCK chain in the collateral, which
+//!   dcap-qvl would verify instead of the quote's, must be the quote's;
 //! - the TCB status as a type, and [`VerifiedQuote`], which only [`verify_quote`]
 //!   builds. Whether a status is acceptable is policy's decision, not this module's.
 //!
@@ -136,6 +140,21 @@ pub fn verify_quote(
     root_ca_der: Option<&[u8]>,
 ) -> Result<VerifiedQuote, QuoteVerifyError> {
     let quote = Quote::parse(raw)?;
+    // dcap-qvl builds the PCK path from the leaf to its own copy of the root and never
+    // looks at the root the quote carries, nor at the bytes around the certificates:
+    // pin those here, so that no byte of the quote goes unchecked.
+    let chain = pck_chain(&quote, root_ca_der)?;
+    // dcap-qvl verifies the collateral's PCK chain instead of the quote's when the
+    // collateral has one; it must then be the quote's.
+    if let Some(pem) = &collateral.pck_certificate_chain {
+        let theirs = x509_cert::Certificate::load_pem_chain(pem.as_bytes())
+            .map_err(|e| QuoteVerifyError::Collateral(format!("PCK chain: {e}")))?;
+        if theirs != chain {
+            return Err(QuoteVerifyError::Collateral(
+                "PCK chain differs from the quote's".into(),
+            ));
+        }
+    }
     let verifier = match root_ca_der {
         Some(der) => QuoteVerifier::new(der.to_vec()),
         None => QuoteVerifier::new_prod(),
@@ -267,26 +286,7 @@ pub fn verify_signatures(
     }
 
     // 3. PCK chain, leaf first, to the root.
-    // Real chains end with NUL padding after the last PEM block; the padding is not
-    // part of any certificate.
-    let pem = &sig.pck_chain_pem;
-    let end = pem
-        .iter()
-        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    let chain = x509_cert::Certificate::load_pem_chain(&pem[..end])
-        .map_err(|e| vfail(format!("PCK chain: {e}")))?;
-    if chain.len() < 2 || chain.len() > MAX_PCK_CHAIN_CERTS {
-        return Err(vfail(format!("PCK chain has {} certificates", chain.len())));
-    }
-    let root = root_ca_der.unwrap_or(INTEL_SGX_ROOT_CA_DER);
-    let last = chain
-        .last()
-        .and_then(|c| c.to_der().ok())
-        .unwrap_or_default();
-    if last != root {
-        return Err(vfail("PCK chain does not end at the trusted root CA"));
-    }
+    let chain = pck_chain(&quote, root_ca_der)?;
     let now = std::time::Duration::from_secs(now_secs);
     for (i, cert) in chain.iter().enumerate() {
         let v = &cert.tbs_certificate.validity;
@@ -353,6 +353,54 @@ pub fn verify_signatures(
 
     let fmspc = leaf.to_der().ok().and_then(|d| find_fmspc(&d));
     Ok(SignedQuote { quote, fmspc })
+}
+
+/// The PCK chain of a quote, parsed, and refused unless it ends at the trusted root
+/// (`root_ca_der`, Intel's by default) and its bytes are exactly the
+/// canonical PEM encoding of its certificates (64-column base64, LF line ends),
+/// followed by nothing but NUL padding (QE libraries pass the chain as a C string).
+///
+/// The chain's bytes are not signed; only the certificates are. A lenient PEM
+/// decoder accepts variants of the same certificates (a stray byte after the last
+/// block, a changed padding character), and a quote carrying such a variant would
+/// verify although its bytes were altered. Requiring the canonical form makes every
+/// byte of the certification data either part of a signed certificate or padding.
+/// The quotes of Intel's, Google's and trustee's test data (three different quote
+/// generation stacks) are all in this form.
+fn pck_chain(
+    quote: &Quote,
+    root_ca_der: Option<&[u8]>,
+) -> Result<Vec<x509_cert::Certificate>, QuoteVerifyError> {
+    use x509_cert::der::{pem::LineEnding, Encode, EncodePem};
+    let pem = &quote.signature.pck_chain_pem;
+    let end = pem.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let body = pem.get(..end).unwrap_or_default();
+    let chain = x509_cert::Certificate::load_pem_chain(body)
+        .map_err(|e| vfail(format!("PCK chain: {e}")))?;
+    if chain.len() < 2 || chain.len() > MAX_PCK_CHAIN_CERTS {
+        return Err(vfail(format!("PCK chain has {} certificates", chain.len())));
+    }
+    let mut canonical = Vec::with_capacity(body.len());
+    for cert in &chain {
+        let pem = cert
+            .to_pem(LineEnding::LF)
+            .map_err(|e| vfail(format!("PCK chain: {e}")))?;
+        canonical.extend_from_slice(pem.as_bytes());
+    }
+    if canonical != body {
+        return Err(vfail(
+            "PCK chain is not canonical PEM (bytes outside its certificates)",
+        ));
+    }
+    let root = root_ca_der.unwrap_or(INTEL_SGX_ROOT_CA_DER);
+    let last = chain
+        .last()
+        .and_then(|c| c.to_der().ok())
+        .unwrap_or_default();
+    if last != root {
+        return Err(vfail("PCK chain does not end at the trusted root CA"));
+    }
+    Ok(chain)
 }
 
 fn is_ca(cert: &x509_cert::Certificate) -> bool {

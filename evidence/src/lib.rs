@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod ccel;
 pub mod dsse;
 pub mod error;
 pub mod eventlog;

@@ -6,9 +6,11 @@
 //! it has not verified.
 //!
 //! Every read goes through [`Reader`], which returns an error naming the field on a
-//! short input and never panics or indexes out of bounds. Bytes after the signature
-//! data are tolerated (real quotes carry padding) and counted in
-//! [`Quote::trailing_bytes`].
+//! short input and never panics or indexes out of bounds. Every length the quote
+//! declares is checked against what follows it and, for the PCK chain, against
+//! [`MAX_PCK_CHAIN_BYTES`]; the signature data and the certification data must be
+//! exactly their fields. Bytes after the signature data are tolerated (real quotes
+//! carry padding) and counted in [`Quote::trailing_bytes`].
 
 use serde::Serialize;
 
@@ -17,6 +19,12 @@ use crate::report::HexBytes;
 /// Largest quote accepted. The kernel's configfs-tsm buffer is 128 KiB; a quote with a
 /// full PCK chain is about 5 KiB.
 pub const MAX_QUOTE_BYTES: usize = 128 * 1024;
+
+/// Largest PCK certificate chain accepted in the certification data. Intel's chain
+/// (PCK leaf, platform or processor CA, root) is about 3.7 KiB of PEM; eight times
+/// that is still a chain of a handful of certificates, and anything larger is not
+/// what a QE produces.
+pub const MAX_PCK_CHAIN_BYTES: usize = 32 * 1024;
 
 /// TEE type of TDX in the quote header.
 pub const TEE_TYPE_TDX: u32 = 0x81;
@@ -66,6 +74,16 @@ pub enum QuoteError {
         declared: usize,
         available: usize,
     },
+    #[error("{field} declares {declared} bytes, over the limit of {max}")]
+    TooLong {
+        field: &'static str,
+        declared: usize,
+        max: usize,
+    },
+    /// A length-prefixed structure whose declared length is larger than its
+    /// contents: the extra bytes would be covered by no check.
+    #[error("{field} has {extra} bytes after its last field")]
+    Unconsumed { field: &'static str, extra: usize },
 }
 
 /// A cursor over untrusted bytes.
@@ -339,10 +357,28 @@ impl Quote {
             });
         }
         let chain_len = usize_from(c.u32("pck_chain_len")?);
+        if chain_len > MAX_PCK_CHAIN_BYTES {
+            return Err(QuoteError::TooLong {
+                field: "pck_chain",
+                declared: chain_len,
+                max: MAX_PCK_CHAIN_BYTES,
+            });
+        }
         let pck_chain_pem = c
             .sub(chain_len, "pck_chain")?
             .take(chain_len, "pck_chain")?
             .to_vec();
+        // The signature data and the QE report certification data are exactly their
+        // fields: a declared length with room to spare would let bytes ride along
+        // unchecked (and let a flipped length byte go unnoticed).
+        for (field, rest) in [
+            ("certification_data", c.remaining()),
+            ("signature_data", s.remaining()),
+        ] {
+            if rest != 0 {
+                return Err(QuoteError::Unconsumed { field, extra: rest });
+            }
+        }
 
         Ok(Quote {
             header,
