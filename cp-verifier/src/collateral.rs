@@ -881,7 +881,7 @@ impl Pcs {
             } else {
                 CollateralError::Transport {
                     endpoint,
-                    detail: error_chain(&e),
+                    detail: crate::error::error_chain(&e),
                 }
             }
         };
@@ -915,17 +915,6 @@ impl Pcs {
         }
         Ok((headers, body))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 fn check_http_url(u: &str) -> Result<reqwest::Url, CollateralError> {

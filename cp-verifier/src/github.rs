@@ -300,7 +300,7 @@ impl GithubClient {
             } else {
                 GithubError::Transport {
                     url: shown.clone(),
-                    detail: error_chain(&e),
+                    detail: crate::error::error_chain(&e),
                 }
             }
         };
@@ -370,17 +370,6 @@ fn next_link(h: &HeaderMap) -> Option<String> {
         let t = target.trim().strip_prefix('<')?.strip_suffix('>')?;
         is_next.then(|| t.to_string())
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

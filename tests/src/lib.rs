@@ -234,6 +234,25 @@ pub mod tdx {
         }
     }
 
+    /// Waits until the TD's agent reports a control-plane refusal of `kind`, checks it
+    /// was a 403 and that the control plane did not register the agent, and returns
+    /// the agent's error text.
+    pub async fn refused(http: &crate::Http, cp: &str, t: &Td, kind: &str) -> String {
+        let err: String = crate::wait_for(30, &format!("{} refused with {kind}", t.id), || async {
+            let (_, h) = http.get(&format!("{}/health", t.api)).await?;
+            let e = h["last_error"].as_str()?.to_string();
+            e.contains(kind).then_some(e)
+        })
+        .await;
+        assert!(err.contains("(403)"), "{}: {err}", t.id);
+        let (s, _) = http
+            .get(&format!("{cp}/api/v1/agents/{}", t.id))
+            .await
+            .expect("control plane answers");
+        assert_eq!(s, 404, "{} must not be registered", t.id);
+        err
+    }
+
     /// [`td_with`] the simulator's default measurements.
     pub fn td(root: &Path, cp: &str, id: &'static str, b: Behaviour, r: RtmrBehaviour) -> Td {
         td_with(root, cp, id, b, r, TdReport::default())

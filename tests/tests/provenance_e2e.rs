@@ -138,15 +138,8 @@ github_api = "{github}"
         ("node-nightly", "signer_workflow"),
     ] {
         let t = tds.iter().find(|t| t.id == id).unwrap();
-        let err: String = wait_for(30, &format!("{id} refused"), || async {
-            let (_, h) = http.get(&format!("{}/health", t.api)).await?;
-            let e = h["last_error"].as_str()?.to_string();
-            e.contains("MrtdNotAttested").then_some(e)
-        })
-        .await;
-        assert!(err.contains("(403)") && err.contains(want), "{id}: {err}");
-        let (s, _) = http.get(&format!("{cp}/api/v1/agents/{id}")).await.unwrap();
-        assert_eq!(s, 404, "{id} must not be registered");
+        let err = provenant_tests::tdx::refused(&http, &cp, t, "MrtdNotAttested").await;
+        assert!(err.contains(want), "{id}: {err}");
     }
     let refused = alerts_of(&http, &cp, "AttestationRefused").await;
     assert!(refused.iter().any(|a| a["agent_id"] == "node-nightly"));

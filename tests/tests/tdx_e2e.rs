@@ -171,18 +171,7 @@ collateral_file = "{collateral}"
         (&tds[2], "DebugTd"),
         (&tds[3], "Rtmr3Mismatch"),
     ] {
-        let err: String = wait_for(30, &format!("{} refused", t.id), || async {
-            let (_, h) = http.get(&format!("{}/health", t.api)).await?;
-            let e = h["last_error"].as_str()?.to_string();
-            e.contains(want).then_some(e)
-        })
-        .await;
-        assert!(err.contains("(403)"), "{}: {err}", t.id);
-        let (s, _) = http
-            .get(&format!("{cp}/api/v1/agents/{}", t.id))
-            .await
-            .unwrap();
-        assert_eq!(s, 404, "{} must not be registered", t.id);
+        provenant_tests::tdx::refused(&http, &cp, t, want).await;
         let refused = alerts_of(&http, &cp, "AttestationRefused").await;
         assert!(
             refused
