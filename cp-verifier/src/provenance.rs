@@ -70,7 +70,8 @@ pub struct ProvenanceConfig {
     /// GitHub API base URL.
     #[serde(default = "default_api")]
     pub github_api: String,
-    /// File holding a GitHub token (5000 requests/hour instead of 60).
+    /// File holding a GitHub token (5000 requests/hour instead of 60). Absent: the
+    /// `GITHUB_TOKEN` environment variable, if set.
     #[serde(default)]
     pub github_token_file: Option<PathBuf>,
     /// Also require these of the predicate's `rtmr0..2` to equal the quoted ones,
@@ -167,7 +168,10 @@ impl ProvenanceChecker {
                     .trim()
                     .to_string(),
             ),
-            None => None,
+            // The environment, as `gh` reads it, where no file is configured.
+            None => std::env::var("GITHUB_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
         };
         let github = GithubClient::new(
             &cfg.github_api,
