@@ -1,5 +1,5 @@
 //! The GitHub attestations client against a local server that plays the API and
-//! serves real bundles (tests/data/sigstore): paging, inline and snappy `bundle_url`
+//! serves real bundles (signatures/tests/data): paging, inline and snappy `bundle_url`
 //! bundles, the token's reach, and each failure's typed error.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use cp_verifier::github::{GithubClient, GithubError, MAX_PAGES};
 
 fn bundle(name: &str) -> String {
     std::fs::read_to_string(format!(
-        "{}/tests/data/sigstore/{name}",
+        "{}/../signatures/tests/data/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()

@@ -268,7 +268,7 @@ fn sigstore_verify_rejects_tampered_bundles_and_wrong_identities() {
 fn bundle_shape_matches_the_real_github_vector() {
     let real_path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/sigstore/cli-cli/reusable-workflow-attestation.sigstore.json"
+        "/../signatures/tests/data/reusable-workflow-attestation.sigstore.json"
     );
     let real: Value = serde_json::from_slice(&std::fs::read(real_path).unwrap()).unwrap();
     let (att, _) = binary_attestation(b"x");
@@ -366,7 +366,7 @@ fn leaf_certificate_matches_the_real_fulcio_leaf() {
     use x509_cert::der::{Decode, Encode};
     let real_path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/sigstore/cli-cli/reusable-workflow-attestation.sigstore.json"
+        "/../signatures/tests/data/reusable-workflow-attestation.sigstore.json"
     );
     let real: Value = serde_json::from_slice(&std::fs::read(real_path).unwrap()).unwrap();
     let real_der = base64::engine::general_purpose::STANDARD
