@@ -7,6 +7,8 @@
 //! is not an external oracle (it was cross-checked once against a separate Python
 //! implementation of the same published algorithm, which is not independent truth).
 
+mod common;
+
 use std::process::Command;
 
 use cp_verifier::measure::{
@@ -802,13 +804,7 @@ fn rtmr1_and_rtmr2_for_direct_boot() {
 // ---------------------------------------------------------------------------------
 
 fn cli(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cp-verifier"))
-        .arg("measure")
-        .args(args)
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap(), json)
+    common::cp_verifier(&[&["measure"], args].concat())
 }
 
 #[test]

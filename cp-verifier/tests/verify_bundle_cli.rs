@@ -1,7 +1,7 @@
 //! The `cp-verifier verify bundle` contract, through the real binary, on the real
 //! Sigstore vectors in signatures/tests/data.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
@@ -18,14 +18,7 @@ const JS: &str = "sigstore-js-2.1.0-bundle.json";
 const ROOT: &str = "public-good.sigstore-python-2025.json";
 
 fn run(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cp-verifier"))
-        .args(["verify", "bundle"])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (code, json)
+    common::cp_verifier(&[&["verify", "bundle"], args].concat())
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The `cp-verifier verify quote` contract, through the real binary.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
@@ -12,14 +12,7 @@ fn data(name: &str) -> String {
 }
 
 fn run(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cp-verifier"))
-        .args(["verify", "quote"])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (code, json)
+    common::cp_verifier(&[&["verify", "quote"], args].concat())
 }
 
 #[test]
