@@ -303,12 +303,7 @@ impl FetchedCollateral {
 /// certificate in the quote (certification data type 5). This reads untrusted data:
 /// it only chooses which collateral to get; verification checks everything.
 pub fn quote_collateral_key(raw_quote: &[u8]) -> Result<(Fmspc, PckCa), CollateralError> {
-    use x509_cert::der::{oid::ObjectIdentifier, Decode};
-    const SGX_EXTENSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1");
-    // OID 1.2.840.113741.1.13.1.4 (FMSPC), then OCTET STRING of 6 bytes.
-    const FMSPC_TLV: [u8; 14] = [
-        0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04, 0x04, 0x06,
-    ];
+    use x509_cert::der::Decode;
     let q = evidence::tdx::Quote::parse(raw_quote)
         .map_err(|e| CollateralError::Quote(e.to_string()))?;
     let pem = String::from_utf8_lossy(&q.signature.pck_chain_pem);
@@ -334,21 +329,32 @@ pub fn quote_collateral_key(raw_quote: &[u8]) -> Result<(Fmspc, PckCa), Collater
             "PCK certificate issuer {issuer} names no PCK Platform or Processor CA"
         )));
     };
+    let fmspc = pck_fmspc(&leaf).map_err(CollateralError::Quote)?;
+    Ok((Fmspc(fmspc), ca))
+}
+
+/// FMSPC from a PCK certificate: inside Intel's SGX extension
+/// (1.2.840.113741.1.13.1), OID 1.2.840.113741.1.13.1.4 followed by a 6-byte OCTET
+/// STRING.
+pub(crate) fn pck_fmspc(leaf: &x509_cert::Certificate) -> Result<[u8; 6], String> {
+    use x509_cert::der::oid::ObjectIdentifier;
+    const SGX_EXTENSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1");
+    const FMSPC_TLV: [u8; 14] = [
+        0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04, 0x04, 0x06,
+    ];
     let ext = leaf
         .tbs_certificate
         .extensions
         .iter()
         .flatten()
         .find(|e| e.extn_id == SGX_EXTENSION)
-        .ok_or_else(|| CollateralError::Quote("PCK certificate has no SGX extension".into()))?;
+        .ok_or("PCK certificate has no SGX extension")?;
     let v = ext.extn_value.as_bytes();
-    let fmspc = v
-        .windows(FMSPC_TLV.len())
+    v.windows(FMSPC_TLV.len())
         .position(|w| w == FMSPC_TLV)
         .and_then(|at| v.get(at + FMSPC_TLV.len()..at + FMSPC_TLV.len() + 6))
         .and_then(|b| <[u8; 6]>::try_from(b).ok())
-        .ok_or_else(|| CollateralError::Quote("PCK certificate has no FMSPC".into()))?;
-    Ok((Fmspc(fmspc), ca))
+        .ok_or_else(|| "PCK certificate has no FMSPC".to_string())
 }
 
 /// Offline collateral: operator-provided QuoteCollateralV3 JSON files.

@@ -351,7 +351,7 @@ pub fn verify_signatures(
         "QE report signature",
     )?;
 
-    let fmspc = leaf.to_der().ok().and_then(|d| find_fmspc(&d));
+    let fmspc = crate::collateral::pck_fmspc(leaf).ok();
     Ok(SignedQuote { quote, fmspc })
 }
 
@@ -406,15 +406,4 @@ fn pck_chain(
 fn is_ca(cert: &x509_cert::Certificate) -> bool {
     use x509_cert::ext::pkix::BasicConstraints;
     matches!(cert.tbs_certificate.get::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca)
-}
-
-/// FMSPC from a PCK certificate: OID 1.2.840.113741.1.13.1.4 followed by a 6-byte
-/// OCTET STRING inside Intel's SGX extension.
-fn find_fmspc(der: &[u8]) -> Option<[u8; 6]> {
-    const PATTERN: [u8; 14] = [
-        0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04, 0x04, 0x06,
-    ];
-    let at = der.windows(PATTERN.len()).position(|w| w == PATTERN)?;
-    let v = der.get(at + PATTERN.len()..at + PATTERN.len() + 6)?;
-    v.try_into().ok()
 }
