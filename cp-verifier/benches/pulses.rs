@@ -48,6 +48,8 @@ fn measurements() -> Measurements {
             kernel_cmdline_sha256: Some(HexBytes([9; 32])),
             lockdown: None,
         },
+        workloads: None,
+        ebpf: None,
     }
 }
 

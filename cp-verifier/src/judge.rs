@@ -159,6 +159,8 @@ mod tests {
                 kernel_cmdline_sha256: None,
                 lockdown: None,
             },
+            workloads: None,
+            ebpf: None,
         }
     }
 

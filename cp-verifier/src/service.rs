@@ -355,6 +355,7 @@ impl ControlPlane {
             key_fingerprint: key.fingerprint(),
             verdict: self.verdict(&record, now),
             chain_head: head,
+            workloads: Vec::new(),
         })
     }
 
@@ -544,6 +545,7 @@ impl ControlPlane {
                         sequence: next.sequence,
                         verdict: self.verdict(&next, now),
                         commands: Vec::new(),
+                        workloads: Vec::new(),
                     })
                 }
                 Err(StoreError::DuplicateNonce) => {

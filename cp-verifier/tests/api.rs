@@ -84,6 +84,8 @@ fn measurements(bin: u8, pol: u8) -> Measurements {
             kernel_cmdline_sha256: None,
             lockdown: None,
         },
+        workloads: None,
+        ebpf: None,
     }
 }
 

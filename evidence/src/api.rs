@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dsse::Envelope;
 use crate::report::{Digest32, Tier};
-use crate::verdict::Verdict;
+use crate::verdict::{Reason, Status, Verdict};
 
 /// Largest request body the control plane reads on `/register`.
 pub const MAX_REGISTER_BODY: usize = 512 * 1024;
@@ -52,6 +52,9 @@ pub struct RegisterResponse {
     pub verdict: Verdict,
     /// Digest the first pulse must name as `previous`.
     pub chain_head: Digest32,
+    /// The control plane's judgement of each reported workload (see [`WorkloadBadge`]).
+    #[serde(default)]
+    pub workloads: Vec<WorkloadBadge>,
 }
 
 /// Answer to an accepted pulse (`POST /api/v1/heartbeat`, body: the pulse envelope).
@@ -63,6 +66,31 @@ pub struct HeartbeatResponse {
     /// Mitigation commands for the agent (none yet; reserved).
     #[serde(default)]
     pub commands: Vec<String>,
+    /// The control plane's current judgement of each reported workload, so the
+    /// agent's `/health` can show it. Empty when the agent reports no workloads.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadBadge>,
+}
+
+/// The control plane's judgement of one workload: DESIGN.md "Image signatures",
+/// badge rules. `status` maps to the badge colour with [`Status::badge`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadBadge {
+    /// Container name and id, as the agent reported them.
+    pub name: String,
+    pub id: String,
+    pub image: String,
+    /// The manifest digest that was judged (`sha256:..`), if the agent reported one.
+    pub image_digest: Option<String>,
+    pub status: Status,
+    pub reasons: Vec<Reason>,
+    /// The verified signer (SAN or key fingerprint), when the signature verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// When the control plane last verified the image's signature, UTC nanoseconds;
+    /// `None` while it has not decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at_ns: Option<u64>,
 }
 
 /// Every 4xx/5xx body: `{"error":{"kind":..,"detail":..}}`.

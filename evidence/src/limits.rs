@@ -38,3 +38,16 @@ pub const MAX_PATH_LEN: usize = 4096;
 
 /// Longest free-text field (versions, lockdown mode, ...).
 pub const MAX_TEXT_LEN: usize = 256;
+
+/// Containers per report. A guest runs a handful; a thousand is a runaway host.
+pub const MAX_WORKLOADS: usize = 1024;
+
+/// Loaded BPF programs per report (systemd alone loads a dozen; allow plenty).
+pub const MAX_BPF_PROGRAMS: usize = 4096;
+
+/// Pin paths per BPF program.
+pub const MAX_BPF_PINS: usize = 16;
+
+/// Longest image reference (`registry/repo:tag@sha256:..`); distribution's own
+/// limit on a repository name is 255 characters.
+pub const MAX_IMAGE_REF_LEN: usize = 1024;

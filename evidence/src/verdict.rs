@@ -72,6 +72,30 @@ pub enum ReasonCode {
     MrtdUnpinned,
     /// MRTD is not attested by the trusted repository's build provenance.
     MrtdNotAttested,
+    /// No signature for the workload's image digest was found in its registry.
+    ImageUnsigned,
+    /// A signature was found but does not verify (bad signature, certificate chain, Rekor SET, expired certificate).
+    ImageSignatureInvalid,
+    /// The signature's payload names a different manifest digest than the workload runs.
+    ImageDigestMismatch,
+    /// The signature verifies, but its signer (key, SAN, issuer, repository, ref) is not the image policy's.
+    ImageIdentityMismatch,
+    /// No image policy rule covers the workload's repository.
+    ImageNotCovered,
+    /// The workload's image has no registry digest (built or loaded locally), so it cannot be verified.
+    ImageNoDigest,
+    /// Signed with a key where the policy prefers keyless (workflow identity) signatures.
+    ImageKeySigned,
+    /// The signature could not be checked (registry unreachable, garbage or oversized response): undecided, never green.
+    ImageUnverifiable,
+    /// The agent could not list its workloads (podman unreachable).
+    WorkloadsUnknown,
+    /// The agent could not list loaded eBPF programs (no privilege or kernel support).
+    EbpfUnavailable,
+    /// The set of loaded eBPF programs differs from the last-known-good.
+    EbpfChanged,
+    /// The set of running workloads differs from the last-known-good.
+    WorkloadsChanged,
 }
 
 impl ReasonCode {
@@ -95,6 +119,18 @@ impl ReasonCode {
             ReasonCode::TdReportOnly => "TdReportOnly",
             ReasonCode::MrtdUnpinned => "MrtdUnpinned",
             ReasonCode::MrtdNotAttested => "MrtdNotAttested",
+            ReasonCode::ImageUnsigned => "ImageUnsigned",
+            ReasonCode::ImageSignatureInvalid => "ImageSignatureInvalid",
+            ReasonCode::ImageDigestMismatch => "ImageDigestMismatch",
+            ReasonCode::ImageIdentityMismatch => "ImageIdentityMismatch",
+            ReasonCode::ImageNotCovered => "ImageNotCovered",
+            ReasonCode::ImageNoDigest => "ImageNoDigest",
+            ReasonCode::ImageKeySigned => "ImageKeySigned",
+            ReasonCode::ImageUnverifiable => "ImageUnverifiable",
+            ReasonCode::WorkloadsUnknown => "WorkloadsUnknown",
+            ReasonCode::EbpfUnavailable => "EbpfUnavailable",
+            ReasonCode::EbpfChanged => "EbpfChanged",
+            ReasonCode::WorkloadsChanged => "WorkloadsChanged",
         }
     }
 }
@@ -159,6 +195,18 @@ mod tests {
             ReasonCode::TdReportOnly,
             ReasonCode::MrtdUnpinned,
             ReasonCode::MrtdNotAttested,
+            ReasonCode::ImageUnsigned,
+            ReasonCode::ImageSignatureInvalid,
+            ReasonCode::ImageDigestMismatch,
+            ReasonCode::ImageIdentityMismatch,
+            ReasonCode::ImageNotCovered,
+            ReasonCode::ImageNoDigest,
+            ReasonCode::ImageKeySigned,
+            ReasonCode::ImageUnverifiable,
+            ReasonCode::WorkloadsUnknown,
+            ReasonCode::EbpfUnavailable,
+            ReasonCode::EbpfChanged,
+            ReasonCode::WorkloadsChanged,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

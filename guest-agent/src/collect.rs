@@ -165,6 +165,8 @@ impl Collector {
             agent_binary: HexBytes(agent_binary),
             policy: PolicyMeasurement::from_files(files),
             platform: self.platform(),
+            workloads: None,
+            ebpf: None,
         })
     }
 

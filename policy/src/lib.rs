@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod identity;
+pub mod image;
 pub mod tdx;
 
 use std::time::Duration;

@@ -34,6 +34,7 @@
 //! statement's type, and the Fulcio-extension identity policy.
 #![forbid(unsafe_code)]
 
+pub mod image;
 mod provider;
 
 use std::collections::BTreeMap;

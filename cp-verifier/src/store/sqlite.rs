@@ -493,6 +493,8 @@ mod tests {
                 kernel_cmdline_sha256: None,
                 lockdown: None,
             },
+            workloads: None,
+            ebpf: None,
         };
         let sk = guest_agent::signer::KeySigner::generate_ed25519().unwrap();
         AgentRecord {
