@@ -2,6 +2,8 @@
 //! supervising the processes a test starts.
 #![forbid(unsafe_code)]
 
+pub mod registry;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,11 +36,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], log_dir: &std::path::Path) -> Proc {
+        let mut cmd = Command::new(binary(name));
+        cmd.args(args).env("RUST_LOG", "info");
+        Proc::spawn_cmd(name, cmd, log_dir)
+    }
+
+    /// Starts any program (a system service such as `docker-registry`), logging to
+    /// `log_dir/NAME.log`.
+    pub fn spawn_cmd(name: &str, mut cmd: Command, log_dir: &std::path::Path) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let f = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(name))
-            .args(args)
-            .env("RUST_LOG", "info")
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("dup log"))
             .stderr(f)
