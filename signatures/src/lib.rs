@@ -34,6 +34,7 @@
 //! statement's type, and the Fulcio-extension identity policy.
 #![forbid(unsafe_code)]
 
+pub mod cosign;
 pub mod image;
 mod provider;
 
@@ -45,6 +46,11 @@ pub use policy::identity::{
     IdentityClaims, IdentityField, IdentityMismatch, IdentityPolicy, IdentityPolicyError,
     IdentityViolation,
 };
+pub use cosign::{
+    encode_signature_file, parse_signature_file, verify_any, verify_image_signature, ImageSigError,
+    ImageTrust, ImageTrustError, ImageTrustParts, KeylessIdentity, VerifiedImageSignature,
+};
+pub use image::ImageSignature;
 use sigstore_verify::trust_root::{SigstoreInstance, TrustedRoot};
 use sigstore_verify::types::{
     ArtifactDigest as SsArtifactDigest, Bundle, DigestBytes, HashAlgorithm, SignatureContent,
