@@ -188,7 +188,9 @@ pub enum ImageSigError {
     #[error("no {ANNOTATION_SIGNATURE} annotation")]
     MissingSignature,
     /// A keyless rule and no `dev.sigstore.cosign/certificate` annotation.
-    #[error("no {ANNOTATION_CERTIFICATE} annotation: a keyless signature needs its Fulcio certificate")]
+    #[error(
+        "no {ANNOTATION_CERTIFICATE} annotation: a keyless signature needs its Fulcio certificate"
+    )]
     MissingCertificate,
     /// The signature does not verify with any trusted key (or the certificate's key).
     #[error("invalid signature: {0}")]
@@ -442,8 +444,11 @@ fn verify_spki(spki_der: &[u8], msg: &[u8], sig: &[u8]) -> bool {
         KeyAlg::Ed25519 => &[&rs::ED25519],
         KeyAlg::Rsa => &[&rs::RSA_PKCS1_2048_8192_SHA256],
     };
-    algs.iter()
-        .any(|a| rs::UnparsedPublicKey::new(*a, point).verify(msg, sig).is_ok())
+    algs.iter().any(|a| {
+        rs::UnparsedPublicKey::new(*a, point)
+            .verify(msg, sig)
+            .is_ok()
+    })
 }
 
 /// A trusted Fulcio CA: its anchor and the trusted intermediates below it.
@@ -1118,7 +1123,11 @@ fn verify_simple(
     })
 }
 
-fn check_payload(payload: &[u8], digest: &str, trust: &ImageTrust) -> Result<String, ImageSigError> {
+fn check_payload(
+    payload: &[u8],
+    digest: &str,
+    trust: &ImageTrust,
+) -> Result<String, ImageSigError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Identity {
@@ -1217,7 +1226,12 @@ fn verify_set(
     let log_id = hex::decode(&p.log_id)
         .ok()
         .filter(|b| b.len() == 32)
-        .ok_or_else(|| bad(format!("logID {:?} is not 32 hex bytes", truncate(&p.log_id))))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "logID {:?} is not 32 hex bytes",
+                truncate(&p.log_id)
+            ))
+        })?;
     let key = trust
         .rekor_keys
         .iter()
@@ -1306,9 +1320,8 @@ fn check_rekor_body(
     } else {
         "PUBLIC KEY"
     };
-    let ders = pem_blocks(&logged_pem, label).map_err(|e| {
-        ImageSigError::RekorEntryMismatch(format!("entry public key: {e}"))
-    })?;
+    let ders = pem_blocks(&logged_pem, label)
+        .map_err(|e| ImageSigError::RekorEntryMismatch(format!("entry public key: {e}")))?;
     let same = ders.first().is_some_and(|d| d == logged_der)
         // A keyless signature logged with the leaf's bare key is the same signer.
         || leaf.is_some_and(|l| {
@@ -1332,9 +1345,8 @@ fn verify_chain(
     let leaf = CertificateDer::from(leaf_der);
     let ee = webpki::EndEntityCert::try_from(&leaf)
         .map_err(|e| ImageSigError::MalformedCertificate(format!("{e:?}")))?;
-    let secs = u64::try_from(at).map_err(|_| {
-        ImageSigError::InvalidRekorSet(format!("integrated time {at} before 1970"))
-    })?;
+    let secs = u64::try_from(at)
+        .map_err(|_| ImageSigError::InvalidRekorSet(format!("integrated time {at} before 1970")))?;
     let time = UnixTime::since_unix_epoch(Duration::from_secs(secs));
     let mut last: Option<ImageSigError> = None;
     let mut any_ca = false;
@@ -1366,7 +1378,9 @@ fn verify_chain(
             None,
         ) {
             Ok(_) => return Ok(()),
-            Err(e @ (webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. })) => {
+            Err(
+                e @ (webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. }),
+            ) => {
                 last = Some(ImageSigError::CertificateNotValidAtSigningTime {
                     signed_at: at,
                     detail: format!("{e:?}"),
@@ -1474,10 +1488,8 @@ fn verify_bundle_sig(
             "Sigstore bundles need a trusted_root.json (a Fulcio CA file is not enough)".into(),
         ));
     };
-    let now_u = u64::try_from(now).map_err(|_| ImageSigError::SignedAfterNow {
-        signed_at: 0,
-        now,
-    })?;
+    let now_u =
+        u64::try_from(now).map_err(|_| ImageSigError::SignedAfterNow { signed_at: 0, now })?;
     let d = ArtifactDigest::parse(digest)?;
     let v = crate::verify_bundle(bundle, Artifact::Digest(&d), root, &k.identity, now_u)?;
     let Some(st) = v.statement() else {
@@ -1525,7 +1537,10 @@ mod tests {
             reference_repository("a.b:5000/x/y@sha256:00"),
             "a.b:5000/x/y"
         );
-        assert_eq!(reference_repository("a.b:5000/x/y:t@sha256:00"), "a.b:5000/x/y");
+        assert_eq!(
+            reference_repository("a.b:5000/x/y:t@sha256:00"),
+            "a.b:5000/x/y"
+        );
         assert!(scope_covers("a.b:5000/x", "a.b:5000/x/y"));
         assert!(scope_covers("a.b:5000/x", "a.b:5000/x"));
         assert!(!scope_covers("a.b:5000/x", "a.b:5000/xy"));
@@ -1539,7 +1554,13 @@ mod tests {
             normalise_digest(&format!("sha256:{h}")).unwrap(),
             format!("sha256:{}", h.to_ascii_lowercase())
         );
-        for bad in ["", "sha256:", "sha512:00", "sha256:zz", &format!("sha256:{h}0")] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:00",
+            "sha256:zz",
+            &format!("sha256:{h}0"),
+        ] {
             assert_eq!(normalise_digest(bad).unwrap_err().kind(), "InvalidDigest");
         }
     }
@@ -1549,7 +1570,10 @@ mod tests {
         assert!(pem_blocks(b"", "CERTIFICATE").is_err());
         assert!(pem_blocks(b"-----BEGIN CERTIFICATE-----\nAAAA", "CERTIFICATE").is_err());
         let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert_eq!(pem_blocks(one.as_bytes(), "CERTIFICATE").unwrap(), vec![vec![0, 0, 0]]);
+        assert_eq!(
+            pem_blocks(one.as_bytes(), "CERTIFICATE").unwrap(),
+            vec![vec![0, 0, 0]]
+        );
         let many = one.repeat(MAX_CHAIN_CERTS + 1);
         assert!(pem_blocks(many.as_bytes(), "CERTIFICATE").is_err());
     }

@@ -42,15 +42,15 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-pub use policy::identity::{
-    IdentityClaims, IdentityField, IdentityMismatch, IdentityPolicy, IdentityPolicyError,
-    IdentityViolation,
-};
 pub use cosign::{
     encode_signature_file, parse_signature_file, verify_any, verify_image_signature, ImageSigError,
     ImageTrust, ImageTrustError, ImageTrustParts, KeylessIdentity, VerifiedImageSignature,
 };
 pub use image::ImageSignature;
+pub use policy::identity::{
+    IdentityClaims, IdentityField, IdentityMismatch, IdentityPolicy, IdentityPolicyError,
+    IdentityViolation,
+};
 use sigstore_verify::trust_root::{SigstoreInstance, TrustedRoot};
 use sigstore_verify::types::{
     ArtifactDigest as SsArtifactDigest, Bundle, DigestBytes, HashAlgorithm, SignatureContent,

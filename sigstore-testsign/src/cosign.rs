@@ -64,8 +64,8 @@ impl CosignKey {
     pub fn test_key() -> Self {
         let seed = Sha256::digest(TEST_COSIGN_KEY_SEED.as_bytes());
         // SHA-256 of a fixed string is a valid P-256 scalar (checked by the tests).
-        let key = p256::ecdsa::SigningKey::from_slice(&seed)
-            .unwrap_or_else(|_| unreachable_scalar());
+        let key =
+            p256::ecdsa::SigningKey::from_slice(&seed).unwrap_or_else(|_| unreachable_scalar());
         Self { key }
     }
 
@@ -115,7 +115,10 @@ impl CosignKey {
 
     /// `sha256:<hex of SHA-256 of the DER SPKI>`: the verifier's `key:` signer name.
     pub fn fingerprint(&self) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(self.public_key_der())))
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(self.public_key_der()))
+        )
     }
 
     fn sign(&self, msg: &[u8]) -> Vec<u8> {
@@ -142,6 +145,9 @@ pub struct CosignOptions {
     pub rekor_set: bool,
     /// Keyless: write the `dev.sigstore.cosign/chain` annotation.
     pub include_chain: bool,
+    /// Keyless: the leaf's notBefore (default `signed_at - 5`), for certificates
+    /// that were not valid at the integrated time.
+    pub leaf_not_before: Option<i64>,
 }
 
 impl CosignOptions {
@@ -152,6 +158,7 @@ impl CosignOptions {
             log_index: 4242,
             rekor_set: true,
             include_chain: true,
+            leaf_not_before: None,
         }
     }
 }
@@ -245,7 +252,7 @@ impl TestSigstore {
             .fill(&mut serial)
             .map_err(|e| Error::Crypto(e.to_string()))?;
         serial[0] &= 0x7f;
-        let not_before = opts.signed_at - 5;
+        let not_before = opts.leaf_not_before.unwrap_or(opts.signed_at - 5);
         let leaf_der = cert::issue_leaf(&cert::LeafRequest {
             issuer_der: &self.fulcio_intermediate_der,
             issuer_key: &self.fulcio_key,
@@ -269,7 +276,10 @@ impl TestSigstore {
             "dev.cosignproject.cosign/signature".to_owned(),
             B64.encode(&sig),
         );
-        annotations.insert("dev.sigstore.cosign/certificate".to_owned(), leaf_pem.clone());
+        annotations.insert(
+            "dev.sigstore.cosign/certificate".to_owned(),
+            leaf_pem.clone(),
+        );
         if opts.include_chain {
             let intermediate = keys::der_to_pem(&self.fulcio_intermediate_der, "CERTIFICATE");
             annotations.insert(
