@@ -134,6 +134,55 @@ enum VerifyCmd {
         #[arg(long)]
         at: Option<u64>,
     },
+    /// Verify a container image signature offline: a cosign simple-signing
+    /// signature (containers/image's stored file or cosign's layer JSON) or a
+    /// Sigstore bundle, for an image digest, with a cosign key or keyless.
+    /// Exit 0 verified, 1 refused (error JSON on stdout), 2 usage error.
+    Image {
+        /// The image manifest; its SHA-256 is the digest verified.
+        #[arg(long, conflicts_with = "digest", required_unless_present = "digest")]
+        manifest: Option<PathBuf>,
+        /// The image manifest digest, sha256:HEX.
+        #[arg(long)]
+        digest: Option<String>,
+        /// The signature: `0x00 "sigstore-json" LF {..}`, a cosign layer JSON, or a
+        /// Sigstore bundle.
+        #[arg(long)]
+        signature: PathBuf,
+        /// A cosign public key (PEM); repeatable.
+        #[arg(long)]
+        key: Vec<PathBuf>,
+        /// Keyless: a `trusted_root.json` (Fulcio CAs, Rekor keys).
+        #[arg(long)]
+        trusted_root: Option<PathBuf>,
+        /// Keyless: Fulcio CA certificates (PEM), with --rekor-key.
+        #[arg(long)]
+        fulcio_ca: Option<PathBuf>,
+        /// Rekor public key (PEM): the SET is then required (always for keyless).
+        #[arg(long)]
+        rekor_key: Option<PathBuf>,
+        /// Required email SAN, exact.
+        #[arg(long, conflicts_with_all = ["san", "san_regex"])]
+        identity_email: Option<String>,
+        /// Required URI SAN, exact.
+        #[arg(long, conflicts_with = "san_regex")]
+        san: Option<String>,
+        /// Required SAN, a regex matched against the whole SAN.
+        #[arg(long)]
+        san_regex: Option<String>,
+        /// Required OIDC issuer (keyless).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Required Fulcio source repository (OWNER/NAME or https://github.com/OWNER/NAME).
+        #[arg(long)]
+        source_repository: Option<String>,
+        /// Required Fulcio source ref, e.g. refs/heads/main.
+        #[arg(long)]
+        source_ref: Option<String>,
+        /// Verification time, Unix seconds (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -200,6 +249,44 @@ async fn main() -> anyhow::Result<()> {
                     source_ref,
                     signer_workflow,
                     predicate_type,
+                    at,
+                });
+            println!("{}", o.json);
+            std::process::exit(o.code);
+        }
+        Cmd::Verify(VerifyCmd::Image {
+            manifest,
+            digest,
+            signature,
+            key,
+            trusted_root,
+            fulcio_ca,
+            rekor_key,
+            identity_email,
+            san,
+            san_regex,
+            issuer,
+            source_repository,
+            source_ref,
+            at,
+        }) => {
+            let at = at
+                .unwrap_or_else(|| guest_agent::clock::Clock::now_ns(&SystemClock) / 1_000_000_000);
+            let o =
+                cp_verifier::verify_cli::verify_image_cmd(&cp_verifier::verify_cli::ImageArgs {
+                    manifest,
+                    digest,
+                    signature,
+                    keys: key,
+                    trusted_root,
+                    fulcio_ca,
+                    rekor_key,
+                    identity_email,
+                    san,
+                    san_regex,
+                    issuer,
+                    source_repository,
+                    source_ref,
                     at,
                 });
             println!("{}", o.json);

@@ -1,4 +1,5 @@
-//! `cp-verifier verify quote` and `verify bundle`: offline verification for operators.
+//! `cp-verifier verify quote`, `verify bundle` and `verify image`: offline verification
+//! for operators.
 //!
 //! `verify quote` contract (keep it stable; scripts depend on it): stdout carries one JSON object,
 //! the quote's fields on success or `{"error":{"kind","detail"}}` on failure. Exit 0:
@@ -287,6 +288,199 @@ fn run_bundle(args: &BundleArgs) -> Result<Outcome, Outcome> {
     Ok(Outcome {
         code: 0,
         json: json!({"verified": true, "bundles": out}),
+    })
+}
+
+/// Largest `--manifest` read: registries refuse manifests over 4 MiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Arguments of `cp-verifier verify image` (see the stable contract).
+#[derive(Debug, Clone, Default)]
+pub struct ImageArgs {
+    /// The image manifest: its SHA-256 is the digest verified.
+    pub manifest: Option<PathBuf>,
+    /// Or the digest, `sha256:HEX`.
+    pub digest: Option<String>,
+    /// containers/image's stored signature file, a cosign layer JSON or a bundle.
+    pub signature: PathBuf,
+    /// cosign public keys (PEM).
+    pub keys: Vec<PathBuf>,
+    pub trusted_root: Option<PathBuf>,
+    pub fulcio_ca: Option<PathBuf>,
+    pub rekor_key: Option<PathBuf>,
+    pub identity_email: Option<String>,
+    pub san: Option<String>,
+    pub san_regex: Option<String>,
+    pub issuer: Option<String>,
+    pub source_repository: Option<String>,
+    pub source_ref: Option<String>,
+    pub at: u64,
+}
+
+/// `cp-verifier verify image`.
+///
+/// Contract (stable): stdout carries one JSON object. Exit 0 with
+/// `{"verified":true,"digest","docker_reference","signer":{"keyless","identity",
+/// "issuer","source_repository","source_ref"},"integrated_time"}` when the signature
+/// verifies for the digest (`--digest`, or SHA-256 of `--manifest`) at `--at`: with
+/// `--key` (a Rekor SET is then required only with `--rekor-key`), or keyless with
+/// `--trusted-root` or `--fulcio-ca` + `--rekor-key` and an identity (`--issuer` and
+/// one of `--identity-email`, `--san`, `--san-regex`, `--source-repository`).
+/// Exit 1 with `{"error":{"kind","detail","reason"}}` when it is refused (`reason`
+/// is the verdict reason code, e.g. `ImageDigestMismatch`). Exit 2 for usage errors
+/// and unreadable files.
+pub fn verify_image_cmd(args: &ImageArgs) -> Outcome {
+    match run_image(args) {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+fn image_error(e: &signatures::ImageSigError) -> Outcome {
+    Outcome {
+        code: 1,
+        json: json!({"error": {
+            "kind": e.kind(),
+            "detail": e.to_string(),
+            "reason": e.reason_code().as_str(),
+        }}),
+    }
+}
+
+fn run_image(args: &ImageArgs) -> Result<Outcome, Outcome> {
+    use signatures::{ImageTrust, ImageTrustError, ImageTrustParts, KeylessIdentity};
+    let digest = match (&args.manifest, &args.digest) {
+        (Some(_), Some(_)) => {
+            return Err(error(2, "Usage", "give --manifest or --digest, not both"))
+        }
+        (None, None) => return Err(error(2, "Usage", "give --manifest or --digest")),
+        (Some(m), None) => {
+            let b = read_bounded(
+                m,
+                u64::try_from(MAX_MANIFEST_BYTES).unwrap_or(u64::MAX),
+                "manifest",
+            )?;
+            format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b))
+            )
+        }
+        (None, Some(d)) => {
+            let ok = d
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                return Err(error(
+                    2,
+                    "InvalidDigest",
+                    format!("--digest {d:?}: expected sha256:<64 hex>"),
+                ));
+            }
+            d.to_ascii_lowercase()
+        }
+    };
+    let keyless_flags = args.identity_email.is_some()
+        || args.san.is_some()
+        || args.san_regex.is_some()
+        || args.issuer.is_some()
+        || args.source_repository.is_some()
+        || args.source_ref.is_some();
+    let read_trust = |p: &Path, what: &str| {
+        read_bounded(
+            p,
+            u64::try_from(signatures::cosign::MAX_TRUST_FILE_BYTES).unwrap_or(u64::MAX),
+            what,
+        )
+    };
+    let mut parts = ImageTrustParts::default();
+    if let Some(r) = &args.rekor_key {
+        parts.rekor_keys.push(read_trust(r, "Rekor key")?);
+    }
+    if !args.keys.is_empty() {
+        if args.trusted_root.is_some() || args.fulcio_ca.is_some() || keyless_flags {
+            return Err(error(
+                2,
+                "Usage",
+                "--key excludes --trusted-root, --fulcio-ca and the identity flags",
+            ));
+        }
+        for k in &args.keys {
+            parts.keys.push(read_trust(k, "key")?);
+        }
+        parts.require_rekor = args.rekor_key.is_some();
+    } else {
+        match (&args.trusted_root, &args.fulcio_ca, &args.rekor_key) {
+            (Some(_), Some(_), _) => {
+                return Err(error(
+                    2,
+                    "Usage",
+                    "give --trusted-root or --fulcio-ca, not both",
+                ))
+            }
+            (Some(t), None, _) => {
+                parts.trusted_root = Some(read_bounded(
+                    t,
+                    u64::try_from(signatures::MAX_TRUSTED_ROOT_BYTES).unwrap_or(u64::MAX),
+                    "trusted root",
+                )?)
+            }
+            (None, Some(c), Some(_)) => parts.fulcio_ca = Some(read_trust(c, "Fulcio CA")?),
+            (None, Some(_), None) => {
+                return Err(error(2, "Usage", "--fulcio-ca needs --rekor-key"))
+            }
+            (None, None, _) => {
+                return Err(error(
+                    2,
+                    "Usage",
+                    "give --key, --trusted-root, or --fulcio-ca with --rekor-key",
+                ))
+            }
+        }
+        let Some(issuer) = args.issuer.clone() else {
+            return Err(error(2, "Usage", "keyless verification needs --issuer"));
+        };
+        parts.keyless = Some(KeylessIdentity {
+            issuer,
+            subject_email: args.identity_email.clone(),
+            san: args.san.clone(),
+            san_regex: args.san_regex.clone(),
+            source_repository: args.source_repository.clone(),
+            source_ref: args.source_ref.clone(),
+        });
+        parts.require_rekor = true;
+    }
+    let trust = ImageTrust::from_parts(parts).map_err(|e| {
+        let code = match e {
+            ImageTrustError::Io { .. }
+            | ImageTrustError::Identity(_)
+            | ImageTrustError::InvalidRule(_) => 2,
+            _ => 1,
+        };
+        error(code, e.kind(), e.to_string())
+    })?;
+    let file = read_bounded(
+        &args.signature,
+        u64::try_from(signatures::cosign::MAX_SIGNATURE_FILE_BYTES).unwrap_or(u64::MAX),
+        "signature",
+    )?;
+    let sig = signatures::parse_signature_file(&file).map_err(|e| image_error(&e))?;
+    let at = i64::try_from(args.at).unwrap_or(i64::MAX);
+    let v = signatures::verify_image_signature(&sig, &digest, &trust, at)
+        .map_err(|e| image_error(&e))?;
+    Ok(Outcome {
+        code: 0,
+        json: json!({
+            "verified": true,
+            "digest": v.digest,
+            "docker_reference": v.docker_reference,
+            "signer": {
+                "keyless": v.keyless,
+                "identity": v.signer,
+                "issuer": v.issuer,
+                "source_repository": v.source_repository,
+                "source_ref": v.source_ref,
+            },
+            "integrated_time": v.integrated_time,
+        }),
     })
 }
 

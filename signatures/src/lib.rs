@@ -34,6 +34,7 @@
 //! statement's type, and the Fulcio-extension identity policy.
 #![forbid(unsafe_code)]
 
+pub mod cosign;
 pub mod image;
 mod provider;
 
@@ -41,6 +42,11 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
+pub use cosign::{
+    encode_signature_file, parse_signature_file, verify_any, verify_image_signature, ImageSigError,
+    ImageTrust, ImageTrustError, ImageTrustParts, KeylessIdentity, VerifiedImageSignature,
+};
+pub use image::ImageSignature;
 pub use policy::identity::{
     IdentityClaims, IdentityField, IdentityMismatch, IdentityPolicy, IdentityPolicyError,
     IdentityViolation,

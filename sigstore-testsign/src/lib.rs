@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod cert;
+pub mod cosign;
 mod der;
 pub mod github_api;
 pub mod keys;
