@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod image;
+pub mod oci;
 mod provider;
 
 use std::collections::BTreeMap;
