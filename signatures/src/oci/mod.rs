@@ -305,7 +305,7 @@ fn read_bounded_file(p: &Path, max: u64, what: &str) -> Result<Vec<u8>, Registry
     f.take(max + 1)
         .read_to_end(&mut buf)
         .map_err(|e| RegistryError::Config(format!("cannot read {what} {}: {e}", p.display())))?;
-    if buf.len() as u64 > max {
+    if len64(buf.len()) > max {
         return Err(RegistryError::Config(format!(
             "{what} {} is larger than {max} bytes",
             p.display()
@@ -598,6 +598,7 @@ impl RegistryClient {
 
     /// Sends one request with auth and redirect handling; returns the final response
     /// (any status; 401 only when auth could not help).
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         r: &Reference,
@@ -871,10 +872,13 @@ impl RegistryClient {
             } else if method == Method::PUT || method == Method::POST {
                 req = req.header(reqwest::header::CONTENT_LENGTH, "0");
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| Self::transport_error(url.host_str().unwrap_or(host), e))?;
+            let resp = req.send().await.map_err(|e| {
+                let shown = match (url.host_str(), url.port_or_known_default()) {
+                    (Some(h), Some(p)) if !same_origin => format!("{h}:{p}"),
+                    _ => host.to_string(),
+                };
+                Self::transport_error(&shown, e)
+            })?;
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(resp);
             }
@@ -916,7 +920,7 @@ impl RegistryClient {
         let code = match read_body(resp, MAX_ERROR_BODY_BYTES, "error body", host).await {
             Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
                 .ok()
-                .and_then(|v| v["errors"][0]["code"].as_str().map(|s| reference::clip(s))),
+                .and_then(|v| v["errors"][0]["code"].as_str().map(reference::clip)),
             Err(_) => None,
         };
         if status == 403 {
@@ -943,7 +947,16 @@ impl RegistryClient {
         let url = format!("{}/manifests/{reference}", self.base(r));
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        let what = format!("manifest {}:{}", r.repository(), reference::clip(reference));
+        let sep = if reference.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let what = format!(
+            "manifest {}{sep}{}",
+            r.repository(),
+            reference::clip(reference)
+        );
         let resp = self
             .send(
                 r,
@@ -1043,7 +1056,7 @@ impl RegistryClient {
     ) -> Result<Vec<u8>, RegistryError> {
         hex_of(&d.digest)?;
         let what = format!("blob {}@{}", r.repository(), d.digest);
-        if d.size > max as u64 {
+        if d.size > len64(max) {
             return Err(RegistryError::TooLarge { what, max });
         }
         let url = format!("{}/blobs/{}", self.base(r), d.digest);
@@ -1061,29 +1074,14 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(Self::http_error(resp, &what, r.registry()).await);
         }
-        // The descriptor's size is the bound: a longer body is refused while read.
-        let bytes = match read_body(
-            resp,
-            usize::try_from(d.size).unwrap_or(max),
-            &what,
-            r.registry(),
-        )
-        .await
-        {
-            Err(RegistryError::TooLarge { .. }) => {
-                return Err(RegistryError::SizeMismatch {
-                    what,
-                    expected: d.size,
-                    actual: d.size + 1,
-                })
-            }
-            other => other?,
-        };
-        if bytes.len() as u64 != d.size {
+        // Read up to the bound (not just the descriptor's size), so a mismatch
+        // reports the size actually served.
+        let bytes = read_body(resp, max, &what, r.registry()).await?;
+        if len64(bytes.len()) != d.size {
             return Err(RegistryError::SizeMismatch {
                 what,
                 expected: d.size,
-                actual: bytes.len() as u64,
+                actual: len64(bytes.len()),
             });
         }
         let actual = sha256_digest(&bytes);
@@ -1240,7 +1238,7 @@ impl RegistryClient {
                         reference::clip(&d.digest)
                     ))
                 })?;
-                if d.size > MAX_MANIFEST_BYTES as u64 {
+                if d.size > len64(MAX_MANIFEST_BYTES) {
                     return Err(RegistryError::TooLarge {
                         what: format!("referrer {}", d.digest),
                         max: MAX_MANIFEST_BYTES,
@@ -1402,7 +1400,7 @@ impl RegistryClient {
         let new = Descriptor {
             media_type: SIMPLE_SIGNING.into(),
             digest: layer_digest,
-            size: payload.len() as u64,
+            size: len64(payload.len()),
             artifact_type: None,
             annotations: annotations.clone(),
         };
@@ -1485,7 +1483,7 @@ impl RegistryClient {
             manifests.push(Descriptor {
                 media_type: OCI_MANIFEST.into(),
                 digest: digest.clone(),
-                size: manifest.len() as u64,
+                size: len64(manifest.len()),
                 artifact_type: Some(BUNDLE_V0_3.into()),
                 annotations: BTreeMap::new(),
             });
@@ -1522,6 +1520,10 @@ impl RegistryClient {
     }
 }
 
+fn len64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(
@@ -1542,7 +1544,7 @@ async fn read_body(
         what: what.to_string(),
         max,
     };
-    if resp.content_length().is_some_and(|l| l > max as u64) {
+    if resp.content_length().is_some_and(|l| l > len64(max)) {
         return Err(too_large());
     }
     let mut out = Vec::new();
