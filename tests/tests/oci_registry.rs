@@ -400,11 +400,40 @@ async fn fake(uri: Uri, headers: HeaderMap, cdn: String) -> Response {
             ]});
             axum::Json(idx).into_response()
         }
+        ("goodrefs", "referrers") => {
+            let m = good_referrer_manifest();
+            let idx = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha(b"sbom"), "size": 4, "artifactType": "application/vnd.example.sbom"},
+                {"mediaType": OCI_MANIFEST, "digest": sha(&m), "size": m.len(), "artifactType": "application/vnd.dev.sigstore.bundle+json;version=0.3"}
+            ]});
+            (
+                [("content-type", "application/vnd.oci.image.index.v1+json")],
+                axum::Json(idx),
+            )
+                .into_response()
+        }
+        ("goodrefs", "manifests") if rest == sha(&good_referrer_manifest()) => {
+            manifest_response(good_referrer_manifest())
+        }
+        ("goodrefs", "blobs") if rest == sha(BUNDLE) => BUNDLE.to_vec().into_response(),
         ("wrongsubject", "manifests") if rest.starts_with("sha256:") => {
             manifest_response(wrong_subject_manifest())
         }
         _ => not_found(),
     }
+}
+
+const BUNDLE: &[u8] = br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#;
+
+fn good_referrer_manifest() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2, "digest": sha(b"{}")},
+        "layers": [{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "size": BUNDLE.len(), "digest": sha(BUNDLE)}],
+        "subject": {"mediaType": OCI_MANIFEST, "size": 1, "digest": image_digest()},
+    }))
+    .unwrap()
 }
 
 fn wrong_subject_manifest() -> Vec<u8> {
@@ -568,6 +597,11 @@ async fn a_hostile_registry_yields_typed_errors() {
             payload: PAYLOAD.to_vec(),
             annotations: BTreeMap::from([("a".to_string(), "b".to_string())]),
         }]
+    );
+    // The OCI 1.1 referrers API (which distribution 2.8 lacks), filtered by type.
+    assert_eq!(
+        c.find_signatures(&repo("goodrefs"), &d).await.unwrap(),
+        vec![ImageSignature::Bundle(BUNDLE.to_vec())]
     );
     // Nothing there at all: no signatures.
     assert_eq!(c.find_signatures(&repo("empty"), &d).await.unwrap(), vec![]);
