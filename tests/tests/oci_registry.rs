@@ -412,10 +412,31 @@ async fn fake(uri: Uri, headers: HeaderMap, cdn: String) -> Response {
             )
                 .into_response()
         }
-        ("goodrefs", "manifests") if rest == sha(&good_referrer_manifest()) => {
+        ("pagedrefs", "referrers") if uri.query() != Some("page=2") => {
+            let idx = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha(b"sbom"), "size": 4, "artifactType": "application/vnd.example.sbom"}
+            ]});
+            let link = format!("<{path}?page=2>; rel=\"next\"");
+            ([("link", link)], axum::Json(idx)).into_response()
+        }
+        ("pagedrefs", "referrers") => {
+            let m = good_referrer_manifest();
+            let idx = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": sha(&m), "size": m.len(), "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"}
+            ]});
+            axum::Json(idx).into_response()
+        }
+        ("offsitepage", "referrers") => {
+            let idx = serde_json::json!({"schemaVersion": 2, "manifests": []});
+            let link = format!("<http://{cdn}/more>; rel=\"next\"");
+            ([("link", link)], axum::Json(idx)).into_response()
+        }
+        ("goodrefs" | "pagedrefs", "manifests") if rest == sha(&good_referrer_manifest()) => {
             manifest_response(good_referrer_manifest())
         }
-        ("goodrefs", "blobs") if rest == sha(BUNDLE) => BUNDLE.to_vec().into_response(),
+        ("goodrefs" | "pagedrefs", "blobs") if rest == sha(BUNDLE) => {
+            BUNDLE.to_vec().into_response()
+        }
         ("wrongsubject", "manifests") if rest.starts_with("sha256:") => {
             manifest_response(wrong_subject_manifest())
         }
@@ -602,6 +623,15 @@ async fn a_hostile_registry_yields_typed_errors() {
     assert_eq!(
         c.find_signatures(&repo("goodrefs"), &d).await.unwrap(),
         vec![ImageSignature::Bundle(BUNDLE.to_vec())]
+    );
+    // Followed across pages (Link: rel="next"), never to another host.
+    assert_eq!(
+        c.find_signatures(&repo("pagedrefs"), &d).await.unwrap(),
+        vec![ImageSignature::Bundle(BUNDLE.to_vec())]
+    );
+    assert_eq!(
+        kind(c.find_signatures(&repo("offsitepage"), &d).await),
+        "Malformed"
     );
     // Nothing there at all: no signatures.
     assert_eq!(c.find_signatures(&repo("empty"), &d).await.unwrap(), vec![]);

@@ -73,6 +73,8 @@ pub const MAX_SIGNATURES: usize = 64;
 pub const MAX_SIGNATURE_LAYERS: usize = 64;
 /// Most referrer descriptors read from a referrers response or fallback index.
 pub const MAX_REFERRERS: usize = 256;
+/// Most pages of a referrers response followed (`Link: <..>; rel="next"`).
+pub const MAX_REFERRER_PAGES: usize = 8;
 /// Most redirects followed for one request.
 pub const MAX_REDIRECTS: usize = 5;
 /// Default whole-request timeout.
@@ -1190,46 +1192,72 @@ impl RegistryClient {
         digest: &str,
         hex: &str,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        let url = format!("{}/referrers/{digest}", self.base(r));
+        let mut url = format!("{}/referrers/{digest}", self.base(r));
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(OCI_INDEX));
         let what = format!("referrers of {}@{digest}", r.repository());
-        let resp = self
-            .send(
-                r,
-                Method::GET,
-                &url,
-                &h,
-                Body::Empty,
-                false,
-                Redirects::SameHost,
-            )
-            .await?;
-        let index_bytes = if resp.status() == StatusCode::NOT_FOUND {
-            // No referrers API: the tag schema.
-            match self
-                .get_manifest_opt(r, &format!("sha256-{hex}"), false)
-                .await?
-            {
-                Some(m) if m.media_type == OCI_INDEX => m.bytes,
-                Some(_) => return Ok(Vec::new()), // a tag of that name that is not an index
-                None => return Ok(Vec::new()),
+        let mut all: Vec<Descriptor> = Vec::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let resp = self
+                .send(
+                    r,
+                    Method::GET,
+                    &url,
+                    &h,
+                    Body::Empty,
+                    false,
+                    Redirects::SameHost,
+                )
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND && pages == 1 {
+                // No referrers API: the tag schema (one index, no pages).
+                let Some(m) = self
+                    .get_manifest_opt(r, &format!("sha256-{hex}"), false)
+                    .await?
+                else {
+                    return Ok(Vec::new());
+                };
+                if m.media_type != OCI_INDEX {
+                    // A tag of that name that is not a referrers index.
+                    return Ok(Vec::new());
+                }
+                all = serde_json::from_slice::<ManifestDoc>(&m.bytes)
+                    .map_err(|e| RegistryError::Malformed(format!("{what}: {e}")))?
+                    .manifests;
+                break;
             }
-        } else if resp.status().is_success() {
-            read_body(resp, MAX_MANIFEST_BYTES, &what, r.registry()).await?
-        } else {
-            return Err(Self::http_error(resp, &what, r.registry()).await);
-        };
-        let doc: ManifestDoc = serde_json::from_slice(&index_bytes)
-            .map_err(|e| RegistryError::Malformed(format!("{what}: {e}")))?;
-        if doc.manifests.len() > MAX_REFERRERS {
+            if !resp.status().is_success() {
+                return Err(Self::http_error(resp, &what, r.registry()).await);
+            }
+            let next = next_link(resp.headers(), &url)?;
+            let bytes = read_body(resp, MAX_MANIFEST_BYTES, &what, r.registry()).await?;
+            let doc: ManifestDoc = serde_json::from_slice(&bytes)
+                .map_err(|e| RegistryError::Malformed(format!("{what}: {e}")))?;
+            all.extend(doc.manifests);
+            if all.len() > MAX_REFERRERS {
+                break;
+            }
+            match next {
+                None => break,
+                Some(_) if pages >= MAX_REFERRER_PAGES => {
+                    return Err(RegistryError::TooMany {
+                        what: "referrer pages",
+                        max: MAX_REFERRER_PAGES,
+                    })
+                }
+                Some(n) => url = n,
+            }
+        }
+        if all.len() > MAX_REFERRERS {
             return Err(RegistryError::TooMany {
                 what: "referrers",
                 max: MAX_REFERRERS,
             });
         }
         let mut out = Vec::new();
-        for d in doc.manifests {
+        for d in all {
             let at = d.artifact_type.as_deref().unwrap_or_default();
             if BUNDLE_ARTIFACT_TYPES.contains(&at) {
                 hex_of(&d.digest).map_err(|_| {
@@ -1520,6 +1548,48 @@ impl RegistryClient {
     }
 }
 
+/// The `rel="next"` target of a `Link` header, resolved against `current`; it must
+/// stay on the registry's origin (credentials are sent to it).
+fn next_link(headers: &HeaderMap, current: &str) -> Result<Option<String>, RegistryError> {
+    let bad = |why: &str| RegistryError::Malformed(format!("Link header: {why}"));
+    for v in headers.get_all(reqwest::header::LINK) {
+        let v = v.to_str().map_err(|_| bad("not ASCII"))?;
+        if v.len() > MAX_CHALLENGE_LEN {
+            return Err(bad("too long"));
+        }
+        for link in v.split(',') {
+            let link = link.trim();
+            let Some(rest) = link.strip_prefix('<') else {
+                continue;
+            };
+            let Some((target, params)) = rest.split_once('>') else {
+                return Err(bad("unterminated <"));
+            };
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+            });
+            if !is_next {
+                continue;
+            }
+            let base = Url::parse(current).map_err(|e| bad(&e.to_string()))?;
+            let next = base.join(target).map_err(|e| bad(&e.to_string()))?;
+            let origin = |u: &Url| {
+                (
+                    u.scheme().to_string(),
+                    u.host_str().map(str::to_string),
+                    u.port_or_known_default(),
+                )
+            };
+            if origin(&next) != origin(&base) {
+                return Err(bad("next page on another host"));
+            }
+            return Ok(Some(next.to_string()));
+        }
+    }
+    Ok(None)
+}
+
 fn len64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
@@ -1660,5 +1730,62 @@ mod tests {
 
     fn toml_like(s: &str) -> RegistryConfig {
         serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn registry_entries_embed_in_toml() {
+        #[derive(Deserialize)]
+        struct Outer {
+            registry: Vec<RegistryConfig>,
+        }
+        let o: Outer = toml::from_str(
+            r#"
+[[registry]]
+host = "127.0.0.1:5000"
+insecure = true
+
+[[registry]]
+host = "ghcr.io"
+ca_file = "/etc/provenant/ca.pem"
+username = "bot"
+password_file = "/run/secrets/ghcr"
+"#,
+        )
+        .unwrap();
+        assert_eq!(o.registry.len(), 2);
+        assert!(o.registry[0].insecure);
+        assert_eq!(o.registry[1].username.as_deref(), Some("bot"));
+        assert!(!o.registry[1].insecure);
+        let e = toml::from_str::<Outer>("[[registry]]\nhost = \"h\"\npassword = \"x\"\n");
+        assert!(
+            e.is_err(),
+            "unknown fields are refused (no inline passwords)"
+        );
+        assert!(toml::from_str::<Outer>("[[registry]]\ninsecure = true\n").is_err());
+    }
+
+    #[test]
+    fn link_headers() {
+        let cur = "http://r.example:5000/v2/a/referrers/sha256:00";
+        let mut h = HeaderMap::new();
+        assert_eq!(next_link(&h, cur).unwrap(), None);
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"</v2/a/referrers/sha256:00?n=2>; rel="next""#),
+        );
+        assert_eq!(
+            next_link(&h, cur).unwrap().as_deref(),
+            Some("http://r.example:5000/v2/a/referrers/sha256:00?n=2")
+        );
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"<http://evil.example/x>; rel="next""#),
+        );
+        assert_eq!(next_link(&h, cur).unwrap_err().kind(), "Malformed");
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"</x>; rel="prev""#),
+        );
+        assert_eq!(next_link(&h, cur).unwrap(), None);
     }
 }
