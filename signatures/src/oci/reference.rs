@@ -336,4 +336,30 @@ mod tests {
             assert_eq!(e.kind(), "InvalidReference", "{bad}");
         }
     }
+
+    /// Arbitrary strings over the grammar's alphabet (and some multi-byte characters)
+    /// never panic, and whatever parses prints back to something that parses the same.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let alphabet: Vec<char> = "aZ09._-:/@[]sha256:é€ ".chars().collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = usize::try_from(x % 40).unwrap();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(
+                    alphabet[usize::try_from(x % u64::try_from(alphabet.len()).unwrap()).unwrap()],
+                );
+            }
+            if let Ok(r) = Reference::parse(&s) {
+                assert_eq!(Reference::parse(&r.to_string()).unwrap(), r, "{s}");
+            }
+        }
+    }
 }
