@@ -69,6 +69,8 @@ pub struct TokenServer {
     pub root_file: PathBuf,
     /// Tokens issued so far.
     pub issued: Arc<AtomicUsize>,
+    /// The `expires_in` announced to clients (the JWT itself stays valid 300 s).
+    lifetime: Arc<std::sync::atomic::AtomicU64>,
     _server: Served,
 }
 
@@ -78,6 +80,7 @@ struct TokenState {
     user: String,
     password: String,
     issued: Arc<AtomicUsize>,
+    lifetime: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TokenServer {
@@ -93,12 +96,14 @@ impl TokenServer {
         std::fs::write(&root_file, cert.pem()).expect("write token root");
         let key = p256::ecdsa::SigningKey::from_pkcs8_der(&kp.serialize_der()).expect("p256 key");
         let issued = Arc::new(AtomicUsize::new(0));
+        let lifetime = Arc::new(std::sync::atomic::AtomicU64::new(300));
         let state = Arc::new(TokenState {
             key,
             cert_der: cert.der().to_vec(),
             user: user.into(),
             password: password.into(),
             issued: issued.clone(),
+            lifetime: lifetime.clone(),
         });
         let app = axum::Router::new()
             .route("/token", axum::routing::get(token))
@@ -109,8 +114,14 @@ impl TokenServer {
             realm,
             root_file,
             issued,
+            lifetime,
             _server: server,
         }
+    }
+
+    /// Sets the `expires_in` announced with the next tokens.
+    pub fn set_announced_lifetime(&self, secs: u64) {
+        self.lifetime.store(secs, Ordering::SeqCst);
     }
 
     pub fn issued(&self) -> usize {
@@ -218,7 +229,8 @@ async fn token(
         "access": access,
     });
     let jwt = sign_jwt(&s.key, &s.cert_der, &claims);
-    axum::Json(json!({"token": jwt, "expires_in": 300})).into_response()
+    axum::Json(json!({"token": jwt, "expires_in": s.lifetime.load(Ordering::SeqCst)}))
+        .into_response()
 }
 
 fn sign_jwt(key: &p256::ecdsa::SigningKey, cert_der: &[u8], claims: &Value) -> String {

@@ -241,6 +241,15 @@ async fn token_auth_against_a_real_registry() {
         vec![s.clone()]
     );
     assert_eq!(token.issued(), after_first, "the token is cached");
+    // A token announced as already expired (within the refresh margin) is not reused.
+    token.set_announced_lifetime(5);
+    let short = RegistryClient::new(&[cfg(&reg.host)]).unwrap();
+    short.find_signatures(&repo, &d).await.unwrap();
+    let n = token.issued();
+    short.find_signatures(&repo, &d).await.unwrap();
+    assert!(token.issued() > n, "an expired token is fetched again");
+    token.set_announced_lifetime(300);
+
     let e = anon.push_blob(&repo, b"nope").await.unwrap_err();
     assert_eq!(e.kind(), "Unauthorized", "{e}");
 

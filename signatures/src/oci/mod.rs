@@ -619,8 +619,13 @@ impl RegistryClient {
             if push { "pull,push" } else { "pull" }
         );
         let mut tried_auth = false;
+        // A token just fetched is used for the retry whatever its announced lifetime
+        // (one shorter than the refresh margin is good for this one request).
+        let mut fresh: Option<HeaderValue> = None;
         loop {
-            let auth = self.auth_header(&host, &scope, entry);
+            let auth = fresh
+                .take()
+                .or_else(|| self.auth_header(&host, &scope, entry));
             let resp = self
                 .send_following(
                     entry,
@@ -689,6 +694,12 @@ impl RegistryClient {
                             asked.as_deref().unwrap_or(&scope),
                         )
                         .await?;
+                    let mut h = HeaderValue::from_str(&format!("Bearer {}", token.token.0))
+                        .map_err(|_| {
+                            RegistryError::Malformed("token is not a valid header value".into())
+                        })?;
+                    h.set_sensitive(true);
+                    fresh = Some(h);
                     self.tokens
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -908,8 +919,9 @@ impl RegistryClient {
             );
             if redirects == Redirects::SameHost && next_origin != origin {
                 return Err(RegistryError::Redirect(format!(
-                    "redirect to another host ({}) refused",
-                    next.host_str().unwrap_or_default()
+                    "redirect to another host ({}:{}) refused",
+                    next.host_str().unwrap_or_default(),
+                    next.port_or_known_default().unwrap_or_default()
                 )));
             }
             url = next;
