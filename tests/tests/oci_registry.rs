@@ -365,6 +365,15 @@ async fn fake(uri: Uri, headers: HeaderMap, cdn: String) -> Response {
                     .into_response()
             }
         }
+        ("needsbearer", "manifests") => {
+            if headers.get("authorization").and_then(|v| v.to_str().ok())
+                == Some("Bearer static-token")
+            {
+                manifest_response(good_manifest())
+            } else {
+                StatusCode::UNAUTHORIZED.into_response()
+            }
+        }
         ("negotiate", _) => (
             StatusCode::UNAUTHORIZED,
             [("www-authenticate", "Negotiate")],
@@ -574,6 +583,9 @@ async fn a_hostile_registry_yields_typed_errors() {
     );
     let by_digest = Reference::parse(&format!("{host}/wrongdigest@{d}")).unwrap();
     assert_eq!(kind(c.resolve(&by_digest).await), "DigestMismatch");
+    // The static bearer token is sent.
+    let (_, got) = c.resolve(&at("needsbearer", "v1")).await.unwrap();
+    assert_eq!(got, sha(&good_manifest()));
     assert_eq!(kind(c.resolve(&at("loop", "v1")).await), "BadRedirect");
     assert_eq!(kind(c.resolve(&at("offsite", "v1")).await), "BadRedirect");
     assert_eq!(kind(c.resolve(&at("err500", "v1")).await), "Http");
