@@ -679,3 +679,75 @@ async fn a_hostile_registry_yields_typed_errors() {
         "TooLarge"
     );
 }
+
+/// A peer reads what this client writes: skopeo (containers/image) sees the same
+/// manifest bytes and the cosign `.sig` tag, and an image skopeo copies resolves to
+/// the digest skopeo reports.
+#[tokio::test]
+async fn skopeo_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::start(dir.path(), dir.path());
+    let c = RegistryClient::new(&[cfg(&reg.host)]).unwrap();
+    let repo = format!("{}/peer/app", reg.host);
+    let d = push_image(&c, &repo, "v1", b"peer layer").await;
+    let s = simple_signing(&repo, &d, 7);
+    c.push_signature(&repo, &d, &s).await.unwrap();
+
+    let skopeo = |args: &[&str]| {
+        let out = std::process::Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(args)
+            .output()
+            .expect("skopeo (Debian package skopeo) must be installed");
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{repo}:v1"),
+    ]);
+    assert_eq!(sha(&raw), d);
+    let tags: serde_json::Value = serde_json::from_slice(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{repo}"),
+    ]))
+    .unwrap();
+    let sig_tag = format!("sha256-{}.sig", &d[7..]);
+    assert!(
+        tags["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == sig_tag.as_str()),
+        "{tags}"
+    );
+    let sig: serde_json::Value = serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{repo}:{sig_tag}"),
+    ]))
+    .unwrap();
+    assert_eq!(sig["layers"][0]["mediaType"], SIMPLE_SIGNING);
+
+    let digestfile = dir.path().join("copied.digest");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--digestfile",
+        digestfile.to_str().unwrap(),
+        &format!("docker://{repo}:v1"),
+        &format!("docker://{}/peer/copy:c1", reg.host),
+    ]);
+    let copied = std::fs::read_to_string(&digestfile).unwrap();
+    let r = Reference::parse(&format!("{}/peer/copy:c1", reg.host)).unwrap();
+    assert_eq!(c.resolve(&r).await.unwrap().1, copied.trim());
+}
