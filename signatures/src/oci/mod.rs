@@ -1776,6 +1776,32 @@ password_file = "/run/secrets/ghcr"
         assert!(toml::from_str::<Outer>("[[registry]]\ninsecure = true\n").is_err());
     }
 
+    /// Arbitrary challenge and Link header text never panics.
+    #[test]
+    fn arbitrary_headers_never_panic() {
+        let alphabet: Vec<char> = "Bearer Basic realm=\"\\,;<>/:é€rel=next".chars().collect();
+        let n = u64::try_from(alphabet.len()).unwrap();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut step = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = step() % 48;
+            let s: String = (0..len)
+                .map(|_| alphabet[usize::try_from(step() % n).unwrap()])
+                .collect();
+            let _ = parse_challenge(&s);
+            if let Ok(v) = HeaderValue::from_str(&s) {
+                let mut h = HeaderMap::new();
+                h.insert(reqwest::header::LINK, v);
+                let _ = next_link(&h, "http://r.example/v2/a/referrers/x");
+            }
+        }
+    }
+
     #[test]
     fn link_headers() {
         let cur = "http://r.example:5000/v2/a/referrers/sha256:00";
