@@ -288,6 +288,15 @@ mod tests {
         assert_eq!(r.tag(), Some("v1.2"));
         assert_eq!(r.digest(), Some(D));
         assert_eq!(r.to_string(), format!("127.0.0.1:5000/a/b-c:v1.2@{D}"));
+        let pinned = Reference::parse("127.0.0.1:5000/a/b-c:v1.2")
+            .unwrap()
+            .with_digest(D)
+            .unwrap();
+        assert_eq!(pinned.to_string(), format!("127.0.0.1:5000/a/b-c@{D}"));
+        assert_eq!(
+            r.with_digest("sha256:00").unwrap_err().kind(),
+            "InvalidReference"
+        );
         let r = Reference::parse("localhost/app").unwrap();
         assert_eq!(r.repository(), "localhost/app");
         let r = Reference::parse("localhost:5000/app:latest").unwrap();
