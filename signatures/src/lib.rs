@@ -36,6 +36,7 @@
 
 pub mod cosign;
 pub mod image;
+pub mod oci;
 mod provider;
 
 use std::collections::BTreeMap;

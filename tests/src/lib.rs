@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod podman;
+pub mod oci_servers;
 pub mod registry;
 
 use std::path::PathBuf;
