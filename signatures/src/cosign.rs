@@ -1149,6 +1149,7 @@ fn check_payload(
         kind: String,
     }
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Payload {
         critical: Critical,
         #[serde(default)]
