@@ -1531,6 +1531,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trust_and_results_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ImageTrust>();
+        send_sync::<VerifiedImageSignature>();
+        send_sync::<ImageSigError>();
+    }
+
+    #[test]
     fn references_and_scopes() {
         assert_eq!(reference_repository("a.b:5000/x/y:tag"), "a.b:5000/x/y");
         assert_eq!(reference_repository("a.b:5000/x/y"), "a.b:5000/x/y");
