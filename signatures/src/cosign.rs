@@ -1149,6 +1149,7 @@ fn check_payload(
         kind: String,
     }
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Payload {
         critical: Critical,
         #[serde(default)]
@@ -1528,6 +1529,14 @@ fn verify_bundle_sig(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_and_results_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ImageTrust>();
+        send_sync::<VerifiedImageSignature>();
+        send_sync::<ImageSigError>();
+    }
 
     #[test]
     fn references_and_scopes() {

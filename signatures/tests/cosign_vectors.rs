@@ -633,3 +633,112 @@ subject_email = "mitr@redhat.com"
         "InvalidTrustRule"
     );
 }
+
+/// The TEST signer writes the payload and the Rekor annotation exactly as cosign
+/// does: same bytes for the same inputs, same key order.
+#[test]
+fn test_signer_matches_cosigns_byte_format() {
+    let ImageSignature::SimpleSigning {
+        payload,
+        annotations,
+    } = sig(KEY_DIR)
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        sigstore_testsign::cosign::simple_signing_payload(
+            "192.168.64.2:5000/cosign-signed/key-1",
+            DIGEST
+        ),
+        payload
+    );
+    let key = sigstore_testsign::cosign::CosignKey::test_key();
+    let ours = sigstore_testsign::TestSigstore::load()
+        .unwrap()
+        .sign_image_with_key(
+            &key,
+            "192.168.64.2:5000/cosign-signed/key-1",
+            DIGEST,
+            &sigstore_testsign::cosign::CosignOptions::at(KEY_TIME),
+        )
+        .unwrap();
+    let ImageSignature::SimpleSigning {
+        payload: our_payload,
+        annotations: ours,
+    } = ours
+    else {
+        unreachable!()
+    };
+    assert_eq!(our_payload, payload);
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        annotations.keys().collect::<Vec<_>>()
+    );
+    let keys_in_order = |s: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for k in [
+            "SignedEntryTimestamp",
+            "Payload",
+            "body",
+            "integratedTime",
+            "logIndex",
+            "logID",
+        ] {
+            out.push(format!("{}:{}", k, s.find(&format!("\"{k}\"")).unwrap()));
+        }
+        let mut sorted = out.clone();
+        sorted.sort_by_key(|x| x.split(':').nth(1).unwrap().parse::<usize>().unwrap());
+        sorted
+            .into_iter()
+            .map(|x| x.split(':').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        keys_in_order(&ours[ANNOTATION_BUNDLE]),
+        keys_in_order(&annotations[ANNOTATION_BUNDLE])
+    );
+    // A payload with an extra top-level field is not cosign's: refused even when
+    // validly signed.
+    let t = sigstore_testsign::TestSigstore::load().unwrap();
+    let trust = ImageTrust::from_parts(ImageTrustParts {
+        keys: vec![key.public_key_pem().into_bytes()],
+        ..Default::default()
+    })
+    .unwrap();
+    let good = String::from_utf8(payload).unwrap();
+    let cases = [
+        (
+            good.replace(",\"optional\":null}", ",\"optional\":null,\"x\":1}"),
+            "InvalidPayload",
+        ),
+        (
+            good.replace("\"type\"", "\"x\":1,\"type\""),
+            "InvalidPayload",
+        ),
+        (
+            good.replace(
+                "cosign container image signature",
+                "atomic container signature",
+            ),
+            "InvalidPayload",
+        ),
+        (good.replace(",\"optional\":null", ""), "ok"),
+        (good.replace("null", "{\"creator\":\"me\"}"), "ok"),
+        (good.replace(&DIGEST[7..17], "0000000000"), "DigestMismatch"),
+        ("{}".to_owned(), "InvalidPayload"),
+        ("not json".to_owned(), "InvalidPayload"),
+    ];
+    for (p, want) in cases {
+        let s = t
+            .sign_payload_with_key(
+                &key,
+                p.clone().into_bytes(),
+                &sigstore_testsign::cosign::CosignOptions::at(KEY_TIME),
+            )
+            .unwrap();
+        match verify_image_signature(&s, DIGEST, &trust, KEY_TIME) {
+            Ok(_) => assert_eq!(want, "ok", "{p}"),
+            Err(e) => assert_eq!(e.kind(), want, "{p}: {e}"),
+        }
+    }
+}

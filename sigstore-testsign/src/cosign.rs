@@ -213,7 +213,17 @@ impl TestSigstore {
         digest: &str,
         opts: &CosignOptions,
     ) -> Result<ImageSignature, Error> {
-        let payload = simple_signing_payload(docker_reference, digest);
+        self.sign_payload_with_key(key, simple_signing_payload(docker_reference, digest), opts)
+    }
+
+    /// Signs arbitrary payload bytes as a key-based simple-signing signature (for
+    /// negative tests: payloads of another type, with extra fields, ...).
+    pub fn sign_payload_with_key(
+        &self,
+        key: &CosignKey,
+        payload: Vec<u8>,
+        opts: &CosignOptions,
+    ) -> Result<ImageSignature, Error> {
         let sig = key.sign(&payload);
         let mut annotations = BTreeMap::new();
         annotations.insert(
