@@ -38,6 +38,7 @@ pub mod cosign;
 pub mod image;
 pub mod oci;
 mod provider;
+pub mod verifier;
 
 use std::collections::BTreeMap;
 use std::io::Read;

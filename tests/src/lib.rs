@@ -2,8 +2,8 @@
 //! supervising the processes a test starts.
 #![forbid(unsafe_code)]
 
-pub mod podman;
 pub mod oci_servers;
+pub mod podman;
 pub mod registry;
 
 use std::path::PathBuf;
