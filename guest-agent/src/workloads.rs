@@ -187,6 +187,10 @@ fn api_error(socket: &str, e: bollard::errors::Error) -> WorkloadsError {
                 detail: e.to_string(),
             }
         }
+        E::HyperLegacyError { ref err } if err.is_connect() => WorkloadsError::Unreachable {
+            socket: socket.to_string(),
+            detail: e.to_string(),
+        },
         E::RequestTimeoutError => WorkloadsError::Timeout(Duration::ZERO),
         other => WorkloadsError::Api(other.to_string()),
     }
@@ -214,12 +218,17 @@ pub fn is_digest(s: &str) -> bool {
 /// `RepoDigests` (`repo@sha256:..`). A reference pinned by digest names it; otherwise
 /// the entries for the reference's repository (names normalised as docker.io does).
 pub fn choose_digest(reference: &str, repo_digests: &[String]) -> Choice {
+    let repo = repository(reference);
+    // podman names images it built (or loaded) `localhost/..` and gives them a
+    // digest of a manifest no registry serves: such an image has no registry digest.
+    if repo.starts_with("localhost/") {
+        return Choice::None;
+    }
     if let Some((_, d)) = reference.rsplit_once('@') {
         if is_digest(d) {
             return Choice::One(d.to_string());
         }
     }
-    let repo = repository(reference);
     let mut found: Vec<String> = repo_digests
         .iter()
         .filter_map(|e| e.rsplit_once('@'))
@@ -371,6 +380,19 @@ mod tests {
             Choice::None
         );
         assert_eq!(choose_digest("localhost/built:1", &[]), Choice::None);
+        // podman's digest of a locally built image is served by no registry.
+        let local = vec![format!("localhost/built@{A}")];
+        assert_eq!(choose_digest("localhost/built:1", &local), Choice::None);
+        assert_eq!(
+            choose_digest(&format!("localhost/built@{A}"), &local),
+            Choice::None
+        );
+        // A registry on localhost with a port is a registry.
+        let port = vec![format!("localhost:5000/app@{A}")];
+        assert_eq!(
+            choose_digest("localhost:5000/app:1", &port),
+            Choice::One(A.into())
+        );
         // docker.io names match across spellings.
         let hub = vec![format!("docker.io/library/alpine@{A}")];
         assert_eq!(choose_digest("alpine:3", &hub), Choice::One(A.into()));
