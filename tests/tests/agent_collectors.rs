@@ -227,6 +227,22 @@ collect_ebpf = true
     );
     assert!(h["collectors"]["ebpf"]["programs"].is_array());
 
+    // Pulses after the first carry the lists' digests only (they did not change).
+    let (_, st) = http.get(&format!("{api}/api/v1/status")).await.unwrap();
+    let env = evidence::Envelope::from_json(
+        serde_json::to_string(&st["last_pulse_envelope"])
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let pulse: Value = serde_json::from_slice(&env.payload).unwrap();
+    assert!(pulse["sequence"].as_u64().unwrap() >= 2);
+    let pw = &pulse["measurements"]["workloads"];
+    assert_eq!(pw["state"], "ok");
+    assert_eq!(pw["digest"], h["collectors"]["workloads"]["digest"]);
+    assert!(pw.get("items").is_none(), "{pw}");
+    assert!(pulse["measurements"]["ebpf"]["digest"].is_string());
+
     // The control plane got the lists: the report carried them in full.
     let (s, v) = http
         .get(&format!("{cp}/api/v1/agents/node-wl"))
