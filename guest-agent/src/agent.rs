@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
-use evidence::api::{RegisterEvidence, RegisterRequest};
+use evidence::api::{RegisterEvidence, RegisterRequest, WorkloadBadge};
+use evidence::limits::MAX_PULSE_PAYLOAD_BYTES;
 use evidence::report::{HexBytes, Nonce16};
 use evidence::verdict::Verdict;
 use evidence::{
@@ -23,6 +24,7 @@ use crate::config::AgentConfig;
 use crate::quote::{PlatformEvidence, QuoteError, QuoteProvider};
 use crate::rtmr::{Consistency, EventLog, RtmrError};
 use crate::signer::{Signer, SignerError};
+use crate::workloads::WorkloadsCollector;
 
 /// Largest certificate chain file read.
 const MAX_CHAIN_FILE_BYTES: u64 = 256 * 1024;
@@ -67,7 +69,12 @@ pub struct AgentState {
     pub last_error: Option<String>,
     pub pulses_accepted: u64,
     pub pulses_refused: u64,
+    /// The last full measurements (pulses may carry only the digests of lists that
+    /// did not change; this keeps the lists).
     pub measurements: Option<Measurements>,
+    /// The control plane's last judgement of each workload (register or heartbeat
+    /// response); empty until it has judged any.
+    pub workload_badges: Vec<WorkloadBadge>,
     /// The RTMR3 event log (TDX tiers only).
     pub event_log: Option<EventLogInfo>,
 }
@@ -111,6 +118,48 @@ pub struct Agent {
     events: Option<Arc<Mutex<EventLog>>>,
     /// A measurement changed since the last quote: take a fresh one.
     requote: AtomicBool,
+    /// The containers collector, when configured (async: it talks to podman).
+    workloads: Option<WorkloadsCollector>,
+    /// The list digests the control plane last received in full.
+    sent: Mutex<SentLists>,
+    /// A pulse could not carry a changed list (too large): register again, so the
+    /// report carries it.
+    reregister: AtomicBool,
+}
+
+/// The workloads and eBPF digests whose full lists the control plane has: a pulse
+/// carries a list only when its digest differs (or after a (re)registration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentLists {
+    pub workloads: Option<Digest32>,
+    pub ebpf: Option<Digest32>,
+}
+
+impl SentLists {
+    /// `m` as it goes into a pulse: each list whose digest the control plane already
+    /// has is reduced to its state, reason and digest.
+    pub fn strip(&self, m: &Measurements) -> Measurements {
+        let mut out = m.clone();
+        if let Some(w) = &mut out.workloads {
+            if w.digest.is_some() && w.digest == self.workloads {
+                w.items = None;
+            }
+        }
+        if let Some(e) = &mut out.ebpf {
+            if e.digest.is_some() && e.digest == self.ebpf {
+                e.items = None;
+            }
+        }
+        out
+    }
+
+    /// What the control plane has after receiving `m` in full.
+    pub fn after(m: &Measurements) -> SentLists {
+        SentLists {
+            workloads: m.workloads.as_ref().and_then(|w| w.digest),
+            ebpf: m.ebpf.as_ref().and_then(|e| e.digest),
+        }
+    }
 }
 
 /// Why the pulse loop hands back to registration.
@@ -136,6 +185,15 @@ impl Agent {
     ) -> Result<Agent, AgentError> {
         let client = Client::new(&cfg.control_plane, cfg.request_timeout)?;
         let mut collector = Collector::new(cfg.policy_files.clone());
+        if cfg.collect_ebpf {
+            collector.ebpf = Some(crate::ebpf::EbpfCollector::new(
+                cfg.bpffs_dirs.clone(),
+                cfg.lsm_file.clone(),
+            ));
+        }
+        let workloads = cfg
+            .collect_workloads
+            .then(|| WorkloadsCollector::new(cfg.podman_socket.clone(), cfg.podman_timeout));
         let tdx = matches!(quote.tier(), Tier::Tdx | Tier::TdxReport);
         let events = if tdx {
             collector.tee = Some(evidence::TeeKind::Tdx);
@@ -170,6 +228,7 @@ impl Agent {
             pulses_accepted: 0,
             pulses_refused: 0,
             measurements: None,
+            workload_badges: Vec::new(),
             event_log: None,
         };
         Ok(Agent {
@@ -182,6 +241,9 @@ impl Agent {
             state: Arc::new(RwLock::new(state)),
             events,
             requote: AtomicBool::new(false),
+            workloads,
+            sent: Mutex::new(SentLists::default()),
+            reregister: AtomicBool::new(false),
         })
     }
 
@@ -206,17 +268,34 @@ impl Agent {
     pub async fn measure(&self) -> Result<Measurements, AgentError> {
         let c = self.collector.clone();
         let events = self.events.clone();
+        let workloads = match &self.workloads {
+            Some(w) => Some(w.collect().await),
+            None => None,
+        };
         let (m, added, info) = tokio::task::spawn_blocking(move || {
-            let m = c.lock().unwrap_or_else(|e| e.into_inner()).collect()?;
+            let mut m = c.lock().unwrap_or_else(|e| e.into_inner()).collect()?;
+            m.workloads = workloads;
             let Some(events) = events else {
                 return Ok::<_, AgentError>((m, false, None));
             };
             let mut log = events.lock().unwrap_or_else(|e| e.into_inner());
             let mut added = false;
+            // The lists are logged by digest when complete; a list that could not be
+            // read is no measurement (its state still reaches the control plane).
+            let lists = [
+                ("workloads", m.workloads.as_ref().and_then(|w| w.digest)),
+                ("ebpf", m.ebpf.as_ref().and_then(|e| e.digest)),
+            ];
             for (kind, value) in [
                 ("agent_binary", m.agent_binary.to_hex()),
                 ("policy", m.policy.digest.to_hex()),
-            ] {
+            ]
+            .into_iter()
+            .chain(
+                lists
+                    .into_iter()
+                    .filter_map(|(k, d)| d.map(|d| (k, d.to_hex()))),
+            ) {
                 match log.record(kind, &value) {
                     Ok(a) => added |= a,
                     // A full log stops extending; the change still reaches the control
@@ -375,12 +454,16 @@ impl Agent {
             "registered with the control plane"
         );
         let now = self.clock.now_ns();
+        // The first pulse after a registration carries the full lists again.
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner()) = SentLists::default();
+        self.reregister.store(false, Ordering::SeqCst);
         self.update(|s| {
             s.phase = Phase::Pulsing;
             s.registered_at_ns = Some(now);
             s.verdict = Some(resp.verdict.clone());
             s.last_error = None;
             s.measurements = Some(measurements);
+            s.workload_badges = resp.workloads;
         });
         Ok(Chain { sequence: 0, head })
     }
@@ -391,7 +474,21 @@ impl Agent {
     /// fresh registration.
     async fn pulse_once(&self, chain: Chain) -> Result<Option<Chain>, AgentError> {
         let measurements = self.measure().await?;
-        let env = self.build_pulse(chain.sequence, chain.head, measurements.clone())?;
+        let sent = *self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut env = self.build_pulse(chain.sequence, chain.head, sent.strip(&measurements))?;
+        let mut now_sent = SentLists::after(&measurements);
+        if env.payload.len() > MAX_PULSE_PAYLOAD_BYTES {
+            // The changed lists do not fit a pulse: send the digests only, and register
+            // again so the report carries the lists.
+            tracing::warn!(
+                bytes = env.payload.len(),
+                "changed lists too large for a pulse; registering again to report them"
+            );
+            let everything = SentLists::after(&measurements);
+            env = self.build_pulse(chain.sequence, chain.head, everything.strip(&measurements))?;
+            now_sent = sent;
+            self.reregister.store(true, Ordering::SeqCst);
+        }
         let pulse_time = self.clock.now_ns();
         match self.client.heartbeat(&env).await {
             Ok(resp) => {
@@ -408,7 +505,9 @@ impl Agent {
                     s.last_error = None;
                     s.pulses_accepted += 1;
                     s.measurements = Some(measurements);
+                    s.workload_badges = resp.workloads;
                 });
+                *self.sent.lock().unwrap_or_else(|e| e.into_inner()) = now_sent;
                 Ok(Some(Chain {
                     sequence: chain.sequence + 1,
                     head: digest,
@@ -451,6 +550,9 @@ impl Agent {
                             Ok(Some(next)) => chain = next,
                             Ok(None) => {}
                             Err(e) => break Leave::Failed(e),
+                        }
+                        if self.reregister.load(Ordering::SeqCst) {
+                            break Leave::Requote("a changed list did not fit a pulse");
                         }
                         if self.events.is_some() {
                             if self.requote.load(Ordering::SeqCst) {
@@ -520,6 +622,64 @@ pub fn sign_payload<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lists() -> Measurements {
+        let mut m = Collector::new(vec![]).collect().unwrap();
+        let w = vec![evidence::Workload {
+            name: "app".into(),
+            id: "ab".repeat(32),
+            state: "running".into(),
+            image: "reg/app:1".into(),
+            image_id: "sha256:11".into(),
+            image_digest: None,
+        }];
+        m.workloads = Some(evidence::Workloads {
+            state: evidence::CollectorState::Ok,
+            reason: None,
+            digest: Some(evidence::Workloads::digest_of(&w)),
+            items: Some(w),
+        });
+        m.ebpf = Some(evidence::Ebpf {
+            state: evidence::CollectorState::Ok,
+            reason: None,
+            lsm_active: Some(true),
+            digest: Some(evidence::Ebpf::digest_of(&[])),
+            items: Some(vec![]),
+        });
+        m
+    }
+
+    #[test]
+    fn pulses_carry_a_list_only_when_its_digest_changed() {
+        let m = lists();
+        // Nothing sent yet (first pulse after registration): everything goes.
+        assert_eq!(SentLists::default().strip(&m), m);
+        let sent = SentLists::after(&m);
+        let p = sent.strip(&m);
+        let (w, e) = (p.workloads.unwrap(), p.ebpf.unwrap());
+        assert!(w.items.is_none() && e.items.is_none());
+        assert_eq!(w.digest, m.workloads.as_ref().unwrap().digest);
+        assert_eq!(e.digest, m.ebpf.as_ref().unwrap().digest);
+        assert_eq!(e.lsm_active, Some(true));
+        // Only the changed list travels.
+        let mut changed = m.clone();
+        let cw = changed.workloads.as_mut().unwrap();
+        cw.items.as_mut().unwrap()[0].state = "exited".into();
+        cw.digest = Some(evidence::Workloads::digest_of(cw.items.as_ref().unwrap()));
+        let p = sent.strip(&changed);
+        assert!(p.workloads.unwrap().items.is_some());
+        assert!(p.ebpf.unwrap().items.is_none());
+        // A list that could not be read has no digest and no items either way.
+        let mut unknown = m.clone();
+        unknown.workloads = Some(evidence::Workloads {
+            state: evidence::CollectorState::Unknown,
+            reason: Some("podman down".into()),
+            digest: None,
+            items: None,
+        });
+        let p = sent.strip(&unknown);
+        assert_eq!(p.workloads, unknown.workloads);
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -12,6 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use evidence::verdict::Status;
+
 use crate::agent::AgentState;
 
 type Shared = Arc<RwLock<AgentState>>;
@@ -47,7 +49,124 @@ async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
         "last_pulse": s.last_pulse,
         "verdict": verdict_json(&s),
         "last_error": s.last_error,
+        "deployments": deployments(&s),
+        "collectors": collectors(&s),
     }))
+}
+
+/// One entry per reported workload, with the control plane's last judgement of it:
+/// matched by container id and image digest, so a badge for another image (the
+/// container was recreated, or its digest changed) is not shown for this one.
+/// `unknown` with a reason where the control plane has not judged it (yet).
+pub fn deployments(s: &AgentState) -> serde_json::Value {
+    let items = s
+        .measurements
+        .as_ref()
+        .and_then(|m| m.workloads.as_ref())
+        .and_then(|w| w.items.as_deref())
+        .unwrap_or_default();
+    let list: Vec<serde_json::Value> = items
+        .iter()
+        .map(|w| {
+            let badge = s
+                .workload_badges
+                .iter()
+                .find(|b| b.id == w.id && b.image_digest == w.image_digest);
+            let (status, reasons, verified_at, signer) = match badge {
+                Some(b) => (
+                    b.status,
+                    b.reasons
+                        .iter()
+                        .map(|r| json!({"code": r.code, "status": r.status, "detail": r.detail}))
+                        .collect::<Vec<_>>(),
+                    b.verified_at_ns.map(rfc3339),
+                    b.signer.clone(),
+                ),
+                None => (
+                    Status::Unknown,
+                    vec![json!({
+                        "code": "NotJudged",
+                        "status": "unknown",
+                        "detail": "the control plane has not judged this workload yet",
+                    })],
+                    None,
+                    None,
+                ),
+            };
+            json!({
+                "name": w.name,
+                "id": w.id,
+                "state": w.state,
+                "image": w.image,
+                "image_digest": w.image_digest,
+                "attestation_status": status.badge(),
+                "reasons": reasons,
+                "verified_at": verified_at,
+                "signer": signer,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
+}
+
+/// The collectors' states, and a summary of the eBPF list.
+fn collectors(s: &AgentState) -> serde_json::Value {
+    let m = s.measurements.as_ref();
+    let workloads = m.and_then(|m| m.workloads.as_ref()).map(|w| {
+        json!({
+            "state": w.state,
+            "reason": w.reason,
+            "digest": w.digest,
+            "count": w.items.as_ref().map(Vec::len),
+        })
+    });
+    let ebpf = m.and_then(|m| m.ebpf.as_ref()).map(|e| {
+        let programs: Vec<serde_json::Value> = e
+            .items
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "type": p.prog_type,
+                    "tag": p.tag,
+                    "sha256": p.sha256,
+                    "pinned": p.pinned,
+                })
+            })
+            .collect();
+        json!({
+            "state": e.state,
+            "reason": e.reason,
+            "lsm_active": e.lsm_active,
+            "digest": e.digest,
+            "count": e.items.as_ref().map(Vec::len),
+            "programs": programs,
+        })
+    });
+    json!({"workloads": workloads, "ebpf": ebpf})
+}
+
+/// UTC nanoseconds since the epoch as RFC 3339 (`2026-11-24T18:15:22.123456789Z`).
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let nanos = ns % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, mi, sec) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{nanos:09}Z")
 }
 
 async fn verify(State(s): State<Shared>) -> Response {
@@ -67,4 +186,106 @@ async fn verify(State(s): State<Shared>) -> Response {
 
 async fn status(State(s): State<Shared>) -> Json<AgentState> {
     Json(snapshot(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evidence::api::WorkloadBadge;
+    use evidence::verdict::{Reason, ReasonCode};
+    use evidence::{CollectorState, Workload, Workloads};
+
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+    }
+
+    fn workload(id: &str, digest: Option<&str>) -> Workload {
+        Workload {
+            name: format!("c-{id}"),
+            id: id.into(),
+            state: "running".into(),
+            image: "reg/app:1".into(),
+            image_id: "sha256:11".into(),
+            image_digest: digest.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn deployments_match_badges_by_id_and_digest() {
+        let items = vec![
+            workload("a", Some("sha256:aa")),
+            workload("b", Some("sha256:bb")),
+            workload("c", None),
+        ];
+        let mut s = AgentState {
+            agent_id: "n".into(),
+            partition: "default".into(),
+            phase: crate::agent::Phase::Pulsing,
+            tier: evidence::Tier::Software,
+            key_fingerprint: None,
+            registered_at_ns: None,
+            last_pulse: None,
+            last_pulse_envelope: None,
+            verdict: None,
+            last_error: None,
+            pulses_accepted: 0,
+            pulses_refused: 0,
+            measurements: None,
+            workload_badges: vec![
+                WorkloadBadge {
+                    name: "c-a".into(),
+                    id: "a".into(),
+                    image: "reg/app:1".into(),
+                    image_digest: Some("sha256:aa".into()),
+                    status: Status::Warn,
+                    reasons: vec![Reason {
+                        code: ReasonCode::SoftwareTier,
+                        status: Status::Warn,
+                        detail: "software".into(),
+                    }],
+                    signer: Some("key".into()),
+                    verified_at_ns: Some(0),
+                },
+                // Judged for another digest: not this workload's badge.
+                WorkloadBadge {
+                    name: "c-b".into(),
+                    id: "b".into(),
+                    image: "reg/app:1".into(),
+                    image_digest: Some("sha256:old".into()),
+                    status: Status::Pass,
+                    reasons: vec![],
+                    signer: None,
+                    verified_at_ns: Some(0),
+                },
+            ],
+            event_log: None,
+        };
+        assert_eq!(deployments(&s), json!([]));
+        let mut m = crate::collect::Collector::new(vec![]).collect().unwrap();
+        m.workloads = Some(Workloads {
+            state: CollectorState::Ok,
+            reason: None,
+            digest: Some(Workloads::digest_of(&items)),
+            items: Some(items),
+        });
+        s.measurements = Some(m);
+        let d = deployments(&s);
+        assert_eq!(d[0]["attestation_status"], "yellow");
+        assert_eq!(d[0]["reasons"][0]["code"], "SoftwareTier");
+        assert_eq!(d[0]["verified_at"], "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(d[1]["attestation_status"], "unknown");
+        assert_eq!(d[1]["reasons"][0]["code"], "NotJudged");
+        assert_eq!(d[1]["verified_at"], serde_json::Value::Null);
+        assert_eq!(d[2]["attestation_status"], "unknown");
+        assert_eq!(d[2]["image_digest"], serde_json::Value::Null);
+    }
 }

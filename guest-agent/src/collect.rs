@@ -116,6 +116,8 @@ pub struct Collector {
     /// The TEE the selected quote provider talks to, which outranks detection under
     /// `paths` (a provider may be configured at a non-default path).
     pub tee: Option<TeeKind>,
+    /// The eBPF collector, when configured.
+    pub ebpf: Option<crate::ebpf::EbpfCollector>,
     hasher: FileHasher,
 }
 
@@ -126,6 +128,7 @@ impl Collector {
             policy_files,
             paths: PlatformPaths::default(),
             tee: None,
+            ebpf: None,
             hasher: FileHasher::default(),
         }
     }
@@ -166,7 +169,7 @@ impl Collector {
             policy: PolicyMeasurement::from_files(files),
             platform: self.platform(),
             workloads: None,
-            ebpf: None,
+            ebpf: self.ebpf.as_mut().map(|e| e.collect()),
         })
     }
 

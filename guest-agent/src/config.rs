@@ -64,6 +64,40 @@ pub struct AgentConfig {
     /// Timeout for each request to the control plane.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Whether to list podman's containers (`workloads` in reports and pulses).
+    #[serde(default = "default_true")]
+    pub collect_workloads: bool,
+    /// podman's REST API socket (`podman system service`).
+    #[serde(default = "default_podman_socket")]
+    pub podman_socket: PathBuf,
+    /// Bound on one listing of the containers; beyond it the workloads are `unknown`.
+    #[serde(default = "default_podman_timeout", with = "humantime_serde")]
+    pub podman_timeout: Duration,
+    /// Whether to list the loaded eBPF programs (`ebpf` in reports and pulses).
+    #[serde(default = "default_true")]
+    pub collect_ebpf: bool,
+    /// bpffs directories walked for pinned programs.
+    #[serde(default = "default_bpffs_dirs")]
+    pub bpffs_dirs: Vec<PathBuf>,
+    /// The active-LSM list (`bpf` in it: the BPF LSM is active).
+    #[serde(default = "default_lsm_file")]
+    pub lsm_file: PathBuf,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_podman_socket() -> PathBuf {
+    "/run/podman/podman.sock".into()
+}
+fn default_podman_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_bpffs_dirs() -> Vec<PathBuf> {
+    vec!["/sys/fs/bpf".into(), "/sys/fs/bpf/provenant".into()]
+}
+fn default_lsm_file() -> PathBuf {
+    "/sys/kernel/security/lsm".into()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -184,6 +218,16 @@ mod tests {
         assert!(c.key_file.is_none());
         assert_eq!(c.quote_provider, QuoteProviderKind::Auto);
         assert_eq!(c.requote_interval, Duration::from_secs(3600));
+        assert!(c.collect_workloads && c.collect_ebpf);
+        assert_eq!(c.podman_socket, PathBuf::from("/run/podman/podman.sock"));
+        assert_eq!(
+            c.bpffs_dirs,
+            vec![
+                PathBuf::from("/sys/fs/bpf"),
+                PathBuf::from("/sys/fs/bpf/provenant")
+            ]
+        );
+        assert_eq!(c.lsm_file, PathBuf::from("/sys/kernel/security/lsm"));
         assert_eq!(
             c.tsm_report_dir,
             PathBuf::from("/sys/kernel/config/tsm/report")

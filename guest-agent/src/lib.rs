@@ -4,17 +4,21 @@
 //! Trust boundary: the agent trusts its own binary and its config; it does not trust
 //! the network. Everything it sends is signed, and nothing it receives changes what
 //! it measures. A missing key or TEE is a visible, logged state, never a fake pass.
-// Denied, not forbidden: `quote::ioctl` holds the one unsafe call (an ioctl).
+// Denied, not forbidden: `quote::ioctl` holds one unsafe call (an ioctl), and
+// `bpfsys` the raw bpf() syscalls of the eBPF collector.
 #![deny(unsafe_code)]
 
 pub mod agent;
 pub mod api;
+pub mod bpfsys;
 pub mod client;
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod ebpf;
 pub mod fsutil;
 pub mod logging;
 pub mod quote;
 pub mod rtmr;
 pub mod signer;
+pub mod workloads;
