@@ -279,7 +279,9 @@ impl Agent {
                 return Ok::<_, AgentError>((m, false, None));
             };
             let mut log = events.lock().unwrap_or_else(|e| e.into_inner());
-            let mut added = false;
+            // `guest-agent pull` appends verified pulls to the same log; an event we
+            // had not seen is a change the control plane must get a fresh quote for.
+            let mut added = log.refresh()?;
             // The lists are logged by digest when complete; a list that could not be
             // read is no measurement (its state still reaches the control plane).
             let lists = [

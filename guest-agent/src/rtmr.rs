@@ -75,38 +75,91 @@ impl EventLog {
         let register = measurements_dir
             .map(|d| d.join(RTMR3_FILE))
             .filter(|p| p.exists());
-        let mut events = Vec::new();
         if let Some(path) = &file {
-            let err = |detail: String| RtmrError::Log {
-                path: path.display().to_string(),
-                detail,
-            };
-            match read_bounded(path, max_log_bytes()) {
-                Ok(bytes) => match eventlog::parse_jsonl(&bytes) {
-                    Ok(e) => events = e,
-                    Err(e) => {
-                        // A log we cannot read back cannot explain RTMR3 any more. Keep
-                        // the evidence of what happened and start a new log; the replay
-                        // will not match, and the control plane will say so.
-                        let aside = path.with_extension("corrupt");
-                        tracing::error!(path = %path.display(), error = %e, moved_to = %aside.display(),
-                            "RTMR3 event log is unreadable; starting a new one");
-                        std::fs::rename(path, &aside).map_err(|e| err(e.to_string()))?;
-                    }
-                },
-                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(err(e.to_string())),
-            }
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                std::fs::create_dir_all(dir).map_err(|e| RtmrError::Log {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                })?;
             }
         }
-        Ok(EventLog {
+        let mut log = EventLog {
             file,
             register,
-            events,
+            events: Vec::new(),
             settle: Duration::from_secs(2),
-        })
+        };
+        if log.file.is_some() {
+            let _lock = log.lock()?;
+            log.reload()?;
+        }
+        Ok(log)
+    }
+
+    /// Takes the cross-process lock on the log: the agent daemon and a
+    /// `guest-agent pull` both extend RTMR3 and append to the same file, and each
+    /// extension must be logged in the order it reached the register. The lock is a
+    /// `flock` on a sidecar file (`<log>.lock`), released when the guard drops.
+    fn lock(&self) -> Result<Option<std::fs::File>, RtmrError> {
+        let Some(path) = &self.file else {
+            return Ok(None);
+        };
+        let lock_path = path.with_extension("lock");
+        let err = |detail: String| RtmrError::Log {
+            path: lock_path.display().to_string(),
+            detail,
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| err(e.to_string()))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Some(f))
+    }
+
+    /// Reads the persisted log back (the caller holds the lock): the file, not this
+    /// process's memory, is the record, since another process may have appended.
+    fn reload(&mut self) -> Result<(), RtmrError> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let err = |detail: String| RtmrError::Log {
+            path: path.display().to_string(),
+            detail,
+        };
+        match read_bounded(path, max_log_bytes()) {
+            Ok(bytes) => match eventlog::parse_jsonl(&bytes) {
+                Ok(e) => self.events = e,
+                Err(e) => {
+                    // A log we cannot read back cannot explain RTMR3 any more. Keep
+                    // the evidence of what happened and start a new log; the replay
+                    // will not match, and the control plane will say so.
+                    let aside = path.with_extension("corrupt");
+                    tracing::error!(path = %path.display(), error = %e, moved_to = %aside.display(),
+                        "RTMR3 event log is unreadable; starting a new one");
+                    std::fs::rename(path, &aside).map_err(|e| err(e.to_string()))?;
+                    self.events.clear();
+                }
+            },
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.events.clear()
+            }
+            Err(e) => return Err(err(e.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Re-reads the persisted log, which another process (`guest-agent pull`) may
+    /// have appended to. Returns whether it now holds events this process had not
+    /// seen.
+    pub fn refresh(&mut self) -> Result<bool, RtmrError> {
+        let before = self.events.len();
+        let _lock = self.lock()?;
+        self.reload()?;
+        Ok(self.events.len() != before)
     }
 
     pub fn events(&self) -> &[Rtmr3Event] {
@@ -151,10 +204,29 @@ impl EventLog {
     /// it. Returns whether an event was added. The register is extended first and the
     /// event logged after, with `bound` saying whether the extension was accepted.
     pub fn record(&mut self, kind: &str, value: &str) -> Result<bool, RtmrError> {
+        let _lock = self.lock()?;
+        self.reload()?;
+        self.record_locked(kind, value)
+    }
+
+    /// Records an event whatever the latest event of its kind says (each verified
+    /// pull is its own event, even of an image pulled before).
+    pub fn record_always(&mut self, kind: &str, value: &str) -> Result<Rtmr3Event, RtmrError> {
+        let _lock = self.lock()?;
+        self.reload()?;
+        self.append_event(kind, value)
+    }
+
+    fn record_locked(&mut self, kind: &str, value: &str) -> Result<bool, RtmrError> {
         let latest = self.events.iter().rev().find(|e| e.kind == kind);
         if latest.is_some_and(|e| e.value == value) {
             return Ok(false);
         }
+        self.append_event(kind, value)?;
+        Ok(true)
+    }
+
+    fn append_event(&mut self, kind: &str, value: &str) -> Result<Rtmr3Event, RtmrError> {
         if self.events.len() >= MAX_EVENTS {
             return Err(RtmrError::Full);
         }
@@ -171,8 +243,8 @@ impl EventLog {
             })?;
         }
         tracing::info!(seq, kind, value, bound = event.bound, "RTMR3 event");
-        self.events.push(event);
-        Ok(true)
+        self.events.push(event.clone());
+        Ok(event)
     }
 
     /// Extends the register with `digest`: read the value, write the digest, and
