@@ -323,19 +323,28 @@ impl Inner {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let now = self.clock.now_ns();
         let now_unix = i64::try_from(now / 1_000_000_000).unwrap_or(i64::MAX);
-        let check = match tokio::time::timeout(
-            self.cfg.check_timeout,
-            self.checker.check(repo, digest, now_unix),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(_) => ImageCheck::Undecided {
-                detail: format!(
-                    "signature verification took longer than {}s",
-                    self.cfg.check_timeout.as_secs()
-                ),
-            },
+        // Its own task, so a checker that panics yields an undecided result (retried
+        // later) instead of taking the worker down.
+        let checker = self.checker.clone();
+        let (r, d) = (repo.clone(), digest.clone());
+        let mut task = tokio::spawn(async move { checker.check(&r, &d, now_unix).await });
+        let check = match tokio::time::timeout(self.cfg.check_timeout, &mut task).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::error!(%repo, %digest, error = %e, "image checker failed");
+                ImageCheck::Undecided {
+                    detail: "the signature verifier failed internally".into(),
+                }
+            }
+            Err(_) => {
+                task.abort();
+                ImageCheck::Undecided {
+                    detail: format!(
+                        "signature verification took longer than {}s",
+                        self.cfg.check_timeout.as_secs()
+                    ),
+                }
+            }
         };
         // A checker that answers Pending has not decided: retry like undecided.
         let (ttl, shared) = match &check {
