@@ -27,7 +27,7 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
 td,th{{border-bottom:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}}\
 .badge{{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600;color:#fff}}\
 .green{{background:#1a7f37}}.yellow{{background:#b08800}}.red{{background:#cf222e}}.unknown{{background:#6e7781}}\
-code{{font-size:.85em}}.wl{{display:inline-block;margin:0 .2rem .2rem 0;padding:0 .4rem;border-radius:.3rem;font-size:.8em;color:#fff}}\
+code{{font-size:.85em;word-break:break-all}}.wl{{display:inline-block;margin:0 .2rem .2rem 0;padding:0 .4rem;border-radius:.3rem;font-size:.8em;color:#fff}}\
 .muted{{color:#6e7781}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     )

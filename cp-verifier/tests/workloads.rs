@@ -918,3 +918,54 @@ async fn a_panicking_checker_does_not_wedge_verification() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn fleet_pages_show_workloads_and_escape_hostile_names() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let hostile = "<script>alert(1)</script>";
+    let mut p = program("<img src=x onerror=alert(2)>", 1);
+    p.pinned = vec!["/sys/fs/bpf/\"><b>pin".into()];
+    let m = with(
+        Some(workloads(vec![
+            container(hostile, "127.0.0.1:5000/x\"onmouseover=\"y:1", Some(1)),
+            container("plain", "localhost/plain:1", None),
+        ])),
+        Some(ebpf(vec![p])),
+    );
+    assert_eq!(cp.register(&mut a, m).await.0, 200);
+    let page = |path: &str| {
+        let url = format!("{}{path}", cp.base);
+        let http = cp.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    for html in [page("/agents").await, page("/agent/node-1").await] {
+        for raw in [
+            "<script>alert",
+            "<img src=x",
+            "\"onmouseover=\"",
+            "\"><b>pin",
+        ] {
+            assert!(!html.contains(raw), "unescaped {raw:?} in {html}");
+        }
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("data-badge=\"red\""), "{html}");
+    }
+    let detail = page("/agent/node-1").await;
+    for want in [
+        "data-workload=\"plain\"",
+        "ImageNoDigest",
+        "data-collector=\"workloads\">ok",
+        "data-collector=\"ebpf\">ok",
+        "&lt;img src=x onerror=alert(2)&gt;",
+        &hex::encode([1u8; 32]),
+        "0123456789abcdef",
+        "data-lsm=\"no\"",
+    ] {
+        assert!(detail.contains(want), "{want} not in {detail}");
+    }
+}

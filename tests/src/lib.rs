@@ -2,6 +2,7 @@
 //! supervising the processes a test starts.
 #![forbid(unsafe_code)]
 
+pub mod chromium;
 pub mod registry;
 
 use std::path::PathBuf;
