@@ -293,7 +293,7 @@ pub fn resolve_inventory(
             w.items.take(),
             stored.map(|(d, i)| (d, i.to_vec())),
             is_report,
-            |i| Workloads::digest_of(i),
+            Workloads::digest_of,
         )?;
         if w.state != CollectorState::Ok {
             w.digest = None;
@@ -309,7 +309,7 @@ pub fn resolve_inventory(
             e.items.take(),
             stored.map(|(d, i)| (d, i.to_vec())),
             is_report,
-            |i| Ebpf::digest_of(i),
+            Ebpf::digest_of,
         )?;
         if e.state != CollectorState::Ok {
             e.digest = None;

@@ -245,13 +245,10 @@ fn container(name: &str, image: &str, d: Option<u8>) -> Workload {
     }
 }
 
-/// A stable 32-byte id per name (not security relevant).
+/// A stable 32-byte container id per name.
 fn sha2_like(name: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, b) in name.bytes().enumerate() {
-        out[i % 32] ^= b.wrapping_mul(31).wrapping_add(i as u8);
-    }
-    out
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes()).into()
 }
 
 fn workloads(items: Vec<Workload>) -> Workloads {
