@@ -422,6 +422,107 @@ mod tests {
         assert!(!is_digest("sha256:abc"));
     }
 
+    /// Never answers.
+    struct Never;
+    #[async_trait::async_trait]
+    impl ImageChecker for Never {
+        async fn check(&self, _: &str, _: &str, _: i64) -> ImageCheck {
+            std::future::pending().await
+        }
+    }
+
+    /// Counts concurrent calls; answers Verified.
+    #[derive(Default)]
+    struct Counting {
+        running: std::sync::atomic::AtomicUsize,
+        max: std::sync::atomic::AtomicUsize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+    #[async_trait::async_trait]
+    impl ImageChecker for Counting {
+        async fn check(&self, _: &str, _: &str, _: i64) -> ImageCheck {
+            use std::sync::atomic::Ordering::SeqCst;
+            let n = self.running.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(n, SeqCst);
+            self.calls.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.running.fetch_sub(1, SeqCst);
+            ImageCheck::Verified {
+                keyless: true,
+                signer: "s".into(),
+                verified_at_ns: 1,
+            }
+        }
+    }
+
+    async fn until(svc: &ImageService, repo: &str, d: &str, pred: impl Fn(&ImageCheck) -> bool) {
+        for _ in 0..1000 {
+            if pred(&svc.lookup(repo, d)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{repo}@{d}: no result");
+    }
+
+    #[tokio::test]
+    async fn a_checker_that_never_answers_is_undecided() {
+        let clock = Arc::new(guest_agent::clock::FixedClock(1_800_000_000_000_000_000));
+        let cfg = ImageServiceConfig {
+            check_timeout: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let svc = ImageService::start(cfg, Arc::new(Never), None, clock);
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(svc.lookup("r.example/a", &d), ImageCheck::Pending);
+        until(
+            &svc,
+            "r.example/a",
+            &d,
+            |c| matches!(c, ImageCheck::Undecided { detail } if detail.contains("longer than")),
+        )
+        .await;
+        // A malformed digest is refused without asking the checker.
+        assert!(matches!(
+            svc.lookup("r.example/a", "sha256:xyz"),
+            ImageCheck::Refused {
+                code: ReasonCode::ImageNoDigest,
+                ..
+            }
+        ));
+        assert_eq!(svc.verifications_started(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_bounded_and_a_full_queue_loses_nothing() {
+        let clock = Arc::new(guest_agent::clock::FixedClock(1_800_000_000_000_000_000));
+        let cfg = ImageServiceConfig {
+            max_concurrent: 2,
+            queue: 2,
+            ..Default::default()
+        };
+        let checker = Arc::new(Counting::default());
+        let svc = ImageService::start(cfg, checker.clone(), None, clock);
+        let digests: Vec<String> = (0..20u8)
+            .map(|i| format!("sha256:{}", hex::encode([i; 32])))
+            .collect();
+        // Many lookups at once: some do not fit the queue; they are queued again
+        // by later lookups, and every digest is verified exactly once.
+        for d in &digests {
+            assert_eq!(svc.lookup("r.example/a", d), ImageCheck::Pending);
+            assert_eq!(svc.lookup("r.example/a", d), ImageCheck::Pending);
+        }
+        for d in &digests {
+            until(&svc, "r.example/a", d, |c| {
+                matches!(c, ImageCheck::Verified { .. })
+            })
+            .await;
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(checker.calls.load(SeqCst), 20);
+        assert!(checker.max.load(SeqCst) <= 2);
+    }
+
     #[tokio::test]
     async fn policy_checker_fails_closed() {
         let none = PolicyChecker::new(None);

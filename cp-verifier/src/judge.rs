@@ -530,6 +530,86 @@ mod tests {
         assert_eq!(j.alerts[0].0, AlertKind::BinaryChanged);
     }
 
+    fn progs(v: &[(&str, u8)]) -> Vec<evidence::BpfProgram> {
+        v.iter()
+            .map(|(n, h)| evidence::BpfProgram {
+                id: u32::from(*h),
+                name: (*n).into(),
+                prog_type: "lsm".into(),
+                tag: "00".into(),
+                sha256: HexBytes([*h; 32]),
+                pinned: vec![],
+            })
+            .collect()
+    }
+
+    fn with_ebpf(p: Vec<evidence::BpfProgram>) -> Measurements {
+        Measurements {
+            ebpf: Some(Ebpf {
+                state: CollectorState::Ok,
+                reason: None,
+                lsm_active: Some(true),
+                digest: Some(Ebpf::digest_of(&p)),
+                items: Some(p),
+            }),
+            ..m(1, 1)
+        }
+    }
+
+    #[test]
+    fn ebpf_changes_alert_once_and_stand() {
+        let lkg = with_ebpf(progs(&[("a", 1), ("b", 2)]));
+        let now = with_ebpf(progs(&[("b", 3), ("c", 4)]));
+        let j = judge(&lkg, &Expectations::default(), Some(&lkg), &now);
+        assert_eq!(j.alerts.len(), 1);
+        assert_eq!(j.alerts[0].0, AlertKind::EbpfChanged);
+        assert_eq!(j.lkg.ebpf, lkg.ebpf, "the baseline is not moved");
+        let r = inventory_reasons(&j.lkg, &now);
+        assert_eq!(r[0].code, ReasonCode::EbpfChanged);
+        assert_eq!(r[0].status, Status::Fail);
+        assert!(judge(&j.lkg, &j.expected, Some(&now), &now)
+            .alerts
+            .is_empty());
+        // Order does not matter.
+        let mut rev = progs(&[("b", 2), ("a", 1)]);
+        rev.reverse();
+        assert!(inventory_reasons(&lkg, &with_ebpf(rev)).is_empty());
+        // With no baseline yet, the first complete list becomes it.
+        let j = judge(&m(1, 1), &Expectations::default(), None, &now);
+        assert_eq!(j.lkg.ebpf, now.ebpf);
+        assert!(j.alerts.is_empty());
+    }
+
+    #[test]
+    fn pulses_without_items_must_match_the_stored_digest() {
+        let full = with_ebpf(progs(&[("a", 1)]));
+        let mut bare = full.clone();
+        bare.ebpf.as_mut().unwrap().items = None;
+        // A report must carry items.
+        assert!(resolve_inventory(None, bare.clone(), true).is_err());
+        let stored = resolve_inventory(None, full.clone(), true).unwrap();
+        assert_eq!(
+            resolve_inventory(Some(&stored), bare.clone(), false).unwrap(),
+            full
+        );
+        let mut other = bare.clone();
+        other.ebpf.as_mut().unwrap().digest = Some(HexBytes([9; 32]));
+        let e = resolve_inventory(Some(&stored), other, false).unwrap_err();
+        assert!(e.0.contains("without its items"), "{}", e.0);
+        let mut lying = full.clone();
+        lying.ebpf.as_mut().unwrap().digest = Some(HexBytes([9; 32]));
+        assert!(resolve_inventory(Some(&stored), lying, false)
+            .unwrap_err()
+            .0
+            .contains("hash to"));
+        // A collector that could not look carries no list, whatever it sent.
+        let mut blind = full.clone();
+        blind.ebpf.as_mut().unwrap().state = CollectorState::Unavailable;
+        let r = resolve_inventory(Some(&stored), blind, false).unwrap();
+        assert_eq!(r.ebpf.as_ref().unwrap().items, None);
+        assert_eq!(r.ebpf.as_ref().unwrap().digest, None);
+    }
+
     #[test]
     fn policy_change_names_the_file() {
         let j = judge(&m(1, 1), &Expectations::default(), Some(&m(1, 1)), &m(1, 2));

@@ -819,6 +819,19 @@ impl ControlPlane {
             }
             red.push(k);
         }
+        // An image that was red and is only being verified again (its result
+        // expired, or the registry is away) stays remembered as red, so the
+        // re-verification does not raise the alert a second time.
+        for b in badges.iter().filter(|b| !image_red(b)) {
+            let k = image_key(b);
+            let undecided = b
+                .reasons
+                .iter()
+                .any(|r| r.code == policy::ReasonCode::ImageUnverifiable);
+            if undecided && rec.image_red.contains(&k) && !red.contains(&k) {
+                red.push(k);
+            }
+        }
         red.sort();
         rec.image_red = red;
         alerts

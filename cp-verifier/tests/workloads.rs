@@ -659,6 +659,18 @@ async fn badges_fail_closed_without_an_image_policy_and_alert_once() {
     assert!(alerts
         .iter()
         .any(|a| a["detail"].as_str().unwrap().contains("ImageNoDigest")));
+    // Past cache_ttl (1 h by default) the results are verified again; while they
+    // are, the badges are unknown, and the same verdict raises no new alert.
+    cp.clock.advance(Duration::from_secs(3601));
+    let (s, v) = cp.send(&mut a, digests_only(&m)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(badge(&v, "web")["status"], "unknown", "{v}");
+    cp.agent_until("node-1", "re-judged", |v| {
+        codes(badge(v, "web"))[0] == "ImageNotCovered"
+    })
+    .await;
+    assert_eq!(cp.send(&mut a, digests_only(&m)).await.0, 200);
+    assert_eq!(cp.alerts("ImageRefused").await.len(), 3);
     // The image stops running, then runs again: a new transition, a new alert.
     let without_db = with(
         Some(workloads(vec![
