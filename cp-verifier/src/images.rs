@@ -167,6 +167,8 @@ struct Inner {
     inflight: Mutex<HashSet<Key>>,
     /// Verifications started (not served from a cache): for metrics and tests.
     started: std::sync::atomic::AtomicU64,
+    /// Lookups that found the queue full.
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 /// The image verification service. Cheap to call from request handlers: lookups
@@ -213,6 +215,7 @@ impl ImageService {
             results: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
             started: Default::default(),
+            dropped: Default::default(),
         });
         tokio::spawn(worker(inner.clone(), rx));
         ImageService { inner, tx }
@@ -259,13 +262,26 @@ impl ImageService {
             let key = match e {
                 mpsc::error::TrySendError::Full(k) | mpsc::error::TrySendError::Closed(k) => k,
             };
-            tracing::warn!(repository = %key.0, digest = %key.1, "image verification queue full; will retry at a later heartbeat");
+            // Not an error: the digest is queued again at its next lookup. Logged at
+            // debug so a burst cannot flood the log; counted for metrics.
+            self.inner
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(repository = %key.0, digest = %key.1, "image verification queue full; queued again at a later lookup");
             self.inner
                 .inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
         }
+    }
+
+    /// How many lookups found the verification queue full (they are queued again
+    /// at a later lookup).
+    pub fn queue_full_count(&self) -> u64 {
+        self.inner
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many verifications were started (cache misses in memory and store).
