@@ -528,6 +528,10 @@ mod tests {
             assert_eq!(svc.lookup("r.example/a", d), ImageCheck::Pending);
             assert_eq!(svc.lookup("r.example/a", d), ImageCheck::Pending);
         }
+        // (The test runtime is single-threaded and lookups never yield, so the
+        // worker has taken nothing yet: of the 40 lookups, the first two digests
+        // were queued once and then found in flight; the other 36 found it full.)
+        assert_eq!(svc.queue_full_count(), 36);
         for d in &digests {
             until(&svc, "r.example/a", d, |c| {
                 matches!(c, ImageCheck::Verified { .. })
