@@ -9,6 +9,10 @@
 //! results are retried after `retry_after`. An expired result is verified again,
 //! and shows `unknown` until it is: a stale green is never shown.
 //!
+//! The control plane asks only about repositories an `[[images.trust]]` rule covers
+//! (an uncovered one is `ImageNotCovered` at once), so an agent cannot make it
+//! contact registries of the agent's choosing.
+//!
 //! [`ImageChecker`] is the seam to the verifier. [`PolicyChecker`] is the fail-closed
 //! implementation that needs no registry: a repository no `[images]` rule covers is
 //! refused (`ImageNotCovered`); a covered one is undecided until a registry-backed

@@ -757,6 +757,19 @@ impl ControlPlane {
                         code: policy::ReasonCode::ImageNotCovered,
                         detail: "the image reference names no repository".into(),
                     },
+                    // Only repositories the policy covers reach the verifier (and so a
+                    // registry): an agent cannot make the control plane contact
+                    // registries of its choosing.
+                    (Some(_), Some(repo)) if self.image_policy.rule_for(&repo).is_none() => {
+                        policy::image::ImageCheck::Refused {
+                            code: policy::ReasonCode::ImageNotCovered,
+                            detail: if self.cfg.images.is_none() {
+                                format!("no [images] policy is configured, so no signer is trusted for {repo}")
+                            } else {
+                                format!("no [[images.trust]] rule covers {repo}")
+                            },
+                        }
+                    }
                     (Some(d), Some(repo)) => self.images.lookup(&repo, d),
                 };
                 let v = policy::image::workload_badge(&self.image_policy, agent, w, &check);

@@ -626,22 +626,16 @@ async fn badges_fail_closed_without_an_image_policy_and_alert_once() {
     let m = with(Some(workloads(default_set())), None);
     let (s, v) = cp.register(&mut a, m.clone()).await;
     assert_eq!(s, 200, "{v}");
-    // Locally built: red at once. Registry images: unknown until checked.
+    // Locally built, or from a repository no rule covers (here: none, as there is
+    // no [images] section): red at once, without asking any registry.
     let local = badge(&v, "local");
     assert_eq!(local["status"], "fail");
     assert_eq!(codes(local)[0], "ImageNoDigest");
     let web = badge(&v, "web");
-    assert_eq!(web["status"], "unknown", "{v}");
-    assert_eq!(codes(web)[0], "ImageUnverifiable");
+    assert_eq!(web["status"], "fail", "{v}");
+    assert_eq!(codes(web)[0], "ImageNotCovered");
     assert!(web.get("signer").is_none());
-
-    // The background check refuses them: no [images] policy covers anything.
-    let v = cp
-        .agent_until("node-1", "judged", |v| {
-            badge(v, "web")["status"] == "fail" && badge(v, "db")["status"] == "fail"
-        })
-        .await;
-    assert_eq!(codes(badge(&v, "web"))[0], "ImageNotCovered");
+    assert_eq!(cp.cp.image_service().verifications_started(), 0);
     // The heartbeat response carries the same badges.
     let (s, v) = cp.send(&mut a, digests_only(&m)).await;
     assert_eq!(s, 200);
@@ -659,18 +653,6 @@ async fn badges_fail_closed_without_an_image_policy_and_alert_once() {
     assert!(alerts
         .iter()
         .any(|a| a["detail"].as_str().unwrap().contains("ImageNoDigest")));
-    // Past cache_ttl (1 h by default) the results are verified again; while they
-    // are, the badges are unknown, and the same verdict raises no new alert.
-    cp.clock.advance(Duration::from_secs(3601));
-    let (s, v) = cp.send(&mut a, digests_only(&m)).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(badge(&v, "web")["status"], "unknown", "{v}");
-    cp.agent_until("node-1", "re-judged", |v| {
-        codes(badge(v, "web"))[0] == "ImageNotCovered"
-    })
-    .await;
-    assert_eq!(cp.send(&mut a, digests_only(&m)).await.0, 200);
-    assert_eq!(cp.alerts("ImageRefused").await.len(), 3);
     // The image stops running, then runs again: a new transition, a new alert.
     let without_db = with(
         Some(workloads(vec![
@@ -821,6 +803,9 @@ async fn verification_is_cached_expires_and_retries_undecided() {
         })
         .await;
     assert_eq!(badge(&v, "api")["status"], "fail");
+    // The next pulse records the turn to red: one ImageRefused alert.
+    assert_eq!(cp.send(&mut a, digests_only(&m)).await.0, 200);
+    assert_eq!(cp.alerts("ImageRefused").await.len(), 1);
     assert_eq!(
         checker.calls_for(&undecided),
         2,
@@ -849,6 +834,10 @@ async fn verification_is_cached_expires_and_retries_undecided() {
         .await;
     assert_eq!(codes(badge(&v, "api"))[0], "ImageUnsigned");
     assert_eq!(checker2.calls.lock().unwrap().len(), 0);
+    // It was unknown at this control plane's first pulse (not loaded yet) and is red
+    // again now: the same red image, no second alert.
+    assert_eq!(cp2.send(&mut a, digests_only(&m)).await.0, 200);
+    assert_eq!(cp2.alerts("ImageRefused").await.len(), 1);
 
     // Past cache_ttl the result is verified again (unknown meanwhile).
     checker2.answer(
@@ -867,6 +856,10 @@ async fn verification_is_cached_expires_and_retries_undecided() {
         })
         .await;
     assert_eq!(checker2.calls_for(&signed), 1);
+    // The refused image was verified again after expiry (unknown meanwhile, then
+    // undecided): the same red image raised no second alert across the restart.
+    assert_eq!(cp2.send(&mut a, digests_only(&m)).await.0, 200);
+    assert_eq!(cp2.alerts("ImageRefused").await.len(), 1);
     // Key-signed where keyless is preferred: yellow with ImageKeySigned.
     assert_eq!(badge(&v, "web")["status"], "warn", "{v}");
     assert!(codes(badge(&v, "web")).contains(&"ImageKeySigned".to_string()));
