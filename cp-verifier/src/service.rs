@@ -258,8 +258,6 @@ impl ControlPlane {
         let claimed: Report = env.peek()?;
         let report = env.open::<Report>(&claimed.heartbeat_key)?;
         let key = report.heartbeat_key.clone();
-        let measurements =
-            resolve_inventory(None, report.measurements.clone(), true).map_err(inventory_err)?;
 
         match report.tier {
             Tier::Software | Tier::TdxReport if !self.cfg.policy.allow_software_tier => {
@@ -303,6 +301,9 @@ impl ControlPlane {
             return Err(e);
         }
         self.check_skew(report.issued_at_ns, now, "report")?;
+        // After enrollment: an unenrolled key learns nothing more about the checks.
+        let measurements =
+            resolve_inventory(None, report.measurements.clone(), true).map_err(inventory_err)?;
         let interval_ms = report.heartbeat_interval_ms;
         let max_ms = u64::try_from(self.cfg.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
         if interval_ms == 0 || interval_ms > max_ms {
