@@ -971,3 +971,105 @@ async fn fleet_pages_show_workloads_and_escape_hostile_names() {
         assert!(detail.contains(want), "{want} not in {detail}");
     }
 }
+
+/// Green needs both: the image signed under the policy *and* a green agent. Here the
+/// agent is in tier `tdx` with a quote from tdx-sim (a TEST PCK chain, trusted only
+/// because the config names its root), MRTD on the allowlist.
+#[tokio::test]
+async fn green_only_for_a_signed_image_on_a_green_tdx_agent() {
+    use base64::Engine;
+    use tdx_sim::{TdReport, TestPki};
+
+    let mut a = TestAgent::new("node-tdx");
+    let checker = Arc::new(Scripted::default());
+    let keyless = digest(1);
+    let keyed = digest(2);
+    checker.answer(
+        &keyless,
+        ImageCheck::Verified {
+            keyless: true,
+            signer: "https://github.com/provenant/provenant/.github/workflows/release.yml@refs/heads/main".into(),
+            verified_at_ns: T0,
+        },
+    );
+    checker.answer(
+        &keyed,
+        ImageCheck::Verified {
+            keyless: false,
+            signer: "sha256:cosignkey".into(),
+            verified_at_ns: T0,
+        },
+    );
+    let cp = start_with(tempfile::tempdir().unwrap(), Some(checker.clone()), |c| {
+        c.enrollment.keys.push(a.enroll());
+        images_cfg(c);
+        c.tdx.root_ca_file = Some(TestPki::root_ca_der_path());
+        c.tdx.collateral_file = Some(TestPki::collateral_path());
+        c.policy.tdx = toml::from_str(&format!(
+            "mrtd_allowlist = [\"{}\"]",
+            hex::encode(TdReport::default().mrtd)
+        ))
+        .unwrap();
+    })
+    .await;
+    let m = with(
+        Some(workloads(vec![
+            container("web", "127.0.0.1:5000/provenant/web:1", Some(1)),
+            container("vendor", "127.0.0.1:5000/provenant/vendor:1", Some(2)),
+            container("other", "127.0.0.1:5000/elsewhere/x:1", Some(3)),
+        ])),
+        None,
+    );
+    let nonce = cp.challenge().await;
+    let mut r: Report = a.report(nonce, cp.now(), m.clone()).peek().unwrap();
+    r.tier = Tier::Tdx;
+    let env = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
+    let quote = TdReport::default()
+        .with_report_data(evidence::report_data(&env))
+        .quote_v4();
+    let req = RegisterRequest {
+        envelope: env.clone(),
+        evidence: RegisterEvidence {
+            quote: Some(base64::engine::general_purpose::STANDARD.encode(quote)),
+            ..Default::default()
+        },
+    };
+    let (s, v) = cp
+        .post_raw("/api/v1/register", serde_json::to_vec(&req).unwrap())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tier"], "tdx");
+    assert_eq!(v["verdict"]["status"], "pass", "{v}");
+    a.seq = 0;
+    a.head = HexBytes(env.digest());
+    // Before the signatures are checked: unknown, even on a green agent.
+    assert_eq!(badge(&v, "web")["status"], "unknown");
+    cp.agent_until("node-tdx", "judged", |v| {
+        badge(v, "web")["status"] != "unknown" && badge(v, "vendor")["status"] != "unknown"
+    })
+    .await;
+    let (s, v) = cp.send(&mut a, digests_only(&m)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["verdict"]["status"], "pass", "{v}");
+    let web = badge(&v, "web");
+    assert_eq!(web["status"], "pass", "{v}");
+    assert_eq!(codes(web), Vec::<String>::new());
+    assert!(web["signer"]
+        .as_str()
+        .unwrap()
+        .ends_with("@refs/heads/main"));
+    // Key-signed where keyless is preferred: yellow.
+    let vendor = badge(&v, "vendor");
+    assert_eq!(vendor["status"], "warn");
+    assert_eq!(codes(vendor), ["ImageKeySigned"]);
+    // Not covered: red, and never asked about.
+    let other = badge(&v, "other");
+    assert_eq!(other["status"], "fail");
+    assert_eq!(codes(other), ["ImageNotCovered"]);
+    assert_eq!(checker.calls_for(&digest(3)), 0);
+    // The same image on an agent that has gone silent is red.
+    cp.clock.advance(Duration::from_secs(4));
+    let (_, v) = cp.get("/api/v1/agents/node-tdx").await;
+    assert_eq!(badge(&v, "web")["status"], "fail", "{v}");
+    assert!(codes(badge(&v, "web")).contains(&"Blinded".to_string()));
+}
