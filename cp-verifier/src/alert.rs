@@ -39,6 +39,13 @@ pub enum AlertKind {
     /// A registration whose TDX evidence was refused (bad quote, debug TD, REPORTDATA
     /// or RTMR3 mismatch, TCB status not allowed, ...).
     AttestationRefused,
+    /// The loaded eBPF programs differ from the last-known-good (like a changed binary).
+    EbpfChanged,
+    /// The set of running workloads changed (informational).
+    WorkloadsChanged,
+    /// A workload's image turned red: unsigned, wrongly signed, not covered by the
+    /// image policy, or without a registry digest.
+    ImageRefused,
 }
 
 impl AlertKind {
@@ -57,6 +64,9 @@ impl AlertKind {
             AlertKind::Registered => "Registered",
             AlertKind::Recovered => "Recovered",
             AlertKind::AttestationRefused => "AttestationRefused",
+            AlertKind::EbpfChanged => "EbpfChanged",
+            AlertKind::WorkloadsChanged => "WorkloadsChanged",
+            AlertKind::ImageRefused => "ImageRefused",
         }
     }
 
@@ -67,17 +77,19 @@ impl AlertKind {
     /// 1 = critical (page someone), 2 = high, 3 = warning, 4 = informational.
     pub fn severity(self) -> u8 {
         match self {
-            AlertKind::Blinded | AlertKind::BinaryChanged => 1,
+            AlertKind::Blinded | AlertKind::BinaryChanged | AlertKind::EbpfChanged => 1,
             AlertKind::PolicyChanged
             | AlertKind::PlatformChanged
             | AlertKind::Replay
             | AlertKind::BadSignature
             | AlertKind::Unenrolled
-            | AlertKind::AttestationRefused => 2,
+            | AlertKind::AttestationRefused
+            | AlertKind::ImageRefused => 2,
             AlertKind::ClockDesync | AlertKind::Recovered => 3,
             AlertKind::ExpectedUpdateApplied
             | AlertKind::BaselineAccepted
-            | AlertKind::Registered => 4,
+            | AlertKind::Registered
+            | AlertKind::WorkloadsChanged => 4,
         }
     }
 }

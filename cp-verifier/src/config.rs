@@ -52,6 +52,60 @@ pub struct CpConfig {
     /// `[policy.tdx] mrtd_allowlist`, if at all.
     #[serde(default)]
     pub provenance: Option<crate::provenance::ProvenanceConfig>,
+    /// Image signature policy for reported workloads (`[images]`); absent: no
+    /// repository is covered, so every workload with a digest is red
+    /// (`ImageNotCovered`).
+    #[serde(default)]
+    pub images: Option<ImagesConfig>,
+}
+
+/// `[images]`: the image policy (`prefer_keyless`, `[[images.trust]]`, as
+/// `policy::image::ImagePolicy`) and how its results are cached.
+/// (`[[images.registry]]` access entries come with the registry client.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    #[serde(default)]
+    pub prefer_keyless: bool,
+    #[serde(default)]
+    pub trust: Vec<policy::image::ImageRule>,
+    /// How long a verified or refused result is kept (memory and store).
+    #[serde(default = "default_image_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// When an undecided result (registry unreachable, ...) is tried again.
+    #[serde(default = "default_image_retry", with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// Verifications running at once.
+    #[serde(default = "default_image_concurrency")]
+    pub max_concurrent: usize,
+}
+
+impl ImagesConfig {
+    pub fn policy(&self) -> policy::image::ImagePolicy {
+        policy::image::ImagePolicy {
+            prefer_keyless: self.prefer_keyless,
+            trust: self.trust.clone(),
+        }
+    }
+
+    pub fn service(&self) -> crate::images::ImageServiceConfig {
+        crate::images::ImageServiceConfig {
+            cache_ttl: self.cache_ttl,
+            retry_after: self.retry_after,
+            max_concurrent: self.max_concurrent,
+            ..Default::default()
+        }
+    }
+}
+
+fn default_image_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_image_retry() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_image_concurrency() -> usize {
+    4
 }
 
 /// How TDX quotes are verified (`[tdx]`). The TDX policy itself (TCB statuses,
@@ -159,6 +213,19 @@ impl CpConfig {
                 || (self.tdx.collateral_dir.is_none() && self.tdx.collateral_file.is_none()),
             "[tdx]: pcs_url and offline collateral (collateral_dir, collateral_file) exclude each other"
         );
+        if let Some(i) = &self.images {
+            i.policy()
+                .validate()
+                .map_err(|e| anyhow::anyhow!("[images]: {e}"))?;
+            anyhow::ensure!(
+                !i.cache_ttl.is_zero() && !i.retry_after.is_zero(),
+                "[images]: cache_ttl and retry_after must be positive"
+            );
+            anyhow::ensure!(
+                (1..=64).contains(&i.max_concurrent),
+                "[images]: max_concurrent must be 1..=64"
+            );
+        }
         for w in &self.webhooks {
             anyhow::ensure!(
                 w.starts_with("http://") || w.starts_with("https://"),
@@ -185,6 +252,7 @@ impl CpConfig {
             enrollment: Enrollment::default(),
             tdx: TdxConfig::default(),
             provenance: None,
+            images: None,
         }
     }
 }
@@ -224,6 +292,33 @@ pcs_url = "https://pccs.example:8081"
         );
         let cfg: CpConfig = toml::from_str(&both).unwrap();
         assert!(cfg.check().unwrap_err().to_string().contains("exclude"));
+
+        let imgs = r#"data_dir = "/x"
+[images]
+prefer_keyless = true
+cache_ttl = "10m"
+[[images.trust]]
+scope = "127.0.0.1:5000/provenant"
+keys = ["cosign.pub"]
+rekor_key = "rekor.pub"
+"#;
+        let cfg: CpConfig = toml::from_str(imgs).unwrap();
+        cfg.check().unwrap();
+        let i = cfg.images.as_ref().unwrap();
+        assert!(i.policy().prefer_keyless);
+        assert_eq!(i.cache_ttl, Duration::from_secs(600));
+        assert_eq!(i.retry_after, Duration::from_secs(30));
+        // Validation names the rule.
+        let bad_rule = imgs.replace("rekor_key = \"rekor.pub\"\n", "");
+        let cfg: CpConfig = toml::from_str(&bad_rule).unwrap();
+        let e = cfg.check().unwrap_err().to_string();
+        assert!(
+            e.contains("[images]")
+                && e.contains("127.0.0.1:5000/provenant")
+                && e.contains("rekor_key"),
+            "{e}"
+        );
+        assert!(toml::from_str::<CpConfig>(&imgs.replace("cache_ttl", "cache_tll")).is_err());
 
         for bad in [
             "data_dir = \"/x\"\n[tdx]\npcs = \"intel\"\n",

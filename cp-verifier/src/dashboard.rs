@@ -27,7 +27,8 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
 td,th{{border-bottom:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}}\
 .badge{{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600;color:#fff}}\
 .green{{background:#1a7f37}}.yellow{{background:#b08800}}.red{{background:#cf222e}}.unknown{{background:#6e7781}}\
-code{{font-size:.85em}}</style></head><body><h1>{t}</h1>{body}</body></html>",
+code{{font-size:.85em;word-break:break-all}}.wl{{display:inline-block;margin:0 .2rem .2rem 0;padding:0 .4rem;border-radius:.3rem;font-size:.8em;color:#fff}}\
+.muted{{color:#6e7781}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     )
 }
@@ -44,15 +45,156 @@ fn badge(b: &str) -> String {
 }
 
 fn reasons(a: &AgentView) -> String {
-    if a.verdict.reasons.is_empty() {
-        return "all checks passed".into();
+    reason_list(&a.verdict.reasons, "all checks passed")
+}
+
+fn reason_list(rs: &[evidence::verdict::Reason], none: &str) -> String {
+    if rs.is_empty() {
+        return none.into();
     }
-    a.verdict
-        .reasons
-        .iter()
-        .map(|r| format!("{}: {}", esc(&format!("{:?}", r.code)), esc(&r.detail)))
+    rs.iter()
+        .map(|r| {
+            format!(
+                "<span data-reason=\"{c}\">{c}</span>: {}",
+                esc(&r.detail),
+                c = esc(r.code.as_str())
+            )
+        })
         .collect::<Vec<_>>()
         .join("<br>")
+}
+
+/// One small badge per workload, titled with its name, image and reasons.
+fn workload_row(a: &AgentView) -> String {
+    if a.workloads.is_empty() {
+        return match &a.workloads_state {
+            Some(w) if w.state != "ok" => {
+                format!("<span class=\"muted\">workloads {}</span>", esc(&w.state))
+            }
+            Some(_) => "<span class=\"muted\">none</span>".into(),
+            None => "<span class=\"muted\">not reported</span>".into(),
+        };
+    }
+    a.workloads
+        .iter()
+        .map(|w| {
+            let b = w.status.badge();
+            let title = format!(
+                "{} · {} · {}",
+                w.name,
+                w.image,
+                w.reasons
+                    .iter()
+                    .map(|r| r.code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            format!(
+                "<span class=\"wl {b}\" data-workload=\"{}\" data-badge=\"{b}\" title=\"{}\">{}</span>",
+                esc(&w.name),
+                esc(&title),
+                esc(&w.name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+fn ns_utc(ns: u64) -> String {
+    let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ns} ns"))
+}
+
+fn workloads_section(a: &AgentView) -> String {
+    let mut s = String::from("<h2>Workloads</h2>");
+    match &a.workloads_state {
+        None => {
+            s.push_str("<p class=\"muted\">The agent does not report workloads.</p>");
+            return s;
+        }
+        Some(st) => s.push_str(&format!(
+            "<p>collector: <b data-collector=\"workloads\">{}</b>{}</p>",
+            esc(&st.state),
+            st.reason
+                .as_deref()
+                .map(|r| format!(" ({})", esc(r)))
+                .unwrap_or_default()
+        )),
+    }
+    s.push_str("<table><tr><th>name</th><th>image</th><th>digest</th><th>state</th><th>badge</th><th>reasons</th><th>signer</th><th>verified at</th></tr>");
+    for w in &a.workloads {
+        let b = w.status.badge();
+        let state = a
+            .measurements
+            .workloads
+            .as_ref()
+            .and_then(|l| l.items.as_ref())
+            .and_then(|i| i.iter().find(|x| x.id == w.id))
+            .map(|x| x.state.clone())
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "<tr data-workload=\"{name}\"><td>{name}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
+<td><span class=\"badge {b}\" data-badge=\"{b}\">{b}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&w.image),
+            esc(w.image_digest.as_deref().unwrap_or("none")),
+            esc(&state),
+            reason_list(&w.reasons, "signed under the image policy"),
+            esc(w.signer.as_deref().unwrap_or("")),
+            w.verified_at_ns.map(ns_utc).unwrap_or_default(),
+            name = esc(&w.name),
+        ));
+    }
+    s.push_str("</table>");
+    s
+}
+
+fn ebpf_section(a: &AgentView) -> String {
+    let mut s = String::from("<h2>eBPF programs</h2>");
+    let Some(e) = &a.measurements.ebpf else {
+        s.push_str("<p class=\"muted\">The agent does not report eBPF programs.</p>");
+        return s;
+    };
+    s.push_str(&format!(
+        "<p>collector: <b data-collector=\"ebpf\">{}</b>{} · BPF LSM active: <b data-lsm=\"{lsm}\">{lsm}</b></p>",
+        crate::judge::state_str(e.state),
+        e.reason
+            .as_deref()
+            .map(|r| format!(" ({})", esc(r)))
+            .unwrap_or_default(),
+        lsm = match e.lsm_active {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        }
+    ));
+    let lkg: Vec<evidence::Digest32> = a
+        .last_known_good
+        .ebpf
+        .as_ref()
+        .and_then(|l| l.items.as_ref())
+        .map(|i| i.iter().map(|p| p.sha256).collect())
+        .unwrap_or_default();
+    s.push_str("<table><tr><th>id</th><th>name</th><th>type</th><th>tag</th><th>sha256</th><th>pinned</th><th>at last-known-good</th></tr>");
+    for p in e.items.as_deref().unwrap_or_default() {
+        s.push_str(&format!(
+            "<tr data-prog=\"{name}\"><td>{}</td><td>{name}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            p.id,
+            esc(&p.prog_type),
+            esc(&p.tag),
+            p.sha256,
+            p.pinned.iter().map(|x| esc(x)).collect::<Vec<_>>().join("<br>"),
+            if lkg.contains(&p.sha256) { "yes" } else { "<b>no</b>" },
+            name = esc(&p.name),
+        ));
+    }
+    s.push_str("</table>");
+    s
 }
 
 fn alerts_table(alerts: &[Alert]) -> String {
@@ -76,16 +218,17 @@ pub fn fleet(agents: &[AgentView], alerts: &[Alert]) -> String {
         "<p>{} agent(s). JSON: <a href=\"/api/v1/agents\">/api/v1/agents</a></p>",
         agents.len()
     );
-    s.push_str("<table><tr><th>agent</th><th>badge</th><th>state</th><th>tier</th><th>last pulse</th><th>reasons</th></tr>");
+    s.push_str("<table><tr><th>agent</th><th>verdict</th><th>state</th><th>tier</th><th>last pulse</th><th>workloads</th><th>reasons</th></tr>");
     for a in agents {
         s.push_str(&format!(
-            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}.{}s ago (seq {})</td><td>{}</td></tr>",
+            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}.{}s ago (seq {})</td><td>{}</td><td>{}</td></tr>",
             badge(&a.badge),
             esc(&a.state),
             a.tier.as_str(),
             a.last_seen_age_ms / 1000,
             (a.last_seen_age_ms % 1000) / 100,
             a.sequence,
+            workload_row(a),
             reasons(a),
             id = esc(&a.agent_id),
         ));
@@ -121,6 +264,8 @@ pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
         ));
     }
     s.push_str("</table>");
+    s.push_str(&workloads_section(a));
+    s.push_str(&ebpf_section(a));
     if let Some(t) = &a.attestation {
         s.push_str(&attestation_table(t));
     }

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod enroll;
 pub mod error;
 pub mod github;
+pub mod images;
 pub mod judge;
 pub mod measure;
 pub mod provenance;

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use evidence::api::{Challenge, HeartbeatResponse, RegisterRequest, RegisterResponse};
+use evidence::api::{
+    Challenge, HeartbeatResponse, RegisterRequest, RegisterResponse, WorkloadBadge,
+};
 use evidence::report::HexBytes;
 use evidence::{Digest32, Envelope, Pulse, Report, Tier};
 use guest_agent::clock::Clock;
@@ -18,7 +20,8 @@ use crate::attest::{TdxAttestation, TdxVerifier};
 use crate::config::CpConfig;
 use crate::enroll::Enroller;
 use crate::error::ApiError;
-use crate::judge::{judge, standing};
+use crate::images::{ImageChecker, ImageService};
+use crate::judge::{inventory_reasons, judge, resolve_inventory, standing};
 use crate::store::{AgentRecord, AgentWrite, Expectations, Store, StoreError};
 
 /// Upper bound on remembered alert cooldowns; past it the table is cleared (at worst
@@ -35,6 +38,8 @@ pub struct ControlPlane {
     operator_token: Option<Vec<u8>>,
     cache: Mutex<HashMap<String, AgentRecord>>,
     cooldowns: Mutex<HashMap<(String, AlertKind), u64>>,
+    image_policy: policy::image::ImagePolicy,
+    images: ImageService,
 }
 
 /// An agent as the API and dashboard show it.
@@ -58,6 +63,50 @@ pub struct AgentView {
     pub expected: Expectations,
     /// TDX evidence from the last registration (TDX tiers).
     pub attestation: Option<TdxAttestation>,
+    /// The badge of each reported workload.
+    pub workloads: Vec<WorkloadBadge>,
+    /// The workloads collector's state (`ok`, `unknown`, `unavailable`) and why;
+    /// `None` when the agent does not run it.
+    pub workloads_state: Option<CollectorView>,
+    /// The eBPF collector's state, and the loaded programs (in `measurements.ebpf`).
+    pub ebpf_state: Option<CollectorView>,
+}
+
+/// A collector's state as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectorView {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The key under which a red workload image is remembered: its digest, or for an
+/// image without one, its reference.
+pub fn image_key(b: &WorkloadBadge) -> String {
+    match &b.image_digest {
+        Some(d) => d.clone(),
+        None => format!("no-digest:{}", b.image),
+    }
+}
+
+/// Whether the badge is red because of the image itself (not the agent).
+fn image_red(b: &WorkloadBadge) -> bool {
+    b.reasons.iter().any(|r| {
+        r.status == policy::Status::Fail
+            && matches!(
+                r.code,
+                policy::ReasonCode::ImageUnsigned
+                    | policy::ReasonCode::ImageSignatureInvalid
+                    | policy::ReasonCode::ImageDigestMismatch
+                    | policy::ReasonCode::ImageIdentityMismatch
+                    | policy::ReasonCode::ImageNotCovered
+                    | policy::ReasonCode::ImageNoDigest
+            )
+    })
+}
+
+fn inventory_err(e: crate::judge::InventoryError) -> ApiError {
+    ApiError::bad_request("InconsistentInventory", e.0)
 }
 
 /// Body of `POST /api/v1/agents/{id}/expect`.
@@ -92,6 +141,30 @@ impl ControlPlane {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<ControlPlane> {
+        ControlPlane::with_image_checker(cfg, store, clock, None)
+    }
+
+    /// [`ControlPlane::new`] with the image signature verifier to use. `None`: the
+    /// fail-closed [`crate::images::PolicyChecker`] (no registry access).
+    pub fn with_image_checker(
+        cfg: CpConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        checker: Option<Arc<dyn ImageChecker>>,
+    ) -> anyhow::Result<ControlPlane> {
+        cfg.check()?;
+        let image_policy = cfg.images.as_ref().map(|i| i.policy()).unwrap_or_default();
+        let checker = checker.unwrap_or_else(|| {
+            Arc::new(crate::images::PolicyChecker::new(
+                cfg.images.as_ref().map(|i| i.policy()),
+            ))
+        });
+        let images = ImageService::start(
+            cfg.images.as_ref().map(|i| i.service()).unwrap_or_default(),
+            checker,
+            Some(store.clone()),
+            clock.clone(),
+        );
         let enroller = Enroller::new(&cfg.enrollment)?;
         let mut tdx = TdxVerifier::from_config(
             &cfg.tdx,
@@ -130,7 +203,14 @@ impl ControlPlane {
             operator_token,
             cache: Mutex::new(HashMap::new()),
             cooldowns: Mutex::new(HashMap::new()),
+            image_policy,
+            images,
         })
+    }
+
+    /// The image verification service (for metrics and tests).
+    pub fn image_service(&self) -> &ImageService {
+        &self.images
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -221,6 +301,9 @@ impl ControlPlane {
             return Err(e);
         }
         self.check_skew(report.issued_at_ns, now, "report")?;
+        // After enrollment: an unenrolled key learns nothing more about the checks.
+        let measurements =
+            resolve_inventory(None, report.measurements.clone(), true).map_err(inventory_err)?;
         let interval_ms = report.heartbeat_interval_ms;
         let max_ms = u64::try_from(self.cfg.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
         if interval_ms == 0 || interval_ms > max_ms {
@@ -279,12 +362,7 @@ impl ControlPlane {
             Some(old) => {
                 // Re-registration keeps the baseline: registering again must not launder
                 // a changed binary into last-known-good.
-                let j = judge(
-                    &old.lkg,
-                    &old.expected,
-                    Some(&old.current),
-                    &report.measurements,
-                );
+                let j = judge(&old.lkg, &old.expected, Some(&old.current), &measurements);
                 alerts.extend(
                     j.alerts
                         .iter()
@@ -307,12 +385,23 @@ impl ControlPlane {
                     expected: j.expected,
                     last_replay_ns: old.last_replay_ns,
                     last_desync_ns: old.last_desync_ns,
+                    image_red: old.image_red.clone(),
                     version: old.version + 1,
-                    ..new_record(&report, &key, head, now, attestation.clone())
+                    ..new_record(&report, &measurements, &key, head, now, attestation.clone())
                 }
             }
-            None => new_record(&report, &key, head, now, attestation.clone()),
+            None => {
+                let j = judge(&measurements, &Default::default(), None, &measurements);
+                AgentRecord {
+                    lkg: j.lkg,
+                    ..new_record(&report, &measurements, &key, head, now, attestation.clone())
+                }
+            }
         };
+        let verdict = self.verdict(&record, now);
+        let badges = self.badges(&record, &verdict);
+        let mut record = record;
+        alerts.extend(self.image_transitions(&mut record, &badges, now));
         alerts.push(Alert::new(
             now,
             &report.agent_id,
@@ -353,9 +442,9 @@ impl ControlPlane {
             agent_id: record.agent_id.clone(),
             tier: record.tier,
             key_fingerprint: key.fingerprint(),
-            verdict: self.verdict(&record, now),
+            verdict,
             chain_head: head,
-            workloads: Vec::new(),
+            workloads: badges,
         })
     }
 
@@ -489,12 +578,10 @@ impl ControlPlane {
                 return Err(self.refuse_replay(&rec, now, why).await);
             }
 
-            let j = judge(
-                &rec.lkg,
-                &rec.expected,
-                Some(&rec.current),
-                &pulse.measurements,
-            );
+            let measurements =
+                resolve_inventory(Some(&rec.current), pulse.measurements.clone(), false)
+                    .map_err(inventory_err)?;
+            let j = judge(&rec.lkg, &rec.expected, Some(&rec.current), &measurements);
             let mut alerts: Vec<Alert> = j
                 .alerts
                 .iter()
@@ -508,17 +595,20 @@ impl ControlPlane {
                     "valid pulses again after being blinded",
                 ));
             }
-            let next = AgentRecord {
+            let mut next = AgentRecord {
                 last_seen_ns: now,
                 sequence: pulse.sequence,
                 chain_head: digest,
                 lkg: j.lkg,
                 expected: j.expected,
-                current: pulse.measurements.clone(),
+                current: measurements,
                 blinded: false,
                 version: rec.version + 1,
                 ..rec.clone()
             };
+            let verdict = self.verdict(&next, now);
+            let badges = self.badges(&next, &verdict);
+            alerts.extend(self.image_transitions(&mut next, &badges, now));
             // Most pulses only advance the chain; tell the store so it can skip
             // rewriting the unchanged rest of the record.
             let chain_only = AgentRecord {
@@ -543,9 +633,9 @@ impl ControlPlane {
                     return Ok(HeartbeatResponse {
                         accepted: true,
                         sequence: next.sequence,
-                        verdict: self.verdict(&next, now),
+                        verdict,
                         commands: Vec::new(),
-                        workloads: Vec::new(),
+                        workloads: badges,
                     })
                 }
                 Err(StoreError::DuplicateNonce) => {
@@ -639,18 +729,135 @@ impl ControlPlane {
                 .map(|t| Duration::from_nanos(now.saturating_sub(t))),
         };
         let v = policy::evaluate(&self.cfg.policy, &facts);
-        match &rec.attestation {
-            Some(a) if !a.reasons.is_empty() => {
-                let mut reasons = v.reasons;
-                reasons.extend(a.reasons.iter().cloned());
-                Verdict::from_reasons(reasons)
-            }
-            _ => v,
+        let mut reasons = v.reasons;
+        if let Some(a) = &rec.attestation {
+            reasons.extend(a.reasons.iter().cloned());
         }
+        reasons.extend(inventory_reasons(&rec.lkg, &rec.current));
+        Verdict::from_reasons(reasons)
+    }
+
+    /// The badge of each workload the agent reports, under `agent` (its verdict).
+    /// Digests without a fresh result are queued for verification and shown
+    /// `unknown` meanwhile.
+    pub fn badges(&self, rec: &AgentRecord, agent: &Verdict) -> Vec<WorkloadBadge> {
+        let Some(items) = rec
+            .current
+            .workloads
+            .as_ref()
+            .and_then(|w| w.items.as_ref())
+        else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .map(|w| {
+                let check = match (&w.image_digest, crate::images::repository_of(&w.image)) {
+                    (None, _) => policy::image::ImageCheck::Pending,
+                    (Some(_), None) => policy::image::ImageCheck::Refused {
+                        code: policy::ReasonCode::ImageNotCovered,
+                        detail: "the image reference names no repository".into(),
+                    },
+                    // Only repositories the policy covers reach the verifier (and so a
+                    // registry): an agent cannot make the control plane contact
+                    // registries of its choosing.
+                    (Some(_), Some(repo)) if self.image_policy.rule_for(&repo).is_none() => {
+                        policy::image::ImageCheck::Refused {
+                            code: policy::ReasonCode::ImageNotCovered,
+                            detail: if self.cfg.images.is_none() {
+                                format!("no [images] policy is configured, so no signer is trusted for {repo}")
+                            } else {
+                                format!("no [[images.trust]] rule covers {repo}")
+                            },
+                        }
+                    }
+                    (Some(d), Some(repo)) => self.images.lookup(&repo, d),
+                };
+                let v = policy::image::workload_badge(&self.image_policy, agent, w, &check);
+                let (signer, verified_at_ns) = match &check {
+                    policy::image::ImageCheck::Verified {
+                        signer,
+                        verified_at_ns,
+                        ..
+                    } => (Some(signer.clone()), Some(*verified_at_ns)),
+                    _ => (None, None),
+                };
+                WorkloadBadge {
+                    name: w.name.clone(),
+                    id: w.id.clone(),
+                    image: w.image.clone(),
+                    image_digest: w.image_digest.clone(),
+                    status: v.status,
+                    reasons: v.reasons,
+                    signer,
+                    verified_at_ns,
+                }
+            })
+            .collect()
+    }
+
+    /// Updates the record's set of red images and returns an `ImageRefused` alert
+    /// for each image that turned red.
+    fn image_transitions(
+        &self,
+        rec: &mut AgentRecord,
+        badges: &[WorkloadBadge],
+        now: u64,
+    ) -> Vec<Alert> {
+        let mut red: Vec<String> = Vec::new();
+        let mut alerts = Vec::new();
+        for b in badges.iter().filter(|b| image_red(b)) {
+            let k = image_key(b);
+            if red.contains(&k) {
+                continue;
+            }
+            if !rec.image_red.contains(&k) {
+                let why = b
+                    .reasons
+                    .iter()
+                    .filter(|r| r.status == policy::Status::Fail)
+                    .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                alerts.push(Alert::new(
+                    now,
+                    &rec.agent_id,
+                    AlertKind::ImageRefused,
+                    format!(
+                        "workload {} runs image {} ({}) that is red: {why}",
+                        b.name,
+                        b.image,
+                        b.image_digest.as_deref().unwrap_or("no digest")
+                    ),
+                ));
+            }
+            red.push(k);
+        }
+        // An image that was red and is only being verified again (its result
+        // expired, or the registry is away) stays remembered as red, so the
+        // re-verification does not raise the alert a second time.
+        for b in badges.iter().filter(|b| !image_red(b)) {
+            let k = image_key(b);
+            let undecided = b
+                .reasons
+                .iter()
+                .any(|r| r.code == policy::ReasonCode::ImageUnverifiable);
+            if undecided && rec.image_red.contains(&k) && !red.contains(&k) {
+                red.push(k);
+            }
+        }
+        red.sort();
+        rec.image_red = red;
+        alerts
     }
 
     pub fn view(&self, rec: &AgentRecord, now: u64) -> AgentView {
         let verdict = self.verdict(rec, now);
+        let workloads = self.badges(rec, &verdict);
+        let cv = |state, reason: &Option<String>| CollectorView {
+            state: crate::judge::state_str(state).to_string(),
+            reason: reason.clone(),
+        };
         let state = if rec.blinded
             || verdict
                 .reasons
@@ -684,6 +891,13 @@ impl ControlPlane {
             last_known_good: rec.lkg.clone(),
             expected: rec.expected.clone(),
             attestation: rec.attestation.clone(),
+            workloads,
+            workloads_state: rec
+                .current
+                .workloads
+                .as_ref()
+                .map(|w| cv(w.state, &w.reason)),
+            ebpf_state: rec.current.ebpf.as_ref().map(|e| cv(e.state, &e.reason)),
         }
     }
 
@@ -867,6 +1081,7 @@ fn decode_platform_evidence(ev: &evidence::api::RegisterEvidence) -> Result<Vec<
 
 fn new_record(
     report: &evidence::Verified<Report>,
+    measurements: &evidence::Measurements,
     key: &evidence::PublicKey,
     head: Digest32,
     now: u64,
@@ -882,13 +1097,14 @@ fn new_record(
         sequence: 0,
         chain_head: head,
         heartbeat_interval_ms: report.heartbeat_interval_ms,
-        lkg: report.measurements.clone(),
-        current: report.measurements.clone(),
+        lkg: measurements.clone(),
+        current: measurements.clone(),
         expected: Expectations::default(),
         blinded: false,
         last_replay_ns: None,
         last_desync_ns: None,
         attestation,
+        image_red: Vec::new(),
         version: 0,
     }
 }

@@ -62,6 +62,10 @@ pub struct AgentRecord {
     /// TDX evidence checked at the last registration (TDX tiers).
     #[serde(default)]
     pub attestation: Option<crate::attest::TdxAttestation>,
+    /// Workloads whose image is red (keys from `service::image_key`), so each
+    /// turn to red raises one `ImageRefused` alert.
+    #[serde(default)]
+    pub image_red: Vec<String>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }

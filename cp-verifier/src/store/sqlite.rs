@@ -514,6 +514,7 @@ mod tests {
             last_replay_ns: None,
             last_desync_ns: None,
             attestation: None,
+            image_red: Vec::new(),
             version,
         }
     }
