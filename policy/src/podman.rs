@@ -649,13 +649,16 @@ struct RawBytes {
     raw_bytes: String,
 }
 
+/// Fulcio CA PEM bundle, Rekor key PEM, and the log keys left out.
+type RootMaterial = (Vec<u8>, Vec<u8>, Vec<String>);
+
 /// From a `trusted_root.json`: every Fulcio CA certificate (all chains, as one PEM
 /// bundle: podman's `caPath`), the one SET-signing (ECDSA, Rekor v1) Rekor key, and a
 /// description of each log key left out (Rekor v2 logs sign no SETs).
 fn from_trusted_root(
     path: &Path,
     data: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>, Vec<String>), RenderError> {
+) -> Result<RootMaterial, RenderError> {
     let bad = |detail: String| RenderError::BadTrustedRoot {
         path: path.display().to_string(),
         detail,
