@@ -92,6 +92,9 @@ revision=${GITHUB_SHA:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# Check and stage every image's inputs before building any: a bad pin or binary
+# stops the run before anything is pushed.
+declare -A base_of_image=()
 for name in "${images[@]}"; do
     ctx="$tmp/ctx-$name"
     mkdir -p "$ctx/images"
@@ -101,6 +104,12 @@ for name in "${images[@]}"; do
         *) echo "$0: unknown image $name (guest-agent, cp-verifier, workload)" >&2; exit 2 ;;
     esac
     cp -R "images/$name" "$ctx/images/$name"
+    base_of_image[$name]=$base
+done
+
+for name in "${images[@]}"; do
+    ctx="$tmp/ctx-$name"
+    base=${base_of_image[$name]}
     image="$registry/$name"
     echo "== build $image:$tag (FROM $base)"
     "${engine[@]}" build \

@@ -4,9 +4,15 @@
 # tag now, and rewrites the NAME=REPO@DIGEST line. Run by a person; review the diff
 # like code. CI never resolves tags (ci/build-images.sh only reads the pins).
 #
-# Usage: ci/pin-bases.sh [FILE]   (default images/bases.env; needs skopeo)
+# Usage: ci/pin-bases.sh [--plain-http] [FILE]   (default images/bases.env; needs skopeo)
+#   --plain-http: the registries speak plain HTTP (a local test registry)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tls_verify=true
+if [ "${1:-}" = --plain-http ]; then
+    tls_verify=false
+    shift
+fi
 file=${1:-images/bases.env}
 command -v skopeo >/dev/null 2>&1 || { echo "$0: skopeo not found" >&2; exit 1; }
 
@@ -22,7 +28,7 @@ while IFS= read -r line || [ -n "$line" ]; do
             fi
             repo=${tagged%:*}
             # The digest of the raw top-level manifest: what a pull by digest fetches.
-            digest=sha256:$(skopeo inspect --raw "docker://$tagged" | sha256sum | awk '{ print $1 }')
+            digest=sha256:$(skopeo inspect --tls-verify="$tls_verify" --raw "docker://$tagged" | sha256sum | awk '{ print $1 }')
             echo "$key: $tagged -> $repo@$digest" >&2
             pinned[$key]="$repo@$digest"
             ;;
