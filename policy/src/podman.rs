@@ -655,10 +655,7 @@ type RootMaterial = (Vec<u8>, Vec<u8>, Vec<String>);
 /// From a `trusted_root.json`: every Fulcio CA certificate (all chains, as one PEM
 /// bundle: podman's `caPath`), the one SET-signing (ECDSA, Rekor v1) Rekor key, and a
 /// description of each log key left out (Rekor v2 logs sign no SETs).
-fn from_trusted_root(
-    path: &Path,
-    data: &[u8],
-) -> Result<RootMaterial, RenderError> {
+fn from_trusted_root(path: &Path, data: &[u8]) -> Result<RootMaterial, RenderError> {
     let bad = |detail: String| RenderError::BadTrustedRoot {
         path: path.display().to_string(),
         detail,
