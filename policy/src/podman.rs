@@ -393,6 +393,7 @@ fn keyless_material(
         }
         from_root = Some((ca, rekor));
     }
+    // An explicit `fulcio_ca` / `rekor_key` takes precedence over the root's.
     let ca = match (&k.fulcio_ca, &from_root) {
         (Some(p), _) => certificates_pem(p, file(inputs, p)?)?,
         (None, Some((ca, _))) => ca.clone(),
@@ -463,7 +464,7 @@ fn podman_scope(index: usize, raw: &str) -> Result<String, RenderError> {
         ));
     }
     if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        if !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(1..)) {
             return Err(bad("bad registry port"));
         }
     }
@@ -962,6 +963,10 @@ subject_email = "mitr@redhat.com"
             "ghcr.io//x",
             "-bad.io/x",
             "host:99999999/x",
+            "host:65536/x",
+            "host:0/x",
+            "host:/x",
+            "host:+80/x",
         ] {
             let p = ImagePolicy {
                 prefer_keyless: false,
