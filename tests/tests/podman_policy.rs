@@ -13,6 +13,9 @@
 //! containers/image has sigstore verification patched out ("Debian-local change:
 //! sigstore disabled"), so it rejects validly signed images too; Provenant's own
 //! verifier and `guest-agent pull` are what accept signed images on these machines.
+//! The test does sign the image (a cosign simple-signing signature by the policy's
+//! key, stored as cosign stores it) to show that podman finds it through the rendered
+//! `registries.d` and then fails with that patch's error, not "no signature".
 //! For the same reason the rule uses a single key and no Rekor requirement: podman
 //! 4.3 rejects `keyPaths`, `fulcio` and `rekorPublicKeyPath` as unknown keys.
 use std::path::Path;
@@ -73,6 +76,75 @@ fn pull(g: &Podman, policy: &str, image: &str) -> Output {
         ])
         .output()
         .expect("run podman pull")
+}
+
+/// Stores a cosign (legacy, simple-signing) signature of `digest` in the registry,
+/// as `cosign sign --key` does: an OCI manifest tagged `sha256-<hex>.sig` whose layer
+/// is the payload, with the base64 ECDSA signature in its annotation.
+fn push_cosign_signature(registry: &str, repo: &str, digest: &str, key: &p256::ecdsa::SigningKey) {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use sha2::Digest as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let host_repo = format!("{}/{repo}", registry.trim_start_matches("http://"));
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": host_repo},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    }))
+    .unwrap();
+    let sig: p256::ecdsa::Signature = key.sign(&payload);
+    let config =
+        br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let http = reqwest::blocking::Client::new();
+    let blob_digest = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    for blob in [&payload[..], &config[..]] {
+        let r = http
+            .post(format!("{registry}/v2/{repo}/blobs/uploads/"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "start upload");
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        let loc = if loc.starts_with('/') {
+            format!("{registry}{loc}")
+        } else {
+            loc
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = http
+            .put(format!("{loc}{sep}digest={}", blob_digest(blob)))
+            .header("content-type", "application/octet-stream")
+            .body(blob.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "finish upload");
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": config.len(),
+            "digest": blob_digest(config)
+        },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "size": payload.len(),
+            "digest": blob_digest(&payload),
+            "annotations": {"dev.cosignproject.cosign/signature": b64.encode(sig.to_der().as_bytes())}
+        }]
+    });
+    let tag = digest.replace(':', "-") + ".sig";
+    let r = http
+        .put(format!("{registry}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "signature manifest");
 }
 
 fn stderr(o: &Output) -> String {
@@ -163,7 +235,27 @@ fn rendered_policy_makes_real_podman_refuse_unsigned_images() {
     let repo_digests = bypass.run(&["image", "inspect", &trusted, "--format", "{{.RepoDigests}}"]);
     assert!(repo_digests.contains(&digest), "{repo_digests}");
 
-    // 5. Control: podman does read the guests' registries.d (so the pulls above
+    // 5. Signed (with the very key the policy names): podman finds the signature
+    //    through the rendered registries.d (`use-sigstore-attachments`), and Debian's
+    //    build then refuses it anyway, with its patch's error. Without the registries.d
+    //    file, podman does not even look.
+    push_cosign_signature(&reg.url(), "provenant/app", &digest, &key);
+    let signed = guest(dir.path(), "signed", &registries_d);
+    let o = pull(&signed, &policy_file, &trusted);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        !e.contains("no signature exists"),
+        "the signature was not found: {e}"
+    );
+    assert!(e.contains("sigstore disabled"), "{e}");
+    let empty = dir.path().join("empty-registries.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let blind = guest(dir.path(), "blind", &empty);
+    let o = pull(&blind, &policy_file, &trusted);
+    assert!(stderr(&o).contains("no signature exists"), "{}", stderr(&o));
+
+    // 6. Control: podman does read the guests' registries.d (so the pulls above
     //    parsed the rendered YAML): a corrupted copy breaks the same pull.
     let broken = dir.path().join("broken-registries.d");
     std::fs::create_dir_all(&broken).unwrap();
