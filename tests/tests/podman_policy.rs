@@ -147,6 +147,15 @@ fn push_cosign_signature(registry: &str, repo: &str, digest: &str, key: &p256::e
     assert_eq!(r.status(), 201, "signature manifest");
 }
 
+/// The two tests run one at a time: podman instances with separate storage still
+/// share the engine's temporary directory (/run/libpod), and the harness resets
+/// each instance when it is dropped.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -157,6 +166,7 @@ fn has_image(g: &Podman, image: &str) -> bool {
 
 #[test]
 fn rendered_policy_makes_real_podman_refuse_unsigned_images() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::start(dir.path(), dir.path());
     let builder = Podman::new(dir.path(), "builder", dir.path());
@@ -280,6 +290,7 @@ fn rendered_policy_makes_real_podman_refuse_unsigned_images() {
 /// of the static busybox: the images' layout is what is checked here, not the agent).
 #[test]
 fn release_image_scripts_pin_build_and_push() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::start(dir.path(), dir.path());
     let builder = Podman::new(dir.path(), "builder", dir.path());
