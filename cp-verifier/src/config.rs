@@ -61,7 +61,9 @@ pub struct CpConfig {
 
 /// `[images]`: the image policy (`prefer_keyless`, `[[images.trust]]`, as
 /// `policy::image::ImagePolicy`) and how its results are cached.
-/// (`[[images.registry]]` access entries come with the registry client.)
+/// `[[images.registry]]` entries say how to reach a registry (plain http, extra CA,
+/// credentials); registries not listed are reached over https anonymously. Key and
+/// root paths in the rules are used as given (relative to the working directory).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesConfig {
@@ -69,6 +71,8 @@ pub struct ImagesConfig {
     pub prefer_keyless: bool,
     #[serde(default)]
     pub trust: Vec<policy::image::ImageRule>,
+    #[serde(default)]
+    pub registry: Vec<signatures::oci::RegistryConfig>,
     /// How long a verified or refused result is kept (memory and store).
     #[serde(default = "default_image_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,

@@ -78,6 +78,20 @@ impl ImageChecker for PolicyChecker {
     }
 }
 
+/// The registry-backed checker: `signatures`' [`ImageVerifier`] (the rule covering
+/// the repository, the signatures the registry holds, cosign legacy and Sigstore
+/// bundles). A registry that cannot be asked gives `Undecided`, never a verdict.
+///
+/// [`ImageVerifier`]: signatures::verifier::ImageVerifier
+pub struct RegistryChecker(pub signatures::verifier::ImageVerifier);
+
+#[async_trait::async_trait]
+impl ImageChecker for RegistryChecker {
+    async fn check(&self, repository: &str, digest: &str, now_unix: i64) -> ImageCheck {
+        self.0.check(repository, digest, now_unix).await
+    }
+}
+
 /// The repository (`registry[:port]/path`) of an image reference, without tag or
 /// digest, normalised as podman does for short Docker Hub names
 /// (`alpine` -> `docker.io/library/alpine`). `None` for a reference that names no

@@ -154,11 +154,20 @@ impl ControlPlane {
     ) -> anyhow::Result<ControlPlane> {
         cfg.check()?;
         let image_policy = cfg.images.as_ref().map(|i| i.policy()).unwrap_or_default();
-        let checker = checker.unwrap_or_else(|| {
-            Arc::new(crate::images::PolicyChecker::new(
-                cfg.images.as_ref().map(|i| i.policy()),
-            ))
-        });
+        let checker: Arc<dyn ImageChecker> = match (checker, &cfg.images) {
+            (Some(c), _) => c,
+            // An image policy: verify against the registries it names. Keys and roots
+            // are loaded now, so a bad file stops start-up rather than a workload.
+            (None, Some(i)) => Arc::new(crate::images::RegistryChecker(
+                signatures::verifier::ImageVerifier::new(
+                    &i.policy(),
+                    std::path::Path::new(""),
+                    &i.registry,
+                )
+                .map_err(|e| anyhow::anyhow!("[images]: {e}"))?,
+            )),
+            (None, None) => Arc::new(crate::images::PolicyChecker::new(None)),
+        };
         let images = ImageService::start(
             cfg.images.as_ref().map(|i| i.service()).unwrap_or_default(),
             checker,

@@ -33,7 +33,12 @@ impl Podman {
         let conf = dir.join("containers.conf");
         std::fs::write(
             &conf,
-            "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            format!(
+                "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+                 # Per installation, so concurrent tests do not share (and reset) /run/libpod.\n\
+                 tmp_dir = \"{}\"\n",
+                dir.join("tmp").display()
+            ),
         )
         .expect("containers.conf");
         Podman {

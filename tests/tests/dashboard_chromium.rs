@@ -163,6 +163,12 @@ async fn fleet_pages_render_workload_badges_in_chromium() {
     };
     let port = free_port();
     let cp = format!("http://127.0.0.1:{port}");
+    // The rule's key must exist: the control plane loads every rule at start-up.
+    std::fs::write(
+        root.join("cosign.pub"),
+        sigstore_testsign::cosign::CosignKey::test_key().public_key_pem(),
+    )
+    .unwrap();
     std::fs::write(
         root.join("cp.toml"),
         format!(
@@ -208,7 +214,7 @@ fingerprint = "{bf}"
     .await;
 
     // shop-node runs three containers: one from a repository the image policy covers
-    // (no registry verifier is configured, so it stays undecided: unknown), one from
+    // (its registry, 127.0.0.1:5000, is not running, so it stays undecided: unknown), one from
     // a repository no rule covers (red, ImageNotCovered), and one built locally with
     // no registry digest (red, ImageNoDigest). Two eBPF programs are loaded.
     let items = vec![
@@ -333,7 +339,7 @@ fingerprint = "{bf}"
     let r = row(&page, "shop");
     assert!(r.contains("data-badge=\"unknown\""), "{r}");
     assert!(r.contains("ImageUnverifiable"), "{r}");
-    assert!(r.contains("no registry verifier"), "{r}");
+    assert!(r.contains("unreachable"), "{r}");
     assert!(page.contains("data-collector=\"workloads\">ok"));
     assert!(page.contains("data-collector=\"ebpf\">ok"));
     assert!(page.contains("data-lsm=\"yes\""));
