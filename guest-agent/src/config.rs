@@ -82,6 +82,29 @@ pub struct AgentConfig {
     /// The active-LSM list (`bpf` in it: the BPF LSM is active).
     #[serde(default = "default_lsm_file")]
     pub lsm_file: PathBuf,
+    /// The image policy (`policy::image::ImagePolicy` TOML, as `policy render-podman`
+    /// reads) that `guest-agent pull` verifies against. Paths inside it are relative
+    /// to its own directory. Absent: `pull` refuses everything.
+    #[serde(default)]
+    pub image_policy_file: Option<PathBuf>,
+    /// How `guest-agent pull` reaches registries (`[[registry]]`: host, insecure,
+    /// ca_file, credentials).
+    #[serde(default)]
+    pub registry: Vec<signatures::oci::RegistryConfig>,
+    /// The podman command `guest-agent pull` runs (argv prefix; e.g. add `--root`).
+    #[serde(default = "default_podman_command")]
+    pub podman_command: Vec<String>,
+    /// podman's own signature policy, extended per pull by exactly the verified
+    /// digest. Missing file: `default: reject` plus that digest.
+    #[serde(default = "default_podman_policy")]
+    pub podman_policy_file: PathBuf,
+}
+
+fn default_podman_command() -> Vec<String> {
+    vec!["podman".into()]
+}
+fn default_podman_policy() -> PathBuf {
+    "/etc/containers/policy.json".into()
 }
 
 fn default_true() -> bool {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod ebpf;
 pub mod fsutil;
 pub mod logging;
+pub mod pull;
 pub mod quote;
 pub mod rtmr;
 pub mod signer;

@@ -40,6 +40,22 @@ enum Cmd {
         #[arg(long)]
         nonce: Option<String>,
     },
+    /// The verifying pull gate: resolve IMAGE's digest, verify its signature under
+    /// the image policy (`image_policy_file`), pull it by digest through podman, and
+    /// record the signer in the RTMR3 event log. Prints JSON; exit 0 pulled,
+    /// 1 refused (typed reason), 2 could not run.
+    Pull {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `registry/repo[:tag][@sha256:..]`.
+        image: String,
+        /// Verify at this time (unix seconds) instead of now.
+        #[arg(long)]
+        at: Option<i64>,
+        /// Verify only: print what would be pulled, pull nothing.
+        #[arg(long)]
+        verify_only: bool,
+    },
     /// Generate an ed25519 identity key (PKCS#8 PEM, mode 0600).
     Keygen {
         /// Where to write the private key.
@@ -108,6 +124,61 @@ async fn main() -> Result<()> {
             let (env, _ev) = agent.build_report(nonce, m, None)?;
             println!("{}", String::from_utf8_lossy(&env.to_json()));
             Ok(())
+        }
+        Cmd::Pull {
+            config,
+            image,
+            at,
+            verify_only,
+        } => {
+            let cfg = AgentConfig::load(&config)?;
+            let now = at.unwrap_or_else(|| {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+            });
+            use guest_agent::pull;
+            let result = if verify_only {
+                match pull::verifier(&cfg) {
+                    Ok(v) => pull::verify(&v, &image, now)
+                        .await
+                        .map(|(repo, digest, signer)| {
+                            serde_json::json!({
+                                "verified": true,
+                                "reference": format!("{repo}@{digest}"),
+                                "digest": digest,
+                                "signer": signer,
+                            })
+                        }),
+                    Err(e) => Err(e),
+                }
+            } else {
+                pull::pull(&cfg, &image, now)
+                    .await
+                    .map(|p| serde_json::to_value(p).unwrap_or_default())
+            };
+            match result {
+                Ok(v) => {
+                    println!("{v}");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(image = %image, kind = e.kind(), error = %e, "pull refused");
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "pulled": false,
+                            "error": {
+                                "kind": e.kind(),
+                                "detail_kind": e.detail_kind(),
+                                "detail": e.to_string(),
+                            }
+                        })
+                    );
+                    std::process::exit(if e.is_refusal() { 1 } else { 2 });
+                }
+            }
         }
         Cmd::Keygen { out, force } => {
             let s = KeySigner::generate_ed25519().map_err(anyhow::Error::msg)?;
