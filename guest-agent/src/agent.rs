@@ -332,9 +332,15 @@ impl Agent {
 
     /// The RTMR3 event log as sent at registration (TDX tiers).
     fn event_log_jsonl(&self) -> Option<String> {
-        self.events
-            .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).to_jsonl())
+        self.events.as_ref().map(|l| {
+            let mut log = l.lock().unwrap_or_else(|e| e.into_inner());
+            // Another process (`guest-agent pull`) may have extended RTMR3 and logged
+            // it since the last measurement: the quote will show it, so must the log.
+            if let Err(e) = log.refresh() {
+                tracing::error!(error = %e, "cannot re-read the RTMR3 event log");
+            }
+            log.to_jsonl()
+        })
     }
 
     /// Builds and signs a registration report answering `nonce`, plus the platform

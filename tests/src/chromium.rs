@@ -117,3 +117,24 @@ pub fn elements_with<'a>(dom: &'a str, attr: &str) -> Vec<&'a str> {
     }
     out
 }
+
+/// The `<tr data-workload=NAME>` row of a fleet page.
+pub fn row<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom
+        .find(&format!("<tr data-workload=\"{name}\""))
+        .unwrap_or_else(|| panic!("no row for workload {name} in {dom}"));
+    let end = dom[start..]
+        .find("</tr>")
+        .map_or(dom.len(), |i| start + i + 5);
+    &dom[start..end]
+}
+
+/// `target/test-artifacts/`: where screenshots are kept.
+pub fn artifacts_dir() -> PathBuf {
+    // target/<profile>/deps/<test> -> target/test-artifacts
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary under target/")
+        .join("test-artifacts")
+}

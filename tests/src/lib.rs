@@ -2,6 +2,7 @@
 //! supervising the processes a test starts.
 #![forbid(unsafe_code)]
 
+pub mod bpf;
 pub mod chromium;
 pub mod oci_servers;
 pub mod podman;

@@ -63,6 +63,15 @@ impl Podman {
         c
     }
 
+    /// The argv prefix that reaches this installation (to give to other programs,
+    /// with `CONTAINERS_CONF` = [`Podman::conf`] in their environment).
+    pub fn argv(&self) -> Vec<String> {
+        let c = self.cmd();
+        std::iter::once(c.get_program().to_string_lossy().into_owned())
+            .chain(c.get_args().map(|a| a.to_string_lossy().into_owned()))
+            .collect()
+    }
+
     /// Runs `podman ARGS`, whatever its outcome.
     pub fn try_run(&self, args: &[&str]) -> Output {
         self.cmd()

@@ -6,7 +6,6 @@
 //! Needs: `chromium` (Debian package), and the workspace binaries built
 //! (`cargo build -p cp-verifier --bins`).
 
-use std::path::PathBuf;
 
 use evidence::api::{Challenge, RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
@@ -18,7 +17,7 @@ use evidence::{
 use guest_agent::agent::sign_payload;
 use guest_agent::clock::{Clock, SystemClock};
 use guest_agent::signer::{KeySigner, Signer};
-use provenant_tests::chromium::{dump_dom, elements_with, screenshot};
+use provenant_tests::chromium::{artifacts_dir, dump_dom, elements_with, row, screenshot};
 use provenant_tests::{free_port, wait_for, Http, Proc};
 use serde_json::Value;
 
@@ -129,25 +128,6 @@ impl Agent {
 }
 
 /// `<tr data-workload="NAME" ...>...</tr>` in a rendered DOM.
-fn row<'a>(dom: &'a str, name: &str) -> &'a str {
-    let start = dom
-        .find(&format!("<tr data-workload=\"{name}\""))
-        .unwrap_or_else(|| panic!("no row for workload {name} in {dom}"));
-    let end = dom[start..]
-        .find("</tr>")
-        .map_or(dom.len(), |i| start + i + 5);
-    &dom[start..end]
-}
-
-fn artifacts_dir() -> PathBuf {
-    // target/<profile>/deps/<test> -> target/test-artifacts
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .nth(3)
-        .expect("test binary under target/")
-        .join("test-artifacts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_pages_render_workload_badges_in_chromium() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,111 +1,16 @@
 //! The eBPF collector against the real kernel (run as root): a socket filter compiled
-//! with Debian's clang from `tests/bpf/socket_filter.c`, loaded and pinned with
+//! with Debian's clang from `tests/bpf/socket_filter.c` (helpers in `provenant_tests::bpf`), loaded and pinned with
 //! `bpftool` on a fresh bpffs mounted under the test's directory. Only programs this
 //! test pinned are looked at, so other BPF programs on the host do not matter.
 //! Needs: clang, bpftool, linux-libc-dev; root (CAP_SYS_ADMIN) for bpf() and mount.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use evidence::{BpfProgram, CollectorState};
-use guest_agent::ebpf::{program_hash, EbpfCollector};
+use guest_agent::ebpf::EbpfCollector;
+use provenant_tests::bpf::{run, BpfFs};
 use serde_json::Value;
-
-fn run(cmd: &mut Command) -> String {
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A bpffs mounted under a temporary directory; pins removed and unmounted on drop.
-struct BpfFs {
-    _dir: tempfile::TempDir,
-    work: PathBuf,
-    mnt: PathBuf,
-}
-
-impl BpfFs {
-    fn new() -> BpfFs {
-        let dir = tempfile::tempdir().unwrap();
-        let mnt = dir.path().join("bpffs");
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(&mnt).unwrap();
-        std::fs::create_dir_all(&work).unwrap();
-        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&mnt));
-        BpfFs {
-            _dir: dir,
-            work,
-            mnt,
-        }
-    }
-
-    /// Compiles the test program (with `-DVARIANT=variant`) into the work directory.
-    fn compile(&self, variant: u32) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/socket_filter.c");
-        let out = self.work.join(format!("prog{variant}.o"));
-        run(Command::new("clang")
-            .args([
-                "-O2",
-                "-g",
-                "-target",
-                "bpf",
-                "-I/usr/include/x86_64-linux-gnu",
-            ])
-            .arg(format!("-DVARIANT={variant}"))
-            .arg("-c")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out));
-        out
-    }
-
-    /// `bpftool prog load OBJ PIN`; returns the pin path.
-    fn load(&self, obj: &Path, name: &str) -> PathBuf {
-        let pin = self.mnt.join(name);
-        run(Command::new("bpftool")
-            .args(["prog", "load"])
-            .arg(obj)
-            .arg(&pin));
-        pin
-    }
-
-    fn show(&self, pin: &Path) -> Value {
-        let out = run(Command::new("bpftool")
-            .args(["prog", "show", "pinned"])
-            .arg(pin)
-            .arg("-j"));
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// The translated instructions as bpftool dumps them, hashed the collector's way.
-    fn bpftool_hash(&self, pin: &Path) -> evidence::Digest32 {
-        let f = self.work.join("xlated.bin");
-        run(Command::new("bpftool")
-            .args(["prog", "dump", "xlated", "pinned"])
-            .arg(pin)
-            .arg("file")
-            .arg(&f));
-        program_hash(std::fs::read(&f).unwrap())
-    }
-}
-
-impl Drop for BpfFs {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.mnt) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        let _ = Command::new("umount").arg(&self.mnt).status();
-    }
-}
 
 /// The list digest over this test's programs only (those pinned under its bpffs).
 fn ours(e: &evidence::Ebpf, fs: &BpfFs) -> evidence::Digest32 {
@@ -232,7 +137,7 @@ fn without_privilege_ebpf_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let exe = env!("CARGO_BIN_EXE_guest-agent");
+    let exe = &provenant_tests::binary("guest-agent");
     let key = d.join("node.key");
     run(Command::new(exe).args(["keygen", "--out"]).arg(&key));
     run(Command::new("chown").arg("65534").arg(&key));
