@@ -27,7 +27,7 @@ body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-col
 td,th{{border-bottom:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}}\
 .badge{{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600;color:#fff}}\
 .green{{background:#1a7f37}}.yellow{{background:#b08800}}.red{{background:#cf222e}}.unknown{{background:#6e7781}}\
-code{{font-size:.85em;word-break:break-all}}.wl{{display:inline-block;margin:0 .2rem .2rem 0;padding:0 .4rem;border-radius:.3rem;font-size:.8em;color:#fff}}\
+code{{font-size:.85em;word-break:break-all}}.signer{{font-size:.85em;word-break:break-all}}.wl{{display:inline-block;margin:0 .2rem .2rem 0;padding:0 .4rem;border-radius:.3rem;font-size:.8em;color:#fff}}\
 .muted{{color:#6e7781}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     )
@@ -140,9 +140,16 @@ fn workloads_section(a: &AgentView) -> String {
             .unwrap_or_default();
         s.push_str(&format!(
             "<tr data-workload=\"{name}\"><td>{name}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
-<td><span class=\"badge {b}\" data-badge=\"{b}\">{b}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&w.image),
-            esc(w.image_digest.as_deref().unwrap_or("none")),
+<td><span class=\"badge {b}\" data-badge=\"{b}\">{b}</span></td><td>{}</td><td class=\"signer\">{}</td><td>{}</td></tr>",
+            esc(w.image.split('@').next().unwrap_or_default()),
+            w.image_digest.as_deref().map_or_else(
+                || "none".to_owned(),
+                |d| format!(
+                    "<span title=\"{}\">{}…</span>",
+                    esc(d),
+                    esc(d.get(..19).unwrap_or(d))
+                )
+            ),
             esc(&state),
             reason_list(&w.reasons, "signed under the image policy"),
             esc(w.signer.as_deref().unwrap_or("")),

@@ -88,7 +88,7 @@ pub fn screenshot(url: &str, png_path: &Path) {
     run(
         &[
             &format!("--screenshot={}", png_path.display()),
-            "--window-size=1280,900",
+            "--window-size=1280,1600",
         ],
         url,
     );

@@ -6,7 +6,6 @@
 //! Needs: `chromium` (Debian package), and the workspace binaries built
 //! (`cargo build -p cp-verifier --bins`).
 
-
 use evidence::api::{Challenge, RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
 use evidence::{
