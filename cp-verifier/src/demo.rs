@@ -72,9 +72,13 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         &agent_cfg_path,
         format!(
             "agent_id = \"{DEMO_AGENT}\"\ncontrol_plane = \"http://{addr}\"\nheartbeat_interval = \"2s\"\n\
-             listen = \"127.0.0.1:0\"\nkey_file = \"{}\"\npolicy_files = [\"{}\"]\n",
+             listen = \"127.0.0.1:0\"\nkey_file = \"{}\"\npolicy_files = [\"{}\"]\n\
+             collect_workloads = {}\n",
             key_path.display(),
-            policy_path.display()
+            policy_path.display(),
+            // Workloads only where podman's API is there; otherwise the demo agent would
+            // (rightly) say its workloads are unknown.
+            std::path::Path::new("/run/podman/podman.sock").exists(),
         ),
     )?;
     let agent_cfg = AgentConfig::load(&agent_cfg_path)?;

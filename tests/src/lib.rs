@@ -227,6 +227,8 @@ pub mod tdx {
     requote_interval = "2s"
     # The host's BPF programs are not this test's: keep them out of the event log.
     collect_ebpf = false
+    # No podman here unless a test sets one up (then it turns this on).
+    collect_workloads = false
     "#,
                 key = key.display(),
                 policy = policy.display(),

@@ -98,6 +98,7 @@ max_backoff = "1s"
 listen = "127.0.0.1:{agent_port}"
 key_file = "{key}"
 policy_files = ["{policy}"]
+collect_workloads = false
 "#,
             key = key.display(),
             policy = policy.display(),

@@ -239,14 +239,12 @@ source_ref = "refs/heads/main"
         pp = podman_policy.display(),
         argv = guest.argv(),
     );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&tds[0].config)
-            .unwrap();
-        f.write_all(pull_keys.as_bytes()).unwrap();
-    }
+    let td_cfg = std::fs::read_to_string(&tds[0].config).unwrap();
+    std::fs::write(
+        &tds[0].config,
+        td_cfg.replace("collect_workloads = false", "collect_workloads = true") + &pull_keys,
+    )
+    .unwrap();
     let node_key = root.join("node.key");
     let signer = guest_agent::signer::KeySigner::generate_ed25519().unwrap();
     std::fs::write(&node_key, signer.to_pkcs8_pem().unwrap()).unwrap();
