@@ -151,22 +151,20 @@ fn collectors(s: &AgentState) -> serde_json::Value {
 
 /// UTC nanoseconds since the epoch as RFC 3339 (`2026-11-24T18:15:22.123456789Z`).
 pub fn rfc3339(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let nanos = ns % 1_000_000_000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, mi, sec) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{nanos:09}Z")
+    let (secs, nanos) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|_| format!("{ns} ns"))
 }
 
 async fn verify(State(s): State<Shared>) -> Response {
