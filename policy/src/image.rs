@@ -151,6 +151,23 @@ impl ImagePolicy {
                             "keyless needs an identity: subject_email, san, san_regex or source_repository",
                         ));
                     }
+                    // A GitHub Actions certificate names a repository, but any
+                    // workflow file on any branch of it gets one: pin the workflow
+                    // (san / san_regex) or at least the ref.
+                    if k.issuer == crate::identity::GITHUB_ACTIONS_ISSUER
+                        && k.san.is_none()
+                        && k.san_regex.is_none()
+                        && k.source_ref.is_none()
+                    {
+                        return Err(bad(
+                            "a GitHub Actions identity needs san, san_regex or source_ref: \
+                             source_repository alone admits any workflow on any branch",
+                        ));
+                    }
+                    if let Some(re) = &k.san_regex {
+                        regex::Regex::new(re)
+                            .map_err(|e| bad(&format!("san_regex does not compile: {e}")))?;
+                    }
                     if !r.require_rekor {
                         return Err(bad("keyless signatures always require Rekor"));
                     }
@@ -340,6 +357,20 @@ rekor_key = "rekor.pub"
         let k = p.trust[0].keyless.as_mut().unwrap();
         k.san = None;
         assert!(p.validate().unwrap_err().to_string().contains("identity"));
+        // A GitHub repository alone is not a workflow identity.
+        let mut p = policy();
+        let k = p.trust[0].keyless.as_mut().unwrap();
+        k.san = None;
+        k.source_repository = Some("https://github.com/provenant/provenant".into());
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("any workflow"));
+        p.trust[0].keyless.as_mut().unwrap().source_ref = Some("refs/heads/main".into());
+        p.validate().unwrap();
+        p.trust[0].keyless.as_mut().unwrap().san_regex = Some("(".into());
+        assert!(p.validate().unwrap_err().to_string().contains("compile"));
         assert!(toml::from_str::<ImagePolicy>("[[trust]]\nscope='a'\nkeyz=[]").is_err());
     }
 

@@ -948,6 +948,7 @@ subject_email = "mitr@redhat.com"
         k.san = None;
         k.subject_email = Some("a@example.com".into());
         k.source_repository = Some("https://github.com/provenant/provenant".into());
+        k.source_ref = Some("refs/heads/main".into());
         let e = render(&p, &inputs()).unwrap_err();
         assert_eq!(e.kind(), "unpinnable_identity");
         assert!(e.to_string().contains("source_repository"), "{e}");

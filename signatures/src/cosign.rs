@@ -1321,8 +1321,9 @@ fn check_rekor_body(
     } else {
         "PUBLIC KEY"
     };
-    let ders = pem_blocks(&logged_pem, label)
-        .map_err(|e| ImageSigError::RekorEntryMismatch(format!("entry public key: {e}")))?;
+    // A parse failure is "not the same signer" here, so the bare-key form below is
+    // still tried.
+    let ders = pem_blocks(&logged_pem, label).unwrap_or_default();
     let same = ders.first().is_some_and(|d| d == logged_der)
         // A keyless signature logged with the leaf's bare key is the same signer.
         || leaf.is_some_and(|l| {
@@ -1336,6 +1337,12 @@ fn check_rekor_body(
     }
     Ok(())
 }
+
+/// In-toto predicate types a bundle may carry to count as an image signature.
+pub const IMAGE_PREDICATE_TYPES: &[&str] = &[
+    "https://sigstore.dev/cosign/sign/v1",
+    "https://slsa.dev/provenance/v1",
+];
 
 fn verify_chain(
     leaf_der: &[u8],
@@ -1499,6 +1506,16 @@ fn verify_bundle_sig(
                 .into(),
         ));
     };
+    // Only statements that say "this image is ours": cosign's signature predicate, or
+    // build provenance. An SBOM or a vulnerability scan the same workflow wrote about
+    // an image (say, a base image it scanned) is not a signature of it.
+    if !IMAGE_PREDICATE_TYPES.contains(&st.predicate_type.as_str()) {
+        return Err(ImageSigError::Unsupported(format!(
+            "predicate type {:?} is not an image signature (accepted: {})",
+            truncate(&st.predicate_type),
+            IMAGE_PREDICATE_TYPES.join(", ")
+        )));
+    }
     let hex_part = digest.trim_start_matches("sha256:");
     let subject = st
         .subjects

@@ -429,6 +429,19 @@ fn bundles_for_the_referrer_path() {
         .unwrap();
     let e = verify_image_signature(&out, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
     assert_eq!(e.kind(), "ReferenceNotCovered");
+    // The same workflow's SBOM about the image is not a signature of it.
+    let att = sigstore_testsign::Attestation::new(
+        vec![sigstore_testsign::Subject::sha256_hex(
+            REPO,
+            digest().trim_start_matches("sha256:"),
+        )],
+        "https://spdx.dev/Document",
+        serde_json::json!({}),
+    );
+    let sbom = ImageSignature::Bundle(t.sign_attestation(&att, &identity(), AT).unwrap());
+    let e = verify_image_signature(&sbom, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
+    assert_eq!(e.kind(), "UnsupportedSignature", "{e}");
+    assert!(e.to_string().contains("spdx"), "{e}");
     // Without a trusted_root.json, or under key trust: unsupported.
     let e = verify_image_signature(&b, &digest(), &pem_trust(gh_identity()), AT).unwrap_err();
     assert_eq!(e.kind(), "UnsupportedSignature");
