@@ -142,13 +142,37 @@ impl ImageVerifier {
                 repository: repository.to_owned(),
             };
         };
-        let sigs = match self.client.find_signatures(repository, digest).await {
+        let trust = &self.trusts[index];
+        // cosign's legacy signatures first: one that verifies settles it, whatever the
+        // referrers lookup (which many registries do not serve) would say.
+        let legacy = self.client.find_legacy_signatures(repository, digest).await;
+        if let Ok(sigs) = &legacy {
+            if let Ok(v) = verify_any(sigs, digest, trust, now_unix) {
+                return ImageVerdict::Verified(v);
+            }
+        }
+        let referrers = match self
+            .client
+            .find_referrer_signatures(repository, digest)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return ImageVerdict::Unavailable(e),
         };
-        match verify_any(&sigs, digest, &self.trusts[index], now_unix) {
-            Ok(v) => ImageVerdict::Verified(v),
-            Err(e) => ImageVerdict::Refused(e),
+        match legacy {
+            Ok(mut all) => {
+                all.extend(referrers);
+                // Verified, or the most informative refusal over both kinds.
+                match verify_any(&all, digest, trust, now_unix) {
+                    Ok(v) => ImageVerdict::Verified(v),
+                    Err(e) => ImageVerdict::Refused(e),
+                }
+            }
+            // Part of the answer is missing: only a verified referrer decides.
+            Err(e) => match verify_any(&referrers, digest, trust, now_unix) {
+                Ok(v) => ImageVerdict::Verified(v),
+                Err(_) => ImageVerdict::Unavailable(e),
+            },
         }
     }
 

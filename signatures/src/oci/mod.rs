@@ -351,6 +351,43 @@ fn build_http(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Clien
         .map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))
 }
 
+/// Whether two URLs share scheme, host and port.
+fn same_origin(a: &Url, b: &str) -> bool {
+    Url::parse(b).is_ok_and(|b| {
+        a.scheme() == b.scheme()
+            && a.host_str() == b.host_str()
+            && a.port_or_known_default() == b.port_or_known_default()
+    })
+}
+
+/// Whether `url`'s host is an internal address (loopback, private, link-local,
+/// unspecified, `localhost`) that is not the registry's own host (`registry` is
+/// `host[:port]`).
+fn internal_elsewhere(url: &Url, registry: &str) -> bool {
+    let Some(h) = url.host_str() else {
+        return true;
+    };
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    let internal = h.eq_ignore_ascii_case("localhost")
+        || match h.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v)) => {
+                v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified()
+            }
+            Ok(std::net::IpAddr::V6(v)) => {
+                v.is_loopback()
+                    || v.is_unspecified()
+                    || (v.segments()[0] & 0xfe00) == 0xfc00
+                    || (v.segments()[0] & 0xffc0) == 0xfe80
+            }
+            Err(_) => false,
+        };
+    let reg_host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => registry.split(':').next().unwrap_or(registry),
+    };
+    internal && !reg_host.eq_ignore_ascii_case(h)
+}
+
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Challenge {
@@ -641,6 +678,18 @@ impl RegistryClient {
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
+            // Only the registry itself may ask for credentials: a 401 from a host a blob
+            // was redirected to is not answered (its challenge would send the
+            // configured credentials to a realm of its choosing).
+            if !same_origin(resp.url(), url) {
+                return Err(RegistryError::Unauthorized {
+                    host,
+                    reason: format!(
+                        "{} (a redirect target) asked for credentials; they go to the registry only",
+                        reference::clip(resp.url().host_str().unwrap_or_default())
+                    ),
+                });
+            }
             if tried_auth {
                 return Err(RegistryError::Unauthorized {
                     host,
@@ -763,6 +812,18 @@ impl RegistryClient {
                 "token realm {:?} is not http(s)",
                 reference::clip(realm)
             )));
+        }
+        // A registry names its token server, which may be another host (Docker Hub's
+        // is). It may not point us at internal addresses it does not itself live on:
+        // loopback, link-local or private IPs are accepted only on the registry's host.
+        if internal_elsewhere(&url, host) {
+            return Err(RegistryError::Unauthorized {
+                host: host.to_string(),
+                reason: format!(
+                    "token realm {:?} is an internal address other than the registry's",
+                    reference::clip(realm)
+                ),
+            });
         }
         {
             let mut q = url.query_pairs_mut();
@@ -1117,10 +1178,27 @@ impl RegistryClient {
         repository: &str,
         digest: &str,
     ) -> Result<Vec<ImageSignature>, RegistryError> {
+        let mut out = self.find_legacy_signatures(repository, digest).await?;
+        out.extend(self.find_referrer_signatures(repository, digest).await?);
+        if out.len() > MAX_SIGNATURES {
+            return Err(RegistryError::TooMany {
+                what: "signatures",
+                max: MAX_SIGNATURES,
+            });
+        }
+        Ok(out)
+    }
+
+    /// cosign's legacy signatures of `digest`: the simple-signing layers of the
+    /// `sha256-<hex>.sig` tag. `Ok(vec![])` when there is no such tag.
+    pub async fn find_legacy_signatures(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<ImageSignature>, RegistryError> {
         let r = parse_repository(repository)?;
         let hex = hex_of(digest)?.to_string();
         let mut out = Vec::new();
-        // (a) cosign's legacy tag.
         if let Some(m) = self
             .get_manifest_opt(&r, &format!("sha256-{hex}.sig"), false)
             .await?
@@ -1141,7 +1219,19 @@ impl RegistryClient {
                 });
             }
         }
-        // (b) OCI 1.1 referrers, or the tag-schema fallback.
+        Ok(out)
+    }
+
+    /// The Sigstore bundles attached to `digest` as OCI 1.1 referrers (the referrers
+    /// API, or the tag-schema fallback). `Ok(vec![])` when there are none.
+    pub async fn find_referrer_signatures(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<ImageSignature>, RegistryError> {
+        let r = parse_repository(repository)?;
+        let hex = hex_of(digest)?.to_string();
+        let mut out = Vec::new();
         for d in self.referrers(&r, digest, &hex).await? {
             if out.len() >= MAX_SIGNATURES {
                 return Err(RegistryError::TooMany {
@@ -1646,6 +1736,34 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_realms_only_on_the_registrys_own_host() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(!internal_elsewhere(
+            &u("https://auth.docker.io/token"),
+            "docker.io"
+        ));
+        assert!(!internal_elsewhere(
+            &u("http://127.0.0.1:9/token"),
+            "127.0.0.1:5000"
+        ));
+        assert!(internal_elsewhere(
+            &u("http://127.0.0.1:9/token"),
+            "registry.example"
+        ));
+        assert!(internal_elsewhere(
+            &u("http://169.254.169.254/latest"),
+            "ghcr.io"
+        ));
+        assert!(internal_elsewhere(&u("http://10.1.2.3/t"), "10.1.2.4:5000"));
+        assert!(internal_elsewhere(&u("http://localhost/t"), "ghcr.io"));
+        assert!(internal_elsewhere(&u("http://[::1]:8/t"), "ghcr.io"));
+        assert!(!internal_elsewhere(&u("http://[::1]:8/t"), "[::1]:5000"));
+        assert!(same_origin(&u("http://a:5000/v2/x"), "http://a:5000/v2/y"));
+        assert!(!same_origin(&u("http://b:5000/v2/x"), "http://a:5000/v2/y"));
+        assert!(!same_origin(&u("https://a/v2/x"), "http://a/v2/y"));
+    }
 
     #[test]
     fn challenges_parse() {
