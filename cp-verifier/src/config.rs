@@ -97,10 +97,41 @@ impl ImagesConfig {
             cache_ttl: self.cache_ttl,
             retry_after: self.retry_after,
             max_concurrent: self.max_concurrent,
+            policy_fingerprint: self.fingerprint(),
             ..Default::default()
         }
     }
+
+    /// SHA-256 over the policy (rules, identities, preferences) and the bytes of every
+    /// key and root file it names: what a cached image verdict depends on.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&self.policy()).unwrap_or_default());
+        for r in &self.trust {
+            let k = r.keyless.as_ref();
+            let files = r
+                .keys
+                .iter()
+                .chain(&r.rekor_key)
+                .chain(k.and_then(|k| k.trusted_root.as_ref()))
+                .chain(k.and_then(|k| k.fulcio_ca.as_ref()));
+            for f in files {
+                h.update(f.as_os_str().as_encoded_bytes());
+                h.update([0]);
+                match guest_agent::fsutil::read_bounded(f, MAX_TRUST_FILE_BYTES) {
+                    Ok(b) => h.update(Sha256::digest(&b)),
+                    Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+                }
+            }
+        }
+        hex::encode(h.finalize())
+    }
 }
+
+/// Largest key or root file hashed into the image policy's fingerprint (the
+/// verifier's own bound on a trusted root is 1 MiB).
+const MAX_TRUST_FILE_BYTES: u64 = 2 * 1024 * 1024;
 
 fn default_image_ttl() -> Duration {
     Duration::from_secs(3600)

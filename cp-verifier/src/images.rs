@@ -149,6 +149,10 @@ pub struct ImageServiceConfig {
     pub queue: usize,
     /// Longest one verification may take before it counts as undecided.
     pub check_timeout: Duration,
+    /// Names the image policy and its trust material: stored results are keyed by
+    /// it, so a narrowed policy or a removed key never reuses an older answer (from
+    /// before a restart, or from a replica still on the old policy).
+    pub policy_fingerprint: String,
 }
 
 impl Default for ImageServiceConfig {
@@ -159,6 +163,7 @@ impl Default for ImageServiceConfig {
             max_concurrent: 4,
             queue: 1024,
             check_timeout: Duration::from_secs(60),
+            policy_fingerprint: String::new(),
         }
     }
 }
@@ -200,8 +205,8 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn store_key(repo: &str, digest: &str) -> String {
-    format!("image:{repo}@{digest}")
+fn store_key(fingerprint: &str, repo: &str, digest: &str) -> String {
+    format!("image:{fingerprint}:{repo}@{digest}")
 }
 
 /// Removes the in-flight mark when a job ends, even if the checker panicked.
@@ -336,7 +341,10 @@ impl Inner {
         let (repo, digest) = (&key.0, &key.1);
         // Another replica (or this one, before a restart) may have the answer.
         if let Some(store) = &self.store {
-            match store.get_cached(&store_key(repo, digest)).await {
+            match store
+                .get_cached(&store_key(&self.cfg.policy_fingerprint, repo, digest))
+                .await
+            {
                 Ok(Some((json, _))) => match serde_json::from_slice::<Entry>(&json) {
                     Ok(e) if self.clock.now_ns() < e.expires_at_ns => {
                         self.remember(key, e);
@@ -403,8 +411,13 @@ impl Inner {
                 let exp = e.expires_at_ns / 1_000_000_000;
                 match serde_json::to_vec(&e) {
                     Ok(json) => {
-                        if let Err(err) =
-                            store.put_cached(&store_key(repo, digest), &json, exp).await
+                        if let Err(err) = store
+                            .put_cached(
+                                &store_key(&self.cfg.policy_fingerprint, repo, digest),
+                                &json,
+                                exp,
+                            )
+                            .await
                         {
                             tracing::warn!(%repo, %digest, error = %err, "image cache write failed");
                         }

@@ -609,7 +609,7 @@ async fn verification_is_cached_expires_and_retries_undecided() {
     let Cp { dir, .. } = cp;
     let checker2 = Arc::new(Scripted::default());
     let cp2 = start_with(dir, Some(checker2.clone()), |c| {
-        c.enrollment.keys.push(enrolled);
+        c.enrollment.keys.push(enrolled.clone());
         images_cfg(c);
         c.data_dir = path.join("db");
     })
@@ -654,6 +654,31 @@ async fn verification_is_cached_expires_and_retries_undecided() {
     // Key-signed where keyless is preferred: yellow with ImageKeySigned.
     assert_eq!(badge(&v, "web")["status"], "warn", "{v}");
     assert!(codes(badge(&v, "web")).contains(&"ImageKeySigned".to_string()));
+
+    // A changed image policy never reuses a stored answer (the cache key carries the
+    // policy's fingerprint): the same digest is verified again.
+    let Cp { dir, .. } = cp2;
+    let checker3 = Arc::new(Scripted::default());
+    let cp3 = start_with(dir, Some(checker3.clone()), |c| {
+        c.enrollment.keys.push(enrolled);
+        images_cfg(c);
+        c.images.as_mut().unwrap().prefer_keyless = false;
+        c.data_dir = path.join("db");
+    })
+    .await;
+    cp3.clock.advance(Duration::from_secs(3700));
+    assert_eq!(cp3.send(&mut a, digests_only(&m)).await.0, 200);
+    for _ in 0..200 {
+        if checker3.calls_for(&signed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        checker3.calls_for(&signed),
+        1,
+        "the old policy's answer was reused"
+    );
 }
 
 /// A checker that panics or never answers must not wedge the queue.
