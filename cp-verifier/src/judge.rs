@@ -115,7 +115,21 @@ pub fn judge(
     // yet (collector not configured or unable to look at registration), the first
     // complete list becomes the baseline.
     match (ok_ebpf(lkg.ebpf.as_ref()), ok_ebpf(reported.ebpf.as_ref())) {
-        (None, Some(_)) => lkg.ebpf = reported.ebpf.clone(),
+        (None, Some((_, ri))) => {
+            // At first contact this is the baseline. Later (the collector could not
+            // look at registration, and now can) it is adopted too, but never
+            // silently: whatever was loaded meanwhile is named for the operator.
+            if previous.is_some() {
+                alerts.push((
+                    AlertKind::EbpfChanged,
+                    format!(
+                        "eBPF programs became visible after registration and were adopted as last-known-good; review them: {}",
+                        ebpf_diff(&[], ri)
+                    ),
+                ));
+            }
+            lkg.ebpf = reported.ebpf.clone();
+        }
         (Some((ld, li)), Some((rd, ri))) if ld != rd => {
             let prev = previous.and_then(|p| ok_ebpf(p.ebpf.as_ref())).map(|x| x.0);
             if prev != Some(rd) {
@@ -578,6 +592,12 @@ mod tests {
         let j = judge(&m(1, 1), &Expectations::default(), None, &now);
         assert_eq!(j.lkg.ebpf, now.ebpf);
         assert!(j.alerts.is_empty());
+        // A list first visible after registration is adopted, never silently.
+        let j = judge(&m(1, 1), &Expectations::default(), Some(&m(1, 1)), &now);
+        assert_eq!(j.lkg.ebpf, now.ebpf);
+        assert_eq!(j.alerts.len(), 1);
+        assert_eq!(j.alerts[0].0, AlertKind::EbpfChanged);
+        assert!(j.alerts[0].1.contains("adopted"), "{}", j.alerts[0].1);
     }
 
     #[test]

@@ -144,16 +144,35 @@ pub async fn verify(
     }
 }
 
-/// The whole gate: verify, pull by digest, record.
+/// Longest the resolution and verification of one image may take in all (each
+/// registry request has its own timeout; a slow registry must not hold the gate).
+pub const VERIFY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The whole gate: verify, record, pull by digest.
 pub async fn pull(cfg: &AgentConfig, image: &str, now_unix: i64) -> Result<Pulled, PullError> {
     let v = verifier(cfg)?;
-    let (repository, digest, signer) = verify(&v, image, now_unix).await?;
+    let (repository, digest, signer) =
+        match tokio::time::timeout(VERIFY_DEADLINE, verify(&v, image, now_unix)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(PullError::Unavailable(RegistryError::Timeout {
+                    host: format!(
+                        "{} (resolving and verifying took over {}s)",
+                        image.split('/').next().unwrap_or_default(),
+                        VERIFY_DEADLINE.as_secs()
+                    ),
+                }))
+            }
+        };
     let reference = format!("{repository}@{digest}");
     let insecure = registry_insecure(cfg, &repository);
     let policy = podman_policy_admitting(&cfg.podman_policy_file, &reference)?;
+    // Recorded before the pull: an image never sits in podman's storage unrecorded
+    // (a pull that then fails leaves an event for an image that is not there, which
+    // over-reports, never under-reports).
+    let event = record(cfg, &reference, &signer)?;
     podman_pull(&cfg.podman_command, &policy, &reference, insecure)?;
     tracing::info!(%reference, signer = %signer.signer, "verified image pulled");
-    let event = record(cfg, &reference, &signer)?;
     Ok(Pulled {
         pulled: true,
         reference,
