@@ -97,33 +97,11 @@ impl ImageChecker for RegistryChecker {
 /// (`alpine` -> `docker.io/library/alpine`). `None` for a reference that names no
 /// repository.
 pub fn repository_of(image: &str) -> Option<String> {
-    let name = image.split('@').next().unwrap_or("");
-    // A tag follows the last ':' after the last '/'; a ':' before it is a port.
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    let name = match name[last_slash..].find(':') {
-        Some(i) => &name[..last_slash + i],
-        None => name,
-    };
-    let ok = !name.is_empty()
-        && !name.starts_with('/')
-        && !name.ends_with('/')
-        && !name.contains("//")
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b':'));
-    if !ok {
-        return None;
-    }
-    let first = name.split('/').next().unwrap_or("");
-    let has_registry =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    Some(if has_registry {
-        name.to_string()
-    } else if name.contains('/') {
-        format!("docker.io/{name}")
-    } else {
-        format!("docker.io/library/{name}")
-    })
+    // The registry client's reference grammar, so the repository judged is the one
+    // the verifier will ask about.
+    signatures::oci::Reference::parse(image)
+        .ok()
+        .map(|r| r.repository())
 }
 
 /// Whether `d` is `sha256:` and 64 lowercase hex digits.

@@ -192,7 +192,9 @@ impl ImagePolicy {
     }
 }
 
-fn scope_covers(scope: &str, repository: &str) -> bool {
+/// Whether `scope` covers `repository`: equal, or a whole-path-segment prefix
+/// (`a/b` covers `a/b/c`, not `a/bc`).
+pub fn scope_covers(scope: &str, repository: &str) -> bool {
     match repository.strip_prefix(scope) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,

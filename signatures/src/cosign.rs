@@ -940,13 +940,6 @@ pub fn reference_repository(reference: &str) -> &str {
     }
 }
 
-fn scope_covers(scope: &str, repository: &str) -> bool {
-    match repository.strip_prefix(scope) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
 /// Verifies one signature of the image `digest` (`sha256:<hex>`) under `trust` at
 /// `now` (unix seconds). See the module doc for every check. Never panics.
 pub fn verify_image_signature(
@@ -1177,7 +1170,7 @@ fn check_payload(
 
 fn check_scope(trust: &ImageTrust, reference: &str) -> Result<(), ImageSigError> {
     if let Some(scope) = &trust.scope {
-        if !scope_covers(scope, reference_repository(reference)) {
+        if !policy::image::scope_covers(scope, reference_repository(reference)) {
             return Err(ImageSigError::ReferenceNotCovered {
                 reference: truncate(reference),
                 scope: scope.clone(),
@@ -1567,10 +1560,10 @@ mod tests {
             reference_repository("a.b:5000/x/y:t@sha256:00"),
             "a.b:5000/x/y"
         );
-        assert!(scope_covers("a.b:5000/x", "a.b:5000/x/y"));
-        assert!(scope_covers("a.b:5000/x", "a.b:5000/x"));
-        assert!(!scope_covers("a.b:5000/x", "a.b:5000/xy"));
-        assert!(!scope_covers("a.b:5000/x", "a.b:5000"));
+        assert!(policy::image::scope_covers("a.b:5000/x", "a.b:5000/x/y"));
+        assert!(policy::image::scope_covers("a.b:5000/x", "a.b:5000/x"));
+        assert!(!policy::image::scope_covers("a.b:5000/x", "a.b:5000/xy"));
+        assert!(!policy::image::scope_covers("a.b:5000/x", "a.b:5000"));
     }
 
     #[test]
