@@ -146,8 +146,10 @@ impl Default for ImageServiceConfig {
     }
 }
 
-/// Results remembered in memory at most; past it the map is cleared (results are
-/// then reloaded from the store or verified again).
+/// Results remembered in memory at most; past it expired results go, then the half
+/// that expires soonest (they are reloaded from the store, or verified again). An
+/// agent reporting floods of new digests thus evicts least-fresh answers first
+/// instead of wiping every answer at once.
 const MAX_ENTRIES: usize = 100_000;
 
 type Key = (String, String);
@@ -306,12 +308,30 @@ async fn worker(inner: Arc<Inner>, mut rx: mpsc::Receiver<Key>) {
     }
 }
 
+/// Makes room for one more entry when `map` holds `max`: drops expired entries,
+/// then, if still full, the half that expires soonest.
+fn evict(map: &mut HashMap<Key, Entry>, now_ns: u64, max: usize) {
+    if map.len() < max {
+        return;
+    }
+    map.retain(|_, e| e.expires_at_ns > now_ns);
+    if map.len() < max {
+        return;
+    }
+    let mut exp: Vec<u64> = map.values().map(|e| e.expires_at_ns).collect();
+    exp.sort_unstable();
+    let cut = exp.get(exp.len() / 2).copied().unwrap_or(u64::MAX);
+    map.retain(|_, e| e.expires_at_ns > cut);
+    if map.len() >= max {
+        // All expire at the same time: no order to prefer.
+        map.clear();
+    }
+}
+
 impl Inner {
     fn remember(&self, key: Key, e: Entry) {
         let mut r = self.results.lock().unwrap_or_else(|e| e.into_inner());
-        if r.len() >= MAX_ENTRIES {
-            r.clear();
-        }
+        evict(&mut r, self.clock.now_ns(), MAX_ENTRIES);
         r.insert(key, e);
     }
 
@@ -488,6 +508,28 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{repo}@{d}: no result");
+    }
+
+    #[test]
+    fn eviction_drops_expired_then_the_soonest_to_expire() {
+        let e = |exp| Entry {
+            check: ImageCheck::Pending,
+            expires_at_ns: exp,
+        };
+        let k = |i: u64| (format!("r/{i}"), format!("d{i}"));
+        let mut m: HashMap<Key, Entry> = (0..8).map(|i| (k(i), e(100 + i))).collect();
+        // Not full: untouched.
+        evict(&mut m, 1000, 9);
+        assert_eq!(m.len(), 8);
+        // Full, three expired at now=102: only those go.
+        evict(&mut m, 102, 8);
+        assert_eq!(m.len(), 5);
+        assert!(!m.contains_key(&k(0)) && !m.contains_key(&k(2)) && m.contains_key(&k(3)));
+        // Full, none expired: the half expiring soonest goes, the freshest stay.
+        evict(&mut m, 0, 5);
+        assert_eq!(m.len(), 2);
+        assert!(m.contains_key(&k(7)));
+        assert!(!m.contains_key(&k(3)));
     }
 
     #[tokio::test]
