@@ -633,3 +633,81 @@ async fn revocation_withdrawn_in_config_applies_on_reload() {
         assert!(c.check().is_err(), "{bad}");
     }
 }
+
+/// A TDX-tier registration of `a` with a simulated quote of `td`.
+async fn register_tdx(cp: &Cp, a: &mut TestAgent, td: tdx_sim::TdReport) -> (u16, Value) {
+    use base64::Engine;
+    use evidence::{Report, Tier, REPORT_PAYLOAD_TYPE};
+    let nonce = cp.challenge().await;
+    let mut r: Report = a
+        .report(nonce, cp.now(), measurements(1, 1))
+        .peek()
+        .unwrap();
+    r.tier = Tier::Tdx;
+    let env = guest_agent::agent::sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
+    let quote = td.with_report_data(evidence::report_data(&env)).quote_v4();
+    let req = RegisterRequest {
+        envelope: env.clone(),
+        evidence: RegisterEvidence {
+            quote: Some(base64::engine::general_purpose::STANDARD.encode(quote)),
+            ..Default::default()
+        },
+    };
+    let res = cp
+        .post_raw("/api/v1/register", serde_json::to_vec(&req).unwrap())
+        .await;
+    if res.0 == 200 {
+        a.seq = 0;
+        a.head = HexBytes(env.digest());
+    }
+    res
+}
+
+#[tokio::test]
+async fn revocation_withdrawn_mrtd_turns_red_and_is_refused() {
+    use tdx_sim::{TdReport, TestPki};
+    let mut a = TestAgent::new("node-tdx");
+    let mut b = TestAgent::new("node-tdx-2");
+    let old = TdReport::default().with_mrtd([0x11; 48]);
+    let new = TdReport::default().with_mrtd([0x22; 48]);
+    let cp = start(|c| {
+        c.enrollment.keys.push(a.enroll());
+        c.enrollment.keys.push(b.enroll());
+        c.tdx.root_ca_file = Some(TestPki::root_ca_der_path());
+        c.tdx.collateral_file = Some(TestPki::collateral_path());
+        c.policy.tdx = toml::from_str(&format!(
+            "mrtd_allowlist = [\"{}\", \"{}\"]",
+            hex::encode([0x11; 48]),
+            hex::encode([0x22; 48])
+        ))
+        .unwrap();
+    })
+    .await;
+    let (s, v) = register_tdx(&cp, &mut a, old.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["verdict"]["status"], "pass", "{v}");
+    cp.clock.advance(Duration::from_secs(1));
+    assert_eq!(cp.beat(&mut a, 1).await.0, 200);
+
+    let (s, w) = cp
+        .op(
+            reqwest::Method::POST,
+            "/api/v1/withdrawals",
+            Some(serde_json::json!({"mrtd": hex::encode([0x11; 48]), "reason": "firmware 2031.1 retired"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{w}");
+    assert_eq!(w["kind"], "mrtd");
+    let (_, v) = cp.get("/api/v1/agents/node-tdx").await;
+    assert_eq!(v["badge"], "red", "{v}");
+    cp.clock.advance(Duration::from_secs(1));
+    let (s, v) = cp.beat(&mut a, 1).await;
+    assert_eq!((s, kind(&v)), (403, "Revoked"), "{v}");
+    assert!(detail(&v).contains("firmware 2031.1 retired"), "{v}");
+    // The withdrawn firmware cannot register; the new one can.
+    let (s, v) = register_tdx(&cp, &mut b, old).await;
+    assert_eq!((s, kind(&v)), (403, "Withdrawn"), "{v}");
+    let (s, v) = register_tdx(&cp, &mut b, new).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["verdict"]["status"], "pass", "{v}");
+}
