@@ -43,8 +43,11 @@ struct EnrollState {
     crls: Vec<Crl>,
     /// Positive certificate re-checks: (agent id, key fingerprint, chain digest) ->
     /// valid for `checked_at..until` (ns).
-    rechecks: Mutex<HashMap<(String, String, [u8; 32]), (u64, u64)>>,
+    rechecks: Mutex<HashMap<RecheckKey, (u64, u64)>>,
 }
+
+/// (agent id, key fingerprint, SHA-256 over the chain's certificates).
+type RecheckKey = (String, String, [u8; 32]);
 
 struct Crl {
     list: webpki::CertRevocationList<'static>,
@@ -523,7 +526,7 @@ fn parse_crl(der: &[u8], ca_subjects: &[x509_cert::name::Name]) -> Result<Crl, S
     let parsed = x509_cert::crl::CertificateList::from_der(der).map_err(|e| e.to_string())?;
     let tbs = &parsed.tbs_cert_list;
     let issuer = tbs.issuer.to_string();
-    if !ca_subjects.iter().any(|s| *s == tbs.issuer) {
+    if !ca_subjects.contains(&tbs.issuer) {
         return Err(format!(
             "issued by {issuer:?}, which is not an enrollment CA"
         ));
