@@ -46,6 +46,18 @@ pub enum AlertKind {
     /// A workload's image turned red: unsigned, wrongly signed, not covered by the
     /// image policy, or without a registry digest.
     ImageRefused,
+    /// An operator deleted the agent (`DELETE /api/v1/agents/{id}`).
+    AgentDeleted,
+    /// An operator disabled the agent (`POST /api/v1/agents/{id}/disable`).
+    AgentDisabled,
+    /// An operator enabled a disabled agent again.
+    AgentEnabled,
+    /// An operator withdrew a build (agent binary or MRTD) fleet-wide, or removed a
+    /// withdrawal.
+    BuildWithdrawn,
+    /// An agent's pulse was refused because it is revoked: disabled, its enrollment
+    /// no longer holds, or it runs a withdrawn build.
+    AgentRevoked,
 }
 
 impl AlertKind {
@@ -67,6 +79,11 @@ impl AlertKind {
             AlertKind::EbpfChanged => "EbpfChanged",
             AlertKind::WorkloadsChanged => "WorkloadsChanged",
             AlertKind::ImageRefused => "ImageRefused",
+            AlertKind::AgentDeleted => "AgentDeleted",
+            AlertKind::AgentDisabled => "AgentDisabled",
+            AlertKind::AgentEnabled => "AgentEnabled",
+            AlertKind::BuildWithdrawn => "BuildWithdrawn",
+            AlertKind::AgentRevoked => "AgentRevoked",
         }
     }
 
@@ -84,7 +101,12 @@ impl AlertKind {
             | AlertKind::BadSignature
             | AlertKind::Unenrolled
             | AlertKind::AttestationRefused
-            | AlertKind::ImageRefused => 2,
+            | AlertKind::ImageRefused
+            | AlertKind::AgentDeleted
+            | AlertKind::AgentDisabled
+            | AlertKind::AgentEnabled
+            | AlertKind::BuildWithdrawn
+            | AlertKind::AgentRevoked => 2,
             AlertKind::ClockDesync | AlertKind::Recovered => 3,
             AlertKind::ExpectedUpdateApplied
             | AlertKind::BaselineAccepted

@@ -57,6 +57,22 @@ pub struct CpConfig {
     /// (`ImageNotCovered`).
     #[serde(default)]
     pub images: Option<ImagesConfig>,
+    /// Builds withdrawn fleet-wide (`[[withdrawn]]`), beside those withdrawn through
+    /// `POST /api/v1/withdrawals`. Reloaded on SIGHUP.
+    #[serde(default)]
+    pub withdrawn: Vec<WithdrawnBuild>,
+}
+
+/// A withdrawn build: exactly one of `mrtd` (96 hex digits) or `agent_binary` (64 hex
+/// digits), and why. Also the body of `POST /api/v1/withdrawals`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawnBuild {
+    #[serde(default)]
+    pub mrtd: Option<String>,
+    #[serde(default)]
+    pub agent_binary: Option<String>,
+    pub reason: String,
 }
 
 /// `[images]`: the image policy (`prefer_keyless`, `[[images.trust]]`, as
@@ -183,6 +199,13 @@ pub struct Enrollment {
     /// agent id (DNS SAN or CN) and carries the report key enrolls the agent.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// X.509 CRL file(s) (PEM, one or more `X509 CRL` blocks, or one DER CRL) issued
+    /// by the enrollment CA. Checked at registration and on every pulse of a
+    /// certificate-enrolled agent: a listed serial is `CertificateRevoked`, a CRL past
+    /// its nextUpdate refuses every certificate enrollment (`CrlStale`) until a fresh
+    /// one is installed and the control plane reloaded (SIGHUP).
+    #[serde(default)]
+    pub crl_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -261,6 +284,13 @@ impl CpConfig {
                 "[images]: max_concurrent must be 1..=64"
             );
         }
+        anyhow::ensure!(
+            self.enrollment.crl_file.is_none() || self.enrollment.ca_file.is_some(),
+            "[enrollment] crl_file needs ca_file: a CRL is checked against the enrollment CA"
+        );
+        for w in &self.withdrawn {
+            crate::revoke::target_of(w).map_err(|e| anyhow::anyhow!("[[withdrawn]]: {e}"))?;
+        }
         for w in &self.webhooks {
             anyhow::ensure!(
                 w.starts_with("http://") || w.starts_with("https://"),
@@ -288,6 +318,7 @@ impl CpConfig {
             tdx: TdxConfig::default(),
             provenance: None,
             images: None,
+            withdrawn: Vec::new(),
         }
     }
 }

@@ -8,11 +8,14 @@
 //!
 //! A key enrolled for one agent id never enrolls another.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use evidence::PublicKey;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, Encode};
 
 use crate::config::Enrollment;
@@ -21,33 +24,135 @@ use crate::error::ApiError;
 /// Largest certificate accepted (same bound rustls uses for a whole chain message is
 /// far larger; single mTLS certificates are a few KiB).
 const MAX_CERT_BYTES: usize = 16 * 1024;
+/// Largest CRL file read (a CRL with ~100k entries is a few MiB).
+const MAX_CRL_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Remembered positive re-checks at most; past it the cache is cleared (at worst a
+/// pulse re-verifies its chain).
+const MAX_RECHECK_CACHE: usize = 100_000;
 
+/// The enrollment rules in force. [`Enroller::reload`] swaps them whole, which also
+/// drops every cached re-check made under the old rules.
 pub struct Enroller {
-    keys: Vec<(String, String)>,
+    state: RwLock<Arc<EnrollState>>,
+}
+
+struct EnrollState {
+    /// (agent id, `sha256:` fingerprint) pairs.
+    keys: HashSet<(String, String)>,
     anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<Crl>,
+    /// Positive certificate re-checks: (agent id, key fingerprint, chain digest) ->
+    /// valid for `checked_at..until` (ns).
+    rechecks: Mutex<HashMap<RecheckKey, (u64, u64)>>,
+}
+
+/// (agent id, key fingerprint, SHA-256 over the chain's certificates).
+type RecheckKey = (String, String, [u8; 32]);
+
+struct Crl {
+    list: webpki::CertRevocationList<'static>,
+    issuer: String,
+    next_update_ns: u64,
+}
+
+/// Why enrollment does not hold. The names are stable and start the refusal's
+/// detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The key is not on the allowlist for the agent id, and no usable chain was shown.
+    NotEnrolled,
+    /// The chain does not verify to the enrollment CA.
+    ChainInvalid,
+    CertificateExpired,
+    CertificateNotYetValid,
+    /// The configured CRL lists the certificate's serial.
+    CertificateRevoked,
+    /// The configured CRL is past its nextUpdate: revocation status is unknown, so
+    /// certificate enrollment fails closed.
+    CrlStale,
+    /// The configured CRL cannot be used for the certificate (bad signature, wrong
+    /// issuer, unsupported form): fails closed.
+    CrlUnusable,
+    /// The certificate names neither the agent id (CN or DNS SAN).
+    NameMismatch,
+    /// The certificate certifies another key than the one that signed the report.
+    KeyMismatch,
+    /// The certificate could not be parsed.
+    BadCertificate,
+    /// More certificates than a chain may hold.
+    TooManyCertificates,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NotEnrolled => "NotEnrolled",
+            Refusal::ChainInvalid => "ChainInvalid",
+            Refusal::CertificateExpired => "CertificateExpired",
+            Refusal::CertificateNotYetValid => "CertificateNotYetValid",
+            Refusal::CertificateRevoked => "CertificateRevoked",
+            Refusal::CrlStale => "CrlStale",
+            Refusal::CrlUnusable => "CrlUnusable",
+            Refusal::NameMismatch => "NameMismatch",
+            Refusal::KeyMismatch => "KeyMismatch",
+            Refusal::BadCertificate => "BadCertificate",
+            Refusal::TooManyCertificates => "TooManyCertificates",
+        }
+    }
+}
+
+/// A refused enrollment: the typed reason and what a person needs to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollError {
+    pub reason: Refusal,
+    pub detail: String,
+}
+
+impl std::fmt::Display for EnrollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.detail)
+    }
+}
+
+impl EnrollError {
+    fn new(reason: Refusal, detail: impl Into<String>) -> EnrollError {
+        EnrollError {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// The refusal of a registration: malformed certificates are the client's error
+    /// (400), a revoked certificate or an unusable CRL is `Revoked`, the rest
+    /// `Unenrolled`.
+    pub fn at_registration(self) -> ApiError {
+        match self.reason {
+            Refusal::BadCertificate => ApiError::bad_request("BadCertificate", self.detail),
+            Refusal::TooManyCertificates => ApiError::bad_request("InvalidField", self.detail),
+            Refusal::CertificateRevoked | Refusal::CrlStale | Refusal::CrlUnusable => {
+                ApiError::Revoked(self.to_string())
+            }
+            _ => ApiError::Unenrolled(self.to_string()),
+        }
+    }
 }
 
 impl Enroller {
     pub fn new(cfg: &Enrollment) -> anyhow::Result<Enroller> {
-        let mut anchors = Vec::new();
-        if let Some(p) = &cfg.ca_file {
-            for der in read_pem_certs(p)? {
-                let cd = CertificateDer::from(der);
-                let a = webpki::anchor_from_trusted_cert(&cd)
-                    .map_err(|e| anyhow::anyhow!("CA in {}: {e:?}", p.display()))?
-                    .to_owned();
-                anchors.push(a);
-            }
-            anyhow::ensure!(!anchors.is_empty(), "no CA certificate in {}", p.display());
-        }
         Ok(Enroller {
-            keys: cfg
-                .keys
-                .iter()
-                .map(|k| (k.agent_id.clone(), k.fingerprint.to_ascii_lowercase()))
-                .collect(),
-            anchors,
+            state: RwLock::new(Arc::new(EnrollState::load(cfg)?)),
         })
+    }
+
+    /// Re-reads the allowlist, CA and CRL files. On error the rules in force stay.
+    pub fn reload(&self, cfg: &Enrollment) -> anyhow::Result<()> {
+        let next = Arc::new(EnrollState::load(cfg)?);
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<EnrollState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Decides whether `key` may register as `agent_id` at `now_ns`.
@@ -58,29 +163,134 @@ impl Enroller {
         chain_pem: &[String],
         now_ns: u64,
     ) -> Result<EnrolledBy, ApiError> {
+        self.current()
+            .decide(agent_id, key, chain_pem, now_ns)
+            .map(|(by, _)| by)
+            .map_err(EnrollError::at_registration)
+    }
+
+    /// Re-checks an enrolled agent at `now_ns` (every pulse): the allowlist is a hash
+    /// lookup; a certificate enrollment is verified once and then remembered until
+    /// its earliest notAfter or the CRL's nextUpdate, whichever comes first, and
+    /// until the next [`Enroller::reload`].
+    pub fn recheck(
+        &self,
+        agent_id: &str,
+        key: &PublicKey,
+        chain_pem: &[String],
+        now_ns: u64,
+    ) -> Result<EnrolledBy, EnrollError> {
+        let st = self.current();
         let fp = key.fingerprint();
-        if self.keys.iter().any(|(id, f)| id == agent_id && *f == fp) {
+        if st.keys.contains(&(agent_id.to_string(), fp.clone())) {
             return Ok(EnrolledBy::Allowlist);
         }
+        let mut h = Sha256::new();
+        for c in chain_pem {
+            h.update(Sha256::digest(c.as_bytes()));
+        }
+        let ck = (agent_id.to_string(), fp, <[u8; 32]>::from(h.finalize()));
+        if let Some(&(from, until)) = st
+            .rechecks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ck)
+        {
+            if from <= now_ns && now_ns < until {
+                return Ok(EnrolledBy::Certificate);
+            }
+        }
+        let (by, until) = st.decide(agent_id, key, chain_pem, now_ns)?;
+        let mut c = st.rechecks.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= MAX_RECHECK_CACHE {
+            c.clear();
+        }
+        c.insert(ck, (now_ns, until));
+        Ok(by)
+    }
+}
+
+impl EnrollState {
+    fn load(cfg: &Enrollment) -> anyhow::Result<EnrollState> {
+        let mut anchors = Vec::new();
+        let mut ca_subjects = Vec::new();
+        if let Some(p) = &cfg.ca_file {
+            for der in read_pem_certs(p)? {
+                let c = x509_cert::Certificate::from_der(&der)
+                    .map_err(|e| anyhow::anyhow!("CA in {}: {e}", p.display()))?;
+                ca_subjects.push(c.tbs_certificate.subject);
+                let cd = CertificateDer::from(der);
+                let a = webpki::anchor_from_trusted_cert(&cd)
+                    .map_err(|e| anyhow::anyhow!("CA in {}: {e:?}", p.display()))?
+                    .to_owned();
+                anchors.push(a);
+            }
+            anyhow::ensure!(!anchors.is_empty(), "no CA certificate in {}", p.display());
+        }
+        let mut crls = Vec::new();
+        if let Some(p) = &cfg.crl_file {
+            anyhow::ensure!(
+                !anchors.is_empty(),
+                "[enrollment] crl_file {} needs ca_file",
+                p.display()
+            );
+            for der in read_crls(p)? {
+                crls.push(
+                    parse_crl(&der, &ca_subjects)
+                        .map_err(|e| anyhow::anyhow!("CRL in {}: {e}", p.display()))?,
+                );
+            }
+            anyhow::ensure!(!crls.is_empty(), "no X509 CRL in {}", p.display());
+        }
+        Ok(EnrollState {
+            keys: cfg
+                .keys
+                .iter()
+                .map(|k| (k.agent_id.clone(), k.fingerprint.to_ascii_lowercase()))
+                .collect(),
+            anchors,
+            crls,
+            rechecks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The decision and until when it holds (ns; `u64::MAX` for the allowlist).
+    fn decide(
+        &self,
+        agent_id: &str,
+        key: &PublicKey,
+        chain_pem: &[String],
+        now_ns: u64,
+    ) -> Result<(EnrolledBy, u64), EnrollError> {
+        let fp = key.fingerprint();
+        if self.keys.contains(&(agent_id.to_string(), fp.clone())) {
+            return Ok((EnrolledBy::Allowlist, u64::MAX));
+        }
         if chain_pem.is_empty() {
-            return Err(ApiError::Unenrolled(format!(
-                "key {fp} is not enrolled for agent {agent_id:?} and no certificate chain was presented"
-            )));
+            return Err(EnrollError::new(
+                Refusal::NotEnrolled,
+                format!(
+                    "key {fp} is not enrolled for agent {agent_id:?} and no certificate chain was presented"
+                ),
+            ));
         }
         if self.anchors.is_empty() {
-            return Err(ApiError::Unenrolled(format!(
-                "key {fp} is not enrolled for agent {agent_id:?}, and no enrollment CA is configured"
-            )));
+            return Err(EnrollError::new(
+                Refusal::NotEnrolled,
+                format!(
+                    "key {fp} is not enrolled for agent {agent_id:?}, and no enrollment CA is configured"
+                ),
+            ));
         }
         if chain_pem.len() > evidence::api::MAX_CHAIN_CERTS {
-            return Err(ApiError::bad_request(
-                "InvalidField",
+            return Err(EnrollError::new(
+                Refusal::TooManyCertificates,
                 format!("more than {} certificates", evidence::api::MAX_CHAIN_CERTS),
             ));
         }
         let mut ders = Vec::with_capacity(chain_pem.len());
         for pem in chain_pem {
-            ders.push(pem_to_der(pem).map_err(|d| ApiError::bad_request("BadCertificate", d))?);
+            ders.push(pem_to_der(pem).map_err(|d| EnrollError::new(Refusal::BadCertificate, d))?);
         }
         let leaf = CertificateDer::from(ders[0].clone());
         let intermediates: Vec<CertificateDer<'_>> = ders[1..]
@@ -88,42 +298,129 @@ impl Enroller {
             .map(|d| CertificateDer::from(d.clone()))
             .collect();
         let ee = webpki::EndEntityCert::try_from(&leaf)
-            .map_err(|e| ApiError::bad_request("BadCertificate", format!("leaf: {e:?}")))?;
+            .map_err(|e| EnrollError::new(Refusal::BadCertificate, format!("leaf: {e:?}")))?;
         let time = UnixTime::since_unix_epoch(Duration::from_nanos(now_ns));
+        let crl_refs: Vec<&webpki::CertRevocationList<'static>> =
+            self.crls.iter().map(|c| &c.list).collect();
+        // Only the leaf is checked against the CRL, and a leaf whose issuer has no
+        // CRL in the file is refused (its status is unknown): fail closed.
+        let revocation = webpki::RevocationOptionsBuilder::new(&crl_refs)
+            .ok()
+            .map(|b| {
+                b.with_depth(webpki::RevocationCheckDepth::EndEntity)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+                    .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                    .build()
+            });
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &self.anchors,
             &intermediates,
             time,
             webpki::KeyUsage::client_auth(),
-            None,
+            revocation,
             None,
         )
-        .map_err(|e| {
-            ApiError::Unenrolled(format!(
-                "certificate chain does not verify to the enrollment CA: {e:?}"
-            ))
-        })?;
+        .map_err(|e| self.chain_refusal(e))?;
 
-        let cert = x509_cert::Certificate::from_der(&ders[0])
-            .map_err(|e| ApiError::bad_request("BadCertificate", e.to_string()))?;
+        let mut until = self
+            .crls
+            .iter()
+            .map(|c| c.next_update_ns)
+            .min()
+            .unwrap_or(u64::MAX);
+        let mut certs = Vec::with_capacity(ders.len());
+        for d in &ders {
+            let c = x509_cert::Certificate::from_der(d)
+                .map_err(|e| EnrollError::new(Refusal::BadCertificate, e.to_string()))?;
+            until = until.min(time_ns(&c.tbs_certificate.validity.not_after));
+            certs.push(c);
+        }
+        let cert = &certs[0];
         let spki = cert
             .tbs_certificate
             .subject_public_key_info
             .to_der()
-            .map_err(|e| ApiError::bad_request("BadCertificate", e.to_string()))?;
+            .map_err(|e| EnrollError::new(Refusal::BadCertificate, e.to_string()))?;
         if spki != key.spki_der() {
-            return Err(ApiError::Unenrolled(
-                "the certificate's key is not the key that signed the report".into(),
+            return Err(EnrollError::new(
+                Refusal::KeyMismatch,
+                "the certificate's key is not the key that signed the report",
             ));
         }
-        let names = cert_names(&cert);
+        let names = cert_names(cert);
         if !names.iter().any(|n| n == agent_id) {
-            return Err(ApiError::Unenrolled(format!(
-                "certificate names {names:?}, not agent {agent_id:?}"
-            )));
+            return Err(EnrollError::new(
+                Refusal::NameMismatch,
+                format!("certificate names {names:?}, not agent {agent_id:?}"),
+            ));
         }
-        Ok(EnrolledBy::Certificate)
+        Ok((EnrolledBy::Certificate, until))
+    }
+
+    fn chain_refusal(&self, e: webpki::Error) -> EnrollError {
+        use webpki::Error as E;
+        match e {
+            E::CertExpired { time, not_after } => EnrollError::new(
+                Refusal::CertificateExpired,
+                format!(
+                    "a certificate in the chain expired at {} (now {}); issue a new one",
+                    rfc3339(not_after.as_secs()),
+                    rfc3339(time.as_secs())
+                ),
+            ),
+            E::CertNotValidYet { time, not_before } => EnrollError::new(
+                Refusal::CertificateNotYetValid,
+                format!(
+                    "a certificate in the chain is valid only from {} (now {})",
+                    rfc3339(not_before.as_secs()),
+                    rfc3339(time.as_secs())
+                ),
+            ),
+            E::CertRevoked => EnrollError::new(
+                Refusal::CertificateRevoked,
+                "the certificate's serial is listed in the enrollment CRL",
+            ),
+            E::CrlExpired { time, next_update } => EnrollError::new(
+                Refusal::CrlStale,
+                format!(
+                    "the enrollment CRL ({}) was due for renewal at {} (now {}); install a fresh CRL and reload (SIGHUP)",
+                    self.crl_issuers(),
+                    rfc3339(next_update.as_secs()),
+                    rfc3339(time.as_secs())
+                ),
+            ),
+            E::InvalidCrlSignatureForPublicKey
+            | E::UnknownRevocationStatus
+            | E::IssuerNotCrlSigner
+            | E::InvalidCrlNumber
+            | E::UnsupportedCrlVersion
+            | E::UnsupportedDeltaCrl
+            | E::UnsupportedIndirectCrl
+            | E::UnsupportedCrlIssuingDistributionPoint
+            | E::UnsupportedRevocationReason
+            | E::UnsupportedRevocationReasonsPartitioning
+            | E::UnsupportedCrlSignatureAlgorithmContext(_)
+            | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => EnrollError::new(
+                Refusal::CrlUnusable,
+                format!(
+                    "the enrollment CRL ({}) cannot establish the certificate's status: {e:?}",
+                    self.crl_issuers()
+                ),
+            ),
+            other => EnrollError::new(
+                Refusal::ChainInvalid,
+                format!("certificate chain does not verify to the enrollment CA: {other:?}"),
+            ),
+        }
+    }
+
+    fn crl_issuers(&self) -> String {
+        self.crls
+            .iter()
+            .map(|c| c.issuer.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -177,6 +474,72 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
         return Err(format!("PEM block {label:?} is not a CERTIFICATE"));
     }
     Ok(der)
+}
+
+/// A Unix time in seconds as RFC 3339.
+fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{secs}s after the epoch"))
+}
+
+fn time_ns(t: &x509_cert::time::Time) -> u64 {
+    u64::try_from(t.to_unix_duration().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The DER CRLs in a file: PEM `X509 CRL` blocks, or one DER CRL.
+fn read_crls(p: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    const BEGIN: &str = "-----BEGIN X509 CRL-----";
+    const END: &str = "-----END X509 CRL-----";
+    let bytes = guest_agent::fsutil::read_bounded(p, MAX_CRL_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![bytes]);
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("{}: neither DER nor PEM text", p.display()))?;
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(s) = rest.find(BEGIN) {
+        let e = rest[s..].find(END).ok_or_else(|| {
+            anyhow::anyhow!("{}: CRL {} has no END line", p.display(), out.len() + 1)
+        })?;
+        let block = &rest[s..s + e + END.len()];
+        let (label, der) = x509_cert::der::pem::decode_vec(block.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: malformed PEM CRL: {e}", p.display()))?;
+        anyhow::ensure!(label == "X509 CRL", "{}: PEM block {label:?}", p.display());
+        out.push(der);
+        rest = &rest[s + e + END.len()..];
+    }
+    Ok(out)
+}
+
+/// Parses one CRL (x509-cert for its fields, webpki for use). It must be issued by
+/// one of the enrollment CAs and carry a nextUpdate; its signature is checked
+/// against that CA's key on every use (rustls-webpki), and its nextUpdate enforced.
+fn parse_crl(der: &[u8], ca_subjects: &[x509_cert::name::Name]) -> Result<Crl, String> {
+    let parsed = x509_cert::crl::CertificateList::from_der(der).map_err(|e| e.to_string())?;
+    let tbs = &parsed.tbs_cert_list;
+    let issuer = tbs.issuer.to_string();
+    if !ca_subjects.contains(&tbs.issuer) {
+        return Err(format!(
+            "issued by {issuer:?}, which is not an enrollment CA"
+        ));
+    }
+    let next_update_ns = tbs.next_update.as_ref().map(time_ns).ok_or_else(|| {
+        format!("the CRL from {issuer:?} has no nextUpdate, so it could never go stale")
+    })?;
+    let list = webpki::OwnedCertRevocationList::from_der(der).map_err(|e| format!("{e:?}"))?;
+    Ok(Crl {
+        list: list.into(),
+        issuer,
+        next_update_ns,
+    })
 }
 
 /// Largest CA bundle read.

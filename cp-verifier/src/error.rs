@@ -53,6 +53,14 @@ pub enum ApiError {
     StoreUnavailable(String),
     #[error("Internal")]
     Internal(String),
+    /// The agent may no longer speak: deleted or disabled by an operator, its
+    /// enrollment no longer holds, or it runs a withdrawn build. The detail starts
+    /// with the typed reason (`AgentDisabled`, `CertificateRevoked`, `CrlStale`, ...).
+    #[error("Revoked: {0}")]
+    Revoked(String),
+    /// The build (agent binary or MRTD) was withdrawn fleet-wide; it may not register.
+    #[error("Withdrawn: {0}")]
+    Withdrawn(String),
 }
 
 impl ApiError {
@@ -72,6 +80,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NotFound",
             ApiError::StoreUnavailable(_) => "StoreUnavailable",
             ApiError::Internal(_) => "Internal",
+            ApiError::Revoked(_) => "Revoked",
+            ApiError::Withdrawn(_) => "Withdrawn",
         }
     }
 
@@ -91,6 +101,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Revoked(_) | ApiError::Withdrawn(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -114,6 +125,7 @@ impl ApiError {
                 "storage is unavailable; nothing was recorded, retry later".into()
             }
             ApiError::Internal(_) => "internal error; see the control plane's log".into(),
+            ApiError::Revoked(d) | ApiError::Withdrawn(d) => d.clone(),
         }
     }
 

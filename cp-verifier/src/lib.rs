@@ -27,6 +27,8 @@ pub mod store;
 pub mod tdx;
 pub mod verify_cli;
 
+pub use service::revoke;
+
 use std::sync::Arc;
 
 use guest_agent::clock::Clock;
@@ -38,6 +40,7 @@ pub async fn start(
 ) -> anyhow::Result<(Arc<service::ControlPlane>, axum::Router)> {
     let store = Arc::new(store::sqlite::SqliteStore::open(&cfg.data_dir).await?);
     let cp = Arc::new(service::ControlPlane::new(cfg, store, clock)?);
+    cp.load_revocations().await?;
     tokio::spawn(cp.clone().run_sweeper());
     let router = server::router(cp.clone());
     Ok((cp, router))

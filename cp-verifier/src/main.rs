@@ -193,7 +193,22 @@ async fn main() -> anyhow::Result<()> {
             guest_agent::logging::init(cli.log_json, "info");
             let cfg = CpConfig::load(&config)?;
             let listen = cfg.listen;
-            let (_cp, router) = cp_verifier::start(cfg, Arc::new(SystemClock)).await?;
+            let (cp, router) = cp_verifier::start(cfg, Arc::new(SystemClock)).await?;
+            cp.set_config_path(config.clone());
+            // SIGHUP re-reads the enrollment rules (allowlist, CA, CRL) and the
+            // [[withdrawn]] builds; a bad file is logged and the rules in force stay.
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot install the SIGHUP handler")?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match cp.reload() {
+                        Ok(()) => tracing::info!(config = %config.display(), "reloaded on SIGHUP"),
+                        Err(e) => {
+                            tracing::error!(config = %config.display(), error = %format!("{e:#}"), "reload on SIGHUP failed; the previous rules stay in force")
+                        }
+                    }
+                }
+            });
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use evidence::api::{RegisterRequest, MAX_HEARTBEAT_BODY, MAX_REGISTER_BODY};
 use evidence::Envelope;
@@ -46,6 +46,23 @@ pub fn router(cp: Cp) -> Router {
             post(expect).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
         .route("/api/v1/alerts", get(alerts))
+        // Revocation (operator token for every change).
+        .route("/api/v1/agents/{id}", delete(delete_agent))
+        .route(
+            "/api/v1/agents/{id}/disable",
+            post(disable_agent).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+        )
+        .route(
+            "/api/v1/agents/{id}/enable",
+            post(enable_agent).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+        )
+        .route(
+            "/api/v1/withdrawals",
+            get(withdrawals)
+                .post(withdraw)
+                .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+        )
+        .route("/api/v1/withdrawals/{id}", delete(remove_withdrawal))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request("MethodNotAllowed", "method not allowed on this endpoint")
@@ -150,4 +167,89 @@ async fn dashboard_agent(
     let a = cp.agent(&id).await?;
     let alerts = cp.alerts(Some(&id), 50).await?;
     Ok(Html(dashboard::agent(&a, &alerts)))
+}
+
+fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {
+    cp.authorize(
+        headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+    )
+}
+
+/// Optional body of the revocation actions: why (kept in the audit trail).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn action_body(b: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
+    let b = body(b, MAX_OPERATOR_BODY)?;
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActionBody::default());
+    }
+    json(&b)
+}
+
+async fn delete_agent(
+    State(cp): State<Cp>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator(&cp, &headers)?;
+    let a = action_body(b)?;
+    Ok(
+        Json(serde_json::json!({ "deleted": cp.delete_agent(&id, a.reason).await? }))
+            .into_response(),
+    )
+}
+
+async fn disable_agent(
+    State(cp): State<Cp>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator(&cp, &headers)?;
+    let a = action_body(b)?;
+    Ok(Json(cp.set_disabled(&id, true, a.reason).await?).into_response())
+}
+
+async fn enable_agent(
+    State(cp): State<Cp>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator(&cp, &headers)?;
+    let a = action_body(b)?;
+    Ok(Json(cp.set_disabled(&id, false, a.reason).await?).into_response())
+}
+
+async fn withdraw(
+    State(cp): State<Cp>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator(&cp, &headers)?;
+    let b = body(b, MAX_OPERATOR_BODY)?;
+    let req: crate::config::WithdrawnBuild = json(&b)?;
+    Ok(Json(cp.withdraw(req).await?).into_response())
+}
+
+async fn withdrawals(State(cp): State<Cp>) -> Result<Response, ApiError> {
+    Ok(Json(serde_json::json!({ "withdrawals": cp.withdrawals().await? })).into_response())
+}
+
+async fn remove_withdrawal(
+    State(cp): State<Cp>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&cp, &headers)?;
+    Ok(Json(serde_json::json!({ "removed": cp.remove_withdrawal(&id).await? })).into_response())
 }

@@ -24,6 +24,9 @@ use crate::images::{ImageChecker, ImageService};
 use crate::judge::{inventory_reasons, judge, resolve_inventory, standing};
 use crate::store::{AgentRecord, AgentWrite, Expectations, Store, StoreError};
 
+#[path = "revoke.rs"]
+pub mod revoke;
+
 /// Upper bound on remembered alert cooldowns; past it the table is cleared (at worst
 /// a repeated alert is raised early).
 const MAX_COOLDOWNS: usize = 100_000;
@@ -40,6 +43,7 @@ pub struct ControlPlane {
     cooldowns: Mutex<HashMap<(String, AlertKind), u64>>,
     image_policy: policy::image::ImagePolicy,
     images: ImageService,
+    revocation: revoke::Revocations,
 }
 
 /// An agent as the API and dashboard show it.
@@ -202,7 +206,9 @@ impl ControlPlane {
             }
             None => None,
         };
+        let revocation = revoke::Revocations::new(&cfg)?;
         Ok(ControlPlane {
+            revocation,
             cfg,
             store,
             clock,
@@ -365,6 +371,8 @@ impl ControlPlane {
             .get_agent(&report.agent_id)
             .await
             .map_err(store_err)?;
+        self.check_register_revocation(&report, attestation.as_ref(), existing.as_ref())
+            .await?;
         let head = HexBytes(report.digest());
         let mut alerts = Vec::new();
         let record = match &existing {
@@ -410,6 +418,8 @@ impl ControlPlane {
         let verdict = self.verdict(&record, now);
         let badges = self.badges(&record, &verdict);
         let mut record = record;
+        // Kept so enrollment (expiry, CRL) is re-checked on every pulse.
+        record.enrollment_chain = req.evidence.certificate_chain.clone();
         alerts.extend(self.image_transitions(&mut record, &badges, now));
         alerts.push(Alert::new(
             now,
@@ -508,9 +518,7 @@ impl ControlPlane {
         let claimed = env.decode::<Pulse>()?;
         let agent_id = claimed.claimed().agent_id.clone();
         let Some(rec) = self.load(&agent_id, false).await? else {
-            return Err(ApiError::UnknownAgent(format!(
-                "agent {agent_id:?} is not registered; register first"
-            )));
+            return Err(self.unknown_agent(&agent_id).await);
         };
         let first_key = rec.key.clone();
         let mut verified = Some(match claimed.verify(&rec.key) {
@@ -529,6 +537,8 @@ impl ControlPlane {
                 return Err(e);
             }
         });
+        // Deleted, disabled, unenrolled or withdrawn: 403 Revoked.
+        self.check_pulse_revocation(&rec, self.now_ns()).await?;
         // One retry covers a concurrent write to the same record (the sweeper).
         for attempt in 0..2 {
             let now = self.now_ns();
@@ -537,11 +547,7 @@ impl ControlPlane {
             } else {
                 match self.load(&agent_id, true).await? {
                     Some(r) => r,
-                    None => {
-                        return Err(ApiError::UnknownAgent(format!(
-                            "agent {agent_id:?} is not registered"
-                        )))
-                    }
+                    None => return Err(self.unknown_agent(&agent_id).await),
                 }
             };
             // A re-registration with a new key between attempts: verify again under it.
@@ -743,6 +749,7 @@ impl ControlPlane {
             reasons.extend(a.reasons.iter().cloned());
         }
         reasons.extend(inventory_reasons(&rec.lkg, &rec.current));
+        reasons.extend(self.revocation_reasons(rec, now));
         Verdict::from_reasons(reasons)
     }
 
@@ -1020,8 +1027,11 @@ impl ControlPlane {
     pub async fn sweep(&self) -> Result<usize, ApiError> {
         let now = self.now_ns();
         let mut blinded = 0;
+        self.load_revocations().await?;
         for rec in self.store.list_agents().await.map_err(store_err)? {
-            if rec.blinded {
+            // A revoked agent is red for its own reason; its refused pulses do not
+            // also make it Blinded.
+            if rec.blinded || !self.revocation_reasons(&rec, now).is_empty() {
                 continue;
             }
             let window = ns(Duration::from_millis(rec.heartbeat_interval_ms))
@@ -1114,6 +1124,8 @@ fn new_record(
         last_desync_ns: None,
         attestation,
         image_red: Vec::new(),
+        disabled: None,
+        enrollment_chain: Vec::new(),
         version: 0,
     }
 }

@@ -96,6 +96,11 @@ pub enum ReasonCode {
     EbpfChanged,
     /// The set of running workloads differs from the last-known-good.
     WorkloadsChanged,
+    /// The agent may no longer speak: an operator disabled it, or its enrollment no
+    /// longer holds (key off the allowlist, certificate expired or revoked, CRL stale).
+    Revoked,
+    /// The agent runs a build (agent binary or MRTD) an operator withdrew fleet-wide.
+    Withdrawn,
 }
 
 impl ReasonCode {
@@ -131,6 +136,8 @@ impl ReasonCode {
             ReasonCode::EbpfUnavailable => "EbpfUnavailable",
             ReasonCode::EbpfChanged => "EbpfChanged",
             ReasonCode::WorkloadsChanged => "WorkloadsChanged",
+            ReasonCode::Revoked => "Revoked",
+            ReasonCode::Withdrawn => "Withdrawn",
         }
     }
 }
@@ -207,6 +214,8 @@ mod tests {
             ReasonCode::EbpfUnavailable,
             ReasonCode::EbpfChanged,
             ReasonCode::WorkloadsChanged,
+            ReasonCode::Revoked,
+            ReasonCode::Withdrawn,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

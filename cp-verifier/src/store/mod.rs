@@ -66,8 +66,73 @@ pub struct AgentRecord {
     /// turn to red raises one `ImageRefused` alert.
     #[serde(default)]
     pub image_red: Vec<String>,
+    /// Set while an operator has disabled the agent: its pulses and registrations
+    /// are refused `Revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+    /// The certificate chain (PEM, leaf first) presented at registration, so the
+    /// enrollment can be re-checked (expiry, CRL) on every pulse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrollment_chain: Vec<String>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
+}
+
+/// An operator's disable mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub at_ns: u64,
+    pub reason: String,
+}
+
+/// What is left of an agent an operator deleted: its later pulses are refused
+/// `Revoked` (not `UnknownAgent`), naming the deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub agent_id: String,
+    pub key_fingerprint: String,
+    pub at_ns: u64,
+    pub reason: String,
+}
+
+/// Which measurement a withdrawal names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildKind {
+    /// The TD's MRTD (48 bytes).
+    Mrtd,
+    /// The agent binary's SHA-256.
+    AgentBinary,
+}
+
+impl BuildKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildKind::Mrtd => "mrtd",
+            BuildKind::AgentBinary => "agent_binary",
+        }
+    }
+    pub fn parse(s: &str) -> Option<BuildKind> {
+        match s {
+            "mrtd" => Some(BuildKind::Mrtd),
+            "agent_binary" => Some(BuildKind::AgentBinary),
+            _ => None,
+        }
+    }
+}
+
+/// A build withdrawn fleet-wide: it may not register, and agents running it are red
+/// and their pulses refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub id: String,
+    pub kind: BuildKind,
+    /// Lowercase hex.
+    pub digest: String,
+    pub reason: String,
+    pub at_ns: u64,
+    /// `api` (stored) or `config` (`[[withdrawn]]`).
+    pub source: String,
 }
 
 /// One atomic state change.
@@ -110,6 +175,22 @@ pub trait Store: Send + Sync {
     async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
     /// Stores (or replaces) a cached value.
     async fn put_cached(&self, key: &str, json: &[u8], expires_at: u64) -> Result<(), StoreError>;
+    /// Removes an agent whose record is at `expected_version` (else `Conflict`),
+    /// records its tombstone and consumes its nonces, with the alerts, atomically.
+    async fn delete_agent(
+        &self,
+        tomb: &Tombstone,
+        expected_version: u64,
+        alerts: &[Alert],
+    ) -> Result<(), StoreError>;
+    async fn get_tombstone(&self, agent_id: &str) -> Result<Option<Tombstone>, StoreError>;
+    /// Records a withdrawal with its alerts; false (nothing written) if the same
+    /// build is already withdrawn.
+    async fn put_withdrawal(&self, w: &Withdrawal, alerts: &[Alert]) -> Result<bool, StoreError>;
+    /// Oldest first.
+    async fn list_withdrawals(&self) -> Result<Vec<Withdrawal>, StoreError>;
+    /// Removes a withdrawal with its alerts; false if there was none with this id.
+    async fn delete_withdrawal(&self, id: &str, alerts: &[Alert]) -> Result<bool, StoreError>;
 }
 
 /// The store as the collateral source's shared cache. Failures are logged: the

@@ -15,7 +15,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{to_i64, to_u64, AgentRecord, AgentWrite, Store, StoreError};
+use super::{
+    to_i64, to_u64, AgentRecord, AgentWrite, BuildKind, Store, StoreError, Tombstone, Withdrawal,
+};
 use crate::alert::{Alert, AlertKind};
 
 /// Writes committed together at most. Bounds the latency one batch adds.
@@ -54,6 +56,18 @@ const SCHEMA: &[&str] = &[
         key TEXT PRIMARY KEY,
         expires_at BIGINT NOT NULL,
         json BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS deleted_agents (
+        agent_id TEXT PRIMARY KEY,
+        key_fingerprint TEXT NOT NULL,
+        at_ns BIGINT NOT NULL,
+        reason TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS withdrawals (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ns BIGINT NOT NULL,
+        UNIQUE (kind, digest))",
 ];
 
 enum Op {
@@ -63,6 +77,9 @@ enum Op {
     TakeChallenge(String, u64),
     Prune(u64, u64),
     PutCached(String, Vec<u8>, u64),
+    DeleteAgent(Box<Tombstone>, u64, Vec<Alert>),
+    PutWithdrawal(Box<Withdrawal>, Vec<Alert>),
+    DeleteWithdrawal(String, Vec<Alert>),
 }
 
 type Reply = oneshot::Sender<Result<bool, StoreError>>;
@@ -152,7 +169,11 @@ async fn apply_batch(
     for (op, _) in batch {
         let needs_savepoint = match op {
             Op::Write(w) => !w.alerts.is_empty(),
-            Op::Alerts(_) | Op::Prune(..) => true,
+            Op::Alerts(_)
+            | Op::Prune(..)
+            | Op::DeleteAgent(..)
+            | Op::PutWithdrawal(..)
+            | Op::DeleteWithdrawal(..) => true,
             Op::PutChallenge(..) | Op::TakeChallenge(..) | Op::PutCached(..) => false,
         };
         if needs_savepoint {
@@ -324,6 +345,66 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
             .map_err(unavailable)?;
             Ok(true)
         }
+        Op::DeleteAgent(t, version, alerts) => {
+            let n = sqlx::query("DELETE FROM agents WHERE agent_id = ? AND version = ?")
+                .bind(&t.agent_id)
+                .bind(to_i64(*version))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            if n != 1 {
+                return Err(StoreError::Conflict);
+            }
+            sqlx::query(
+                "INSERT INTO deleted_agents (agent_id, key_fingerprint, at_ns, reason) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (agent_id) DO UPDATE SET key_fingerprint = excluded.key_fingerprint, at_ns = excluded.at_ns, reason = excluded.reason",
+            )
+            .bind(&t.agent_id)
+            .bind(&t.key_fingerprint)
+            .bind(to_i64(t.at_ns))
+            .bind(&t.reason)
+            .execute(&mut *c)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query("DELETE FROM pulse_nonces WHERE agent_id = ?")
+                .bind(&t.agent_id)
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
+            insert_alerts(c, alerts).await?;
+            Ok(true)
+        }
+        Op::PutWithdrawal(w, alerts) => {
+            let n = sqlx::query(
+                "INSERT INTO withdrawals (id, kind, digest, reason, at_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&w.id)
+            .bind(w.kind.as_str())
+            .bind(&w.digest)
+            .bind(&w.reason)
+            .bind(to_i64(w.at_ns))
+            .execute(&mut *c)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            if n == 1 {
+                insert_alerts(c, alerts).await?;
+            }
+            Ok(n == 1)
+        }
+        Op::DeleteWithdrawal(id, alerts) => {
+            let n = sqlx::query("DELETE FROM withdrawals WHERE id = ?")
+                .bind(id)
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            if n == 1 {
+                insert_alerts(c, alerts).await?;
+            }
+            Ok(n == 1)
+        }
     }
 }
 
@@ -475,6 +556,75 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
     }
+
+    async fn delete_agent(
+        &self,
+        tomb: &Tombstone,
+        expected_version: u64,
+        alerts: &[Alert],
+    ) -> Result<(), StoreError> {
+        self.submit(Op::DeleteAgent(
+            Box::new(tomb.clone()),
+            expected_version,
+            alerts.to_vec(),
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_tombstone(&self, agent_id: &str) -> Result<Option<Tombstone>, StoreError> {
+        let row = sqlx::query(
+            "SELECT agent_id, key_fingerprint, at_ns, reason FROM deleted_agents WHERE agent_id = ?",
+        )
+        .bind(agent_id)
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| {
+            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+            Ok(Tombstone {
+                agent_id: r.try_get(0).map_err(corrupt)?,
+                key_fingerprint: r.try_get(1).map_err(corrupt)?,
+                at_ns: to_u64(r.try_get(2).map_err(corrupt)?),
+                reason: r.try_get(3).map_err(corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_withdrawal(&self, w: &Withdrawal, alerts: &[Alert]) -> Result<bool, StoreError> {
+        self.submit(Op::PutWithdrawal(Box::new(w.clone()), alerts.to_vec()))
+            .await
+    }
+
+    async fn list_withdrawals(&self) -> Result<Vec<Withdrawal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, digest, reason, at_ns FROM withdrawals ORDER BY at_ns, id",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+                let kind: String = r.try_get(1).map_err(corrupt)?;
+                Ok(Withdrawal {
+                    id: r.try_get(0).map_err(corrupt)?,
+                    kind: BuildKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("withdrawal kind {kind:?}")))?,
+                    digest: r.try_get(2).map_err(corrupt)?,
+                    reason: r.try_get(3).map_err(corrupt)?,
+                    at_ns: to_u64(r.try_get(4).map_err(corrupt)?),
+                    source: "api".into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_withdrawal(&self, id: &str, alerts: &[Alert]) -> Result<bool, StoreError> {
+        self.submit(Op::DeleteWithdrawal(id.to_string(), alerts.to_vec()))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -515,6 +665,8 @@ mod tests {
             last_desync_ns: None,
             attestation: None,
             image_red: Vec::new(),
+            disabled: None,
+            enrollment_chain: Vec::new(),
             version,
         }
     }
