@@ -24,6 +24,7 @@ pub mod provenance;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod supervise;
 pub mod tdx;
 pub mod verify_cli;
 
@@ -31,14 +32,14 @@ use std::sync::Arc;
 
 use guest_agent::clock::Clock;
 
-/// Opens the store, builds the control plane and starts its sweeper.
+/// Opens the store, builds the control plane and starts its (supervised) sweeper.
 pub async fn start(
     cfg: config::CpConfig,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Arc<service::ControlPlane>, axum::Router)> {
     let store = Arc::new(store::sqlite::SqliteStore::open(&cfg.data_dir).await?);
     let cp = Arc::new(service::ControlPlane::new(cfg, store, clock)?);
-    tokio::spawn(cp.clone().run_sweeper());
+    cp.spawn_sweeper();
     let router = server::router(cp.clone());
     Ok((cp, router))
 }
