@@ -1408,6 +1408,11 @@ impl ControlPlane {
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
+                    // Fail closed: no pulse is judged on a cached copy of it either.
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
                     let first = {
                         let mut c = self.corrupt_seen.lock().unwrap_or_else(|e| e.into_inner());
                         if c.len() > MAX_COOLDOWNS {
@@ -1547,5 +1552,55 @@ fn new_record(
         allowed_tier: None,
         stale_replays_refused: 0,
         version: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweeper panics once (a hook compiled only in tests): it is restarted after
+    /// a short backoff, sweeps again, and `/healthz` shows the restart.
+    #[tokio::test]
+    async fn supervised_sweeper_restarts_after_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CpConfig::with_data_dir(dir.path());
+        cfg.sweep_interval = Duration::from_millis(20);
+        let store = Arc::new(crate::store::sqlite::SqliteStore::open(dir.path()).await.unwrap());
+        let cp = Arc::new(
+            ControlPlane::new(cfg, store, Arc::new(guest_agent::clock::SystemClock)).unwrap(),
+        );
+        INJECT_SWEEPER_PANIC.store(true, Ordering::SeqCst);
+        cp.spawn_sweeper();
+        let sweeper = |cp: &ControlPlane| {
+            cp.tasks()
+                .into_iter()
+                .find(|t| t.name == "sweeper")
+                .unwrap()
+        };
+        let mut swept_after = 0;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if sweeper(&cp).restarts == 1 && cp.last_sweep_ns.load(Ordering::SeqCst) != 0 {
+                swept_after = cp.last_sweep_ns.load(Ordering::SeqCst);
+                break;
+            }
+        }
+        assert_ne!(swept_after, 0, "the sweeper did not come back: {:?}", cp.tasks());
+        let t = sweeper(&cp);
+        assert!(t.running);
+        assert_eq!(t.last_panic.as_deref(), Some("injected sweeper panic"));
+        let (ok, h) = cp.health().await;
+        assert!(ok, "{h}");
+        let shown = h["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "sweeper")
+            .cloned()
+            .unwrap();
+        assert_eq!(shown["restarts"], 1, "{h}");
+        assert!(h["last_sweep_ns"].as_u64().unwrap() >= swept_after);
+        cp.shutdown();
     }
 }
