@@ -76,6 +76,7 @@ audit_log = "{audit}"
 webhooks = ["{hook_url}"]
 
 [policy]
+allow_software_tier = true
 missed_heartbeats = 3
 
 [[enrollment.keys]]
