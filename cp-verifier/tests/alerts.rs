@@ -180,7 +180,7 @@ async fn finding04_unenrolled_flood_is_bounded() {
         t.await.unwrap();
     }
     let alerts = cp.alerts("Unenrolled").await;
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts.len(), 1, "first: {:?}", alerts.first());
     assert_eq!(alerts[0]["severity"], 2);
     assert!(alerts[0]["detail"]
         .as_str()
