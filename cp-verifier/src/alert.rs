@@ -378,9 +378,9 @@ async fn deliver_outbox(
                 for (url, why) in &failed {
                     tracing::warn!(webhook = %url, alert = %item.alert.id, attempts, retry_in_s = delay.as_secs(), error = %why, "webhook delivery failed; will retry");
                 }
-                let next = clock.now_ns().saturating_add(
-                    u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX),
-                );
+                let next = clock
+                    .now_ns()
+                    .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX));
                 store
                     .outbox_retry(&item.alert.id, &delivered, attempts, next)
                     .await

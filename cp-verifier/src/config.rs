@@ -403,12 +403,18 @@ rekor_key = "rekor.pub"
         let cfg: CpConfig =
             toml::from_str("data_dir = \"/x\"\n[policy]\nallow_software_tier = true\n").unwrap();
         assert!(cfg.policy.allow_software_tier);
-        assert!(toml::from_str::<CpConfig>("data_dir = \"/x\"\n[policy]\nallow_sofware_tier = true\n").is_err());
+        assert!(toml::from_str::<CpConfig>(
+            "data_dir = \"/x\"\n[policy]\nallow_sofware_tier = true\n"
+        )
+        .is_err());
         // A webhook URL is not echoed in full when refused.
         let mut cfg = CpConfig::with_data_dir(Path::new("/x"));
         cfg.webhooks = vec!["ftp://hooks.example/SECRET".into()];
         let e = cfg.check().unwrap_err().to_string();
-        assert!(!e.contains("SECRET") && e.contains("ftp://hooks.example"), "{e}");
+        assert!(
+            !e.contains("SECRET") && e.contains("ftp://hooks.example"),
+            "{e}"
+        );
 
         for bad in [
             "data_dir = \"/x\"\n[tdx]\npcs = \"intel\"\n",

@@ -204,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
                 router.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(guest_agent::logging::shutdown_signal())
-                .await?;
+            .await?;
             Ok(())
         }
         Cmd::Verify(VerifyCmd::Quote {

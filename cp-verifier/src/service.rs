@@ -313,7 +313,8 @@ impl ControlPlane {
     /// start with the control plane).
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        self.tasks.spawn("sweeper", move || sweeper_loop(weak.clone()));
+        self.tasks
+            .spawn("sweeper", move || sweeper_loop(weak.clone()));
     }
 
     /// Stops every background task (sweeper, webhook senders, image workers); for
@@ -914,10 +915,7 @@ impl ControlPlane {
 
     /// Counts an old pulse re-posted for `rec`'s agent; returns the agent's total.
     fn count_stale_replay(&self, rec: &AgentRecord) -> u64 {
-        let mut p = self
-            .stale_pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut p = self.stale_pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.len() >= MAX_STALE_PENDING && !p.contains_key(&rec.agent_id) {
             // Shown counts may lag; nothing else depends on them.
             return rec.stale_replays_refused;
@@ -1474,10 +1472,7 @@ impl ControlPlane {
         self.flush_unenrolled(now).await;
         // Alert retention (their pending webhook deliveries go with them).
         let before = now.saturating_sub(ns(self.cfg.alert_retention));
-        self.store
-            .prune_alerts(before)
-            .await
-            .map_err(store_err)?;
+        self.store.prune_alerts(before).await.map_err(store_err)?;
         self.last_sweep_ns.store(now, Ordering::SeqCst);
         Ok(blinded)
     }
@@ -1566,7 +1561,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = CpConfig::with_data_dir(dir.path());
         cfg.sweep_interval = Duration::from_millis(20);
-        let store = Arc::new(crate::store::sqlite::SqliteStore::open(dir.path()).await.unwrap());
+        let store = Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.path())
+                .await
+                .unwrap(),
+        );
         let cp = Arc::new(
             ControlPlane::new(cfg, store, Arc::new(guest_agent::clock::SystemClock)).unwrap(),
         );
@@ -1586,7 +1585,12 @@ mod tests {
                 break;
             }
         }
-        assert_ne!(swept_after, 0, "the sweeper did not come back: {:?}", cp.tasks());
+        assert_ne!(
+            swept_after,
+            0,
+            "the sweeper did not come back: {:?}",
+            cp.tasks()
+        );
         let t = sweeper(&cp);
         assert!(t.running);
         assert_eq!(t.last_panic.as_deref(), Some("injected sweeper panic"));

@@ -186,9 +186,7 @@ async fn finding04_unenrolled_flood_is_bounded() {
         .as_str()
         .unwrap()
         .contains("from 127.0.0.1"));
-    let got = rx
-        .until("one Unenrolled POST", |b| !b.is_empty())
-        .await;
+    let got = rx.until("one Unenrolled POST", |b| !b.is_empty()).await;
     assert_eq!(got[0]["id"], alerts[0]["id"]);
 
     // The window closes: one summary with the count.
@@ -210,7 +208,10 @@ async fn finding04_unenrolled_flood_is_bounded() {
     assert_eq!(rx.bodies().len(), 2, "{:?}", rx.bodies());
     let audit = std::fs::read_to_string(cp.dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(
-        audit.lines().filter(|l| l.contains("\"Unenrolled\"")).count(),
+        audit
+            .lines()
+            .filter(|l| l.contains("\"Unenrolled\""))
+            .count(),
         2
     );
     // The enrolled agent still registers, and the webhook outbox drained.
@@ -282,7 +283,10 @@ async fn finding04_severity1_webhook_survives_restart() {
     let (_, h) = cp2.get("/healthz").await;
     assert_eq!(h["queues"]["webhook_outbox"], 0, "{h}");
     assert_eq!(
-        rx.bodies().iter().filter(|v| v["id"] == id.as_str()).count(),
+        rx.bodies()
+            .iter()
+            .filter(|v| v["id"] == id.as_str())
+            .count(),
         1
     );
 }
@@ -300,11 +304,18 @@ async fn finding04_alert_retention_prunes_old_alerts() {
     assert_eq!(cp.alerts("Registered").await.len(), 1);
     cp.clock.advance(Duration::from_secs(86400));
     cp.cp.sweep().await.unwrap();
-    assert_eq!(cp.alerts("Registered").await.len(), 1, "kept within retention");
+    assert_eq!(
+        cp.alerts("Registered").await.len(),
+        1,
+        "kept within retention"
+    );
     assert_eq!(cp.alerts("Blinded").await.len(), 1);
     cp.clock.advance(Duration::from_secs(86400 + 1));
     cp.cp.sweep().await.unwrap();
-    assert!(cp.alerts("Registered").await.is_empty(), "pruned after 2 days");
+    assert!(
+        cp.alerts("Registered").await.is_empty(),
+        "pruned after 2 days"
+    );
     assert_eq!(cp.alerts("Blinded").await.len(), 1, "1 day old: kept");
 }
 
@@ -400,7 +411,10 @@ async fn finding10_key_change_alerts() {
     assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
     assert!(cp.alerts("KeyChanged").await.is_empty());
     assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
-    assert!(cp.alerts("KeyChanged").await.is_empty(), "same key: no alert");
+    assert!(
+        cp.alerts("KeyChanged").await.is_empty(),
+        "same key: no alert"
+    );
     assert_eq!(cp.register(&mut b, measurements(1, 1)).await.0, 200);
     let k = cp.alerts("KeyChanged").await;
     assert_eq!(k.len(), 1);
@@ -432,10 +446,12 @@ async fn supervised_sweeper_skips_corrupt_record() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    sqlx::query("UPDATE agents SET record = '{\"agent_id\": 7, truncated' WHERE agent_id = 'node-1'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE agents SET record = '{\"agent_id\": 7, truncated' WHERE agent_id = 'node-1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
 
     cp.clock.advance(Duration::from_secs(5));

@@ -126,7 +126,9 @@ pub trait Store: Send + Sync {
     async fn nonce_seen(&self, agent_id: &str, nonce: &str) -> Result<bool, StoreError>;
     /// Every agent row, each decoded on its own: one undecodable row does not hide
     /// the others. `(agent_id, record or why it cannot be decoded)`.
-    async fn scan_agents(&self) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError>;
+    async fn scan_agents(
+        &self,
+    ) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError>;
     /// Deletes alerts (and their webhook outbox entries) raised before `before_ns`;
     /// returns how many alerts went.
     async fn prune_alerts(&self, before_ns: u64) -> Result<u64, StoreError>;

@@ -533,9 +533,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_alerts(&self, before_ns: u64) -> Result<u64, StoreError> {
-        self.submit(Op::PruneAlerts(before_ns))
-            .await
-            .map(u64::from)
+        self.submit(Op::PruneAlerts(before_ns)).await.map(u64::from)
     }
 
     fn set_webhook_outbox(&self, on: bool) {
