@@ -356,7 +356,7 @@ async fn deliver_outbox(
                 Vec::new()
             }
         };
-        let full = due.len() == OUTBOX_BATCH as usize;
+        let full = u32::try_from(due.len()).is_ok_and(|n| n >= OUTBOX_BATCH);
         for item in due {
             let mut delivered = item.delivered.clone();
             let mut failed = Vec::new();

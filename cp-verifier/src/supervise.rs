@@ -98,7 +98,7 @@ impl Tasks {
                         if started.elapsed() >= HEALTHY_RUN {
                             backoff = MIN_BACKOFF;
                         }
-                        tracing::error!(task = %name, panic = %msg, restarts = n, backoff_ms = backoff.as_millis() as u64, "background task panicked; restarting");
+                        tracing::error!(task = %name, panic = %msg, restarts = n, backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "background task panicked; restarting");
                         *state.last_panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -507,9 +507,9 @@ impl Store for SqliteStore {
     async fn scan_agents(
         &self,
     ) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT record, version, last_seen_ns, blinded, sequence, chain_head, agent_id FROM agents ORDER BY agent_id"
-        ))
+        let rows = sqlx::query(
+            "SELECT record, version, last_seen_ns, blinded, sequence, chain_head, agent_id FROM agents ORDER BY agent_id",
+        )
         .fetch_all(&self.reads)
         .await
         .map_err(unavailable)?;
