@@ -424,6 +424,70 @@ async fn deliver_best_effort(
 mod tests {
     use super::*;
 
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Failed deliveries on both lanes are logged with the webhook's scheme and host
+    /// only: the path (here a secret token) never reaches the log.
+    #[tokio::test]
+    async fn finding09_webhook_urls_never_logged_in_full() {
+        let logs = Captured::default();
+        let w = logs.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .finish();
+        let _g = tracing::subscriber::set_default(sub);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/hook/SECRET-TOKEN?key=SECRET-KEY");
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.path())
+                .await
+                .unwrap(),
+        );
+        let tasks = Tasks::default();
+        let clock: Arc<dyn Clock> = Arc::new(guest_agent::clock::SystemClock);
+        let sink = AlertSink::new(None, vec![url], store.clone(), clock.clone(), &tasks).unwrap();
+        let now = clock.now_ns();
+        let a = vec![
+            Alert::new(now, "node-1", AlertKind::Blinded, "x"),
+            Alert::new(now, "node-1", AlertKind::Recovered, "y"),
+        ];
+        store.insert_alerts(&a).await.unwrap();
+        sink.emit(&a);
+        let text = || String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+        for _ in 0..100 {
+            let t = text();
+            if t.contains("will retry") && t.contains("not retried") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let t = text();
+        assert!(
+            t.contains("will retry") && t.contains("not retried"),
+            "both lanes failed and logged: {t}"
+        );
+        assert!(t.contains(&format!("http://127.0.0.1:{port}")), "{t}");
+        assert!(!t.contains("SECRET"), "{t}");
+        tasks.shutdown();
+    }
+
     #[test]
     fn webhook_urls_are_logged_as_scheme_and_host_only() {
         assert_eq!(
