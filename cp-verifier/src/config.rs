@@ -32,6 +32,10 @@ pub struct CpConfig {
     /// Repeated alerts of one kind for one agent are raised at most this often.
     #[serde(default = "default_cooldown", with = "humantime_serde")]
     pub alert_cooldown: Duration,
+    /// Alerts older than this are deleted by the sweeper (with any webhook delivery
+    /// still pending for them).
+    #[serde(default = "default_alert_retention", with = "humantime_serde")]
+    pub alert_retention: Duration,
     /// JSON-lines audit log of every alert.
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
@@ -42,7 +46,9 @@ pub struct CpConfig {
     /// it those endpoints refuse every request.
     #[serde(default)]
     pub operator_token_file: Option<PathBuf>,
-    #[serde(default)]
+    /// In a config file `allow_software_tier` defaults to false (unlike
+    /// `TrustPolicy::default()`): software-tier agents must be allowed explicitly.
+    #[serde(default = "serve_policy", deserialize_with = "serve_policy_de")]
     pub policy: TrustPolicy,
     #[serde(default)]
     pub enrollment: Enrollment,
@@ -234,6 +240,28 @@ fn default_sweep() -> Duration {
 fn default_cooldown() -> Duration {
     Duration::from_secs(60)
 }
+fn default_alert_retention() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+
+/// `[policy]` absent from a config file: the defaults, software tier refused.
+fn serve_policy() -> TrustPolicy {
+    TrustPolicy {
+        allow_software_tier: false,
+        ..TrustPolicy::default()
+    }
+}
+
+/// `[policy]` as written, with `allow_software_tier = false` unless it says so.
+fn serve_policy_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrustPolicy, D::Error> {
+    use serde::de::Error;
+    let mut v = toml::Value::deserialize(d)?;
+    if let Some(t) = v.as_table_mut() {
+        t.entry("allow_software_tier")
+            .or_insert(toml::Value::Boolean(false));
+    }
+    v.try_into().map_err(D::Error::custom)
+}
 
 impl CpConfig {
     pub fn load(path: &Path) -> anyhow::Result<CpConfig> {
@@ -291,10 +319,17 @@ impl CpConfig {
         for w in &self.withdrawn {
             crate::revoke::target_of(w).map_err(|e| anyhow::anyhow!("[[withdrawn]]: {e}"))?;
         }
-        for w in &self.webhooks {
+        anyhow::ensure!(
+            self.alert_retention >= Duration::from_secs(3600),
+            "alert_retention must be at least 1h"
+        );
+        for (i, w) in self.webhooks.iter().enumerate() {
+            // The URL itself is not echoed: it often carries a secret token.
             anyhow::ensure!(
-                w.starts_with("http://") || w.starts_with("https://"),
-                "webhook {w} must be an http(s) URL"
+                (w.starts_with("http://") || w.starts_with("https://"))
+                    && reqwest::Url::parse(w).is_ok_and(|u| u.host_str().is_some()),
+                "webhooks[{i}] ({}) must be an http(s) URL with a host",
+                crate::alert::redact_url(w)
             );
         }
         Ok(())
@@ -310,6 +345,7 @@ impl CpConfig {
             challenge_ttl: default_challenge_ttl(),
             sweep_interval: default_sweep(),
             alert_cooldown: default_cooldown(),
+            alert_retention: default_alert_retention(),
             audit_log: None,
             webhooks: Vec::new(),
             operator_token_file: None,
@@ -385,6 +421,31 @@ rekor_key = "rekor.pub"
             "{e}"
         );
         assert!(toml::from_str::<CpConfig>(&imgs.replace("cache_ttl", "cache_tll")).is_err());
+
+        // A config file refuses the software tier unless it says otherwise.
+        let cfg: CpConfig = toml::from_str("data_dir = \"/x\"\n").unwrap();
+        assert!(!cfg.policy.allow_software_tier);
+        assert_eq!(cfg.policy.missed_heartbeats, 3);
+        assert_eq!(cfg.alert_retention, Duration::from_secs(30 * 86400));
+        let cfg: CpConfig =
+            toml::from_str("data_dir = \"/x\"\n[policy]\nmissed_heartbeats = 5\n").unwrap();
+        assert!(!cfg.policy.allow_software_tier);
+        assert_eq!(cfg.policy.missed_heartbeats, 5);
+        let cfg: CpConfig =
+            toml::from_str("data_dir = \"/x\"\n[policy]\nallow_software_tier = true\n").unwrap();
+        assert!(cfg.policy.allow_software_tier);
+        assert!(toml::from_str::<CpConfig>(
+            "data_dir = \"/x\"\n[policy]\nallow_sofware_tier = true\n"
+        )
+        .is_err());
+        // A webhook URL is not echoed in full when refused.
+        let mut cfg = CpConfig::with_data_dir(Path::new("/x"));
+        cfg.webhooks = vec!["ftp://hooks.example/SECRET".into()];
+        let e = cfg.check().unwrap_err().to_string();
+        assert!(
+            !e.contains("SECRET") && e.contains("ftp://hooks.example"),
+            "{e}"
+        );
 
         for bad in [
             "data_dir = \"/x\"\n[tdx]\npcs = \"intel\"\n",

@@ -56,6 +56,9 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     cfg.listen = listen;
     cfg.audit_log = Some(root.join("audit.jsonl"));
     cfg.operator_token_file = Some(token_path.clone());
+    // The demo agent has no TEE: the software tier must be allowed (a config file
+    // refuses it unless it says `allow_software_tier = true`).
+    cfg.policy.allow_software_tier = true;
     cfg.enrollment.keys.push(EnrolledKey {
         agent_id: DEMO_AGENT.into(),
         fingerprint: fingerprint.clone(),
@@ -65,7 +68,13 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
 
     let agent_cfg_path = root.join("agent.toml");
     std::fs::write(
@@ -115,6 +124,10 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     writeln!(out, "  alerts (JSON)   http://{addr}/api/v1/alerts")?;
     writeln!(out, "  agent /health   http://{agent_addr}/health")?;
     writeln!(out, "  agent id        {DEMO_AGENT} (key {fingerprint})")?;
+    writeln!(
+        out,
+        "  policy          allow_software_tier = true (demo only: no TEE here, so the agent is yellow)"
+    )?;
     writeln!(
         out,
         "  policy file     {} (edit it to see a PolicyChanged alert)",

@@ -172,6 +172,8 @@ struct Inner {
     started: std::sync::atomic::AtomicU64,
     /// Lookups that found the queue full.
     dropped: std::sync::atomic::AtomicU64,
+    /// Bounds the verifications running at once (shared by worker restarts).
+    sem: Arc<Semaphore>,
 }
 
 /// The image verification service. Cheap to call from request handlers: lookups
@@ -179,6 +181,8 @@ struct Inner {
 pub struct ImageService {
     inner: Arc<Inner>,
     tx: mpsc::Sender<Key>,
+    /// The worker's supervisor when the service owns it ([`ImageService::start`]).
+    _tasks: Option<crate::supervise::Tasks>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -202,14 +206,31 @@ impl Drop for InflightGuard {
 }
 
 impl ImageService {
-    /// Starts the background verifier (needs a Tokio runtime).
+    /// Starts the background verifier (needs a Tokio runtime), supervised by a task
+    /// set of its own.
     pub fn start(
         cfg: ImageServiceConfig,
         checker: Arc<dyn ImageChecker>,
         store: Option<Arc<dyn Store>>,
         clock: Arc<dyn Clock>,
     ) -> ImageService {
+        let tasks = crate::supervise::Tasks::default();
+        let mut s = ImageService::start_supervised(cfg, checker, store, clock, &tasks);
+        s._tasks = Some(tasks);
+        s
+    }
+
+    /// Starts the background verifier as task `image-worker` of `tasks`: restarted
+    /// after a panic, with the queue kept.
+    pub fn start_supervised(
+        cfg: ImageServiceConfig,
+        checker: Arc<dyn ImageChecker>,
+        store: Option<Arc<dyn Store>>,
+        clock: Arc<dyn Clock>,
+        tasks: &crate::supervise::Tasks,
+    ) -> ImageService {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        let sem = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
         let inner = Arc::new(Inner {
             cfg,
             checker,
@@ -219,9 +240,21 @@ impl ImageService {
             inflight: Mutex::new(HashSet::new()),
             started: Default::default(),
             dropped: Default::default(),
+            sem,
         });
-        tokio::spawn(worker(inner.clone(), rx));
-        ImageService { inner, tx }
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let w = inner.clone();
+        tasks.spawn("image-worker", move || worker(w.clone(), rx.clone()));
+        ImageService {
+            inner,
+            tx,
+            _tasks: None,
+        }
+    }
+
+    /// Digests waiting in the verification queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// The current result for `digest` in `repository`. Without a fresh one it
@@ -293,10 +326,10 @@ impl ImageService {
     }
 }
 
-async fn worker(inner: Arc<Inner>, mut rx: mpsc::Receiver<Key>) {
-    let sem = Arc::new(Semaphore::new(inner.cfg.max_concurrent.max(1)));
+async fn worker(inner: Arc<Inner>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Key>>>) {
+    let mut rx = rx.lock().await;
     while let Some(key) = rx.recv().await {
-        let Ok(permit) = sem.clone().acquire_owned().await else {
+        let Ok(permit) = inner.sem.clone().acquire_owned().await else {
             return;
         };
         let inner = inner.clone();

@@ -24,6 +24,7 @@ pub mod provenance;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod supervise;
 pub mod tdx;
 pub mod verify_cli;
 
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use guest_agent::clock::Clock;
 
-/// Opens the store, builds the control plane and starts its sweeper.
+/// Opens the store, builds the control plane and starts its (supervised) sweeper.
 pub async fn start(
     cfg: config::CpConfig,
     clock: Arc<dyn Clock>,
@@ -41,7 +42,7 @@ pub async fn start(
     let store = Arc::new(store::sqlite::SqliteStore::open(&cfg.data_dir).await?);
     let cp = Arc::new(service::ControlPlane::new(cfg, store, clock)?);
     cp.load_revocations().await?;
-    tokio::spawn(cp.clone().run_sweeper());
+    cp.spawn_sweeper();
     let router = server::router(cp.clone());
     Ok((cp, router))
 }

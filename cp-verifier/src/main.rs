@@ -213,9 +213,13 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(listen = %listener.local_addr()?, "control plane listening");
-            axum::serve(listener, router)
-                .with_graceful_shutdown(guest_agent::logging::shutdown_signal())
-                .await?;
+            // The peer address aggregates refused registrations by source.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(guest_agent::logging::shutdown_signal())
+            .await?;
             Ok(())
         }
         Cmd::Verify(VerifyCmd::Quote {

@@ -27,7 +27,7 @@ type Cp = Arc<ControlPlane>;
 pub fn router(cp: Cp) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/agents") }))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/agents", get(dashboard_agents))
         .route("/agent/{id}", get(dashboard_agent))
         .route("/api/v1/challenge", get(challenge))
@@ -95,13 +95,36 @@ async fn challenge(State(cp): State<Cp>) -> Result<Response, ApiError> {
     Ok(Json(cp.challenge().await?).into_response())
 }
 
+/// `/healthz`: JSON (store writability, queue depths, last sweep, background
+/// tasks); 503 when the store does not take a write.
+async fn healthz(State(cp): State<Cp>) -> Response {
+    let (writable, body) = cp.health().await;
+    let status = if writable {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// The peer address, where the server was started with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
 async fn register(
     State(cp): State<Cp>,
+    peer: Peer,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b, MAX_REGISTER_BODY)?;
     let req: RegisterRequest = json(&b)?;
-    Ok(Json(cp.register(req).await?).into_response())
+    let source = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
+    Ok(Json(cp.register_from(req, source).await?).into_response())
 }
 
 async fn heartbeat(

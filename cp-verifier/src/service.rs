@@ -2,8 +2,10 @@
 //! expectations and the liveness sweep. HTTP lives in `server`; this module takes
 //! parsed input and `now` (through the clock) and returns typed results.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use evidence::api::{
@@ -23,6 +25,7 @@ use crate::error::ApiError;
 use crate::images::{ImageChecker, ImageService};
 use crate::judge::{inventory_reasons, judge, resolve_inventory, standing};
 use crate::store::{AgentRecord, AgentWrite, Expectations, Store, StoreError};
+use crate::supervise::Tasks;
 
 #[path = "revoke.rs"]
 pub mod revoke;
@@ -30,6 +33,54 @@ pub mod revoke;
 /// Upper bound on remembered alert cooldowns; past it the table is cleared (at worst
 /// a repeated alert is raised early).
 const MAX_COOLDOWNS: usize = 100_000;
+/// Sources whose unenrolled registrations are aggregated at most; past it new sources
+/// share one bucket (still one alert per window).
+const MAX_UNENROLLED_SOURCES: usize = 10_000;
+/// Claimed agent ids kept as a sample per source and window.
+const UNENROLLED_SAMPLE: usize = 5;
+/// The bucket of sources past [`MAX_UNENROLLED_SOURCES`].
+const OTHER_SOURCES: &str = "(other sources)";
+/// Agents with stale-replay counts not yet written to their record, at most.
+const MAX_STALE_PENDING: usize = 100_000;
+/// How long a `/healthz` store probe result is reused (the probe is a real,
+/// fsynced write).
+const PROBE_REUSE: Duration = Duration::from_secs(1);
+
+/// Unenrolled registrations from one source in the current alert window.
+#[derive(Debug, Clone)]
+struct SourceWindow {
+    start_ns: u64,
+    /// Attempts since the window's alert, not yet reported.
+    suppressed: u64,
+    /// A few of the agent ids those attempts claimed.
+    sample: Vec<String>,
+}
+
+/// The aggregation key of a peer address: the IPv4 address, or the IPv6 /64.
+pub fn source_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// Orders tiers by the strength of their evidence: a re-registration on a lower one
+/// is a downgrade.
+fn tier_rank(t: Tier) -> u8 {
+    match t {
+        Tier::Tdx | Tier::Tpm => 2,
+        Tier::TdxReport => 1,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+static INJECT_SWEEPER_PANIC: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 pub struct ControlPlane {
     pub cfg: CpConfig,
@@ -44,6 +95,18 @@ pub struct ControlPlane {
     image_policy: policy::image::ImagePolicy,
     images: ImageService,
     revocation: revoke::Revocations,
+    /// Unenrolled registrations by source (see [`source_key`]).
+    unenrolled: Mutex<HashMap<String, SourceWindow>>,
+    /// Stale replays counted since the agent's record was last written.
+    stale_pending: Mutex<HashMap<String, u64>>,
+    /// Agents whose undecodable record was already alerted.
+    corrupt_seen: Mutex<HashSet<String>>,
+    /// When the last sweep completed (clock ns; 0: never).
+    last_sweep_ns: AtomicU64,
+    /// The last `/healthz` store probe and when it ran.
+    probe: Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// The supervised background tasks (dropped last: stops them).
+    tasks: Tasks,
 }
 
 /// An agent as the API and dashboard show it.
@@ -67,6 +130,17 @@ pub struct AgentView {
     pub expected: Expectations,
     /// TDX evidence from the last registration (TDX tiers).
     pub attestation: Option<TdxAttestation>,
+    /// Old pulses (issued outside the skew window) re-posted and refused; they do
+    /// not count against the agent's verdict.
+    #[serde(default)]
+    pub stale_replays_refused: u64,
+    /// The agent has registered on the `tdx` tier: a lower tier is refused unless
+    /// an operator expects it.
+    #[serde(default)]
+    pub ever_tdx: bool,
+    /// The tier an operator allowed for the next registration (one-shot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tier: Option<Tier>,
     /// The badge of each reported workload.
     pub workloads: Vec<WorkloadBadge>,
     /// The workloads collector's state (`ok`, `unknown`, `unavailable`) and why;
@@ -126,6 +200,10 @@ pub struct ExpectRequest {
     /// Accept everything the agent reports now as last-known-good.
     #[serde(default)]
     pub accept_current: bool,
+    /// Allow the agent's next registration on this tier (one-shot), e.g. a planned
+    /// move of a once-`tdx` agent to `software`, which is refused otherwise.
+    #[serde(default)]
+    pub tier: Option<Tier>,
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -172,11 +250,13 @@ impl ControlPlane {
             )),
             (None, None) => Arc::new(crate::images::PolicyChecker::new(None)),
         };
-        let images = ImageService::start(
+        let tasks = Tasks::default();
+        let images = ImageService::start_supervised(
             cfg.images.as_ref().map(|i| i.service()).unwrap_or_default(),
             checker,
             Some(store.clone()),
             clock.clone(),
+            &tasks,
         );
         let enroller = Enroller::new(&cfg.enrollment)?;
         let mut tdx = TdxVerifier::from_config(
@@ -191,7 +271,13 @@ impl ControlPlane {
                 Some(store.clone()),
             )?);
         }
-        let alerts = AlertSink::new(cfg.audit_log.clone(), cfg.webhooks.clone())?;
+        let alerts = AlertSink::new(
+            cfg.audit_log.clone(),
+            cfg.webhooks.clone(),
+            store.clone(),
+            clock.clone(),
+            &tasks,
+        )?;
         let operator_token = match &cfg.operator_token_file {
             Some(p) => {
                 let t = std::fs::read_to_string(p)
@@ -220,7 +306,78 @@ impl ControlPlane {
             cooldowns: Mutex::new(HashMap::new()),
             image_policy,
             images,
+            unenrolled: Mutex::new(HashMap::new()),
+            stale_pending: Mutex::new(HashMap::new()),
+            corrupt_seen: Mutex::new(HashSet::new()),
+            last_sweep_ns: AtomicU64::new(0),
+            probe: Mutex::new(None),
+            tasks,
         })
+    }
+
+    /// Starts the supervised liveness sweeper (the webhook senders and image workers
+    /// start with the control plane).
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.tasks
+            .spawn("sweeper", move || sweeper_loop(weak.clone()));
+    }
+
+    /// Stops every background task (sweeper, webhook senders, image workers); for
+    /// tests that restart a control plane in one process.
+    pub fn shutdown(&self) {
+        self.tasks.shutdown();
+    }
+
+    /// The supervised tasks, with their restarts.
+    pub fn tasks(&self) -> Vec<crate::supervise::TaskView> {
+        self.tasks.snapshot()
+    }
+
+    /// `/healthz`: whether the store takes a (real, committed) write, queue depths,
+    /// the last sweep and each background task. `false`: the store is not writable.
+    pub async fn health(&self) -> (bool, serde_json::Value) {
+        let now = self.now_ns();
+        let cached = self
+            .probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < PROBE_REUSE)
+            .map(|(_, r)| r.clone());
+        let probe = match cached {
+            Some(r) => r,
+            None => {
+                let r = tokio::time::timeout(Duration::from_secs(5), self.store.probe_write(now))
+                    .await
+                    .map_err(|_| "the write probe took over 5s".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                *self.probe.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), r.clone()));
+                r
+            }
+        };
+        let writable = probe.is_ok();
+        let outbox = self.store.outbox_len().await.ok();
+        let hooks = self.alerts.stats();
+        let last = self.last_sweep_ns.load(Ordering::SeqCst);
+        let tasks = self.tasks.snapshot();
+        let all_running = tasks.iter().all(|t| t.running);
+        let body = serde_json::json!({
+            "status": if !writable { "unavailable" } else if all_running { "ok" } else { "degraded" },
+            "store": { "writable": writable, "error": probe.err() },
+            "queues": {
+                "webhook_outbox": outbox,
+                "webhook_best_effort": hooks.best_effort_queued,
+                "webhook_best_effort_dropped": hooks.best_effort_dropped,
+                "image_verifications": self.images.queue_depth(),
+                "image_queue_full": self.images.queue_full_count(),
+            },
+            "last_sweep_ns": (last != 0).then_some(last),
+            "last_sweep_age_ms": (last != 0).then(|| now.saturating_sub(last) / 1_000_000),
+            "tasks": tasks,
+        });
+        (writable, body)
     }
 
     /// The image verification service (for metrics and tests).
@@ -266,6 +423,16 @@ impl ControlPlane {
     /// Registration: the report's signature, its tier's evidence, enrollment, time,
     /// and the single-use challenge.
     pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, ApiError> {
+        self.register_from(req, None).await
+    }
+
+    /// [`ControlPlane::register`] from the peer `source` (for aggregating refused
+    /// registrations by source).
+    pub async fn register_from(
+        &self,
+        req: RegisterRequest,
+        source: Option<IpAddr>,
+    ) -> Result<RegisterResponse, ApiError> {
         let now = self.now_ns();
         let env = req.envelope;
         // The report names its own key; signing with it proves possession. Whether the
@@ -300,18 +467,26 @@ impl ControlPlane {
             }
         }
 
+        // The single-use challenge before anything that writes (the enrollment alert
+        // included): a request that answers no open challenge leaves no trace.
+        if !self
+            .store
+            .take_challenge(&report.nonce.to_hex(), now)
+            .await
+            .map_err(store_err)?
+        {
+            return Err(ApiError::BadChallenge(
+                "the report's nonce is not an open challenge (unknown, already used or expired)"
+                    .into(),
+            ));
+        }
         if let Err(e) =
             self.enroller
                 .check(&report.agent_id, &key, &req.evidence.certificate_chain, now)
         {
             if matches!(e, ApiError::Unenrolled(_)) {
-                self.alert_with_cooldown(
-                    &report.agent_id,
-                    AlertKind::Unenrolled,
-                    now,
-                    &e.to_string(),
-                )
-                .await;
+                self.note_unenrolled(&source_key(source), &report.agent_id, now, &e)
+                    .await;
             }
             return Err(e);
         }
@@ -354,17 +529,6 @@ impl ControlPlane {
             }
             _ => None,
         };
-        if !self
-            .store
-            .take_challenge(&report.nonce.to_hex(), now)
-            .await
-            .map_err(store_err)?
-        {
-            return Err(ApiError::BadChallenge(
-                "the report's nonce is not an open challenge (unknown, already used or expired)"
-                    .into(),
-            ));
-        }
 
         let existing = self
             .store
@@ -375,6 +539,46 @@ impl ControlPlane {
             .await?;
         let head = HexBytes(report.digest());
         let mut alerts = Vec::new();
+        if let Some(old) = &existing {
+            let ever_tdx = old.ever_tdx || old.tier == Tier::Tdx;
+            let lowered = tier_rank(report.tier) < tier_rank(old.tier);
+            if lowered || (ever_tdx && report.tier != Tier::Tdx) {
+                let expected = old.allowed_tier == Some(report.tier);
+                let what = format!(
+                    "re-registration on tier {} (was {}{})",
+                    report.tier.as_str(),
+                    old.tier.as_str(),
+                    if ever_tdx && old.tier != Tier::Tdx {
+                        ", and tdx before"
+                    } else {
+                        ""
+                    }
+                );
+                if ever_tdx && !expected {
+                    let why = format!(
+                        "{what} refused: the agent has registered on tdx; an operator must expect the change (POST /api/v1/agents/{}/expect {{\"tier\":\"{}\"}})",
+                        report.agent_id,
+                        report.tier.as_str()
+                    );
+                    self.alert_with_cooldown(&report.agent_id, AlertKind::TierChanged, now, &why)
+                        .await;
+                    return Err(ApiError::Attestation {
+                        kind: "TierDowngrade",
+                        detail: why,
+                    });
+                }
+                alerts.push(Alert::new(
+                    now,
+                    &report.agent_id,
+                    AlertKind::TierChanged,
+                    if expected {
+                        format!("{what}, as an operator expected")
+                    } else {
+                        what
+                    },
+                ));
+            }
+        }
         let record = match &existing {
             Some(old) => {
                 // Re-registration keeps the baseline: registering again must not launder
@@ -389,11 +593,12 @@ impl ControlPlane {
                     alerts.push(Alert::new(
                         now,
                         &report.agent_id,
-                        AlertKind::Registered,
+                        AlertKind::KeyChanged,
                         format!(
-                            "key rotated from {} to {}",
+                            "re-registered with a different key: {} replaces {} (tier {})",
+                            key.fingerprint(),
                             old.key.fingerprint(),
-                            key.fingerprint()
+                            report.tier.as_str()
                         ),
                     ));
                 }
@@ -403,6 +608,10 @@ impl ControlPlane {
                     last_replay_ns: old.last_replay_ns,
                     last_desync_ns: old.last_desync_ns,
                     image_red: old.image_red.clone(),
+                    ever_tdx: old.ever_tdx || old.tier == Tier::Tdx || report.tier == Tier::Tdx,
+                    // The operator's allowance is one-shot: this registration used it.
+                    allowed_tier: None,
+                    stale_replays_refused: old.stale_replays_refused,
                     version: old.version + 1,
                     ..new_record(&report, &measurements, &key, head, now, attestation.clone())
                 }
@@ -565,17 +774,41 @@ impl ControlPlane {
                     ),
                 ));
             }
-            // Order matters: a pulse that reuses an old sequence is a replay whatever its
-            // timestamp; only a pulse that could be the next one is judged on its clock.
-            if digest == rec.chain_head || pulse.sequence <= rec.sequence {
-                let why = if digest == rec.chain_head {
-                    "this exact pulse was already accepted".to_string()
-                } else {
-                    format!(
-                        "sequence {} was already used (last accepted {})",
+            // Pulses travel in clear, so anyone may re-post an old one: that must not
+            // turn the agent red. The exact accepted pulse again is a retry; a pulse
+            // issued outside the skew window is an old capture (counted, quiet); an
+            // already accepted pulse inside it is a retry too. Only a pulse the key
+            // signed for a used sequence, never accepted, inside the window is a fork:
+            // red (`Replay`).
+            if digest == rec.chain_head {
+                return Err(ApiError::Replay(
+                    "this exact pulse was already accepted (a duplicate; nothing recorded)".into(),
+                ));
+            }
+            if pulse.sequence <= rec.sequence {
+                if self.check_skew(pulse.issued_at_ns, now, "pulse").is_err() {
+                    let n = self.count_stale_replay(&rec);
+                    return Err(ApiError::Replay(format!(
+                        "sequence {} was already used (last accepted {}) and the pulse was issued outside the allowed skew: an old pulse re-posted, refused and counted ({n} so far)",
                         pulse.sequence, rec.sequence
-                    )
-                };
+                    )));
+                }
+                if pulse.sequence < rec.sequence
+                    && self
+                        .store
+                        .nonce_seen(&agent_id, &pulse.nonce.to_hex())
+                        .await
+                        .map_err(store_err)?
+                {
+                    return Err(ApiError::Replay(format!(
+                        "pulse {} was already accepted (a duplicate; nothing recorded)",
+                        pulse.sequence
+                    )));
+                }
+                let why = format!(
+                    "a second pulse for sequence {} (last accepted {}), signed by the agent's key inside the skew window: a forked chain",
+                    pulse.sequence, rec.sequence
+                );
                 return Err(self.refuse_replay(&rec, now, why).await);
             }
             if let Err(e) = self.check_skew(pulse.issued_at_ns, now, "pulse") {
@@ -621,6 +854,14 @@ impl ControlPlane {
                 version: rec.version + 1,
                 ..rec.clone()
             };
+            // Stale replays counted meanwhile are written with this pulse.
+            let stale = self
+                .stale_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&agent_id)
+                .unwrap_or(0);
+            next.stale_replays_refused = next.stale_replays_refused.saturating_add(stale);
             let verdict = self.verdict(&next, now);
             let badges = self.badges(&next, &verdict);
             alerts.extend(self.image_transitions(&mut next, &badges, now));
@@ -634,7 +875,7 @@ impl ControlPlane {
                 version: rec.version,
                 ..next.clone()
             } == rec;
-            match self
+            let written = self
                 .persist(AgentWrite {
                     record: next.clone(),
                     expected_version: Some(rec.version),
@@ -642,8 +883,16 @@ impl ControlPlane {
                     alerts,
                     chain_only,
                 })
-                .await
-            {
+                .await;
+            if written.is_err() && stale > 0 {
+                *self
+                    .stale_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(agent_id.clone())
+                    .or_default() += stale;
+            }
+            match written {
                 Ok(()) => {
                     return Ok(HeartbeatResponse {
                         accepted: true,
@@ -668,6 +917,111 @@ impl ControlPlane {
             }
         }
         Err(ApiError::Internal("unreachable retry exit".into()))
+    }
+
+    /// Counts an old pulse re-posted for `rec`'s agent; returns the agent's total.
+    fn count_stale_replay(&self, rec: &AgentRecord) -> u64 {
+        let mut p = self.stale_pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.len() >= MAX_STALE_PENDING && !p.contains_key(&rec.agent_id) {
+            // Shown counts may lag; nothing else depends on them.
+            return rec.stale_replays_refused;
+        }
+        let n = p.entry(rec.agent_id.clone()).or_default();
+        *n = n.saturating_add(1);
+        rec.stale_replays_refused.saturating_add(*n)
+    }
+
+    /// An unenrolled registration from `source`: at most one alert per source per
+    /// `alert_cooldown`, the attempts in between counted with a sample of the agent
+    /// ids they claimed (reported when the window closes, see
+    /// [`ControlPlane::flush_unenrolled`]).
+    async fn note_unenrolled(&self, source: &str, agent_id: &str, now: u64, e: &ApiError) {
+        let cooldown = ns(self.cfg.alert_cooldown);
+        let alert = {
+            let mut m = self.unenrolled.lock().unwrap_or_else(|e| e.into_inner());
+            let key = if m.len() >= MAX_UNENROLLED_SOURCES && !m.contains_key(source) {
+                OTHER_SOURCES
+            } else {
+                source
+            };
+            match m.get_mut(key) {
+                Some(w) if now.saturating_sub(w.start_ns) < cooldown => {
+                    w.suppressed = w.suppressed.saturating_add(1);
+                    if w.sample.len() < UNENROLLED_SAMPLE && !w.sample.iter().any(|s| s == agent_id)
+                    {
+                        w.sample.push(agent_id.to_string());
+                    }
+                    None
+                }
+                _ => {
+                    m.insert(
+                        key.to_string(),
+                        SourceWindow {
+                            start_ns: now,
+                            suppressed: 0,
+                            sample: Vec::new(),
+                        },
+                    );
+                    Some(Alert::new(
+                        now,
+                        agent_id,
+                        AlertKind::Unenrolled,
+                        format!(
+                            "registration from {key} refused: {e}; further unenrolled registrations from {key} are counted for {}s",
+                            self.cfg.alert_cooldown.as_secs()
+                        ),
+                    ))
+                }
+            }
+        };
+        if let Some(a) = alert {
+            self.store_alerts(vec![a]).await;
+        }
+    }
+
+    /// Closes the unenrolled-registration windows that ended by `now`: one summary
+    /// alert for each that counted attempts (which opens the next window).
+    async fn flush_unenrolled(&self, now: u64) {
+        let cooldown = ns(self.cfg.alert_cooldown);
+        let mut alerts = Vec::new();
+        {
+            let mut m = self.unenrolled.lock().unwrap_or_else(|e| e.into_inner());
+            m.retain(|source, w| {
+                if now.saturating_sub(w.start_ns) < cooldown {
+                    return true;
+                }
+                if w.suppressed == 0 {
+                    return false;
+                }
+                alerts.push(Alert::new(
+                    now,
+                    w.sample.first().map(String::as_str).unwrap_or(""),
+                    AlertKind::Unenrolled,
+                    format!(
+                        "{} more unenrolled registration(s) from {source} in the last {:.0}s, claiming e.g. {}",
+                        w.suppressed,
+                        Duration::from_nanos(now.saturating_sub(w.start_ns)).as_secs_f64(),
+                        w.sample.join(", ")
+                    ),
+                ));
+                *w = SourceWindow {
+                    start_ns: now,
+                    suppressed: 0,
+                    sample: Vec::new(),
+                };
+                true
+            });
+        }
+        if !alerts.is_empty() {
+            self.store_alerts(alerts).await;
+        }
+    }
+
+    async fn store_alerts(&self, a: Vec<Alert>) {
+        match self.store.insert_alerts(&a).await {
+            Ok(()) => self.alerts.emit(&a),
+            Err(e) => tracing::error!(error = %e, "could not store an alert"),
+        }
     }
 
     async fn refuse_replay(&self, rec: &AgentRecord, now: u64, why: String) -> ApiError {
@@ -719,11 +1073,8 @@ impl ControlPlane {
         if !self.cooldown_passed(agent_id, kind, now) {
             return;
         }
-        let a = vec![Alert::new(now, agent_id, kind, detail)];
-        match self.store.insert_alerts(&a).await {
-            Ok(()) => self.alerts.emit(&a),
-            Err(e) => tracing::error!(error = %e, "could not store an alert"),
-        }
+        self.store_alerts(vec![Alert::new(now, agent_id, kind, detail)])
+            .await;
     }
 
     /// The verdict for a record at `now`.
@@ -907,6 +1258,16 @@ impl ControlPlane {
             last_known_good: rec.lkg.clone(),
             expected: rec.expected.clone(),
             attestation: rec.attestation.clone(),
+            stale_replays_refused: rec.stale_replays_refused.saturating_add(
+                self.stale_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&rec.agent_id)
+                    .copied()
+                    .unwrap_or(0),
+            ),
+            ever_tdx: rec.ever_tdx || rec.tier == Tier::Tdx,
+            allowed_tier: rec.allowed_tier,
             workloads,
             workloads_state: rec
                 .current
@@ -919,13 +1280,20 @@ impl ControlPlane {
 
     pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
         let now = self.now_ns();
+        // One undecodable record does not hide the fleet (the sweeper alerts on it).
         Ok(self
             .store
-            .list_agents()
+            .scan_agents()
             .await
             .map_err(store_err)?
-            .iter()
-            .map(|r| self.view(r, now))
+            .into_iter()
+            .filter_map(|(id, r)| match r {
+                Ok(r) => Some(self.view(&r, now)),
+                Err(e) => {
+                    tracing::warn!(agent_id = %id, error = %e, "agent record cannot be decoded; not listed");
+                    None
+                }
+            })
             .collect())
     }
 
@@ -971,6 +1339,19 @@ impl ControlPlane {
             };
             let mut next = rec.clone();
             let mut alerts = Vec::new();
+            if let Some(t) = req.tier {
+                next.allowed_tier = Some(t);
+                alerts.push(Alert::new(
+                    now,
+                    id,
+                    AlertKind::TierExpected,
+                    format!(
+                        "operator allows the next registration on tier {} (now {}; one-shot)",
+                        t.as_str(),
+                        rec.tier.as_str()
+                    ),
+                ));
+            }
             if req.accept_current {
                 next.lkg = rec.current.clone();
                 next.expected = Expectations::default();
@@ -1028,7 +1409,36 @@ impl ControlPlane {
         let now = self.now_ns();
         let mut blinded = 0;
         self.load_revocations().await?;
-        for rec in self.store.list_agents().await.map_err(store_err)? {
+        for (id, rec) in self.store.scan_agents().await.map_err(store_err)? {
+            // One undecodable record is skipped (and alerted once), not the sweep.
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    // Fail closed: no pulse is judged on a cached copy of it either.
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                    let first = {
+                        let mut c = self.corrupt_seen.lock().unwrap_or_else(|e| e.into_inner());
+                        if c.len() > MAX_COOLDOWNS {
+                            c.clear();
+                        }
+                        c.insert(id.clone())
+                    };
+                    if first {
+                        tracing::error!(agent_id = %id, error = %e, "agent record cannot be decoded; skipped");
+                        self.store_alerts(vec![Alert::new(
+                            now,
+                            &id,
+                            AlertKind::RecordCorrupt,
+                            format!("the stored record cannot be decoded ({e}); the agent is neither judged nor blinded, and its pulses are refused, until an operator repairs or deletes the record"),
+                        )])
+                        .await;
+                    }
+                    continue;
+                }
+            };
             // A revoked agent is red for its own reason; its refused pulses do not
             // also make it Blinded.
             if rec.blinded || !self.revocation_reasons(&rec, now).is_empty() {
@@ -1069,18 +1479,37 @@ impl ControlPlane {
         // of them also fails the sequence check, so their nonces need not be kept.
         let cutoff = now.saturating_sub(ns(self.cfg.max_clock_skew).saturating_mul(4));
         self.store.prune(now, cutoff).await.map_err(store_err)?;
+        self.flush_unenrolled(now).await;
+        // Alert retention (their pending webhook deliveries go with them).
+        let before = now.saturating_sub(ns(self.cfg.alert_retention));
+        self.store.prune_alerts(before).await.map_err(store_err)?;
+        self.last_sweep_ns.store(now, Ordering::SeqCst);
         Ok(blinded)
     }
 
     /// Runs [`ControlPlane::sweep`] every `sweep_interval` until the task is dropped.
+    /// Prefer [`ControlPlane::spawn_sweeper`], which restarts it after a panic.
     pub async fn run_sweeper(self: Arc<Self>) {
-        let mut t = tokio::time::interval(self.cfg.sweep_interval);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            t.tick().await;
-            if let Err(e) = self.sweep().await {
-                tracing::error!(error = %e, "liveness sweep failed");
-            }
+        sweeper_loop(Arc::downgrade(&self)).await
+    }
+}
+
+/// The sweeper loop; ends when the control plane is dropped.
+async fn sweeper_loop(cp: Weak<ControlPlane>) {
+    let Some(interval) = cp.upgrade().map(|c| c.cfg.sweep_interval) else {
+        return;
+    };
+    let mut t = tokio::time::interval(interval);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        let Some(cp) = cp.upgrade() else { return };
+        #[cfg(test)]
+        if INJECT_SWEEPER_PANIC.swap(false, Ordering::SeqCst) {
+            panic!("injected sweeper panic");
+        }
+        if let Err(e) = cp.sweep().await {
+            tracing::error!(error = %e, "liveness sweep failed");
         }
     }
 }
@@ -1126,6 +1555,68 @@ fn new_record(
         image_red: Vec::new(),
         disabled: None,
         enrollment_chain: Vec::new(),
+        ever_tdx: report.tier == Tier::Tdx,
+        allowed_tier: None,
+        stale_replays_refused: 0,
         version: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweeper panics once (a hook compiled only in tests): it is restarted after
+    /// a short backoff, sweeps again, and `/healthz` shows the restart.
+    #[tokio::test]
+    async fn supervised_sweeper_restarts_after_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CpConfig::with_data_dir(dir.path());
+        cfg.sweep_interval = Duration::from_millis(20);
+        let store = Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.path())
+                .await
+                .unwrap(),
+        );
+        let cp = Arc::new(
+            ControlPlane::new(cfg, store, Arc::new(guest_agent::clock::SystemClock)).unwrap(),
+        );
+        INJECT_SWEEPER_PANIC.store(true, Ordering::SeqCst);
+        cp.spawn_sweeper();
+        let sweeper = |cp: &ControlPlane| {
+            cp.tasks()
+                .into_iter()
+                .find(|t| t.name == "sweeper")
+                .unwrap()
+        };
+        let mut swept_after = 0;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if sweeper(&cp).restarts == 1 && cp.last_sweep_ns.load(Ordering::SeqCst) != 0 {
+                swept_after = cp.last_sweep_ns.load(Ordering::SeqCst);
+                break;
+            }
+        }
+        assert_ne!(
+            swept_after,
+            0,
+            "the sweeper did not come back: {:?}",
+            cp.tasks()
+        );
+        let t = sweeper(&cp);
+        assert!(t.running);
+        assert_eq!(t.last_panic.as_deref(), Some("injected sweeper panic"));
+        let (ok, h) = cp.health().await;
+        assert!(ok, "{h}");
+        let shown = h["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "sweeper")
+            .cloned()
+            .unwrap();
+        assert_eq!(shown["restarts"], 1, "{h}");
+        assert!(h["last_sweep_ns"].as_u64().unwrap() >= swept_after);
+        cp.shutdown();
     }
 }

@@ -117,6 +117,8 @@ async fn refused_tiers_and_intervals() {
 
     r.tier = Tier::Software;
     r.heartbeat_interval_ms = 31_000;
+    // The refused TDX claim used up its challenge (taken before any check that writes).
+    r.nonce = cp.challenge().await;
     let env = sign_payload(&a.signer, REPORT_PAYLOAD_TYPE, &r).unwrap();
     let (s, v) = cp.register_env(&env).await;
     assert_eq!((s, kind(&v)), (403, "IntervalTooLong"), "{v}");

@@ -158,6 +158,9 @@ async fn agent_health(root: &std::path::Path, sock: &std::path::Path, digest: &s
 data_dir = "{data}"
 heartbeat_interval = "30s"
 
+[policy]
+allow_software_tier = true
+
 [[enrollment.keys]]
 agent_id = "node-wl"
 fingerprint = "{fingerprint}"

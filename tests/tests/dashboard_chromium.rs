@@ -155,6 +155,9 @@ async fn fleet_pages_render_workload_badges_in_chromium() {
 data_dir = "{data}"
 heartbeat_interval = "60s"
 
+[policy]
+allow_software_tier = true
+
 [images]
 prefer_keyless = true
 cache_ttl = "1h"

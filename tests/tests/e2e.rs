@@ -76,6 +76,7 @@ audit_log = "{audit}"
 webhooks = ["{hook_url}"]
 
 [policy]
+allow_software_tier = true
 missed_heartbeats = 3
 
 [[enrollment.keys]]
@@ -224,7 +225,8 @@ collect_workloads = false
     })
     .await;
 
-    // A replayed pulse, captured from the agent's last send, is refused as Replay.
+    // A replayed pulse, captured from the agent's last send, is refused as Replay: an
+    // accepted pulse again is a harmless duplicate (quiet, no alert).
     let (_, status) = http
         .get(&format!("{agent_api}/api/v1/status"))
         .await
@@ -233,6 +235,19 @@ collect_workloads = false
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (s, v) = http
         .post(&format!("{cp}/api/v1/heartbeat"), captured.to_json())
+        .await;
+    assert_eq!(
+        (s, v["error"]["kind"].as_str()),
+        (409, Some("Replay")),
+        "{v}"
+    );
+    // A fork, though, is red: a second pulse the agent's key signed for a used
+    // sequence, inside the skew window (only the key holder can make one).
+    let mut p: Pulse = captured.peek().unwrap();
+    p.nonce = HexBytes(rand::random());
+    let fork = sign_payload(&signer, PULSE_PAYLOAD_TYPE, &p).unwrap();
+    let (s, v) = http
+        .post(&format!("{cp}/api/v1/heartbeat"), fork.to_json())
         .await;
     assert_eq!(
         (s, v["error"]["kind"].as_str()),

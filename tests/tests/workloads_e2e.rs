@@ -330,6 +330,9 @@ heartbeat_interval = "30s"
 sweep_interval = "200ms"
 alert_cooldown = "0s"
 
+[policy]
+allow_software_tier = true
+
 [policy.tdx]
 mrtd_allowlist = ["{mrtd}"]
 

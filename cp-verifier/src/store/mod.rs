@@ -74,6 +74,18 @@ pub struct AgentRecord {
     /// enrollment can be re-checked (expiry, CRL) on every pulse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enrollment_chain: Vec<String>,
+    /// The agent once registered on the `tdx` tier: a later registration on a lower
+    /// tier is refused unless an operator allowed it (`allowed_tier`).
+    #[serde(default)]
+    pub ever_tdx: bool,
+    /// A one-shot operator allowance (`POST /api/v1/agents/{id}/expect` with
+    /// `{"tier": ..}`) for the next registration at this tier.
+    #[serde(default)]
+    pub allowed_tier: Option<Tier>,
+    /// Old pulses (issued outside the skew window) re-posted and refused: counted,
+    /// not held against the agent.
+    #[serde(default)]
+    pub stale_replays_refused: u64,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }
@@ -191,6 +203,45 @@ pub trait Store: Send + Sync {
     async fn list_withdrawals(&self) -> Result<Vec<Withdrawal>, StoreError>;
     /// Removes a withdrawal with its alerts; false if there was none with this id.
     async fn delete_withdrawal(&self, id: &str, alerts: &[Alert]) -> Result<bool, StoreError>;
+    /// Whether `agent_id` used the pulse nonce (within the kept nonce window).
+    async fn nonce_seen(&self, agent_id: &str, nonce: &str) -> Result<bool, StoreError>;
+    /// Every agent row, each decoded on its own: one undecodable row does not hide
+    /// the others. `(agent_id, record or why it cannot be decoded)`.
+    async fn scan_agents(
+        &self,
+    ) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError>;
+    /// Deletes alerts (and their webhook outbox entries) raised before `before_ns`;
+    /// returns how many alerts went.
+    async fn prune_alerts(&self, before_ns: u64) -> Result<u64, StoreError>;
+    /// Whether alerts of severity 1-2 are also written to the webhook outbox, in the
+    /// same transaction as the alert (only when webhooks are configured).
+    fn set_webhook_outbox(&self, on: bool);
+    /// Outbox entries due for delivery at `now_ns`, oldest due first.
+    async fn outbox_due(&self, now_ns: u64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Records a failed delivery round: the webhooks already served and when to try
+    /// again.
+    async fn outbox_retry(
+        &self,
+        alert_id: &str,
+        delivered: &[String],
+        attempts: u32,
+        next_at_ns: u64,
+    ) -> Result<(), StoreError>;
+    /// Removes a delivered entry.
+    async fn outbox_done(&self, alert_id: &str) -> Result<(), StoreError>;
+    /// Entries waiting in the outbox.
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+    /// A real write, committed (fsynced) like any other: is the store writable?
+    async fn probe_write(&self, now_ns: u64) -> Result<(), StoreError>;
+}
+
+/// A severity 1-2 alert waiting for webhook delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub alert: Alert,
+    pub attempts: u32,
+    /// Keys (`alert::webhook_key`) of the webhooks that already acknowledged it.
+    pub delivered: Vec<String>,
 }
 
 /// The store as the collateral source's shared cache. Failures are logged: the

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +18,8 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    to_i64, to_u64, AgentRecord, AgentWrite, BuildKind, Store, StoreError, Tombstone, Withdrawal,
+    to_i64, to_u64, AgentRecord, AgentWrite, BuildKind, OutboxItem, Store, StoreError, Tombstone,
+    Withdrawal,
 };
 use crate::alert::{Alert, AlertKind};
 
@@ -68,6 +71,18 @@ const SCHEMA: &[&str] = &[
         reason TEXT NOT NULL,
         at_ns BIGINT NOT NULL,
         UNIQUE (kind, digest))",
+    // Severity 1-2 alerts not yet delivered to every webhook (at-least-once).
+    "CREATE TABLE IF NOT EXISTS webhook_outbox (
+        alert_id TEXT PRIMARY KEY,
+        at_ns BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at_ns BIGINT NOT NULL,
+        delivered TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_at_ns)",
+    // The /healthz write probe.
+    "CREATE TABLE IF NOT EXISTS health (
+        id INTEGER PRIMARY KEY,
+        at_ns BIGINT NOT NULL)",
 ];
 
 enum Op {
@@ -80,6 +95,10 @@ enum Op {
     DeleteAgent(Box<Tombstone>, u64, Vec<Alert>),
     PutWithdrawal(Box<Withdrawal>, Vec<Alert>),
     DeleteWithdrawal(String, Vec<Alert>),
+    PruneAlerts(u64),
+    OutboxRetry(String, String, u32, u64),
+    OutboxDone(String),
+    Probe(u64),
 }
 
 type Reply = oneshot::Sender<Result<bool, StoreError>>;
@@ -87,6 +106,8 @@ type Reply = oneshot::Sender<Result<bool, StoreError>>;
 pub struct SqliteStore {
     reads: SqlitePool,
     tx: mpsc::Sender<(Op, Reply)>,
+    /// Severity 1-2 alerts also go to `webhook_outbox`.
+    outbox: Arc<AtomicBool>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -119,8 +140,9 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer_loop(writer, rx));
-        Ok(SqliteStore { reads, tx })
+        let outbox = Arc::new(AtomicBool::new(false));
+        tokio::spawn(writer_loop(writer, rx, outbox.clone()));
+        Ok(SqliteStore { reads, tx, outbox })
     }
 
     async fn submit(&self, op: Op) -> Result<bool, StoreError> {
@@ -133,10 +155,15 @@ impl SqliteStore {
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Op, Reply)>) {
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<(Op, Reply)>,
+    outbox: Arc<AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let results = apply_batch(&mut conn, &batch).await;
+        let outbox = outbox.load(Ordering::Relaxed);
+        let results = apply_batch(&mut conn, &batch, outbox).await;
         match results {
             Ok(results) => {
                 for ((_, reply), r) in batch.drain(..).zip(results) {
@@ -163,6 +190,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Op, Rep
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[(Op, Reply)],
+    outbox: bool,
 ) -> Result<Vec<Result<bool, StoreError>>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
@@ -171,14 +199,16 @@ async fn apply_batch(
             Op::Write(w) => !w.alerts.is_empty(),
             Op::Alerts(_)
             | Op::Prune(..)
+            | Op::PruneAlerts(_)
             | Op::DeleteAgent(..)
             | Op::PutWithdrawal(..)
             | Op::DeleteWithdrawal(..) => true,
             Op::PutChallenge(..) | Op::TakeChallenge(..) | Op::PutCached(..) => false,
+            Op::OutboxRetry(..) | Op::OutboxDone(_) | Op::Probe(_) => false,
         };
         if needs_savepoint {
             let mut sp = tx.begin().await?;
-            match apply(&mut sp, op).await {
+            match apply(&mut sp, op, outbox).await {
                 Ok(v) => {
                     sp.commit().await?;
                     results.push(Ok(v));
@@ -189,7 +219,7 @@ async fn apply_batch(
                 }
             }
         } else {
-            match apply(&mut tx, op).await {
+            match apply(&mut tx, op, outbox).await {
                 Err(StoreError::Unavailable(d)) => {
                     return Err(sqlx::Error::Protocol(format!("op failed mid-batch: {d}")))
                 }
@@ -201,7 +231,7 @@ async fn apply_batch(
     Ok(results)
 }
 
-async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
+async fn apply(c: &mut SqliteConnection, op: &Op, outbox: bool) -> Result<bool, StoreError> {
     match op {
         Op::Write(w) => {
             let rec = &w.record;
@@ -288,11 +318,11 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                 }
                 return Err(StoreError::Conflict);
             }
-            insert_alerts(c, &w.alerts).await?;
+            insert_alerts(c, &w.alerts, outbox).await?;
             Ok(true)
         }
         Op::Alerts(a) => {
-            insert_alerts(c, a).await?;
+            insert_alerts(c, a, outbox).await?;
             Ok(true)
         }
         Op::PutChallenge(nonce, exp) => {
@@ -372,7 +402,7 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                 .execute(&mut *c)
                 .await
                 .map_err(unavailable)?;
-            insert_alerts(c, alerts).await?;
+            insert_alerts(c, alerts, outbox).await?;
             Ok(true)
         }
         Op::PutWithdrawal(w, alerts) => {
@@ -389,7 +419,7 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
             .map_err(unavailable)?
             .rows_affected();
             if n == 1 {
-                insert_alerts(c, alerts).await?;
+                insert_alerts(c, alerts, outbox).await?;
             }
             Ok(n == 1)
         }
@@ -401,15 +431,75 @@ async fn apply(c: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
                 .map_err(unavailable)?
                 .rows_affected();
             if n == 1 {
-                insert_alerts(c, alerts).await?;
+                insert_alerts(c, alerts, outbox).await?;
             }
             Ok(n == 1)
+        }
+        Op::PruneAlerts(before) => {
+            sqlx::query("DELETE FROM webhook_outbox WHERE at_ns < ?")
+                .bind(to_i64(*before))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
+            let n = sqlx::query("DELETE FROM alerts WHERE at_ns < ?")
+                .bind(to_i64(*before))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            Ok(n > 0)
+        }
+        Op::OutboxRetry(id, delivered, attempts, next) => {
+            sqlx::query(
+                "UPDATE webhook_outbox SET delivered = ?, attempts = ?, next_at_ns = ? WHERE alert_id = ?",
+            )
+            .bind(delivered)
+            .bind(i64::from(*attempts))
+            .bind(to_i64(*next))
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map_err(unavailable)?;
+            Ok(true)
+        }
+        Op::OutboxDone(id) => {
+            sqlx::query("DELETE FROM webhook_outbox WHERE alert_id = ?")
+                .bind(id)
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
+            Ok(true)
+        }
+        Op::Probe(now) => {
+            sqlx::query(
+                "INSERT INTO health (id, at_ns) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ns = excluded.at_ns",
+            )
+            .bind(to_i64(*now))
+            .execute(&mut *c)
+            .await
+            .map_err(unavailable)?;
+            Ok(true)
         }
     }
 }
 
-async fn insert_alerts(c: &mut SqliteConnection, alerts: &[Alert]) -> Result<(), StoreError> {
+async fn insert_alerts(
+    c: &mut SqliteConnection,
+    alerts: &[Alert],
+    outbox: bool,
+) -> Result<(), StoreError> {
     for a in alerts {
+        if outbox && a.severity <= crate::alert::DURABLE_SEVERITY {
+            sqlx::query(
+                "INSERT INTO webhook_outbox (alert_id, at_ns, attempts, next_at_ns, delivered) VALUES (?, ?, 0, ?, '[]') ON CONFLICT DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(to_i64(a.at_ns))
+            .bind(to_i64(a.at_ns))
+            .execute(&mut *c)
+            .await
+            .map_err(unavailable)?;
+        }
         sqlx::query(
             "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -424,6 +514,21 @@ async fn insert_alerts(c: &mut SqliteConnection, alerts: &[Alert]) -> Result<(),
         .map_err(unavailable)?;
     }
     Ok(())
+}
+
+/// An alert from `id, at_ns, agent_id, kind, severity, detail` (columns 0-5).
+fn decode_alert(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let kind: String = r.try_get(3).map_err(corrupt)?;
+    Ok(Alert {
+        id: r.try_get(0).map_err(corrupt)?,
+        at_ns: to_u64(r.try_get(1).map_err(corrupt)?),
+        agent_id: r.try_get(2).map_err(corrupt)?,
+        kind: AlertKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
+        severity: u8::try_from(r.try_get::<i64, _>(4).map_err(corrupt)?).unwrap_or(0),
+        detail: r.try_get(5).map_err(corrupt)?,
+    })
 }
 
 const SELECT_AGENT: &str =
@@ -482,6 +587,108 @@ impl Store for SqliteStore {
         rows.iter().map(decode_record).collect()
     }
 
+    async fn scan_agents(
+        &self,
+    ) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record, version, last_seen_ns, blinded, sequence, chain_head, agent_id FROM agents ORDER BY agent_id",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let id = r.try_get::<String, _>(6).unwrap_or_default();
+                (id, decode_record(r))
+            })
+            .collect())
+    }
+
+    async fn nonce_seen(&self, agent_id: &str, nonce: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM pulse_nonces WHERE agent_id = ? AND nonce = ?")
+            .bind(agent_id)
+            .bind(nonce)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.is_some())
+    }
+
+    async fn prune_alerts(&self, before_ns: u64) -> Result<u64, StoreError> {
+        self.submit(Op::PruneAlerts(before_ns)).await.map(u64::from)
+    }
+
+    fn set_webhook_outbox(&self, on: bool) {
+        self.outbox.store(on, Ordering::Relaxed);
+    }
+
+    async fn outbox_due(&self, now_ns: u64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.at_ns, a.agent_id, a.kind, a.severity, a.detail, o.attempts, o.delivered \
+             FROM webhook_outbox o JOIN alerts a ON a.id = o.alert_id \
+             WHERE o.next_at_ns <= ? ORDER BY o.next_at_ns, o.alert_id LIMIT ?",
+        )
+        .bind(to_i64(now_ns))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let delivered: String = r
+                    .try_get(7)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(OutboxItem {
+                    alert: decode_alert(r)?,
+                    attempts: u32::try_from(
+                        r.try_get::<i64, _>(6)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    )
+                    .unwrap_or(u32::MAX),
+                    delivered: serde_json::from_str(&delivered)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox delivered: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_retry(
+        &self,
+        alert_id: &str,
+        delivered: &[String],
+        attempts: u32,
+        next_at_ns: u64,
+    ) -> Result<(), StoreError> {
+        let d = serde_json::to_string(delivered).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.submit(Op::OutboxRetry(
+            alert_id.to_string(),
+            d,
+            attempts,
+            next_at_ns,
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    async fn outbox_done(&self, alert_id: &str) -> Result<(), StoreError> {
+        self.submit(Op::OutboxDone(alert_id.to_string()))
+            .await
+            .map(|_| ())
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox")
+            .fetch_one(&self.reads)
+            .await
+            .map_err(unavailable)?;
+        Ok(to_u64(n))
+    }
+
+    async fn probe_write(&self, now_ns: u64) -> Result<(), StoreError> {
+        self.submit(Op::Probe(now_ns)).await.map(|_| ())
+    }
+
     async fn write_agent(&self, w: AgentWrite) -> Result<(), StoreError> {
         self.submit(Op::Write(Box::new(w))).await.map(|_| ())
     }
@@ -535,20 +742,7 @@ impl Store for SqliteStore {
             .await,
         }
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.get(3);
-                Ok(Alert {
-                    id: r.get(0),
-                    at_ns: to_u64(r.get(1)),
-                    agent_id: r.get(2),
-                    kind: AlertKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
-                    severity: u8::try_from(r.get::<i64, _>(4)).unwrap_or(0),
-                    detail: r.get(5),
-                })
-            })
-            .collect()
+        rows.iter().map(decode_alert).collect()
     }
 
     async fn prune(&self, now_ns: u64, nonce_cutoff_ns: u64) -> Result<(), StoreError> {
@@ -667,6 +861,9 @@ mod tests {
             image_red: Vec::new(),
             disabled: None,
             enrollment_chain: Vec::new(),
+            ever_tdx: false,
+            allowed_tier: None,
+            stale_replays_refused: 0,
             version,
         }
     }
