@@ -248,6 +248,9 @@ impl CpConfig {
                 || (self.tdx.collateral_dir.is_none() && self.tdx.collateral_file.is_none()),
             "[tdx]: pcs_url and offline collateral (collateral_dir, collateral_file) exclude each other"
         );
+        if let Some(p) = &self.provenance {
+            p.validate()?;
+        }
         if let Some(i) = &self.images {
             i.policy()
                 .validate()
