@@ -46,6 +46,9 @@ pub enum AlertKind {
     /// A workload's image turned red: unsigned, wrongly signed, not covered by the
     /// image policy, or without a registry digest.
     ImageRefused,
+    /// Re-attestation against current collateral changed a TDX agent's evidence: its
+    /// TCB status (e.g. UpToDate -> OutOfDate) or the stored quote is now refused.
+    AttestationChanged,
 }
 
 impl AlertKind {
@@ -67,6 +70,7 @@ impl AlertKind {
             AlertKind::EbpfChanged => "EbpfChanged",
             AlertKind::WorkloadsChanged => "WorkloadsChanged",
             AlertKind::ImageRefused => "ImageRefused",
+            AlertKind::AttestationChanged => "AttestationChanged",
         }
     }
 
@@ -84,7 +88,8 @@ impl AlertKind {
             | AlertKind::BadSignature
             | AlertKind::Unenrolled
             | AlertKind::AttestationRefused
-            | AlertKind::ImageRefused => 2,
+            | AlertKind::ImageRefused
+            | AlertKind::AttestationChanged => 2,
             AlertKind::ClockDesync | AlertKind::Recovered => 3,
             AlertKind::ExpectedUpdateApplied
             | AlertKind::BaselineAccepted

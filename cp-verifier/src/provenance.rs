@@ -291,6 +291,11 @@ impl ProvenanceChecker {
         })
     }
 
+    /// Which of RTMR0..2 a successful [`ProvenanceChecker::check`] pinned.
+    pub fn pins_rtmrs(&self) -> [bool; 3] {
+        self.cfg.pins_rtmrs()
+    }
+
     /// The digest CI attests for an MRTD: `sha256:<hex of SHA-256(48 raw bytes)>`.
     pub fn subject_digest(mrtd: &[u8; 48]) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(mrtd)))
