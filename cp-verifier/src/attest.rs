@@ -214,6 +214,7 @@ impl TdxVerifier {
                 PcsConfig::pccs(url.clone())
             };
             pcs.cache_dir = Some(data_dir.join("collateral"));
+            pcs.root_ca_der = root_ca_der.clone();
             if let Some(p) = &cfg.pccs_tls_roots_file {
                 pcs.tls_roots_pem = Some(read(p)?);
             }
