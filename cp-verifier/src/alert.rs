@@ -79,6 +79,9 @@ pub enum AlertKind {
     /// An agent's stored record cannot be decoded: the agent is not judged until an
     /// operator repairs or deletes it.
     RecordCorrupt,
+    /// Re-attestation against current collateral changed a TDX agent's evidence: its
+    /// TCB status (e.g. UpToDate -> OutOfDate) or the stored quote is now refused.
+    AttestationChanged,
 }
 
 impl AlertKind {
@@ -109,6 +112,7 @@ impl AlertKind {
             AlertKind::KeyChanged => "KeyChanged",
             AlertKind::TierExpected => "TierExpected",
             AlertKind::RecordCorrupt => "RecordCorrupt",
+            AlertKind::AttestationChanged => "AttestationChanged",
         }
     }
 
@@ -136,7 +140,8 @@ impl AlertKind {
             | AlertKind::BuildWithdrawn
             | AlertKind::AgentRevoked
             | AlertKind::TierChanged
-            | AlertKind::KeyChanged => 2,
+            | AlertKind::KeyChanged
+            | AlertKind::AttestationChanged => 2,
             AlertKind::ClockDesync | AlertKind::Recovered => 3,
             AlertKind::ExpectedUpdateApplied
             | AlertKind::BaselineAccepted

@@ -13,7 +13,7 @@ use evidence::eventlog;
 use evidence::report::HexBytes;
 use evidence::tdx::{Mr, TdReport};
 use policy::tdx::{evaluate_tdx, TdxFacts, TdxPolicy};
-use policy::{Reason, Status};
+use policy::{Reason, ReasonCode, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::collateral::{
@@ -48,8 +48,84 @@ pub struct TdxAttestation {
     #[serde(default)]
     pub provenance: Option<crate::provenance::MrtdProvenance>,
     /// Warnings the policy raised (a failure is a refusal, not a stored reason). They
-    /// join the agent's verdict until the next registration.
+    /// join the agent's verdict until the next registration. Re-attestation
+    /// ([`TdxVerifier::reattest`]) replaces the TCB status's reason, and may add a
+    /// failure (`TcbStatus`, `ReattestRefused`).
     pub reasons: Vec<Reason>,
+    /// What ages, and what re-attestation needs (absent in older records).
+    #[serde(default)]
+    pub freshness: TdxFreshness,
+}
+
+/// The dates after which the evidence no longer holds, and the quote kept to verify
+/// it again against the current collateral.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxFreshness {
+    /// The earliest `nextUpdate` (Unix seconds) of the collateral (TCB info, QE
+    /// identity, PCK and root CA CRLs) that last established the TCB status.
+    #[serde(default)]
+    pub collateral_next_update: Option<u64>,
+    /// The earliest `notAfter` (Unix seconds) in the quote's PCK chain.
+    #[serde(default)]
+    pub pck_not_after: Option<u64>,
+    /// The raw quote, base64 (verified quotes only), for re-attestation. The API
+    /// leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// When the quote was last verified again against current collateral (UTC ns).
+    #[serde(default)]
+    pub reattested_at_ns: Option<u64>,
+    /// When re-attestation was last tried (UTC ns), decided or not.
+    #[serde(default)]
+    pub reattest_tried_ns: Option<u64>,
+    /// Why the last try could not decide (collateral or provenance unavailable).
+    #[serde(default)]
+    pub reattest_error: Option<String>,
+}
+
+impl TdxAttestation {
+    /// The dates [`policy::tdx::age_reasons`] judges.
+    pub fn age(&self) -> policy::tdx::TdxAge {
+        policy::tdx::TdxAge {
+            quoted_at: self.verified_at_ns / 1_000_000_000,
+            collateral_next_update: self.freshness.collateral_next_update,
+            pck_not_after: self.freshness.pck_not_after,
+            provenance_until: self.provenance.as_ref().map(|p| p.cached_until),
+        }
+    }
+}
+
+/// The reasons `a` gives at `now_ns` because it aged: collateral past `nextUpdate`,
+/// PCK past `notAfter`, a quote older than `3 x requote_interval`, provenance not
+/// confirmed again. The verdict adds them to the stored ones on every evaluation.
+pub fn age_reasons(a: &TdxAttestation, now_ns: u64, policy: &policy::TrustPolicy) -> Vec<Reason> {
+    policy::tdx::age_reasons(
+        &policy.tdx,
+        policy.requote_interval,
+        &a.age(),
+        now_ns / 1_000_000_000,
+    )
+}
+
+/// Kinds of refusal that mean "could not decide" (an upstream is unavailable), not
+/// "the evidence is bad".
+fn undecided(e: &ApiError) -> bool {
+    match e {
+        ApiError::Attestation { kind, .. } => {
+            matches!(*kind, "CollateralUnavailable" | "ProvenanceUnavailable")
+        }
+        ApiError::Internal(_) | ApiError::StoreUnavailable(_) => true,
+        _ => false,
+    }
+}
+
+/// What DCAP (and provenance) established about a quote.
+struct Checked {
+    verified: crate::tdx::VerifiedQuote,
+    fmspc: String,
+    collateral_next_update: u64,
+    pck_not_after: u64,
+    provenance: Option<crate::provenance::MrtdProvenance>,
 }
 
 /// Verifies TDX evidence for registrations.
@@ -138,6 +214,7 @@ impl TdxVerifier {
                 PcsConfig::pccs(url.clone())
             };
             pcs.cache_dir = Some(data_dir.join("collateral"));
+            pcs.root_ca_der = root_ca_der.clone();
             if let Some(p) = &cfg.pccs_tls_roots_file {
                 pcs.tls_roots_pem = Some(read(p)?);
             }
@@ -166,7 +243,38 @@ impl TdxVerifier {
         expected_report_data: [u8; 64],
         now_ns: u64,
     ) -> Result<TdxAttestation, ApiError> {
-        let now_secs = now_ns / 1_000_000_000;
+        let c = self.check_quote(raw, now_ns / 1_000_000_000).await?;
+        let facts = Facts {
+            body: &c.verified.quote().body,
+            tcb_status: Some(c.verified.tcb_status().as_str().to_string()),
+            advisory_ids: c.verified.advisory_ids().to_vec(),
+            fmspc: Some(c.fmspc.clone()),
+            verified: true,
+            rtmrs_attested: self.rtmrs_attested(c.provenance.is_some()),
+            provenance: c.provenance.clone(),
+        };
+        let mut a = self.judge(facts, event_log, expected_report_data, now_ns)?;
+        use base64::Engine;
+        a.freshness = TdxFreshness {
+            collateral_next_update: Some(c.collateral_next_update),
+            pck_not_after: Some(c.pck_not_after),
+            quote: Some(base64::engine::general_purpose::STANDARD.encode(raw)),
+            ..TdxFreshness::default()
+        };
+        Ok(a)
+    }
+
+    /// Which of RTMR0..2 provenance pinned, given that it attested this TD.
+    fn rtmrs_attested(&self, attested: bool) -> [bool; 3] {
+        match &self.provenance {
+            Some(p) if attested => p.pins_rtmrs(),
+            _ => [false; 3],
+        }
+    }
+
+    /// DCAP verification of `raw` at `now_secs` against the current collateral, then
+    /// build provenance of its MRTD.
+    async fn check_quote(&self, raw: &[u8], now_secs: u64) -> Result<Checked, ApiError> {
         let root = self.root_ca_der.as_deref();
         // Our own check of the signatures and the PCK chain first: it also gives the
         // FMSPC and PCK CA that select the collateral. dcap-qvl then checks it all
@@ -212,15 +320,81 @@ impl TdxVerifier {
             }
             None => None,
         };
-        let facts = Facts {
-            body,
-            tcb_status: Some(verified.tcb_status().as_str().to_string()),
-            advisory_ids: verified.advisory_ids().to_vec(),
-            fmspc: Some(fmspc.to_hex()),
-            verified: true,
+        Ok(Checked {
+            verified,
+            fmspc: fmspc.to_hex(),
+            collateral_next_update: collateral.expires_at(),
+            pck_not_after: signed.pck_not_after(),
             provenance,
-        };
-        self.judge(facts, event_log, expected_report_data, now_ns)
+        })
+    }
+
+    /// Verifies the quote kept in `a` again at `now_ns`, against the collateral (and
+    /// provenance) current then, and returns the attestation updated: TCB status,
+    /// advisories, dates, provenance, and the TCB status's reason under the policy.
+    /// A quote that is now refused (revoked, no matching TCB level, MRTD no longer
+    /// attested) gets a failing `ReattestRefused` reason. `Err` only when the
+    /// verifier could not decide (collateral or provenance unavailable): the caller
+    /// keeps the old evidence, which then ages.
+    pub async fn reattest(
+        &self,
+        a: &TdxAttestation,
+        now_ns: u64,
+    ) -> Result<TdxAttestation, ApiError> {
+        use base64::Engine;
+        let b64 = a
+            .freshness
+            .quote
+            .as_deref()
+            .filter(|_| a.verified)
+            .ok_or_else(|| ApiError::Internal("no verified quote kept to re-attest".into()))?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| ApiError::Internal(format!("stored quote: {e}")))?;
+        let mut next = a.clone();
+        next.freshness.reattest_tried_ns = Some(now_ns);
+        let outcome = self.check_quote(&raw, now_ns / 1_000_000_000).await;
+        next.reasons
+            .retain(|r| !matches!(r.code, ReasonCode::TcbStatus | ReasonCode::ReattestRefused));
+        match outcome {
+            Err(e) if undecided(&e) => return Err(e),
+            Err(e) => {
+                next.freshness.reattested_at_ns = Some(now_ns);
+                next.reasons.push(Reason {
+                code: ReasonCode::ReattestRefused,
+                status: Status::Fail,
+                detail: format!(
+                    "the stored quote, verified again against current collateral, is refused: {}: {}",
+                    e.kind(),
+                    e
+                ),
+            });
+            }
+            Ok(c) => {
+                let status = c.verified.tcb_status().as_str().to_string();
+                let advisories = c.verified.advisory_ids().to_vec();
+                if let Some(mut r) =
+                    policy::tdx::tcb_reason(&self.policy, Some(&status), &advisories)
+                {
+                    if a.tcb_status.as_deref() != Some(status.as_str()) {
+                        r.detail = format!(
+                            "{} (re-attested; was {} at registration)",
+                            r.detail,
+                            a.tcb_status.as_deref().unwrap_or("none")
+                        );
+                    }
+                    next.reasons.push(r);
+                }
+                next.tcb_status = Some(status);
+                next.advisory_ids = advisories;
+                next.provenance = c.provenance.or(next.provenance);
+                next.freshness.collateral_next_update = Some(c.collateral_next_update);
+                next.freshness.pck_not_after = Some(c.pck_not_after);
+                next.freshness.reattested_at_ns = Some(now_ns);
+            }
+        }
+        next.freshness.reattest_error = None;
+        Ok(next)
     }
 
     /// Checks a TDREPORT (tier `tdx-report`) for consistency with its report. Its
@@ -240,6 +414,7 @@ impl TdxVerifier {
             advisory_ids: Vec::new(),
             fmspc: None,
             verified: false,
+            rtmrs_attested: [false; 3],
             provenance: None,
         };
         self.judge(facts, event_log, expected_report_data, now_ns)
@@ -268,6 +443,7 @@ impl TdxVerifier {
                 rtmrs,
                 rtmr3_replayed: eventlog::replay(&events),
                 mrtd_attested: f.provenance.is_some(),
+                rtmrs_attested: f.rtmrs_attested,
             },
         );
         let failed: Vec<&Reason> = verdict
@@ -296,6 +472,7 @@ impl TdxVerifier {
             verified_at_ns: now_ns,
             provenance: f.provenance,
             reasons: verdict.reasons,
+            freshness: TdxFreshness::default(),
         })
     }
 }
@@ -306,5 +483,6 @@ struct Facts<'a> {
     advisory_ids: Vec<String>,
     fmspc: Option<String>,
     verified: bool,
+    rtmrs_attested: [bool; 3],
     provenance: Option<crate::provenance::MrtdProvenance>,
 }

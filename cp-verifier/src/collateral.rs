@@ -5,9 +5,13 @@
 //! Trust boundary: collateral is untrusted input, whether it comes from Intel PCS, a
 //! PCCS, a cache file or an operator's offline file. Its signatures and chains are
 //! checked by dcap-qvl during verification ([`crate::tdx::verify_quote`]), against
-//! the trusted root, so this module only fetches, bounds and caches. It never
-//! re-serialises the signed JSON (`tcbInfo`, `enclaveIdentity`): those are kept as
-//! the exact bytes the server sent, so the signature check sees what Intel signed.
+//! the trusted root. A PCS source also checks them itself ([`verify_collateral`])
+//! *before* it caches anything, in memory, on disk or in the shared store, and checks
+//! again what it reads back from disk or the store (evicting an entry that fails): a
+//! forged or corrupted answer is never kept, and never served to another quote or
+//! replica. It never re-serialises the signed JSON (`tcbInfo`, `enclaveIdentity`):
+//! those are kept as the exact bytes the server sent, so the signature check sees
+//! what Intel signed.
 //!
 //! What it does decide is whether it *has* collateral for a given `now`. A fetch
 //! failure, collateral past its `nextUpdate`, collateral issued after `now`, or
@@ -206,6 +210,9 @@ pub enum CollateralError {
     Quote(String),
     #[error("collateral source configuration: {0}")]
     Config(String),
+    /// A signature or issuer chain of the collateral does not verify to the root.
+    #[error("collateral does not verify: {0}")]
+    Invalid(String),
 }
 
 impl CollateralError {
@@ -228,6 +235,7 @@ impl CollateralError {
             CollateralError::OfflineMalformed { .. } => "CollateralMalformed",
             CollateralError::Quote(_) => "MalformedQuote",
             CollateralError::Config(_) => "CollateralConfig",
+            CollateralError::Invalid(_) => "CollateralInvalid",
         }
     }
 }
@@ -401,6 +409,9 @@ pub struct PcsConfig {
     pub tls_roots_pem: Option<Vec<u8>>,
     /// Where fetched collateral is cached across restarts (`<fmspc>-<ca>.json`).
     pub cache_dir: Option<PathBuf>,
+    /// The root CA (DER) the collateral's chains must end at before anything is
+    /// cached. `None`: Intel's SGX Root CA.
+    pub root_ca_der: Option<Vec<u8>>,
 }
 
 impl PcsConfig {
@@ -413,6 +424,7 @@ impl PcsConfig {
             timeout: DEFAULT_TIMEOUT,
             tls_roots_pem: None,
             cache_dir: None,
+            root_ca_der: None,
         }
     }
     /// A PCCS, which also serves the root CA CRL.
@@ -424,6 +436,7 @@ impl PcsConfig {
             timeout: DEFAULT_TIMEOUT,
             tls_roots_pem: None,
             cache_dir: None,
+            root_ca_der: None,
         }
     }
 }
@@ -591,6 +604,7 @@ fn offline_get(
 }
 
 struct Pcs {
+    root_ca_der: Vec<u8>,
     client: reqwest::Client,
     base: String,
     root_ca_crl: RootCaCrl,
@@ -661,6 +675,10 @@ impl Pcs {
             })?;
         }
         Ok(Pcs {
+            root_ca_der: cfg
+                .root_ca_der
+                .clone()
+                .unwrap_or_else(|| crate::tdx::INTEL_SGX_ROOT_CA_DER.to_vec()),
             client,
             base,
             root_ca_crl: cfg.root_ca_crl,
@@ -712,15 +730,16 @@ impl Pcs {
             st.entry = Some(fc.clone());
             return fc.usable_at(now);
         }
+        // Verified before anything is cached: a forged answer is never kept.
         let outcome = self.fetch(fmspc, ca).await.and_then(|fc| {
-            if fc.fmspc == fmspc {
-                Ok(Arc::new(fc))
-            } else {
-                Err(CollateralError::FmspcMismatch {
+            if fc.fmspc != fmspc {
+                return Err(CollateralError::FmspcMismatch {
                     want: fmspc,
                     got: fc.fmspc,
-                })
+                });
             }
+            verify_collateral(&fc.collateral, &self.root_ca_der)?;
+            Ok(Arc::new(fc))
         });
         if let Ok(fc) = &outcome {
             if now < fc.expires_at {
@@ -751,7 +770,10 @@ impl Pcs {
     ) -> Option<Arc<FetchedCollateral>> {
         let key = shared_key(fmspc, ca);
         let bytes = self.shared.as_ref()?.load(&key).await?;
-        match parse_cached(&bytes, fmspc, &format!("shared cache {key}")) {
+        match parse_cached(&bytes, fmspc, &format!("shared cache {key}")).and_then(|fc| {
+            verify_collateral(&fc.collateral, &self.root_ca_der)?;
+            Ok(fc)
+        }) {
             Ok(fc) if now < fc.expires_at => Some(Arc::new(fc)),
             Ok(_) => None,
             Err(e) => {
@@ -763,11 +785,19 @@ impl Pcs {
 
     fn read_disk(&self, fmspc: Fmspc, ca: PckCa, now: u64) -> Option<Arc<FetchedCollateral>> {
         let path = self.cache_dir.as_ref()?.join(cache_file_name(fmspc, ca));
-        match read_collateral_file(&path, fmspc) {
+        let read = read_collateral_file(&path, fmspc).and_then(|fc| match fc {
+            Some(fc) => verify_collateral(&fc.collateral, &self.root_ca_der).map(|()| Some(fc)),
+            None => Ok(None),
+        });
+        match read {
             Ok(Some(fc)) if now < fc.expires_at => Some(Arc::new(fc)),
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring collateral cache file");
+                // Evicted: a corrupted or forged file is not read again.
+                tracing::warn!(path = %path.display(), error = %e, "removing a collateral cache file that does not verify");
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove the collateral cache file");
+                }
                 None
             }
         }
@@ -921,6 +951,114 @@ impl Pcs {
         }
         Ok((headers, body))
     }
+}
+
+/// Checks the collateral's signatures to `root_der` (DER), as DCAP will: the TCB
+/// info and QE identity signed (raw r‖s over their exact bytes) by the leaf of their
+/// issuer chains, the PCK CRL by the leaf of its chain, the root CA CRL by the root,
+/// and every chain ending at the root with each certificate signed by the next.
+/// Validity windows are DCAP's business at verification time (the collateral's own
+/// window is [`FetchedCollateral`]'s); this only decides whether bytes may be cached.
+pub fn verify_collateral(c: &QuoteCollateralV3, root_der: &[u8]) -> Result<(), CollateralError> {
+    use x509_cert::der::Decode;
+    let bad = |what: &str, e: String| CollateralError::Invalid(format!("{what}: {e}"));
+    let root = x509_cert::Certificate::from_der(root_der)
+        .map_err(|e| bad("trusted root", e.to_string()))?;
+    let tcb = chain_leaf(&c.tcb_info_issuer_chain, root_der)
+        .map_err(|e| bad("TCB info issuer chain", e))?;
+    raw_signature(&tcb, c.tcb_info.as_bytes(), &c.tcb_info_signature)
+        .map_err(|e| bad("TCB info", e))?;
+    let qe = chain_leaf(&c.qe_identity_issuer_chain, root_der)
+        .map_err(|e| bad("QE identity issuer chain", e))?;
+    raw_signature(&qe, c.qe_identity.as_bytes(), &c.qe_identity_signature)
+        .map_err(|e| bad("QE identity", e))?;
+    let pck = chain_leaf(&c.pck_crl_issuer_chain, root_der)
+        .map_err(|e| bad("PCK CRL issuer chain", e))?;
+    crl_signed_by(&c.pck_crl, &pck).map_err(|e| bad("PCK CRL", e))?;
+    crl_signed_by(&c.root_ca_crl, &root).map_err(|e| bad("root CA CRL", e))?;
+    Ok(())
+}
+
+fn cert_key(cert: &x509_cert::Certificate) -> Result<p256::ecdsa::VerifyingKey, String> {
+    let bits = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .as_bytes()
+        .ok_or("key bit string")?;
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(bits).map_err(|_| "not a P-256 key".to_string())
+}
+
+/// ECDSA-SHA256 (DER signature) of `issuer` over `tbs`.
+fn der_signature(
+    issuer: &x509_cert::Certificate,
+    alg: &x509_cert::spki::AlgorithmIdentifierOwned,
+    tbs: &[u8],
+    sig: &x509_cert::der::asn1::BitString,
+) -> Result<(), String> {
+    use p256::ecdsa::signature::Verifier;
+    const ECDSA_SHA256: x509_cert::der::oid::ObjectIdentifier =
+        x509_cert::der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+    if alg.oid != ECDSA_SHA256 {
+        return Err("not signed with ECDSA-SHA256".into());
+    }
+    let s = p256::ecdsa::Signature::from_der(sig.as_bytes().ok_or("signature bit string")?)
+        .map_err(|_| "malformed signature".to_string())?;
+    cert_key(issuer)?
+        .verify(tbs, &s)
+        .map_err(|_| "signature does not verify".to_string())
+}
+
+/// The first certificate of a PEM chain that ends at `root_der`, each certificate
+/// signed by the next (and each issuer a CA).
+fn chain_leaf(pem: &str, root_der: &[u8]) -> Result<x509_cert::Certificate, String> {
+    use x509_cert::der::Encode;
+    use x509_cert::ext::pkix::BasicConstraints;
+    let chain =
+        x509_cert::Certificate::load_pem_chain(pem.as_bytes()).map_err(|e| e.to_string())?;
+    if chain.is_empty() || chain.len() > 5 {
+        return Err(format!("{} certificates", chain.len()));
+    }
+    let last = chain
+        .last()
+        .and_then(|c| c.to_der().ok())
+        .unwrap_or_default();
+    if last != root_der {
+        return Err("does not end at the trusted root CA".into());
+    }
+    for (cert, issuer) in chain.iter().zip(chain.iter().skip(1)) {
+        if !matches!(issuer.tbs_certificate.get::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca) {
+            return Err(format!("{} is not a CA", issuer.tbs_certificate.subject));
+        }
+        let tbs = cert.tbs_certificate.to_der().map_err(|e| e.to_string())?;
+        der_signature(issuer, &cert.signature_algorithm, &tbs, &cert.signature)
+            .map_err(|e| format!("{}: {e}", cert.tbs_certificate.subject))?;
+    }
+    chain.into_iter().next().ok_or_else(|| "empty chain".into())
+}
+
+/// Intel's raw r‖s ECDSA-SHA256 signature of `signer` over `msg`.
+fn raw_signature(signer: &x509_cert::Certificate, msg: &[u8], rs: &[u8]) -> Result<(), String> {
+    use p256::ecdsa::signature::Verifier;
+    let s =
+        p256::ecdsa::Signature::from_slice(rs).map_err(|_| "malformed signature".to_string())?;
+    cert_key(signer)?
+        .verify(msg, &s)
+        .map_err(|_| "signature does not verify".to_string())
+}
+
+/// A DER CRL issued and signed by `issuer`.
+fn crl_signed_by(der: &[u8], issuer: &x509_cert::Certificate) -> Result<(), String> {
+    use x509_cert::der::{Decode, Encode};
+    let crl = x509_cert::crl::CertificateList::from_der(der).map_err(|e| e.to_string())?;
+    if crl.tbs_cert_list.issuer != issuer.tbs_certificate.subject {
+        return Err(format!(
+            "issued by {}, not {}",
+            crl.tbs_cert_list.issuer, issuer.tbs_certificate.subject
+        ));
+    }
+    let tbs = crl.tbs_cert_list.to_der().map_err(|e| e.to_string())?;
+    der_signature(issuer, &crl.signature_algorithm, &tbs, &crl.signature)
 }
 
 fn check_http_url(u: &str) -> Result<reqwest::Url, CollateralError> {

@@ -192,6 +192,18 @@ pub struct TdxConfig {
     /// Extra TLS roots (PEM) for a PCCS with a private certificate.
     #[serde(default)]
     pub pccs_tls_roots_file: Option<PathBuf>,
+    /// How often the sweeper verifies each TDX agent's stored quote again against
+    /// the current collateral (and provenance); also as soon as its collateral's
+    /// `nextUpdate` has passed. Default 1h.
+    #[serde(default, with = "humantime_serde")]
+    pub reattest_interval: Option<Duration>,
+}
+
+impl TdxConfig {
+    /// `reattest_interval`, 1h when not set.
+    pub fn reattest_every(&self) -> Duration {
+        self.reattest_interval.unwrap_or(Duration::from_secs(3600))
+    }
 }
 
 /// Which keys may register as which agents.
@@ -298,6 +310,17 @@ impl CpConfig {
             self.tdx.pcs_url.is_none()
                 || (self.tdx.collateral_dir.is_none() && self.tdx.collateral_file.is_none()),
             "[tdx]: pcs_url and offline collateral (collateral_dir, collateral_file) exclude each other"
+        );
+        if let Some(p) = &self.provenance {
+            p.validate()?;
+        }
+        anyhow::ensure!(
+            self.tdx.reattest_every() >= Duration::from_secs(1),
+            "[tdx] reattest_interval must be at least 1s"
+        );
+        anyhow::ensure!(
+            self.policy.requote_interval >= Duration::from_secs(1),
+            "[policy] requote_interval must be at least 1s"
         );
         if let Some(i) = &self.images {
             i.policy()

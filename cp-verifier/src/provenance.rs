@@ -13,9 +13,13 @@
 //! Trust boundary: the GitHub API is untrusted; it only finds bundles. Only a
 //! [`signatures::VerifiedBundle`] counts, and only for the MRTD its own predicate
 //! names. A lookup that fails is `ProvenanceUnavailable` (could not decide, refused),
-//! never "attested". A verified MRTD is cached, in memory and in the store, for
-//! `cache_ttl`, under a key that includes the identity policy, so a fleet of identical
-//! VMs costs one lookup and a changed policy never reuses an old answer.
+//! never "attested". A verified answer is cached, in memory and in the store, for
+//! `cache_ttl`, under a key that includes the identity policy and every value that was
+//! matched (MRTD and the `match_rtmrs` registers), so a fleet of identical VMs costs
+//! one lookup and a changed policy never reuses an old answer. The cached answer keeps
+//! the predicate's values, and the quoted registers are compared with them on every
+//! call, hit or miss: a TD with the same firmware but another kernel, initrd or
+//! command line never rides on an honest TD's cached answer.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +30,8 @@ use policy::identity::{IdentityPolicy, IdentityPolicyBuilder, RunnerEnvironment}
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use signatures::{verify_bundle, Artifact, TrustRoot};
+
+use evidence::tdx::Mr;
 
 use crate::error::ApiError;
 use crate::github::GithubClient;
@@ -54,6 +60,9 @@ pub struct ProvenanceConfig {
     /// `https://github.com/{repo}/.github/workflows/release.yml@refs/heads/main`.
     #[serde(default)]
     pub san: Option<String>,
+    /// Certificate SAN as an anchored regular expression (instead of `san`).
+    #[serde(default)]
+    pub san_regex: Option<String>,
     /// Source repository ref, e.g. `refs/heads/main` or `refs/tags/v1.2.0`.
     #[serde(default)]
     pub source_ref: Option<String>,
@@ -104,6 +113,78 @@ pub struct MrtdProvenance {
     pub bundle_source: String,
     /// Until when this answer is reused (Unix seconds).
     pub cached_until: u64,
+    /// The MRTD the verified predicate attests (absent in answers cached by older
+    /// versions, which are then never reused).
+    #[serde(default)]
+    pub mrtd: Option<Mr>,
+    /// The predicate's `rtmr0..2`, where it has them.
+    #[serde(default)]
+    pub rtmrs: [Option<Mr>; 3],
+}
+
+/// Why a verified predicate does not cover a quote.
+struct Mismatch {
+    /// An RTMR (not MRTD, not the predicate's shape) differs.
+    rtmr: bool,
+    why: String,
+}
+
+impl ProvenanceConfig {
+    /// Refuses a policy that any workflow of the repository could satisfy: like the
+    /// image policy, it must pin who signed (`signer_workflow`, `san`, `san_regex`)
+    /// or what was built (`source_ref`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.repository.trim().is_empty(),
+            "[provenance] repository must be set"
+        );
+        anyhow::ensure!(
+            self.signer_workflow.is_some()
+                || self.san.is_some()
+                || self.san_regex.is_some()
+                || self.source_ref.is_some(),
+            "[provenance] for {} must pin an identity: set signer_workflow, san, san_regex or \
+             source_ref (a repository alone accepts a bundle from any of its workflows, \
+             pull-request runs included)",
+            self.repository
+        );
+        anyhow::ensure!(
+            !(self.san.is_some() && self.san_regex.is_some()),
+            "[provenance] san and san_regex exclude each other"
+        );
+        anyhow::ensure!(
+            self.match_rtmrs.iter().all(|&i| i <= 2),
+            "[provenance] match_rtmrs lists RTMR indices 0, 1 or 2"
+        );
+        Ok(())
+    }
+
+    /// Whether RTMR1 and RTMR2 (kernel, initrd, command line) are pinned.
+    pub fn pins_rtmrs(&self) -> [bool; 3] {
+        core::array::from_fn(|i| self.match_rtmrs.iter().any(|&m| usize::from(m) == i))
+    }
+}
+
+/// The predicate's `mrtd` and, where present, `rtmr0..2`. A present register that is
+/// not 48 hex bytes refuses the predicate.
+fn predicate_values(
+    predicate: Option<&serde_json::Value>,
+) -> Result<(Mr, [Option<Mr>; 3]), String> {
+    let p = predicate.ok_or("no in-toto predicate")?;
+    let reg = |name: &str| -> Result<Option<Mr>, String> {
+        let Some(v) = p.get(name).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("predicate {name} is not a string"))?;
+        let mut out = [0u8; 48];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|e| format!("predicate {name} is not 48 hex bytes: {e}"))?;
+        Ok(Some(evidence::report::HexBytes(out)))
+    };
+    let mrtd = reg("mrtd")?.ok_or("predicate has no mrtd")?;
+    Ok((mrtd, [reg("rtmr0")?, reg("rtmr1")?, reg("rtmr2")?]))
 }
 
 pub struct ProvenanceChecker {
@@ -147,6 +228,9 @@ impl ProvenanceChecker {
         if let Some(s) = &cfg.san {
             b = b.san(s.clone());
         }
+        if let Some(s) = &cfg.san_regex {
+            b = b.san_regex(s.clone());
+        }
         if let Some(r) = &cfg.source_ref {
             b = b.source_ref(r.clone());
         }
@@ -155,10 +239,7 @@ impl ProvenanceChecker {
             Some("any") => RunnerEnvironment::Any,
             Some(other) => RunnerEnvironment::Exact(other.to_string()),
         });
-        anyhow::ensure!(
-            cfg.match_rtmrs.iter().all(|&i| i <= 2),
-            "[provenance] match_rtmrs lists RTMR indices 0, 1 or 2"
-        );
+        cfg.validate()?;
         // Fail at start, not at the first registration, on a policy that cannot be built.
         b.clone().build().context("[provenance] identity policy")?;
         let token = match &cfg.github_token_file {
@@ -184,6 +265,7 @@ impl ProvenanceChecker {
                 Some(cfg.repository.as_str()),
                 cfg.signer_workflow.as_deref(),
                 cfg.san.as_deref(),
+                cfg.san_regex.as_deref(),
                 cfg.source_ref.as_deref(),
                 cfg.issuer.as_deref(),
                 cfg.runner_environment.as_deref(),
@@ -209,6 +291,11 @@ impl ProvenanceChecker {
         })
     }
 
+    /// Which of RTMR0..2 a successful [`ProvenanceChecker::check`] pinned.
+    pub fn pins_rtmrs(&self) -> [bool; 3] {
+        self.cfg.pins_rtmrs()
+    }
+
     /// The digest CI attests for an MRTD: `sha256:<hex of SHA-256(48 raw bytes)>`.
     pub fn subject_digest(mrtd: &[u8; 48]) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(mrtd)))
@@ -223,9 +310,24 @@ impl ProvenanceChecker {
         now_secs: u64,
     ) -> Result<MrtdProvenance, ApiError> {
         let digest = Self::subject_digest(mrtd);
-        let key = format!("mrtd:{}:{}", self.policy_key, hex::encode(mrtd));
+        // Every matched value is part of the key: TDs with one firmware but different
+        // kernels each get their own answer (and their own lookup).
+        let mut key = format!("mrtd-v2:{}:{}", self.policy_key, hex::encode(mrtd));
+        for &i in &self.cfg.match_rtmrs {
+            if let Some(r) = rtmrs.get(usize::from(i)) {
+                key.push_str(&format!(":rtmr{i}={}", hex::encode(r)));
+            }
+        }
         if let Some(p) = self.cached(&key, now_secs).await {
-            return Ok(p);
+            // Compared on every call: the answer is used only for the registers it
+            // was verified for, whatever the cache returned.
+            match self.covers(&p, mrtd, rtmrs) {
+                Ok(()) => return Ok(p),
+                Err(m) => {
+                    tracing::warn!(key = %key, why = %m.why,
+                        "a cached provenance answer does not cover the quote; looking it up again");
+                }
+            }
         }
         let found = self
             .github
@@ -250,6 +352,7 @@ impl ProvenanceChecker {
             .build()
             .map_err(|e| ApiError::Internal(format!("identity policy: {e}")))?;
         let mut reasons = Vec::new();
+        let mut rtmr_only = false;
         for (i, f) in found.iter().enumerate() {
             let verified = match verify_bundle(
                 &f.bundle,
@@ -264,10 +367,13 @@ impl ProvenanceChecker {
                     continue;
                 }
             };
-            if let Err(why) = self.predicate_matches(verified.predicate(), mrtd, rtmrs) {
-                reasons.push(format!("bundle {i}: {why}"));
-                continue;
-            }
+            let (attested_mrtd, attested_rtmrs) = match predicate_values(verified.predicate()) {
+                Ok(v) => v,
+                Err(why) => {
+                    reasons.push(format!("bundle {i}: {why}"));
+                    continue;
+                }
+            };
             let p = MrtdProvenance {
                 repository: self.cfg.repository.clone(),
                 san: verified.san().to_string(),
@@ -276,7 +382,14 @@ impl ProvenanceChecker {
                 signed_at: verified.signed_at_rfc3339(),
                 bundle_source: f.source.clone(),
                 cached_until: now_secs.saturating_add(self.cfg.cache_ttl.as_secs()),
+                mrtd: Some(attested_mrtd),
+                rtmrs: attested_rtmrs,
             };
+            if let Err(m) = self.covers(&p, mrtd, rtmrs) {
+                rtmr_only |= m.rtmr;
+                reasons.push(format!("bundle {i}: {}", m.why));
+                continue;
+            }
             self.remember(&key, &p).await;
             return Ok(p);
         }
@@ -293,39 +406,58 @@ impl ProvenanceChecker {
             detail.truncate(cut);
             detail.push('…');
         }
-        Err(refuse("MrtdNotAttested", detail))
+        // Every bundle that verified for this MRTD attests other RTMRs: the firmware is
+        // ours, the kernel, initrd or command line is not.
+        let kind = if rtmr_only && reasons.iter().all(|r| r.contains("rtmr")) {
+            "RtmrNotAttested"
+        } else {
+            "MrtdNotAttested"
+        };
+        Err(refuse(kind, detail))
     }
 
-    /// The predicate's `mrtd` (and `rtmr0..2` when configured) equal the quote's.
-    fn predicate_matches(
+    /// The attested `mrtd` (and `rtmr0..2` where configured) of `p` equal the quote's.
+    fn covers(
         &self,
-        predicate: Option<&serde_json::Value>,
+        p: &MrtdProvenance,
         mrtd: &[u8; 48],
         rtmrs: &[[u8; 48]; 4],
-    ) -> Result<(), String> {
-        let p = predicate.ok_or("no in-toto predicate")?;
-        let reg = |name: &str| -> Result<[u8; 48], String> {
-            let s = p
-                .get(name)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| format!("predicate has no {name}"))?;
-            let mut out = [0u8; 48];
-            hex::decode_to_slice(s, &mut out)
-                .map_err(|e| format!("predicate {name} is not 48 hex bytes: {e}"))?;
-            Ok(out)
-        };
-        let m = reg("mrtd")?;
-        if &m != mrtd {
-            return Err(format!(
-                "predicate attests MRTD {}, not the quoted one",
-                hex::encode(m)
-            ));
+    ) -> Result<(), Mismatch> {
+        let m = p.mrtd.as_ref().ok_or(Mismatch {
+            rtmr: false,
+            why: "the answer names no attested MRTD".into(),
+        })?;
+        if &m.0 != mrtd {
+            return Err(Mismatch {
+                rtmr: false,
+                why: format!(
+                    "predicate attests MRTD {}, not the quoted one",
+                    hex::encode(m.0)
+                ),
+            });
         }
         for &i in &self.cfg.match_rtmrs {
             let name = format!("rtmr{i}");
-            let quoted = rtmrs.get(usize::from(i)).ok_or("RTMR index out of range")?;
-            if &reg(&name)? != quoted {
-                return Err(format!("predicate {name} differs from the quoted {name}"));
+            let quoted = rtmrs.get(usize::from(i));
+            let attested = p.rtmrs.get(usize::from(i)).and_then(|r| r.as_ref());
+            match (attested, quoted) {
+                (Some(a), Some(q)) if &a.0 == q => {}
+                (Some(a), Some(q)) => {
+                    return Err(Mismatch {
+                        rtmr: true,
+                        why: format!(
+                            "predicate {name} {} differs from the quoted {name} {}",
+                            hex::encode(a.0),
+                            hex::encode(q)
+                        ),
+                    })
+                }
+                _ => {
+                    return Err(Mismatch {
+                        rtmr: true,
+                        why: format!("predicate has no {name}"),
+                    })
+                }
             }
         }
         Ok(())

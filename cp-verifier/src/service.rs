@@ -107,6 +107,8 @@ pub struct ControlPlane {
     probe: Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// The supervised background tasks (dropped last: stops them).
     tasks: Tasks,
+    /// When the sweeper last looked for TDX evidence to re-attest (UTC ns; 0: never).
+    last_reattest_scan: std::sync::atomic::AtomicU64,
 }
 
 /// An agent as the API and dashboard show it.
@@ -312,6 +314,7 @@ impl ControlPlane {
             last_sweep_ns: AtomicU64::new(0),
             probe: Mutex::new(None),
             tasks,
+            last_reattest_scan: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -1098,6 +1101,8 @@ impl ControlPlane {
         let mut reasons = v.reasons;
         if let Some(a) = &rec.attestation {
             reasons.extend(a.reasons.iter().cloned());
+            // Evidence ages: collateral, PCK chain, quote and provenance judged at `now`.
+            reasons.extend(crate::attest::age_reasons(a, now, &self.cfg.policy));
         }
         reasons.extend(inventory_reasons(&rec.lkg, &rec.current));
         reasons.extend(self.revocation_reasons(rec, now));
@@ -1257,7 +1262,11 @@ impl ControlPlane {
             measurements: rec.current.clone(),
             last_known_good: rec.lkg.clone(),
             expected: rec.expected.clone(),
-            attestation: rec.attestation.clone(),
+            // The kept quote is for re-attestation, not for the API.
+            attestation: rec.attestation.clone().map(|mut a| {
+                a.freshness.quote = None;
+                a
+            }),
             stale_replays_refused: rec.stale_replays_refused.saturating_add(
                 self.stale_pending
                     .lock()
@@ -1484,7 +1493,117 @@ impl ControlPlane {
         let before = now.saturating_sub(ns(self.cfg.alert_retention));
         self.store.prune_alerts(before).await.map_err(store_err)?;
         self.last_sweep_ns.store(now, Ordering::SeqCst);
+        self.reattest(now).await;
         Ok(blinded)
+    }
+
+    /// Verifies the stored quote of each TDX agent that is due (every
+    /// `[tdx] reattest_interval`, and once its collateral's `nextUpdate` has passed)
+    /// again at `now` against the current collateral and provenance, stores the
+    /// updated evidence, and raises `AttestationChanged` when the TCB status or the
+    /// evidence's standing changed. When the verifier cannot decide (collateral or
+    /// provenance unavailable) the old evidence is kept, to age, and the failure is
+    /// logged and recorded on it. Returns how many agents were re-attested.
+    pub async fn reattest(&self, now: u64) -> usize {
+        let every = ns(self.cfg.tdx.reattest_every());
+        // An upstream that keeps failing is not asked more than once a minute per agent
+        // (or once per interval, when that is shorter).
+        let retry = every.min(60 * 1_000_000_000);
+        // The sweeper runs every second; the fleet is scanned for due agents at most
+        // once per `retry`.
+        let last_scan = self
+            .last_reattest_scan
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if last_scan != 0 && now.saturating_sub(last_scan) < retry {
+            return 0;
+        }
+        self.last_reattest_scan
+            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+        let agents = match self.store.list_agents().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-attestation: cannot list agents");
+                return 0;
+            }
+        };
+        let mut done = 0;
+        for rec in agents {
+            let Some(a) = rec.attestation.as_ref().filter(|a| a.verified) else {
+                continue;
+            };
+            if a.freshness.quote.is_none() {
+                continue; // an older record: the agent's next requote brings one
+            }
+            let f = &a.freshness;
+            let last_decided = f.reattested_at_ns.unwrap_or(a.verified_at_ns);
+            let expired = f
+                .collateral_next_update
+                .is_some_and(|t| now / 1_000_000_000 >= t);
+            let due = now.saturating_sub(last_decided) >= every || expired;
+            // A try that could not decide since the last decision: wait `retry`.
+            let backing_off = f
+                .reattest_tried_ns
+                .is_some_and(|t| t > last_decided && now.saturating_sub(t) < retry);
+            if !due || backing_off {
+                continue;
+            }
+            let (next, alert) = match self.tdx.reattest(a, now).await {
+                Ok(next) => {
+                    let was = policy::Verdict::from_reasons(a.reasons.clone()).status;
+                    let is = policy::Verdict::from_reasons(next.reasons.clone()).status;
+                    let alert = (next.tcb_status != a.tcb_status || was != is).then(|| {
+                        let why: Vec<String> = next
+                            .reasons
+                            .iter()
+                            .filter(|r| r.status != policy::Status::Pass)
+                            .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
+                            .collect();
+                        Alert::new(
+                            now,
+                            &rec.agent_id,
+                            AlertKind::AttestationChanged,
+                            format!(
+                                "re-attested against current collateral: TCB status {} -> {}, evidence {} -> {}{}",
+                                a.tcb_status.as_deref().unwrap_or("none"),
+                                next.tcb_status.as_deref().unwrap_or("none"),
+                                was.badge(),
+                                is.badge(),
+                                if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) }
+                            ),
+                        )
+                    });
+                    (next, alert)
+                }
+                Err(e) => {
+                    tracing::warn!(agent_id = %rec.agent_id, error = %e,
+                        "re-attestation could not decide; the stored evidence is kept and ages");
+                    let mut next = a.clone();
+                    next.freshness.reattest_tried_ns = Some(now);
+                    next.freshness.reattest_error = Some(format!("{}: {e}", e.kind()));
+                    (next, None)
+                }
+            };
+            let mut record = rec.clone();
+            record.attestation = Some(next);
+            record.version = rec.version + 1;
+            match self
+                .persist(AgentWrite {
+                    record,
+                    expected_version: Some(rec.version),
+                    nonce: None,
+                    alerts: alert.into_iter().collect(),
+                    chain_only: false,
+                })
+                .await
+            {
+                Ok(()) => done += 1,
+                // A pulse or registration won: the next sweep tries again.
+                Err(StoreError::Conflict) => {}
+                Err(e) => tracing::warn!(agent_id = %rec.agent_id, error = %e,
+                    "could not store re-attested evidence"),
+            }
+        }
+        done
     }
 
     /// Runs [`ControlPlane::sweep`] every `sweep_interval` until the task is dropped.

@@ -216,6 +216,7 @@ const MAX_PCK_CHAIN_CERTS: usize = 5;
 pub struct SignedQuote {
     quote: Quote,
     fmspc: Option<[u8; 6]>,
+    pck_not_after: u64,
 }
 
 impl SignedQuote {
@@ -225,6 +226,11 @@ impl SignedQuote {
     /// FMSPC from the PCK leaf's SGX extension.
     pub fn fmspc(&self) -> Option<[u8; 6]> {
         self.fmspc
+    }
+    /// The earliest `notAfter` of the PCK chain (Unix seconds): from then on the
+    /// quote no longer verifies.
+    pub fn pck_not_after(&self) -> u64 {
+        self.pck_not_after
     }
 }
 
@@ -288,8 +294,10 @@ pub fn verify_signatures(
     // 3. PCK chain, leaf first, to the root.
     let chain = pck_chain(&quote, root_ca_der)?;
     let now = std::time::Duration::from_secs(now_secs);
+    let mut pck_not_after = u64::MAX;
     for (i, cert) in chain.iter().enumerate() {
         let v = &cert.tbs_certificate.validity;
+        pck_not_after = pck_not_after.min(v.not_after.to_unix_duration().as_secs());
         if now < v.not_before.to_unix_duration() || now > v.not_after.to_unix_duration() {
             return Err(vfail(format!(
                 "PCK chain certificate {i} is not valid at {now_secs}"
@@ -352,7 +360,11 @@ pub fn verify_signatures(
     )?;
 
     let fmspc = crate::collateral::pck_fmspc(leaf).ok();
-    Ok(SignedQuote { quote, fmspc })
+    Ok(SignedQuote {
+        quote,
+        fmspc,
+        pck_not_after,
+    })
 }
 
 /// The PCK chain of a quote, parsed, and refused unless it ends at the trusted root

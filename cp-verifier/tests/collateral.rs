@@ -42,9 +42,11 @@ fn fmspc() -> Fmspc {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Ok,
-    /// TCB info with an earlier nextUpdate (its signature no longer verifies; this
-    /// module does not check signatures, so it serves to move the expiry).
+    /// TCB info with an earlier nextUpdate, signed again (only for a server holding
+    /// the TCB signing key: the TEST PKI's).
     StaleTcb,
+    /// TCB info whose status was altered without a signature: a forgery.
+    ForgedTcb,
     Fail500,
     GarbageJson,
     NoChainHeader,
@@ -67,18 +69,46 @@ struct Pccs {
     pck_crl: Vec<u8>,
     pck_chain: String,
     root_crl: Vec<u8>,
+    /// The FMSPC served, upper-case hex.
+    fmspc: String,
+    /// The TCB info's nextUpdate, as written in it.
+    next_update: String,
+    /// The TCB signing key (PKCS#8 PEM), where the test holds it.
+    tcb_key: Option<String>,
 }
 
 const ENDPOINTS: [&str; 5] = ["tcb", "qe", "pckcrl", "rootcacrl", "rooturl"];
 
 impl Pccs {
     fn new(api_key: Option<&str>) -> Pccs {
-        let c: Value = serde_json::from_slice(&data("tdx_quote_collateral.json")).unwrap();
+        Pccs::serving(
+            &data("tdx_quote_collateral.json"),
+            "B0C06F000000",
+            "2025-07-19T10:16:03Z",
+            None,
+        )
+        .with_key(api_key)
+    }
+    /// The TEST platform's collateral (tdx-sim), with its TCB signing key.
+    fn sim() -> Pccs {
+        Pccs::serving(
+            tdx_sim::TestPki::collateral_json(),
+            "7E5700000001",
+            "2049-12-31T23:59:59Z",
+            Some(tdx_sim::TestPki::tcb_signing_key_pem()),
+        )
+    }
+    fn with_key(mut self, api_key: Option<&str>) -> Pccs {
+        self.api_key = api_key.map(str::to_string);
+        self
+    }
+    fn serving(json: &[u8], fmspc: &str, next_update: &str, tcb_key: Option<&str>) -> Pccs {
+        let c: Value = serde_json::from_slice(json).unwrap();
         let s = |k: &str| c[k].as_str().unwrap().to_string();
         Pccs {
             mode: Mutex::new(Mode::Ok),
             delay: Mutex::new(Duration::ZERO),
-            api_key: api_key.map(str::to_string),
+            api_key: None,
             hits: ENDPOINTS
                 .iter()
                 .map(|e| (*e, AtomicUsize::new(0)))
@@ -93,6 +123,9 @@ impl Pccs {
             pck_crl: hex::decode(s("pck_crl")).unwrap(),
             pck_chain: s("pck_crl_issuer_chain"),
             root_crl: hex::decode(s("root_ca_crl")).unwrap(),
+            fmspc: fmspc.to_string(),
+            next_update: next_update.to_string(),
+            tcb_key: tcb_key.map(str::to_string),
         }
     }
     fn hits(&self, e: &str) -> usize {
@@ -149,19 +182,34 @@ async fn tcb(
     }
     if !q
         .get("fmspc")
-        .is_some_and(|f| f.eq_ignore_ascii_case("B0C06F000000"))
+        .is_some_and(|f| f.eq_ignore_ascii_case(&p.fmspc))
     {
         return (StatusCode::NOT_FOUND, "").into_response();
     }
-    let info = match p.mode() {
-        Mode::StaleTcb => p.tcb_info.replace(
-            r#""nextUpdate":"2025-07-19T10:16:03Z""#,
-            r#""nextUpdate":"2025-07-01T00:00:00Z""#,
+    let (info, sig) = match p.mode() {
+        Mode::StaleTcb => {
+            let info = p.tcb_info.replace(
+                &format!(r#""nextUpdate":"{}""#, p.next_update),
+                r#""nextUpdate":"2025-07-01T00:00:00Z""#,
+            );
+            let sig = p.tcb_key.as_deref().map_or(p.tcb_sig.clone(), |k| {
+                use p256::ecdsa::signature::Signer;
+                use p256::pkcs8::DecodePrivateKey;
+                let key = p256::ecdsa::SigningKey::from_pkcs8_pem(k).unwrap();
+                let sig: p256::ecdsa::Signature = key.sign(info.as_bytes());
+                hex::encode(sig.to_bytes())
+            });
+            (info, sig)
+        }
+        Mode::ForgedTcb => (
+            p.tcb_info
+                .replacen(r#""tcbStatus":"OutOfDate""#, r#""tcbStatus":"UpToDate""#, 1),
+            p.tcb_sig.clone(),
         ),
-        _ => p.tcb_info.clone(),
+        _ => (p.tcb_info.clone(), p.tcb_sig.clone()),
     };
     // Spaces outside the signed object: only the object's own bytes are signed.
-    let body = format!(r#"{{"tcbInfo": {info}, "signature": "{}"}}"#, p.tcb_sig);
+    let body = format!(r#"{{"tcbInfo": {info}, "signature": "{sig}"}}"#);
     match p.mode() {
         Mode::Fail500 => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         Mode::GarbageJson => with_chain("TCB-Info-Issuer-Chain", &p.tcb_chain, "{\"tcbInfo\":"),
@@ -172,7 +220,9 @@ async fn tcb(
             &p.tcb_chain,
             " ".repeat(MAX_JSON_BODY_BYTES + 1),
         ),
-        Mode::Ok | Mode::StaleTcb => with_chain("TCB-Info-Issuer-Chain", &p.tcb_chain, body),
+        Mode::Ok | Mode::StaleTcb | Mode::ForgedTcb => {
+            with_chain("TCB-Info-Issuer-Chain", &p.tcb_chain, body)
+        }
     }
 }
 
@@ -301,16 +351,25 @@ async fn fetched_collateral_verifies_the_real_quote_and_is_cached_in_memory_and_
 
 #[tokio::test]
 async fn past_expiry_it_refetches_and_a_failed_refetch_is_an_error_not_stale_collateral() {
-    let p = Arc::new(Pccs::new(None));
+    // The TEST platform's collateral, whose TCB info the test can sign again with an
+    // earlier nextUpdate (Intel's cannot be: only verified collateral is cached).
+    use tdx_sim::{platform, TdReport, TestPki};
+    let p = Arc::new(Pccs::sim());
     let base = serve(p.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let src = pccs_source(&base, Some(dir.path()));
+    let src = sim_source(&base, Some(dir.path()));
+    let sim_fmspc = Fmspc(platform::FMSPC);
+    let sim_expires = cp_verifier::collateral::FetchedCollateral::from_collateral(
+        parse_collateral(TestPki::collateral_json()).unwrap(),
+    )
+    .unwrap()
+    .expires_at();
 
     p.set(Mode::StaleTcb);
     let t0 = 1_751_000_000;
-    let fc = src.get(fmspc(), PckCa::Platform, t0).await.unwrap();
+    let fc = src.get(sim_fmspc, PckCa::Platform, t0).await.unwrap();
     assert_eq!(fc.expires_at(), STALE_EXPIRES);
-    src.get(fmspc(), PckCa::Platform, STALE_EXPIRES - 1)
+    src.get(sim_fmspc, PckCa::Platform, STALE_EXPIRES - 1)
         .await
         .unwrap();
     assert_eq!(p.hits("tcb"), 1);
@@ -318,20 +377,24 @@ async fn past_expiry_it_refetches_and_a_failed_refetch_is_an_error_not_stale_col
     // Expired: refetched, and the new collateral is served and cached.
     p.set(Mode::Ok);
     let fc = src
-        .get(fmspc(), PckCa::Platform, STALE_EXPIRES)
+        .get(sim_fmspc, PckCa::Platform, STALE_EXPIRES)
         .await
         .unwrap();
-    assert_eq!(fc.expires_at(), EXPIRES);
+    assert_eq!(fc.expires_at(), sim_expires);
     assert_eq!(p.hits("tcb"), 2);
-    let fc = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc = src.get(sim_fmspc, PckCa::Platform, NOW).await.unwrap();
     assert_eq!(p.hits("tcb"), 2);
-    let v = verify_quote(&data("tdx_quote"), fc.collateral(), NOW, None).unwrap();
+    let quote = TdReport::default().quote_v4();
+    let v = verify_quote(&quote, fc.collateral(), NOW, Some(TestPki::root_ca_der())).unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
 
     // Expired again and the service fails: the typed error, in memory and from disk.
     p.set(Mode::Fail500);
-    for s in [&src, &pccs_source(&base, Some(dir.path()))] {
-        let e = s.get(fmspc(), PckCa::Platform, EXPIRES).await.unwrap_err();
+    for s in [&src, &sim_source(&base, Some(dir.path()))] {
+        let e = s
+            .get(sim_fmspc, PckCa::Platform, sim_expires)
+            .await
+            .unwrap_err();
         assert_eq!(
             e,
             CollateralError::HttpStatus {
@@ -341,6 +404,82 @@ async fn past_expiry_it_refetches_and_a_failed_refetch_is_an_error_not_stale_col
         );
     }
     assert_eq!(p.hits("tcb"), 4);
+}
+
+fn sim_source(base: &str, cache: Option<&std::path::Path>) -> CollateralSource {
+    let mut cfg = PcsConfig::pccs(base);
+    cfg.cache_dir = cache.map(|p| p.to_path_buf());
+    cfg.timeout = Duration::from_secs(5);
+    cfg.root_ca_der = Some(tdx_sim::TestPki::root_ca_der().to_vec());
+    CollateralSource::pcs(cfg).unwrap()
+}
+
+#[tokio::test]
+async fn finding09_collateral_cached_only_after_verification() {
+    use cp_verifier::store::{sqlite::SqliteStore, Store, StoreCollateralCache};
+    let p = Arc::new(Pccs::new(None));
+    let base = serve(p.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.path()).await.unwrap());
+    let shared_key = format!("collateral:{}-platform", fmspc());
+    let src = pccs_source(&base, Some(dir.path()))
+        .with_shared_cache(Arc::new(StoreCollateralCache(store.clone())));
+    let file = dir.path().join("b0c06f000000-platform.json");
+
+    // A forged TCB info (a level's status changed, the signature left as it was): refused
+    // before anything is kept, in memory, on disk or in the shared store.
+    p.set(Mode::ForgedTcb);
+    let e = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap_err();
+    assert_eq!(e.kind(), "CollateralInvalid", "{e}");
+    assert!(e.to_string().contains("TCB info"), "{e}");
+    assert!(
+        !file.exists(),
+        "a forged answer was written to the disk cache"
+    );
+    assert!(store.get_cached(&shared_key).await.unwrap().is_none());
+    // Not in memory either: the next get asks the service again.
+    p.set(Mode::Ok);
+    src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    assert_eq!(p.hits("tcb"), 2);
+    assert!(file.exists() && store.get_cached(&shared_key).await.unwrap().is_some());
+
+    // A cache file or store entry that fails verification (tampered on disk, or by a
+    // replica) is evicted and fetched again, never served.
+    let good = std::fs::read(&file).unwrap();
+    let mut c: Value = serde_json::from_slice(&good).unwrap();
+    let forged = c["tcb_info"].as_str().unwrap().replacen(
+        r#""tcbStatus":"OutOfDate""#,
+        r#""tcbStatus":"UpToDate""#,
+        1,
+    );
+    assert_ne!(forged, c["tcb_info"].as_str().unwrap());
+    c["tcb_info"] = forged.into();
+    let forged = serde_json::to_vec(&c).unwrap();
+    std::fs::write(&file, &forged).unwrap();
+    store
+        .put_cached(&shared_key, &forged, EXPIRES)
+        .await
+        .unwrap();
+    let fresh = pccs_source(&base, Some(dir.path()))
+        .with_shared_cache(Arc::new(StoreCollateralCache(store.clone())));
+    let fc = fresh.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    assert_eq!(p.hits("tcb"), 3, "the forged caches were not used");
+    assert_eq!(fc.collateral(), &parse_collateral(&good).unwrap());
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        good,
+        "the forged file was replaced"
+    );
+    // Collateral for another root (a configured test root) is refused as well.
+    let mut cfg = PcsConfig::pccs(base.as_str());
+    cfg.root_ca_der = Some(tdx_sim::TestPki::root_ca_der().to_vec());
+    let e = CollateralSource::pcs(cfg)
+        .unwrap()
+        .get(fmspc(), PckCa::Platform, NOW)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("trusted root"), "{e}");
 }
 
 #[tokio::test]

@@ -104,7 +104,7 @@ async fn an_attested_mrtd_is_found_verified_and_cached() {
     let mut rtmrs = RTMRS;
     rtmrs[1][0] ^= 1;
     let (k, d) = kind(strict.check(&mrtd, &rtmrs, NOW).await);
-    assert_eq!(k, "MrtdNotAttested");
+    assert_eq!(k, "RtmrNotAttested");
     assert!(d.contains("rtmr1"), "{d}");
     assert!(strict.check(&mrtd, &RTMRS, NOW).await.is_ok());
     // RTMR0 is never in the manifest (not computable offline): requiring it refuses.
@@ -176,4 +176,91 @@ async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
     api.set_down(true);
     let (k, _) = kind(checker.check(&[7; 48], &RTMRS, NOW).await);
     assert_eq!(k, "ProvenanceUnavailable");
+}
+
+/// A checker that also pins RTMR1 and RTMR2 to the attested manifest.
+fn pinning(base: &str) -> ProvenanceConfig {
+    let mut c = config(base);
+    c.match_rtmrs = vec![1, 2];
+    c
+}
+
+#[tokio::test]
+async fn finding01_provenance_cache_checks_rtmrs() {
+    let api = GithubApi::start().await.unwrap();
+    let base = api.base().to_string();
+    let mrtd = [0x61; 48];
+    attest(&api, &mrtd, &mrtd, &good());
+    let checker = ProvenanceChecker::new(pinning(&base), None).unwrap();
+    // An honest TD (the attested kernel, initrd and command line) registers.
+    let p = checker.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    assert_eq!(p.rtmrs[1].as_ref().map(|m| m.0), Some([1; 48]));
+    assert_eq!(api.hits(), 1);
+    // Same firmware, another kernel (RTMR1) or command line/initrd (RTMR2): refused,
+    // even though the MRTD's answer is cached.
+    for i in [1usize, 2] {
+        let mut evil = RTMRS;
+        evil[i][7] ^= 0x80;
+        let (k, d) = kind(checker.check(&mrtd, &evil, NOW + 1).await);
+        assert_eq!(k, "RtmrNotAttested", "{d}");
+        assert!(d.contains(&format!("rtmr{i}")), "{d}");
+    }
+    // The honest TD still passes from the cache.
+    assert_eq!(checker.check(&mrtd, &RTMRS, NOW + 2).await.unwrap(), p);
+}
+
+#[tokio::test]
+async fn finding01_provenance_cache_checks_rtmrs_after_a_restart() {
+    let api = GithubApi::start().await.unwrap();
+    let base = api.base().to_string();
+    let mrtd = [0x62; 48];
+    attest(&api, &mrtd, &mrtd, &good());
+    let db = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.path()).await.unwrap());
+    let first = ProvenanceChecker::new(pinning(&base), Some(store.clone())).unwrap();
+    first.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    // A new control plane on the shared store: the answer comes from the store...
+    let restarted = ProvenanceChecker::new(pinning(&base), Some(store.clone())).unwrap();
+    restarted.check(&mrtd, &RTMRS, NOW + 1).await.unwrap();
+    assert_eq!(api.hits(), 1);
+    // ...and still binds the RTMRs it was verified for.
+    let mut evil = RTMRS;
+    evil[2][0] ^= 1;
+    let (k, d) = kind(restarted.check(&mrtd, &evil, NOW + 2).await);
+    assert_eq!(k, "RtmrNotAttested", "{d}");
+    assert!(d.contains("rtmr2"), "{d}");
+    // GitHub down: a cached honest answer still serves, an unmatched TD is never green.
+    api.set_down(true);
+    restarted.check(&mrtd, &RTMRS, NOW + 3).await.unwrap();
+    assert!(restarted.check(&mrtd, &evil, NOW + 3).await.is_err());
+}
+
+#[test]
+fn finding09_provenance_needs_an_identity_pin() {
+    let base = "data_dir = \"/tmp/x\"\n[provenance]\nrepository = \"acme/guest-image\"\n";
+    // A repository alone: any workflow of it (a pull request's included) would do.
+    let cfg: cp_verifier::config::CpConfig = toml::from_str(base).unwrap();
+    let e = cfg.check().unwrap_err().to_string();
+    assert!(
+        e.contains("[provenance]") && e.contains("signer_workflow") && e.contains("source_ref"),
+        "{e}"
+    );
+    // Each identity pin on its own is enough.
+    for pin in [
+        "signer_workflow = \"acme/guest-image/.github/workflows/release.yml\"",
+        "san = \"https://github.com/acme/guest-image/.github/workflows/release.yml@refs/heads/main\"",
+        "san_regex = \"https://github\\\\.com/acme/guest-image/\\\\.github/workflows/release\\\\.yml@refs/tags/v.*\"",
+        "source_ref = \"refs/heads/main\"",
+    ] {
+        let cfg: cp_verifier::config::CpConfig =
+            toml::from_str(&format!("{base}{pin}\n")).unwrap();
+        cfg.check().unwrap_or_else(|e| panic!("{pin}: {e}"));
+        // ...and the checker builds on it.
+        let mut p = cfg.provenance.clone().unwrap();
+        p.trusted_root_file = Some(sigstore_testsign::keys::trusted_root_path());
+        ProvenanceChecker::new(p, None).unwrap_or_else(|e| panic!("{pin}: {e:#}"));
+    }
+    // The checker refuses the bare repository too (for callers that skip the config).
+    let cfg: cp_verifier::config::CpConfig = toml::from_str(base).unwrap();
+    assert!(ProvenanceChecker::new(cfg.provenance.unwrap(), None).is_err());
 }

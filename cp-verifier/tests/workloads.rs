@@ -822,8 +822,10 @@ async fn green_only_for_a_signed_image_on_a_green_tdx_agent() {
         c.tdx.root_ca_file = Some(TestPki::root_ca_der_path());
         c.tdx.collateral_file = Some(TestPki::collateral_path());
         c.policy.tdx = toml::from_str(&format!(
-            "mrtd_allowlist = [\"{}\"]",
-            hex::encode(TdReport::default().mrtd)
+            "mrtd_allowlist = [\"{}\"]\nrtmr_allowlists = [[], [\"{}\"], [\"{}\"]]",
+            hex::encode(TdReport::default().mrtd),
+            hex::encode(TdReport::default().rtmrs[1]),
+            hex::encode(TdReport::default().rtmrs[2])
         ))
         .unwrap();
     })

@@ -101,6 +101,21 @@ pub enum ReasonCode {
     Revoked,
     /// The agent runs a build (agent binary or MRTD) an operator withdrew fleet-wide.
     Withdrawn,
+    /// RTMR1/RTMR2 (kernel, initrd, command line) are pinned by neither build
+    /// provenance (`match_rtmrs`) nor `[policy.tdx] rtmr_allowlists`.
+    RtmrsUnpinned,
+    /// The DCAP collateral the TCB status was established with is past its
+    /// `nextUpdate`, and no fresh collateral confirmed it since.
+    CollateralExpired,
+    /// A certificate of the quote's PCK chain is past its `notAfter`.
+    PckExpired,
+    /// The agent's last verified quote is older than `3 x requote_interval`.
+    QuoteStale,
+    /// MRTD's build provenance was not confirmed again after its cached answer expired.
+    ProvenanceStale,
+    /// Re-verified against current collateral (or provenance), the stored quote is
+    /// refused (revoked PCK, no matching TCB level, attestation withdrawn, ...).
+    ReattestRefused,
 }
 
 impl ReasonCode {
@@ -138,6 +153,12 @@ impl ReasonCode {
             ReasonCode::WorkloadsChanged => "WorkloadsChanged",
             ReasonCode::Revoked => "Revoked",
             ReasonCode::Withdrawn => "Withdrawn",
+            ReasonCode::RtmrsUnpinned => "RtmrsUnpinned",
+            ReasonCode::CollateralExpired => "CollateralExpired",
+            ReasonCode::PckExpired => "PckExpired",
+            ReasonCode::QuoteStale => "QuoteStale",
+            ReasonCode::ProvenanceStale => "ProvenanceStale",
+            ReasonCode::ReattestRefused => "ReattestRefused",
         }
     }
 }
@@ -216,6 +237,12 @@ mod tests {
             ReasonCode::WorkloadsChanged,
             ReasonCode::Revoked,
             ReasonCode::Withdrawn,
+            ReasonCode::RtmrsUnpinned,
+            ReasonCode::CollateralExpired,
+            ReasonCode::PckExpired,
+            ReasonCode::QuoteStale,
+            ReasonCode::ProvenanceStale,
+            ReasonCode::ReattestRefused,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

@@ -32,6 +32,10 @@ pub struct TrustPolicy {
     pub missed_heartbeats: u32,
     /// What a verified TDX quote must also satisfy (`[policy.tdx]`).
     pub tdx: tdx::TdxPolicy,
+    /// How often TDX agents send a fresh quote: must match the agents'
+    /// `requote_interval`. A quote older than three of these is stale (`QuoteStale`).
+    #[serde(with = "humantime_serde")]
+    pub requote_interval: Duration,
 }
 
 impl Default for TrustPolicy {
@@ -40,6 +44,7 @@ impl Default for TrustPolicy {
             allow_software_tier: true,
             missed_heartbeats: 3,
             tdx: tdx::TdxPolicy::default(),
+            requote_interval: Duration::from_secs(3600),
         }
     }
 }

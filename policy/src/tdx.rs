@@ -20,6 +20,30 @@ pub struct TdxPolicy {
     pub mrtd_allowlist: Vec<HexBytes<48>>,
     /// If non-empty, RTMR0, RTMR1, RTMR2 must each be one of the listed values.
     pub rtmr_allowlists: [Vec<HexBytes<48>>; 3],
+    /// What an agent is once the collateral its TCB status was established with is
+    /// past `nextUpdate` and nothing fresher confirmed it: `red` (default) or
+    /// `yellow`.
+    pub expired_collateral: AgedStatus,
+}
+
+/// The colour aged evidence turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgedStatus {
+    /// Red: not acceptable until fresh evidence arrives.
+    #[default]
+    Red,
+    /// Yellow: acceptable with a warning.
+    Yellow,
+}
+
+impl AgedStatus {
+    fn status(self) -> Status {
+        match self {
+            AgedStatus::Red => Status::Fail,
+            AgedStatus::Yellow => Status::Warn,
+        }
+    }
 }
 
 impl Default for TdxPolicy {
@@ -29,6 +53,7 @@ impl Default for TdxPolicy {
             warn_tcb_statuses: Vec::new(),
             mrtd_allowlist: Vec::new(),
             rtmr_allowlists: Default::default(),
+            expired_collateral: AgedStatus::default(),
         }
     }
 }
@@ -50,6 +75,112 @@ pub struct TdxFacts {
     pub rtmr3_replayed: [u8; 48],
     /// MRTD was found attested by the trusted repository's build provenance.
     pub mrtd_attested: bool,
+    /// RTMR0..2 found equal to the ones the build provenance attests (`match_rtmrs`).
+    pub rtmrs_attested: [bool; 3],
+}
+
+/// The TCB status's reason, if it is not plain green: a TDREPORT has none (warning),
+/// a status in `warn_tcb_statuses` is a warning, any status not allowed fails.
+pub fn tcb_reason(
+    p: &TdxPolicy,
+    tcb_status: Option<&str>,
+    advisory_ids: &[String],
+) -> Option<Reason> {
+    let (status, detail) = match tcb_status {
+        None => (
+            Status::Warn,
+            "a TDREPORT, not a quote: no TCB status, and its fields cannot be verified remotely"
+                .to_string(),
+        ),
+        Some(s) if p.allowed_tcb_statuses.iter().any(|a| a == s) => return None,
+        Some(s) if p.warn_tcb_statuses.iter().any(|a| a == s) => (
+            Status::Warn,
+            format!("TCB status {s} (advisories {advisory_ids:?}) is allowed with a warning"),
+        ),
+        Some(s) => (
+            Status::Fail,
+            format!("TCB status {s} (advisories {advisory_ids:?}) is not allowed"),
+        ),
+    };
+    Some(Reason {
+        code: if tcb_status.is_none() {
+            ReasonCode::TdReportOnly
+        } else {
+            ReasonCode::TcbStatus
+        },
+        status,
+        detail,
+    })
+}
+
+/// What ages in stored TDX evidence, all Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TdxAge {
+    /// When the agent's quote (or TDREPORT) was received and verified.
+    pub quoted_at: u64,
+    /// The earliest `nextUpdate` of the collateral (TCB info, QE identity, CRLs) the
+    /// TCB status was last established with. `None`: not known (a TDREPORT, or a
+    /// record from an older version).
+    pub collateral_next_update: Option<u64>,
+    /// The earliest `notAfter` in the quote's PCK chain.
+    pub pck_not_after: Option<u64>,
+    /// Until when MRTD's build provenance answer holds, where provenance pinned it.
+    pub provenance_until: Option<u64>,
+}
+
+/// The reasons stored evidence gives at `now` (Unix seconds): collateral past its
+/// `nextUpdate` (`expired_collateral`: red by default), a PCK certificate past its
+/// `notAfter` (red), a quote older than `3 x requote_interval` (yellow), provenance
+/// not confirmed since its answer expired (yellow). Pure: the caller passes `now`.
+pub fn age_reasons(
+    p: &TdxPolicy,
+    requote_interval: std::time::Duration,
+    a: &TdxAge,
+    now: u64,
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    if let Some(t) = a.collateral_next_update.filter(|&t| now >= t) {
+        reasons.push(Reason {
+            code: ReasonCode::CollateralExpired,
+            status: p.expired_collateral.status(),
+            detail: format!(
+                "the collateral that established the TCB status expired {}s ago (nextUpdate {t}) and no fresh collateral confirmed it",
+                now - t
+            ),
+        });
+    }
+    if let Some(t) = a.pck_not_after.filter(|&t| now > t) {
+        reasons.push(Reason {
+            code: ReasonCode::PckExpired,
+            status: Status::Fail,
+            detail: format!(
+                "a certificate of the quote's PCK chain expired {}s ago (notAfter {t})",
+                now - t
+            ),
+        });
+    }
+    let limit = requote_interval.as_secs().max(1).saturating_mul(3);
+    let age = now.saturating_sub(a.quoted_at);
+    if age > limit {
+        reasons.push(Reason {
+            code: ReasonCode::QuoteStale,
+            status: Status::Warn,
+            detail: format!(
+                "the last verified quote is {age}s old (limit 3 x requote_interval = {limit}s)"
+            ),
+        });
+    }
+    if let Some(t) = a.provenance_until.filter(|&t| now >= t) {
+        reasons.push(Reason {
+            code: ReasonCode::ProvenanceStale,
+            status: Status::Warn,
+            detail: format!(
+                "MRTD's build provenance was not confirmed again since its answer expired {}s ago",
+                now - t
+            ),
+        });
+    }
+    reasons
 }
 
 pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
@@ -61,30 +192,8 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             detail,
         })
     };
-    match &f.tcb_status {
-        None => push(
-            ReasonCode::TdReportOnly,
-            Status::Warn,
-            "a TDREPORT, not a quote: no TCB status, and its fields cannot be verified remotely"
-                .into(),
-        ),
-        Some(s) if p.allowed_tcb_statuses.contains(s) => {}
-        Some(s) if p.warn_tcb_statuses.contains(s) => push(
-            ReasonCode::TcbStatus,
-            Status::Warn,
-            format!(
-                "TCB status {s} (advisories {:?}) is allowed with a warning",
-                f.advisory_ids
-            ),
-        ),
-        Some(s) => push(
-            ReasonCode::TcbStatus,
-            Status::Fail,
-            format!(
-                "TCB status {s} (advisories {:?}) is not allowed",
-                f.advisory_ids
-            ),
-        ),
+    if let Some(r) = tcb_reason(p, f.tcb_status.as_deref(), &f.advisory_ids) {
+        push(r.code, r.status, r.detail);
     }
     // TUD bits (TDATTRIBUTES byte 0): DEBUG is bit 0; any of them means the host can
     // inspect or alter the TD.
@@ -134,6 +243,24 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             );
         }
     }
+    // RTMR1 (kernel) and RTMR2 (command line, initrd): a genuine TD on our firmware
+    // could still boot any kernel. Unpinned is a warning, never silent green.
+    let unpinned: Vec<String> = [1usize, 2]
+        .into_iter()
+        .filter(|&i| p.rtmr_allowlists[i].is_empty() && !f.rtmrs_attested[i])
+        .map(|i| format!("RTMR{i}"))
+        .collect();
+    if !unpinned.is_empty() {
+        push(
+            ReasonCode::RtmrsUnpinned,
+            Status::Warn,
+            format!(
+                "{} (kernel, initrd, command line) pinned by neither build provenance \
+                 ([provenance] match_rtmrs) nor [policy.tdx] rtmr_allowlists",
+                unpinned.join(" and ")
+            ),
+        );
+    }
     if f.rtmr3_replayed != f.rtmrs[3] {
         push(
             ReasonCode::Rtmr3Mismatch,
@@ -159,6 +286,7 @@ mod tests {
             rtmrs: [[2; 48], [3; 48], [4; 48], [5; 48]],
             rtmr3_replayed: [5; 48],
             mrtd_attested: true,
+            rtmrs_attested: [false, true, true],
         }
     }
 
@@ -235,5 +363,75 @@ mod tests {
             assert_eq!(v.status, Status::Fail);
             assert_eq!(codes(&v), vec![code]);
         }
+    }
+
+    #[test]
+    fn unpinned_kernel_registers_are_a_warning() {
+        let mut f = facts();
+        f.rtmrs_attested = [false; 3];
+        let v = evaluate_tdx(&TdxPolicy::default(), &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(codes(&v), vec![ReasonCode::RtmrsUnpinned]);
+        assert!(v.reasons[0].detail.contains("RTMR1 and RTMR2"), "{v:?}");
+        // One pinned by provenance, the other by an allowlist: pinned.
+        f.rtmrs_attested = [false, true, false];
+        let p = TdxPolicy {
+            rtmr_allowlists: [vec![], vec![], vec![HexBytes([4; 48])]],
+            ..TdxPolicy::default()
+        };
+        assert_eq!(evaluate_tdx(&p, &f).status, Status::Pass);
+        // RTMR2 alone unpinned still warns, naming it.
+        let v = evaluate_tdx(&TdxPolicy::default(), &f);
+        assert_eq!(codes(&v), vec![ReasonCode::RtmrsUnpinned]);
+        assert!(v.reasons[0].detail.starts_with("RTMR2 "), "{v:?}");
+    }
+
+    #[test]
+    fn evidence_ages() {
+        let p = TdxPolicy::default();
+        let hour = std::time::Duration::from_secs(3600);
+        let a = TdxAge {
+            quoted_at: 1000,
+            collateral_next_update: Some(5000),
+            pck_not_after: Some(9000),
+            provenance_until: Some(7000),
+        };
+        let at = |now| {
+            age_reasons(&p, hour, &a, now)
+                .iter()
+                .map(|r| (r.code, r.status))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(4999), vec![]);
+        assert_eq!(
+            at(5000),
+            vec![(ReasonCode::CollateralExpired, Status::Fail)]
+        );
+        assert_eq!(
+            at(9001),
+            vec![
+                (ReasonCode::CollateralExpired, Status::Fail),
+                (ReasonCode::PckExpired, Status::Fail),
+                (ReasonCode::ProvenanceStale, Status::Warn),
+            ]
+        );
+        assert!(!at(1000 + 3 * 3600).contains(&(ReasonCode::QuoteStale, Status::Warn)));
+        assert!(at(1000 + 3 * 3600 + 1).contains(&(ReasonCode::QuoteStale, Status::Warn)));
+        let yellow = TdxPolicy {
+            expired_collateral: AgedStatus::Yellow,
+            ..TdxPolicy::default()
+        };
+        assert_eq!(age_reasons(&yellow, hour, &a, 5000)[0].status, Status::Warn);
+        // Unknown dates (an older record) give nothing but staleness.
+        assert!(age_reasons(
+            &p,
+            hour,
+            &TdxAge {
+                quoted_at: 1000,
+                ..TdxAge::default()
+            },
+            2000
+        )
+        .is_empty());
     }
 }

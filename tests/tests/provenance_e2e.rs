@@ -29,7 +29,9 @@ fn publish(api: &GithubApi, mrtd: &[u8; 48], identity: &Identity) {
             digest.strip_prefix("sha256:").unwrap(),
         )],
         MEASUREMENT_PREDICATE,
-        json!({"mrtd": hex::encode(mrtd), "rtmr0": null, "rtmr1": null, "rtmr2": null,
+        json!({"mrtd": hex::encode(mrtd), "rtmr0": null,
+               "rtmr1": hex::encode(TdReport::default().rtmrs[1]),
+               "rtmr2": hex::encode(TdReport::default().rtmrs[2]),
                "layout": "single-pass"}),
     );
     // Signed a minute ago, like a release shortly before the fleet boots it.
@@ -95,6 +97,7 @@ signer_workflow = "{REPO}/{WORKFLOW}"
 source_ref = "refs/heads/main"
 trusted_root_file = "{trusted_root}"
 github_api = "{github}"
+match_rtmrs = [1, 2]
 
 {enrolled}"#,
             data = root.join("cp-data").display(),

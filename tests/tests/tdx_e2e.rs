@@ -65,6 +65,7 @@ alert_cooldown = "0s"
 
 [policy.tdx]
 mrtd_allowlist = ["{mrtd}"]
+rtmr_allowlists = [[], ["{rtmr1}"], ["{rtmr2}"]]
 
 [tdx]
 root_ca_file = "{root_ca}"
@@ -75,6 +76,8 @@ collateral_file = "{collateral}"
             root_ca = TestPki::root_ca_der_path().display(),
             collateral = TestPki::collateral_path().display(),
             mrtd = hex::encode(tdx_sim::TdReport::default().mrtd),
+            rtmr1 = hex::encode(tdx_sim::TdReport::default().rtmrs[1]),
+            rtmr2 = hex::encode(tdx_sim::TdReport::default().rtmrs[2]),
         ),
     )
     .unwrap();

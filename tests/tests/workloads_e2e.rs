@@ -335,6 +335,7 @@ allow_software_tier = true
 
 [policy.tdx]
 mrtd_allowlist = ["{mrtd}"]
+rtmr_allowlists = [[], ["{rtmr1}"], ["{rtmr2}"]]
 
 [tdx]
 root_ca_file = "{root_ca}"
@@ -366,6 +367,8 @@ fingerprint = "{node_fp}"
             root_ca = TestPki::root_ca_der_path().display(),
             collateral = TestPki::collateral_path().display(),
             mrtd = hex::encode(tdx_sim::TdReport::default().mrtd),
+            rtmr1 = hex::encode(tdx_sim::TdReport::default().rtmrs[1]),
+            rtmr2 = hex::encode(tdx_sim::TdReport::default().rtmrs[2]),
             tr = trusted_root.display(),
             san = identity.san(),
             enrolled = enrollment(&tds),
