@@ -96,6 +96,11 @@ pub enum ReasonCode {
     EbpfChanged,
     /// The set of running workloads differs from the last-known-good.
     WorkloadsChanged,
+    /// The control plane could not verify the agent's fresh quote because an upstream
+    /// (PCS/PCCS collateral, GitHub provenance, its store) was unavailable: the agent
+    /// is alive and pulsing on its last verified registration, but its evidence is
+    /// not being renewed. Not the agent being silent (that is `PulseLate`/`Blinded`).
+    RequoteFailed,
 }
 
 impl ReasonCode {
@@ -131,6 +136,7 @@ impl ReasonCode {
             ReasonCode::EbpfUnavailable => "EbpfUnavailable",
             ReasonCode::EbpfChanged => "EbpfChanged",
             ReasonCode::WorkloadsChanged => "WorkloadsChanged",
+            ReasonCode::RequoteFailed => "RequoteFailed",
         }
     }
 }

@@ -2,6 +2,12 @@
 //!
 //! Read-only and meant for the node itself (it listens on loopback by default): other
 //! services gate their start-up on `/api/v1/verify`.
+//!
+//! The gate fails closed, over time too: it opens only on a verdict the control plane
+//! confirmed (an accepted registration or pulse) within the last `missed_heartbeats x
+//! heartbeat_interval`, checked against the clock at each request, whose colour is in
+//! `gate_accepts`. A refusal by the control plane clears the verdict at once. The
+//! status page never serves a signed pulse (anyone on the node could replay it).
 
 use std::sync::{Arc, RwLock};
 
@@ -12,34 +18,82 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use evidence::verdict::Status;
+use evidence::verdict::{Status, Verdict};
 
 use crate::agent::AgentState;
+use crate::clock::Clock;
 
-type Shared = Arc<RwLock<AgentState>>;
+#[derive(Clone)]
+struct Local {
+    state: Arc<RwLock<AgentState>>,
+    clock: Arc<dyn Clock>,
+}
 
-pub fn router(state: Shared) -> Router {
+pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/verify", get(verify))
         .route("/api/v1/status", get(status))
-        .with_state(state)
+        .with_state(Local { state, clock })
 }
 
-fn snapshot(s: &Shared) -> AgentState {
-    s.read().unwrap_or_else(|e| e.into_inner()).clone()
+fn snapshot(l: &Local) -> (AgentState, u64) {
+    let s = l.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+    (s, l.clock.now_ns())
 }
 
-/// The verdict as shown locally: the control plane's, or `unknown` when it has none.
-fn verdict_json(s: &AgentState) -> serde_json::Value {
-    match &s.verdict {
-        Some(v) => json!({"status": v.status, "badge": v.status.badge(), "reasons": v.reasons}),
-        None => json!({"status": "unknown", "badge": "unknown", "reasons": []}),
+/// The verdict as the node may rely on it at `now`: the control plane's while it
+/// stands; `unknown` when there is none (never given, or cleared by a refusal) or it
+/// expired (no accepted pulse for `gate.expires_after_ms`).
+pub fn local_verdict(s: &AgentState, now: u64) -> Result<&Verdict, &'static str> {
+    let Some(v) = &s.verdict else {
+        return Err("NoVerdict");
+    };
+    let Some(at) = s.verdict_at_ns else {
+        return Err("NoVerdict");
+    };
+    let window = s.gate.expires_after_ms.saturating_mul(1_000_000);
+    if now.saturating_sub(at) > window {
+        return Err("VerdictExpired");
+    }
+    Ok(v)
+}
+
+/// Whether the start-up gate is open at `now`, and the verdict shown with it.
+pub fn gate(s: &AgentState, now: u64) -> (bool, serde_json::Value) {
+    let v = local_verdict(s, now);
+    let open = v
+        .as_ref()
+        .is_ok_and(|v| s.gate.accepts.iter().any(|b| b.matches(v.status)));
+    (open, verdict_json(s, now))
+}
+
+/// The verdict as shown locally (see [`local_verdict`]).
+fn verdict_json(s: &AgentState, now: u64) -> serde_json::Value {
+    match local_verdict(s, now) {
+        Ok(v) => json!({"status": v.status, "badge": v.status.badge(), "reasons": v.reasons}),
+        Err(code) => {
+            let detail = match code {
+                "VerdictExpired" => format!(
+                    "no pulse accepted by the control plane for more than {} ms \
+                     (missed_heartbeats x heartbeat_interval); last error: {}",
+                    s.gate.expires_after_ms,
+                    s.last_error.as_deref().unwrap_or("none")
+                ),
+                _ => format!(
+                    "the control plane has not given a standing verdict; last error: {}",
+                    s.last_error.as_deref().unwrap_or("none")
+                ),
+            };
+            json!({"status": "unknown", "badge": "unknown", "reasons": [
+                {"code": code, "status": "unknown", "detail": detail}
+            ]})
+        }
     }
 }
 
-async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
-    let s = snapshot(&s);
+async fn health(State(l): State<Local>) -> Json<serde_json::Value> {
+    let (s, now) = snapshot(&l);
     Json(json!({
         "agent_id": s.agent_id,
         "state": s.phase,
@@ -47,7 +101,9 @@ async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
         "event_log": s.event_log,
         "attestation": if s.key_fingerprint.is_some() { "enabled" } else { "disabled" },
         "last_pulse": s.last_pulse,
-        "verdict": verdict_json(&s),
+        "verdict": verdict_json(&s, now),
+        "gate": {"open": gate(&s, now).0, "accepts": s.gate.accepts, "expires_after_ms": s.gate.expires_after_ms},
+        "requote_failed": s.requote_failed,
         "last_error": s.last_error,
         "deployments": deployments(&s),
         "collectors": collectors(&s),
@@ -167,9 +223,9 @@ pub fn rfc3339(ns: u64) -> String {
         .unwrap_or_else(|_| format!("{ns} ns"))
 }
 
-async fn verify(State(s): State<Shared>) -> Response {
-    let s = snapshot(&s);
-    let ok = s.verdict.as_ref().is_some_and(|v| v.status.acceptable());
+async fn verify(State(l): State<Local>) -> Response {
+    let (s, now) = snapshot(&l);
+    let (ok, verdict) = gate(&s, now);
     let code = if ok {
         StatusCode::OK
     } else {
@@ -177,13 +233,13 @@ async fn verify(State(s): State<Shared>) -> Response {
     };
     (
         code,
-        Json(json!({"acceptable": ok, "verdict": verdict_json(&s)})),
+        Json(json!({"acceptable": ok, "accepts": s.gate.accepts, "verdict": verdict})),
     )
         .into_response()
 }
 
-async fn status(State(s): State<Shared>) -> Json<AgentState> {
-    Json(snapshot(&s))
+async fn status(State(l): State<Local>) -> Json<AgentState> {
+    Json(snapshot(&l).0)
 }
 
 #[cfg(test)]
@@ -232,8 +288,13 @@ mod tests {
             key_fingerprint: None,
             registered_at_ns: None,
             last_pulse: None,
-            last_pulse_envelope: None,
             verdict: None,
+            verdict_at_ns: None,
+            gate: crate::agent::GateConfig {
+                accepts: vec![crate::config::GateBadge::Green],
+                expires_after_ms: 3000,
+            },
+            requote_failed: None,
             last_error: None,
             pulses_accepted: 0,
             pulses_refused: 0,

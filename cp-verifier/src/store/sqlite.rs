@@ -515,6 +515,7 @@ mod tests {
             last_desync_ns: None,
             attestation: None,
             image_red: Vec::new(),
+            requote_failed: None,
             version,
         }
     }
