@@ -347,4 +347,162 @@ mod tests {
         assert_eq!(d[2]["attestation_status"], "unknown");
         assert_eq!(d[2]["image_digest"], serde_json::Value::Null);
     }
+
+    /// A clock the test moves by hand.
+    struct ManualClock(std::sync::atomic::AtomicU64);
+    impl Clock for ManualClock {
+        fn now_ns(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+    impl ManualClock {
+        fn set(&self, ns: u64) {
+            self.0.store(ns, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    const T: u64 = 1_800_000_000_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    fn state(status: Status, accepts: Vec<crate::config::GateBadge>) -> AgentState {
+        AgentState {
+            agent_id: "n".into(),
+            partition: "default".into(),
+            phase: crate::agent::Phase::Pulsing,
+            tier: evidence::Tier::Tdx,
+            key_fingerprint: Some("k".into()),
+            registered_at_ns: Some(T),
+            last_pulse: None,
+            verdict: Some(Verdict {
+                status,
+                reasons: vec![],
+            }),
+            verdict_at_ns: Some(T),
+            // missed_heartbeats 3 x heartbeat_interval 1s
+            gate: crate::agent::GateConfig {
+                accepts,
+                expires_after_ms: 3000,
+            },
+            requote_failed: None,
+            last_error: None,
+            pulses_accepted: 1,
+            pulses_refused: 0,
+            measurements: None,
+            workload_badges: vec![],
+            event_log: None,
+        }
+    }
+
+    /// Serves the local API over `state` and `clock` on loopback.
+    async fn serve(state: Arc<RwLock<AgentState>>, clock: Arc<ManualClock>) -> String {
+        let app = router(state, clock);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        base
+    }
+
+    async fn verify_at(base: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("{base}/api/v1/verify")).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn finding02_gate_expires_at_request_time() {
+        use crate::config::GateBadge::Green;
+        let clock = Arc::new(ManualClock(T.into()));
+        let shared = Arc::new(RwLock::new(state(Status::Pass, vec![Green])));
+        // Nothing updates the state below (no agent loop runs): only the clock moves.
+        let base = serve(shared.clone(), clock.clone()).await;
+        let (s, v) = verify_at(&base).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["verdict"]["badge"], "green");
+        clock.set(T + 3000 * MS);
+        assert_eq!(verify_at(&base).await.0, 200, "the window's last instant");
+        // Past missed_heartbeats x heartbeat_interval without an accepted pulse.
+        clock.set(T + 3000 * MS + 1);
+        let (s, v) = verify_at(&base).await;
+        assert_eq!(s, 503, "{v}");
+        assert_eq!(v["acceptable"], false);
+        assert_eq!(v["verdict"]["badge"], "unknown");
+        assert_eq!(v["verdict"]["reasons"][0]["code"], "VerdictExpired");
+        let h: serde_json::Value = reqwest::get(format!("{base}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(h["verdict"]["badge"], "unknown", "{h}");
+        assert_eq!(h["gate"]["open"], false, "{h}");
+        // An accepted pulse confirms the verdict again.
+        shared.write().unwrap().verdict_at_ns = Some(T + 3500 * MS);
+        clock.set(T + 4000 * MS);
+        assert_eq!(verify_at(&base).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn finding02_gate_waits_past_the_expiry_on_a_real_clock() {
+        use crate::config::GateBadge::Green;
+        let now = crate::clock::SystemClock.now_ns();
+        let mut st = state(Status::Pass, vec![Green]);
+        st.verdict_at_ns = Some(now);
+        st.gate.expires_after_ms = 300;
+        let app = router(
+            Arc::new(RwLock::new(st)),
+            Arc::new(crate::clock::SystemClock),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        assert_eq!(verify_at(&base).await.0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let (s, v) = verify_at(&base).await;
+        assert_eq!(s, 503, "{v}");
+        assert_eq!(v["verdict"]["reasons"][0]["code"], "VerdictExpired");
+    }
+
+    #[tokio::test]
+    async fn finding02_yellow_opens_only_when_configured_and_refusal_closes() {
+        use crate::config::GateBadge::{Green, Yellow};
+        let clock = Arc::new(ManualClock(T.into()));
+        let yellow_green_only = serve(
+            Arc::new(RwLock::new(state(Status::Warn, vec![Green]))),
+            clock.clone(),
+        )
+        .await;
+        assert_eq!(verify_at(&yellow_green_only).await.0, 503);
+        let yellow_ok = serve(
+            Arc::new(RwLock::new(state(Status::Warn, vec![Green, Yellow]))),
+            clock.clone(),
+        )
+        .await;
+        assert_eq!(verify_at(&yellow_ok).await.0, 200);
+        // Red and unknown never open it.
+        for st in [Status::Fail, Status::Unknown] {
+            let b = serve(
+                Arc::new(RwLock::new(state(st, vec![Green, Yellow]))),
+                clock.clone(),
+            )
+            .await;
+            assert_eq!(verify_at(&b).await.0, 503);
+        }
+        // The defaults: green only on tdx, green and yellow where the verdict is
+        // never better than yellow.
+        assert_eq!(
+            crate::config::GateBadge::default_for(evidence::Tier::Tdx),
+            vec![Green]
+        );
+        assert_eq!(
+            crate::config::GateBadge::default_for(evidence::Tier::Software),
+            vec![Green, Yellow]
+        );
+        // A refusal clears the verdict: closed at once, within the window.
+        let shared = Arc::new(RwLock::new(state(Status::Pass, vec![Green])));
+        let b = serve(shared.clone(), clock.clone()).await;
+        assert_eq!(verify_at(&b).await.0, 200);
+        shared.write().unwrap().verdict = None;
+        let (s, v) = verify_at(&b).await;
+        assert_eq!(s, 503);
+        assert_eq!(v["verdict"]["reasons"][0]["code"], "NoVerdict");
+    }
 }
