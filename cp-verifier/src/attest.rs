@@ -116,9 +116,7 @@ pub fn check_event_log_matches(
             (Some(l), Some(r)) if *l != r => {
                 return Err(refuse(
                     "EventLogMismatch",
-                    format!(
-                        "the RTMR3 log's last bound {kind} is {l}, but the report says {r}"
-                    ),
+                    format!("the RTMR3 log's last bound {kind} is {l}, but the report says {r}"),
                 ))
             }
             (None, _) if kind == eventlog::KIND_AGENT_BINARY || kind == eventlog::KIND_POLICY => {

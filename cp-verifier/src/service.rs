@@ -514,12 +514,10 @@ impl ControlPlane {
         // cannot mark an agent.
         match self.store.take_challenge(nonce, now).await {
             Ok(true) => {}
-            Ok(false) => {
-                return ApiError::BadChallenge(
-                    "the report's nonce is not an open challenge (unknown, already used or expired)"
-                        .into(),
-                )
-            }
+            Ok(false) => return ApiError::BadChallenge(
+                "the report's nonce is not an open challenge (unknown, already used or expired)"
+                    .into(),
+            ),
             Err(e) => return store_err(e),
         }
         let reason = format!("{upstream}: {detail}");

@@ -28,13 +28,7 @@ struct Node {
 /// Starts an agent for `id` against `cp` (in tier `tdx` when `tdx`), on its own
 /// pinned clock, and serves its local API. The key is made first so the control
 /// plane can enroll it: `enroll` receives the fingerprint before the agent starts.
-async fn node(
-    id: &str,
-    tdx: bool,
-    cp_base: &str,
-    clock: Arc<ManualClock>,
-    key: KeySigner,
-) -> Node {
+async fn node(id: &str, tdx: bool, cp_base: &str, clock: Arc<ManualClock>, key: KeySigner) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let (tsm, meas) = (dir.path().join("tsm/report"), dir.path().join("meas"));
     std::fs::create_dir_all(&tsm).unwrap();
@@ -234,10 +228,14 @@ async fn finding02_a_refused_pulse_closes_the_gate_at_once() {
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
     let n = node("node-sw", false, &cp.base, clock.clone(), key).await;
     let http = reqwest::Client::new();
-    until(20, "software agent's gate open (yellow accepted there)", || async {
-        let (s, _) = get(&http, &format!("{}/api/v1/verify", n.api)).await;
-        (s == 200).then_some(())
-    })
+    until(
+        20,
+        "software agent's gate open (yellow accepted there)",
+        || async {
+            let (s, _) = get(&http, &format!("{}/api/v1/verify", n.api)).await;
+            (s == 200).then_some(())
+        },
+    )
     .await;
     let (_, v) = get(&http, &format!("{}/api/v1/verify", n.api)).await;
     assert_eq!(json(&v)["verdict"]["badge"], "yellow", "{v}");
@@ -283,7 +281,12 @@ async fn finding03_status_serves_no_envelope() {
     // The pulse's position is shown; the signed pulse (replayable by anyone on the
     // node) is not.
     assert!(json(&status)["last_pulse"]["sequence"].as_u64().is_some());
-    for leak in ["last_pulse_envelope", "payloadType", "signatures", "\"payload\""] {
+    for leak in [
+        "last_pulse_envelope",
+        "payloadType",
+        "signatures",
+        "\"payload\"",
+    ] {
         assert!(!status.contains(leak), "{leak} in {status}");
     }
 }

@@ -102,7 +102,10 @@ async fn each_failed_check_is_a_typed_403() {
     );
     // The same event unbound replays to zero: accepted.
     let unbound = log.replace("\"bound\":true", "\"bound\":false");
-    let a = v.verify_quote(&q, Some(unbound.as_str()), rd, AT_NS).await.unwrap();
+    let a = v
+        .verify_quote(&q, Some(unbound.as_str()), rd, AT_NS)
+        .await
+        .unwrap();
     assert_eq!((a.event_log_events, a.event_log_bound), (1, 0));
     assert_eq!(
         kind(v.verify_quote(&q, Some("{not json"), rd, AT_NS).await),

@@ -95,7 +95,11 @@ impl Td {
             .with_rtmr(3, self.rtmr.current_rtmr3())
             .with_report_data(evidence::report_data(&env))
             .quote_v4();
-        let from = if whole { None } else { self.held.filter(|n| *n > 0) };
+        let from = if whole {
+            None
+        } else {
+            self.held.filter(|n| *n > 0)
+        };
         let req = RegisterRequest {
             envelope: env.clone(),
             evidence: RegisterEvidence {
@@ -194,7 +198,10 @@ async fn finding08_event_log_must_match_report() {
         .unwrap();
     let (s, v, _) = td.register(&cp, &m, true).await;
     assert_eq!((s, kind(&v)), (403, "EventLogMismatch"), "{v}");
-    assert!(v["error"]["detail"].as_str().unwrap().contains("agent_binary"));
+    assert!(v["error"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("agent_binary"));
     let (s, _) = cp.get("/api/v1/agents/node-tied").await;
     assert_eq!(s, 404, "a mismatched log registers nothing");
 
@@ -207,7 +214,10 @@ async fn finding08_event_log_must_match_report() {
     let lying = with_workloads(vec![container("web", 1, "running", 2)]);
     let (s, v, _) = td.register(&cp, &lying, true).await;
     assert_eq!((s, kind(&v)), (403, "EventLogMismatch"), "{v}");
-    assert!(v["error"]["detail"].as_str().unwrap().contains("workload_set"));
+    assert!(v["error"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("workload_set"));
 
     // A log with bound events that never binds the agent binary proves nothing of it.
     let mut td2 = Td::new("node-tied");
@@ -375,7 +385,10 @@ async fn finding06_unreachable_pcs_answers_503_and_marks_requote_failed() {
     assert_eq!(view["badge"], "yellow", "{view}");
     let r = reason(&view, "RequoteFailed").expect("RequoteFailed reason");
     assert_eq!(r["status"], "warn");
-    assert!(r["detail"].as_str().unwrap().contains("CollateralUnavailable"));
+    assert!(r["detail"]
+        .as_str()
+        .unwrap()
+        .contains("CollateralUnavailable"));
     assert!(reason(&view, "Blinded").is_none() && reason(&view, "PulseLate").is_none());
 
     // An agent the control plane does not know gets the plain refusal (403).

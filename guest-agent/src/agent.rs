@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use evidence::api::{RegisterEvidence, RegisterRequest, WorkloadBadge};
+use evidence::eventlog;
 use evidence::limits::MAX_PULSE_PAYLOAD_BYTES;
 use evidence::report::{HexBytes, Nonce16};
 use evidence::verdict::Verdict;
-use evidence::eventlog;
 use evidence::{
     report_data, Digest32, Envelope, Measurements, Pulse, Report, Tier, PULSE_PAYLOAD_TYPE,
     REPORT_PAYLOAD_TYPE,
@@ -141,9 +141,7 @@ impl AgentError {
     pub fn is_refusal(&self) -> bool {
         match self {
             AgentError::Client(ClientError::Rejected { status, kind, .. }) => {
-                (400..500).contains(status)
-                    && *status != 429
-                    && !kind.starts_with("EventLogPrefix")
+                (400..500).contains(status) && *status != 429 && !kind.starts_with("EventLogPrefix")
             }
             _ => false,
         }
@@ -709,8 +707,7 @@ impl Agent {
                 "a changed list did not fit a pulse"
             } else if self.events.is_some() && self.requote.load(Ordering::SeqCst) {
                 "a measurement changed"
-            } else if self.events.is_some() && registered.elapsed() >= self.cfg.requote_interval
-            {
+            } else if self.events.is_some() && registered.elapsed() >= self.cfg.requote_interval {
                 "requote_interval elapsed"
             } else {
                 continue;
