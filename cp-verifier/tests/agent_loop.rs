@@ -146,7 +146,7 @@ async fn finding06_agent_keeps_pulsing_while_the_requote_cannot_be_verified() {
     let http = reqwest::Client::new();
     let agent_url = format!("{}/api/v1/agents/node-loop", cp.base);
 
-    let view: Value = until(20, "registered in tier tdx, green", || async {
+    let view: Value = until(45, "registered in tier tdx, green", || async {
         let (s, v) = cp.get("/api/v1/agents/node-loop").await;
         (s == 200 && v["sequence"].as_u64()? >= 2 && v["badge"] == "green").then_some(v)
     })
@@ -158,7 +158,7 @@ async fn finding06_agent_keeps_pulsing_while_the_requote_cannot_be_verified() {
 
     // The collateral goes away: every re-quote from now on cannot be verified.
     std::fs::rename(&collateral, files.path().join("elsewhere.json")).unwrap();
-    let health: Value = until(20, "the agent sees its re-quote unverified", || async {
+    let health: Value = until(45, "the agent sees its re-quote unverified", || async {
         let (_, h) = get(&http, &format!("{}/health", n.api)).await;
         let h = json(&h);
         (!h["requote_failed"].is_null()).then_some(h)
@@ -175,7 +175,7 @@ async fn finding06_agent_keeps_pulsing_while_the_requote_cannot_be_verified() {
     let seq = cp.get("/api/v1/agents/node-loop").await.1["sequence"]
         .as_u64()
         .unwrap();
-    let view: Value = until(20, "pulses still accepted", || async {
+    let view: Value = until(45, "pulses still accepted", || async {
         let (_, v) = cp.get("/api/v1/agents/node-loop").await;
         (v["sequence"].as_u64()? >= seq + 5).then_some(v)
     })
@@ -196,13 +196,13 @@ async fn finding06_agent_keeps_pulsing_while_the_requote_cannot_be_verified() {
 
     // The upstream returns: the retried re-quote succeeds and clears it.
     std::fs::rename(files.path().join("elsewhere.json"), &collateral).unwrap();
-    let view: Value = until(20, "re-quoted after the outage", || async {
+    let view: Value = until(45, "re-quoted after the outage", || async {
         let (_, v) = cp.get("/api/v1/agents/node-loop").await;
         (v["state"] == "attested").then_some(v)
     })
     .await;
     assert_eq!(view["badge"], "green", "{view}");
-    until(10, "the agent's gate open again", || async {
+    until(30, "the agent's gate open again", || async {
         let (s, _) = get(&http, &format!("{}/api/v1/verify", n.api)).await;
         let (_, h) = get(&http, &format!("{}/health", n.api)).await;
         (s == 200 && json(&h)["requote_failed"].is_null()).then_some(())
@@ -242,7 +242,7 @@ async fn finding02_a_refused_pulse_closes_the_gate_at_once() {
 
     // The control plane's clock jumps: it refuses every pulse (422 ClockDesync).
     cp.clock.advance(Duration::from_secs(600));
-    let v: Value = until(10, "gate closed by the refusal", || async {
+    let v: Value = until(30, "gate closed by the refusal", || async {
         let (s, v) = get(&http, &format!("{}/api/v1/verify", n.api)).await;
         (s == 503).then(|| json(&v))
     })
@@ -254,7 +254,7 @@ async fn finding02_a_refused_pulse_closes_the_gate_at_once() {
         .contains("ClockDesync"));
     // Back in sync: pulses are accepted again and the gate reopens.
     clock.advance(Duration::from_secs(600));
-    until(10, "gate open again", || async {
+    until(30, "gate open again", || async {
         let (s, _) = get(&http, &format!("{}/api/v1/verify", n.api)).await;
         (s == 200).then_some(())
     })
@@ -273,7 +273,7 @@ async fn finding03_status_serves_no_envelope() {
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
     let n = node("node-status", false, &cp.base, clock, key).await;
     let http = reqwest::Client::new();
-    let status: String = until(20, "a few pulses accepted", || async {
+    let status: String = until(45, "a few pulses accepted", || async {
         let (s, t) = get(&http, &format!("{}/api/v1/status", n.api)).await;
         (s == 200 && json(&t)["pulses_accepted"].as_u64()? >= 2).then_some(t)
     })

@@ -294,19 +294,28 @@ async fn finding07_ten_thousand_workload_changes() {
     assert_eq!(view["attestation"]["event_log_bound"], 13);
     assert_eq!(view["badge"], "green", "{view}");
 
-    // The whole log is always within the body limit: the event cap comes first.
-    let line = serde_json::to_string(&eventlog::Rtmr3Event::new(
-        4095,
-        "workload_image",
-        &"x".repeat(eventlog::MAX_LINE - 200),
-        true,
-    ))
-    .unwrap();
-    assert!(line.len() < eventlog::MAX_LINE);
-    assert!(
-        2 * eventlog::MAX_LOG_BYTES + evidence::limits::MAX_ENVELOPE_BYTES
-            < evidence::api::MAX_REGISTER_BODY
-    );
+    // The whole log always fits a registration: the agent's log fills up (and stops
+    // extending) before its body could pass the limit, even with values that JSON
+    // escaping doubles.
+    let mut full = EventLog::open(None, None).unwrap();
+    let value = "\"".repeat(1000);
+    let err = loop {
+        if let Err(e) = full.record_always("workload_image", &value) {
+            break e;
+        }
+    };
+    assert!(matches!(err, guest_agent::rtmr::RtmrError::Full), "{err}");
+    let nonce = cp.challenge().await;
+    let req = RegisterRequest {
+        envelope: td.report(nonce, cp.now(), m.clone()),
+        evidence: RegisterEvidence {
+            quote: Some(base64::engine::general_purpose::STANDARD.encode(vec![0u8; 8 * 1024])),
+            event_log: Some(full.to_jsonl()),
+            ..Default::default()
+        },
+    };
+    let body = serde_json::to_vec(&req).unwrap().len();
+    assert!(body < evidence::api::MAX_REGISTER_BODY, "{body}");
 }
 
 #[tokio::test]

@@ -429,10 +429,11 @@ impl Agent {
             if let Err(e) = log.refresh() {
                 tracing::error!(error = %e, "cannot re-read the RTMR3 event log");
             }
-            match held.and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if n > 0 && n <= log.events().len() => {
-                    (log.to_jsonl_from(n), Some(n as u64))
-                }
+            match held {
+                Some(n) if n > 0 => match usize::try_from(n) {
+                    Ok(k) if k <= log.events().len() => (log.to_jsonl_from(k), Some(n)),
+                    _ => (log.to_jsonl(), None),
+                },
                 _ => (log.to_jsonl(), None),
             }
         })
