@@ -9,7 +9,7 @@
 //! checked for consistency with the report and recorded as claims, never as verified.
 //! Every refusal is an [`ApiError::Attestation`] (403) with a typed kind.
 
-use evidence::eventlog;
+use evidence::eventlog::{self, EventLogState};
 use evidence::report::HexBytes;
 use evidence::tdx::{Mr, TdReport};
 use policy::tdx::{evaluate_tdx, TdxFacts, TdxPolicy};
@@ -55,6 +55,10 @@ pub struct TdxAttestation {
     /// What ages, and what re-attestation needs (absent in older records).
     #[serde(default)]
     pub freshness: TdxFreshness,
+    /// The replayed RTMR3 log (count, value, last bound value of each kind): the
+    /// prefix the agent's next registration may continue instead of resending it.
+    #[serde(default)]
+    pub event_log_state: Option<EventLogState>,
 }
 
 /// The dates after which the evidence no longer holds, and the quote kept to verify
@@ -93,6 +97,81 @@ impl TdxAttestation {
             provenance_until: self.provenance.as_ref().map(|p| p.cached_until),
         }
     }
+}
+
+/// The RTMR3 event log as a registration presents it: the JSON lines, from which
+/// event on (`event_log_from`), and the prefix the control plane holds for the agent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventLogInput<'a> {
+    pub text: Option<&'a str>,
+    /// The first event's `seq` (0 or absent: the whole log).
+    pub from: Option<u64>,
+    /// What this control plane replayed at the agent's last registration.
+    pub held: Option<&'a EventLogState>,
+}
+
+impl<'a> From<Option<&'a str>> for EventLogInput<'a> {
+    /// The whole log.
+    fn from(text: Option<&'a str>) -> Self {
+        EventLogInput {
+            text,
+            from: None,
+            held: None,
+        }
+    }
+}
+
+/// The measurement the report itself gives for an event kind; `None` where the
+/// report has none to compare (a list its collector could not read).
+fn reported_value(kind: &str, m: &evidence::Measurements) -> Option<String> {
+    match kind {
+        eventlog::KIND_AGENT_BINARY => Some(m.agent_binary.to_hex()),
+        eventlog::KIND_POLICY => Some(m.policy.digest.to_hex()),
+        eventlog::KIND_WORKLOAD_SET => m
+            .workloads
+            .as_ref()
+            .filter(|w| w.digest.is_some())
+            .and_then(|w| w.items.as_deref())
+            .map(eventlog::workload_set_value),
+        eventlog::KIND_EBPF => m.ebpf.as_ref().and_then(|e| e.digest).map(|d| d.to_hex()),
+        _ => None,
+    }
+}
+
+/// Ties the replayed RTMR3 log to the report: the last bound value of each kind the
+/// report measures must be the report's own value (a log saying `agent_binary=aa`
+/// beside a report saying `bb` is refused), and a log with any bound event must bind
+/// the agent binary and the policy. Refusal: 403 `EventLogMismatch`.
+pub fn check_event_log_matches(
+    a: &TdxAttestation,
+    m: &evidence::Measurements,
+) -> Result<(), ApiError> {
+    let Some(state) = &a.event_log_state else {
+        return Ok(());
+    };
+    if state.bound == 0 {
+        return Ok(());
+    }
+    for kind in eventlog::BOUND_KINDS {
+        let logged = state.last.get(kind);
+        let reported = reported_value(kind, m);
+        match (logged, reported) {
+            (Some(l), Some(r)) if *l != r => {
+                return Err(refuse(
+                    "EventLogMismatch",
+                    format!("the RTMR3 log's last bound {kind} is {l}, but the report says {r}"),
+                ))
+            }
+            (None, _) if kind == eventlog::KIND_AGENT_BINARY || kind == eventlog::KIND_POLICY => {
+                return Err(refuse(
+                    "EventLogMismatch",
+                    format!("the RTMR3 log binds events but never the {kind}"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The reasons `a` gives at `now_ns` because it aged: collateral past `nextUpdate`,
@@ -236,10 +315,10 @@ impl TdxVerifier {
 
     /// Verifies a quote bound to a report whose binding is `expected_report_data`,
     /// with the agent's RTMR3 event log, at `now_ns`.
-    pub async fn verify_quote(
+    pub async fn verify_quote<'a>(
         &self,
         raw: &[u8],
-        event_log: Option<&str>,
+        event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
         now_ns: u64,
     ) -> Result<TdxAttestation, ApiError> {
@@ -399,10 +478,10 @@ impl TdxVerifier {
 
     /// Checks a TDREPORT (tier `tdx-report`) for consistency with its report. Its
     /// fields are recorded as claims.
-    pub fn check_tdreport(
+    pub fn check_tdreport<'a>(
         &self,
         raw: &[u8],
-        event_log: Option<&str>,
+        event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
         now_ns: u64,
     ) -> Result<TdxAttestation, ApiError> {
@@ -420,16 +499,48 @@ impl TdxVerifier {
         self.judge(facts, event_log, expected_report_data, now_ns)
     }
 
-    fn judge(
+    fn judge<'a>(
         &self,
         f: Facts<'_>,
-        event_log: Option<&str>,
+        event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
         now_ns: u64,
     ) -> Result<TdxAttestation, ApiError> {
-        let events = eventlog::parse_jsonl(event_log.unwrap_or("").as_bytes())
+        let input: EventLogInput<'a> = event_log.into();
+        let from = input.from.unwrap_or(0);
+        let base = if from == 0 {
+            EventLogState::default()
+        } else {
+            match input.held {
+                Some(h) if h.count == from => h.clone(),
+                held => {
+                    return Err(ApiError::EventLogPrefix {
+                        kind: "EventLogPrefixUnknown",
+                        detail: format!(
+                            "the registration continues an RTMR3 log after {from} events, but this \
+                             control plane holds {}; send the whole log",
+                            held.map_or("none".to_string(), |h| format!("{} events", h.count))
+                        ),
+                    })
+                }
+            }
+        };
+        let events = eventlog::parse_jsonl_from(input.text.unwrap_or("").as_bytes(), from)
             .map_err(|e| refuse("MalformedEventLog", e.to_string()))?;
+        let state = base.extend(&events);
         let b = f.body;
+        if from > 0 && state.rtmr3.0 != b.rtmrs[3].0 {
+            // The prefix held here is not this TD's (it restarted, or the record is
+            // from another life): the whole log decides, strictly.
+            return Err(ApiError::EventLogPrefix {
+                kind: "EventLogPrefixMismatch",
+                detail: format!(
+                    "the {from} events held here and the {} sent do not replay to the quoted \
+                     RTMR3; send the whole log",
+                    events.len()
+                ),
+            });
+        }
         let rtmrs = [b.rtmrs[0].0, b.rtmrs[1].0, b.rtmrs[2].0, b.rtmrs[3].0];
         let verdict = evaluate_tdx(
             &self.policy,
@@ -441,7 +552,7 @@ impl TdxVerifier {
                 expected_report_data,
                 mrtd: b.mrtd.0,
                 rtmrs,
-                rtmr3_replayed: eventlog::replay(&events),
+                rtmr3_replayed: state.rtmr3.0,
                 mrtd_attested: f.provenance.is_some(),
                 rtmrs_attested: f.rtmrs_attested,
             },
@@ -467,12 +578,13 @@ impl TdxVerifier {
             mrtd: b.mrtd,
             rtmrs: b.rtmrs,
             td_attributes: b.td_attributes,
-            event_log_events: events.len(),
-            event_log_bound: events.iter().filter(|e| e.bound).count(),
+            event_log_events: usize::try_from(state.count).unwrap_or(usize::MAX),
+            event_log_bound: usize::try_from(state.bound).unwrap_or(usize::MAX),
             verified_at_ns: now_ns,
             provenance: f.provenance,
             reasons: verdict.reasons,
             freshness: TdxFreshness::default(),
+            event_log_state: Some(state),
         })
     }
 }

@@ -51,6 +51,18 @@ pub enum ApiError {
     /// Storage is unavailable; nothing was recorded, the client may retry.
     #[error("StoreUnavailable")]
     StoreUnavailable(String),
+    /// A known agent's fresh evidence could not be verified because an upstream the
+    /// verification needs (collateral, provenance, storage) is unavailable: not a
+    /// judgement of the agent, which keeps its current registration. `upstream` is the
+    /// upstream's own kind (`CollateralUnavailable`, `ProvenanceUnavailable`, ...).
+    #[error("UpstreamUnavailable: {upstream}: {detail}")]
+    UpstreamUnavailable { upstream: String, detail: String },
+    /// A registration sent only the tail of its RTMR3 event log, and this control
+    /// plane does not hold the prefix it continues (`EventLogPrefixUnknown`) or the
+    /// prefix does not lead to the quoted RTMR3 (`EventLogPrefixMismatch`): send the
+    /// whole log.
+    #[error("{kind}: {detail}")]
+    EventLogPrefix { kind: &'static str, detail: String },
     #[error("Internal")]
     Internal(String),
     /// The agent may no longer speak: deleted or disabled by an operator, its
@@ -66,7 +78,10 @@ pub enum ApiError {
 impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { kind, .. } | ApiError::Attestation { kind, .. } => kind,
+            ApiError::BadRequest { kind, .. }
+            | ApiError::Attestation { kind, .. }
+            | ApiError::EventLogPrefix { kind, .. } => kind,
+            ApiError::UpstreamUnavailable { .. } => "UpstreamUnavailable",
             ApiError::TooLarge(_) => "TooLarge",
             ApiError::BadSignature(_) => "BadSignature",
             ApiError::BadChallenge(_) => "BadChallenge",
@@ -99,7 +114,10 @@ impl ApiError {
             ApiError::Replay(_) => StatusCode::CONFLICT,
             ApiError::ClockDesync(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_) | ApiError::UpstreamUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::EventLogPrefix { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Revoked(_) | ApiError::Withdrawn(_) => StatusCode::FORBIDDEN,
         }
@@ -107,9 +125,13 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
-            ApiError::BadRequest { detail, .. } | ApiError::Attestation { detail, .. } => {
-                detail.clone()
-            }
+            ApiError::BadRequest { detail, .. }
+            | ApiError::Attestation { detail, .. }
+            | ApiError::EventLogPrefix { detail, .. } => detail.clone(),
+            ApiError::UpstreamUnavailable { upstream, detail } => format!(
+                "the control plane cannot verify fresh evidence now ({upstream}: {detail}); \
+                 the agent's current registration stays valid, retry later"
+            ),
             ApiError::TooLarge(d)
             | ApiError::BadSignature(d)
             | ApiError::BadChallenge(d)

@@ -18,13 +18,13 @@ use policy::{AgentFacts, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertKind, AlertSink};
-use crate::attest::{TdxAttestation, TdxVerifier};
+use crate::attest::{check_event_log_matches, EventLogInput, TdxAttestation, TdxVerifier};
 use crate::config::CpConfig;
 use crate::enroll::Enroller;
 use crate::error::ApiError;
 use crate::images::{ImageChecker, ImageService};
 use crate::judge::{inventory_reasons, judge, resolve_inventory, standing};
-use crate::store::{AgentRecord, AgentWrite, Expectations, Store, StoreError};
+use crate::store::{AgentRecord, AgentWrite, Expectations, RequoteFailure, Store, StoreError};
 use crate::supervise::Tasks;
 
 #[path = "revoke.rs"]
@@ -506,18 +506,46 @@ impl ControlPlane {
         }
         // The hardware evidence last among the report checks: it is the costly one
         // (collateral may be fetched), and it needs the report to be otherwise sound.
+        // A known TDX agent: its record holds the RTMR3 log prefix this registration
+        // may continue, and an upstream outage keeps its current registration.
+        let prior = match report.tier {
+            Tier::Tdx | Tier::TdxReport => self
+                .store
+                .get_agent(&report.agent_id)
+                .await
+                .map_err(store_err)?,
+            _ => None,
+        };
         let attestation = match report.tier {
             Tier::Tdx | Tier::TdxReport => {
                 let raw = decode_platform_evidence(&req.evidence)?;
-                let log = req.evidence.event_log.as_deref();
+                let log = EventLogInput {
+                    text: req.evidence.event_log.as_deref(),
+                    from: req.evidence.event_log_from,
+                    held: prior
+                        .as_ref()
+                        .and_then(|p| p.attestation.as_ref())
+                        .and_then(|a| a.event_log_state.as_ref()),
+                };
                 let binding = evidence::report_data(&env);
                 let checked = if report.tier == Tier::Tdx {
                     self.tdx.verify_quote(&raw, log, binding, now).await
                 } else {
                     self.tdx.check_tdreport(&raw, log, binding, now)
                 };
+                // The log must say what the report says, not only what RTMR3 says.
+                let checked = checked.and_then(|a| {
+                    check_event_log_matches(&a, &measurements)?;
+                    Ok(a)
+                });
                 match checked {
                     Ok(a) => Some(a),
+                    // A protocol step, not a refusal: the agent sends its whole log.
+                    Err(e @ ApiError::EventLogPrefix { .. }) => return Err(e),
+                    Err(e) if prior.is_some() && upstream_kind(&e).is_some() => {
+                        let old = prior.as_ref().ok_or_else(|| e.clone())?;
+                        return Err(self.requote_failed(old, &e, now).await);
+                    }
                     Err(e) => {
                         self.alert_with_cooldown(
                             &report.agent_id,
@@ -676,7 +704,58 @@ impl ControlPlane {
             verdict,
             chain_head: head,
             workloads: badges,
+            event_log_events: attestation
+                .as_ref()
+                .and_then(|a| a.event_log_state.as_ref())
+                .map(|s| s.count),
         })
+    }
+
+    /// A known agent's re-registration that an upstream outage kept from being
+    /// verified: recorded on the agent (`RequoteFailed`, yellow, until a registration
+    /// succeeds), which keeps its key and chain; answered 503 `UpstreamUnavailable`.
+    async fn requote_failed(&self, old: &AgentRecord, e: &ApiError, now: u64) -> ApiError {
+        let upstream = upstream_kind(e).unwrap_or("Upstream").to_string();
+        let detail = match e {
+            ApiError::Attestation { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        let out = ApiError::UpstreamUnavailable {
+            upstream: upstream.clone(),
+            detail: detail.clone(),
+        };
+        // `register` consumed the report's challenge before any check: only a report
+        // answering an open challenge gets here, so a replayed report cannot mark an agent.
+        let reason = format!("{upstream}: {detail}");
+        let mut next = old.clone();
+        next.requote_failed = Some(RequoteFailure {
+            at_ns: old.requote_failed.as_ref().map_or(now, |r| r.at_ns),
+            reason: reason.clone(),
+        });
+        next.version = old.version + 1;
+        let alerts = if self.cooldown_passed(&old.agent_id, AlertKind::AttestationRefused, now) {
+            vec![Alert::new(
+                now,
+                &old.agent_id,
+                AlertKind::AttestationRefused,
+                format!("re-quote not verified, upstream unavailable (agent keeps its registration): {reason}"),
+            )]
+        } else {
+            Vec::new()
+        };
+        if let Err(err) = self
+            .persist(AgentWrite {
+                record: next,
+                expected_version: Some(old.version),
+                nonce: None,
+                alerts,
+                chain_only: false,
+            })
+            .await
+        {
+            tracing::warn!(agent_id = %old.agent_id, error = %err, "could not record a failed re-quote");
+        }
+        out
     }
 
     async fn load(&self, agent_id: &str, fresh: bool) -> Result<Option<AgentRecord>, ApiError> {
@@ -1104,6 +1183,18 @@ impl ControlPlane {
             // Evidence ages: collateral, PCK chain, quote and provenance judged at `now`.
             reasons.extend(crate::attest::age_reasons(a, now, &self.cfg.policy));
         }
+        if let Some(f) = &rec.requote_failed {
+            reasons.push(policy::Reason {
+                code: policy::ReasonCode::RequoteFailed,
+                status: policy::Status::Warn,
+                detail: format!(
+                    "the control plane cannot verify this agent's fresh quote for {}s (the agent \
+                     is alive and pulsing on its last verified registration): {}",
+                    now.saturating_sub(f.at_ns) / 1_000_000_000,
+                    f.reason
+                ),
+            });
+        }
         reasons.extend(inventory_reasons(&rec.lkg, &rec.current));
         reasons.extend(self.revocation_reasons(rec, now));
         Verdict::from_reasons(reasons)
@@ -1237,6 +1328,9 @@ impl ControlPlane {
                 .any(|r| r.code == policy::ReasonCode::Blinded)
         {
             "blinded"
+        } else if rec.requote_failed.is_some() && verdict.status != policy::Status::Fail {
+            // Alive and pulsing; the control plane cannot renew its evidence.
+            "requote-failed"
         } else {
             match verdict.status {
                 policy::Status::Pass => "attested",
@@ -1677,7 +1771,23 @@ fn new_record(
         ever_tdx: report.tier == Tier::Tdx,
         allowed_tier: None,
         stale_replays_refused: 0,
+        requote_failed: None,
         version: 0,
+    }
+}
+
+/// The upstream whose outage made a verification fail, if that is why it failed:
+/// collateral (PCS/PCCS), provenance (GitHub) or the store. Anything else is a
+/// judgement of the evidence.
+fn upstream_kind(e: &ApiError) -> Option<&'static str> {
+    match e {
+        ApiError::Attestation { kind, .. }
+            if matches!(*kind, "CollateralUnavailable" | "ProvenanceUnavailable") =>
+        {
+            Some(kind)
+        }
+        ApiError::StoreUnavailable(_) => Some("StoreUnavailable"),
+        _ => None,
     }
 }
 

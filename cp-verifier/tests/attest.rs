@@ -108,12 +108,15 @@ async fn each_failed_check_is_a_typed_403() {
         serde_json::to_string(&Rtmr3Event::new(0, "agent_binary", &"aa".repeat(32), true)).unwrap()
     );
     assert_eq!(
-        kind(v.verify_quote(&q, Some(&log), rd, AT_NS).await),
+        kind(v.verify_quote(&q, Some(log.as_str()), rd, AT_NS).await),
         "Rtmr3Mismatch"
     );
     // The same event unbound replays to zero: accepted.
     let unbound = log.replace("\"bound\":true", "\"bound\":false");
-    let a = v.verify_quote(&q, Some(&unbound), rd, AT_NS).await.unwrap();
+    let a = v
+        .verify_quote(&q, Some(unbound.as_str()), rd, AT_NS)
+        .await
+        .unwrap();
     assert_eq!((a.event_log_events, a.event_log_bound), (1, 0));
     assert_eq!(
         kind(v.verify_quote(&q, Some("{not json"), rd, AT_NS).await),

@@ -6,8 +6,15 @@ use crate::dsse::Envelope;
 use crate::report::{Digest32, Tier};
 use crate::verdict::{Reason, Status, Verdict};
 
-/// Largest request body the control plane reads on `/register`.
-pub const MAX_REGISTER_BODY: usize = 512 * 1024;
+/// Largest request body the control plane reads on `/register`: the report envelope,
+/// a whole RTMR3 event log (JSON-escaped inside the request, at most doubling it), and
+/// room for the quote and certificate chain. Derived from the event log's own cap, so
+/// an agent's log fills up (and stops growing) before its registration could be too
+/// large to be read.
+pub const MAX_REGISTER_BODY: usize = crate::limits::MAX_ENVELOPE_BYTES
+    + 2 * crate::eventlog::MAX_LOG_BYTES
+    + 4 * crate::tdx::MAX_QUOTE_BYTES / 3
+    + 128 * 1024;
 /// Largest request body on `/heartbeat`.
 pub const MAX_HEARTBEAT_BODY: usize = 96 * 1024;
 /// Largest certificate chain presented at registration.
@@ -30,6 +37,14 @@ pub struct RegisterEvidence {
     /// documents (TDX tiers). The control plane replays it against the quoted RTMR3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_log: Option<String>,
+    /// `event_log` holds only the events from this `seq` on: the control plane already
+    /// holds the ones before it (it said how many in the last
+    /// [`RegisterResponse::event_log_events`]). Absent or 0: the whole log. A control
+    /// plane that does not hold exactly that many answers 409 `EventLogPrefixUnknown`
+    /// (or `EventLogPrefixMismatch` when its prefix does not lead to the quoted RTMR3,
+    /// e.g. a restarted TD), and the agent sends the whole log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log_from: Option<u64>,
     /// PEM certificates, leaf first, for CA-based enrollment of the report key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_chain: Vec<String>,
@@ -55,6 +70,10 @@ pub struct RegisterResponse {
     /// The control plane's judgement of each reported workload (see [`WorkloadBadge`]).
     #[serde(default)]
     pub workloads: Vec<WorkloadBadge>,
+    /// How many RTMR3 events the control plane now holds for this agent (TDX tiers):
+    /// the next registration may send only the events after them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log_events: Option<u64>,
 }
 
 /// Answer to an accepted pulse (`POST /api/v1/heartbeat`, body: the pulse envelope).

@@ -116,6 +116,11 @@ pub enum ReasonCode {
     /// Re-verified against current collateral (or provenance), the stored quote is
     /// refused (revoked PCK, no matching TCB level, attestation withdrawn, ...).
     ReattestRefused,
+    /// The control plane could not verify the agent's fresh quote because an upstream
+    /// (PCS/PCCS collateral, GitHub provenance, its store) was unavailable: the agent
+    /// is alive and pulsing on its last verified registration, but its evidence is
+    /// not being renewed. Not the agent being silent (that is `PulseLate`/`Blinded`).
+    RequoteFailed,
 }
 
 impl ReasonCode {
@@ -159,6 +164,7 @@ impl ReasonCode {
             ReasonCode::QuoteStale => "QuoteStale",
             ReasonCode::ProvenanceStale => "ProvenanceStale",
             ReasonCode::ReattestRefused => "ReattestRefused",
+            ReasonCode::RequoteFailed => "RequoteFailed",
         }
     }
 }

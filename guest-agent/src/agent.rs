@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use evidence::api::{RegisterEvidence, RegisterRequest, WorkloadBadge};
+use evidence::eventlog;
 use evidence::limits::MAX_PULSE_PAYLOAD_BYTES;
 use evidence::report::{HexBytes, Nonce16};
 use evidence::verdict::Verdict;
@@ -20,7 +21,7 @@ use serde::Serialize;
 use crate::client::{Client, ClientError};
 use crate::clock::Clock;
 use crate::collect::{CollectError, Collector};
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, GateBadge};
 use crate::quote::{PlatformEvidence, QuoteError, QuoteProvider};
 use crate::rtmr::{Consistency, EventLog, RtmrError};
 use crate::signer::{Signer, SignerError};
@@ -62,10 +63,18 @@ pub struct AgentState {
     pub key_fingerprint: Option<String>,
     pub registered_at_ns: Option<u64>,
     pub last_pulse: Option<PulseInfo>,
-    /// The last pulse envelope sent (it travels in clear anyway; useful to debug).
-    pub last_pulse_envelope: Option<Envelope>,
-    /// The control plane's last verdict; `None` until it has given one.
+    /// The control plane's last verdict; `None` until it has given one, and again
+    /// after it refused us.
     pub verdict: Option<Verdict>,
+    /// When the control plane last confirmed `verdict` (an accepted registration or
+    /// pulse), by this node's clock. The gate expires `gate.expires_after_ms` later.
+    pub verdict_at_ns: Option<u64>,
+    /// What opens the start-up gate (`/api/v1/verify`).
+    pub gate: GateConfig,
+    /// The last re-quote (re-registration) could not be verified because the control
+    /// plane or an upstream it needs was unavailable: the agent keeps pulsing on its
+    /// current registration and retries. `None` once one succeeds.
+    pub requote_failed: Option<RequoteFailed>,
     pub last_error: Option<String>,
     pub pulses_accepted: u64,
     pub pulses_refused: u64,
@@ -77,6 +86,25 @@ pub struct AgentState {
     pub workload_badges: Vec<WorkloadBadge>,
     /// The RTMR3 event log (TDX tiers only).
     pub event_log: Option<EventLogInfo>,
+}
+
+/// The start-up gate's rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateConfig {
+    /// Verdict colours that open it.
+    pub accepts: Vec<GateBadge>,
+    /// How long a verdict stands without an accepted pulse: `missed_heartbeats x
+    /// heartbeat_interval`.
+    pub expires_after_ms: u64,
+}
+
+/// A re-quote the control plane could not verify (not a refusal).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequoteFailed {
+    /// First failure of the current run, this node's clock.
+    pub since_ns: u64,
+    pub attempts: u32,
+    pub error: String,
 }
 
 /// What `/health` and `/api/v1/status` say about the RTMR3 event log.
@@ -106,6 +134,34 @@ pub enum AgentError {
     Chain { path: String, detail: String },
 }
 
+impl AgentError {
+    /// A definitive refusal by the control plane: any 4xx but 429 (slow down) and
+    /// the 409 `EventLogPrefix*` answers (send the whole log). It clears the local
+    /// verdict and ends the chain.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            AgentError::Client(ClientError::Rejected { status, kind, .. }) => {
+                (400..500).contains(status) && *status != 429 && !kind.starts_with("EventLogPrefix")
+            }
+            _ => false,
+        }
+    }
+
+    /// The control plane (or an upstream it needs) is unavailable, and certainly did
+    /// not act on the request: nothing was sent (connection failed), or it answered
+    /// 429 or 5xx. A re-quote that fails this way keeps the current chain. A timeout
+    /// or garbled answer is not: the registration may have gone through.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            AgentError::Client(ClientError::Unsent(_)) => true,
+            AgentError::Client(ClientError::Rejected { status, .. }) => {
+                *status == 429 || (500..600).contains(status)
+            }
+            _ => false,
+        }
+    }
+}
+
 pub struct Agent {
     cfg: AgentConfig,
     signer: Option<Arc<dyn Signer>>,
@@ -125,6 +181,10 @@ pub struct Agent {
     /// A pulse could not carry a changed list (too large): register again, so the
     /// report carries it.
     reregister: AtomicBool,
+    /// How many RTMR3 events the control plane said it holds after our last
+    /// registration: the next one sends only the events after them. `None`: send the
+    /// whole log (new process, or the control plane lost them).
+    cp_events: Mutex<Option<u64>>,
 }
 
 /// The workloads and eBPF digests whose full lists the control plane has: a pulse
@@ -160,13 +220,6 @@ impl SentLists {
             ebpf: m.ebpf.as_ref().and_then(|e| e.digest),
         }
     }
-}
-
-/// Why the pulse loop hands back to registration.
-enum Leave {
-    Failed(AgentError),
-    /// A fresh quote is due (interval, or a measurement changed).
-    Requote(&'static str),
 }
 
 /// The chain position after the last accepted statement.
@@ -214,6 +267,18 @@ impl Agent {
         } else {
             None
         };
+        let gate = GateConfig {
+            accepts: cfg
+                .gate_accepts
+                .clone()
+                .unwrap_or_else(|| GateBadge::default_for(quote.tier())),
+            expires_after_ms: u64::try_from(
+                cfg.heartbeat_interval
+                    .saturating_mul(cfg.missed_heartbeats)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        };
         let state = AgentState {
             agent_id: cfg.agent_id.clone(),
             partition: cfg.partition.clone(),
@@ -222,8 +287,10 @@ impl Agent {
             key_fingerprint: signer.as_ref().map(|s| s.public_key().fingerprint()),
             registered_at_ns: None,
             last_pulse: None,
-            last_pulse_envelope: None,
             verdict: None,
+            verdict_at_ns: None,
+            gate,
+            requote_failed: None,
             last_error: None,
             pulses_accepted: 0,
             pulses_refused: 0,
@@ -244,11 +311,23 @@ impl Agent {
             workloads,
             sent: Mutex::new(SentLists::default()),
             reregister: AtomicBool::new(false),
+            cp_events: Mutex::new(None),
         })
     }
 
     pub fn state(&self) -> Arc<RwLock<AgentState>> {
         self.state.clone()
+    }
+
+    /// The clock the agent (and its gate) reads.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// The local API (`/health`, `/api/v1/verify`, `/api/v1/status`) over this
+    /// agent's state and clock.
+    pub fn router(&self) -> axum::Router {
+        crate::api::router(self.state(), self.clock())
     }
 
     fn update(&self, f: impl FnOnce(&mut AgentState)) {
@@ -284,20 +363,29 @@ impl Agent {
             let mut added = log.refresh()?;
             // The lists are logged by digest when complete; a list that could not be
             // read is no measurement (its state still reaches the control plane).
+            // The workloads are logged as the set of their images, so container
+            // restarts and re-creations do not grow the log; a changed image set does.
             let lists = [
-                ("workloads", m.workloads.as_ref().and_then(|w| w.digest)),
-                ("ebpf", m.ebpf.as_ref().and_then(|e| e.digest)),
+                (
+                    eventlog::KIND_WORKLOAD_SET,
+                    m.workloads
+                        .as_ref()
+                        .filter(|w| w.digest.is_some())
+                        .and_then(|w| w.items.as_deref())
+                        .map(eventlog::workload_set_value),
+                ),
+                (
+                    eventlog::KIND_EBPF,
+                    m.ebpf.as_ref().and_then(|e| e.digest).map(|d| d.to_hex()),
+                ),
             ];
             for (kind, value) in [
-                ("agent_binary", m.agent_binary.to_hex()),
-                ("policy", m.policy.digest.to_hex()),
+                (eventlog::KIND_AGENT_BINARY, m.agent_binary.to_hex()),
+                (eventlog::KIND_POLICY, m.policy.digest.to_hex()),
             ]
             .into_iter()
-            .chain(
-                lists
-                    .into_iter()
-                    .filter_map(|(k, d)| d.map(|d| (k, d.to_hex()))),
-            ) {
+            .chain(lists.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))))
+            {
                 match log.record(kind, &value) {
                     Ok(a) => added |= a,
                     // A full log stops extending; the change still reaches the control
@@ -330,8 +418,10 @@ impl Agent {
         Ok(m)
     }
 
-    /// The RTMR3 event log as sent at registration (TDX tiers).
-    fn event_log_jsonl(&self) -> Option<String> {
+    /// The RTMR3 event log as sent at registration (TDX tiers): the events after
+    /// those the control plane holds, with where they start, or the whole log.
+    fn event_log_jsonl(&self) -> Option<(String, Option<u64>)> {
+        let held = *self.cp_events.lock().unwrap_or_else(|e| e.into_inner());
         self.events.as_ref().map(|l| {
             let mut log = l.lock().unwrap_or_else(|e| e.into_inner());
             // Another process (`guest-agent pull`) may have extended RTMR3 and logged
@@ -339,7 +429,13 @@ impl Agent {
             if let Err(e) = log.refresh() {
                 tracing::error!(error = %e, "cannot re-read the RTMR3 event log");
             }
-            log.to_jsonl()
+            match held {
+                Some(n) if n > 0 => match usize::try_from(n) {
+                    Ok(k) if k <= log.events().len() => (log.to_jsonl_from(k), Some(n)),
+                    _ => (log.to_jsonl(), None),
+                },
+                _ => (log.to_jsonl(), None),
+            }
         })
     }
 
@@ -413,8 +509,25 @@ impl Agent {
         Ok(certs)
     }
 
+    /// Registers (a fresh quote). Sends only the RTMR3 events the control plane does
+    /// not hold; when it does not hold the ones we assumed, sends the whole log.
     async fn register(&self) -> Result<Chain, AgentError> {
-        self.update(|s| s.phase = Phase::Registering);
+        match self.register_once().await {
+            Err(AgentError::Client(ClientError::Rejected { kind, detail, .. }))
+                if kind.starts_with("EventLogPrefix") =>
+            {
+                tracing::info!(%kind, %detail, "the control plane does not hold our RTMR3 log prefix; sending the whole log");
+                *self.cp_events.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.register_once().await
+            }
+            r => r,
+        }
+    }
+
+    async fn register_once(&self) -> Result<Chain, AgentError> {
+        if self.state.read().unwrap_or_else(|e| e.into_inner()).phase != Phase::Pulsing {
+            self.update(|s| s.phase = Phase::Registering);
+        }
         let challenge = self.client.challenge().await?;
         let measurements = self.measure().await?;
         // The quote taken below covers every event logged so far.
@@ -435,6 +548,10 @@ impl Agent {
                 );
             }
         }
+        let (event_log, event_log_from) = match self.event_log_jsonl() {
+            Some((log, from)) => (Some(log), from),
+            None => (None, None),
+        };
         let req = RegisterRequest {
             envelope: env.clone(),
             evidence: RegisterEvidence {
@@ -442,7 +559,8 @@ impl Agent {
                     .quote
                     .map(|q| base64::engine::general_purpose::STANDARD.encode(q)),
                 certificate_chain: self.certificate_chain()?,
-                event_log: self.event_log_jsonl(),
+                event_log,
+                event_log_from,
             },
         };
         let resp = self.client.register(&req).await?;
@@ -464,11 +582,14 @@ impl Agent {
         let now = self.clock.now_ns();
         // The first pulse after a registration carries the full lists again.
         *self.sent.lock().unwrap_or_else(|e| e.into_inner()) = SentLists::default();
+        *self.cp_events.lock().unwrap_or_else(|e| e.into_inner()) = resp.event_log_events;
         self.reregister.store(false, Ordering::SeqCst);
         self.update(|s| {
             s.phase = Phase::Pulsing;
             s.registered_at_ns = Some(now);
             s.verdict = Some(resp.verdict.clone());
+            s.verdict_at_ns = Some(now);
+            s.requote_failed = None;
             s.last_error = None;
             s.measurements = Some(measurements);
             s.workload_badges = resp.workloads;
@@ -508,8 +629,8 @@ impl Agent {
                         issued_at_ns: pulse_time,
                         digest,
                     });
-                    s.last_pulse_envelope = Some(env);
                     s.verdict = Some(resp.verdict);
+                    s.verdict_at_ns = Some(pulse_time);
                     s.last_error = None;
                     s.pulses_accepted += 1;
                     s.measurements = Some(measurements);
@@ -523,9 +644,12 @@ impl Agent {
             }
             Err(e) if e.kind() == Some("ClockDesync") => {
                 tracing::warn!(error = %e, "pulse refused: this node's clock is out of sync with the control plane; check NTP");
+                // A refusal: the gate closes until a pulse is accepted again.
                 self.update(|s| {
                     s.last_error = Some(e.to_string());
                     s.pulses_refused += 1;
+                    s.verdict = None;
+                    s.verdict_at_ns = None;
                 });
                 Ok(None)
             }
@@ -547,35 +671,10 @@ impl Agent {
         let mut failures: u32 = 0;
         loop {
             match self.register().await {
-                Ok(mut chain) => {
+                Ok(chain) => {
                     failures = 0;
-                    let registered = tokio::time::Instant::now();
-                    let mut ticker = tokio::time::interval(self.cfg.heartbeat_interval);
-                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let leave = loop {
-                        ticker.tick().await;
-                        match self.pulse_once(chain).await {
-                            Ok(Some(next)) => chain = next,
-                            Ok(None) => {}
-                            Err(e) => break Leave::Failed(e),
-                        }
-                        if self.reregister.load(Ordering::SeqCst) {
-                            break Leave::Requote("a changed list did not fit a pulse");
-                        }
-                        if self.events.is_some() {
-                            if self.requote.load(Ordering::SeqCst) {
-                                break Leave::Requote("a measurement changed");
-                            }
-                            if registered.elapsed() >= self.cfg.requote_interval {
-                                break Leave::Requote("requote_interval elapsed");
-                            }
-                        }
-                    };
-                    match leave {
-                        Leave::Failed(err) => self.note_failure(&err),
-                        Leave::Requote(why) => {
-                            tracing::info!(why, "taking a fresh quote: registering again");
-                        }
+                    if let Err(e) = self.pulse_loop(chain).await {
+                        self.note_failure(&e);
                     }
                 }
                 Err(e) => {
@@ -589,17 +688,87 @@ impl Agent {
         }
     }
 
+    /// Pulses on `chain`, taking a fresh quote (re-registering) when one is due.
+    /// Returns the error that ended the chain: a pulse that failed, or a re-quote the
+    /// control plane refused. A re-quote it could not verify for an upstream outage
+    /// (or could not be sent) does not end it: the agent keeps pulsing on the
+    /// current registration, which stays valid, and retries with backoff.
+    async fn pulse_loop(&self, mut chain: Chain) -> Result<(), AgentError> {
+        let mut registered = tokio::time::Instant::now();
+        let mut requote_failures: u32 = 0;
+        let mut requote_not_before = tokio::time::Instant::now();
+        let mut ticker = tokio::time::interval(self.cfg.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Some(next) = self.pulse_once(chain).await? {
+                chain = next;
+            }
+            let why = if self.reregister.load(Ordering::SeqCst) {
+                "a changed list did not fit a pulse"
+            } else if self.events.is_some() && self.requote.load(Ordering::SeqCst) {
+                "a measurement changed"
+            } else if self.events.is_some() && registered.elapsed() >= self.cfg.requote_interval {
+                "requote_interval elapsed"
+            } else {
+                continue;
+            };
+            if tokio::time::Instant::now() < requote_not_before {
+                continue;
+            }
+            tracing::info!(why, "taking a fresh quote: registering again");
+            match self.register().await {
+                Ok(next) => {
+                    chain = next;
+                    registered = tokio::time::Instant::now();
+                    requote_failures = 0;
+                }
+                Err(e) if e.is_unavailable() => {
+                    requote_failures = requote_failures.saturating_add(1);
+                    let delay = backoff(requote_failures, self.cfg.max_backoff);
+                    requote_not_before = tokio::time::Instant::now() + delay;
+                    // Still due: the quote the control plane holds is the old one.
+                    self.requote.store(true, Ordering::SeqCst);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis(),
+                        "fresh quote not verified (control plane or an upstream unavailable); \
+                         pulsing on the current registration");
+                    let now = self.clock.now_ns();
+                    self.update(|s| {
+                        s.phase = Phase::Pulsing;
+                        s.last_error = Some(e.to_string());
+                        let since_ns = s.requote_failed.as_ref().map_or(now, |r| r.since_ns);
+                        s.requote_failed = Some(RequoteFailed {
+                            since_ns,
+                            attempts: requote_failures,
+                            error: e.to_string(),
+                        });
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn note_failure(&self, e: &AgentError) {
         let phase = match e {
-            AgentError::Client(ClientError::Transport(_)) => Phase::Unreachable,
+            AgentError::Client(ClientError::Transport(_) | ClientError::Unsent(_)) => {
+                Phase::Unreachable
+            }
             _ => Phase::Refused,
         };
-        tracing::warn!(error = %e, "lost the control plane; will register again");
+        let refused = e.is_refusal();
+        tracing::warn!(error = %e, refused, "lost the control plane; will register again");
         self.update(|s| {
             s.phase = phase;
             s.last_error = Some(e.to_string());
             if matches!(e, AgentError::Client(ClientError::Rejected { .. })) {
                 s.pulses_refused += 1;
+            }
+            // Refused (e.g. revoked, unenrolled, evidence refused): the gate closes at
+            // once. Otherwise the verdict stands until it expires.
+            if refused {
+                s.verdict = None;
+                s.verdict_at_ns = None;
             }
         });
     }

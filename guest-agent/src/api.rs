@@ -2,6 +2,12 @@
 //!
 //! Read-only and meant for the node itself (it listens on loopback by default): other
 //! services gate their start-up on `/api/v1/verify`.
+//!
+//! The gate fails closed, over time too: it opens only on a verdict the control plane
+//! confirmed (an accepted registration or pulse) within the last `missed_heartbeats x
+//! heartbeat_interval`, checked against the clock at each request, whose colour is in
+//! `gate_accepts`. A refusal by the control plane clears the verdict at once. The
+//! status page never serves a signed pulse (anyone on the node could replay it).
 
 use std::sync::{Arc, RwLock};
 
@@ -12,34 +18,82 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use evidence::verdict::Status;
+use evidence::verdict::{Status, Verdict};
 
 use crate::agent::AgentState;
+use crate::clock::Clock;
 
-type Shared = Arc<RwLock<AgentState>>;
+#[derive(Clone)]
+struct Local {
+    state: Arc<RwLock<AgentState>>,
+    clock: Arc<dyn Clock>,
+}
 
-pub fn router(state: Shared) -> Router {
+pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/verify", get(verify))
         .route("/api/v1/status", get(status))
-        .with_state(state)
+        .with_state(Local { state, clock })
 }
 
-fn snapshot(s: &Shared) -> AgentState {
-    s.read().unwrap_or_else(|e| e.into_inner()).clone()
+fn snapshot(l: &Local) -> (AgentState, u64) {
+    let s = l.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+    (s, l.clock.now_ns())
 }
 
-/// The verdict as shown locally: the control plane's, or `unknown` when it has none.
-fn verdict_json(s: &AgentState) -> serde_json::Value {
-    match &s.verdict {
-        Some(v) => json!({"status": v.status, "badge": v.status.badge(), "reasons": v.reasons}),
-        None => json!({"status": "unknown", "badge": "unknown", "reasons": []}),
+/// The verdict as the node may rely on it at `now`: the control plane's while it
+/// stands; `unknown` when there is none (never given, or cleared by a refusal) or it
+/// expired (no accepted pulse for `gate.expires_after_ms`).
+pub fn local_verdict(s: &AgentState, now: u64) -> Result<&Verdict, &'static str> {
+    let Some(v) = &s.verdict else {
+        return Err("NoVerdict");
+    };
+    let Some(at) = s.verdict_at_ns else {
+        return Err("NoVerdict");
+    };
+    let window = s.gate.expires_after_ms.saturating_mul(1_000_000);
+    if now.saturating_sub(at) > window {
+        return Err("VerdictExpired");
+    }
+    Ok(v)
+}
+
+/// Whether the start-up gate is open at `now`, and the verdict shown with it.
+pub fn gate(s: &AgentState, now: u64) -> (bool, serde_json::Value) {
+    let v = local_verdict(s, now);
+    let open = v
+        .as_ref()
+        .is_ok_and(|v| s.gate.accepts.iter().any(|b| b.matches(v.status)));
+    (open, verdict_json(s, now))
+}
+
+/// The verdict as shown locally (see [`local_verdict`]).
+fn verdict_json(s: &AgentState, now: u64) -> serde_json::Value {
+    match local_verdict(s, now) {
+        Ok(v) => json!({"status": v.status, "badge": v.status.badge(), "reasons": v.reasons}),
+        Err(code) => {
+            let detail = match code {
+                "VerdictExpired" => format!(
+                    "no pulse accepted by the control plane for more than {} ms \
+                     (missed_heartbeats x heartbeat_interval); last error: {}",
+                    s.gate.expires_after_ms,
+                    s.last_error.as_deref().unwrap_or("none")
+                ),
+                _ => format!(
+                    "the control plane has not given a standing verdict; last error: {}",
+                    s.last_error.as_deref().unwrap_or("none")
+                ),
+            };
+            json!({"status": "unknown", "badge": "unknown", "reasons": [
+                {"code": code, "status": "unknown", "detail": detail}
+            ]})
+        }
     }
 }
 
-async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
-    let s = snapshot(&s);
+async fn health(State(l): State<Local>) -> Json<serde_json::Value> {
+    let (s, now) = snapshot(&l);
     Json(json!({
         "agent_id": s.agent_id,
         "state": s.phase,
@@ -47,7 +101,9 @@ async fn health(State(s): State<Shared>) -> Json<serde_json::Value> {
         "event_log": s.event_log,
         "attestation": if s.key_fingerprint.is_some() { "enabled" } else { "disabled" },
         "last_pulse": s.last_pulse,
-        "verdict": verdict_json(&s),
+        "verdict": verdict_json(&s, now),
+        "gate": {"open": gate(&s, now).0, "accepts": s.gate.accepts, "expires_after_ms": s.gate.expires_after_ms},
+        "requote_failed": s.requote_failed,
         "last_error": s.last_error,
         "deployments": deployments(&s),
         "collectors": collectors(&s),
@@ -167,9 +223,9 @@ pub fn rfc3339(ns: u64) -> String {
         .unwrap_or_else(|_| format!("{ns} ns"))
 }
 
-async fn verify(State(s): State<Shared>) -> Response {
-    let s = snapshot(&s);
-    let ok = s.verdict.as_ref().is_some_and(|v| v.status.acceptable());
+async fn verify(State(l): State<Local>) -> Response {
+    let (s, now) = snapshot(&l);
+    let (ok, verdict) = gate(&s, now);
     let code = if ok {
         StatusCode::OK
     } else {
@@ -177,13 +233,13 @@ async fn verify(State(s): State<Shared>) -> Response {
     };
     (
         code,
-        Json(json!({"acceptable": ok, "verdict": verdict_json(&s)})),
+        Json(json!({"acceptable": ok, "accepts": s.gate.accepts, "verdict": verdict})),
     )
         .into_response()
 }
 
-async fn status(State(s): State<Shared>) -> Json<AgentState> {
-    Json(snapshot(&s))
+async fn status(State(l): State<Local>) -> Json<AgentState> {
+    Json(snapshot(&l).0)
 }
 
 #[cfg(test)]
@@ -232,8 +288,13 @@ mod tests {
             key_fingerprint: None,
             registered_at_ns: None,
             last_pulse: None,
-            last_pulse_envelope: None,
             verdict: None,
+            verdict_at_ns: None,
+            gate: crate::agent::GateConfig {
+                accepts: vec![crate::config::GateBadge::Green],
+                expires_after_ms: 3000,
+            },
+            requote_failed: None,
             last_error: None,
             pulses_accepted: 0,
             pulses_refused: 0,
@@ -285,5 +346,163 @@ mod tests {
         assert_eq!(d[1]["verified_at"], serde_json::Value::Null);
         assert_eq!(d[2]["attestation_status"], "unknown");
         assert_eq!(d[2]["image_digest"], serde_json::Value::Null);
+    }
+
+    /// A clock the test moves by hand.
+    struct ManualClock(std::sync::atomic::AtomicU64);
+    impl Clock for ManualClock {
+        fn now_ns(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+    impl ManualClock {
+        fn set(&self, ns: u64) {
+            self.0.store(ns, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    const T: u64 = 1_800_000_000_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    fn state(status: Status, accepts: Vec<crate::config::GateBadge>) -> AgentState {
+        AgentState {
+            agent_id: "n".into(),
+            partition: "default".into(),
+            phase: crate::agent::Phase::Pulsing,
+            tier: evidence::Tier::Tdx,
+            key_fingerprint: Some("k".into()),
+            registered_at_ns: Some(T),
+            last_pulse: None,
+            verdict: Some(Verdict {
+                status,
+                reasons: vec![],
+            }),
+            verdict_at_ns: Some(T),
+            // missed_heartbeats 3 x heartbeat_interval 1s
+            gate: crate::agent::GateConfig {
+                accepts,
+                expires_after_ms: 3000,
+            },
+            requote_failed: None,
+            last_error: None,
+            pulses_accepted: 1,
+            pulses_refused: 0,
+            measurements: None,
+            workload_badges: vec![],
+            event_log: None,
+        }
+    }
+
+    /// Serves the local API over `state` and `clock` on loopback.
+    async fn serve(state: Arc<RwLock<AgentState>>, clock: Arc<ManualClock>) -> String {
+        let app = router(state, clock);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        base
+    }
+
+    async fn verify_at(base: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("{base}/api/v1/verify")).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn finding02_gate_expires_at_request_time() {
+        use crate::config::GateBadge::Green;
+        let clock = Arc::new(ManualClock(T.into()));
+        let shared = Arc::new(RwLock::new(state(Status::Pass, vec![Green])));
+        // Nothing updates the state below (no agent loop runs): only the clock moves.
+        let base = serve(shared.clone(), clock.clone()).await;
+        let (s, v) = verify_at(&base).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["verdict"]["badge"], "green");
+        clock.set(T + 3000 * MS);
+        assert_eq!(verify_at(&base).await.0, 200, "the window's last instant");
+        // Past missed_heartbeats x heartbeat_interval without an accepted pulse.
+        clock.set(T + 3000 * MS + 1);
+        let (s, v) = verify_at(&base).await;
+        assert_eq!(s, 503, "{v}");
+        assert_eq!(v["acceptable"], false);
+        assert_eq!(v["verdict"]["badge"], "unknown");
+        assert_eq!(v["verdict"]["reasons"][0]["code"], "VerdictExpired");
+        let h: serde_json::Value = reqwest::get(format!("{base}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(h["verdict"]["badge"], "unknown", "{h}");
+        assert_eq!(h["gate"]["open"], false, "{h}");
+        // An accepted pulse confirms the verdict again.
+        shared.write().unwrap().verdict_at_ns = Some(T + 3500 * MS);
+        clock.set(T + 4000 * MS);
+        assert_eq!(verify_at(&base).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn finding02_gate_waits_past_the_expiry_on_a_real_clock() {
+        use crate::config::GateBadge::Green;
+        let now = crate::clock::SystemClock.now_ns();
+        let mut st = state(Status::Pass, vec![Green]);
+        st.verdict_at_ns = Some(now);
+        st.gate.expires_after_ms = 300;
+        let app = router(
+            Arc::new(RwLock::new(st)),
+            Arc::new(crate::clock::SystemClock),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        assert_eq!(verify_at(&base).await.0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let (s, v) = verify_at(&base).await;
+        assert_eq!(s, 503, "{v}");
+        assert_eq!(v["verdict"]["reasons"][0]["code"], "VerdictExpired");
+    }
+
+    #[tokio::test]
+    async fn finding02_yellow_opens_only_when_configured_and_refusal_closes() {
+        use crate::config::GateBadge::{Green, Yellow};
+        let clock = Arc::new(ManualClock(T.into()));
+        let yellow_green_only = serve(
+            Arc::new(RwLock::new(state(Status::Warn, vec![Green]))),
+            clock.clone(),
+        )
+        .await;
+        assert_eq!(verify_at(&yellow_green_only).await.0, 503);
+        let yellow_ok = serve(
+            Arc::new(RwLock::new(state(Status::Warn, vec![Green, Yellow]))),
+            clock.clone(),
+        )
+        .await;
+        assert_eq!(verify_at(&yellow_ok).await.0, 200);
+        // Red and unknown never open it.
+        for st in [Status::Fail, Status::Unknown] {
+            let b = serve(
+                Arc::new(RwLock::new(state(st, vec![Green, Yellow]))),
+                clock.clone(),
+            )
+            .await;
+            assert_eq!(verify_at(&b).await.0, 503);
+        }
+        // The defaults: green only on tdx, green and yellow where the verdict is
+        // never better than yellow.
+        assert_eq!(
+            crate::config::GateBadge::default_for(evidence::Tier::Tdx),
+            vec![Green]
+        );
+        assert_eq!(
+            crate::config::GateBadge::default_for(evidence::Tier::Software),
+            vec![Green, Yellow]
+        );
+        // A refusal clears the verdict: closed at once, within the window.
+        let shared = Arc::new(RwLock::new(state(Status::Pass, vec![Green])));
+        let b = serve(shared.clone(), clock.clone()).await;
+        assert_eq!(verify_at(&b).await.0, 200);
+        shared.write().unwrap().verdict = None;
+        let (s, v) = verify_at(&b).await;
+        assert_eq!(s, 503);
+        assert_eq!(v["verdict"]["reasons"][0]["code"], "NoVerdict");
     }
 }

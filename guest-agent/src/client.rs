@@ -12,9 +12,13 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The control plane could not be reached, or did not answer in time.
+    /// The control plane could not be reached, or did not answer in time (the request
+    /// may have reached it).
     #[error("control plane unreachable: {0}")]
     Transport(String),
+    /// No connection to the control plane could be made: nothing was sent.
+    #[error("control plane unreachable (not connected): {0}")]
+    Unsent(String),
     /// The control plane refused the request with a typed reason.
     #[error("control plane refused ({status}): {kind}: {detail}")]
     Rejected {
@@ -83,10 +87,13 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        let mut resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::Unsent(e.without_url().to_string())
+            } else {
+                ClientError::Transport(e.without_url().to_string())
+            }
+        })?;
         let status = resp.status();
         let mut body = Vec::new();
         while let Some(chunk) = resp

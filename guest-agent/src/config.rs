@@ -22,6 +22,17 @@ pub struct AgentConfig {
     pub control_plane: String,
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// Heartbeat intervals without an accepted pulse after which the local verdict
+    /// (`/api/v1/verify`) expires and the gate answers 503, like the control plane's
+    /// `missed_heartbeats`.
+    #[serde(default = "default_missed_heartbeats")]
+    pub missed_heartbeats: u32,
+    /// Which control-plane verdicts open the start-up gate (`/api/v1/verify` 200):
+    /// `["green"]` or `["green", "yellow"]`. Default: `["green"]` on the `tdx` tier,
+    /// `["green", "yellow"]` on the software and `tdx-report` tiers (whose verdict is
+    /// never better than yellow).
+    #[serde(default)]
+    pub gate_accepts: Option<Vec<GateBadge>>,
     /// Where the local API (`/health`, `/api/v1/*`) listens.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -123,6 +134,34 @@ fn default_lsm_file() -> PathBuf {
     "/sys/kernel/security/lsm".into()
 }
 
+/// A verdict colour the start-up gate may accept. `red` and `unknown` never open it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateBadge {
+    Green,
+    Yellow,
+}
+
+impl GateBadge {
+    /// Whether a verdict of `status` is this colour.
+    pub fn matches(self, status: evidence::verdict::Status) -> bool {
+        use evidence::verdict::Status;
+        matches!(
+            (self, status),
+            (GateBadge::Green, Status::Pass) | (GateBadge::Yellow, Status::Warn)
+        )
+    }
+
+    /// The default for a tier: green only where the verdict can be green on hardware
+    /// evidence (`tdx`); green and yellow where it never gets better than yellow.
+    pub fn default_for(tier: evidence::Tier) -> Vec<GateBadge> {
+        match tier {
+            evidence::Tier::Tdx => vec![GateBadge::Green],
+            _ => vec![GateBadge::Green, GateBadge::Yellow],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuoteProviderKind {
@@ -151,6 +190,9 @@ fn default_requote_interval() -> Duration {
 
 fn default_partition() -> String {
     "default".into()
+}
+fn default_missed_heartbeats() -> u32 {
+    3
 }
 fn default_interval() -> Duration {
     Duration::from_secs(30)
@@ -201,6 +243,15 @@ impl AgentConfig {
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err(invalid("heartbeat_interval must be at least 100ms".into()));
         }
+        if cfg.missed_heartbeats == 0 {
+            return Err(invalid("missed_heartbeats must be at least 1".into()));
+        }
+        if cfg.gate_accepts.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                "gate_accepts must name at least \"green\" (an empty list never opens the gate)"
+                    .into(),
+            ));
+        }
         if cfg.requote_interval < cfg.heartbeat_interval {
             return Err(invalid(
                 "requote_interval must be at least heartbeat_interval".into(),
@@ -236,6 +287,8 @@ mod tests {
         .unwrap();
         let c = AgentConfig::load(&p).unwrap();
         assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(c.missed_heartbeats, 3);
+        assert_eq!(c.gate_accepts, None);
         assert_eq!(c.control_plane, "http://127.0.0.1:1");
         assert_eq!(c.policy_files, vec![std::fs::canonicalize(&p).unwrap()]);
         assert!(c.key_file.is_none());
@@ -288,6 +341,18 @@ mod tests {
             (
                 "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nrequote_interval = \"1s\"\n",
                 "requote_interval",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nmissed_heartbeats = 0\n",
+                "missed_heartbeats",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ngate_accepts = [\"red\"]\n",
+                "unknown variant",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ngate_accepts = []\n",
+                "gate_accepts",
             ),
         ] {
             std::fs::write(&p, text).unwrap();

@@ -18,17 +18,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use evidence::eventlog::{self, Rtmr3Event, MAX_EVENTS, MAX_LINE};
+use evidence::eventlog::{self, Rtmr3Event, MAX_EVENTS, MAX_LINE, MAX_LOG_BYTES};
 
 use crate::fsutil::{read_bounded, ReadError};
 
 /// File name of RTMR3 in the kernel's measurements directory.
 pub const RTMR3_FILE: &str = "rtmr3:sha384";
 
-/// Largest persisted log read back: the most events a log may hold, each at most one
-/// line.
+/// Largest persisted log read back: the control plane's cap on a whole log.
 fn max_log_bytes() -> u64 {
-    u64::try_from(MAX_EVENTS.saturating_mul(MAX_LINE + 1)).unwrap_or(u64::MAX)
+    u64::try_from(MAX_LOG_BYTES).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +35,10 @@ fn max_log_bytes() -> u64 {
 pub enum RtmrError {
     #[error("event log {path}: {detail}")]
     Log { path: String, detail: String },
-    #[error("event log is full ({MAX_EVENTS} events); not extending RTMR3 further")]
+    #[error("event log is full ({MAX_EVENTS} events or {MAX_LOG_BYTES} bytes); not extending RTMR3 further")]
     Full,
+    #[error("event {kind} is longer than {MAX_LINE} bytes as a log line")]
+    LineTooLong { kind: String },
 }
 
 /// The event log and, where available, the register it is bound to.
@@ -173,8 +174,14 @@ impl EventLog {
 
     /// The log as JSON lines, as sent at registration.
     pub fn to_jsonl(&self) -> String {
+        self.to_jsonl_from(0)
+    }
+
+    /// The events from `seq` `first` on, as JSON lines (the control plane holds the
+    /// ones before).
+    pub fn to_jsonl_from(&self, first: usize) -> String {
         let mut out = String::new();
-        for e in &self.events {
+        for e in self.events.iter().skip(first) {
             out.push_str(&serde_json::to_string(e).unwrap_or_default());
             out.push('\n');
         }
@@ -232,6 +239,17 @@ impl EventLog {
         }
         let seq = u64::try_from(self.events.len()).unwrap_or(u64::MAX);
         let mut event = Rtmr3Event::new(seq, kind, value, false);
+        // The whole log must stay readable by the control plane (and fit a
+        // registration): a line is at most MAX_LINE, the log at most MAX_LOG_BYTES.
+        let line = serde_json::to_string(&event).unwrap_or_default().len() + 1;
+        if line > MAX_LINE {
+            return Err(RtmrError::LineTooLong {
+                kind: kind.to_string(),
+            });
+        }
+        if self.to_jsonl().len() + line > MAX_LOG_BYTES {
+            return Err(RtmrError::Full);
+        }
         event.bound = match &self.register {
             Some(reg) => self.extend(reg, &event.digest.0),
             None => false,

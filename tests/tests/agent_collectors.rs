@@ -230,21 +230,12 @@ collect_ebpf = true
     );
     assert!(h["collectors"]["ebpf"]["programs"].is_array());
 
-    // Pulses after the first carry the lists' digests only (they did not change).
+    // Pulses keep flowing; the status page shows their position, never the signed
+    // pulse (issue 10, finding 3). That pulses after the first carry the lists'
+    // digests only is `agent::tests::pulses_carry_a_list_only_when_its_digest_changed`.
     let (_, st) = http.get(&format!("{api}/api/v1/status")).await.unwrap();
-    let env = evidence::Envelope::from_json(
-        serde_json::to_string(&st["last_pulse_envelope"])
-            .unwrap()
-            .as_bytes(),
-    )
-    .unwrap();
-    let pulse: Value = serde_json::from_slice(&env.payload).unwrap();
-    assert!(pulse["sequence"].as_u64().unwrap() >= 2);
-    let pw = &pulse["measurements"]["workloads"];
-    assert_eq!(pw["state"], "ok");
-    assert_eq!(pw["digest"], h["collectors"]["workloads"]["digest"]);
-    assert!(pw.get("items").is_none(), "{pw}");
-    assert!(pulse["measurements"]["ebpf"]["digest"].is_string());
+    assert!(st["last_pulse"]["sequence"].as_u64().unwrap() >= 2, "{st}");
+    assert!(st.get("last_pulse_envelope").is_none(), "{st}");
 
     // The control plane got the lists: the report carried them in full.
     let (s, v) = http

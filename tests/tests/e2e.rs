@@ -225,13 +225,30 @@ collect_workloads = false
     })
     .await;
 
-    // A replayed pulse, captured from the agent's last send, is refused as Replay: an
-    // accepted pulse again is a harmless duplicate (quiet, no alert).
-    let (_, status) = http
-        .get(&format!("{agent_api}/api/v1/status"))
+    // A pulse for a sequence already used, signed with the real key (as a captured
+    // one would be: pulses travel in clear, though the agent's /api/v1/status no
+    // longer serves them), is refused as Replay.
+    let (_, view) = http
+        .get(&format!("{cp}/api/v1/agents/node-e2e"))
         .await
         .unwrap();
-    let captured: Envelope = serde_json::from_value(status["last_pulse_envelope"].clone()).unwrap();
+    let old = Pulse {
+        version: 1,
+        agent_id: "node-e2e".into(),
+        partition: "default".into(),
+        sequence: view["sequence"].as_u64().unwrap(),
+        issued_at_ns: u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        )
+        .unwrap(),
+        nonce: HexBytes(rand::random()),
+        previous: HexBytes([0; 32]),
+        measurements: serde_json::from_value(view["measurements"].clone()).unwrap(),
+    };
+    let captured: Envelope = sign_payload(&signer, PULSE_PAYLOAD_TYPE, &old).unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (s, v) = http
         .post(&format!("{cp}/api/v1/heartbeat"), captured.to_json())

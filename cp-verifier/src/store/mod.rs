@@ -86,6 +86,11 @@ pub struct AgentRecord {
     /// not held against the agent.
     #[serde(default)]
     pub stale_replays_refused: u64,
+    /// The last re-registration failed because an upstream the verification needs
+    /// was unavailable (not a judgement of the agent): the agent keeps pulsing on its
+    /// current registration and is shown `RequoteFailed` until one succeeds.
+    #[serde(default)]
+    pub requote_failed: Option<RequoteFailure>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }
@@ -145,6 +150,15 @@ pub struct Withdrawal {
     pub at_ns: u64,
     /// `api` (stored) or `config` (`[[withdrawn]]`).
     pub source: String,
+}
+
+/// Why a known agent's fresh quote could not be verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequoteFailure {
+    /// When, UTC nanoseconds (the first failure of a run of them).
+    pub at_ns: u64,
+    /// The upstream's kind and detail (`CollateralUnavailable: ...`).
+    pub reason: String,
 }
 
 /// One atomic state change.

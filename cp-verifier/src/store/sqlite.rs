@@ -864,6 +864,7 @@ mod tests {
             ever_tdx: false,
             allowed_tier: None,
             stale_replays_refused: 0,
+            requote_failed: None,
             version,
         }
     }

@@ -25,7 +25,7 @@ use serde_json::Value;
 pub(crate) const T0: u64 = 1_800_000_000_000_000_000;
 pub(crate) const SEC: u64 = 1_000_000_000;
 
-pub(crate) struct ManualClock(AtomicU64);
+pub(crate) struct ManualClock(pub(crate) AtomicU64);
 impl Clock for ManualClock {
     fn now_ns(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
