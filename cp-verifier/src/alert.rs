@@ -160,7 +160,8 @@ impl AlertSink {
         })
     }
 
-    /// Emits alerts that are already durable in the store.
+    /// Emits alerts: stored ones, or ones the store could not take (an outage of the
+    /// store must not silence alerts; see `ControlPlane::persist`).
     pub fn emit(&self, alerts: &[Alert]) {
         for a in alerts {
             match a.severity {

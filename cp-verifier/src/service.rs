@@ -27,6 +27,10 @@ use crate::store::{AgentRecord, AgentWrite, Expectations, Store, StoreError};
 /// Upper bound on remembered alert cooldowns; past it the table is cleared (at worst
 /// a repeated alert is raised early).
 const MAX_COOLDOWNS: usize = 100_000;
+/// Upper bound on alerts announced while the store could not take them, and on
+/// agents seen pulsing then; past it the table is cleared (at worst an alert is
+/// announced twice, or an agent is judged on its stored last pulse).
+const MAX_UNSTORED: usize = 10_000;
 
 pub struct ControlPlane {
     pub cfg: CpConfig,
@@ -38,6 +42,13 @@ pub struct ControlPlane {
     operator_token: Option<Vec<u8>>,
     cache: Mutex<HashMap<String, AgentRecord>>,
     cooldowns: Mutex<HashMap<(String, AlertKind), u64>>,
+    /// Alerts announced (log, audit log, webhooks) although the store could not take
+    /// them, by agent and kind: the agent's next stored write stores them, under the
+    /// id they were announced with, and they are not announced again.
+    unstored: Mutex<HashMap<(String, AlertKind), Alert>>,
+    /// When each agent last sent a fully verified pulse the store could not record
+    /// (`StoreUnavailable`): an agent pulsing into a store outage is not silent.
+    unrecorded_seen: Mutex<HashMap<String, u64>>,
     image_policy: policy::image::ImagePolicy,
     images: ImageService,
 }
@@ -212,6 +223,8 @@ impl ControlPlane {
             operator_token,
             cache: Mutex::new(HashMap::new()),
             cooldowns: Mutex::new(HashMap::new()),
+            unstored: Mutex::new(HashMap::new()),
+            unrecorded_seen: Mutex::new(HashMap::new()),
             image_policy,
             images,
         })
@@ -478,29 +491,105 @@ impl ControlPlane {
         Ok(r)
     }
 
-    /// Writes a state change; on success the cache follows and alerts go out.
-    async fn persist(&self, w: AgentWrite) -> Result<(), StoreError> {
+    /// Writes a state change; on success the cache follows and alerts go out. When
+    /// the store cannot take it, its alerts go out all the same (log, audit log,
+    /// webhooks: an outage of the store must not silence them), once per agent and
+    /// kind, and are stored with the agent's next write that succeeds.
+    async fn persist(&self, mut w: AgentWrite) -> Result<(), StoreError> {
+        let announced = self.with_unstored(&mut w);
         let rec = w.record.clone();
         let alerts = w.alerts.clone();
+        let fresh = |alerts: &[Alert]| -> Vec<Alert> {
+            alerts
+                .iter()
+                .filter(|a| !announced.contains(&a.id))
+                .cloned()
+                .collect()
+        };
         match self.store.write_agent(w).await {
             Ok(()) => {
                 self.cache
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(rec.agent_id.clone(), rec);
-                self.alerts.emit(&alerts);
+                    .insert(rec.agent_id.clone(), rec.clone());
+                {
+                    let mut u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+                    for a in alerts.iter().filter(|a| announced.contains(&a.id)) {
+                        u.remove(&(rec.agent_id.clone(), a.kind));
+                    }
+                }
+                self.alerts.emit(&fresh(&alerts));
                 Ok(())
             }
             Err(e) => {
-                if matches!(e, StoreError::Conflict) {
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&rec.agent_id);
+                match &e {
+                    StoreError::Conflict => {
+                        self.cache
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&rec.agent_id);
+                    }
+                    StoreError::DuplicateNonce => {}
+                    other => {
+                        let new = fresh(&alerts);
+                        if !new.is_empty() {
+                            tracing::error!(agent_id = %rec.agent_id, error = %other, alerts = new.len(), "the store cannot take these alerts; announcing them anyway, to be stored with the agent's next write");
+                            {
+                                let mut u =
+                                    self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+                                if u.len() > MAX_UNSTORED {
+                                    u.clear();
+                                }
+                                for a in &new {
+                                    u.entry((rec.agent_id.clone(), a.kind))
+                                        .or_insert_with(|| a.clone());
+                                }
+                            }
+                            self.alerts.emit(&new);
+                        }
+                    }
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Puts the alerts announced for this agent while the store was down into `w`
+    /// (an alert of the same kind in `w` is the same observation: the announced one,
+    /// with its id, replaces it). A pulse after an announced `Blinded` adds
+    /// `Recovered`. Returns the ids already announced.
+    fn with_unstored(&self, w: &mut AgentWrite) -> Vec<String> {
+        let u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+        let agent = &w.record.agent_id;
+        let mut announced = Vec::new();
+        for ((id, kind), a) in u.iter() {
+            if id != agent {
+                continue;
+            }
+            w.alerts.retain(|x| x.kind != *kind);
+            w.alerts.insert(0, a.clone());
+            announced.push(a.id.clone());
+            if *kind == AlertKind::Blinded && w.nonce.is_some() && !w.record.blinded {
+                w.alerts.push(Alert::new(
+                    w.record.last_seen_ns,
+                    agent,
+                    AlertKind::Recovered,
+                    "valid pulses again after being announced blinded while the store was unavailable",
+                ));
+            }
+        }
+        announced
+    }
+
+    /// When the agent was last seen alive: its last stored pulse, or a later verified
+    /// pulse the store could not record.
+    fn last_alive_ns(&self, rec: &AgentRecord) -> u64 {
+        let u = self
+            .unrecorded_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        u.get(&rec.agent_id)
+            .map_or(rec.last_seen_ns, |&t| t.max(rec.last_seen_ns))
     }
 
     /// Verifies and records one pulse.
@@ -658,7 +747,22 @@ impl ControlPlane {
                         "the agent's chain moved concurrently; this pulse lost".into(),
                     ))
                 }
-                Err(e) => return Err(store_err(e)),
+                Err(e) => {
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        // Verified, but not recorded: the agent is alive, the store is
+                        // not. The sweeper must not call it silent.
+                        let mut u = self
+                            .unrecorded_seen
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if u.len() > MAX_UNSTORED {
+                            u.clear();
+                        }
+                        let t = u.entry(agent_id.clone()).or_insert(0);
+                        *t = (*t).max(pulse.issued_at_ns.min(now));
+                    }
+                    return Err(store_err(e));
+                }
             }
         }
         Err(ApiError::Internal("unreachable retry exit".into()))
@@ -714,10 +818,10 @@ impl ControlPlane {
             return;
         }
         let a = vec![Alert::new(now, agent_id, kind, detail)];
-        match self.store.insert_alerts(&a).await {
-            Ok(()) => self.alerts.emit(&a),
-            Err(e) => tracing::error!(error = %e, "could not store an alert"),
+        if let Err(e) = self.store.insert_alerts(&a).await {
+            tracing::error!(error = %e, "could not store an alert; announcing it anyway");
         }
+        self.alerts.emit(&a);
     }
 
     /// The verdict for a record at `now`.
@@ -726,7 +830,7 @@ impl ControlPlane {
         let facts = AgentFacts {
             tier: rec.tier,
             interval: Duration::from_millis(rec.heartbeat_interval_ms),
-            since_last_pulse: Duration::from_nanos(now.saturating_sub(rec.last_seen_ns)),
+            since_last_pulse: Duration::from_nanos(now.saturating_sub(self.last_alive_ns(rec))),
             binary_changed,
             policy_changed,
             platform_changed,
@@ -1020,13 +1124,14 @@ impl ControlPlane {
     pub async fn sweep(&self) -> Result<usize, ApiError> {
         let now = self.now_ns();
         let mut blinded = 0;
+        let mut failed = None;
         for rec in self.store.list_agents().await.map_err(store_err)? {
             if rec.blinded {
                 continue;
             }
             let window = ns(Duration::from_millis(rec.heartbeat_interval_ms))
                 .saturating_mul(u64::from(self.cfg.policy.missed_heartbeats));
-            let silent = now.saturating_sub(rec.last_seen_ns);
+            let silent = now.saturating_sub(self.last_alive_ns(&rec));
             if silent <= window {
                 continue;
             }
@@ -1052,14 +1157,21 @@ impl ControlPlane {
                 Ok(()) => blinded += 1,
                 // A pulse arrived meanwhile: not blinded after all.
                 Err(StoreError::Conflict) => {}
-                Err(e) => return Err(store_err(e)),
+                // The alert went out all the same (`persist`); the other agents are
+                // still checked.
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
         // Pulses older than the skew window are refused on time anyway, and any replay
         // of them also fails the sequence check, so their nonces need not be kept.
         let cutoff = now.saturating_sub(ns(self.cfg.max_clock_skew).saturating_mul(4));
         self.store.prune(now, cutoff).await.map_err(store_err)?;
-        Ok(blinded)
+        match failed {
+            Some(e) => Err(store_err(e)),
+            None => Ok(blinded),
+        }
     }
 
     /// Runs [`ControlPlane::sweep`] every `sweep_interval` until the task is dropped.
