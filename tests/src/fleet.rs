@@ -553,3 +553,72 @@ impl Drop for SmallFs {
         let _ = std::fs::remove_file(self.dir.with_extension("img"));
     }
 }
+
+/// A real `guest-agent run` on the software tier, reaching the control plane at
+/// `cp_url`: its key (mode 0600), policy file and config written under `dir`.
+pub struct RealAgent {
+    pub id: String,
+    pub fingerprint: String,
+    pub api: String,
+    pub config: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl RealAgent {
+    pub fn setup(dir: &Path, id: &str, cp_url: &str, heartbeat: &str) -> RealAgent {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let signer = KeySigner::generate_ed25519().expect("key");
+        let key = dir.join("node.key");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .expect("key file");
+        std::io::Write::write_all(&mut f, signer.to_pkcs8_pem().expect("pem").as_bytes())
+            .expect("write key");
+        let policy = dir.join("policy.toml");
+        std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").expect("policy");
+        let port = free_port();
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"agent_id = "{id}"
+control_plane = "{cp_url}"
+heartbeat_interval = "{heartbeat}"
+max_backoff = "1s"
+listen = "127.0.0.1:{port}"
+key_file = "{key}"
+policy_files = ["{policy}"]
+quote_provider = "none"
+collect_workloads = false
+collect_ebpf = false
+"#,
+                key = key.display(),
+                policy = policy.display(),
+            ),
+        )
+        .expect("agent config");
+        RealAgent {
+            id: id.to_string(),
+            fingerprint: signer.public_key().fingerprint(),
+            api: format!("http://127.0.0.1:{port}"),
+            config,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn enrollment(&self) -> (String, String) {
+        (self.id.clone(), self.fingerprint.clone())
+    }
+
+    pub fn start(&self) -> Proc {
+        Proc::spawn(
+            "guest-agent",
+            &["run", "--config", self.config.to_str().expect("utf-8 path")],
+            &self.dir,
+        )
+    }
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use evidence::report::HexBytes;
 use evidence::{Digest32, Envelope};
-use provenant_tests::fleet::{Answer, CpClient, CpProcess, CpSpec, SimAgent, SmallFs};
+use provenant_tests::fleet::{Answer, CpClient, CpProcess, CpSpec, RealAgent, SimAgent, SmallFs};
 use serde_json::Value;
 
 /// One simulated agent's view of the run.
@@ -433,14 +433,23 @@ async fn fault_disk_full_store_gets_typed_503() {
         .collect();
     let mut silent = SimAgent::new("disk-silent", 1000);
     let mut spec = CpSpec::new(&small.dir.join("cp-data"), &audit);
+    // And a real agent process, to show what `guest-agent` does when the store is full.
+    let real = RealAgent::setup(&root.join("disk-real"), "disk-real", &spec.base_url(), "1s");
     spec.webhooks = vec![hook_url];
     spec.enrolled = agents
         .iter()
         .chain([&silent])
         .map(SimAgent::enrollment)
+        .chain([real.enrollment()])
         .collect();
     let mut cp = CpProcess::start(&spec, &root.join("cp.toml"), root).await;
     let c = cp.client.clone();
+    let _real_proc = real.start();
+    provenant_tests::wait_for(20, "the real agent pulsing", || async {
+        let v = c.agent(&real.id).await?;
+        (v["sequence"].as_u64()? >= 2).then_some(())
+    })
+    .await;
 
     // Registered and pulsing while there is room.
     for a in agents.iter_mut().chain([&mut silent]) {
@@ -471,6 +480,9 @@ async fn fault_disk_full_store_gets_typed_503() {
         small.fill("filler");
     }
     let full_at = Instant::now();
+    let real_before = c.agent(&real.id).await.expect("real agent")["sequence"]
+        .as_u64()
+        .unwrap();
     let before: Vec<(String, u64)> = agents
         .iter()
         .chain([&silent])
@@ -519,17 +531,25 @@ async fn fault_disk_full_store_gets_typed_503() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(hooked["id"], audited["id"], "one alert, one id");
+    // The real agent's pulses are refused for the store, and it keeps pulsing.
+    let http = provenant_tests::Http::new();
+    let err = provenant_tests::wait_for(10, "the real agent told StoreUnavailable", || async {
+        let (_, h) = http.get(&format!("{}/health", real.api)).await?;
+        let e = h["last_error"].as_str()?.to_string();
+        e.contains("StoreUnavailable").then_some(e)
+    })
+    .await;
+    assert!(err.contains("503"), "{err}");
     // Long enough past the silence window for a wrongly blinded active agent to show.
     while full_at.elapsed() < Duration::from_secs(5) {
         assert_eq!(pulse_round(&c, &mut agents).await, agents.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(cp.is_running(), "the control plane died on a full disk");
-    for a in &agents {
+    for id in agents.iter().map(|a| &a.id).chain([&real.id]) {
         assert!(
-            audit_has("Blinded", &a.id).is_none(),
-            "{} pulsed into the full store and was called silent",
-            a.id
+            audit_has("Blinded", id).is_none(),
+            "{id} pulsed into the full store and was called silent"
         );
     }
     let hooks_while_full = received.lock().unwrap().len();
@@ -576,6 +596,19 @@ async fn fault_disk_full_store_gets_typed_503() {
         let v = c.agent(&a.id).await.unwrap();
         assert_eq!(v["sequence"].as_u64(), Some(a.seq));
     }
+    // The real agent pulses on along the same chain: nothing lost, no new registration.
+    provenant_tests::wait_for(15, "the real agent's pulses recorded again", || async {
+        let v = c.agent(&real.id).await?;
+        (v["sequence"].as_u64()? >= real_before + 2).then_some(())
+    })
+    .await;
+    let alerts = c.alerts().await;
+    assert_eq!(
+        alerts_of(&alerts, "Registered", &real.id).len(),
+        1,
+        "the real agent registered again"
+    );
+    assert!(alerts_of(&alerts, "Blinded", &real.id).is_empty());
     assert!(cp.is_running());
     assert!(
         !cp.all_logs().contains("panicked"),
