@@ -45,7 +45,7 @@ pub struct ControlPlane {
     /// Alerts announced (log, audit log, webhooks) although the store could not take
     /// them, by agent and kind: the agent's next stored write stores them, under the
     /// id they were announced with, and they are not announced again.
-    unstored: Mutex<HashMap<(String, AlertKind), Alert>>,
+    unstored: Mutex<HashMap<String, Vec<Alert>>>,
     /// When each agent last sent a fully verified pulse the store could not record
     /// (`StoreUnavailable`): an agent pulsing into a store outage is not silent.
     unrecorded_seen: Mutex<HashMap<String, u64>>,
@@ -512,11 +512,12 @@ impl ControlPlane {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(rec.agent_id.clone(), rec.clone());
-                {
-                    let mut u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
-                    for a in alerts.iter().filter(|a| announced.contains(&a.id)) {
-                        u.remove(&(rec.agent_id.clone(), a.kind));
-                    }
+                if !announced.is_empty() {
+                    // All of them went into this write: stored now.
+                    self.unstored
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&rec.agent_id);
                 }
                 self.alerts.emit(&fresh(&alerts));
                 Ok(())
@@ -535,14 +536,15 @@ impl ControlPlane {
                         if !new.is_empty() {
                             tracing::error!(agent_id = %rec.agent_id, error = %other, alerts = new.len(), "the store cannot take these alerts; announcing them anyway, to be stored with the agent's next write");
                             {
-                                let mut u =
-                                    self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+                                let mut u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
                                 if u.len() > MAX_UNSTORED {
                                     u.clear();
                                 }
+                                let mine = u.entry(rec.agent_id.clone()).or_default();
                                 for a in &new {
-                                    u.entry((rec.agent_id.clone(), a.kind))
-                                        .or_insert_with(|| a.clone());
+                                    if !mine.iter().any(|m| m.kind == a.kind) {
+                                        mine.push(a.clone());
+                                    }
                                 }
                             }
                             self.alerts.emit(&new);
@@ -562,14 +564,11 @@ impl ControlPlane {
         let u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
         let agent = &w.record.agent_id;
         let mut announced = Vec::new();
-        for ((id, kind), a) in u.iter() {
-            if id != agent {
-                continue;
-            }
-            w.alerts.retain(|x| x.kind != *kind);
+        for a in u.get(agent).into_iter().flatten() {
+            w.alerts.retain(|x| x.kind != a.kind);
             w.alerts.insert(0, a.clone());
             announced.push(a.id.clone());
-            if *kind == AlertKind::Blinded && w.nonce.is_some() && !w.record.blinded {
+            if a.kind == AlertKind::Blinded && w.nonce.is_some() && !w.record.blinded {
                 w.alerts.push(Alert::new(
                     w.record.last_seen_ns,
                     agent,

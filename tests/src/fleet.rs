@@ -276,11 +276,9 @@ impl CpClient {
 
     pub async fn challenge(&self) -> Result<Digest32, Answer> {
         match self.get("/api/v1/challenge").await {
-            Answer::Status(200, v) => {
-                serde_json::from_value::<evidence::api::Challenge>(v.clone())
-                    .map(|c| c.nonce)
-                    .map_err(|e| Answer::Status(200, Value::String(e.to_string())))
-            }
+            Answer::Status(200, v) => serde_json::from_value::<evidence::api::Challenge>(v.clone())
+                .map(|c| c.nonce)
+                .map_err(|e| Answer::Status(200, Value::String(e.to_string()))),
             other => Err(other),
         }
     }
@@ -459,7 +457,13 @@ impl SmallFs {
     pub fn mount(dir: &Path, size_kib: u64) -> SmallFs {
         std::fs::create_dir_all(dir).expect("mount point");
         let tmpfs = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_kib}k,mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output();
         let tmpfs_err = match tmpfs {

@@ -51,7 +51,10 @@ async fn agent_loop(log: Arc<Mutex<AgentLog>>, cp: CpClient, run: Arc<Run>) {
             Ok(n) => n,
             Err(a) => {
                 if let Answer::Status(s, v) = &a {
-                    log.lock().unwrap().refusals.push(format!("challenge: {s} {v}"));
+                    log.lock()
+                        .unwrap()
+                        .refusals
+                        .push(format!("challenge: {s} {v}"));
                 }
                 failures += 1;
                 tokio::time::sleep(guest_agent::agent::backoff(failures, cap)).await;
@@ -230,7 +233,12 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
             a.seq,
             a.head
         );
-        assert_eq!(got.0, a.seq + 1, "{}: more than one pulse past the last acknowledged", a.id);
+        assert_eq!(
+            got.0,
+            a.seq + 1,
+            "{}: more than one pulse past the last acknowledged",
+            a.id
+        );
         answer_lost += 1;
     }
 
@@ -500,7 +508,10 @@ async fn fault_disk_full_store_gets_typed_503() {
     assert_eq!(ch.status(), Some(503), "{ch:?}");
     assert_eq!(ch.kind(), Some("StoreUnavailable"));
     for (id, seq) in &before {
-        let v = c.agent(id).await.expect("reads answer while the disk is full");
+        let v = c
+            .agent(id)
+            .await
+            .expect("reads answer while the disk is full");
         assert_eq!(v["sequence"].as_u64(), Some(*seq), "{id}");
     }
 

@@ -158,7 +158,9 @@ async fn writer_loop(
                 if let Some(c) = conn.take() {
                     match tokio::time::timeout(Duration::from_secs(5), c.close()).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!(error = %e, "closing the failed store connection"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "closing the failed store connection")
+                        }
                         Err(_) => tracing::warn!("closing the failed store connection timed out"),
                     }
                 }
