@@ -263,11 +263,21 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
             .expect("agent task");
     }
     let acked_total = run.acked.load(Ordering::SeqCst);
+    // The agents are done: their logs are the test's alone now.
+    let mut logs: Vec<AgentLog> = logs
+        .into_iter()
+        .map(|l| {
+            Arc::try_unwrap(l)
+                .ok()
+                .expect("agent task finished")
+                .into_inner()
+                .unwrap()
+        })
+        .collect();
     assert!(cp.is_running(), "control plane died:\n{}", cp.log_text());
 
     // No honest agent was ever refused, none is blinded, none flagged as a replay.
     for l in &logs {
-        let l = l.lock().unwrap();
         assert!(
             l.refusals.is_empty(),
             "{} was refused: {:?}",
@@ -296,14 +306,13 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
         0,
         "an honest agent's retry was taken for a replay"
     );
-    let registrations: u32 = logs.iter().map(|l| l.lock().unwrap().registrations).sum();
-    assert_eq!(count("Registered"), registrations as usize);
+    let registrations: u32 = logs.iter().map(|l| l.registrations).sum();
+    assert_eq!(count("Registered"), usize::try_from(registrations).unwrap());
 
     // Each agent's chain head is the last acknowledged pulse: the next pulse after it
     // is accepted.
     let mut next_ok = 0;
-    for l in &logs {
-        let mut l = l.lock().unwrap();
+    for l in &mut logs {
         let p = l.agent.next_pulse();
         let a = client.heartbeat(&p).await;
         assert_eq!(a.status(), Some(200), "{}: {a:?}", l.agent.id);
@@ -317,7 +326,6 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
     let reposts: Vec<_> = logs
         .iter()
         .map(|l| {
-            let l = l.lock().unwrap();
             let all: Vec<Envelope> = l
                 .acked_pulses
                 .iter()
@@ -349,11 +357,11 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
         }
     }
     let reposted: u64 = refused.values().sum();
-    let unanswered: usize = logs
-        .iter()
-        .map(|l| l.lock().unwrap().unanswered_pulses.len())
-        .sum();
-    assert_eq!(reposted, acked_total + next_ok + unanswered as u64);
+    let unanswered: usize = logs.iter().map(|l| l.unanswered_pulses.len()).sum();
+    assert_eq!(
+        reposted,
+        acked_total + next_ok + u64::try_from(unanswered).unwrap()
+    );
     assert!(
         !cp.all_logs().contains("panicked"),
         "the control plane panicked"
