@@ -129,17 +129,29 @@ async fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Each agent's (sequence, chain head) as the store on disk holds it, read with the
-/// control plane's own store code while no control plane runs.
-async fn stored_chains(data_dir: &std::path::Path) -> HashMap<String, (u64, Digest32)> {
+/// control plane's own store code while no control plane runs. On a runtime of its
+/// own, so that every connection it opened is closed when it returns.
+fn stored_chains(data_dir: &std::path::Path) -> HashMap<String, (u64, Digest32)> {
     use cp_verifier::store::Store;
-    let store = cp_verifier::store::sqlite::SqliteStore::open(data_dir)
-        .await
-        .expect("open the store the killed control plane left");
-    let agents = store.list_agents().await.expect("read the agents");
-    agents
-        .into_iter()
-        .map(|r| (r.agent_id, (r.sequence, r.chain_head)))
-        .collect()
+    let dir = data_dir.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let store = cp_verifier::store::sqlite::SqliteStore::open(&dir)
+                .await
+                .expect("open the store the killed control plane left");
+            let agents = store.list_agents().await.expect("read the agents");
+            agents
+                .into_iter()
+                .map(|r| (r.agent_id, (r.sequence, r.chain_head)))
+                .collect()
+        })
+    })
+    .join()
+    .expect("store reader")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -198,7 +210,7 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
 
     // What every agent knows now (no control plane runs, so nothing more can be
     // acknowledged), against what the store on disk holds.
-    let stored = stored_chains(&spec.data_dir).await;
+    let stored = stored_chains(&spec.data_dir);
     let mut in_flight = 0;
     let mut answer_lost = 0;
     let mut stored_total = 0;
@@ -247,10 +259,25 @@ async fn fault_kill9_cp_loses_no_acknowledged_pulse() {
     let downtime = killed.elapsed();
 
     // Phase 2: every agent registers again and pulses on, to the bound.
-    wait_until(30, "every agent registered again after the restart", || {
-        logs.iter().all(|l| l.lock().unwrap().registrations >= 2)
-    })
-    .await;
+    let again = Instant::now() + Duration::from_secs(30);
+    loop {
+        let behind: Vec<String> = logs
+            .iter()
+            .filter_map(|l| {
+                let l = l.lock().unwrap();
+                (l.registrations < 2).then(|| format!("{}: {:?}", l.agent.id, l.refusals))
+            })
+            .collect();
+        if behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < again,
+            "agents not registered again 30 s after the restart: {behind:?}\n{}",
+            cp.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let deadline = t0 + Duration::from_secs(20);
     while run.acked.load(Ordering::SeqCst) < MAX_PULSES && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
