@@ -303,8 +303,9 @@ impl AlertSink {
         })
     }
 
-    /// Emits alerts that are already durable in the store (severity 1-2 ones are in
-    /// its webhook outbox too).
+    /// Emits alerts: durable ones (severity 1-2 ones are in the store's webhook outbox
+    /// too), or ones the store could not take (an outage of the store must not silence
+    /// alerts; see `ControlPlane::persist`).
     pub fn emit(&self, alerts: &[Alert]) {
         for a in alerts {
             match a.severity {
@@ -334,6 +335,23 @@ impl AlertSink {
                 if tx.try_send(a.clone()).is_err() {
                     let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::warn!(alert = %a.id, severity = a.severity, dropped = n, "best-effort webhook queue full; alert not sent to webhooks (it is in the store and audit log)");
+                }
+            }
+        }
+    }
+
+    /// Emits alerts the store could not take: as [`AlertSink::emit`], and the durable
+    /// ones (severity 1-2), which have no outbox entry to be delivered from, are sent
+    /// to the webhooks at once through the best-effort lane. When the store takes them
+    /// later (under the same id) the durable lane may deliver them again: receivers
+    /// deduplicate by alert id (at-least-once).
+    pub fn emit_unstored(&self, alerts: &[Alert]) {
+        self.emit(alerts);
+        for a in alerts.iter().filter(|a| a.severity <= DURABLE_SEVERITY) {
+            if let Some(tx) = &self.best_effort {
+                if tx.try_send(a.clone()).is_err() {
+                    let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(alert = %a.id, severity = a.severity, dropped = n, "webhook queue full; an alert the store could not take was not sent to webhooks (it is in the audit log)");
                 }
             }
         }

@@ -81,6 +81,10 @@ fn tier_rank(t: Tier) -> u8 {
 #[cfg(test)]
 static INJECT_SWEEPER_PANIC: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
+/// Upper bound on alerts announced while the store could not take them, and on
+/// agents seen pulsing then; past it the table is cleared (at worst an alert is
+/// announced twice, or an agent is judged on its stored last pulse).
+const MAX_UNSTORED: usize = 10_000;
 
 pub struct ControlPlane {
     pub cfg: CpConfig,
@@ -92,6 +96,13 @@ pub struct ControlPlane {
     operator_token: Option<Vec<u8>>,
     cache: Mutex<HashMap<String, AgentRecord>>,
     cooldowns: Mutex<HashMap<(String, AlertKind), u64>>,
+    /// Alerts announced (log, audit log, webhooks) although the store could not take
+    /// them, by agent and kind: the agent's next stored write stores them, under the
+    /// id they were announced with, and they are not announced again.
+    unstored: Mutex<HashMap<String, Vec<Alert>>>,
+    /// When each agent last sent a fully verified pulse the store could not record
+    /// (`StoreUnavailable`): an agent pulsing into a store outage is not silent.
+    unrecorded_seen: Mutex<HashMap<String, u64>>,
     image_policy: policy::image::ImagePolicy,
     images: ImageService,
     revocation: revoke::Revocations,
@@ -306,6 +317,8 @@ impl ControlPlane {
             operator_token,
             cache: Mutex::new(HashMap::new()),
             cooldowns: Mutex::new(HashMap::new()),
+            unstored: Mutex::new(HashMap::new()),
+            unrecorded_seen: Mutex::new(HashMap::new()),
             image_policy,
             images,
             unenrolled: Mutex::new(HashMap::new()),
@@ -779,29 +792,104 @@ impl ControlPlane {
         Ok(r)
     }
 
-    /// Writes a state change; on success the cache follows and alerts go out.
-    async fn persist(&self, w: AgentWrite) -> Result<(), StoreError> {
+    /// Writes a state change; on success the cache follows and alerts go out. When
+    /// the store cannot take it, its alerts go out all the same (log, audit log,
+    /// webhooks: an outage of the store must not silence them), once per agent and
+    /// kind, and are stored with the agent's next write that succeeds.
+    async fn persist(&self, mut w: AgentWrite) -> Result<(), StoreError> {
+        let announced = self.with_unstored(&mut w);
         let rec = w.record.clone();
         let alerts = w.alerts.clone();
+        let fresh = |alerts: &[Alert]| -> Vec<Alert> {
+            alerts
+                .iter()
+                .filter(|a| !announced.contains(&a.id))
+                .cloned()
+                .collect()
+        };
         match self.store.write_agent(w).await {
             Ok(()) => {
                 self.cache
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(rec.agent_id.clone(), rec);
-                self.alerts.emit(&alerts);
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, StoreError::Conflict) {
-                    self.cache
+                    .insert(rec.agent_id.clone(), rec.clone());
+                if !announced.is_empty() {
+                    // All of them went into this write: stored now.
+                    self.unstored
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&rec.agent_id);
                 }
+                self.alerts.emit(&fresh(&alerts));
+                Ok(())
+            }
+            Err(e) => {
+                match &e {
+                    StoreError::Conflict => {
+                        self.cache
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&rec.agent_id);
+                    }
+                    StoreError::DuplicateNonce => {}
+                    other => {
+                        let new = fresh(&alerts);
+                        if !new.is_empty() {
+                            tracing::error!(agent_id = %rec.agent_id, error = %other, alerts = new.len(), "the store cannot take these alerts; announcing them anyway, to be stored with the agent's next write");
+                            {
+                                let mut u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+                                if u.len() > MAX_UNSTORED {
+                                    u.clear();
+                                }
+                                let mine = u.entry(rec.agent_id.clone()).or_default();
+                                for a in &new {
+                                    if !mine.iter().any(|m| m.kind == a.kind) {
+                                        mine.push(a.clone());
+                                    }
+                                }
+                            }
+                            self.alerts.emit_unstored(&new);
+                        }
+                    }
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Puts the alerts announced for this agent while the store was down into `w`
+    /// (an alert of the same kind in `w` is the same observation: the announced one,
+    /// with its id, replaces it). A pulse after an announced `Blinded` adds
+    /// `Recovered`. Returns the ids already announced.
+    fn with_unstored(&self, w: &mut AgentWrite) -> Vec<String> {
+        let u = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+        let agent = &w.record.agent_id;
+        let mut announced = Vec::new();
+        for a in u.get(agent).into_iter().flatten() {
+            w.alerts.retain(|x| x.kind != a.kind);
+            w.alerts.insert(0, a.clone());
+            announced.push(a.id.clone());
+            if a.kind == AlertKind::Blinded && w.nonce.is_some() && !w.record.blinded {
+                w.alerts.push(Alert::new(
+                    w.record.last_seen_ns,
+                    agent,
+                    AlertKind::Recovered,
+                    "valid pulses again after being announced blinded while the store was unavailable",
+                ));
+            }
+        }
+        announced
+    }
+
+    /// When the agent was last seen alive: its last stored pulse, or a later verified
+    /// pulse the store could not record.
+    fn last_alive_ns(&self, rec: &AgentRecord) -> u64 {
+        let u = self
+            .unrecorded_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        u.get(&rec.agent_id)
+            .map_or(rec.last_seen_ns, |&t| t.max(rec.last_seen_ns))
     }
 
     /// Verifies and records one pulse.
@@ -995,7 +1083,22 @@ impl ControlPlane {
                         "the agent's chain moved concurrently; this pulse lost".into(),
                     ))
                 }
-                Err(e) => return Err(store_err(e)),
+                Err(e) => {
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        // Verified, but not recorded: the agent is alive, the store is
+                        // not. The sweeper must not call it silent.
+                        let mut u = self
+                            .unrecorded_seen
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if u.len() > MAX_UNSTORED {
+                            u.clear();
+                        }
+                        let t = u.entry(agent_id.clone()).or_insert(0);
+                        *t = (*t).max(pulse.issued_at_ns.min(now));
+                    }
+                    return Err(store_err(e));
+                }
             }
         }
         Err(ApiError::Internal("unreachable retry exit".into()))
@@ -1100,9 +1203,13 @@ impl ControlPlane {
     }
 
     async fn store_alerts(&self, a: Vec<Alert>) {
+        // An outage of the store must not silence alerts: they go out all the same.
         match self.store.insert_alerts(&a).await {
             Ok(()) => self.alerts.emit(&a),
-            Err(e) => tracing::error!(error = %e, "could not store an alert"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not store an alert; announcing it anyway");
+                self.alerts.emit_unstored(&a);
+            }
         }
     }
 
@@ -1165,7 +1272,7 @@ impl ControlPlane {
         let facts = AgentFacts {
             tier: rec.tier,
             interval: Duration::from_millis(rec.heartbeat_interval_ms),
-            since_last_pulse: Duration::from_nanos(now.saturating_sub(rec.last_seen_ns)),
+            since_last_pulse: Duration::from_nanos(now.saturating_sub(self.last_alive_ns(rec))),
             binary_changed,
             policy_changed,
             platform_changed,
@@ -1511,6 +1618,7 @@ impl ControlPlane {
     pub async fn sweep(&self) -> Result<usize, ApiError> {
         let now = self.now_ns();
         let mut blinded = 0;
+        let mut failed = None;
         self.load_revocations().await?;
         for (id, rec) in self.store.scan_agents().await.map_err(store_err)? {
             // One undecodable record is skipped (and alerted once), not the sweep.
@@ -1549,7 +1657,7 @@ impl ControlPlane {
             }
             let window = ns(Duration::from_millis(rec.heartbeat_interval_ms))
                 .saturating_mul(u64::from(self.cfg.policy.missed_heartbeats));
-            let silent = now.saturating_sub(rec.last_seen_ns);
+            let silent = now.saturating_sub(self.last_alive_ns(&rec));
             if silent <= window {
                 continue;
             }
@@ -1575,7 +1683,11 @@ impl ControlPlane {
                 Ok(()) => blinded += 1,
                 // A pulse arrived meanwhile: not blinded after all.
                 Err(StoreError::Conflict) => {}
-                Err(e) => return Err(store_err(e)),
+                // The alert went out all the same (`persist`); the other agents are
+                // still checked.
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
         // Pulses older than the skew window are refused on time anyway, and any replay
@@ -1588,7 +1700,10 @@ impl ControlPlane {
         self.store.prune_alerts(before).await.map_err(store_err)?;
         self.last_sweep_ns.store(now, Ordering::SeqCst);
         self.reattest(now).await;
-        Ok(blinded)
+        match failed {
+            Some(e) => Err(store_err(e)),
+            None => Ok(blinded),
+        }
     }
 
     /// Verifies the stored quote of each TDX agent that is due (every

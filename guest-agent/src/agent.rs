@@ -653,6 +653,17 @@ impl Agent {
                 });
                 Ok(None)
             }
+            // The control plane verified nothing into its store ("nothing was
+            // recorded"): the chain stays where it was and the next tick tries again,
+            // so the control plane keeps seeing this agent alive through its outage.
+            Err(e) if e.kind() == Some("StoreUnavailable") => {
+                tracing::warn!(error = %e, "pulse not recorded: the control plane's store is unavailable; retrying on the same chain");
+                self.update(|s| {
+                    s.last_error = Some(e.to_string());
+                    s.pulses_refused += 1;
+                });
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod chromium;
+pub mod fleet;
 pub mod oci_servers;
 pub mod podman;
 pub mod registry;

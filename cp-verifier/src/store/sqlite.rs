@@ -136,12 +136,12 @@ impl SqliteStore {
         }
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let outbox = Arc::new(AtomicBool::new(false));
-        tokio::spawn(writer_loop(writer, rx, outbox.clone()));
+        tokio::spawn(writer_loop(opts, writer, rx, outbox.clone()));
         Ok(SqliteStore { reads, tx, outbox })
     }
 
@@ -156,15 +156,29 @@ impl SqliteStore {
 }
 
 async fn writer_loop(
-    mut conn: SqliteConnection,
+    opts: SqliteConnectOptions,
+    conn: SqliteConnection,
     mut rx: mpsc::Receiver<(Op, Reply)>,
     outbox: Arc<AtomicBool>,
 ) {
+    let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if conn.is_none() {
+            match SqliteConnection::connect_with(&opts).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reopen the store; nothing in this batch was recorded");
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(unavailable(&e)));
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
         let outbox = outbox.load(Ordering::Relaxed);
-        let results = apply_batch(&mut conn, &batch, outbox).await;
-        match results {
+        match apply_batch(c, &batch, outbox).await {
             Ok(results) => {
                 for ((_, reply), r) in batch.drain(..).zip(results) {
                     let _ = reply.send(r);
@@ -174,6 +188,22 @@ async fn writer_loop(
                 tracing::error!(error = %e, "store batch failed; nothing in it was recorded");
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(unavailable(&e)));
+                }
+                // After a failed batch the connection's transaction state cannot be
+                // trusted: SQLite may have rolled the transaction back itself (disk full,
+                // I/O error) or kept it open after a failed COMMIT, and sqlx's count of
+                // open transactions follows neither. Its later "commits" would then be
+                // savepoint releases inside a transaction that never commits: writes
+                // acknowledged and lost. The next batch gets a fresh connection (closing
+                // this one rolls back whatever it still holds).
+                if let Some(c) = conn.take() {
+                    match tokio::time::timeout(Duration::from_secs(5), c.close()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "closing the failed store connection")
+                        }
+                        Err(_) => tracing::warn!("closing the failed store connection timed out"),
+                    }
                 }
             }
         }
