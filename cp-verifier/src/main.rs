@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cp_verifier::config::CpConfig;
 use guest_agent::clock::SystemClock;
@@ -192,15 +191,24 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve { config } => {
             guest_agent::logging::init(cli.log_json, "info");
             let cfg = CpConfig::load(&config)?;
-            let listen = cfg.listen;
-            let (_cp, router) = cp_verifier::start(cfg, Arc::new(SystemClock)).await?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(listen = %listener.local_addr()?, "control plane listening");
-            axum::serve(listener, router)
-                .with_graceful_shutdown(guest_agent::logging::shutdown_signal())
-                .await?;
+            let insecure = cfg.insecure_http && cfg.tls.is_none();
+            let bound = cp_verifier::bind(cfg, Arc::new(SystemClock)).await?;
+            match &bound.tls {
+                Some(t) => tracing::info!(
+                    listen = %bound.addr,
+                    mtls = t.mtls,
+                    pin = %t.pin,
+                    "control plane listening (HTTPS; agents may pin this key with control_plane_pin)"
+                ),
+                None if insecure => tracing::warn!(
+                    listen = %bound.addr,
+                    "control plane listening on PLAIN HTTP (insecure_http = true): everything travels in clear"
+                ),
+                None => {
+                    tracing::info!(listen = %bound.addr, "control plane listening (plain HTTP, loopback only)")
+                }
+            }
+            bound.serve(guest_agent::logging::shutdown_signal()).await?;
             Ok(())
         }
         Cmd::Verify(VerifyCmd::Quote {
