@@ -298,11 +298,12 @@ async fn finding09_ssrf_bundle_url_to_internal_addresses_refused() {
         .unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // Another host that is (or resolves to) an internal address: refused unfetched.
-    for target in [
-        (|p| format!("http://localhost:{p}/blob")) as fn(u16) -> String,
+    let targets: [fn(u16) -> String; 3] = [
+        |p| format!("http://localhost:{p}/blob"),
         |p| format!("http://[::ffff:127.0.0.1]:{p}/blob"),
         |p| format!("http://[::1]:{p}/blob"),
-    ] {
+    ];
+    for target in targets {
         let (base, hits) = api_with_bundle_url(target).await;
         let e = client(&base, None)
             .attestations("acme/firmware", DIGEST)

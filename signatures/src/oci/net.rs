@@ -141,11 +141,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
-                return Err(Box::new(InternalAddress {
+                let e: Box<dyn std::error::Error + Send + Sync> = Box::new(InternalAddress {
                     host: host.clone(),
                     ip: bad.ip(),
-                })
-                    as Box<dyn std::error::Error + Send + Sync>);
+                });
+                return Err(e);
             }
             if addrs.is_empty() {
                 return Err(format!("{host} has no address").into());
