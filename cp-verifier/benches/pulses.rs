@@ -107,6 +107,11 @@ fn main() {
         let signers: Vec<KeySigner> = (0..agents).map(|_| KeySigner::generate_ed25519().unwrap()).collect();
         let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
         cfg.max_clock_skew = Duration::from_secs(600);
+        // Every bench agent registers from one address at once.
+        cfg.limits.challenge_rate = 1e9;
+        cfg.limits.challenge_burst = u32::MAX;
+        cfg.limits.register_rate = 1e9;
+        cfg.limits.register_burst = u32::MAX;
         cfg.enrollment.keys = signers
             .iter()
             .enumerate()
@@ -117,7 +122,7 @@ fn main() {
         let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", l.local_addr().unwrap());
-        let app = cp_verifier::server::router(cp.clone());
+        let app = cp_verifier::server::router(cp.clone()).unwrap();
         tokio::spawn(async move { axum::serve(l, app).await });
 
         // A no-op endpoint: reads the body, answers a small JSON. Same stack minus our work.

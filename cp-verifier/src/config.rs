@@ -67,6 +67,21 @@ pub struct CpConfig {
     /// `POST /api/v1/withdrawals`. Reloaded on SIGHUP.
     #[serde(default)]
     pub withdrawn: Vec<WithdrawnBuild>,
+    /// `[tls]`: serve HTTPS (and mTLS with `client_ca_file`). Without it `serve`
+    /// listens on a loopback address only, unless `insecure_http = true`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP on a non-loopback address. Everything (pulses, tokens,
+    /// the dashboard) then travels in clear: for a TLS-terminating proxy only.
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// File holding the bearer token for read access (fleet pages,
+    /// `/api/v1/agents*`, `/api/v1/alerts`). The operator token grants read too.
+    #[serde(default)]
+    pub viewer_token_file: Option<PathBuf>,
+    /// `[limits]`: server timeouts, connection caps and per-source rate limits.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A withdrawn build: exactly one of `mrtd` (96 hex digits) or `agent_binary` (64 hex
@@ -79,6 +94,103 @@ pub struct WithdrawnBuild {
     #[serde(default)]
     pub agent_binary: Option<String>,
     pub reason: String,
+}
+
+/// `[tls]`: the control plane's certificate and which client certificates it asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1); must be mode 0600 (or stricter).
+    pub key_file: PathBuf,
+    /// PEM CA(s) for agents' client certificates. Set: every connection must present
+    /// a certificate chaining to it (or to `operator_ca_file`): mTLS.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// PEM CA(s) for operators' client certificates: a connection presenting one gets
+    /// read access without a token.
+    #[serde(default)]
+    pub operator_ca_file: Option<PathBuf>,
+}
+
+/// `[limits]`: what one client may hold or ask of the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Time to receive a request's headers; also how long an idle keep-alive
+    /// connection waits for its next request.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time to receive a whole request body.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection that neither reads nor writes for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time for a TLS handshake.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Open connections at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one source address (IPv6: one /64).
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// `/api/v1/challenge` requests per second per source (token bucket refill).
+    #[serde(default = "default_rate")]
+    pub challenge_rate: f64,
+    /// `/api/v1/challenge` burst per source (bucket size).
+    #[serde(default = "default_burst")]
+    pub challenge_burst: u32,
+    /// `/api/v1/register` requests per second per source.
+    #[serde(default = "default_rate")]
+    pub register_rate: f64,
+    /// `/api/v1/register` burst per source.
+    #[serde(default = "default_burst")]
+    pub register_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            tls_handshake_timeout: default_handshake_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            challenge_rate: default_rate(),
+            challenge_burst: default_burst(),
+            register_rate: default_rate(),
+            register_burst: default_burst(),
+        }
+    }
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_ip() -> usize {
+    256
+}
+fn default_rate() -> f64 {
+    10.0
+}
+fn default_burst() -> u32 {
+    200
 }
 
 /// `[images]`: the image policy (`prefer_keyless`, `[[images.trust]]`, as
@@ -346,6 +458,28 @@ impl CpConfig {
             self.alert_retention >= Duration::from_secs(3600),
             "alert_retention must be at least 1h"
         );
+        let l = &self.limits;
+        for (name, d) in [
+            ("header_timeout", l.header_timeout),
+            ("body_timeout", l.body_timeout),
+            ("idle_timeout", l.idle_timeout),
+            ("tls_handshake_timeout", l.tls_handshake_timeout),
+        ] {
+            anyhow::ensure!(!d.is_zero(), "[limits] {name} must be positive");
+        }
+        anyhow::ensure!(
+            l.max_connections >= 1 && l.max_connections_per_ip >= 1,
+            "[limits] max_connections and max_connections_per_ip must be at least 1"
+        );
+        for (name, rate, burst) in [
+            ("challenge", l.challenge_rate, l.challenge_burst),
+            ("register", l.register_rate, l.register_burst),
+        ] {
+            anyhow::ensure!(
+                rate.is_finite() && rate > 0.0 && burst >= 1,
+                "[limits] {name}_rate must be a positive number and {name}_burst at least 1"
+            );
+        }
         for (i, w) in self.webhooks.iter().enumerate() {
             // The URL itself is not echoed: it often carries a secret token.
             anyhow::ensure!(
@@ -378,6 +512,10 @@ impl CpConfig {
             provenance: None,
             images: None,
             withdrawn: Vec::new(),
+            tls: None,
+            insecure_http: false,
+            viewer_token_file: None,
+            limits: Limits::default(),
         }
     }
 }

@@ -30,6 +30,38 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A throwaway CA and a server certificate it signs for `localhost`, 127.0.0.1, ::1
+/// and `ip`: `(ca.pem, server cert PEM, server key PEM)`.
+pub fn throwaway_tls(ip: std::net::IpAddr) -> anyhow::Result<(String, String, String)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, "Provenant demo CA (throwaway)");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(vec!["localhost".to_string()])?;
+    p.distinguished_name
+        .push(DnType::CommonName, "Provenant demo control plane");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut ips = vec![
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    if !ip.is_unspecified() && !ips.contains(&ip) {
+        ips.push(ip);
+    }
+    p.subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
+    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
+}
+
 pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("provenant-demo-")
@@ -46,6 +78,17 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let token: [u8; 24] = rand::random();
     let token_path = root.join("operator.token");
     write_private(&token_path, &hex::encode(token))?;
+    let viewer: [u8; 24] = rand::random();
+    let viewer = hex::encode(viewer);
+    let viewer_path = root.join("viewer.token");
+    write_private(&viewer_path, &viewer)?;
+    let (ca_pem, cert_pem, tls_key_pem) = throwaway_tls(listen.ip())?;
+    let ca_path = root.join("ca.pem");
+    std::fs::write(&ca_path, &ca_pem)?;
+    let cert_path = root.join("cp-cert.pem");
+    std::fs::write(&cert_path, &cert_pem)?;
+    let tls_key_path = root.join("cp-key.pem");
+    write_private(&tls_key_path, &tls_key_pem)?;
     let policy_path = root.join("workload-policy.toml");
     std::fs::write(
         &policy_path,
@@ -59,30 +102,39 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     // The demo agent has no TEE: the software tier must be allowed (a config file
     // refuses it unless it says `allow_software_tier = true`).
     cfg.policy.allow_software_tier = true;
+    cfg.viewer_token_file = Some(viewer_path.clone());
+    cfg.tls = Some(crate::config::TlsConfig {
+        cert_file: cert_path,
+        key_file: tls_key_path,
+        client_ca_file: None,
+        operator_ca_file: None,
+    });
     cfg.enrollment.keys.push(EnrolledKey {
         agent_id: DEMO_AGENT.into(),
         fingerprint: fingerprint.clone(),
     });
-    let (_cp, router) = crate::start(cfg, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
+    let bound = crate::bind(cfg, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+        .with_context(|| format!("control plane on {listen} (try --listen 127.0.0.1:0)"))?;
+    let addr = bound.addr;
+    tokio::spawn(bound.serve(std::future::pending()));
+    // Names the certificate carries: an unspecified listen address is reached as
+    // 127.0.0.1.
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
 
     let agent_cfg_path = root.join("agent.toml");
     std::fs::write(
         &agent_cfg_path,
         format!(
-            "agent_id = \"{DEMO_AGENT}\"\ncontrol_plane = \"http://{addr}\"\nheartbeat_interval = \"2s\"\n\
+            "agent_id = \"{DEMO_AGENT}\"\ncontrol_plane = \"https://{host}\"\n\
+             control_plane_ca_file = \"{}\"\nheartbeat_interval = \"2s\"\n\
              listen = \"127.0.0.1:0\"\nkey_file = \"{}\"\npolicy_files = [\"{}\"]\n\
              collect_workloads = {}\n",
+            ca_path.display(),
             key_path.display(),
             policy_path.display(),
             // Workloads only where podman's API is there; otherwise the demo agent would
@@ -118,10 +170,32 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         out,
         "Provenant demo: control plane on embedded SQLite + one software-tier agent"
     )?;
-    writeln!(out, "  control plane   http://{addr}/")?;
-    writeln!(out, "  dashboard       http://{addr}/agents")?;
-    writeln!(out, "  agents (JSON)   http://{addr}/api/v1/agents")?;
-    writeln!(out, "  alerts (JSON)   http://{addr}/api/v1/alerts")?;
+    writeln!(
+        out,
+        "  control plane   https://{host}/ (TLS from a throwaway CA: {})",
+        ca_path.display()
+    )?;
+    writeln!(
+        out,
+        "  dashboard       https://{host}/agents?token={viewer}"
+    )?;
+    writeln!(
+        out,
+        "                  (the browser warns about the throwaway CA unless you import ca.pem; the \
+         token then lives in a private cookie)"
+    )?;
+    writeln!(out, "  agents (JSON)   https://{host}/api/v1/agents")?;
+    writeln!(out, "  alerts (JSON)   https://{host}/api/v1/alerts")?;
+    writeln!(
+        out,
+        "  curl            curl --cacert {} -H 'Authorization: Bearer {viewer}' https://{host}/api/v1/agents",
+        ca_path.display()
+    )?;
+    writeln!(
+        out,
+        "  viewer token    {} (read access; the operator token also reads)",
+        viewer_path.display()
+    )?;
     writeln!(out, "  agent /health   http://{agent_addr}/health")?;
     writeln!(out, "  agent id        {DEMO_AGENT} (key {fingerprint})")?;
     writeln!(

@@ -95,6 +95,9 @@ pub struct GithubClient {
     base: reqwest::Url,
     token: Option<HeaderValue>,
     client: reqwest::Client,
+    /// For `bundle_url` hosts other than the API's: connects only to addresses
+    /// [`signatures::oci::net::GuardedResolver`] found public (no SSRF).
+    guarded: reqwest::Client,
     timeout: Duration,
 }
 
@@ -141,19 +144,27 @@ impl GithubClient {
             "x-github-api-version",
             HeaderValue::from_static("2022-11-28"),
         );
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Links are followed by hand, on the API's origin only.
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .user_agent(concat!("provenant-cp-verifier/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| GithubError::Config(format!("HTTP client: {e}")))?;
+        let build = |guarded: bool| {
+            let b = reqwest::Client::builder();
+            let b = if guarded {
+                signatures::oci::net::guarded(b)
+            } else {
+                b
+            };
+            b.timeout(timeout)
+                .connect_timeout(timeout)
+                // Links are followed by hand, on the API's origin only.
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers.clone())
+                .user_agent(concat!("provenant-cp-verifier/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| GithubError::Config(format!("HTTP client: {e}")))
+        };
         Ok(GithubClient {
             base,
             token,
-            client,
+            client: build(false)?,
+            guarded: build(true)?,
             timeout,
         })
     }
@@ -192,7 +203,7 @@ impl GithubClient {
             if pages > MAX_PAGES {
                 return Err(GithubError::TooManyPages);
             }
-            let (status, headers, body) = self.get(&url, true, MAX_PAGE_BYTES).await?;
+            let (status, headers, body) = self.get(&url, true, MAX_PAGE_BYTES, false).await?;
             if status == 404 {
                 // No attestation for this digest (or no such repository): nothing found.
                 break;
@@ -261,7 +272,20 @@ impl GithubClient {
                 detail: "bundle_url is not http(s)".into(),
             });
         }
-        let (status, headers, body) = self.get(&url, false, MAX_BUNDLE_BYTES).await?;
+        // Another host than the API's (GitHub's is a blob store): https unless the API
+        // itself is plain http, and public addresses only, checked after resolution.
+        let external = url.host_str() != self.base.host_str();
+        if external {
+            let refuse = |detail: String| GithubError::Malformed {
+                url: u.to_string(),
+                detail: format!("bundle_url refused: {detail}"),
+            };
+            if url.scheme() != "https" && self.base.scheme() == "https" {
+                return Err(refuse("plain http for an https API".into()));
+            }
+            signatures::oci::net::check_literal(&url).map_err(|e| refuse(e.to_string()))?;
+        }
+        let (status, headers, body) = self.get(&url, false, MAX_BUNDLE_BYTES, external).await?;
         check_status(&url, status, &headers)?;
         let malformed = |detail: String| GithubError::Malformed {
             url: u.to_string(),
@@ -289,10 +313,16 @@ impl GithubClient {
         url: &reqwest::Url,
         with_token: bool,
         max: usize,
+        external: bool,
     ) -> Result<(u16, HeaderMap, Vec<u8>), GithubError> {
         let shown = url.to_string();
         let err = |e: reqwest::Error| {
-            if e.is_timeout() {
+            if let Some(i) = signatures::oci::net::internal_in(&e) {
+                GithubError::Malformed {
+                    url: shown.clone(),
+                    detail: format!("bundle_url refused: {i}"),
+                }
+            } else if e.is_timeout() {
                 GithubError::Timeout {
                     url: shown.clone(),
                     secs: self.timeout.as_secs(),
@@ -304,7 +334,12 @@ impl GithubClient {
                 }
             }
         };
-        let mut req = self.client.get(url.clone());
+        let client = if external {
+            &self.guarded
+        } else {
+            &self.client
+        };
+        let mut req = client.get(url.clone());
         if let (true, Some(t)) = (with_token, &self.token) {
             req = req.header("authorization", t.clone());
         }

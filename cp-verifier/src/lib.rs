@@ -26,6 +26,7 @@ pub mod service;
 pub mod store;
 pub mod supervise;
 pub mod tdx;
+pub mod transport;
 pub mod verify_cli;
 
 pub use service::revoke;
@@ -43,6 +44,66 @@ pub async fn start(
     let cp = Arc::new(service::ControlPlane::new(cfg, store, clock)?);
     cp.load_revocations().await?;
     cp.spawn_sweeper();
-    let router = server::router(cp.clone());
+    let router = server::router(cp.clone())?;
     Ok((cp, router))
+}
+
+/// A control plane bound to its address, ready to [`Bound::serve`].
+pub struct Bound {
+    pub cp: Arc<service::ControlPlane>,
+    /// The address actually bound (port 0 resolved).
+    pub addr: std::net::SocketAddr,
+    /// The loaded `[tls]` section (its `pin` is what agents may pin).
+    pub tls: Option<Arc<transport::Tls>>,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+/// Plain HTTP is served on loopback only, unless the config says `insecure_http`.
+pub fn check_listen(cfg: &config::CpConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cfg.tls.is_some() || cfg.insecure_http || cfg.listen.ip().is_loopback(),
+        "refusing to serve plain HTTP on {}: pulses, tokens and the dashboard would travel \
+         in clear. Configure [tls] cert_file and key_file, listen on a loopback address, or \
+         set insecure_http = true (only behind a TLS-terminating proxy)",
+        cfg.listen
+    );
+    Ok(())
+}
+
+/// Checks the listening rules, loads `[tls]`, starts the control plane and binds
+/// `cfg.listen`. Nothing is served until [`Bound::serve`].
+pub async fn bind(cfg: config::CpConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Bound> {
+    use anyhow::Context;
+    check_listen(&cfg)?;
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(transport::Tls::load)
+        .transpose()?
+        .map(Arc::new);
+    let listen = cfg.listen;
+    let (cp, router) = start(cfg, clock).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    Ok(Bound {
+        cp,
+        addr,
+        tls,
+        listener,
+        router,
+    })
+}
+
+impl Bound {
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let limits = self.cp.cfg.limits.clone();
+        transport::serve(self.listener, self.router, self.tls, limits, shutdown).await
+    }
 }

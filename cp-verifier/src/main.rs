@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cp_verifier::config::CpConfig;
 use guest_agent::clock::SystemClock;
@@ -192,13 +191,14 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve { config } => {
             guest_agent::logging::init(cli.log_json, "info");
             let cfg = CpConfig::load(&config)?;
-            let listen = cfg.listen;
-            let (cp, router) = cp_verifier::start(cfg, Arc::new(SystemClock)).await?;
+            let insecure = cfg.insecure_http && cfg.tls.is_none();
+            let bound = cp_verifier::bind(cfg, Arc::new(SystemClock)).await?;
+            let cp = bound.cp.clone();
             cp.set_config_path(config.clone());
             // SIGHUP re-reads the enrollment rules (allowlist, CA, CRL) and the
             // [[withdrawn]] builds; a bad file is logged and the rules in force stay.
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .context("cannot install the SIGHUP handler")?;
+                .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     match cp.reload() {
@@ -209,17 +209,22 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             });
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(listen = %listener.local_addr()?, "control plane listening");
-            // The peer address aggregates refused registrations by source.
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(guest_agent::logging::shutdown_signal())
-            .await?;
+            match &bound.tls {
+                Some(t) => tracing::info!(
+                    listen = %bound.addr,
+                    mtls = t.mtls,
+                    pin = %t.pin,
+                    "control plane listening (HTTPS; agents may pin this key with control_plane_pin)"
+                ),
+                None if insecure => tracing::warn!(
+                    listen = %bound.addr,
+                    "control plane listening on PLAIN HTTP (insecure_http = true): everything travels in clear"
+                ),
+                None => {
+                    tracing::info!(listen = %bound.addr, "control plane listening (plain HTTP, loopback only)")
+                }
+            }
+            bound.serve(guest_agent::logging::shutdown_signal()).await?;
             Ok(())
         }
         Cmd::Verify(VerifyCmd::Quote {

@@ -293,9 +293,7 @@ impl ControlPlane {
         )?;
         let operator_token = match &cfg.operator_token_file {
             Some(p) => {
-                let t = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("operator token {}: {e}", p.display()))?;
-                let t = t.trim().as_bytes().to_vec();
+                let t = crate::server::read_token(p, "operator_token_file")?;
                 anyhow::ensure!(
                     t.len() >= 16,
                     "operator token in {} must be at least 16 characters",

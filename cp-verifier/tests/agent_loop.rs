@@ -135,8 +135,10 @@ async fn finding06_agent_keeps_pulsing_while_the_requote_cannot_be_verified() {
         c.tdx.root_ca_file = Some(TestPki::root_ca_der_path());
         c.tdx.collateral_file = Some(collateral.clone());
         c.policy.tdx = toml::from_str(&format!(
-            "mrtd_allowlist = [\"{}\"]",
-            hex::encode(TdReport::default().mrtd)
+            "mrtd_allowlist = [\"{}\"]\nrtmr_allowlists = [[], [\"{}\"], [\"{}\"]]",
+            hex::encode(TdReport::default().mrtd),
+            hex::encode(TdReport::default().rtmrs[1]),
+            hex::encode(TdReport::default().rtmrs[2])
         ))
         .unwrap();
     })

@@ -260,3 +260,57 @@ async fn an_unanswering_or_absent_server_is_typed_not_hung() {
         .unwrap_err();
     assert_eq!(e.kind(), "GithubUnreachable", "{e}");
 }
+
+/// A fake API whose attestation names a `bundle_url` at `target(port)`; counts blob hits.
+async fn api_with_bundle_url(target: fn(u16) -> String) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = hits.clone();
+    let app = axum::Router::new()
+        .route(
+            "/repos/{owner}/{repo}/attestations/{digest}",
+            get(move || async move {
+                format!(
+                    "{{\"attestations\":[{{\"bundle_url\":\"{}\",\"repository_id\":1}}]}}",
+                    target(port)
+                )
+            }),
+        )
+        .route(
+            "/blob",
+            get(move || async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                snap::raw::Encoder::new().compress_vec(b"{}").unwrap()
+            }),
+        );
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://127.0.0.1:{port}"), hits)
+}
+
+#[tokio::test]
+async fn finding09_ssrf_bundle_url_to_internal_addresses_refused() {
+    // The API's own host: fetched.
+    let (base, hits) = api_with_bundle_url(|p| format!("http://127.0.0.1:{p}/blob")).await;
+    client(&base, None)
+        .attestations("acme/firmware", DIGEST)
+        .await
+        .unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Another host that is (or resolves to) an internal address: refused unfetched.
+    let targets: [fn(u16) -> String; 3] = [
+        |p| format!("http://localhost:{p}/blob"),
+        |p| format!("http://[::ffff:127.0.0.1]:{p}/blob"),
+        |p| format!("http://[::1]:{p}/blob"),
+    ];
+    for target in targets {
+        let (base, hits) = api_with_bundle_url(target).await;
+        let e = client(&base, None)
+            .attestations("acme/firmware", DIGEST)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("bundle_url refused"), "{e}");
+        assert!(e.to_string().contains("internal address"), "{e}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+}

@@ -30,8 +30,10 @@ fn tdx(c: &mut CpConfig) {
     c.tdx.root_ca_file = Some(TestPki::root_ca_der_path());
     c.tdx.collateral_file = Some(TestPki::collateral_path());
     c.policy.tdx = toml::from_str(&format!(
-        "mrtd_allowlist = [\"{}\"]",
-        hex::encode(TdReport::default().mrtd)
+        "mrtd_allowlist = [\"{}\"]\nrtmr_allowlists = [[], [\"{}\"], [\"{}\"]]",
+        hex::encode(TdReport::default().mrtd),
+        hex::encode(TdReport::default().rtmrs[1]),
+        hex::encode(TdReport::default().rtmrs[2])
     ))
     .unwrap();
 }
@@ -153,22 +155,13 @@ async fn cp_at(data: &Path, a: &TestAgent, f: impl FnOnce(&mut CpConfig)) -> Cp 
     let mut cfg = CpConfig::with_data_dir(data);
     cfg.alert_cooldown = std::time::Duration::from_secs(0);
     cfg.enrollment.keys.push(a.enroll());
+    test_access(&mut cfg, dir.path());
     tdx(&mut cfg);
     f(&mut cfg);
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
     let store = Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap());
     let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
-    let app = cp_verifier::server::router(cp.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await });
-    Cp {
-        base,
-        cp,
-        clock,
-        http: reqwest::Client::new(),
-        dir,
-    }
+    serve(cp, clock, dir).await
 }
 
 fn reason<'a>(v: &'a Value, code: &str) -> Option<&'a Value> {

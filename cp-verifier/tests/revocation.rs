@@ -676,9 +676,11 @@ async fn revocation_withdrawn_mrtd_turns_red_and_is_refused() {
         c.tdx.root_ca_file = Some(TestPki::root_ca_der_path());
         c.tdx.collateral_file = Some(TestPki::collateral_path());
         c.policy.tdx = toml::from_str(&format!(
-            "mrtd_allowlist = [\"{}\", \"{}\"]",
+            "mrtd_allowlist = [\"{}\", \"{}\"]\nrtmr_allowlists = [[], [\"{}\"], [\"{}\"]]",
             hex::encode([0x11; 48]),
-            hex::encode([0x22; 48])
+            hex::encode([0x22; 48]),
+            hex::encode(TdReport::default().rtmrs[1]),
+            hex::encode(TdReport::default().rtmrs[2])
         ))
         .unwrap();
     })

@@ -756,7 +756,12 @@ async fn fleet_pages_show_workloads_and_escape_hostile_names() {
         let url = format!("{}{path}", cp.base);
         let http = cp.http.clone();
         async move {
-            let r = http.get(url).send().await.unwrap();
+            let r = http
+                .get(url)
+                .bearer_auth(harness::VIEWER_TOKEN)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             r.text().await.unwrap()
         }

@@ -38,7 +38,7 @@ fn pulse_bench(dir: &std::path::Path) {
     std::fs::write(
         &cfg_path,
         format!(
-            "agent_id = \"bench\"\ncontrol_plane = \"http://127.0.0.1:9\"\npolicy_files = [{}]\n",
+            "agent_id = \"bench\"\ncontrol_plane = \"http://127.0.0.1:9\"\ninsecure_http = true\npolicy_files = [{}]\n",
             policy.join(",")
         ),
     )

@@ -236,7 +236,11 @@ impl Agent {
         quote: Arc<dyn QuoteProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Agent, AgentError> {
-        let client = Client::new(&cfg.control_plane, cfg.request_timeout)?;
+        let client = Client::new(
+            &cfg.control_plane,
+            cfg.request_timeout,
+            &crate::client::TlsOptions::from_config(&cfg),
+        )?;
         let mut collector = Collector::new(cfg.policy_files.clone());
         if cfg.collect_ebpf {
             collector.ebpf = Some(crate::ebpf::EbpfCollector::new(

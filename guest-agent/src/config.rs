@@ -44,9 +44,24 @@ pub struct AgentConfig {
     #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// Optional certificate chain (PEM, leaf first) for the identity key, sent at
-    /// registration for CA-based enrollment.
+    /// registration for CA-based enrollment, and presented as the agent's TLS client
+    /// certificate (mTLS) on an https:// control plane.
     #[serde(default)]
     pub certificate_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the control plane's TLS certificate must chain to
+    /// (instead of the public web roots).
+    #[serde(default)]
+    pub control_plane_ca_file: Option<PathBuf>,
+    /// `sha256:<hex>` of the control plane's TLS public key (SubjectPublicKeyInfo,
+    /// as `cp-verifier serve` logs it): only a server holding that key is accepted.
+    /// Without `control_plane_ca_file` the certificate's issuer, names and dates are
+    /// not checked: the pin is the trust.
+    #[serde(default)]
+    pub control_plane_pin: Option<String>,
+    /// Allow an `http://` control plane: pulses then travel in clear, readable and
+    /// replayable by anyone on the path. Off by default; for loopback tests.
+    #[serde(default)]
+    pub insecure_http: bool,
     /// Quote provider: `auto` (detect: configfs-tsm, then `/dev/tdx_guest`, else the
     /// software tier), `configfs-tsm`, `tdx-guest` or `none`. A provider named
     /// explicitly that is not there stops the agent; it never falls back.
@@ -263,6 +278,31 @@ impl AgentConfig {
                 "control_plane must be an http:// or https:// URL".into(),
             ));
         }
+        if cfg.control_plane.starts_with("http://") {
+            if !cfg.insecure_http {
+                return Err(invalid(format!(
+                    "control_plane {} is plain http://: pulses would travel in clear. Use an \
+                     https:// control plane, or set insecure_http = true to accept that",
+                    cfg.control_plane
+                )));
+            }
+            if cfg.control_plane_ca_file.is_some() || cfg.control_plane_pin.is_some() {
+                return Err(invalid(
+                    "control_plane_ca_file and control_plane_pin need an https:// control_plane"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(pin) = &cfg.control_plane_pin {
+            let ok = pin
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                return Err(invalid(
+                    "control_plane_pin must be \"sha256:<64 hex digits>\"".into(),
+                ));
+            }
+        }
         cfg.control_plane = cfg.control_plane.trim_end_matches('/').to_string();
         let own = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         if !cfg.policy_files.contains(&own) {
@@ -282,7 +322,7 @@ mod tests {
         let p = dir.path().join("agent.toml");
         std::fs::write(
             &p,
-            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1/\"\n",
+            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1/\"\ninsecure_http = true\n",
         )
         .unwrap();
         let c = AgentConfig::load(&p).unwrap();
@@ -310,7 +350,7 @@ mod tests {
         );
         std::fs::write(
             &p,
-            "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nquote_provider = \"configfs-tsm\"\n",
+            "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ninsecure_http = true\nquote_provider = \"configfs-tsm\"\n",
         )
         .unwrap();
         let c = AgentConfig::load(&p).unwrap();
@@ -323,7 +363,7 @@ mod tests {
         let p = dir.path().join("agent.toml");
         for (text, want) in [
             (
-                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nheartbeat_intervall = \"1s\"\n",
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ninsecure_http = true\nheartbeat_intervall = \"1s\"\n",
                 "unknown field",
             ),
             (
@@ -331,15 +371,27 @@ mod tests {
                 "http://",
             ),
             (
-                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nheartbeat_interval = \"1ms\"\n",
+                "agent_id = \"n1\"\ncontrol_plane = \"http://cp:7400\"\n",
+                "insecure_http = true",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"https://cp:7400\"\ncontrol_plane_pin = \"sha256:abc\"\n",
+                "control_plane_pin",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://cp\"\ninsecure_http = true\ncontrol_plane_ca_file = \"/ca.pem\"\n",
+                "https://",
+            ),
+            (
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ninsecure_http = true\nheartbeat_interval = \"1ms\"\n",
                 "at least",
             ),
             (
-                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nquote_provider = \"sev\"\n",
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ninsecure_http = true\nquote_provider = \"sev\"\n",
                 "unknown variant",
             ),
             (
-                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\nrequote_interval = \"1s\"\n",
+                "agent_id = \"n1\"\ncontrol_plane = \"http://x\"\ninsecure_http = true\nrequote_interval = \"1s\"\n",
                 "requote_interval",
             ),
             (

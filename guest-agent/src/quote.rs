@@ -410,7 +410,7 @@ mod tests {
             std::fs::write(
                 &cfgp,
                 format!(
-                    "agent_id = \"n\"\ncontrol_plane = \"http://x\"\nquote_provider = \"{kind}\"\n\
+                    "agent_id = \"n\"\ncontrol_plane = \"http://x\"\ninsecure_http = true\nquote_provider = \"{kind}\"\n\
                      tsm_report_dir = {tsm:?}\ntdx_guest_device = {dev:?}\n"
                 ),
             )

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use evidence::PublicKey;
 
-use crate::fsutil::{read_text_bounded, ReadError};
+use crate::fsutil::{read_secret, SecretError};
 use pkcs8::der::asn1::BitString;
 use pkcs8::der::{Decode, Encode};
 use pkcs8::ObjectIdentifier;
@@ -34,6 +34,9 @@ pub enum SignerError {
     TooLarge { path: String },
     #[error("key file {path}: {detail}")]
     Format { path: String, detail: String },
+    /// The key file is readable by group or others.
+    #[error("key file {0}")]
+    Exposed(String),
     #[error("signing failed: {0}")]
     Sign(String),
 }
@@ -68,12 +71,17 @@ impl KeySigner {
     /// (`EC PRIVATE KEY`, P-256) or PKCS#1 (`RSA PRIVATE KEY`).
     pub fn load(path: &Path) -> Result<KeySigner, SignerError> {
         let p = path.display().to_string();
-        let text = read_text_bounded(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
-            ReadError::Io(source) => SignerError::Io {
+        let bytes = read_secret(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+            SecretError::Io { source, .. } => SignerError::Io {
                 path: p.clone(),
                 source,
             },
-            ReadError::TooLarge { .. } => SignerError::TooLarge { path: p.clone() },
+            SecretError::TooLarge { .. } => SignerError::TooLarge { path: p.clone() },
+            e @ SecretError::Exposed { .. } => SignerError::Exposed(e.to_string()),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| SignerError::Format {
+            path: p.clone(),
+            detail: "not UTF-8 text".into(),
         })?;
         KeySigner::from_pem(&text).map_err(|detail| SignerError::Format { path: p, detail })
     }
@@ -360,5 +368,25 @@ mod tests {
             let err = KeySigner::from_pem(text).unwrap_err();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn finding09_world_readable_key_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.key");
+        let k = KeySigner::generate_ed25519().unwrap();
+        std::fs::write(&p, k.to_pkcs8_pem().unwrap()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = KeySigner::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains("0644") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            KeySigner::load(&p).unwrap().public_key().fingerprint(),
+            k.public_key().fingerprint()
+        );
     }
 }

@@ -37,7 +37,8 @@ fn run(extra: &[&str], url: &str) -> (String, String) {
         profile.path().join("p").display()
     ))
     .args(extra)
-    .arg(url)
+    // Every page the tests open is the control plane's: read access needs the token.
+    .arg(crate::with_token(url))
     .stdin(Stdio::null())
     .stdout(std::fs::File::create(&out).expect("stdout file"))
     .stderr(std::fs::File::create(&err).expect("stderr file"));

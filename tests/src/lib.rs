@@ -39,8 +39,44 @@ pub struct Proc {
     pub name: String,
 }
 
+/// The read token every e2e control plane accepts (see [`Proc::spawn`]); [`Http`]
+/// sends it on every request and the Chromium helpers open pages with it.
+pub const VIEWER_TOKEN: &str = "provenant-e2e-viewer-token";
+
+/// `url` with `?token=` [`VIEWER_TOKEN`] (a browser's first visit).
+pub fn with_token(url: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}token={VIEWER_TOKEN}")
+}
+
+/// Gives a `cp-verifier serve --config FILE` whose config names no
+/// `viewer_token_file` the shared [`VIEWER_TOKEN`]: written (mode 0600) beside the
+/// config and named at its top. Read access is always authenticated.
+fn ensure_viewer_token(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config).expect("control plane config");
+    if text.contains("viewer_token_file") {
+        return;
+    }
+    let token = config.with_extension("viewer-token");
+    guest_agent::fsutil::write_private(&token, VIEWER_TOKEN.as_bytes()).expect("viewer token");
+    std::fs::write(
+        config,
+        format!("viewer_token_file = \"{}\"\n{text}", token.display()),
+    )
+    .expect("control plane config");
+}
+
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], log_dir: &std::path::Path) -> Proc {
+        if name == "cp-verifier" && args.first() == Some(&"serve") {
+            if let Some(c) = args
+                .iter()
+                .position(|a| *a == "--config" || *a == "-c")
+                .and_then(|i| args.get(i + 1))
+            {
+                ensure_viewer_token(std::path::Path::new(c));
+            }
+        }
         let mut cmd = Command::new(binary(name));
         cmd.args(args).env("RUST_LOG", "info");
         Proc::spawn_cmd(name, cmd, log_dir)
@@ -110,6 +146,11 @@ impl Http {
         Http {
             c: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .default_headers(reqwest::header::HeaderMap::from_iter([(
+                    reqwest::header::AUTHORIZATION,
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {VIEWER_TOKEN}"))
+                        .unwrap(),
+                )]))
                 .build()
                 .unwrap(),
         }
@@ -205,7 +246,8 @@ pub mod tdx {
         let kernel = ConfigfsKernel::start_with_body(&tsm, b, Some(&rtmr), body).unwrap();
         let signer = KeySigner::generate_ed25519().unwrap();
         let key = dir.join("node.key");
-        std::fs::write(&key, signer.to_pkcs8_pem().unwrap()).unwrap();
+        guest_agent::fsutil::write_private(&key, signer.to_pkcs8_pem().unwrap().as_bytes())
+            .unwrap();
         let policy = dir.join("policy.toml");
         std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").unwrap();
         let port = free_port();
@@ -216,6 +258,7 @@ pub mod tdx {
             format!(
                 r#"agent_id = "{id}"
     control_plane = "{cp}"
+    insecure_http = true
     heartbeat_interval = "500ms"
     max_backoff = "1s"
     listen = "127.0.0.1:{port}"

@@ -175,6 +175,7 @@ fingerprint = "{fingerprint}"
         format!(
             r#"agent_id = "node-wl"
 control_plane = "{cp}"
+insecure_http = true
 heartbeat_interval = "500ms"
 max_backoff = "1s"
 listen = "127.0.0.1:{agent_port}"

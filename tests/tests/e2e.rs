@@ -94,6 +94,7 @@ fingerprint = "{fingerprint}"
         format!(
             r#"agent_id = "node-e2e"
 control_plane = "{cp}"
+insecure_http = true
 heartbeat_interval = "500ms"
 max_backoff = "1s"
 listen = "127.0.0.1:{agent_port}"
@@ -389,7 +390,7 @@ async fn agent_without_a_key_is_a_visible_no_op() {
     std::fs::write(
         &cfg,
         format!(
-            "agent_id = \"keyless\"\ncontrol_plane = \"{cp}\"\nheartbeat_interval = \"200ms\"\nlisten = \"127.0.0.1:{agent_port}\"\n"
+            "agent_id = \"keyless\"\ncontrol_plane = \"{cp}\"\ninsecure_http = true\nheartbeat_interval = \"200ms\"\nlisten = \"127.0.0.1:{agent_port}\"\n"
         ),
     )
     .unwrap();

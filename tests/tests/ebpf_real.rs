@@ -145,7 +145,7 @@ fn without_privilege_ebpf_is_unavailable() {
     std::fs::write(
         &cfg,
         format!(
-            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1\"\nkey_file = \"{}\"\nquote_provider = \"none\"\ncollect_workloads = false\n",
+            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1\"\ninsecure_http = true\nkey_file = \"{}\"\nquote_provider = \"none\"\ncollect_workloads = false\n",
             key.display()
         ),
     )
@@ -201,7 +201,7 @@ async fn an_ebpf_change_is_an_rtmr3_event() {
     std::fs::write(
         &cfg_path,
         format!(
-            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1\"\nquote_provider = \"configfs-tsm\"\n\
+            "agent_id = \"n1\"\ncontrol_plane = \"http://127.0.0.1:1\"\ninsecure_http = true\nquote_provider = \"configfs-tsm\"\n\
              tsm_report_dir = \"{}\"\nrtmr_dir = \"{}\"\nevent_log_file = \"{}\"\n\
              collect_workloads = false\nbpffs_dirs = [\"{}\"]\n",
             tsm.display(),

@@ -247,7 +247,8 @@ source_ref = "refs/heads/main"
     .unwrap();
     let node_key = root.join("node.key");
     let signer = guest_agent::signer::KeySigner::generate_ed25519().unwrap();
-    std::fs::write(&node_key, signer.to_pkcs8_pem().unwrap()).unwrap();
+    guest_agent::fsutil::write_private(&node_key, signer.to_pkcs8_pem().unwrap().as_bytes())
+        .unwrap();
     let node_port = free_port();
     let node_cfg = root.join("node.toml");
     std::fs::write(
@@ -255,6 +256,7 @@ source_ref = "refs/heads/main"
         format!(
             r#"agent_id = "node-1"
 control_plane = "{cp}"
+insecure_http = true
 heartbeat_interval = "500ms"
 max_backoff = "1s"
 listen = "127.0.0.1:{node_port}"

@@ -114,11 +114,44 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Creates `dir` (and missing parents) with mode 0700; an existing `dir` readable by
+/// others is tightened to 0750 at most.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o027 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o750))?;
+    }
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 (SQLite gives its -wal and -shm files
+/// the database file's mode), or tightens an existing one to 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `dir/provenant.db`.
     pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        private_dir(dir).map_err(unavailable)?;
         let path = dir.join("provenant.db");
+        private_file(&path).map_err(unavailable)?;
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(unavailable)?
             .create_if_missing(true)
@@ -914,6 +947,30 @@ mod tests {
             nonce: nonce.map(str::to_string),
             chain_only: false,
         }
+    }
+
+    #[tokio::test]
+    async fn finding09_db_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let _s = SqliteStore::open(&data).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("provenant.db")), 0o600);
+        // An existing world-readable database and directory are tightened.
+        let old = dir.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(old.join("provenant.db"), b"").unwrap();
+        std::fs::set_permissions(
+            old.join("provenant.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let _s = SqliteStore::open(&old).await.unwrap();
+        assert_eq!(mode(&old), 0o750);
+        assert_eq!(mode(&old.join("provenant.db")), 0o600);
     }
 
     #[tokio::test]

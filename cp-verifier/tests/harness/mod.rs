@@ -24,6 +24,8 @@ use serde_json::Value;
 
 pub(crate) const T0: u64 = 1_800_000_000_000_000_000;
 pub(crate) const SEC: u64 = 1_000_000_000;
+pub(crate) const OPERATOR_TOKEN: &str = "0123456789abcdef-operator";
+pub(crate) const VIEWER_TOKEN: &str = "0123456789abcdef-viewer";
 
 pub(crate) struct ManualClock(pub(crate) AtomicU64);
 impl Clock for ManualClock {
@@ -46,6 +48,48 @@ pub(crate) struct Cp {
     pub dir: tempfile::TempDir,
 }
 
+/// The tokens and limits every test control plane gets: operator and viewer token
+/// files (0600) in `dir`, and rate limits far above what the tests send.
+pub(crate) fn test_access(cfg: &mut CpConfig, dir: &std::path::Path) {
+    let token = dir.join("token");
+    guest_agent::fsutil::write_private(&token, OPERATOR_TOKEN.as_bytes()).unwrap();
+    cfg.operator_token_file = Some(token);
+    let viewer = dir.join("viewer.token");
+    guest_agent::fsutil::write_private(&viewer, VIEWER_TOKEN.as_bytes()).unwrap();
+    cfg.viewer_token_file = Some(viewer);
+    // The API tests register far faster than any fleet; the rate limit has its own test.
+    cfg.limits.challenge_rate = 1e6;
+    cfg.limits.challenge_burst = 1_000_000;
+    cfg.limits.register_rate = 1e6;
+    cfg.limits.register_burst = 1_000_000;
+}
+
+/// Serves `cp` on a loopback port through the product's transport (plain HTTP).
+pub(crate) async fn serve(
+    cp: Arc<ControlPlane>,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+) -> Cp {
+    let app = cp_verifier::server::router(cp.clone()).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let limits = cp.cfg.limits.clone();
+    tokio::spawn(cp_verifier::transport::serve(
+        l,
+        app,
+        None,
+        limits,
+        std::future::pending(),
+    ));
+    Cp {
+        base,
+        cp,
+        clock,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
 pub(crate) async fn start_with(
     dir: tempfile::TempDir,
     checker: Option<Arc<dyn ImageChecker>>,
@@ -54,31 +98,13 @@ pub(crate) async fn start_with(
     let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
     cfg.audit_log = Some(dir.path().join("audit.jsonl"));
     cfg.alert_cooldown = Duration::from_secs(0);
-    let token = dir.path().join("token");
-    std::fs::write(&token, "0123456789abcdef-operator").unwrap();
-    cfg.operator_token_file = Some(token);
+    test_access(&mut cfg, dir.path());
     f(&mut cfg);
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
     let store = Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap());
     let cp =
         Arc::new(ControlPlane::with_image_checker(cfg, store, clock.clone(), checker).unwrap());
-    let app = cp_verifier::server::router(cp.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            l,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
-    Cp {
-        base,
-        cp,
-        clock,
-        http: reqwest::Client::new(),
-        dir,
-    }
+    serve(cp, clock, dir).await
 }
 
 pub(crate) async fn start(f: impl FnOnce(&mut CpConfig)) -> Cp {
@@ -168,10 +194,12 @@ impl Cp {
     pub(crate) fn now(&self) -> u64 {
         self.clock.now_ns()
     }
+    /// GET with the viewer token.
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(VIEWER_TOKEN)
             .send()
             .await
             .unwrap();

@@ -33,6 +33,7 @@
 //!   host (registries send them to storage or a CDN); credentials are never sent to
 //!   another host.
 
+pub mod net;
 mod reference;
 
 use std::collections::{BTreeMap, HashMap};
@@ -271,6 +272,9 @@ enum Creds {
 struct HostEntry {
     scheme: &'static str,
     client: reqwest::Client,
+    /// For hosts other than the registry's own (token realms, blob redirects): it
+    /// connects only to addresses [`net::GuardedResolver`] found public.
+    guarded: reqwest::Client,
     creds: Creds,
 }
 
@@ -330,8 +334,16 @@ fn read_secret(p: &Path, what: &str) -> Result<Secret, RegistryError> {
     Ok(Secret(s))
 }
 
-fn build_http(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<reqwest::Client, RegistryError> {
-    let mut b = reqwest::Client::builder()
+fn build_http(
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+    guarded: bool,
+) -> Result<reqwest::Client, RegistryError> {
+    let mut b = reqwest::Client::builder();
+    if guarded {
+        b = net::guarded(b);
+    }
+    let mut b = b
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
@@ -360,32 +372,24 @@ fn same_origin(a: &Url, b: &str) -> bool {
     })
 }
 
-/// Whether `url`'s host is an internal address (loopback, private, link-local,
-/// unspecified, `localhost`) that is not the registry's own host (`registry` is
-/// `host[:port]`).
-fn internal_elsewhere(url: &Url, registry: &str) -> bool {
-    let Some(h) = url.host_str() else {
-        return true;
-    };
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    let internal = h.eq_ignore_ascii_case("localhost")
-        || match h.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(v)) => {
-                v.is_loopback() || v.is_private() || v.is_link_local() || v.is_unspecified()
-            }
-            Ok(std::net::IpAddr::V6(v)) => {
-                v.is_loopback()
-                    || v.is_unspecified()
-                    || (v.segments()[0] & 0xfe00) == 0xfc00
-                    || (v.segments()[0] & 0xffc0) == 0xfe80
-            }
-            Err(_) => false,
-        };
-    let reg_host = match registry.strip_prefix('[') {
+/// The host part of `host[:port]` (brackets of an IPv6 literal removed), lowercased.
+fn host_part(registry: &str) -> String {
+    match registry.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => registry.split(':').next().unwrap_or(registry),
+    }
+    .to_ascii_lowercase()
+}
+
+/// Whether `url` is on one of the registry's own hosts (the configured `host[:port]`
+/// or its API host), whatever the port: the only place an internal address is
+/// reached, because the operator named it.
+fn own_host(url: &Url, own: &[&str]) -> bool {
+    let Some(h) = url.host_str() else {
+        return false;
     };
-    internal && !reg_host.eq_ignore_ascii_case(h)
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    own.iter().any(|o| host_part(o) == h.to_ascii_lowercase())
 }
 
 /// One parsed `WWW-Authenticate` challenge.
@@ -578,7 +582,8 @@ impl RegistryClient {
             };
             let entry = HostEntry {
                 scheme: if c.insecure { "http" } else { "https" },
-                client: build_http(ca.as_deref(), timeout)?,
+                client: build_http(ca.as_deref(), timeout, false)?,
+                guarded: build_http(ca.as_deref(), timeout, true)?,
                 creds,
             };
             if hosts.insert(host.clone(), entry).is_some() {
@@ -591,7 +596,8 @@ impl RegistryClient {
             hosts,
             default: HostEntry {
                 scheme: "https",
-                client: build_http(None, timeout)?,
+                client: build_http(None, timeout, false)?,
+                guarded: build_http(None, timeout, true)?,
                 creds: Creds::None,
             },
             tokens: Mutex::new(HashMap::new()),
@@ -815,15 +821,20 @@ impl RegistryClient {
         }
         // A registry names its token server, which may be another host (Docker Hub's
         // is). It may not point us at internal addresses it does not itself live on:
-        // loopback, link-local or private IPs are accepted only on the registry's host.
-        if internal_elsewhere(&url, host) {
-            return Err(RegistryError::Unauthorized {
-                host: host.to_string(),
-                reason: format!(
-                    "token realm {:?} is an internal address other than the registry's",
-                    reference::clip(realm)
-                ),
-            });
+        // another host is reached over https (unless the registry itself is plain
+        // http), and only at addresses that are public once resolved.
+        let external = !own_host(&url, &[host]);
+        let refuse = |why: String| RegistryError::Unauthorized {
+            host: host.to_string(),
+            reason: format!("token realm {:?} refused: {why}", reference::clip(realm)),
+        };
+        if external {
+            if url.scheme() != "https" && entry.scheme != "http" {
+                return Err(refuse(
+                    "plain http on another host than an https registry's".into(),
+                ));
+            }
+            net::check_literal(&url).map_err(|e| refuse(e.to_string()))?;
         }
         {
             let mut q = url.query_pairs_mut();
@@ -832,7 +843,11 @@ impl RegistryClient {
             }
             q.append_pair("scope", scope);
         }
-        let mut req = entry.client.get(url.clone());
+        let mut req = if external {
+            entry.guarded.get(url.clone())
+        } else {
+            entry.client.get(url.clone())
+        };
         if let Creds::Basic { user, password } = creds {
             // Credentials travel in clear only where the registry itself is plain http.
             if url.scheme() == "https" || entry.scheme == "http" {
@@ -849,10 +864,10 @@ impl RegistryClient {
             }
         }
         let realm_host = url.host_str().unwrap_or_default().to_string();
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Self::transport_error(&realm_host, e))?;
+        let resp = req.send().await.map_err(|e| match net::internal_in(&e) {
+            Some(i) => refuse(i.to_string()),
+            None => Self::transport_error(&realm_host, e),
+        })?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
@@ -925,6 +940,7 @@ impl RegistryClient {
             url.host_str().map(str::to_string),
             url.port_or_known_default(),
         );
+        let origin_host = url.host_str().unwrap_or_default().to_string();
         let mut hops = 0;
         loop {
             let same_origin = (
@@ -932,8 +948,26 @@ impl RegistryClient {
                 url.host_str().map(str::to_string),
                 url.port_or_known_default(),
             ) == origin;
-            let mut req = entry
-                .client
+            // Hosts other than the registry's own (a blob's CDN): https unless the
+            // registry is plain http, and public addresses only.
+            let external = !same_origin && !own_host(&url, &[host, &origin_host]);
+            if external {
+                if url.scheme() != "https" && entry.scheme != "http" {
+                    return Err(RegistryError::Redirect(format!(
+                        "plain http redirect target {} for an https registry refused",
+                        reference::clip(url.host_str().unwrap_or_default())
+                    )));
+                }
+                net::check_literal(&url).map_err(|e| {
+                    RegistryError::Redirect(format!("redirect target refused: {e}"))
+                })?;
+            }
+            let client = if external {
+                &entry.guarded
+            } else {
+                &entry.client
+            };
+            let mut req = client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
             if same_origin {
@@ -947,6 +981,9 @@ impl RegistryClient {
                 req = req.header(reqwest::header::CONTENT_LENGTH, "0");
             }
             let resp = req.send().await.map_err(|e| {
+                if let Some(i) = net::internal_in(&e) {
+                    return RegistryError::Redirect(format!("redirect target refused: {i}"));
+                }
                 let shown = match (url.host_str(), url.port_or_known_default()) {
                     (Some(h), Some(p)) if !same_origin => format!("{h}:{p}"),
                     _ => host.to_string(),
@@ -1737,29 +1774,131 @@ async fn read_body(
 mod tests {
     use super::*;
 
+    /// A loopback "registry" answering by path with raw HTTP/1.1; counts the requests
+    /// each path got.
+    async fn fake_registry(
+        routes: impl Fn(&str, u16) -> String + Send + Sync + 'static,
+    ) -> (u16, std::sync::Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (seen2, routes) = (seen.clone(), std::sync::Arc::new(routes));
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let (seen, routes) = (seen2.clone(), routes.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    seen.lock().unwrap().push(path.clone());
+                    let _ = c.write_all(routes(&path, port).as_bytes()).await;
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn raw(status: &str, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn finding09_ssrf_blob_redirect_and_token_realm_to_internal_addresses_refused() {
+        const BLOB: &str = "hello";
+        let (port, seen) = fake_registry(|path, port| {
+            let to = |loc: String| raw("307 Temporary Redirect", &format!("Location: {loc}\r\n"), "");
+            if path.contains("/blobs/") && path.contains("own") {
+                to(format!("http://127.0.0.1:{port}/cdn"))
+            } else if path.starts_with("/v2/named/blobs/") {
+                // A host name that resolves to loopback.
+                to(format!("http://localhost:{port}/cdn"))
+            } else if path.starts_with("/v2/mapped/blobs/") {
+                // Loopback written as IPv4-mapped IPv6.
+                to(format!("http://[::ffff:127.0.0.1]:{port}/cdn"))
+            } else if path == "/cdn" {
+                raw("200 OK", "", BLOB)
+            } else if path.starts_with("/token") {
+                raw("200 OK", "", "{\"token\":\"t0k3n\"}")
+            } else {
+                raw(
+                    "401 Unauthorized",
+                    &format!(
+                        "WWW-Authenticate: Bearer realm=\"http://[::ffff:127.0.0.1]:{port}/token\",service=\"x\"\r\n"
+                    ),
+                    "",
+                )
+            }
+        })
+        .await;
+        let host = format!("127.0.0.1:{port}");
+        let c = RegistryClient::new(&[RegistryConfig {
+            host: host.clone(),
+            insecure: true,
+            ca_file: None,
+            username: None,
+            password_file: None,
+            token_file: None,
+        }])
+        .unwrap();
+        let d = Descriptor {
+            media_type: String::new(),
+            digest: sha256_digest(BLOB.as_bytes()),
+            size: 5,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        };
+        let r = |repo: &str| Reference::parse(&format!("{host}/{repo}:latest")).unwrap();
+        // The registry's own host, another path: followed.
+        assert_eq!(
+            c.get_blob(&r("own"), &d, 1024).await.unwrap(),
+            BLOB.as_bytes()
+        );
+        let cdn_hits = || seen.lock().unwrap().iter().filter(|p| *p == "/cdn").count();
+        assert_eq!(cdn_hits(), 1);
+        for repo in ["named", "mapped"] {
+            let e = c.get_blob(&r(repo), &d, 1024).await.unwrap_err();
+            assert_eq!(e.kind(), "BadRedirect", "{repo}: {e}");
+            assert!(e.to_string().contains("internal address"), "{repo}: {e}");
+        }
+        assert_eq!(cdn_hits(), 1, "no request reached the internal address");
+
+        // A token realm at an internal address other than the registry's: refused
+        // before any request.
+        let e = c.resolve(&r("app")).await.unwrap_err();
+        assert_eq!(e.kind(), "Unauthorized", "{e}");
+        assert!(e.to_string().contains("internal address"), "{e}");
+        assert!(!seen.lock().unwrap().iter().any(|p| p.starts_with("/token")));
+    }
+
     #[test]
     fn internal_realms_only_on_the_registrys_own_host() {
         let u = |s: &str| Url::parse(s).unwrap();
-        assert!(!internal_elsewhere(
+        assert!(own_host(
+            &u("http://127.0.0.1:9/token"),
+            &["127.0.0.1:5000"]
+        ));
+        assert!(!own_host(
+            &u("http://127.0.0.1:9/token"),
+            &["registry.example"]
+        ));
+        assert!(!own_host(&u("http://10.1.2.3/t"), &["10.1.2.4:5000"]));
+        assert!(own_host(&u("http://[::1]:8/t"), &["[::1]:5000"]));
+        assert!(own_host(&u("https://REG.example/t"), &["reg.example:443"]));
+        assert!(!own_host(
             &u("https://auth.docker.io/token"),
-            "docker.io"
+            &["docker.io"]
         ));
-        assert!(!internal_elsewhere(
-            &u("http://127.0.0.1:9/token"),
-            "127.0.0.1:5000"
-        ));
-        assert!(internal_elsewhere(
-            &u("http://127.0.0.1:9/token"),
-            "registry.example"
-        ));
-        assert!(internal_elsewhere(
-            &u("http://169.254.169.254/latest"),
-            "ghcr.io"
-        ));
-        assert!(internal_elsewhere(&u("http://10.1.2.3/t"), "10.1.2.4:5000"));
-        assert!(internal_elsewhere(&u("http://localhost/t"), "ghcr.io"));
-        assert!(internal_elsewhere(&u("http://[::1]:8/t"), "ghcr.io"));
-        assert!(!internal_elsewhere(&u("http://[::1]:8/t"), "[::1]:5000"));
         assert!(same_origin(&u("http://a:5000/v2/x"), "http://a:5000/v2/y"));
         assert!(!same_origin(&u("http://b:5000/v2/x"), "http://a:5000/v2/y"));
         assert!(!same_origin(&u("https://a/v2/x"), "http://a/v2/y"));
