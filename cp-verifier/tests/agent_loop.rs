@@ -41,7 +41,7 @@ async fn node(id: &str, tdx: bool, cp_base: &str, clock: Arc<ManualClock>, key: 
         (None, None)
     };
     let key_file = dir.path().join("node.key");
-    std::fs::write(&key_file, key.to_pkcs8_pem().unwrap()).unwrap();
+    guest_agent::fsutil::write_private(&key_file, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
     let cfg = dir.path().join("agent.toml");
     std::fs::write(
         &cfg,
@@ -58,6 +58,7 @@ event_log_file = "{log}"
 requote_interval = "1s"
 collect_ebpf = false
 collect_workloads = false
+insecure_http = true
 "#,
             key = key_file.display(),
             provider = if tdx { "configfs-tsm" } else { "none" },
