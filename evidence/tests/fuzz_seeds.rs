@@ -12,7 +12,11 @@ fn eventlog_seed_is_a_valid_log() {
 }
 
 fn seed(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../fuzz/seeds/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../fuzz/seeds/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -41,7 +45,10 @@ fn payload_seeds_decode() {
 
 #[test]
 fn register_request_seeds_parse() {
-    for f in ["register_request/tdx.json", "register_request/software.json"] {
+    for f in [
+        "register_request/tdx.json",
+        "register_request/software.json",
+    ] {
         let req: evidence::api::RegisterRequest = serde_json::from_slice(&seed(f)).unwrap();
         req.envelope.peek::<evidence::Report>().unwrap();
     }

@@ -62,6 +62,9 @@ impl CpSpec {
 
     /// Writes the config file `path` says.
     pub fn write(&self, path: &Path) {
+        let viewer = path.with_extension("viewer-token");
+        guest_agent::fsutil::write_private(&viewer, crate::VIEWER_TOKEN.as_bytes())
+            .expect("viewer token");
         let mut s = format!(
             r#"listen = "127.0.0.1:{port}"
 data_dir = "{data}"
@@ -70,11 +73,20 @@ sweep_interval = "{sweep}"
 alert_cooldown = "{cool}"
 audit_log = "{audit}"
 webhooks = [{hooks}]
+viewer_token_file = "{viewer}"
 
 [policy]
 allow_software_tier = true
 missed_heartbeats = {missed}
+
+[limits]
+# A whole fleet re-registers at once after a restart, from one loopback address.
+challenge_rate = 100000.0
+challenge_burst = 100000
+register_rate = 100000.0
+register_burst = 100000
 "#,
+            viewer = viewer.display(),
             port = self.port,
             data = self.data_dir.display(),
             hb = self.heartbeat_interval,
@@ -244,7 +256,7 @@ impl CpClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        match req.send().await {
+        match req.bearer_auth(crate::VIEWER_TOKEN).send().await {
             Ok(r) => {
                 let s = r.status().as_u16();
                 // The status line is the answer: a 200 means the state change was
@@ -599,6 +611,7 @@ policy_files = ["{policy}"]
 quote_provider = "none"
 collect_workloads = false
 collect_ebpf = false
+insecure_http = true                  # the test's control plane: plain http on loopback
 "#,
                 key = key.display(),
                 policy = policy.display(),

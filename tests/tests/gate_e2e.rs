@@ -39,6 +39,9 @@ data_dir = "{data}"
 heartbeat_interval = "30s"
 sweep_interval = "200ms"
 
+[policy]
+allow_software_tier = true
+
 [[enrollment.keys]]
 agent_id = "node-gate"
 fingerprint = "{fingerprint}"
@@ -61,6 +64,7 @@ listen = "127.0.0.1:{agent_port}"
 key_file = "{key}"
 collect_workloads = false
 collect_ebpf = false
+insecure_http = true
 "#,
             key = key.display(),
         ),
