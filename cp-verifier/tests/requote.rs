@@ -413,3 +413,55 @@ async fn finding06_unreachable_pcs_answers_503_and_marks_requote_failed() {
     assert_eq!(view["state"], "attested", "{view}");
     assert!(reason(&view, "RequoteFailed").is_none());
 }
+
+/// A PCS/PCCS that answers every request with `status` (and `Retry-After` on 429),
+/// on loopback.
+async fn failing_pcs(status: u16) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        let code = axum::http::StatusCode::from_u16(status).unwrap();
+        (code, [("retry-after", "30")], "upstream trouble")
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    url
+}
+
+/// Finding 6 with a PCS that answers, badly: 500 and 429 are outages (the control
+/// plane cannot verify), not verdicts on the agent. Its re-quote is answered 503
+/// `UpstreamUnavailable`, it keeps pulsing, it is yellow `RequoteFailed`, never
+/// blinded and never green.
+#[tokio::test(flavor = "multi_thread")]
+async fn finding06_pcs_answering_500_or_429_is_an_outage_not_a_verdict() {
+    for status in [500u16, 429] {
+        let mut td = Td::new("node-pcs");
+        let data = tempfile::tempdir().unwrap();
+        let db = data.path().join("db");
+        let up = cp_at(&db, &td.a, |_| {}).await;
+        let m = measurements(1, 1);
+        td.measure(&m);
+        let (s, v, _) = td.register(&up, &m, true).await;
+        assert_eq!(s, 200, "{v}");
+
+        let pcs = failing_pcs(status).await;
+        let down = cp_at(&db, &td.a, |c| {
+            c.tdx.collateral_file = None;
+            c.tdx.pcs_url = Some(pcs.clone());
+        })
+        .await;
+        let (s, v, _) = td.register(&down, &m, false).await;
+        assert_eq!(
+            (s, kind(&v)),
+            (503, "UpstreamUnavailable"),
+            "PCS {status}: {v}"
+        );
+        let env = td.a.next_pulse(down.now(), m.clone());
+        let (s, p) = down.pulse(&env).await;
+        assert_eq!(s, 200, "PCS {status}: {p}");
+        td.a.accepted(&env);
+        let (_, view) = down.get("/api/v1/agents/node-pcs").await;
+        assert_eq!(view["badge"], "yellow", "PCS {status}: {view}");
+        assert!(reason(&view, "RequoteFailed").is_some(), "{view}");
+        assert!(reason(&view, "Blinded").is_none(), "{view}");
+    }
+}

@@ -676,3 +676,114 @@ async fn fault_disk_full_store_gets_typed_503() {
     drop(cp);
     drop(small);
 }
+
+/// A flood of unenrolled registrations, each with a fresh key and a new agent id
+/// (10,000, bounded by a deadline too), against a real control plane: every one is
+/// refused with its typed reason, the alert rows, audit lines and webhook POSTs they
+/// cause stay bounded (one per source and window), and a real agent going silent in
+/// the middle of it still reaches the webhook as `Blinded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_unenrolled_flood_stays_bounded() {
+    const FLOOD: usize = 10_000;
+    const WORKERS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (hook_url, received) = webhook().await;
+    let audit = root.join("audit.jsonl");
+    let mut honest = SimAgent::new("flood-honest", 1000);
+    let mut spec = CpSpec::new(&root.join("cp-data"), &audit);
+    spec.webhooks = vec![hook_url];
+    // One alert per source per minute: the whole flood is one window.
+    spec.alert_cooldown = "60s";
+    spec.enrolled = vec![honest.enrollment()];
+    let cp = CpProcess::start(&spec, &root.join("cp.toml"), root).await;
+    let c = cp.client.clone();
+    honest
+        .register(&c)
+        .await
+        .expect("the enrolled agent registers");
+    for _ in 0..2 {
+        assert_eq!(pulse_round(&c, std::slice::from_mut(&mut honest)).await, 0);
+    }
+    // From here on the honest agent is silent: Blinded after 3 x 1 s.
+
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(120);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let (c, next) = (c.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut refused: HashMap<String, u64> = HashMap::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= FLOOD as u64 || Instant::now() >= deadline {
+                    return refused;
+                }
+                let mut a = SimAgent::new(&format!("flood-{i:05}"), 1000);
+                let kind = match a.register(&c).await {
+                    Ok(_) => "Accepted".to_string(),
+                    Err(Answer::Status(s, v)) => format!("{s} {}", v["error"]["kind"]),
+                    Err(other) => format!("{other:?}"),
+                };
+                *refused.entry(kind).or_default() += 1;
+            }
+        }));
+    }
+    let mut outcomes: HashMap<String, u64> = HashMap::new();
+    for w in workers {
+        for (k, n) in w.await.unwrap() {
+            *outcomes.entry(k).or_default() += n;
+        }
+    }
+    let took = t0.elapsed();
+    let sent: u64 = outcomes.values().sum();
+    assert_eq!(
+        outcomes.get("403 \"Unenrolled\"").copied(),
+        Some(sent),
+        "every flooded registration is refused Unenrolled: {outcomes:?}"
+    );
+    assert!(
+        sent as usize == FLOOD || Instant::now() >= deadline,
+        "{sent} sent"
+    );
+
+    // The honest agent's Blinded reaches the webhook despite the flood.
+    provenant_tests::wait_for(20, "Blinded of the honest agent at the webhook", || async {
+        let r = received.lock().unwrap();
+        (!alerts_of(&r, "Blinded", "flood-honest").is_empty()).then_some(())
+    })
+    .await;
+    let stored = c.alerts().await;
+    let rows = stored.iter().filter(|a| a["kind"] == "Unenrolled").count();
+    let hooks = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "Unenrolled")
+        .count();
+    let audited = audit_lines(&audit)
+        .iter()
+        .filter(|a| a["kind"] == "Unenrolled")
+        .count();
+    println!(
+        "unenrolled flood: {sent} registrations in {took:?} ({:.0}/s), refused {outcomes:?}; \
+         Unenrolled alert rows {rows}, webhook POSTs {hooks}, audit lines {audited}",
+        sent as f64 / took.as_secs_f64()
+    );
+    assert!(rows <= 2, "{rows} Unenrolled alert rows for one source");
+    assert!(
+        hooks <= 2,
+        "{hooks} Unenrolled webhook POSTs for one source"
+    );
+    assert!(
+        audited <= 2,
+        "{audited} Unenrolled audit lines for one source"
+    );
+    assert!(
+        stored.len() < 20,
+        "alert rows stay bounded: {}",
+        stored.len()
+    );
+    drop(cp);
+}
