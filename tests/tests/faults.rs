@@ -684,7 +684,7 @@ async fn fault_disk_full_store_gets_typed_503() {
 /// the middle of it still reaches the webhook as `Blinded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_unenrolled_flood_stays_bounded() {
-    const FLOOD: usize = 10_000;
+    const FLOOD: u64 = 10_000;
     const WORKERS: usize = 8;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -717,7 +717,7 @@ async fn fault_unenrolled_flood_stays_bounded() {
             let mut refused: HashMap<String, u64> = HashMap::new();
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= FLOOD as u64 || Instant::now() >= deadline {
+                if i >= FLOOD || Instant::now() >= deadline {
                     return refused;
                 }
                 let mut a = SimAgent::new(&format!("flood-{i:05}"), 1000);
@@ -743,10 +743,7 @@ async fn fault_unenrolled_flood_stays_bounded() {
         Some(sent),
         "every flooded registration is refused Unenrolled: {outcomes:?}"
     );
-    assert!(
-        sent as usize == FLOOD || Instant::now() >= deadline,
-        "{sent} sent"
-    );
+    assert!(sent == FLOOD || Instant::now() >= deadline, "{sent} sent");
 
     // The honest agent's Blinded reaches the webhook despite the flood.
     provenant_tests::wait_for(20, "Blinded of the honest agent at the webhook", || async {
@@ -769,7 +766,7 @@ async fn fault_unenrolled_flood_stays_bounded() {
     println!(
         "unenrolled flood: {sent} registrations in {took:?} ({:.0}/s), refused {outcomes:?}; \
          Unenrolled alert rows {rows}, webhook POSTs {hooks}, audit lines {audited}",
-        sent as f64 / took.as_secs_f64()
+        f64::from(u32::try_from(sent).unwrap_or(u32::MAX)) / took.as_secs_f64()
     );
     assert!(rows <= 2, "{rows} Unenrolled alert rows for one source");
     assert!(
