@@ -124,7 +124,7 @@ async fn workloads_from_real_podman_and_the_agent_health() {
     assert_ne!(w2.digest, w.digest);
 
     // The agent binary, with both collectors, against a real control plane.
-    agent_health(root, &sock, &digest).await;
+    agent_health(root, &sock, &digest, &mut guest).await;
 
     // Podman's API gone: unknown with the reason, never an empty ok list.
     guest.stop_service();
@@ -135,7 +135,12 @@ async fn workloads_from_real_podman_and_the_agent_health() {
     assert!(reason.contains("unreachable"), "{reason}");
 }
 
-async fn agent_health(root: &std::path::Path, sock: &std::path::Path, digest: &str) {
+async fn agent_health(
+    root: &std::path::Path,
+    sock: &std::path::Path,
+    digest: &str,
+    guest: &mut Podman,
+) {
     let http = Http::new();
     let key = root.join("node.key");
     let out = std::process::Command::new(provenant_tests::binary("guest-agent"))
@@ -244,4 +249,36 @@ collect_ebpf = true
         .await
         .expect("control plane answers");
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["workloads_state"]["state"], "ok", "{v}");
+
+    // Podman's API goes away under the running agent (issue 10's outage faults): the
+    // agent keeps pulsing, its workloads collector is `unknown` on the node and at the
+    // control plane (never an empty `ok` list), no workload is green, and everything
+    // comes back when podman does.
+    guest.stop_service();
+    let v: Value = wait_for(20, "workloads unknown at the control plane", || async {
+        let (_, v) = http.get(&format!("{cp}/api/v1/agents/node-wl")).await?;
+        (v["workloads_state"]["state"] == "unknown").then_some(v)
+    })
+    .await;
+    assert_ne!(v["badge"], "green", "{v}");
+    assert!(
+        v["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["status"] != "pass"),
+        "{v}"
+    );
+    let (_, h) = http.get(&format!("{api}/health")).await.unwrap();
+    assert_eq!(h["state"], "pulsing", "{h}");
+    assert_eq!(h["collectors"]["workloads"]["state"], "unknown", "{h}");
+    assert_ne!(h["verdict"]["badge"], "green", "{h}");
+    guest.start_service();
+    wait_for(30, "workloads ok again once podman is back", || async {
+        let (_, v) = http.get(&format!("{cp}/api/v1/agents/node-wl")).await?;
+        (v["workloads_state"]["state"] == "ok" && v["workloads"].as_array()?.len() == 4)
+            .then_some(())
+    })
+    .await;
 }
