@@ -24,9 +24,7 @@ use crate::alert::{Alert, AlertKind};
 use crate::attest::TdxAttestation;
 use crate::config::{CpConfig, WithdrawnBuild};
 use crate::error::ApiError;
-use crate::store::{
-    AgentRecord, AgentWrite, BuildKind, Disabled, StoreError, Tombstone, Withdrawal,
-};
+use crate::store::{AgentRecord, BuildKind, Disabled, StoreError, Tombstone, Withdrawal};
 
 /// Longest operator-given reason kept.
 const MAX_REASON: usize = 1024;
@@ -448,14 +446,10 @@ impl ControlPlane {
         reason: Option<String>,
     ) -> Result<super::AgentView, ApiError> {
         let reason = reason_or(reason, "no reason given")?;
-        for _ in 0..3 {
-            let now = self.now_ns();
-            let Some(rec) = self.load(id, true).await? else {
-                return Err(ApiError::NotFound(format!("no agent {id:?}")));
-            };
+        self.operator_edit(id, |rec, now| {
             if rec.disabled.is_some() == disable {
                 // Already so: nothing to write or audit.
-                return Ok(self.view(&rec, now));
+                return None;
             }
             let mut next = rec.clone();
             let (kind, detail) = if disable {
@@ -474,25 +468,9 @@ impl ControlPlane {
                     format!("operator POST /api/v1/agents/{id}/enable: the agent may pulse and register again: {reason}"),
                 )
             };
-            next.version = rec.version + 1;
-            match self
-                .persist(AgentWrite {
-                    record: next.clone(),
-                    expected_version: Some(rec.version),
-                    nonce: None,
-                    alerts: vec![Alert::new(now, id, kind, detail)],
-                    chain_only: false,
-                })
-                .await
-            {
-                Ok(()) => return Ok(self.view(&next, now)),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(store_err(e)),
-            }
-        }
-        Err(ApiError::StoreUnavailable(
-            "agent record kept changing; retry".into(),
-        ))
+            Some((next, vec![Alert::new(now, id, kind, detail)]))
+        })
+        .await
     }
 
     /// `POST /api/v1/withdrawals`: withdraws a build fleet-wide. Agents running it

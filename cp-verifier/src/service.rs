@@ -1540,11 +1540,7 @@ impl ControlPlane {
 
     /// Announces a coordinated update (or accepts the current state as baseline).
     pub async fn expect(&self, id: &str, req: ExpectRequest) -> Result<AgentView, ApiError> {
-        for _ in 0..3 {
-            let now = self.now_ns();
-            let Some(rec) = self.load(id, true).await? else {
-                return Err(ApiError::NotFound(format!("no agent {id:?}")));
-            };
+        self.operator_edit(id, |rec, now| {
             let mut next = rec.clone();
             let mut alerts = Vec::new();
             if let Some(t) = req.tier {
@@ -1590,6 +1586,28 @@ impl ControlPlane {
                 }
                 alerts.extend(applied);
             }
+            Some((next, alerts))
+        })
+        .await
+    }
+
+    /// An operator's change to an agent's record, written under compare-and-swap and
+    /// retried when a pulse or the sweeper wrote the record meanwhile. `change` gets
+    /// the current record and `now` and returns the next record with its alerts, or
+    /// `None` when there is nothing to write (the current view is returned).
+    pub(crate) async fn operator_edit(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&AgentRecord, u64) -> Option<(AgentRecord, Vec<Alert>)>,
+    ) -> Result<AgentView, ApiError> {
+        for _ in 0..3 {
+            let now = self.now_ns();
+            let Some(rec) = self.load(id, true).await? else {
+                return Err(ApiError::NotFound(format!("no agent {id:?}")));
+            };
+            let Some((mut next, alerts)) = change(&rec, now) else {
+                return Ok(self.view(&rec, now));
+            };
             next.version = rec.version + 1;
             match self
                 .persist(AgentWrite {
