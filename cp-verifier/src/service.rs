@@ -56,14 +56,13 @@ struct SourceWindow {
     sample: Vec<String>,
 }
 
-/// The aggregation key of a peer address: the IPv4 address, or the IPv6 /64.
+/// The aggregation key of a peer address, as text: the source the transport counts
+/// connections and rate limits by ([`crate::transport::source_key`]: the IPv4
+/// address, or the IPv6 /64).
 pub fn source_key(ip: Option<IpAddr>) -> String {
-    match ip.map(|ip| ip.to_canonical()) {
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
+    match ip.map(crate::transport::source_key) {
+        Some(IpAddr::V6(net)) => format!("{net}/64"),
+        Some(v4) => v4.to_string(),
         None => "unknown".into(),
     }
 }
