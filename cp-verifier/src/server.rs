@@ -109,16 +109,19 @@ impl Access {
     }
 
     fn token_grants_read(&self, t: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        let eq = |want: &Option<Vec<u8>>| {
-            want.as_ref()
-                .is_some_and(|w| w.len() == t.len() && bool::from(w.as_slice().ct_eq(t)))
-        };
+        let eq = |want: &Option<Vec<u8>>| want.as_deref().is_some_and(|w| token_eq(w, t));
         // Both compared, whatever the first says.
         let v = eq(&self.viewer);
         let o = eq(&self.operator);
         v | o
     }
+}
+
+/// Whether a presented bearer token is the configured one, compared in constant time
+/// (the length is not secret: tokens are at least 16 characters).
+pub(crate) fn token_eq(want: &[u8], got: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    want.len() == got.len() && bool::from(want.ct_eq(got))
 }
 
 /// A token bucket per source (IPv6: per /64): `rate` tokens a second up to `burst`.

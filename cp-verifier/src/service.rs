@@ -1521,14 +1521,13 @@ impl ControlPlane {
 
     /// Checks an operator bearer token in constant time.
     pub fn authorize(&self, presented: Option<&str>) -> Result<(), ApiError> {
-        use subtle::ConstantTimeEq;
         let Some(want) = &self.operator_token else {
             return Err(ApiError::Unauthorized(
                 "operator endpoints are disabled: no operator_token_file is configured".into(),
             ));
         };
         let got = presented.unwrap_or("").as_bytes();
-        if got.len() == want.len() && bool::from(got.ct_eq(want)) {
+        if crate::server::token_eq(want, got) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized(
