@@ -582,18 +582,11 @@ pub struct RealAgent {
 
 impl RealAgent {
     pub fn setup(dir: &Path, id: &str, cp_url: &str, heartbeat: &str) -> RealAgent {
-        use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(dir).expect("agent dir");
         let signer = KeySigner::generate_ed25519().expect("key");
         let key = dir.join("node.key");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key)
+        guest_agent::fsutil::write_private(&key, signer.to_pkcs8_pem().expect("pem").as_bytes())
             .expect("key file");
-        std::io::Write::write_all(&mut f, signer.to_pkcs8_pem().expect("pem").as_bytes())
-            .expect("write key");
         let policy = dir.join("policy.toml");
         std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").expect("policy");
         let port = free_port();
