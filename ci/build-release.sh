@@ -24,7 +24,10 @@ case "$profile" in
 esac
 
 binaries=(cp-verifier guest-agent)
-cargo build --locked --profile "$profile" -p cp-verifier -p guest-agent --bins
+# Two builds: the control plane without its default `demo` feature (so it links no
+# guest-agent code: no aya, bollard or raw syscalls), then the agent.
+cargo build --locked --profile "$profile" -p cp-verifier --no-default-features --bins
+cargo build --locked --profile "$profile" -p guest-agent --bins
 
 target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$out/bin"

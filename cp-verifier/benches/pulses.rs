@@ -21,8 +21,8 @@ use evidence::{
     TeeKind, Tier, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };
 use guest_agent::agent::sign_payload;
-use guest_agent::clock::{Clock, SystemClock};
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::{Clock, SystemClock};
 
 fn env_or(name: &str, d: usize) -> usize {
     std::env::var(name)

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use guest_agent::clock::Clock;
+use provenant_base::clock::Clock;
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
@@ -506,7 +506,7 @@ mod tests {
                 .unwrap(),
         );
         let tasks = Tasks::default();
-        let clock: Arc<dyn Clock> = Arc::new(guest_agent::clock::SystemClock);
+        let clock: Arc<dyn Clock> = Arc::new(provenant_base::clock::SystemClock);
         let sink = AlertSink::new(None, vec![url], store.clone(), clock.clone(), &tasks).unwrap();
         let now = clock.now_ns();
         let a = vec![

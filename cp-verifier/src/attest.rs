@@ -260,7 +260,7 @@ impl TdxVerifier {
     ) -> anyhow::Result<TdxVerifier> {
         use anyhow::Context;
         let read = |p: &std::path::Path| {
-            guest_agent::fsutil::read_bounded(p, MAX_TRUST_FILE_BYTES)
+            provenant_base::fsutil::read_bounded(p, MAX_TRUST_FILE_BYTES)
                 .with_context(|| format!("cannot read {}", p.display()))
         };
         let root_ca_der = match &cfg.root_ca_file {

@@ -315,7 +315,7 @@ pub fn quote_collateral_key(raw_quote: &[u8]) -> Result<(Fmspc, PckCa), Collater
     let q = evidence::tdx::Quote::parse(raw_quote)
         .map_err(|e| CollateralError::Quote(e.to_string()))?;
     let pem = String::from_utf8_lossy(&q.signature.pck_chain_pem);
-    let first = guest_agent::fsutil::split_pem_certificates(&pem)
+    let first = provenant_base::fsutil::split_pem_certificates(&pem)
         .map_err(|e| CollateralError::Quote(format!("PCK chain: {e}")))?
         .into_iter()
         .next()
@@ -560,7 +560,7 @@ fn read_collateral_file(
     path: &Path,
     fmspc: Fmspc,
 ) -> Result<Option<FetchedCollateral>, CollateralError> {
-    use guest_agent::fsutil::{read_bounded, ReadError};
+    use provenant_base::fsutil::{read_bounded, ReadError};
     let shown = path.display().to_string();
     let max = u64::try_from(MAX_COLLATERAL_BYTES).unwrap_or(u64::MAX);
     let bytes = match read_bounded(path, max) {
@@ -1156,7 +1156,7 @@ fn issuer_chain(
 
 /// A PEM chain of at least one certificate. Only the shape: dcap-qvl checks it.
 fn check_chain(pem: &str) -> Result<(), String> {
-    let certs = guest_agent::fsutil::split_pem_certificates(pem)?;
+    let certs = provenant_base::fsutil::split_pem_certificates(pem)?;
     if certs.is_empty() {
         return Err("no PEM certificate".into());
     }

@@ -253,7 +253,7 @@ impl ImagesConfig {
             for f in files {
                 h.update(f.as_os_str().as_encoded_bytes());
                 h.update([0]);
-                match guest_agent::fsutil::read_bounded(f, MAX_TRUST_FILE_BYTES) {
+                match provenant_base::fsutil::read_bounded(f, MAX_TRUST_FILE_BYTES) {
                     Ok(b) => h.update(Sha256::digest(&b)),
                     Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
                 }
@@ -390,7 +390,7 @@ fn serve_policy_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrustPolicy
 impl CpConfig {
     pub fn load(path: &Path) -> anyhow::Result<CpConfig> {
         use anyhow::Context;
-        let text = guest_agent::fsutil::read_text_bounded(path, MAX_CONFIG_BYTES)
+        let text = provenant_base::fsutil::read_text_bounded(path, MAX_CONFIG_BYTES)
             .with_context(|| format!("cannot read config {}", path.display()))?;
         let cfg: CpConfig =
             toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;

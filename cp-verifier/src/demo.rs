@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use guest_agent::agent::{Agent, Phase};
-use guest_agent::clock::SystemClock;
 use guest_agent::config::AgentConfig;
 use guest_agent::quote::NoTee;
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::SystemClock;
 
 use crate::config::{CpConfig, EnrolledKey};
 
@@ -220,7 +220,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    guest_agent::logging::shutdown_signal().await;
+    provenant_base::logging::shutdown_signal().await;
     drop(dir);
     Ok(())
 }

@@ -496,7 +496,7 @@ fn time_ns(t: &x509_cert::time::Time) -> u64 {
 fn read_crls(p: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     const BEGIN: &str = "-----BEGIN X509 CRL-----";
     const END: &str = "-----END X509 CRL-----";
-    let bytes = guest_agent::fsutil::read_bounded(p, MAX_CRL_FILE_BYTES)
+    let bytes = provenant_base::fsutil::read_bounded(p, MAX_CRL_FILE_BYTES)
         .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     if bytes.first() == Some(&0x30) {
         return Ok(vec![bytes]);
@@ -546,9 +546,9 @@ fn parse_crl(der: &[u8], ca_subjects: &[x509_cert::name::Name]) -> Result<Crl, S
 const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 fn read_pem_certs(p: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let text = guest_agent::fsutil::read_text_bounded(p, MAX_CA_FILE_BYTES)
+    let text = provenant_base::fsutil::read_text_bounded(p, MAX_CA_FILE_BYTES)
         .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    guest_agent::fsutil::split_pem_certificates(&text)
+    provenant_base::fsutil::split_pem_certificates(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         .iter()
         .map(|c| pem_to_der(c).map_err(anyhow::Error::msg))

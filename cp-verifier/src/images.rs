@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use evidence::verdict::ReasonCode;
-use guest_agent::clock::Clock;
 use policy::image::{ImageCheck, ImagePolicy};
+use provenant_base::clock::Clock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -567,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_checker_that_never_answers_is_undecided() {
-        let clock = Arc::new(guest_agent::clock::FixedClock(1_800_000_000_000_000_000));
+        let clock = Arc::new(provenant_base::clock::FixedClock(1_800_000_000_000_000_000));
         let cfg = ImageServiceConfig {
             check_timeout: Duration::from_millis(50),
             ..Default::default()
@@ -595,7 +595,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_is_bounded_and_a_full_queue_loses_nothing() {
-        let clock = Arc::new(guest_agent::clock::FixedClock(1_800_000_000_000_000_000));
+        let clock = Arc::new(provenant_base::clock::FixedClock(1_800_000_000_000_000_000));
         let cfg = ImageServiceConfig {
             max_concurrent: 2,
             queue: 2,

@@ -13,6 +13,10 @@ pub mod attest;
 pub mod collateral;
 pub mod config;
 pub mod dashboard;
+// The demo runs a real guest agent in-process, so it links the agent (aya, bollard).
+// It is a default feature for `cargo run -p cp-verifier -- demo`; the release build
+// (`ci/build-release.sh`) turns it off so the server binary links no guest code.
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod enroll;
 pub mod error;
@@ -33,7 +37,7 @@ pub use service::revoke;
 
 use std::sync::Arc;
 
-use guest_agent::clock::Clock;
+use provenant_base::clock::Clock;
 
 /// Opens the store, builds the control plane and starts its (supervised) sweeper.
 pub async fn start(

@@ -1,13 +1,12 @@
 //! `cp-verifier`: the Provenant control plane's command line.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use cp_verifier::config::CpConfig;
-use guest_agent::clock::SystemClock;
+use provenant_base::clock::SystemClock;
 
 /// Verifies what Provenant agents report and keeps the fleet's state.
 #[derive(Parser)]
@@ -32,10 +31,11 @@ enum Cmd {
     },
     /// Run a control plane on a temporary SQLite database with one software-tier
     /// agent, registered and pulsing every 2 s, and print the URLs.
+    #[cfg(feature = "demo")]
     Demo {
         /// Address for the control plane (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:7400")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
     },
     /// Verify evidence offline and print the result as one JSON object.
     #[command(subcommand)]
@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve { config } => {
-            guest_agent::logging::init(cli.log_json, "info");
+            provenant_base::logging::init(cli.log_json, "info");
             let cfg = CpConfig::load(&config)?;
             let insecure = cfg.insecure_http && cfg.tls.is_none();
             let bound = cp_verifier::bind(cfg, Arc::new(SystemClock)).await?;
@@ -224,7 +224,9 @@ async fn main() -> anyhow::Result<()> {
                     tracing::info!(listen = %bound.addr, "control plane listening (plain HTTP, loopback only)")
                 }
             }
-            bound.serve(guest_agent::logging::shutdown_signal()).await?;
+            bound
+                .serve(provenant_base::logging::shutdown_signal())
+                .await?;
             Ok(())
         }
         Cmd::Verify(VerifyCmd::Quote {
@@ -233,8 +235,9 @@ async fn main() -> anyhow::Result<()> {
             at,
             root_ca,
         }) => {
-            let at = at
-                .unwrap_or_else(|| guest_agent::clock::Clock::now_ns(&SystemClock) / 1_000_000_000);
+            let at = at.unwrap_or_else(|| {
+                provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
+            });
             let o = cp_verifier::verify_cli::verify_quote_cmd(
                 &quote,
                 collateral.as_deref(),
@@ -258,8 +261,9 @@ async fn main() -> anyhow::Result<()> {
             predicate_type,
             at,
         }) => {
-            let at = at
-                .unwrap_or_else(|| guest_agent::clock::Clock::now_ns(&SystemClock) / 1_000_000_000);
+            let at = at.unwrap_or_else(|| {
+                provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
+            });
             let o =
                 cp_verifier::verify_cli::verify_bundle_cmd(&cp_verifier::verify_cli::BundleArgs {
                     bundle,
@@ -294,8 +298,9 @@ async fn main() -> anyhow::Result<()> {
             source_ref,
             at,
         }) => {
-            let at = at
-                .unwrap_or_else(|| guest_agent::clock::Clock::now_ns(&SystemClock) / 1_000_000_000);
+            let at = at.unwrap_or_else(|| {
+                provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
+            });
             let o =
                 cp_verifier::verify_cli::verify_image_cmd(&cp_verifier::verify_cli::ImageArgs {
                     manifest,
@@ -337,9 +342,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", o.json);
             std::process::exit(o.code);
         }
+        #[cfg(feature = "demo")]
         Cmd::Demo { listen } => {
             // Quieter by default so the printed URLs stand out; RUST_LOG overrides.
-            guest_agent::logging::init(cli.log_json, "warn");
+            provenant_base::logging::init(cli.log_json, "warn");
             cp_verifier::demo::run(listen).await
         }
     }

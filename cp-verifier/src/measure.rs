@@ -574,8 +574,8 @@ fn outcome_error(code: i32, kind: &str, detail: impl Into<String>) -> Outcome {
 }
 
 fn read_input(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>, Outcome> {
-    use guest_agent::fsutil::ReadError;
-    guest_agent::fsutil::read_bounded(path, max).map_err(|e| match e {
+    use provenant_base::fsutil::ReadError;
+    provenant_base::fsutil::read_bounded(path, max).map_err(|e| match e {
         ReadError::TooLarge { max } => {
             let e = MeasureError::TooLarge { input: what, max };
             outcome_error(1, e.kind(), e.to_string())

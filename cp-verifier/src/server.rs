@@ -52,7 +52,7 @@ const MAX_RATE_SOURCES: usize = 65_536;
 /// Reads a bearer token file: private to its owner (mode 0600), trimmed, at least
 /// 16 characters of header-safe text.
 pub fn read_token(path: &FsPath, what: &str) -> anyhow::Result<Vec<u8>> {
-    let b = guest_agent::fsutil::read_secret(path, MAX_TOKEN_FILE_BYTES)
+    let b = provenant_base::fsutil::read_secret(path, MAX_TOKEN_FILE_BYTES)
         .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     let t = String::from_utf8(b)
         .map_err(|_| anyhow::anyhow!("{what} {} is not UTF-8", path.display()))?;

@@ -13,8 +13,8 @@ use evidence::api::{
 };
 use evidence::report::HexBytes;
 use evidence::{Digest32, Envelope, Pulse, Report, Tier};
-use guest_agent::clock::Clock;
 use policy::{AgentFacts, Verdict};
+use provenant_base::clock::Clock;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertKind, AlertSink};
@@ -1937,7 +1937,7 @@ mod tests {
                 .unwrap(),
         );
         let cp = Arc::new(
-            ControlPlane::new(cfg, store, Arc::new(guest_agent::clock::SystemClock)).unwrap(),
+            ControlPlane::new(cfg, store, Arc::new(provenant_base::clock::SystemClock)).unwrap(),
         );
         INJECT_SWEEPER_PANIC.store(true, Ordering::SeqCst);
         cp.spawn_sweeper();

@@ -72,7 +72,7 @@ impl std::fmt::Debug for Tls {
 }
 
 fn read_certs(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let b = guest_agent::fsutil::read_bounded(path, MAX_PEM_BYTES)
+    let b = provenant_base::fsutil::read_bounded(path, MAX_PEM_BYTES)
         .map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&b)
         .collect::<Result<Vec<_>, _>>()
@@ -113,7 +113,7 @@ impl Tls {
     pub fn load(cfg: &TlsConfig) -> anyhow::Result<Tls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs = read_certs(&cfg.cert_file, "[tls] cert_file")?;
-        let key_pem = guest_agent::fsutil::read_secret(&cfg.key_file, MAX_KEY_BYTES)
+        let key_pem = provenant_base::fsutil::read_secret(&cfg.key_file, MAX_KEY_BYTES)
             .map_err(|e| anyhow::anyhow!("[tls] key_file: {e}"))?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             anyhow::anyhow!(

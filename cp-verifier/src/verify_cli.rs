@@ -48,8 +48,8 @@ pub fn decode_quote_input(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Outcome> {
-    use guest_agent::fsutil::ReadError;
-    guest_agent::fsutil::read_bounded(path, max).map_err(|e| match e {
+    use provenant_base::fsutil::ReadError;
+    provenant_base::fsutil::read_bounded(path, max).map_err(|e| match e {
         ReadError::TooLarge { max } => {
             error(1, "TooLarge", format!("{what} is larger than {max} bytes"))
         }

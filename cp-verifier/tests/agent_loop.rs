@@ -41,7 +41,8 @@ async fn node(id: &str, tdx: bool, cp_base: &str, clock: Arc<ManualClock>, key: 
         (None, None)
     };
     let key_file = dir.path().join("node.key");
-    guest_agent::fsutil::write_private(&key_file, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+    provenant_base::fsutil::write_private(&key_file, key.to_pkcs8_pem().unwrap().as_bytes())
+        .unwrap();
     let cfg = dir.path().join("agent.toml");
     std::fs::write(
         &cfg,

@@ -13,9 +13,9 @@ use std::time::Duration;
 use cp_verifier::config::{CpConfig, TlsConfig};
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use guest_agent::client::{Client, ClientError, TlsOptions};
-use guest_agent::fsutil::write_private;
 use guest_agent::signer::KeySigner;
 use harness::{measurements, ManualClock, TestAgent, OPERATOR_TOKEN, T0, VIEWER_TOKEN};
+use provenant_base::fsutil::write_private;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use evidence::report::HexBytes;
 use guest_agent::agent::Agent;
-use guest_agent::clock::SystemClock;
 use guest_agent::collect::hash_file;
 use guest_agent::config::AgentConfig;
 use guest_agent::quote::NoTee;
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::SystemClock;
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;

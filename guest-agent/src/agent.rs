@@ -19,13 +19,13 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::client::{Client, ClientError};
-use crate::clock::Clock;
 use crate::collect::{CollectError, Collector};
 use crate::config::{AgentConfig, GateBadge};
 use crate::quote::{PlatformEvidence, QuoteError, QuoteProvider};
 use crate::rtmr::{Consistency, EventLog, RtmrError};
 use crate::signer::{Signer, SignerError};
 use crate::workloads::WorkloadsCollector;
+use provenant_base::clock::Clock;
 
 /// Largest certificate chain file read.
 const MAX_CHAIN_FILE_BYTES: u64 = 256 * 1024;
@@ -504,9 +504,9 @@ impl Agent {
             path: p.clone(),
             detail,
         };
-        let text = crate::fsutil::read_text_bounded(path, MAX_CHAIN_FILE_BYTES)
+        let text = provenant_base::fsutil::read_text_bounded(path, MAX_CHAIN_FILE_BYTES)
             .map_err(|e| err(e.to_string()))?;
-        let certs = crate::fsutil::split_pem_certificates(&text).map_err(err)?;
+        let certs = provenant_base::fsutil::split_pem_certificates(&text).map_err(err)?;
         if certs.is_empty() {
             return Err(err("no CERTIFICATE blocks".into()));
         }

@@ -21,7 +21,7 @@ use serde_json::json;
 use evidence::verdict::{Status, Verdict};
 
 use crate::agent::AgentState;
-use crate::clock::Clock;
+use provenant_base::clock::Clock;
 
 #[derive(Clone)]
 struct Local {
@@ -443,13 +443,13 @@ mod tests {
     #[tokio::test]
     async fn finding02_gate_waits_past_the_expiry_on_a_real_clock() {
         use crate::config::GateBadge::Green;
-        let now = crate::clock::SystemClock.now_ns();
+        let now = provenant_base::clock::SystemClock.now_ns();
         let mut st = state(Status::Pass, vec![Green]);
         st.verdict_at_ns = Some(now);
         st.gate.expires_after_ms = 300;
         let app = router(
             Arc::new(RwLock::new(st)),
-            Arc::new(crate::clock::SystemClock),
+            Arc::new(provenant_base::clock::SystemClock),
         );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", l.local_addr().unwrap());

@@ -158,8 +158,8 @@ fn config_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ClientError
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     use rustls::pki_types::pem::PemObject;
-    let b =
-        crate::fsutil::read_bounded(path, MAX_PEM_BYTES).map_err(|e| config_err(what, path, e))?;
+    let b = provenant_base::fsutil::read_bounded(path, MAX_PEM_BYTES)
+        .map_err(|e| config_err(what, path, e))?;
     let certs = CertificateDer::pem_slice_iter(&b)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_err(what, path, e))?;
@@ -217,7 +217,7 @@ fn rustls_config(o: &TlsOptions) -> Result<rustls::ClientConfig, ClientError> {
     let mut cfg = match &o.client_cert {
         Some((cert, key)) => {
             let chain = read_certs(cert, "certificate_file")?;
-            let pem = crate::fsutil::read_secret(key, crate::signer::MAX_KEY_FILE_BYTES)
+            let pem = provenant_base::fsutil::read_secret(key, crate::signer::MAX_KEY_FILE_BYTES)
                 .map_err(|e| ClientError::Config(format!("key_file: {e}")))?;
             let k = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| config_err("key_file", key, e))?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::fsutil::{read_text_bounded, ReadError};
+use provenant_base::fsutil::{read_text_bounded, ReadError};
 
 /// Largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;

@@ -19,7 +19,7 @@ use evidence::{BpfProgram, CollectorState, Digest32, Ebpf};
 use sha2::{Digest, Sha256};
 
 use crate::bpfsys;
-use crate::fsutil::read_bounded;
+use provenant_base::fsutil::read_bounded;
 
 /// Largest translated program read (the kernel's limit is 1M instructions of 8 bytes).
 pub const MAX_XLATED_BYTES: usize = 8 << 20;

@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use evidence::report::HexBytes;
 use guest_agent::agent::Agent;
-use guest_agent::clock::SystemClock;
 use guest_agent::config::AgentConfig;
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::SystemClock;
 
 /// Measures this node, signs what it finds, and keeps the Provenant control plane
 /// informed with signed heartbeats.
@@ -85,7 +85,7 @@ fn load_signer(cfg: &AgentConfig) -> Result<Option<Arc<dyn Signer>>> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    guest_agent::logging::init(cli.log_json, "info");
+    provenant_base::logging::init(cli.log_json, "info");
     match cli.cmd {
         Cmd::Run { config } => {
             let cfg = AgentConfig::load(&config)?;
@@ -99,7 +99,7 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "local API listening");
             let server = axum::serve(listener, app)
-                .with_graceful_shutdown(guest_agent::logging::shutdown_signal());
+                .with_graceful_shutdown(provenant_base::logging::shutdown_signal());
             tokio::select! {
                 r = server => r.context("local API failed")?,
                 _ = agent.run() => {}

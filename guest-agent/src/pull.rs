@@ -25,8 +25,8 @@ use signatures::oci::{Reference, RegistryError};
 use signatures::verifier::{ImageVerdict, ImageVerifier};
 
 use crate::config::AgentConfig;
-use crate::fsutil::read_text_bounded;
 use crate::rtmr::{EventLog, RtmrError};
+use provenant_base::fsutil::read_text_bounded;
 
 /// Largest image policy or podman policy file read.
 pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
@@ -200,7 +200,9 @@ fn podman_policy_admitting(
     };
     let mut doc: serde_json::Value = match read_text_bounded(base, MAX_POLICY_BYTES) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string()))?,
-        Err(crate::fsutil::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(provenant_base::fsutil::ReadError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
             serde_json::json!({"default": [{"type": "reject"}]})
         }
         Err(e) => return Err(err(e.to_string())),

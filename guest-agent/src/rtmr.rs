@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use evidence::eventlog::{self, Rtmr3Event, MAX_EVENTS, MAX_LINE, MAX_LOG_BYTES};
 
-use crate::fsutil::{read_bounded, ReadError};
+use provenant_base::fsutil::{read_bounded, ReadError};
 
 /// File name of RTMR3 in the kernel's measurements directory.
 pub const RTMR3_FILE: &str = "rtmr3:sha384";

@@ -10,10 +10,10 @@ use std::path::Path;
 
 use evidence::PublicKey;
 
-use crate::fsutil::{read_secret, SecretError};
 use pkcs8::der::asn1::BitString;
 use pkcs8::der::{Decode, Encode};
 use pkcs8::ObjectIdentifier;
+use provenant_base::fsutil::{read_secret, SecretError};
 
 /// Largest key file read. A PEM RSA-8192 key is about 6.5 KiB.
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;

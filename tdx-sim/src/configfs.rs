@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::fsutil::{read_bounded, write_atomic};
+use crate::fsutil::write_atomic;
 use crate::quote::{build_quote_v4, TdReport};
 use crate::rtmr::{RtmrDevice, RtmrReader};
+use provenant_base::fsutil::read_bounded;
 
 const POLL: Duration = Duration::from_millis(2);
 /// Request directories tracked at once; more are ignored until some go away.
@@ -197,7 +198,7 @@ impl Kernel {
     }
 
     fn serve(&mut self, dir: &Path) {
-        let Some(inblob) = read_bounded(&dir.join("inblob"), 64) else {
+        let Ok(inblob) = read_bounded(&dir.join("inblob"), 64) else {
             return;
         };
         let Ok(report_data) = <[u8; 64]>::try_from(inblob.as_slice()) else {

@@ -1,6 +1,6 @@
 //! Small filesystem helpers for the simulated devices.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Writes `data` to `path` so that a reader sees either the old content or all of the
@@ -22,14 +22,4 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         f.write_all(data)?;
     }
     std::fs::rename(&tmp, path)
-}
-
-/// Reads at most `max + 1` bytes of `path`: enough to tell "exactly `max`" from "more".
-/// `None` on any error (missing file, directory removed under us).
-pub(crate) fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut buf = Vec::new();
-    let limit = u64::try_from(max).ok()?.saturating_add(1);
-    f.take(limit).read_to_end(&mut buf).ok()?;
-    Some(buf)
 }

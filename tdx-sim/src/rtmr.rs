@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha384};
 
-use crate::fsutil::{read_bounded, write_atomic};
+use crate::fsutil::write_atomic;
+use provenant_base::fsutil::read_bounded;
 
 /// The file names the kernel uses, RTMR0..RTMR3.
 pub const RTMR_FILES: [&str; 4] = [
@@ -168,7 +169,7 @@ fn run(path: &Path, state: &Mutex<State>, stop: &AtomicBool) {
 }
 
 fn poll_once(path: &Path, state: &Mutex<State>, handled: &mut [u8; 48]) {
-    let Some(content) = read_bounded(path, 48) else {
+    let Ok(content) = read_bounded(path, 48) else {
         return;
     };
     let Ok(digest) = <[u8; 48]>::try_from(content.as_slice()) else {

@@ -18,8 +18,8 @@ use evidence::{
     TeeKind, Tier, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };
 use guest_agent::agent::sign_payload;
-use guest_agent::clock::{Clock, SystemClock};
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::{Clock, SystemClock};
 use serde_json::Value;
 
 use crate::{binary, free_port, Proc};
@@ -63,7 +63,7 @@ impl CpSpec {
     /// Writes the config file `path` says.
     pub fn write(&self, path: &Path) {
         let viewer = path.with_extension("viewer-token");
-        guest_agent::fsutil::write_private(&viewer, crate::VIEWER_TOKEN.as_bytes())
+        provenant_base::fsutil::write_private(&viewer, crate::VIEWER_TOKEN.as_bytes())
             .expect("viewer token");
         let mut s = format!(
             r#"listen = "127.0.0.1:{port}"
@@ -585,7 +585,7 @@ impl RealAgent {
         std::fs::create_dir_all(dir).expect("agent dir");
         let signer = KeySigner::generate_ed25519().expect("key");
         let key = dir.join("node.key");
-        guest_agent::fsutil::write_private(&key, signer.to_pkcs8_pem().expect("pem").as_bytes())
+        provenant_base::fsutil::write_private(&key, signer.to_pkcs8_pem().expect("pem").as_bytes())
             .expect("key file");
         let policy = dir.join("policy.toml");
         std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").expect("policy");

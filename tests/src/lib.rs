@@ -58,7 +58,7 @@ fn ensure_viewer_token(config: &std::path::Path) {
         return;
     }
     let token = config.with_extension("viewer-token");
-    guest_agent::fsutil::write_private(&token, VIEWER_TOKEN.as_bytes()).expect("viewer token");
+    provenant_base::fsutil::write_private(&token, VIEWER_TOKEN.as_bytes()).expect("viewer token");
     std::fs::write(
         config,
         format!("viewer_token_file = \"{}\"\n{text}", token.display()),
@@ -246,7 +246,7 @@ pub mod tdx {
         let kernel = ConfigfsKernel::start_with_body(&tsm, b, Some(&rtmr), body).unwrap();
         let signer = KeySigner::generate_ed25519().unwrap();
         let key = dir.join("node.key");
-        guest_agent::fsutil::write_private(&key, signer.to_pkcs8_pem().unwrap().as_bytes())
+        provenant_base::fsutil::write_private(&key, signer.to_pkcs8_pem().unwrap().as_bytes())
             .unwrap();
         let policy = dir.join("policy.toml");
         std::fs::write(&policy, "allow = [\"registry.example/app\"]\n").unwrap();

@@ -14,8 +14,8 @@ use evidence::{
     REPORT_PAYLOAD_TYPE,
 };
 use guest_agent::agent::sign_payload;
-use guest_agent::clock::{Clock, SystemClock};
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::{Clock, SystemClock};
 use provenant_tests::chromium::{artifacts_dir, dump_dom, elements_with, row, screenshot};
 use provenant_tests::{free_port, wait_for, Http, Proc};
 use serde_json::Value;

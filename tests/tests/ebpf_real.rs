@@ -213,9 +213,13 @@ async fn an_ebpf_change_is_an_rtmr3_event() {
     .unwrap();
     let cfg = guest_agent::config::AgentConfig::load(&cfg_path).unwrap();
     let quote = guest_agent::quote::select(&cfg).unwrap();
-    let agent =
-        guest_agent::agent::Agent::new(cfg, None, quote, Arc::new(guest_agent::clock::SystemClock))
-            .unwrap();
+    let agent = guest_agent::agent::Agent::new(
+        cfg,
+        None,
+        quote,
+        Arc::new(provenant_base::clock::SystemClock),
+    )
+    .unwrap();
     let events = || evidence::eventlog::parse_jsonl(&std::fs::read(&log).unwrap()).unwrap();
     let ebpf_values = || -> Vec<String> {
         events()

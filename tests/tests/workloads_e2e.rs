@@ -247,7 +247,7 @@ source_ref = "refs/heads/main"
     .unwrap();
     let node_key = root.join("node.key");
     let signer = guest_agent::signer::KeySigner::generate_ed25519().unwrap();
-    guest_agent::fsutil::write_private(&node_key, signer.to_pkcs8_pem().unwrap().as_bytes())
+    provenant_base::fsutil::write_private(&node_key, signer.to_pkcs8_pem().unwrap().as_bytes())
         .unwrap();
     let node_port = free_port();
     let node_cfg = root.join("node.toml");

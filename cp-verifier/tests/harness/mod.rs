@@ -18,8 +18,8 @@ use evidence::{
     TeeKind, Tier, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };
 use guest_agent::agent::sign_payload;
-use guest_agent::clock::Clock;
 use guest_agent::signer::{KeySigner, Signer};
+use provenant_base::clock::Clock;
 use serde_json::Value;
 
 pub(crate) const T0: u64 = 1_800_000_000_000_000_000;
@@ -52,10 +52,10 @@ pub(crate) struct Cp {
 /// files (0600) in `dir`, and rate limits far above what the tests send.
 pub(crate) fn test_access(cfg: &mut CpConfig, dir: &std::path::Path) {
     let token = dir.join("token");
-    guest_agent::fsutil::write_private(&token, OPERATOR_TOKEN.as_bytes()).unwrap();
+    provenant_base::fsutil::write_private(&token, OPERATOR_TOKEN.as_bytes()).unwrap();
     cfg.operator_token_file = Some(token);
     let viewer = dir.join("viewer.token");
-    guest_agent::fsutil::write_private(&viewer, VIEWER_TOKEN.as_bytes()).unwrap();
+    provenant_base::fsutil::write_private(&viewer, VIEWER_TOKEN.as_bytes()).unwrap();
     cfg.viewer_token_file = Some(viewer);
     // The API tests register far faster than any fleet; the rate limit has its own test.
     cfg.limits.challenge_rate = 1e6;

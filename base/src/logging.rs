@@ -1,6 +1,8 @@
 //! Process plumbing shared by Provenant's binaries: logging (stderr, text or JSON
 //! lines, `RUST_LOG` overriding the default level) and the shutdown signal.
 
+/// Installs the global tracing subscriber: stderr, JSON lines when `json`, else
+/// text; `RUST_LOG` overrides `default_filter`.
 pub fn init(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));

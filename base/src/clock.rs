@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time in UTC nanoseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
+    /// Nanoseconds since 1970-01-01T00:00:00Z.
     fn now_ns(&self) -> u64;
 }
 

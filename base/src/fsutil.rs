@@ -4,11 +4,17 @@ use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
+/// Why a bounded read failed.
 pub enum ReadError {
+    /// The file could not be opened or read.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The file holds more than `max` bytes.
     #[error("larger than {max} bytes")]
-    TooLarge { max: u64 },
+    TooLarge {
+        /// The bound that was exceeded.
+        max: u64,
+    },
 }
 
 /// Reads a file of at most `max` bytes. The bound is enforced on the bytes actually
@@ -33,18 +39,32 @@ pub fn read_text_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
 /// Why a secret file (a private key, a token) was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The file could not be opened or read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file, as given.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file holds more than `max` bytes.
     #[error("{path} is larger than {max} bytes")]
-    TooLarge { path: String, max: u64 },
+    TooLarge {
+        /// The file, as given.
+        path: String,
+        /// The bound that was exceeded.
+        max: u64,
+    },
     /// Group or others may read it: whoever else can read the file has the secret.
     #[error(
         "{path} is readable by group or others (mode {mode:04o}); a secret must be private to its owner: chmod 600 {path}"
     )]
-    Exposed { path: String, mode: u32 },
+    Exposed {
+        /// The file, as given.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// Reads a secret file of at most `max` bytes, refusing one that group or others
