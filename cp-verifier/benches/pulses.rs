@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cp_verifier::config::{CpConfig, EnrolledKey};
-use cp_verifier::service::ControlPlane;
+use cp_verifier::plane::ControlPlane;
 use cp_verifier::store::sqlite::SqliteStore;
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
@@ -122,7 +122,7 @@ fn main() {
         let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", l.local_addr().unwrap());
-        let app = cp_verifier::server::router(cp.clone()).unwrap();
+        let app = cp_verifier::http::router::router(cp.clone()).unwrap();
         tokio::spawn(async move { axum::serve(l, app).await });
 
         // A no-op endpoint: reads the body, answers a small JSON. Same stack minus our work.

@@ -1,4 +1,4 @@
-//! TDX quote verification throughput: `cp_verifier::tdx::verify_quote` (our quote
+//! TDX quote verification throughput: `cp_verifier::attest::dcap::verify_quote` (our quote
 //! parse, the PCK chain pinning, dcap-qvl's full verification and the cross-check of
 //! the two parsers) against a bare `dcap_qvl::verify::QuoteVerifier::new_prod()
 //! .verify(..)` on the same quote, the same pre-parsed collateral and the same time.
@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cp_verifier::tdx::{parse_collateral, verify_quote};
+use cp_verifier::attest::dcap::{parse_collateral, verify_quote};
 use dcap_qvl::verify::QuoteVerifier;
 
 fn env_or(name: &str, d: usize) -> usize {
@@ -89,7 +89,7 @@ fn main() {
     let (ours_s, bare_s) = (per_s(t_ours), per_s(t_bare));
     println!("TDX quote verification, v4 quote + cached collateral, {n} each, interleaved");
     println!(
-        "  cp_verifier::tdx::verify_quote : {ours_s:>8.1} verifications/s ({:.1} us each)",
+        "  cp_verifier::attest::dcap::verify_quote : {ours_s:>8.1} verifications/s ({:.1} us each)",
         1e6 / ours_s
     );
     println!(

@@ -57,7 +57,7 @@ pub struct CpConfig {
     /// Build provenance for MRTD (`[provenance]`); absent: MRTD is pinned only by
     /// `[policy.tdx] mrtd_allowlist`, if at all.
     #[serde(default)]
-    pub provenance: Option<crate::provenance::ProvenanceConfig>,
+    pub provenance: Option<crate::attest::provenance::ProvenanceConfig>,
     /// Image signature policy for reported workloads (`[images]`); absent: no
     /// repository is covered, so every workload with a digest is red
     /// (`ImageNotCovered`).
@@ -226,8 +226,8 @@ impl ImagesConfig {
         }
     }
 
-    pub fn service(&self) -> crate::images::ImageServiceConfig {
-        crate::images::ImageServiceConfig {
+    pub fn service(&self) -> crate::judge::images::ImageServiceConfig {
+        crate::judge::images::ImageServiceConfig {
             cache_ttl: self.cache_ttl,
             retry_after: self.retry_after,
             max_concurrent: self.max_concurrent,
@@ -452,7 +452,8 @@ impl CpConfig {
             "[enrollment] crl_file needs ca_file: a CRL is checked against the enrollment CA"
         );
         for w in &self.withdrawn {
-            crate::revoke::target_of(w).map_err(|e| anyhow::anyhow!("[[withdrawn]]: {e}"))?;
+            crate::register::revoke::target_of(w)
+                .map_err(|e| anyhow::anyhow!("[[withdrawn]]: {e}"))?;
         }
         anyhow::ensure!(
             self.alert_retention >= Duration::from_secs(3600),
@@ -486,7 +487,7 @@ impl CpConfig {
                 (w.starts_with("http://") || w.starts_with("https://"))
                     && reqwest::Url::parse(w).is_ok_and(|u| u.host_str().is_some()),
                 "webhooks[{i}] ({}) must be an http(s) URL with a host",
-                crate::alert::redact_url(w)
+                crate::act::alerts::redact_url(w)
             );
         }
         Ok(())

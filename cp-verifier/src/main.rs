@@ -65,12 +65,12 @@ enum Cmd {
         memory: Option<String>,
         /// Page-add order: single-pass (QEMU >= 9, upstream KVM) or two-pass
         /// (QEMU 8.x).
-        #[arg(long, value_enum, default_value_t = cp_verifier::measure::Layout::SinglePass)]
-        layout: cp_verifier::measure::Layout,
+        #[arg(long, value_enum, default_value_t = cp_verifier::offline::measure::Layout::SinglePass)]
+        layout: cp_verifier::offline::measure::Layout,
         /// Which kernel bytes the firmware measures: qemu-patched (QEMU's
         /// setup-header edits) or raw (newer OVMF loading QEMU's unpatched copy).
-        #[arg(long, value_enum, default_value_t = cp_verifier::measure::KernelSetup::QemuPatched)]
-        kernel_setup: cp_verifier::measure::KernelSetup,
+        #[arg(long, value_enum, default_value_t = cp_verifier::offline::measure::KernelSetup::QemuPatched)]
+        kernel_setup: cp_verifier::offline::measure::KernelSetup,
     },
 }
 
@@ -238,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
             let at = at.unwrap_or_else(|| {
                 provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
             });
-            let o = cp_verifier::verify_cli::verify_quote_cmd(
+            let o = cp_verifier::offline::verify::verify_quote_cmd(
                 &quote,
                 collateral.as_deref(),
                 at,
@@ -264,8 +264,8 @@ async fn main() -> anyhow::Result<()> {
             let at = at.unwrap_or_else(|| {
                 provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
             });
-            let o =
-                cp_verifier::verify_cli::verify_bundle_cmd(&cp_verifier::verify_cli::BundleArgs {
+            let o = cp_verifier::offline::verify::verify_bundle_cmd(
+                &cp_verifier::offline::verify::BundleArgs {
                     bundle,
                     trusted_root,
                     digest,
@@ -278,7 +278,8 @@ async fn main() -> anyhow::Result<()> {
                     signer_workflow,
                     predicate_type,
                     at,
-                });
+                },
+            );
             println!("{}", o.json);
             std::process::exit(o.code);
         }
@@ -301,8 +302,8 @@ async fn main() -> anyhow::Result<()> {
             let at = at.unwrap_or_else(|| {
                 provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
             });
-            let o =
-                cp_verifier::verify_cli::verify_image_cmd(&cp_verifier::verify_cli::ImageArgs {
+            let o = cp_verifier::offline::verify::verify_image_cmd(
+                &cp_verifier::offline::verify::ImageArgs {
                     manifest,
                     digest,
                     signature,
@@ -317,7 +318,8 @@ async fn main() -> anyhow::Result<()> {
                     source_repository,
                     source_ref,
                     at,
-                });
+                },
+            );
             println!("{}", o.json);
             std::process::exit(o.code);
         }
@@ -330,15 +332,17 @@ async fn main() -> anyhow::Result<()> {
             layout,
             kernel_setup,
         } => {
-            let o = cp_verifier::measure::measure_cmd(&cp_verifier::measure::MeasureArgs {
-                firmware: Some(&firmware),
-                kernel: kernel.as_deref(),
-                initrd: initrd.as_deref(),
-                cmdline: cmdline.as_deref(),
-                memory: memory.as_deref(),
-                layout,
-                kernel_setup,
-            });
+            let o = cp_verifier::offline::measure::measure_cmd(
+                &cp_verifier::offline::measure::MeasureArgs {
+                    firmware: Some(&firmware),
+                    kernel: kernel.as_deref(),
+                    initrd: initrd.as_deref(),
+                    cmdline: cmdline.as_deref(),
+                    memory: memory.as_deref(),
+                    layout,
+                    kernel_setup,
+                },
+            );
             println!("{}", o.json);
             std::process::exit(o.code);
         }

@@ -6,9 +6,9 @@ mod harness;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cp_verifier::attest::collateral::{CollateralSource, OfflineConfig};
 use cp_verifier::attest::TdxVerifier;
-use cp_verifier::collateral::{CollateralSource, OfflineConfig};
-use cp_verifier::error::ApiError;
+use cp_verifier::http::error::ApiError;
 use evidence::eventlog::Rtmr3Event;
 use policy::tdx::TdxPolicy;
 use policy::{ReasonCode, Status};
@@ -51,7 +51,7 @@ fn verifier(policy: TdxPolicy) -> TdxVerifier {
     TdxVerifier::new(None, Some(source), policy)
 }
 
-fn kind(r: Result<cp_verifier::attest::TdxAttestation, ApiError>) -> String {
+fn kind(r: Result<cp_verifier::model::TdxAttestation, ApiError>) -> String {
     let e = r.unwrap_err();
     assert_eq!(e.status(), 403, "{e}");
     e.kind().to_string()
@@ -309,7 +309,7 @@ async fn finding05_evidence_ages_past_next_update_pck_and_requote() {
     // The old record format (no freshness) still loads and ages by its quote time.
     let mut json = serde_json::to_value(&a).unwrap();
     json.as_object_mut().unwrap().remove("freshness");
-    let old: cp_verifier::attest::TdxAttestation = serde_json::from_value(json).unwrap();
+    let old: cp_verifier::model::TdxAttestation = serde_json::from_value(json).unwrap();
     assert_eq!(old.freshness, Default::default());
     assert_eq!(
         cp_verifier::attest::age_reasons(&old, AT_NS + 4 * 3600 * SEC, &p)

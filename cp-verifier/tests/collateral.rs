@@ -11,11 +11,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cp_verifier::collateral::{
+use cp_verifier::attest::collateral::{
     quote_collateral_key, CollateralError, CollateralSource, Endpoint, Fmspc, OfflineConfig, PckCa,
     PcsConfig, RootCaCrl, MAX_CRL_BODY_BYTES, MAX_JSON_BODY_BYTES,
 };
-use cp_verifier::tdx::{parse_collateral, verify_quote, TcbStatus};
+use cp_verifier::attest::dcap::{parse_collateral, verify_quote, TcbStatus};
 use serde_json::Value;
 
 fn data(name: &str) -> Vec<u8> {
@@ -359,7 +359,7 @@ async fn past_expiry_it_refetches_and_a_failed_refetch_is_an_error_not_stale_col
     let dir = tempfile::tempdir().unwrap();
     let src = sim_source(&base, Some(dir.path()));
     let sim_fmspc = Fmspc(platform::FMSPC);
-    let sim_expires = cp_verifier::collateral::FetchedCollateral::from_collateral(
+    let sim_expires = cp_verifier::attest::collateral::FetchedCollateral::from_collateral(
         parse_collateral(TestPki::collateral_json()).unwrap(),
     )
     .unwrap()
@@ -810,7 +810,11 @@ async fn offline_directory_and_file() {
 
     // Oversized file.
     let big = dir.path().join("big.json");
-    std::fs::write(&big, vec![b' '; cp_verifier::tdx::MAX_COLLATERAL_BYTES + 1]).unwrap();
+    std::fs::write(
+        &big,
+        vec![b' '; cp_verifier::attest::dcap::MAX_COLLATERAL_BYTES + 1],
+    )
+    .unwrap();
     let e = CollateralSource::offline(OfflineConfig::new(None, Some(big)))
         .unwrap()
         .get(fmspc(), PckCa::Platform, NOW)

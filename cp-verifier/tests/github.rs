@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cp_verifier::github::{GithubClient, GithubError, MAX_PAGES};
+use cp_verifier::attest::provenance::github::{GithubClient, GithubError, MAX_PAGES};
 
 fn bundle(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -81,7 +81,10 @@ async fn page(
         }
         Mode::ServerError => return StatusCode::BAD_GATEWAY.into_response(),
         Mode::Garbage => return "{\"attestations\": [".into_response(),
-        Mode::Huge => return vec![b' '; cp_verifier::github::MAX_PAGE_BYTES + 1].into_response(),
+        Mode::Huge => {
+            return vec![b' '; cp_verifier::attest::provenance::github::MAX_PAGE_BYTES + 1]
+                .into_response()
+        }
         _ => {}
     }
     let next = format!("{base}/repos/acme/firmware/attestations/{DIGEST}?per_page=100&after=c1");

@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use cp_verifier::measure::{
+use cp_verifier::offline::measure::{
     self, authenticode_sha384, qemu_patch_setup_header, replay, DirectBoot, InitrdDigest,
     KernelSetup, Layout, MeasureError, SectionKind, Tdvf, ATTR_MR_EXTEND, ATTR_PAGE_AUG,
 };

@@ -1,11 +1,11 @@
-//! Build provenance for MRTD (`cp_verifier::provenance`): a local server plays the
+//! Build provenance for MRTD (`cp_verifier::attest::provenance`): a local server plays the
 //! GitHub attestations API and serves bundles made by the TEST Sigstore instance
 //! (sigstore-testsign), verified under its checked-in trusted root.
 
 use std::sync::Arc;
 
-use cp_verifier::error::ApiError;
-use cp_verifier::provenance::{ProvenanceChecker, ProvenanceConfig, MEASUREMENT_PREDICATE};
+use cp_verifier::attest::provenance::{ProvenanceChecker, ProvenanceConfig, MEASUREMENT_PREDICATE};
+use cp_verifier::http::error::ApiError;
 use cp_verifier::store::{sqlite::SqliteStore, Store};
 use serde_json::json;
 use sigstore_testsign::github_api::GithubApi;
@@ -57,7 +57,7 @@ fn good() -> Identity {
     Identity::github(REPO, WORKFLOW, "refs/heads/main")
 }
 
-fn kind(r: Result<cp_verifier::provenance::MrtdProvenance, ApiError>) -> (String, String) {
+fn kind(r: Result<cp_verifier::model::MrtdProvenance, ApiError>) -> (String, String) {
     let e = r.unwrap_err();
     assert_eq!(e.status(), 403, "{e}");
     (e.kind().to_string(), e.to_string())

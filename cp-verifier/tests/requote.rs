@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use cp_verifier::config::CpConfig;
-use cp_verifier::service::ControlPlane;
+use cp_verifier::plane::ControlPlane;
 use cp_verifier::store::sqlite::SqliteStore;
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::eventlog::{self, workload_set_value};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cp_verifier::config::CpConfig;
-use cp_verifier::service::ControlPlane;
+use cp_verifier::plane::ControlPlane;
 use cp_verifier::store::sqlite::SqliteStore;
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;

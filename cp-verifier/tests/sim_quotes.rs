@@ -1,7 +1,7 @@
 //! Quotes from the TDX simulator (tdx-sim) through the production verification code:
 //! accepted only under the TEST root passed explicitly, refused under Intel's.
 
-use cp_verifier::tdx::{parse_collateral, verify_quote, verify_signatures, TcbStatus};
+use cp_verifier::attest::dcap::{parse_collateral, verify_quote, verify_signatures, TcbStatus};
 use evidence::tdx::{BodyKind, Quote};
 use tdx_sim::quote::layout;
 use tdx_sim::{platform, TdReport, TestPki};
@@ -114,7 +114,7 @@ fn the_checked_in_files_are_what_the_crate_embeds() {
     );
     assert_ne!(
         TestPki::root_ca_der(),
-        cp_verifier::tdx::INTEL_SGX_ROOT_CA_DER
+        cp_verifier::attest::dcap::INTEL_SGX_ROOT_CA_DER
     );
 }
 

@@ -4,7 +4,7 @@
 //! v5 quote against the TCB info it ships. Then corruptions of every quote and of the
 //! collateral, which must fail with a typed error and never pass.
 
-use cp_verifier::tdx::{
+use cp_verifier::attest::dcap::{
     parse_collateral, verify_quote, verify_signatures, QuoteVerifyError, TcbStatus,
     INTEL_SGX_ROOT_CA_DER,
 };
@@ -651,7 +651,7 @@ fn garbage_collateral_is_a_typed_error() {
             "[..{n}]"
         );
     }
-    let oversized = vec![b' '; cp_verifier::tdx::MAX_COLLATERAL_BYTES + 1];
+    let oversized = vec![b' '; cp_verifier::attest::dcap::MAX_COLLATERAL_BYTES + 1];
     assert_eq!(
         parse_collateral(&oversized).unwrap_err().kind(),
         "MalformedCollateral"

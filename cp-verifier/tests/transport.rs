@@ -499,7 +499,7 @@ async fn challenge_and_register_are_rate_limited_per_source() {
 
 #[test]
 fn rate_limiter_refills_and_keys_ipv6_by_64() {
-    use cp_verifier::server::RateLimiter;
+    use cp_verifier::http::router::RateLimiter;
     use std::time::Instant;
     let l = RateLimiter::new(2.0, 2);
     let t = Instant::now();

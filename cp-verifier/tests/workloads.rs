@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cp_verifier::config::{CpConfig, ImagesConfig};
-use cp_verifier::images::ImageChecker;
+use cp_verifier::judge::images::ImageChecker;
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
 use evidence::{BpfProgram, CollectorState, Ebpf, Workload, Workloads};

@@ -8,7 +8,7 @@
 //! a TD whose MRTD nobody attested, and one whose MRTD was attested by another
 //! workflow, are refused with 403 `MrtdNotAttested`.
 
-use cp_verifier::provenance::{ProvenanceChecker, MEASUREMENT_PREDICATE};
+use cp_verifier::attest::provenance::{ProvenanceChecker, MEASUREMENT_PREDICATE};
 use provenant_tests::tdx::{enrollment, start_agents, td_with};
 use provenant_tests::{alerts_of, free_port, wait_for, Http, Proc};
 use serde_json::{json, Value};

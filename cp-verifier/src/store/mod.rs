@@ -9,10 +9,9 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
-use evidence::{Digest32, Measurements, PublicKey, Tier};
-use serde::{Deserialize, Serialize};
 
-use crate::alert::Alert;
+use crate::act::alerts::Alert;
+use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,136 +28,6 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
-}
-
-/// Measurements the operator announced ahead of a coordinated update.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Expectations {
-    pub agent_binary: Option<Digest32>,
-    pub policy_digest: Option<Digest32>,
-}
-
-/// Everything the control plane keeps about one agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentRecord {
-    pub agent_id: String,
-    pub partition: String,
-    pub tier: Tier,
-    pub key: PublicKey,
-    pub registered_at_ns: u64,
-    /// Last valid pulse (or registration).
-    pub last_seen_ns: u64,
-    pub sequence: u64,
-    pub chain_head: Digest32,
-    pub heartbeat_interval_ms: u64,
-    /// Last-known-good measurements.
-    pub lkg: Measurements,
-    /// Last reported measurements.
-    pub current: Measurements,
-    pub expected: Expectations,
-    pub blinded: bool,
-    pub last_replay_ns: Option<u64>,
-    pub last_desync_ns: Option<u64>,
-    /// TDX evidence checked at the last registration (TDX tiers).
-    #[serde(default)]
-    pub attestation: Option<crate::attest::TdxAttestation>,
-    /// Workloads whose image is red (keys from `service::image_key`), so each
-    /// turn to red raises one `ImageRefused` alert.
-    #[serde(default)]
-    pub image_red: Vec<String>,
-    /// Set while an operator has disabled the agent: its pulses and registrations
-    /// are refused `Revoked`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled: Option<Disabled>,
-    /// The certificate chain (PEM, leaf first) presented at registration, so the
-    /// enrollment can be re-checked (expiry, CRL) on every pulse.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub enrollment_chain: Vec<String>,
-    /// The agent once registered on the `tdx` tier: a later registration on a lower
-    /// tier is refused unless an operator allowed it (`allowed_tier`).
-    #[serde(default)]
-    pub ever_tdx: bool,
-    /// A one-shot operator allowance (`POST /api/v1/agents/{id}/expect` with
-    /// `{"tier": ..}`) for the next registration at this tier.
-    #[serde(default)]
-    pub allowed_tier: Option<Tier>,
-    /// Old pulses (issued outside the skew window) re-posted and refused: counted,
-    /// not held against the agent.
-    #[serde(default)]
-    pub stale_replays_refused: u64,
-    /// The last re-registration failed because an upstream the verification needs
-    /// was unavailable (not a judgement of the agent): the agent keeps pulsing on its
-    /// current registration and is shown `RequoteFailed` until one succeeds.
-    #[serde(default)]
-    pub requote_failed: Option<RequoteFailure>,
-    /// Bumped on every write; the compare-and-swap token.
-    pub version: u64,
-}
-
-/// An operator's disable mark.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Disabled {
-    pub at_ns: u64,
-    pub reason: String,
-}
-
-/// What is left of an agent an operator deleted: its later pulses are refused
-/// `Revoked` (not `UnknownAgent`), naming the deletion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    pub agent_id: String,
-    pub key_fingerprint: String,
-    pub at_ns: u64,
-    pub reason: String,
-}
-
-/// Which measurement a withdrawal names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BuildKind {
-    /// The TD's MRTD (48 bytes).
-    Mrtd,
-    /// The agent binary's SHA-256.
-    AgentBinary,
-}
-
-impl BuildKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BuildKind::Mrtd => "mrtd",
-            BuildKind::AgentBinary => "agent_binary",
-        }
-    }
-    pub fn parse(s: &str) -> Option<BuildKind> {
-        match s {
-            "mrtd" => Some(BuildKind::Mrtd),
-            "agent_binary" => Some(BuildKind::AgentBinary),
-            _ => None,
-        }
-    }
-}
-
-/// A build withdrawn fleet-wide: it may not register, and agents running it are red
-/// and their pulses refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Withdrawal {
-    pub id: String,
-    pub kind: BuildKind,
-    /// Lowercase hex.
-    pub digest: String,
-    pub reason: String,
-    pub at_ns: u64,
-    /// `api` (stored) or `config` (`[[withdrawn]]`).
-    pub source: String,
-}
-
-/// Why a known agent's fresh quote could not be verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequoteFailure {
-    /// When, UTC nanoseconds (the first failure of a run of them).
-    pub at_ns: u64,
-    /// The upstream's kind and detail (`CollateralUnavailable: ...`).
-    pub reason: String,
 }
 
 /// One atomic state change.
@@ -263,7 +132,7 @@ pub struct OutboxItem {
 pub struct StoreCollateralCache(pub std::sync::Arc<dyn Store>);
 
 #[async_trait]
-impl crate::collateral::SharedCache for StoreCollateralCache {
+impl crate::attest::collateral::SharedCache for StoreCollateralCache {
     async fn load(&self, key: &str) -> Option<Vec<u8>> {
         match self.0.get_cached(&format!("collateral:{key}")).await {
             Ok(v) => v.map(|(json, _)| json),

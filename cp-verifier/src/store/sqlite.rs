@@ -17,11 +17,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    to_i64, to_u64, AgentRecord, AgentWrite, BuildKind, OutboxItem, Store, StoreError, Tombstone,
-    Withdrawal,
-};
-use crate::alert::{Alert, AlertKind};
+use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
+use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
 
 /// Writes committed together at most. Bounds the latency one batch adds.
 const MAX_BATCH: usize = 512;
@@ -552,7 +550,7 @@ async fn insert_alerts(
     outbox: bool,
 ) -> Result<(), StoreError> {
     for a in alerts {
-        if outbox && a.severity <= crate::alert::DURABLE_SEVERITY {
+        if outbox && a.severity <= crate::act::alerts::DURABLE_SEVERITY {
             sqlx::query(
                 "INSERT INTO webhook_outbox (alert_id, at_ns, attempts, next_at_ns, delivered) VALUES (?, ?, 0, ?, '[]') ON CONFLICT DO NOTHING",
             )

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cp_verifier::config::{CpConfig, EnrolledKey};
-use cp_verifier::images::ImageChecker;
-use cp_verifier::service::ControlPlane;
+use cp_verifier::judge::images::ImageChecker;
+use cp_verifier::plane::ControlPlane;
 use cp_verifier::store::sqlite::SqliteStore;
 use evidence::api::{Challenge, RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
@@ -70,11 +70,11 @@ pub(crate) async fn serve(
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
 ) -> Cp {
-    let app = cp_verifier::server::router(cp.clone()).unwrap();
+    let app = cp_verifier::http::router::router(cp.clone()).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     let limits = cp.cfg.limits.clone();
-    tokio::spawn(cp_verifier::transport::serve(
+    tokio::spawn(cp_verifier::http::transport::serve(
         l,
         app,
         None,

@@ -380,7 +380,7 @@ async fn post(http: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), St
     {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::error::error_chain(&e.without_url())),
+        Err(e) => Err(crate::http::error::error_chain(&e.without_url())),
     }
 }
 

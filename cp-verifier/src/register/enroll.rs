@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, Encode};
 
 use crate::config::Enrollment;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Largest certificate accepted (same bound rustls uses for a whole chain message is
 /// far larger; single mTLS certificates are a few KiB).

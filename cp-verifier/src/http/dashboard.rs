@@ -1,8 +1,8 @@
 //! Server-rendered fleet pages (`/agents`, `/agent/{id}`): no JavaScript, no build
 //! step. Every value from agents is HTML-escaped.
 
-use crate::alert::Alert;
-use crate::service::AgentView;
+use crate::act::alerts::Alert;
+use crate::http::views::AgentView;
 
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -169,7 +169,7 @@ fn ebpf_section(a: &AgentView) -> String {
     };
     s.push_str(&format!(
         "<p>collector: <b data-collector=\"ebpf\">{}</b>{} · BPF LSM active: <b data-lsm=\"{lsm}\">{lsm}</b></p>",
-        crate::judge::state_str(e.state),
+        crate::judge::baseline::state_str(e.state),
         e.reason
             .as_deref()
             .map(|r| format!(" ({})", esc(r)))
@@ -282,7 +282,7 @@ pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
 
 /// The TDX evidence of the last registration. A TDREPORT's fields are labelled as
 /// claims: nothing remote verified them.
-fn attestation_table(t: &crate::attest::TdxAttestation) -> String {
+fn attestation_table(t: &crate::model::TdxAttestation) -> String {
     let mut s = format!(
         "<h2>TDX evidence ({})</h2><table>",
         if t.verified {

@@ -32,11 +32,12 @@ use evidence::api::{ErrorBody, ErrorInfo, RegisterRequest, MAX_HEARTBEAT_BODY, M
 use evidence::Envelope;
 use serde::Deserialize;
 
+use crate::act::operator::ExpectRequest;
 use crate::config::CpConfig;
-use crate::dashboard;
-use crate::error::ApiError;
-use crate::service::{ControlPlane, ExpectRequest};
-use crate::transport::{source_key, Peer};
+use crate::http::dashboard;
+use crate::http::error::ApiError;
+use crate::http::transport::{source_key, Peer};
+use crate::plane::ControlPlane;
 
 /// The cookie a browser keeps its token in (HttpOnly, Secure, SameSite=Strict).
 pub const TOKEN_COOKIE: &str = "provenant_token";

@@ -9,95 +9,25 @@
 //! checked for consistency with the report and recorded as claims, never as verified.
 //! Every refusal is an [`ApiError::Attestation`] (403) with a typed kind.
 
+pub mod collateral;
+pub mod dcap;
+pub mod provenance;
+
 use evidence::eventlog::{self, EventLogState};
-use evidence::report::HexBytes;
-use evidence::tdx::{Mr, TdReport};
+use evidence::tdx::TdReport;
 use policy::tdx::{evaluate_tdx, TdxFacts, TdxPolicy};
 use policy::{Reason, ReasonCode, Status};
-use serde::{Deserialize, Serialize};
 
-use crate::collateral::{
+use crate::attest::collateral::{
     quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig, SharedCache,
 };
+use crate::attest::dcap::{verify_quote, verify_signatures, QuoteVerifyError};
 use crate::config::TdxConfig;
-use crate::error::ApiError;
-use crate::tdx::{verify_quote, verify_signatures, QuoteVerifyError};
+use crate::http::error::ApiError;
+use crate::model::{TdxAttestation, TdxFreshness};
 
 /// Largest root CA or PCS key file read.
 const MAX_TRUST_FILE_BYTES: u64 = 64 * 1024;
-
-/// What the control plane keeps of an agent's TDX evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TdxAttestation {
-    /// True for a DCAP-verified quote; false for TDREPORT claims.
-    pub verified: bool,
-    /// The TCB status DCAP gave (none for a TDREPORT).
-    pub tcb_status: Option<String>,
-    pub advisory_ids: Vec<String>,
-    /// FMSPC of the platform (from the PCK certificate), lowercase hex.
-    pub fmspc: Option<String>,
-    pub mrtd: Mr,
-    pub rtmrs: [Mr; 4],
-    pub td_attributes: HexBytes<8>,
-    /// Events in the RTMR3 log, and how many of them are bound to the register.
-    pub event_log_events: usize,
-    pub event_log_bound: usize,
-    /// When the evidence was checked, UTC nanoseconds.
-    pub verified_at_ns: u64,
-    /// The build provenance that attested MRTD, where `[provenance]` is configured.
-    #[serde(default)]
-    pub provenance: Option<crate::provenance::MrtdProvenance>,
-    /// Warnings the policy raised (a failure is a refusal, not a stored reason). They
-    /// join the agent's verdict until the next registration. Re-attestation
-    /// ([`TdxVerifier::reattest`]) replaces the TCB status's reason, and may add a
-    /// failure (`TcbStatus`, `ReattestRefused`).
-    pub reasons: Vec<Reason>,
-    /// What ages, and what re-attestation needs (absent in older records).
-    #[serde(default)]
-    pub freshness: TdxFreshness,
-    /// The replayed RTMR3 log (count, value, last bound value of each kind): the
-    /// prefix the agent's next registration may continue instead of resending it.
-    #[serde(default)]
-    pub event_log_state: Option<EventLogState>,
-}
-
-/// The dates after which the evidence no longer holds, and the quote kept to verify
-/// it again against the current collateral.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TdxFreshness {
-    /// The earliest `nextUpdate` (Unix seconds) of the collateral (TCB info, QE
-    /// identity, PCK and root CA CRLs) that last established the TCB status.
-    #[serde(default)]
-    pub collateral_next_update: Option<u64>,
-    /// The earliest `notAfter` (Unix seconds) in the quote's PCK chain.
-    #[serde(default)]
-    pub pck_not_after: Option<u64>,
-    /// The raw quote, base64 (verified quotes only), for re-attestation. The API
-    /// leaves it out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quote: Option<String>,
-    /// When the quote was last verified again against current collateral (UTC ns).
-    #[serde(default)]
-    pub reattested_at_ns: Option<u64>,
-    /// When re-attestation was last tried (UTC ns), decided or not.
-    #[serde(default)]
-    pub reattest_tried_ns: Option<u64>,
-    /// Why the last try could not decide (collateral or provenance unavailable).
-    #[serde(default)]
-    pub reattest_error: Option<String>,
-}
-
-impl TdxAttestation {
-    /// The dates [`policy::tdx::age_reasons`] judges.
-    pub fn age(&self) -> policy::tdx::TdxAge {
-        policy::tdx::TdxAge {
-            quoted_at: self.verified_at_ns / 1_000_000_000,
-            collateral_next_update: self.freshness.collateral_next_update,
-            pck_not_after: self.freshness.pck_not_after,
-            provenance_until: self.provenance.as_ref().map(|p| p.cached_until),
-        }
-    }
-}
 
 /// The RTMR3 event log as a registration presents it: the JSON lines, from which
 /// event on (`event_log_from`), and the prefix the control plane holds for the agent.
@@ -200,11 +130,11 @@ fn undecided(e: &ApiError) -> bool {
 
 /// What DCAP (and provenance) established about a quote.
 struct Checked {
-    verified: crate::tdx::VerifiedQuote,
+    verified: crate::attest::dcap::VerifiedQuote,
     fmspc: String,
     collateral_next_update: u64,
     pck_not_after: u64,
-    provenance: Option<crate::provenance::MrtdProvenance>,
+    provenance: Option<crate::model::MrtdProvenance>,
 }
 
 /// Verifies TDX evidence for registrations.
@@ -216,7 +146,7 @@ pub struct TdxVerifier {
     /// unknown, never a pass.
     collateral: Option<CollateralSource>,
     policy: TdxPolicy,
-    provenance: Option<crate::provenance::ProvenanceChecker>,
+    provenance: Option<crate::attest::provenance::ProvenanceChecker>,
 }
 
 fn refuse(kind: &'static str, detail: impl Into<String>) -> ApiError {
@@ -245,7 +175,7 @@ impl TdxVerifier {
     }
 
     /// Requires MRTD to be attested by build provenance.
-    pub fn with_provenance(mut self, p: crate::provenance::ProvenanceChecker) -> Self {
+    pub fn with_provenance(mut self, p: crate::attest::provenance::ProvenanceChecker) -> Self {
         self.provenance = Some(p);
         self
     }
@@ -446,8 +376,7 @@ impl TdxVerifier {
                     "the stored quote, verified again against current collateral, is refused: {}: {}",
                     e.kind(),
                     e
-                ),
-            });
+                )});
             }
             Ok(c) => {
                 let status = c.verified.tcb_status().as_str().to_string();
@@ -596,5 +525,5 @@ struct Facts<'a> {
     fmspc: Option<String>,
     verified: bool,
     rtmrs_attested: [bool; 3],
-    provenance: Option<crate::provenance::MrtdProvenance>,
+    provenance: Option<crate::model::MrtdProvenance>,
 }

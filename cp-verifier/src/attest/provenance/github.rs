@@ -330,7 +330,7 @@ impl GithubClient {
             } else {
                 GithubError::Transport {
                     url: shown.clone(),
-                    detail: crate::error::error_chain(&e),
+                    detail: crate::http::error::error_chain(&e),
                 }
             }
         };

@@ -21,20 +21,23 @@
 //! call, hit or miss: a TD with the same firmware but another kernel, initrd or
 //! command line never rides on an honest TD's cached answer.
 
+pub mod github;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use policy::identity::{IdentityPolicy, IdentityPolicyBuilder, RunnerEnvironment};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use signatures::{verify_bundle, Artifact, TrustRoot};
 
 use evidence::tdx::Mr;
 
-use crate::error::ApiError;
-use crate::github::GithubClient;
+use crate::attest::provenance::github::GithubClient;
+use crate::http::error::ApiError;
+use crate::model::MrtdProvenance;
 use crate::store::Store;
 
 /// The predicate type of a TDX measurement manifest.
@@ -94,32 +97,10 @@ pub struct ProvenanceConfig {
 }
 
 fn default_api() -> String {
-    crate::github::GITHUB_API_URL.to_string()
+    crate::attest::provenance::github::GITHUB_API_URL.to_string()
 }
 fn default_ttl() -> Duration {
     Duration::from_secs(24 * 3600)
-}
-
-/// What the control plane keeps of an attested MRTD.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MrtdProvenance {
-    pub repository: String,
-    pub san: String,
-    pub source_ref: Option<String>,
-    pub signer: Option<String>,
-    /// When the bundle was signed (RFC 3339), per its Rekor entry or RFC 3161 stamp.
-    pub signed_at: String,
-    /// Where the bundle was found.
-    pub bundle_source: String,
-    /// Until when this answer is reused (Unix seconds).
-    pub cached_until: u64,
-    /// The MRTD the verified predicate attests (absent in answers cached by older
-    /// versions, which are then never reused).
-    #[serde(default)]
-    pub mrtd: Option<Mr>,
-    /// The predicate's `rtmr0..2`, where it has them.
-    #[serde(default)]
-    pub rtmrs: [Option<Mr>; 3],
 }
 
 /// Why a verified predicate does not cover a quote.
@@ -257,7 +238,7 @@ impl ProvenanceChecker {
         let github = GithubClient::new(
             &cfg.github_api,
             token.as_deref(),
-            crate::github::DEFAULT_TIMEOUT,
+            crate::attest::provenance::github::DEFAULT_TIMEOUT,
         )?;
         let policy_key = {
             let mut h = Sha256::new();

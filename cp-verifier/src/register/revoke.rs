@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use evidence::Report;
 use policy::{Reason, ReasonCode, Status};
 
-use super::ControlPlane;
-use crate::alert::{Alert, AlertKind};
-use crate::attest::TdxAttestation;
+use crate::act::alerts::{Alert, AlertKind};
 use crate::config::{CpConfig, WithdrawnBuild};
-use crate::error::ApiError;
-use crate::store::{AgentRecord, BuildKind, Disabled, StoreError, Tombstone, Withdrawal};
+use crate::http::error::ApiError;
+use crate::model::TdxAttestation;
+use crate::model::{AgentRecord, BuildKind, Disabled, Tombstone, Withdrawal};
+use crate::plane::ControlPlane;
+use crate::store::StoreError;
 
 /// Longest operator-given reason kept.
 const MAX_REASON: usize = 1024;
@@ -174,7 +175,7 @@ fn at(ns: u64) -> String {
 }
 
 fn store_err(e: StoreError) -> ApiError {
-    super::store_err(e)
+    crate::plane::store_err(e)
 }
 
 fn withdrawn_detail(w: &Withdrawal, what: &str) -> String {
@@ -264,7 +265,7 @@ impl ControlPlane {
 
     /// Why the agent may no longer speak, at `now`: disabled, enrollment no longer
     /// holding, or a withdrawn build. Empty: nothing revokes it. Part of the verdict.
-    pub(super) fn revocation_reasons(&self, rec: &AgentRecord, now: u64) -> Vec<Reason> {
+    pub(crate) fn revocation_reasons(&self, rec: &AgentRecord, now: u64) -> Vec<Reason> {
         let mut out = Vec::new();
         if let Some(d) = &rec.disabled {
             out.push(Reason {
@@ -312,7 +313,7 @@ impl ControlPlane {
 
     /// The pulse pre-check: a revoked agent's pulse is refused 403 `Revoked` (and an
     /// `AgentRevoked` alert raised, at most once per cooldown).
-    pub(super) async fn check_pulse_revocation(
+    pub(crate) async fn check_pulse_revocation(
         &self,
         rec: &AgentRecord,
         now: u64,
@@ -339,7 +340,7 @@ impl ControlPlane {
 
     /// The registration check, after the evidence is verified: a disabled agent is
     /// refused `Revoked`, a withdrawn agent binary or MRTD `Withdrawn`.
-    pub(super) async fn check_register_revocation(
+    pub(crate) async fn check_register_revocation(
         &self,
         report: &Report,
         attestation: Option<&TdxAttestation>,
@@ -376,7 +377,7 @@ impl ControlPlane {
 
     /// The refusal of a pulse for an agent without a record: `Revoked` if an
     /// operator deleted it, else `UnknownAgent`.
-    pub(super) async fn unknown_agent(&self, agent_id: &str) -> ApiError {
+    pub(crate) async fn unknown_agent(&self, agent_id: &str) -> ApiError {
         match self.store.get_tombstone(agent_id).await {
             Ok(Some(t)) => ApiError::Revoked(format!(
                 "AgentDeleted: agent {agent_id:?} (key {}) was deleted by an operator at {}: {}; it must register (and be enrolled) again",
@@ -444,7 +445,7 @@ impl ControlPlane {
         id: &str,
         disable: bool,
         reason: Option<String>,
-    ) -> Result<super::AgentView, ApiError> {
+    ) -> Result<crate::http::views::AgentView, ApiError> {
         let reason = reason_or(reason, "no reason given")?;
         self.operator_edit(id, |rec, now| {
             if rec.disabled.is_some() == disable {

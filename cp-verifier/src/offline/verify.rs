@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::tdx::{
+use crate::attest::dcap::{
     parse_collateral, verify_quote, verify_signatures, TcbStatus, MAX_COLLATERAL_BYTES,
 };
 

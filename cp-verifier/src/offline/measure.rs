@@ -60,7 +60,7 @@ pub use tdvf::{
     MAX_MEASURED_MEMORY, MAX_SECTIONS, TABLE_FOOTER_GUID, TDX_METADATA_OFFSET_GUID,
 };
 
-use crate::verify_cli::Outcome;
+use crate::offline::verify::Outcome;
 
 /// Longest kernel command line accepted. x86 Linux's COMMAND_LINE_SIZE is 2 KiB by
 /// default and rarely configured past a few KiB; 64 KiB leaves room without letting

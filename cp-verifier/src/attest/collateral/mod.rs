@@ -4,7 +4,7 @@
 //!
 //! Trust boundary: collateral is untrusted input, whether it comes from Intel PCS, a
 //! PCCS, a cache file or an operator's offline file. Its signatures and chains are
-//! checked by dcap-qvl during verification ([`crate::tdx::verify_quote`]), against
+//! checked by dcap-qvl during verification ([`crate::attest::dcap::verify_quote`]), against
 //! the trusted root. A PCS source also checks them itself ([`verify_collateral`])
 //! *before* it caches anything, in memory, on disk or in the shared store, and checks
 //! again what it reads back from disk or the store (evicting an entry that fails): a
@@ -21,7 +21,7 @@
 //! error is returned.
 //!
 //! Keys come from the quote, so callers should take them from a quote whose PCK
-//! chain verified ([`crate::tdx::verify_signatures`]): that bounds the set of FMSPCs
+//! chain verified ([`crate::attest::dcap::verify_signatures`]): that bounds the set of FMSPCs
 //! to genuine Intel platforms.
 
 use std::collections::HashMap;
@@ -33,13 +33,13 @@ use std::time::Duration;
 use dcap_qvl::QuoteCollateralV3;
 use serde_json::value::RawValue;
 
-use crate::tdx::{parse_collateral, MAX_COLLATERAL_BYTES};
+use crate::attest::dcap::{parse_collateral, MAX_COLLATERAL_BYTES};
 
 /// Intel's Provisioning Certification Service (PCS).
 pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
 
 /// Where Intel publishes the SGX Root CA's CRL: the CRL distribution point of the
-/// Intel SGX Root CA certificate (checked against [`crate::tdx::INTEL_SGX_ROOT_CA_DER`]
+/// Intel SGX Root CA certificate (checked against [`crate::attest::dcap::INTEL_SGX_ROOT_CA_DER`]
 /// in a test). Intel PCS has no root CRL endpoint of its own; a PCCS does.
 pub const INTEL_ROOT_CA_CRL_URL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
@@ -678,7 +678,7 @@ impl Pcs {
             root_ca_der: cfg
                 .root_ca_der
                 .clone()
-                .unwrap_or_else(|| crate::tdx::INTEL_SGX_ROOT_CA_DER.to_vec()),
+                .unwrap_or_else(|| crate::attest::dcap::INTEL_SGX_ROOT_CA_DER.to_vec()),
             client,
             base,
             root_ca_crl: cfg.root_ca_crl,
@@ -917,7 +917,7 @@ impl Pcs {
             } else {
                 CollateralError::Transport {
                     endpoint,
-                    detail: crate::error::error_chain(&e),
+                    detail: crate::http::error::error_chain(&e),
                 }
             }
         };
@@ -1328,7 +1328,8 @@ mod tests {
         use x509_cert::der::Decode;
         use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
         use x509_cert::ext::pkix::CrlDistributionPoints;
-        let root = x509_cert::Certificate::from_der(crate::tdx::INTEL_SGX_ROOT_CA_DER).unwrap();
+        let root =
+            x509_cert::Certificate::from_der(crate::attest::dcap::INTEL_SGX_ROOT_CA_DER).unwrap();
         let (_, dps) = root
             .tbs_certificate
             .get::<CrlDistributionPoints>()

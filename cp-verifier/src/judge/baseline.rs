@@ -8,8 +8,8 @@
 use evidence::verdict::{Reason, ReasonCode, Status};
 use evidence::{BpfProgram, CollectorState, Ebpf, Measurements, Workload, Workloads};
 
-use crate::alert::AlertKind;
-use crate::store::Expectations;
+use crate::act::alerts::AlertKind;
+use crate::model::Expectations;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {

@@ -359,7 +359,7 @@ pub fn verify_signatures(
         "QE report signature",
     )?;
 
-    let fmspc = crate::collateral::pck_fmspc(leaf).ok();
+    let fmspc = crate::attest::collateral::pck_fmspc(leaf).ok();
     Ok(SignedQuote {
         quote,
         fmspc,

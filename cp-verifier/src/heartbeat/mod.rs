@@ -1,0 +1,294 @@
+//! TODO-DOC
+
+pub mod liveness;
+
+use crate::act::alerts::{Alert, AlertKind};
+use crate::http::error::ApiError;
+use crate::judge::baseline::{judge, resolve_inventory};
+use crate::model::AgentRecord;
+use crate::plane::MAX_UNSTORED;
+use crate::plane::{store_err, ControlPlane};
+use crate::store::{AgentWrite, StoreError};
+use evidence::api::HeartbeatResponse;
+use evidence::report::HexBytes;
+use evidence::{Envelope, Pulse};
+
+/// Agents with stale-replay counts not yet written to their record, at most.
+pub(crate) const MAX_STALE_PENDING: usize = 100_000;
+
+pub(crate) fn inventory_err(e: crate::judge::baseline::InventoryError) -> ApiError {
+    ApiError::bad_request("InconsistentInventory", e.0)
+}
+
+impl ControlPlane {
+    /// When the agent was last seen alive: its last stored pulse, or a later verified
+    /// pulse the store could not record.
+    pub(crate) fn last_alive_ns(&self, rec: &AgentRecord) -> u64 {
+        let u = self
+            .unrecorded_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        u.get(&rec.agent_id)
+            .map_or(rec.last_seen_ns, |&t| t.max(rec.last_seen_ns))
+    }
+
+    /// Verifies and records one pulse.
+    pub async fn heartbeat(&self, env: Envelope) -> Result<HeartbeatResponse, ApiError> {
+        let claimed = env.decode::<Pulse>()?;
+        let agent_id = claimed.claimed().agent_id.clone();
+        let Some(rec) = self.load(&agent_id, false).await? else {
+            return Err(self.unknown_agent(&agent_id).await);
+        };
+        let first_key = rec.key.clone();
+        let mut verified = Some(match claimed.verify(&rec.key) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = ApiError::from(e);
+                if matches!(e, ApiError::BadSignature(_)) {
+                    self.alert_with_cooldown(
+                        &agent_id,
+                        AlertKind::BadSignature,
+                        self.now_ns(),
+                        &e.to_string(),
+                    )
+                    .await;
+                }
+                return Err(e);
+            }
+        });
+        // Deleted, disabled, unenrolled or withdrawn: 403 Revoked.
+        self.check_pulse_revocation(&rec, self.now_ns()).await?;
+        // One retry covers a concurrent write to the same record (the sweeper).
+        for attempt in 0..2 {
+            let now = self.now_ns();
+            let rec = if attempt == 0 {
+                rec.clone()
+            } else {
+                match self.load(&agent_id, true).await? {
+                    Some(r) => r,
+                    None => return Err(self.unknown_agent(&agent_id).await),
+                }
+            };
+            // A re-registration with a new key between attempts: verify again under it.
+            let pulse = match verified.take() {
+                Some(v) if rec.key == first_key => v,
+                _ => env.open::<Pulse>(&rec.key)?,
+            };
+            let digest = HexBytes(pulse.digest());
+            if pulse.partition != rec.partition {
+                return Err(ApiError::bad_request(
+                    "InvalidField",
+                    format!(
+                        "pulse names partition {:?}, agent registered in {:?}",
+                        pulse.partition, rec.partition
+                    ),
+                ));
+            }
+            // Pulses travel in clear, so anyone may re-post an old one: that must not
+            // turn the agent red. The exact accepted pulse again is a retry; a pulse
+            // issued outside the skew window is an old capture (counted, quiet); an
+            // already accepted pulse inside it is a retry too. Only a pulse the key
+            // signed for a used sequence, never accepted, inside the window is a fork:
+            // red (`Replay`).
+            if digest == rec.chain_head {
+                return Err(ApiError::Replay(
+                    "this exact pulse was already accepted (a duplicate; nothing recorded)".into(),
+                ));
+            }
+            if pulse.sequence <= rec.sequence {
+                if self.check_skew(pulse.issued_at_ns, now, "pulse").is_err() {
+                    let n = self.count_stale_replay(&rec);
+                    return Err(ApiError::Replay(format!(
+                        "sequence {} was already used (last accepted {}) and the pulse was issued outside the allowed skew: an old pulse re-posted, refused and counted ({n} so far)",
+                        pulse.sequence, rec.sequence
+                    )));
+                }
+                if pulse.sequence < rec.sequence
+                    && self
+                        .store
+                        .nonce_seen(&agent_id, &pulse.nonce.to_hex())
+                        .await
+                        .map_err(store_err)?
+                {
+                    return Err(ApiError::Replay(format!(
+                        "pulse {} was already accepted (a duplicate; nothing recorded)",
+                        pulse.sequence
+                    )));
+                }
+                let why = format!(
+                    "a second pulse for sequence {} (last accepted {}), signed by the agent's key inside the skew window: a forked chain",
+                    pulse.sequence, rec.sequence
+                );
+                return Err(self.refuse_replay(&rec, now, why).await);
+            }
+            if let Err(e) = self.check_skew(pulse.issued_at_ns, now, "pulse") {
+                self.note_refusal(&rec, AlertKind::ClockDesync, now, &e.to_string())
+                    .await;
+                return Err(e);
+            }
+            if pulse.sequence != rec.sequence + 1 || pulse.previous != rec.chain_head {
+                let why = format!(
+                    "pulse {} does not continue the chain (expected sequence {} after {})",
+                    pulse.sequence,
+                    rec.sequence + 1,
+                    &rec.chain_head.to_hex()[..16]
+                );
+                return Err(self.refuse_replay(&rec, now, why).await);
+            }
+
+            let measurements =
+                resolve_inventory(Some(&rec.current), pulse.measurements.clone(), false)
+                    .map_err(inventory_err)?;
+            let j = judge(&rec.lkg, &rec.expected, Some(&rec.current), &measurements);
+            let mut alerts: Vec<Alert> = j
+                .alerts
+                .iter()
+                .map(|(k, d)| Alert::new(now, &agent_id, *k, d))
+                .collect();
+            if rec.blinded {
+                alerts.push(Alert::new(
+                    now,
+                    &agent_id,
+                    AlertKind::Recovered,
+                    "valid pulses again after being blinded",
+                ));
+            }
+            let mut next = AgentRecord {
+                last_seen_ns: now,
+                sequence: pulse.sequence,
+                chain_head: digest,
+                lkg: j.lkg,
+                expected: j.expected,
+                current: measurements,
+                blinded: false,
+                version: rec.version + 1,
+                ..rec.clone()
+            };
+            // Stale replays counted meanwhile are written with this pulse.
+            let stale = self
+                .stale_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&agent_id)
+                .unwrap_or(0);
+            next.stale_replays_refused = next.stale_replays_refused.saturating_add(stale);
+            let verdict = self.verdict(&next, now);
+            let badges = self.badges(&next, &verdict);
+            alerts.extend(self.image_transitions(&mut next, &badges, now));
+            // Most pulses only advance the chain; tell the store so it can skip
+            // rewriting the unchanged rest of the record.
+            let chain_only = AgentRecord {
+                last_seen_ns: rec.last_seen_ns,
+                sequence: rec.sequence,
+                chain_head: rec.chain_head,
+                blinded: rec.blinded,
+                version: rec.version,
+                ..next.clone()
+            } == rec;
+            let written = self
+                .persist(AgentWrite {
+                    record: next.clone(),
+                    expected_version: Some(rec.version),
+                    nonce: Some(pulse.nonce.to_hex()),
+                    alerts,
+                    chain_only,
+                })
+                .await;
+            if written.is_err() && stale > 0 {
+                *self
+                    .stale_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(agent_id.clone())
+                    .or_default() += stale;
+            }
+            match written {
+                Ok(()) => {
+                    return Ok(HeartbeatResponse {
+                        accepted: true,
+                        sequence: next.sequence,
+                        verdict,
+                        commands: Vec::new(),
+                        workloads: badges,
+                    })
+                }
+                Err(StoreError::DuplicateNonce) => {
+                    return Err(self
+                        .refuse_replay(&rec, now, "the pulse nonce was already used".into())
+                        .await)
+                }
+                Err(StoreError::Conflict) if attempt == 0 => continue,
+                Err(StoreError::Conflict) => {
+                    return Err(ApiError::Replay(
+                        "the agent's chain moved concurrently; this pulse lost".into(),
+                    ))
+                }
+                Err(e) => {
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        // Verified, but not recorded: the agent is alive, the store is
+                        // not. The sweeper must not call it silent.
+                        let mut u = self
+                            .unrecorded_seen
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if u.len() > MAX_UNSTORED {
+                            u.clear();
+                        }
+                        let t = u.entry(agent_id.clone()).or_insert(0);
+                        *t = (*t).max(pulse.issued_at_ns.min(now));
+                    }
+                    return Err(store_err(e));
+                }
+            }
+        }
+        Err(ApiError::Internal("unreachable retry exit".into()))
+    }
+
+    /// Counts an old pulse re-posted for `rec`'s agent; returns the agent's total.
+    pub(crate) fn count_stale_replay(&self, rec: &AgentRecord) -> u64 {
+        let mut p = self.stale_pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.len() >= MAX_STALE_PENDING && !p.contains_key(&rec.agent_id) {
+            // Shown counts may lag; nothing else depends on them.
+            return rec.stale_replays_refused;
+        }
+        let n = p.entry(rec.agent_id.clone()).or_default();
+        *n = n.saturating_add(1);
+        rec.stale_replays_refused.saturating_add(*n)
+    }
+
+    pub(crate) async fn refuse_replay(&self, rec: &AgentRecord, now: u64, why: String) -> ApiError {
+        self.note_refusal(rec, AlertKind::Replay, now, &why).await;
+        ApiError::Replay(why)
+    }
+
+    /// Records a refused pulse on the agent (for the verdict) and alerts, at most once
+    /// per cooldown per kind so a flood of bad pulses cannot flood storage or webhooks.
+    pub(crate) async fn note_refusal(
+        &self,
+        rec: &AgentRecord,
+        kind: AlertKind,
+        now: u64,
+        detail: &str,
+    ) {
+        if !self.cooldown_passed(&rec.agent_id, kind, now) {
+            return;
+        }
+        let mut next = rec.clone();
+        match kind {
+            AlertKind::Replay => next.last_replay_ns = Some(now),
+            AlertKind::ClockDesync => next.last_desync_ns = Some(now),
+            _ => {}
+        }
+        next.version = rec.version + 1;
+        let w = AgentWrite {
+            record: next,
+            expected_version: Some(rec.version),
+            nonce: None,
+            alerts: vec![Alert::new(now, &rec.agent_id, kind, detail)],
+            chain_only: false,
+        };
+        if let Err(e) = self.persist(w).await {
+            tracing::warn!(agent_id = %rec.agent_id, error = %e, "could not record a refused pulse");
+        }
+    }
+}

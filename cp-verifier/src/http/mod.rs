@@ -1,0 +1,9 @@
+//! The HTTP edge: the router and its handlers ([`router`]), TLS/mTLS and connection
+//! limits ([`transport`]), the one error type every refusal becomes ([`error`]), the
+//! views the API and dashboard show ([`views`]) and the dashboard ([`dashboard`]).
+
+pub mod dashboard;
+pub mod error;
+pub mod router;
+pub mod transport;
+pub mod views;

@@ -1,0 +1,180 @@
+//! TODO-DOC
+
+use crate::act::alerts::Alert;
+use crate::http::error::ApiError;
+use crate::model::TdxAttestation;
+use crate::model::{AgentRecord, Expectations};
+use crate::plane::{store_err, ControlPlane};
+use evidence::api::WorkloadBadge;
+use evidence::Tier;
+use policy::Verdict;
+use serde::{Deserialize, Serialize};
+
+/// An agent as the API and dashboard show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    pub agent_id: String,
+    pub partition: String,
+    pub tier: Tier,
+    pub key_fingerprint: String,
+    pub state: String,
+    pub badge: String,
+    pub verdict: Verdict,
+    pub registered_at_ns: u64,
+    pub last_seen_ns: u64,
+    pub last_seen_age_ms: u64,
+    pub sequence: u64,
+    pub heartbeat_interval_ms: u64,
+    pub blinded: bool,
+    pub measurements: evidence::Measurements,
+    pub last_known_good: evidence::Measurements,
+    pub expected: Expectations,
+    /// TDX evidence from the last registration (TDX tiers).
+    pub attestation: Option<TdxAttestation>,
+    /// Old pulses (issued outside the skew window) re-posted and refused; they do
+    /// not count against the agent's verdict.
+    #[serde(default)]
+    pub stale_replays_refused: u64,
+    /// The agent has registered on the `tdx` tier: a lower tier is refused unless
+    /// an operator expects it.
+    #[serde(default)]
+    pub ever_tdx: bool,
+    /// The tier an operator allowed for the next registration (one-shot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tier: Option<Tier>,
+    /// The badge of each reported workload.
+    pub workloads: Vec<WorkloadBadge>,
+    /// The workloads collector's state (`ok`, `unknown`, `unavailable`) and why;
+    /// `None` when the agent does not run it.
+    pub workloads_state: Option<CollectorView>,
+    /// The eBPF collector's state, and the loaded programs (in `measurements.ebpf`).
+    pub ebpf_state: Option<CollectorView>,
+}
+
+/// A collector's state as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectorView {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ControlPlane {
+    pub fn view(&self, rec: &AgentRecord, now: u64) -> AgentView {
+        let verdict = self.verdict(rec, now);
+        let workloads = self.badges(rec, &verdict);
+        let cv = |state, reason: &Option<String>| CollectorView {
+            state: crate::judge::baseline::state_str(state).to_string(),
+            reason: reason.clone(),
+        };
+        let state = if rec.blinded
+            || verdict
+                .reasons
+                .iter()
+                .any(|r| r.code == policy::ReasonCode::Blinded)
+        {
+            "blinded"
+        } else if rec.requote_failed.is_some() && verdict.status != policy::Status::Fail {
+            // Alive and pulsing; the control plane cannot renew its evidence.
+            "requote-failed"
+        } else {
+            match verdict.status {
+                policy::Status::Pass => "attested",
+                policy::Status::Warn => "attested-with-warnings",
+                policy::Status::Fail => "failing",
+                policy::Status::Unknown => "unknown",
+            }
+        };
+        AgentView {
+            agent_id: rec.agent_id.clone(),
+            partition: rec.partition.clone(),
+            tier: rec.tier,
+            key_fingerprint: rec.key.fingerprint(),
+            state: state.to_string(),
+            badge: verdict.status.badge().to_string(),
+            verdict,
+            registered_at_ns: rec.registered_at_ns,
+            last_seen_ns: rec.last_seen_ns,
+            last_seen_age_ms: now.saturating_sub(rec.last_seen_ns) / 1_000_000,
+            sequence: rec.sequence,
+            heartbeat_interval_ms: rec.heartbeat_interval_ms,
+            blinded: rec.blinded,
+            measurements: rec.current.clone(),
+            last_known_good: rec.lkg.clone(),
+            expected: rec.expected.clone(),
+            // The kept quote is for re-attestation, not for the API.
+            attestation: rec.attestation.clone().map(|mut a| {
+                a.freshness.quote = None;
+                a
+            }),
+            stale_replays_refused: rec.stale_replays_refused.saturating_add(
+                self.stale_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&rec.agent_id)
+                    .copied()
+                    .unwrap_or(0),
+            ),
+            ever_tdx: rec.ever_tdx || rec.tier == Tier::Tdx,
+            allowed_tier: rec.allowed_tier,
+            workloads,
+            workloads_state: rec
+                .current
+                .workloads
+                .as_ref()
+                .map(|w| cv(w.state, &w.reason)),
+            ebpf_state: rec.current.ebpf.as_ref().map(|e| cv(e.state, &e.reason)),
+        }
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
+        let now = self.now_ns();
+        // One undecodable record does not hide the fleet (the sweeper alerts on it).
+        Ok(self
+            .store
+            .scan_agents()
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter_map(|(id, r)| match r {
+                Ok(r) => Some(self.view(&r, now)),
+                Err(e) => {
+                    tracing::warn!(agent_id = %id, error = %e, "agent record cannot be decoded; not listed");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<AgentView, ApiError> {
+        let now = self.now_ns();
+        match self.store.get_agent(id).await.map_err(store_err)? {
+            Some(r) => Ok(self.view(&r, now)),
+            None => Err(ApiError::NotFound(format!("no agent {id:?}"))),
+        }
+    }
+
+    pub async fn alerts(&self, agent: Option<&str>, limit: u32) -> Result<Vec<Alert>, ApiError> {
+        self.store
+            .list_alerts(agent, limit.min(1000))
+            .await
+            .map_err(store_err)
+    }
+
+    /// Checks an operator bearer token in constant time.
+    pub fn authorize(&self, presented: Option<&str>) -> Result<(), ApiError> {
+        let Some(want) = &self.operator_token else {
+            return Err(ApiError::Unauthorized(
+                "operator endpoints are disabled: no operator_token_file is configured".into(),
+            ));
+        };
+        let got = presented.unwrap_or("").as_bytes();
+        if crate::http::router::token_eq(want, got) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized(
+                "missing or wrong bearer token".into(),
+            ))
+        }
+    }
+}

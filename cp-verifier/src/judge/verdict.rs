@@ -1,0 +1,191 @@
+//! TODO-DOC
+
+use crate::act::alerts::{Alert, AlertKind};
+use crate::judge::baseline::{inventory_reasons, standing};
+use crate::model::AgentRecord;
+use crate::plane::ControlPlane;
+use evidence::api::WorkloadBadge;
+use policy::{AgentFacts, Verdict};
+use std::time::Duration;
+
+/// The key under which a red workload image is remembered: its digest, or for an
+/// image without one, its reference.
+pub fn image_key(b: &WorkloadBadge) -> String {
+    match &b.image_digest {
+        Some(d) => d.clone(),
+        None => format!("no-digest:{}", b.image),
+    }
+}
+
+/// Whether the badge is red because of the image itself (not the agent).
+pub(crate) fn image_red(b: &WorkloadBadge) -> bool {
+    b.reasons.iter().any(|r| {
+        r.status == policy::Status::Fail
+            && matches!(
+                r.code,
+                policy::ReasonCode::ImageUnsigned
+                    | policy::ReasonCode::ImageSignatureInvalid
+                    | policy::ReasonCode::ImageDigestMismatch
+                    | policy::ReasonCode::ImageIdentityMismatch
+                    | policy::ReasonCode::ImageNotCovered
+                    | policy::ReasonCode::ImageNoDigest
+            )
+    })
+}
+
+impl ControlPlane {
+    /// The verdict for a record at `now`.
+    pub fn verdict(&self, rec: &AgentRecord, now: u64) -> Verdict {
+        let (binary_changed, policy_changed, platform_changed) = standing(&rec.lkg, &rec.current);
+        let facts = AgentFacts {
+            tier: rec.tier,
+            interval: Duration::from_millis(rec.heartbeat_interval_ms),
+            since_last_pulse: Duration::from_nanos(now.saturating_sub(self.last_alive_ns(rec))),
+            binary_changed,
+            policy_changed,
+            platform_changed,
+            since_replay: rec
+                .last_replay_ns
+                .map(|t| Duration::from_nanos(now.saturating_sub(t))),
+            since_clock_desync: rec
+                .last_desync_ns
+                .map(|t| Duration::from_nanos(now.saturating_sub(t))),
+        };
+        let v = policy::evaluate(&self.cfg.policy, &facts);
+        let mut reasons = v.reasons;
+        if let Some(a) = &rec.attestation {
+            reasons.extend(a.reasons.iter().cloned());
+            // Evidence ages: collateral, PCK chain, quote and provenance judged at `now`.
+            reasons.extend(crate::attest::age_reasons(a, now, &self.cfg.policy));
+        }
+        if let Some(f) = &rec.requote_failed {
+            reasons.push(policy::Reason {
+                code: policy::ReasonCode::RequoteFailed,
+                status: policy::Status::Warn,
+                detail: format!(
+                    "the control plane cannot verify this agent's fresh quote for {}s (the agent \
+                     is alive and pulsing on its last verified registration): {}",
+                    now.saturating_sub(f.at_ns) / 1_000_000_000,
+                    f.reason
+                ),
+            });
+        }
+        reasons.extend(inventory_reasons(&rec.lkg, &rec.current));
+        reasons.extend(self.revocation_reasons(rec, now));
+        Verdict::from_reasons(reasons)
+    }
+
+    /// The badge of each workload the agent reports, under `agent` (its verdict).
+    /// Digests without a fresh result are queued for verification and shown
+    /// `unknown` meanwhile.
+    pub fn badges(&self, rec: &AgentRecord, agent: &Verdict) -> Vec<WorkloadBadge> {
+        let Some(items) = rec
+            .current
+            .workloads
+            .as_ref()
+            .and_then(|w| w.items.as_ref())
+        else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .map(|w| {
+                let check = match (&w.image_digest, crate::judge::images::repository_of(&w.image)) {
+                    (None, _) => policy::image::ImageCheck::Pending,
+                    (Some(_), None) => policy::image::ImageCheck::Refused {
+                        code: policy::ReasonCode::ImageNotCovered,
+                        detail: "the image reference names no repository".into(),
+                    },
+                    // Only repositories the policy covers reach the verifier (and so a
+                    // registry): an agent cannot make the control plane contact
+                    // registries of its choosing.
+                    (Some(_), Some(repo)) if self.image_policy.rule_for(&repo).is_none() => {
+                        policy::image::ImageCheck::Refused {
+                            code: policy::ReasonCode::ImageNotCovered,
+                            detail: if self.cfg.images.is_none() {
+                                format!("no [images] policy is configured, so no signer is trusted for {repo}")
+                            } else {
+                                format!("no [[images.trust]] rule covers {repo}")
+                            },
+                        }
+                    }
+                    (Some(d), Some(repo)) => self.images.lookup(&repo, d),
+                };
+                let v = policy::image::workload_badge(&self.image_policy, agent, w, &check);
+                let (signer, verified_at_ns) = match &check {
+                    policy::image::ImageCheck::Verified {
+                        signer,
+                        verified_at_ns,
+                        ..
+                    } => (Some(signer.clone()), Some(*verified_at_ns)),
+                    _ => (None, None),
+                };
+                WorkloadBadge {
+                    name: w.name.clone(),
+                    id: w.id.clone(),
+                    image: w.image.clone(),
+                    image_digest: w.image_digest.clone(),
+                    status: v.status,
+                    reasons: v.reasons,
+                    signer,
+                    verified_at_ns,
+                }
+            })
+            .collect()
+    }
+
+    /// Updates the record's set of red images and returns an `ImageRefused` alert
+    /// for each image that turned red.
+    pub(crate) fn image_transitions(
+        &self,
+        rec: &mut AgentRecord,
+        badges: &[WorkloadBadge],
+        now: u64,
+    ) -> Vec<Alert> {
+        let mut red: Vec<String> = Vec::new();
+        let mut alerts = Vec::new();
+        for b in badges.iter().filter(|b| image_red(b)) {
+            let k = image_key(b);
+            if red.contains(&k) {
+                continue;
+            }
+            if !rec.image_red.contains(&k) {
+                let why = b
+                    .reasons
+                    .iter()
+                    .filter(|r| r.status == policy::Status::Fail)
+                    .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                alerts.push(Alert::new(
+                    now,
+                    &rec.agent_id,
+                    AlertKind::ImageRefused,
+                    format!(
+                        "workload {} runs image {} ({}) that is red: {why}",
+                        b.name,
+                        b.image,
+                        b.image_digest.as_deref().unwrap_or("no digest")
+                    ),
+                ));
+            }
+            red.push(k);
+        }
+        // An image that was red and is only being verified again (its result
+        // expired, or the registry is away) stays remembered as red, so the
+        // re-verification does not raise the alert a second time.
+        for b in badges.iter().filter(|b| !image_red(b)) {
+            let k = image_key(b);
+            let undecided = b
+                .reasons
+                .iter()
+                .any(|r| r.code == policy::ReasonCode::ImageUnverifiable);
+            if undecided && rec.image_red.contains(&k) && !red.contains(&k) {
+                red.push(k);
+            }
+        }
+        red.sort();
+        rec.image_red = red;
+        alerts
+    }
+}

@@ -1,0 +1,241 @@
+//! The records every stage shares: what the control plane keeps about an agent
+//! ([`AgentRecord`]), the TDX evidence it accepted ([`TdxAttestation`]) and the build
+//! provenance behind it ([`MrtdProvenance`]), operator marks and withdrawals.
+//!
+//! These are plain data (serde, no behaviour beyond small accessors). They live
+//! apart from the store that persists them and the verifiers that produce them, so
+//! that `store`, `attest` and `register` each depend on this module and not on one
+//! another. The serde field names are the stored format: renaming one needs a
+//! reader for the old shape.
+
+use evidence::eventlog::EventLogState;
+use evidence::report::HexBytes;
+use evidence::tdx::Mr;
+use evidence::{Digest32, Measurements, PublicKey, Tier};
+use policy::Reason;
+use serde::{Deserialize, Serialize};
+
+/// Measurements the operator announced ahead of a coordinated update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expectations {
+    pub agent_binary: Option<Digest32>,
+    pub policy_digest: Option<Digest32>,
+}
+
+/// Everything the control plane keeps about one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub agent_id: String,
+    pub partition: String,
+    pub tier: Tier,
+    pub key: PublicKey,
+    pub registered_at_ns: u64,
+    /// Last valid pulse (or registration).
+    pub last_seen_ns: u64,
+    pub sequence: u64,
+    pub chain_head: Digest32,
+    pub heartbeat_interval_ms: u64,
+    /// Last-known-good measurements.
+    pub lkg: Measurements,
+    /// Last reported measurements.
+    pub current: Measurements,
+    pub expected: Expectations,
+    pub blinded: bool,
+    pub last_replay_ns: Option<u64>,
+    pub last_desync_ns: Option<u64>,
+    /// TDX evidence checked at the last registration (TDX tiers).
+    #[serde(default)]
+    pub attestation: Option<TdxAttestation>,
+    /// Workloads whose image is red (keys from `judge::verdict::image_key`), so each
+    /// turn to red raises one `ImageRefused` alert.
+    #[serde(default)]
+    pub image_red: Vec<String>,
+    /// Set while an operator has disabled the agent: its pulses and registrations
+    /// are refused `Revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+    /// The certificate chain (PEM, leaf first) presented at registration, so the
+    /// enrollment can be re-checked (expiry, CRL) on every pulse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrollment_chain: Vec<String>,
+    /// The agent once registered on the `tdx` tier: a later registration on a lower
+    /// tier is refused unless an operator allowed it (`allowed_tier`).
+    #[serde(default)]
+    pub ever_tdx: bool,
+    /// A one-shot operator allowance (`POST /api/v1/agents/{id}/expect` with
+    /// `{"tier": ..}`) for the next registration at this tier.
+    #[serde(default)]
+    pub allowed_tier: Option<Tier>,
+    /// Old pulses (issued outside the skew window) re-posted and refused: counted,
+    /// not held against the agent.
+    #[serde(default)]
+    pub stale_replays_refused: u64,
+    /// The last re-registration failed because an upstream the verification needs
+    /// was unavailable (not a judgement of the agent): the agent keeps pulsing on its
+    /// current registration and is shown `RequoteFailed` until one succeeds.
+    #[serde(default)]
+    pub requote_failed: Option<RequoteFailure>,
+    /// Bumped on every write; the compare-and-swap token.
+    pub version: u64,
+}
+
+/// An operator's disable mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub at_ns: u64,
+    pub reason: String,
+}
+
+/// What is left of an agent an operator deleted: its later pulses are refused
+/// `Revoked` (not `UnknownAgent`), naming the deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub agent_id: String,
+    pub key_fingerprint: String,
+    pub at_ns: u64,
+    pub reason: String,
+}
+
+/// Which measurement a withdrawal names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildKind {
+    /// The TD's MRTD (48 bytes).
+    Mrtd,
+    /// The agent binary's SHA-256.
+    AgentBinary,
+}
+
+impl BuildKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildKind::Mrtd => "mrtd",
+            BuildKind::AgentBinary => "agent_binary",
+        }
+    }
+    pub fn parse(s: &str) -> Option<BuildKind> {
+        match s {
+            "mrtd" => Some(BuildKind::Mrtd),
+            "agent_binary" => Some(BuildKind::AgentBinary),
+            _ => None,
+        }
+    }
+}
+
+/// A build withdrawn fleet-wide: it may not register, and agents running it are red
+/// and their pulses refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub id: String,
+    pub kind: BuildKind,
+    /// Lowercase hex.
+    pub digest: String,
+    pub reason: String,
+    pub at_ns: u64,
+    /// `api` (stored) or `config` (`[[withdrawn]]`).
+    pub source: String,
+}
+
+/// Why a known agent's fresh quote could not be verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequoteFailure {
+    /// When, UTC nanoseconds (the first failure of a run of them).
+    pub at_ns: u64,
+    /// The upstream's kind and detail (`CollateralUnavailable: ...`).
+    pub reason: String,
+}
+
+/// What the control plane keeps of an agent's TDX evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxAttestation {
+    /// True for a DCAP-verified quote; false for TDREPORT claims.
+    pub verified: bool,
+    /// The TCB status DCAP gave (none for a TDREPORT).
+    pub tcb_status: Option<String>,
+    pub advisory_ids: Vec<String>,
+    /// FMSPC of the platform (from the PCK certificate), lowercase hex.
+    pub fmspc: Option<String>,
+    pub mrtd: Mr,
+    pub rtmrs: [Mr; 4],
+    pub td_attributes: HexBytes<8>,
+    /// Events in the RTMR3 log, and how many of them are bound to the register.
+    pub event_log_events: usize,
+    pub event_log_bound: usize,
+    /// When the evidence was checked, UTC nanoseconds.
+    pub verified_at_ns: u64,
+    /// The build provenance that attested MRTD, where `[provenance]` is configured.
+    #[serde(default)]
+    pub provenance: Option<MrtdProvenance>,
+    /// Warnings the policy raised (a failure is a refusal, not a stored reason). They
+    /// join the agent's verdict until the next registration. Re-attestation
+    /// ([`crate::attest::TdxVerifier::reattest`]) replaces the TCB status's reason, and may add a
+    /// failure (`TcbStatus`, `ReattestRefused`).
+    pub reasons: Vec<Reason>,
+    /// What ages, and what re-attestation needs (absent in older records).
+    #[serde(default)]
+    pub freshness: TdxFreshness,
+    /// The replayed RTMR3 log (count, value, last bound value of each kind): the
+    /// prefix the agent's next registration may continue instead of resending it.
+    #[serde(default)]
+    pub event_log_state: Option<EventLogState>,
+}
+
+/// The dates after which the evidence no longer holds, and the quote kept to verify
+/// it again against the current collateral.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxFreshness {
+    /// The earliest `nextUpdate` (Unix seconds) of the collateral (TCB info, QE
+    /// identity, PCK and root CA CRLs) that last established the TCB status.
+    #[serde(default)]
+    pub collateral_next_update: Option<u64>,
+    /// The earliest `notAfter` (Unix seconds) in the quote's PCK chain.
+    #[serde(default)]
+    pub pck_not_after: Option<u64>,
+    /// The raw quote, base64 (verified quotes only), for re-attestation. The API
+    /// leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// When the quote was last verified again against current collateral (UTC ns).
+    #[serde(default)]
+    pub reattested_at_ns: Option<u64>,
+    /// When re-attestation was last tried (UTC ns), decided or not.
+    #[serde(default)]
+    pub reattest_tried_ns: Option<u64>,
+    /// Why the last try could not decide (collateral or provenance unavailable).
+    #[serde(default)]
+    pub reattest_error: Option<String>,
+}
+
+impl TdxAttestation {
+    /// The dates [`policy::tdx::age_reasons`] judges.
+    pub fn age(&self) -> policy::tdx::TdxAge {
+        policy::tdx::TdxAge {
+            quoted_at: self.verified_at_ns / 1_000_000_000,
+            collateral_next_update: self.freshness.collateral_next_update,
+            pck_not_after: self.freshness.pck_not_after,
+            provenance_until: self.provenance.as_ref().map(|p| p.cached_until),
+        }
+    }
+}
+
+/// What the control plane keeps of an attested MRTD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MrtdProvenance {
+    pub repository: String,
+    pub san: String,
+    pub source_ref: Option<String>,
+    pub signer: Option<String>,
+    /// When the bundle was signed (RFC 3339), per its Rekor entry or RFC 3161 stamp.
+    pub signed_at: String,
+    /// Where the bundle was found.
+    pub bundle_source: String,
+    /// Until when this answer is reused (Unix seconds).
+    pub cached_until: u64,
+    /// The MRTD the verified predicate attests (absent in answers cached by older
+    /// versions, which are then never reused).
+    #[serde(default)]
+    pub mrtd: Option<Mr>,
+    /// The predicate's `rtmr0..2`, where it has them.
+    #[serde(default)]
+    pub rtmrs: [Option<Mr>; 3],
+}
