@@ -1,4 +1,9 @@
-//! TODO-DOC
+//! The control plane's state: [`ControlPlane`] holds the config, the store, the
+//! clock, the verifiers and the in-memory caches every stage reads and writes. The
+//! stages add their methods to it in their own modules (`register`, `heartbeat`,
+//! `judge::verdict`, `act`, `http::views`); this module keeps what they share: the
+//! record cache, [`ControlPlane::persist`] (one atomic write, alerts announced once)
+//! and `/healthz`. It is built by [`crate::wiring`].
 
 use crate::act::alerts::{Alert, AlertKind, AlertSink};
 use crate::act::unenrolled::SourceWindow;

@@ -1,4 +1,8 @@
-//! TODO-DOC
+//! The composition root: reads the config's files (operator token, trust roots,
+//! enrollment CA and CRL), builds each verifier and the alert sink, and assembles the
+//! [`ControlPlane`]; then opens the store, binds the listener and hands the router to
+//! the transport. Nothing else in the crate reads a file at start-up or builds a
+//! subsystem from config.
 
 use crate::act::alerts::AlertSink;
 use crate::attest::TdxVerifier;

@@ -1,4 +1,5 @@
-//! TODO-DOC
+//! Alert storage and cooldowns: the same kind of alert for the same agent is raised
+//! at most once per `alert_cooldown`.
 
 use crate::act::alerts::{Alert, AlertKind};
 use crate::plane::{ns, ControlPlane};

@@ -1,4 +1,7 @@
-//! TODO-DOC
+//! Operator actions on an agent's expectations (`POST /api/v1/agents/{id}/expect`):
+//! announce the binary or policy digest of a coordinated update, accept the current
+//! measurements as last-known-good, or allow one registration on a lower tier. Edits
+//! are compare-and-swap with retry, so they never overwrite a concurrent pulse.
 
 use crate::act::alerts::{Alert, AlertKind};
 use crate::http::error::ApiError;

@@ -1,4 +1,6 @@
-//! TODO-DOC
+//! Unenrolled registrations, aggregated by source (IPv4 address or IPv6 /64): one
+//! alert per source and cooldown window, with a count and a sample of claimed agent
+//! ids, so a flood cannot flood the alert channel.
 
 use crate::act::alerts::{Alert, AlertKind};
 use crate::http::error::ApiError;

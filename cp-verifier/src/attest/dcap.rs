@@ -359,7 +359,7 @@ pub fn verify_signatures(
         "QE report signature",
     )?;
 
-    let fmspc = crate::attest::collateral::pck_fmspc(leaf).ok();
+    let fmspc = pck_fmspc(leaf).ok();
     Ok(SignedQuote {
         quote,
         fmspc,
@@ -418,4 +418,28 @@ fn pck_chain(
 fn is_ca(cert: &x509_cert::Certificate) -> bool {
     use x509_cert::ext::pkix::BasicConstraints;
     matches!(cert.tbs_certificate.get::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca)
+}
+
+/// FMSPC from a PCK certificate: inside Intel's SGX extension
+/// (1.2.840.113741.1.13.1), OID 1.2.840.113741.1.13.1.4 followed by a 6-byte OCTET
+/// STRING.
+pub(crate) fn pck_fmspc(leaf: &x509_cert::Certificate) -> Result<[u8; 6], String> {
+    use x509_cert::der::oid::ObjectIdentifier;
+    const SGX_EXTENSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1");
+    const FMSPC_TLV: [u8; 14] = [
+        0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04, 0x04, 0x06,
+    ];
+    let ext = leaf
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == SGX_EXTENSION)
+        .ok_or("PCK certificate has no SGX extension")?;
+    let v = ext.extn_value.as_bytes();
+    v.windows(FMSPC_TLV.len())
+        .position(|w| w == FMSPC_TLV)
+        .and_then(|at| v.get(at + FMSPC_TLV.len()..at + FMSPC_TLV.len() + 6))
+        .and_then(|b| <[u8; 6]>::try_from(b).ok())
+        .ok_or_else(|| "PCK certificate has no FMSPC".to_string())
 }

@@ -1,4 +1,7 @@
-//! TODO-DOC
+//! The sweeper: marks agents that missed `missed_heartbeats` pulses as blinded (one
+//! `Blinded` alert per silence), flushes aggregated unenrolled alerts, and re-attests
+//! stored TDX evidence against current collateral when it ages. It runs supervised
+//! (restarted after a panic) and reports its last run on `/healthz`.
 
 use crate::act::alerts::{Alert, AlertKind};
 use crate::act::cooldown::MAX_COOLDOWNS;

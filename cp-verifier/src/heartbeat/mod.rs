@@ -1,4 +1,8 @@
-//! TODO-DOC
+//! Stage 4, heartbeat: `/heartbeat` verifies a pulse (signature with the
+//! registered key, sequence and chain, nonce, clock skew, revocation), judges its
+//! measurements and stores the new chain head with the alerts it raises in one write.
+//! Replays and clock drift are refused with their own reasons; [`liveness`] notices
+//! the agents that stopped pulsing.
 
 pub mod liveness;
 

@@ -3,7 +3,7 @@
 //! (which also bounds an idle keep-alive connection), an idle timeout for a stalled
 //! connection, a cap on open connections overall and per source. Every request
 //! carries a [`Peer`] extension naming its source and what certificate it presented.
-//! Request body deadlines and rate limits are the router's (`server.rs`).
+//! Request body deadlines and rate limits are the router's (`http::router`).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,4 +1,5 @@
-//! TODO-DOC
+//! What the API and dashboard show of an agent ([`AgentView`]), the read endpoints
+//! behind them, and the bearer-token check for reads and operator writes.
 
 use crate::act::alerts::Alert;
 use crate::http::error::ApiError;

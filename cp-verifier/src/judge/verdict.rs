@@ -1,4 +1,7 @@
-//! TODO-DOC
+//! The agent verdict and per-workload badges: the stored facts (liveness, TDX
+//! evidence and its age, last-known-good comparison, revocation, image checks) turned
+//! into reasons and evaluated by `policy`; and the image transitions that raise one
+//! `ImageRefused` alert per turn to red.
 
 use crate::act::alerts::{Alert, AlertKind};
 use crate::judge::baseline::{inventory_reasons, standing};

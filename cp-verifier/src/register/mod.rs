@@ -1,4 +1,9 @@
-//! TODO-DOC
+//! Stage 3, register: a single-use challenge ([`ControlPlane::challenge`]), then
+//! `/register`: the report's signature and challenge, the enrollment of its key
+//! ([`enroll`]), revocation and withdrawn builds ([`revoke`]), the platform evidence
+//! through [`crate::attest`], and the first judgement of the measurements. A
+//! re-registration keeps the agent's chain and may not lower its tier unless an
+//! operator allowed it.
 
 pub mod enroll;
 pub mod revoke;

@@ -10,7 +10,7 @@
 //! `CrlUnusable`, `Withdrawn`, ...). A registration of a withdrawn build gets 403
 //! `Withdrawn`; of a disabled agent 403 `Revoked`.
 //!
-//! This module is a child of `service` so it works on the control plane's own state.
+//! It adds its methods to [`crate::plane::ControlPlane`], whose state it works on.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
