@@ -4,7 +4,8 @@
 //! The same [`ImagePolicy`] drives three enforcement points, so they cannot drift:
 //! the control plane's re-verification of every reported workload (`cp-verifier`),
 //! the guest's verifying pull gate (`guest-agent pull`), and the podman
-//! `containers-policy.json` rendered from it (`policy render-podman`).
+//! `containers-policy.json` rendered from it (`policy render-podman`, in the
+//! `podman-policy` crate).
 //!
 //! ```toml
 //! prefer_keyless = true

@@ -12,7 +12,6 @@
 
 pub mod identity;
 pub mod image;
-pub mod podman;
 pub mod tdx;
 
 use std::time::Duration;

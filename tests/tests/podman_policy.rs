@@ -22,8 +22,8 @@ use std::path::Path;
 use std::process::Output;
 
 use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+use podman_policy::{RenderInputs, Unpinnable};
 use policy::image::{ImagePolicy, ImageRule};
-use policy::podman::{self, RenderInputs, Unpinnable};
 use provenant_tests::podman::Podman;
 use provenant_tests::registry::Registry;
 
@@ -36,17 +36,17 @@ fn render_into(policy: &ImagePolicy, files: &[(&str, Vec<u8>)], dir: &Path) -> S
         files: files.iter().map(|(p, d)| (p.into(), d.clone())).collect(),
         unpinnable: Unpinnable::Refuse,
     };
-    let r = podman::render(policy, &inputs).expect("render");
+    let r = podman_policy::render(policy, &inputs).expect("render");
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     for (rel, data) in &r.files {
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, data).unwrap();
     }
-    let reg_d = dir.join(podman::REGISTRIES_D_FILE);
+    let reg_d = dir.join(podman_policy::REGISTRIES_D_FILE);
     std::fs::create_dir_all(reg_d.parent().unwrap()).unwrap();
     std::fs::write(&reg_d, &r.registries_d).unwrap();
-    let p = dir.join(podman::POLICY_FILE);
+    let p = dir.join(podman_policy::POLICY_FILE);
     std::fs::write(&p, &r.policy_json).unwrap();
     p.to_str().unwrap().to_owned()
 }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use podman_policy::{RenderInputs, Unpinnable};
 use policy::image::ImagePolicy;
-use policy::podman::{self, RenderInputs, Unpinnable};
 
 /// The largest policy file read.
 const MAX_POLICY: u64 = 1 << 20;
@@ -77,7 +77,7 @@ fn run(cmd: Cmd) -> Result<(), Fail> {
     match cmd {
         Cmd::Check { config } => {
             let (policy, inputs) = load(&config, "/".into(), Unpinnable::Reject)?;
-            let rendered = podman::render(&policy, &inputs)
+            let rendered = podman_policy::render(&policy, &inputs)
                 .map_err(|e| Fail(1, format!("{} [{}]", e, e.kind())))?;
             for w in &rendered.warnings {
                 eprintln!("warning (podman): {w}");
@@ -109,7 +109,7 @@ fn run(cmd: Cmd) -> Result<(), Fail> {
                 Unpinnable::Refuse
             };
             let (policy, inputs) = load(&config, install_dir, unpinnable)?;
-            let rendered = podman::render(&policy, &inputs)
+            let rendered = podman_policy::render(&policy, &inputs)
                 .map_err(|e| Fail(1, format!("{} [{}]", e, e.kind())))?;
             for w in &rendered.warnings {
                 eprintln!("warning: {w}");
@@ -119,10 +119,10 @@ fn run(cmd: Cmd) -> Result<(), Fail> {
                 write(&out_dir.join(rel), data)?;
             }
             write(
-                &out_dir.join(podman::REGISTRIES_D_FILE),
+                &out_dir.join(podman_policy::REGISTRIES_D_FILE),
                 rendered.registries_d.as_bytes(),
             )?;
-            let policy_path = out_dir.join(podman::POLICY_FILE);
+            let policy_path = out_dir.join(podman_policy::POLICY_FILE);
             write(&policy_path, rendered.policy_json.as_bytes())?;
             println!("{}", policy_path.display());
             Ok(())
@@ -165,7 +165,7 @@ fn load(
         }
         let data = read_bounded(
             &base.join(&p),
-            u64::try_from(podman::MAX_INPUT_FILE).unwrap_or(u64::MAX),
+            u64::try_from(podman_policy::MAX_INPUT_FILE).unwrap_or(u64::MAX),
         )?;
         files.insert(p, data);
     }

@@ -1,5 +1,5 @@
 //! The `policy` binary: exit codes, output files, and the checked-in rendered example
-//! (`policy/files/rendered`) staying equal to a fresh render.
+//! (`podman-policy/files/rendered`) staying equal to a fresh render.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -59,12 +59,12 @@ fn the_checked_in_example_equals_a_fresh_render() {
     assert_eq!(
         fresh.keys().collect::<Vec<_>>(),
         shipped.keys().collect::<Vec<_>>(),
-        "policy/files/rendered is stale: re-render it (see policy/files/README.md)"
+        "podman-policy/files/rendered is stale: re-render it (see podman-policy/files/README.md)"
     );
     for (k, v) in &fresh {
         assert!(
             v == &shipped[k],
-            "policy/files/rendered/{k} is stale: re-render it (see policy/files/README.md)"
+            "podman-policy/files/rendered/{k} is stale: re-render it (see podman-policy/files/README.md)"
         );
     }
     // The shape the README promises.
