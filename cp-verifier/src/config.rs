@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use policy::TrustPolicy;
+
+use crate::model::BuildKind;
+
+/// The longest reason an operator may give for a withdrawal.
+pub const MAX_REASON: usize = 1024;
 use serde::Deserialize;
 
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -94,6 +99,35 @@ pub struct WithdrawnBuild {
     #[serde(default)]
     pub agent_binary: Option<String>,
     pub reason: String,
+}
+
+impl WithdrawnBuild {
+    /// The build a withdrawal names, validated: exactly one of `mrtd` (48 bytes) or
+    /// `agent_binary` (32 bytes) in hex, and a reason of 1..=1024 characters.
+    pub fn target(&self) -> Result<(BuildKind, String), String> {
+        let (kind, hex_in, len) = match (&self.mrtd, &self.agent_binary) {
+            (Some(m), None) => (BuildKind::Mrtd, m, 48),
+            (None, Some(b)) => (BuildKind::AgentBinary, b, 32),
+            _ => return Err("name exactly one of \"mrtd\" or \"agent_binary\"".into()),
+        };
+        let h = hex_in.trim().to_ascii_lowercase();
+        let h = h.strip_prefix("sha256:").unwrap_or(&h).to_string();
+        match hex::decode(&h) {
+            Ok(b) if b.len() == len => {}
+            _ => {
+                return Err(format!(
+                    "{} must be {} hex digits, got {hex_in:?}",
+                    kind.as_str(),
+                    len * 2
+                ))
+            }
+        }
+        let reason = self.reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+            return Err(format!("reason must be 1..={MAX_REASON} characters"));
+        }
+        Ok((kind, h))
+    }
 }
 
 /// `[tls]`: the control plane's certificate and which client certificates it asks for.
@@ -452,7 +486,7 @@ impl CpConfig {
             "[enrollment] crl_file needs ca_file: a CRL is checked against the enrollment CA"
         );
         for w in &self.withdrawn {
-            crate::register::revoke::target_of(w)
+            w.target()
                 .map_err(|e| anyhow::anyhow!("[[withdrawn]]: {e}"))?;
         }
         anyhow::ensure!(

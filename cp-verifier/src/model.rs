@@ -1,6 +1,7 @@
 //! The records every stage shares: what the control plane keeps about an agent
 //! ([`AgentRecord`]), the TDX evidence it accepted ([`TdxAttestation`]) and the build
-//! provenance behind it ([`MrtdProvenance`]), operator marks and withdrawals.
+//! provenance behind it ([`MrtdProvenance`]), operator marks and withdrawals, and
+//! the alerts raised about it ([`Alert`]).
 //!
 //! These are plain data (serde, no behaviour beyond small accessors). They live
 //! apart from the store that persists them and the verifiers that produce them, so
@@ -238,4 +239,175 @@ pub struct MrtdProvenance {
     /// The predicate's `rtmr0..2`, where it has them.
     #[serde(default)]
     pub rtmrs: [Option<Mr>; 3],
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// No valid pulse for `missed_heartbeats` intervals: killed or blinded.
+    Blinded,
+    /// The agent binary changed without a coordinated update.
+    BinaryChanged,
+    /// A measured policy/config file changed.
+    PolicyChanged,
+    /// Platform facts changed.
+    PlatformChanged,
+    /// A replayed or out-of-chain pulse.
+    Replay,
+    /// A pulse outside the allowed clock skew.
+    ClockDesync,
+    /// A pulse for a known agent that does not verify under its key.
+    BadSignature,
+    /// A registration with a key not enrolled for the agent id.
+    Unenrolled,
+    /// An operator-announced update was observed and became last-known-good.
+    ExpectedUpdateApplied,
+    /// An operator accepted the current measurements as last-known-good.
+    BaselineAccepted,
+    /// An agent registered (or registered again).
+    Registered,
+    /// A blinded agent is pulsing again.
+    Recovered,
+    /// A registration whose TDX evidence was refused (bad quote, debug TD, REPORTDATA
+    /// or RTMR3 mismatch, TCB status not allowed, ...).
+    AttestationRefused,
+    /// The loaded eBPF programs differ from the last-known-good (like a changed binary).
+    EbpfChanged,
+    /// The set of running workloads changed (informational).
+    WorkloadsChanged,
+    /// A workload's image turned red: unsigned, wrongly signed, not covered by the
+    /// image policy, or without a registry digest.
+    ImageRefused,
+    /// An operator deleted the agent (`DELETE /api/v1/agents/{id}`).
+    AgentDeleted,
+    /// An operator disabled the agent (`POST /api/v1/agents/{id}/disable`).
+    AgentDisabled,
+    /// An operator enabled a disabled agent again.
+    AgentEnabled,
+    /// An operator withdrew a build (agent binary or MRTD) fleet-wide, or removed a
+    /// withdrawal.
+    BuildWithdrawn,
+    /// An agent's pulse was refused because it is revoked: disabled, its enrollment
+    /// no longer holds, or it runs a withdrawn build.
+    AgentRevoked,
+    /// A re-registration on a lower tier (tdx -> software or tdx-report).
+    TierChanged,
+    /// A re-registration with a different key.
+    KeyChanged,
+    /// An operator allowed the agent's next registration at a given tier.
+    TierExpected,
+    /// An agent's stored record cannot be decoded: the agent is not judged until an
+    /// operator repairs or deletes it.
+    RecordCorrupt,
+    /// Re-attestation against current collateral changed a TDX agent's evidence: its
+    /// TCB status (e.g. UpToDate -> OutOfDate) or the stored quote is now refused.
+    AttestationChanged,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Blinded => "Blinded",
+            AlertKind::BinaryChanged => "BinaryChanged",
+            AlertKind::PolicyChanged => "PolicyChanged",
+            AlertKind::PlatformChanged => "PlatformChanged",
+            AlertKind::Replay => "Replay",
+            AlertKind::ClockDesync => "ClockDesync",
+            AlertKind::BadSignature => "BadSignature",
+            AlertKind::Unenrolled => "Unenrolled",
+            AlertKind::ExpectedUpdateApplied => "ExpectedUpdateApplied",
+            AlertKind::BaselineAccepted => "BaselineAccepted",
+            AlertKind::Registered => "Registered",
+            AlertKind::Recovered => "Recovered",
+            AlertKind::AttestationRefused => "AttestationRefused",
+            AlertKind::EbpfChanged => "EbpfChanged",
+            AlertKind::WorkloadsChanged => "WorkloadsChanged",
+            AlertKind::ImageRefused => "ImageRefused",
+            AlertKind::AgentDeleted => "AgentDeleted",
+            AlertKind::AgentDisabled => "AgentDisabled",
+            AlertKind::AgentEnabled => "AgentEnabled",
+            AlertKind::BuildWithdrawn => "BuildWithdrawn",
+            AlertKind::AgentRevoked => "AgentRevoked",
+            AlertKind::TierChanged => "TierChanged",
+            AlertKind::KeyChanged => "KeyChanged",
+            AlertKind::TierExpected => "TierExpected",
+            AlertKind::RecordCorrupt => "RecordCorrupt",
+            AlertKind::AttestationChanged => "AttestationChanged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    /// 1 = critical (page someone), 2 = high, 3 = warning, 4 = informational.
+    pub fn severity(self) -> u8 {
+        match self {
+            AlertKind::Blinded
+            | AlertKind::BinaryChanged
+            | AlertKind::EbpfChanged
+            | AlertKind::RecordCorrupt => 1,
+            AlertKind::PolicyChanged
+            | AlertKind::PlatformChanged
+            | AlertKind::Replay
+            | AlertKind::BadSignature
+            | AlertKind::Unenrolled
+            | AlertKind::AttestationRefused
+            | AlertKind::ImageRefused
+            | AlertKind::AgentDeleted
+            | AlertKind::AgentDisabled
+            | AlertKind::AgentEnabled
+            | AlertKind::BuildWithdrawn
+            | AlertKind::AgentRevoked
+            | AlertKind::TierChanged
+            | AlertKind::KeyChanged
+            | AlertKind::AttestationChanged => 2,
+            AlertKind::ClockDesync | AlertKind::Recovered => 3,
+            AlertKind::ExpectedUpdateApplied
+            | AlertKind::BaselineAccepted
+            | AlertKind::Registered
+            | AlertKind::WorkloadsChanged
+            | AlertKind::TierExpected => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub at_ns: u64,
+    pub agent_id: String,
+    pub kind: AlertKind,
+    pub severity: u8,
+    pub detail: String,
+}
+
+impl Alert {
+    pub fn new(at_ns: u64, agent_id: &str, kind: AlertKind, detail: impl Into<String>) -> Alert {
+        let r: [u8; 8] = rand::random();
+        Alert {
+            id: format!("{at_ns:020}-{}", hex::encode(r)),
+            at_ns,
+            agent_id: agent_id.to_string(),
+            kind,
+            severity: kind.severity(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The address a source is counted under: the IP, or for IPv6 its /64 (one host
+/// commonly owns a whole /64). IPv4-mapped IPv6 counts as its IPv4 address.
+pub fn source_addr(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }

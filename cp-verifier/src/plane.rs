@@ -5,7 +5,8 @@
 //! record cache, [`ControlPlane::persist`] (one atomic write, alerts announced once)
 //! and `/healthz`. It is built by [`crate::wiring`].
 
-use crate::act::alerts::{Alert, AlertKind, AlertSink};
+use crate::act::alerts::AlertSink;
+use crate::model::{Alert, AlertKind};
 use crate::act::unenrolled::SourceWindow;
 use crate::attest::TdxVerifier;
 use crate::config::CpConfig;

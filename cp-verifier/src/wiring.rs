@@ -80,7 +80,7 @@ impl ControlPlane {
         )?;
         let operator_token = match &cfg.operator_token_file {
             Some(p) => {
-                let t = crate::http::router::read_token(p, "operator_token_file")?;
+                let t = crate::http::auth::read_token(p, "operator_token_file")?;
                 anyhow::ensure!(
                     t.len() >= 16,
                     "operator token in {} must be at least 16 characters",

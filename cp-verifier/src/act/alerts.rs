@@ -15,166 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use provenant_base::clock::Clock;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::model::Alert;
 use crate::store::Store;
 use crate::supervise::Tasks;
-
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum AlertKind {
-    /// No valid pulse for `missed_heartbeats` intervals: killed or blinded.
-    Blinded,
-    /// The agent binary changed without a coordinated update.
-    BinaryChanged,
-    /// A measured policy/config file changed.
-    PolicyChanged,
-    /// Platform facts changed.
-    PlatformChanged,
-    /// A replayed or out-of-chain pulse.
-    Replay,
-    /// A pulse outside the allowed clock skew.
-    ClockDesync,
-    /// A pulse for a known agent that does not verify under its key.
-    BadSignature,
-    /// A registration with a key not enrolled for the agent id.
-    Unenrolled,
-    /// An operator-announced update was observed and became last-known-good.
-    ExpectedUpdateApplied,
-    /// An operator accepted the current measurements as last-known-good.
-    BaselineAccepted,
-    /// An agent registered (or registered again).
-    Registered,
-    /// A blinded agent is pulsing again.
-    Recovered,
-    /// A registration whose TDX evidence was refused (bad quote, debug TD, REPORTDATA
-    /// or RTMR3 mismatch, TCB status not allowed, ...).
-    AttestationRefused,
-    /// The loaded eBPF programs differ from the last-known-good (like a changed binary).
-    EbpfChanged,
-    /// The set of running workloads changed (informational).
-    WorkloadsChanged,
-    /// A workload's image turned red: unsigned, wrongly signed, not covered by the
-    /// image policy, or without a registry digest.
-    ImageRefused,
-    /// An operator deleted the agent (`DELETE /api/v1/agents/{id}`).
-    AgentDeleted,
-    /// An operator disabled the agent (`POST /api/v1/agents/{id}/disable`).
-    AgentDisabled,
-    /// An operator enabled a disabled agent again.
-    AgentEnabled,
-    /// An operator withdrew a build (agent binary or MRTD) fleet-wide, or removed a
-    /// withdrawal.
-    BuildWithdrawn,
-    /// An agent's pulse was refused because it is revoked: disabled, its enrollment
-    /// no longer holds, or it runs a withdrawn build.
-    AgentRevoked,
-    /// A re-registration on a lower tier (tdx -> software or tdx-report).
-    TierChanged,
-    /// A re-registration with a different key.
-    KeyChanged,
-    /// An operator allowed the agent's next registration at a given tier.
-    TierExpected,
-    /// An agent's stored record cannot be decoded: the agent is not judged until an
-    /// operator repairs or deletes it.
-    RecordCorrupt,
-    /// Re-attestation against current collateral changed a TDX agent's evidence: its
-    /// TCB status (e.g. UpToDate -> OutOfDate) or the stored quote is now refused.
-    AttestationChanged,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Blinded => "Blinded",
-            AlertKind::BinaryChanged => "BinaryChanged",
-            AlertKind::PolicyChanged => "PolicyChanged",
-            AlertKind::PlatformChanged => "PlatformChanged",
-            AlertKind::Replay => "Replay",
-            AlertKind::ClockDesync => "ClockDesync",
-            AlertKind::BadSignature => "BadSignature",
-            AlertKind::Unenrolled => "Unenrolled",
-            AlertKind::ExpectedUpdateApplied => "ExpectedUpdateApplied",
-            AlertKind::BaselineAccepted => "BaselineAccepted",
-            AlertKind::Registered => "Registered",
-            AlertKind::Recovered => "Recovered",
-            AlertKind::AttestationRefused => "AttestationRefused",
-            AlertKind::EbpfChanged => "EbpfChanged",
-            AlertKind::WorkloadsChanged => "WorkloadsChanged",
-            AlertKind::ImageRefused => "ImageRefused",
-            AlertKind::AgentDeleted => "AgentDeleted",
-            AlertKind::AgentDisabled => "AgentDisabled",
-            AlertKind::AgentEnabled => "AgentEnabled",
-            AlertKind::BuildWithdrawn => "BuildWithdrawn",
-            AlertKind::AgentRevoked => "AgentRevoked",
-            AlertKind::TierChanged => "TierChanged",
-            AlertKind::KeyChanged => "KeyChanged",
-            AlertKind::TierExpected => "TierExpected",
-            AlertKind::RecordCorrupt => "RecordCorrupt",
-            AlertKind::AttestationChanged => "AttestationChanged",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AlertKind> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
-
-    /// 1 = critical (page someone), 2 = high, 3 = warning, 4 = informational.
-    pub fn severity(self) -> u8 {
-        match self {
-            AlertKind::Blinded
-            | AlertKind::BinaryChanged
-            | AlertKind::EbpfChanged
-            | AlertKind::RecordCorrupt => 1,
-            AlertKind::PolicyChanged
-            | AlertKind::PlatformChanged
-            | AlertKind::Replay
-            | AlertKind::BadSignature
-            | AlertKind::Unenrolled
-            | AlertKind::AttestationRefused
-            | AlertKind::ImageRefused
-            | AlertKind::AgentDeleted
-            | AlertKind::AgentDisabled
-            | AlertKind::AgentEnabled
-            | AlertKind::BuildWithdrawn
-            | AlertKind::AgentRevoked
-            | AlertKind::TierChanged
-            | AlertKind::KeyChanged
-            | AlertKind::AttestationChanged => 2,
-            AlertKind::ClockDesync | AlertKind::Recovered => 3,
-            AlertKind::ExpectedUpdateApplied
-            | AlertKind::BaselineAccepted
-            | AlertKind::Registered
-            | AlertKind::WorkloadsChanged
-            | AlertKind::TierExpected => 4,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Alert {
-    pub id: String,
-    pub at_ns: u64,
-    pub agent_id: String,
-    pub kind: AlertKind,
-    pub severity: u8,
-    pub detail: String,
-}
-
-impl Alert {
-    pub fn new(at_ns: u64, agent_id: &str, kind: AlertKind, detail: impl Into<String>) -> Alert {
-        let r: [u8; 8] = rand::random();
-        Alert {
-            id: format!("{at_ns:020}-{}", hex::encode(r)),
-            at_ns,
-            agent_id: agent_id.to_string(),
-            kind,
-            severity: kind.severity(),
-            detail: detail.into(),
-        }
-    }
-}
 
 /// Alerts of this severity or more severe (1 = critical) are delivered through the
 /// durable outbox; the others are best-effort.
@@ -200,10 +45,8 @@ pub fn redact_url(url: &str) -> String {
         Ok(u) => match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
             (Some(h), None) => format!("{}://{h}", u.scheme()),
-            (None, _) => format!("{}://", u.scheme()),
-        },
-        Err(_) => "<unparsable webhook URL>".into(),
-    }
+            (None, _) => format!("{}://", u.scheme())},
+        Err(_) => "<unparsable webhook URL>".into()}
 }
 
 /// The key under which the outbox remembers that a webhook acknowledged an alert: a
@@ -225,8 +68,7 @@ pub struct WebhookStats {
     /// Severity 3-4 alerts waiting in the best-effort queue.
     pub best_effort_queued: usize,
     /// Severity 3-4 alerts dropped because that queue was full.
-    pub best_effort_dropped: u64,
-}
+    pub best_effort_dropped: u64}
 
 /// Fans alerts out to the audit log and webhooks.
 pub struct AlertSink {
@@ -234,8 +76,7 @@ pub struct AlertSink {
     audit_path: Option<PathBuf>,
     best_effort: Option<tokio::sync::mpsc::Sender<Alert>>,
     dropped: AtomicU64,
-    outbox_wake: Option<Arc<tokio::sync::Notify>>,
-}
+    outbox_wake: Option<Arc<tokio::sync::Notify>>}
 
 impl AlertSink {
     /// Opens the audit log (append) and starts the supervised webhook senders (needs
@@ -259,8 +100,7 @@ impl AlertSink {
                         .open(p)?,
                 ))
             }
-            None => None,
-        };
+            None => None};
         store.set_webhook_outbox(!webhooks.is_empty());
         let (best_effort, outbox_wake) = if webhooks.is_empty() {
             (None, None)
@@ -299,8 +139,7 @@ impl AlertSink {
             audit_path: audit_log,
             best_effort,
             dropped: AtomicU64::new(0),
-            outbox_wake,
-        })
+            outbox_wake})
     }
 
     /// Emits alerts: durable ones (severity 1-2 ones are in the store's webhook outbox
@@ -364,8 +203,7 @@ impl AlertSink {
                 .as_ref()
                 .map(|t| t.max_capacity() - t.capacity())
                 .unwrap_or(0),
-            best_effort_dropped: self.dropped.load(Ordering::Relaxed),
-        }
+            best_effort_dropped: self.dropped.load(Ordering::Relaxed)}
     }
 }
 
@@ -380,8 +218,7 @@ async fn post(http: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), St
     {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::http::error::error_chain(&e.without_url())),
-    }
+        Err(e) => Err(crate::http::error::error_chain(&e.without_url()))}
 }
 
 /// The durable lane: delivers outbox entries until every webhook acknowledged them.
@@ -412,8 +249,7 @@ async fn deliver_outbox(
                 }
                 match post(&http, url, &item.alert).await {
                     Ok(()) => delivered.push(k),
-                    Err(why) => failed.push((redact_url(url), why)),
-                }
+                    Err(why) => failed.push((redact_url(url), why))}
             }
             let r = if failed.is_empty() {
                 store.outbox_done(&item.alert.id).await
@@ -458,8 +294,7 @@ async fn deliver_best_effort(
                     Err(why) if attempt == 2 => {
                         tracing::warn!(webhook = %redact_url(url), alert = %alert.id, error = %why, "best-effort webhook delivery failed; not retried")
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await}
             }
         }
     }
@@ -468,6 +303,7 @@ async fn deliver_best_effort(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AlertKind;
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);

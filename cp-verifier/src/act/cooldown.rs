@@ -1,7 +1,7 @@
 //! Alert storage and cooldowns: the same kind of alert for the same agent is raised
 //! at most once per `alert_cooldown`.
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::plane::{ns, ControlPlane};
 
 /// Upper bound on remembered alert cooldowns; past it the table is cleared (at worst

@@ -3,7 +3,7 @@
 //! measurements as last-known-good, or allow one registration on a lower tier. Edits
 //! are compare-and-swap with retry, so they never overwrite a concurrent pulse.
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::http::error::ApiError;
 use crate::http::views::AgentView;
 use crate::judge::baseline::judge;

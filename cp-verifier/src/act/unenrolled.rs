@@ -2,7 +2,7 @@
 //! alert per source and cooldown window, with a count and a sample of claimed agent
 //! ids, so a flood cannot flood the alert channel.
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::http::error::ApiError;
 use crate::plane::{ns, ControlPlane};
 use std::net::IpAddr;
@@ -29,10 +29,10 @@ pub(crate) struct SourceWindow {
 }
 
 /// The aggregation key of a peer address, as text: the source the transport counts
-/// connections and rate limits by ([`crate::http::transport::source_key`]: the IPv4
+/// connections and rate limits by ([`crate::model::source_addr`]: the IPv4
 /// address, or the IPv6 /64).
 pub fn source_key(ip: Option<IpAddr>) -> String {
-    match ip.map(crate::http::transport::source_key) {
+    match ip.map(crate::model::source_addr) {
         Some(IpAddr::V6(net)) => format!("{net}/64"),
         Some(v4) => v4.to_string(),
         None => "unknown".into(),

@@ -3,7 +3,7 @@
 //! stored TDX evidence against current collateral when it ages. It runs supervised
 //! (restarted after a panic) and reports its last run on `/healthz`.
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::act::cooldown::MAX_COOLDOWNS;
 use crate::http::error::ApiError;
 use crate::plane::{ns, store_err, ControlPlane};

@@ -6,7 +6,7 @@
 
 pub mod liveness;
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::http::error::ApiError;
 use crate::judge::baseline::{judge, resolve_inventory};
 use crate::model::AgentRecord;

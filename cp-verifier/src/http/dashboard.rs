@@ -1,7 +1,7 @@
 //! Server-rendered fleet pages (`/agents`, `/agent/{id}`): no JavaScript, no build
 //! step. Every value from agents is HTML-escaped.
 
-use crate::act::alerts::Alert;
+use crate::model::Alert;
 use crate::http::views::AgentView;
 
 pub fn esc(s: &str) -> String {

@@ -2,6 +2,7 @@
 //! limits ([`transport`]), the one error type every refusal becomes ([`error`]), the
 //! views the API and dashboard show ([`views`]) and the dashboard ([`dashboard`]).
 
+pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod router;

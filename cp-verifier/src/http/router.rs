@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, COOKIE, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
-    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -36,42 +34,22 @@ use crate::act::operator::ExpectRequest;
 use crate::config::CpConfig;
 use crate::http::dashboard;
 use crate::http::error::ApiError;
-use crate::http::transport::{source_key, Peer};
+use crate::http::transport::Peer;
+use crate::model::source_addr;
 use crate::plane::ControlPlane;
 
 /// The cookie a browser keeps its token in (HttpOnly, Secure, SameSite=Strict).
 pub const TOKEN_COOKIE: &str = "provenant_token";
 /// How long the browser keeps the token cookie.
 const COOKIE_MAX_AGE_SECS: u64 = 12 * 3600;
-/// Largest token file read.
-const MAX_TOKEN_FILE_BYTES: u64 = 4096;
-/// Shortest token accepted.
-const MIN_TOKEN_LEN: usize = 16;
 /// Sources a rate limiter remembers at once.
 const MAX_RATE_SOURCES: usize = 65_536;
-
-/// Reads a bearer token file: private to its owner (mode 0600), trimmed, at least
-/// 16 characters of header-safe text.
-pub fn read_token(path: &FsPath, what: &str) -> anyhow::Result<Vec<u8>> {
-    let b = provenant_base::fsutil::read_secret(path, MAX_TOKEN_FILE_BYTES)
-        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-    let t = String::from_utf8(b)
-        .map_err(|_| anyhow::anyhow!("{what} {} is not UTF-8", path.display()))?;
-    let t = t.trim();
-    anyhow::ensure!(
-        t.len() >= MIN_TOKEN_LEN && t.bytes().all(|c| c.is_ascii_graphic()),
-        "{what} {}: the token must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces",
-        path.display()
-    );
-    Ok(t.as_bytes().to_vec())
-}
 
 /// Who may read: the viewer and operator tokens, and whether an operator CA is set.
 pub struct Access {
     viewer: Option<Vec<u8>>,
     operator: Option<Vec<u8>>,
-    operator_ca: bool,
-}
+    operator_ca: bool}
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,18 +68,17 @@ impl Access {
             viewer: cfg
                 .viewer_token_file
                 .as_deref()
-                .map(|p| read_token(p, "viewer_token_file"))
+                .map(|p| crate::http::auth::read_token(p, "viewer_token_file"))
                 .transpose()?,
             operator: cfg
                 .operator_token_file
                 .as_deref()
-                .map(|p| read_token(p, "operator_token_file"))
+                .map(|p| crate::http::auth::read_token(p, "operator_token_file"))
                 .transpose()?,
             operator_ca: cfg
                 .tls
                 .as_ref()
-                .is_some_and(|t| t.operator_ca_file.is_some()),
-        })
+                .is_some_and(|t| t.operator_ca_file.is_some())})
     }
 
     /// Whether any way to read is configured.
@@ -110,7 +87,7 @@ impl Access {
     }
 
     fn token_grants_read(&self, t: &[u8]) -> bool {
-        let eq = |want: &Option<Vec<u8>>| want.as_deref().is_some_and(|w| token_eq(w, t));
+        let eq = |want: &Option<Vec<u8>>| want.as_deref().is_some_and(|w| crate::http::auth::token_eq(w, t));
         // Both compared, whatever the first says.
         let v = eq(&self.viewer);
         let o = eq(&self.operator);
@@ -118,33 +95,24 @@ impl Access {
     }
 }
 
-/// Whether a presented bearer token is the configured one, compared in constant time
-/// (the length is not secret: tokens are at least 16 characters).
-pub(crate) fn token_eq(want: &[u8], got: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    want.len() == got.len() && bool::from(want.ct_eq(got))
-}
-
 /// A token bucket per source (IPv6: per /64): `rate` tokens a second up to `burst`.
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>}
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: u32) -> RateLimiter {
         RateLimiter {
             rate,
             burst: f64::from(burst),
-            buckets: Mutex::new(HashMap::new()),
-        }
+            buckets: Mutex::new(HashMap::new())}
     }
 
     /// Takes one token for `source` at `now`; when there is none, how long until
     /// there is.
     pub fn check(&self, source: IpAddr, now: Instant) -> Result<(), Duration> {
-        let key = source_key(source);
+        let key = source_addr(source);
         let mut m = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if !m.contains_key(&key) && m.len() >= MAX_RATE_SOURCES {
             // Forget the sources whose bucket has refilled: they are as good as new.
@@ -175,8 +143,7 @@ struct Gate {
     access: Access,
     challenge: RateLimiter,
     register: RateLimiter,
-    body_timeout: Duration,
-}
+    body_timeout: Duration}
 
 /// Largest body on operator endpoints.
 const MAX_OPERATOR_BODY: usize = 16 * 1024;
@@ -198,8 +165,7 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
         access,
         challenge: RateLimiter::new(l.challenge_rate, l.challenge_burst),
         register: RateLimiter::new(l.register_rate, l.register_burst),
-        body_timeout: l.body_timeout,
-    });
+        body_timeout: l.body_timeout});
     Ok(Router::new()
         .route("/", get(|| async { Redirect::to("/agents") }))
         .route("/healthz", get(healthz))
@@ -275,9 +241,7 @@ fn rate_limited(what: &str, wait: Duration) -> Response {
     let body = ErrorBody {
         error: ErrorInfo {
             kind: "RateLimited".into(),
-            detail: format!("too many {what} requests from this source; retry in {secs} s"),
-        },
-    };
+            detail: format!("too many {what} requests from this source; retry in {secs} s")}};
     let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     r
@@ -286,23 +250,20 @@ fn rate_limited(what: &str, wait: Duration) -> Response {
 async fn limit_challenge(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     match g.challenge.check(peer_ip(&req), Instant::now()) {
         Ok(()) => next.run(req).await,
-        Err(wait) => rate_limited("challenge", wait),
-    }
+        Err(wait) => rate_limited("challenge", wait)}
 }
 
 async fn limit_register(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     match g.register.check(peer_ip(&req), Instant::now()) {
         Ok(()) => next.run(req).await,
-        Err(wait) => rate_limited("register", wait),
-    }
+        Err(wait) => rate_limited("register", wait)}
 }
 
 /// A request body that must be complete by a deadline.
 struct Deadline {
     inner: Body,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    after: Duration,
-}
+    after: Duration}
 
 impl http_body::Body for Deadline {
     type Data = Bytes;
@@ -460,8 +421,7 @@ async fn run_with_deadline(g: &Gate, req: Request, next: Next) -> Response {
     let body = Body::new(Deadline {
         inner: body,
         sleep: Box::pin(tokio::time::sleep(g.body_timeout)),
-        after: g.body_timeout,
-    });
+        after: g.body_timeout});
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -566,8 +526,7 @@ async fn expect(
 #[derive(Deserialize)]
 struct AlertQuery {
     agent: Option<String>,
-    limit: Option<u32>,
-}
+    limit: Option<u32>}
 
 async fn alerts(
     State(cp): State<Cp>,
@@ -609,8 +568,7 @@ fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     #[serde(default)]
-    reason: Option<String>,
-}
+    reason: Option<String>}
 
 fn action_body(b: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
     let b = body(b, MAX_OPERATOR_BODY)?;

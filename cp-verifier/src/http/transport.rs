@@ -187,21 +187,6 @@ impl Tls {
     }
 }
 
-/// The address a source is counted under: the IP, or for IPv6 its /64 (one host
-/// commonly owns a whole /64). IPv4-mapped IPv6 counts as its IPv4 address.
-pub fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
 /// Open connections per source; a slot is given back when its guard drops.
 #[derive(Default)]
 struct PerSource(Mutex<HashMap<IpAddr, usize>>);
@@ -210,7 +195,7 @@ struct SourceSlot(Arc<PerSource>, IpAddr);
 
 impl PerSource {
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<SourceSlot> {
-        let key = source_key(ip);
+        let key = crate::model::source_addr(ip);
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(key).or_insert(0);
         if *n >= max {

@@ -1,7 +1,7 @@
 //! What the API and dashboard show of an agent ([`AgentView`]), the read endpoints
 //! behind them, and the bearer-token check for reads and operator writes.
 
-use crate::act::alerts::Alert;
+use crate::model::Alert;
 use crate::http::error::ApiError;
 use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, Expectations};
@@ -170,7 +170,7 @@ impl ControlPlane {
             ));
         };
         let got = presented.unwrap_or("").as_bytes();
-        if crate::http::router::token_eq(want, got) {
+        if crate::http::auth::token_eq(want, got) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized(

@@ -8,7 +8,7 @@
 use evidence::verdict::{Reason, ReasonCode, Status};
 use evidence::{BpfProgram, CollectorState, Ebpf, Measurements, Workload, Workloads};
 
-use crate::act::alerts::AlertKind;
+use crate::model::AlertKind;
 use crate::model::Expectations;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! into reasons and evaluated by `policy`; and the image transitions that raise one
 //! `ImageRefused` alert per turn to red.
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::judge::baseline::{inventory_reasons, standing};
 use crate::model::AgentRecord;
 use crate::plane::ControlPlane;

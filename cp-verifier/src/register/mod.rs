@@ -8,7 +8,7 @@
 pub mod enroll;
 pub mod revoke;
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::act::unenrolled::source_key;
 use crate::attest::{check_event_log_matches, EventLogInput};
 use crate::heartbeat::inventory_err;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use evidence::Report;
 use policy::{Reason, ReasonCode, Status};
 
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::config::{CpConfig, WithdrawnBuild};
 use crate::http::error::ApiError;
 use crate::model::TdxAttestation;
@@ -27,8 +27,7 @@ use crate::model::{AgentRecord, BuildKind, Disabled, Tombstone, Withdrawal};
 use crate::plane::ControlPlane;
 use crate::store::StoreError;
 
-/// Longest operator-given reason kept.
-const MAX_REASON: usize = 1024;
+use crate::config::MAX_REASON;
 /// Agents named in a `BuildWithdrawn` alert at most.
 const MAX_NAMED: usize = 20;
 
@@ -105,40 +104,13 @@ impl Revocations {
     }
 }
 
-/// The build a withdrawal names, validated: exactly one of `mrtd` (48 bytes) or
-/// `agent_binary` (32 bytes) in hex, and a reason of 1..=1024 characters.
-pub fn target_of(w: &WithdrawnBuild) -> Result<(BuildKind, String), String> {
-    let (kind, hex_in, len) = match (&w.mrtd, &w.agent_binary) {
-        (Some(m), None) => (BuildKind::Mrtd, m, 48),
-        (None, Some(b)) => (BuildKind::AgentBinary, b, 32),
-        _ => return Err("name exactly one of \"mrtd\" or \"agent_binary\"".into()),
-    };
-    let h = hex_in.trim().to_ascii_lowercase();
-    let h = h.strip_prefix("sha256:").unwrap_or(&h).to_string();
-    match hex::decode(&h) {
-        Ok(b) if b.len() == len => {}
-        _ => {
-            return Err(format!(
-                "{} must be {} hex digits, got {hex_in:?}",
-                kind.as_str(),
-                len * 2
-            ))
-        }
-    }
-    let reason = w.reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON {
-        return Err(format!("reason must be 1..={MAX_REASON} characters"));
-    }
-    Ok((kind, h))
-}
-
 fn configured(cfg: &CpConfig) -> anyhow::Result<Vec<Withdrawal>> {
     cfg.withdrawn
         .iter()
         .enumerate()
         .map(|(i, w)| {
             let (kind, digest) =
-                target_of(w).map_err(|e| anyhow::anyhow!("[[withdrawn]] #{}: {e}", i + 1))?;
+                w.target().map_err(|e| anyhow::anyhow!("[[withdrawn]] #{}: {e}", i + 1))?;
             Ok(Withdrawal {
                 id: format!("config-{}-{}", kind.as_str(), &digest[..16]),
                 kind,
@@ -479,7 +451,7 @@ impl ControlPlane {
     /// Withdrawing a build already withdrawn returns the existing withdrawal.
     pub async fn withdraw(&self, req: WithdrawnBuild) -> Result<Withdrawal, ApiError> {
         let (kind, digest) =
-            target_of(&req).map_err(|e| ApiError::bad_request("InvalidField", e))?;
+            req.target().map_err(|e| ApiError::bad_request("InvalidField", e))?;
         self.load_revocations().await?;
         let _w = self.revocation.writes.lock().await;
         if let Some(w) = self.revocation.find(kind, &digest) {

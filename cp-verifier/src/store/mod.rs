@@ -10,7 +10,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-use crate::act::alerts::Alert;
+use crate::model::Alert;
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::act::alerts::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind};
 use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
 
 /// Writes committed together at most. Bounds the latency one batch adds.

@@ -13,7 +13,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -179,21 +178,16 @@ fn load(
     ))
 }
 
+/// [`provenant_base::fsutil::read_bounded`], its two failures as exit codes: an I/O
+/// error is 2, an oversized file (a usage mistake) 1.
 fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, Fail> {
-    let io = |e: std::io::Error| Fail(2, format!("{}: {e}", path.display()));
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .map_err(io)?
-        .take(max + 1)
-        .read_to_end(&mut data)
-        .map_err(io)?;
-    if u64::try_from(data.len()).unwrap_or(u64::MAX) > max {
-        return Err(Fail(
-            1,
-            format!("{}: larger than {max} bytes", path.display()),
-        ));
-    }
-    Ok(data)
+    use provenant_base::fsutil::ReadError;
+    provenant_base::fsutil::read_bounded(path, max).map_err(|e| match e {
+        ReadError::Io(e) => Fail(2, format!("{}: {e}", path.display())),
+        ReadError::TooLarge { max } => {
+            Fail(1, format!("{}: larger than {max} bytes", path.display()))
+        }
+    })
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
