@@ -151,7 +151,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     )?);
     let agent_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let agent_addr = agent_listener.local_addr()?;
-    let agent_api = agent.router();
+    let agent_api = guest_agent::api::router(agent.state(), agent.clock());
     tokio::spawn(async move { axum::serve(agent_listener, agent_api).await });
     let state = agent.state();
     tokio::spawn(agent.run());

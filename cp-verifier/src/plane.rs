@@ -6,13 +6,13 @@
 //! and `/healthz`. It is built by [`crate::wiring`].
 
 use crate::act::alerts::AlertSink;
-use crate::model::{Alert, AlertKind};
 use crate::act::unenrolled::SourceWindow;
 use crate::attest::TdxVerifier;
 use crate::config::CpConfig;
 use crate::http::error::ApiError;
 use crate::judge::images::ImageService;
 use crate::model::AgentRecord;
+use crate::model::{Alert, AlertKind};
 use crate::register::enroll::Enroller;
 use crate::store::{AgentWrite, Store, StoreError};
 use crate::supervise::Tasks;

@@ -73,7 +73,7 @@ insecure_http = true
     let quote = guest_agent::quote::select(&cfg).unwrap();
     let fingerprint = key.public_key().fingerprint();
     let agent = Arc::new(Agent::new(cfg, Some(Arc::new(key)), quote, clock).unwrap());
-    let app = agent.router();
+    let app = guest_agent::api::router(agent.state(), agent.clock());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });

@@ -328,12 +328,6 @@ impl Agent {
         self.clock.clone()
     }
 
-    /// The local API (`/health`, `/api/v1/verify`, `/api/v1/status`) over this
-    /// agent's state and clock.
-    pub fn router(&self) -> axum::Router {
-        crate::api::router(self.state(), self.clock())
-    }
-
     fn update(&self, f: impl FnOnce(&mut AgentState)) {
         // A poisoned lock only means another task panicked mid-update; the state is
         // plain data, so keep serving it rather than propagating the panic.

@@ -93,7 +93,7 @@ async fn main() -> Result<()> {
             let listen = cfg.listen;
             let quote = guest_agent::quote::select(&cfg)?;
             let agent = Arc::new(Agent::new(cfg, signer, quote, Arc::new(SystemClock))?);
-            let app = agent.router();
+            let app = guest_agent::api::router(agent.state(), agent.clock());
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

@@ -45,8 +45,10 @@ pub fn redact_url(url: &str) -> String {
         Ok(u) => match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
             (Some(h), None) => format!("{}://{h}", u.scheme()),
-            (None, _) => format!("{}://", u.scheme())},
-        Err(_) => "<unparsable webhook URL>".into()}
+            (None, _) => format!("{}://", u.scheme()),
+        },
+        Err(_) => "<unparsable webhook URL>".into(),
+    }
 }
 
 /// The key under which the outbox remembers that a webhook acknowledged an alert: a
@@ -68,7 +70,8 @@ pub struct WebhookStats {
     /// Severity 3-4 alerts waiting in the best-effort queue.
     pub best_effort_queued: usize,
     /// Severity 3-4 alerts dropped because that queue was full.
-    pub best_effort_dropped: u64}
+    pub best_effort_dropped: u64,
+}
 
 /// Fans alerts out to the audit log and webhooks.
 pub struct AlertSink {
@@ -76,7 +79,8 @@ pub struct AlertSink {
     audit_path: Option<PathBuf>,
     best_effort: Option<tokio::sync::mpsc::Sender<Alert>>,
     dropped: AtomicU64,
-    outbox_wake: Option<Arc<tokio::sync::Notify>>}
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
+}
 
 impl AlertSink {
     /// Opens the audit log (append) and starts the supervised webhook senders (needs
@@ -100,7 +104,8 @@ impl AlertSink {
                         .open(p)?,
                 ))
             }
-            None => None};
+            None => None,
+        };
         store.set_webhook_outbox(!webhooks.is_empty());
         let (best_effort, outbox_wake) = if webhooks.is_empty() {
             (None, None)
@@ -139,7 +144,8 @@ impl AlertSink {
             audit_path: audit_log,
             best_effort,
             dropped: AtomicU64::new(0),
-            outbox_wake})
+            outbox_wake,
+        })
     }
 
     /// Emits alerts: durable ones (severity 1-2 ones are in the store's webhook outbox
@@ -203,7 +209,8 @@ impl AlertSink {
                 .as_ref()
                 .map(|t| t.max_capacity() - t.capacity())
                 .unwrap_or(0),
-            best_effort_dropped: self.dropped.load(Ordering::Relaxed)}
+            best_effort_dropped: self.dropped.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -218,7 +225,8 @@ async fn post(http: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), St
     {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::http::error::error_chain(&e.without_url()))}
+        Err(e) => Err(crate::http::error::error_chain(&e.without_url())),
+    }
 }
 
 /// The durable lane: delivers outbox entries until every webhook acknowledged them.
@@ -249,7 +257,8 @@ async fn deliver_outbox(
                 }
                 match post(&http, url, &item.alert).await {
                     Ok(()) => delivered.push(k),
-                    Err(why) => failed.push((redact_url(url), why))}
+                    Err(why) => failed.push((redact_url(url), why)),
+                }
             }
             let r = if failed.is_empty() {
                 store.outbox_done(&item.alert.id).await
@@ -294,7 +303,8 @@ async fn deliver_best_effort(
                     Err(why) if attempt == 2 => {
                         tracing::warn!(webhook = %redact_url(url), alert = %alert.id, error = %why, "best-effort webhook delivery failed; not retried")
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
             }
         }
     }

@@ -3,11 +3,11 @@
 //! measurements as last-known-good, or allow one registration on a lower tier. Edits
 //! are compare-and-swap with retry, so they never overwrite a concurrent pulse.
 
-use crate::model::{Alert, AlertKind};
 use crate::http::error::ApiError;
 use crate::http::views::AgentView;
 use crate::judge::baseline::judge;
 use crate::model::{AgentRecord, Expectations};
+use crate::model::{Alert, AlertKind};
 use crate::plane::{store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
 use evidence::{Digest32, Tier};

@@ -2,8 +2,8 @@
 //! alert per source and cooldown window, with a count and a sample of claimed agent
 //! ids, so a flood cannot flood the alert channel.
 
-use crate::model::{Alert, AlertKind};
 use crate::http::error::ApiError;
+use crate::model::{Alert, AlertKind};
 use crate::plane::{ns, ControlPlane};
 use std::net::IpAddr;
 use std::time::Duration;

@@ -3,9 +3,9 @@
 //! stored TDX evidence against current collateral when it ages. It runs supervised
 //! (restarted after a panic) and reports its last run on `/healthz`.
 
-use crate::model::{Alert, AlertKind};
 use crate::act::cooldown::MAX_COOLDOWNS;
 use crate::http::error::ApiError;
+use crate::model::{Alert, AlertKind};
 use crate::plane::{ns, store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
 use std::sync::atomic::Ordering;

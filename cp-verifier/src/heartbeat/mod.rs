@@ -6,10 +6,10 @@
 
 pub mod liveness;
 
-use crate::model::{Alert, AlertKind};
 use crate::http::error::ApiError;
 use crate::judge::baseline::{judge, resolve_inventory};
 use crate::model::AgentRecord;
+use crate::model::{Alert, AlertKind};
 use crate::plane::MAX_UNSTORED;
 use crate::plane::{store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};

@@ -1,8 +1,8 @@
 //! Server-rendered fleet pages (`/agents`, `/agent/{id}`): no JavaScript, no build
 //! step. Every value from agents is HTML-escaped.
 
-use crate::model::Alert;
 use crate::http::views::AgentView;
+use crate::model::Alert;
 
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());

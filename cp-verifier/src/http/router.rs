@@ -20,7 +20,8 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, COOKIE, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
-    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -49,7 +50,8 @@ const MAX_RATE_SOURCES: usize = 65_536;
 pub struct Access {
     viewer: Option<Vec<u8>>,
     operator: Option<Vec<u8>>,
-    operator_ca: bool}
+    operator_ca: bool,
+}
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +80,8 @@ impl Access {
             operator_ca: cfg
                 .tls
                 .as_ref()
-                .is_some_and(|t| t.operator_ca_file.is_some())})
+                .is_some_and(|t| t.operator_ca_file.is_some()),
+        })
     }
 
     /// Whether any way to read is configured.
@@ -87,7 +90,10 @@ impl Access {
     }
 
     fn token_grants_read(&self, t: &[u8]) -> bool {
-        let eq = |want: &Option<Vec<u8>>| want.as_deref().is_some_and(|w| crate::http::auth::token_eq(w, t));
+        let eq = |want: &Option<Vec<u8>>| {
+            want.as_deref()
+                .is_some_and(|w| crate::http::auth::token_eq(w, t))
+        };
         // Both compared, whatever the first says.
         let v = eq(&self.viewer);
         let o = eq(&self.operator);
@@ -99,14 +105,16 @@ impl Access {
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>}
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: u32) -> RateLimiter {
         RateLimiter {
             rate,
             burst: f64::from(burst),
-            buckets: Mutex::new(HashMap::new())}
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token for `source` at `now`; when there is none, how long until
@@ -143,7 +151,8 @@ struct Gate {
     access: Access,
     challenge: RateLimiter,
     register: RateLimiter,
-    body_timeout: Duration}
+    body_timeout: Duration,
+}
 
 /// Largest body on operator endpoints.
 const MAX_OPERATOR_BODY: usize = 16 * 1024;
@@ -165,7 +174,8 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
         access,
         challenge: RateLimiter::new(l.challenge_rate, l.challenge_burst),
         register: RateLimiter::new(l.register_rate, l.register_burst),
-        body_timeout: l.body_timeout});
+        body_timeout: l.body_timeout,
+    });
     Ok(Router::new()
         .route("/", get(|| async { Redirect::to("/agents") }))
         .route("/healthz", get(healthz))
@@ -241,7 +251,9 @@ fn rate_limited(what: &str, wait: Duration) -> Response {
     let body = ErrorBody {
         error: ErrorInfo {
             kind: "RateLimited".into(),
-            detail: format!("too many {what} requests from this source; retry in {secs} s")}};
+            detail: format!("too many {what} requests from this source; retry in {secs} s"),
+        },
+    };
     let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     r
@@ -250,20 +262,23 @@ fn rate_limited(what: &str, wait: Duration) -> Response {
 async fn limit_challenge(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     match g.challenge.check(peer_ip(&req), Instant::now()) {
         Ok(()) => next.run(req).await,
-        Err(wait) => rate_limited("challenge", wait)}
+        Err(wait) => rate_limited("challenge", wait),
+    }
 }
 
 async fn limit_register(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     match g.register.check(peer_ip(&req), Instant::now()) {
         Ok(()) => next.run(req).await,
-        Err(wait) => rate_limited("register", wait)}
+        Err(wait) => rate_limited("register", wait),
+    }
 }
 
 /// A request body that must be complete by a deadline.
 struct Deadline {
     inner: Body,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    after: Duration}
+    after: Duration,
+}
 
 impl http_body::Body for Deadline {
     type Data = Bytes;
@@ -421,7 +436,8 @@ async fn run_with_deadline(g: &Gate, req: Request, next: Next) -> Response {
     let body = Body::new(Deadline {
         inner: body,
         sleep: Box::pin(tokio::time::sleep(g.body_timeout)),
-        after: g.body_timeout});
+        after: g.body_timeout,
+    });
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -526,7 +542,8 @@ async fn expect(
 #[derive(Deserialize)]
 struct AlertQuery {
     agent: Option<String>,
-    limit: Option<u32>}
+    limit: Option<u32>,
+}
 
 async fn alerts(
     State(cp): State<Cp>,
@@ -568,7 +585,8 @@ fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     #[serde(default)]
-    reason: Option<String>}
+    reason: Option<String>,
+}
 
 fn action_body(b: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
     let b = body(b, MAX_OPERATOR_BODY)?;

@@ -1,8 +1,8 @@
 //! What the API and dashboard show of an agent ([`AgentView`]), the read endpoints
 //! behind them, and the bearer-token check for reads and operator writes.
 
-use crate::model::Alert;
 use crate::http::error::ApiError;
+use crate::model::Alert;
 use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, Expectations};
 use crate::plane::{store_err, ControlPlane};

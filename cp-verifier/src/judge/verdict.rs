@@ -3,9 +3,9 @@
 //! into reasons and evaluated by `policy`; and the image transitions that raise one
 //! `ImageRefused` alert per turn to red.
 
-use crate::model::{Alert, AlertKind};
 use crate::judge::baseline::{inventory_reasons, standing};
 use crate::model::AgentRecord;
+use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
 use evidence::api::WorkloadBadge;
 use policy::{AgentFacts, Verdict};

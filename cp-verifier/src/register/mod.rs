@@ -8,7 +8,6 @@
 pub mod enroll;
 pub mod revoke;
 
-use crate::model::{Alert, AlertKind};
 use crate::act::unenrolled::source_key;
 use crate::attest::{check_event_log_matches, EventLogInput};
 use crate::heartbeat::inventory_err;
@@ -16,6 +15,7 @@ use crate::http::error::ApiError;
 use crate::judge::baseline::{judge, resolve_inventory};
 use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, Expectations, RequoteFailure};
+use crate::model::{Alert, AlertKind};
 use crate::plane::{ns, store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
 use evidence::api::{Challenge, RegisterRequest, RegisterResponse};

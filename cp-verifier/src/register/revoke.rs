@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use evidence::Report;
 use policy::{Reason, ReasonCode, Status};
 
-use crate::model::{Alert, AlertKind};
 use crate::config::{CpConfig, WithdrawnBuild};
 use crate::http::error::ApiError;
 use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, BuildKind, Disabled, Tombstone, Withdrawal};
+use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
 use crate::store::StoreError;
 
@@ -109,8 +109,9 @@ fn configured(cfg: &CpConfig) -> anyhow::Result<Vec<Withdrawal>> {
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let (kind, digest) =
-                w.target().map_err(|e| anyhow::anyhow!("[[withdrawn]] #{}: {e}", i + 1))?;
+            let (kind, digest) = w
+                .target()
+                .map_err(|e| anyhow::anyhow!("[[withdrawn]] #{}: {e}", i + 1))?;
             Ok(Withdrawal {
                 id: format!("config-{}-{}", kind.as_str(), &digest[..16]),
                 kind,
@@ -450,8 +451,9 @@ impl ControlPlane {
     /// turn red at once and their next pulse is refused; it can no longer register.
     /// Withdrawing a build already withdrawn returns the existing withdrawal.
     pub async fn withdraw(&self, req: WithdrawnBuild) -> Result<Withdrawal, ApiError> {
-        let (kind, digest) =
-            req.target().map_err(|e| ApiError::bad_request("InvalidField", e))?;
+        let (kind, digest) = req
+            .target()
+            .map_err(|e| ApiError::bad_request("InvalidField", e))?;
         self.load_revocations().await?;
         let _w = self.revocation.writes.lock().await;
         if let Some(w) = self.revocation.find(kind, &digest) {
