@@ -12,6 +12,7 @@ use rustls_pki_types::CertificateDer;
 use super::keys::{pem_blocks, PublicKey};
 use super::{reference_repository, truncate, ImageSigError, ImageTrustError, MAX_TRUST_FILE_BYTES};
 use crate::bundle::{read_bounded, ReadBoundedError};
+use crate::oci::Reference;
 use crate::TrustRoot;
 
 /// A trusted Fulcio CA: its anchor and the trusted intermediates below it.
@@ -338,4 +339,12 @@ pub(super) fn check_scope(trust: &ImageTrust, reference: &str) -> Result<(), Ima
         }
     }
     Ok(())
+}
+
+/// Whether the signed docker `reference` lies in `scope` (a normalised scope, see
+/// [`crate::oci::normalise_scope`]): the reference's repository, normalised as
+/// [`Reference::parse`] does, equals the scope or lies under it on whole path
+/// segments. A reference that does not parse names no repository: not covered.
+pub(super) fn scope_covers_reference(scope: &str, reference: &str) -> bool {
+    Reference::parse(reference).is_ok_and(|r| policy::image::scope_covers(scope, &r.repository()))
 }

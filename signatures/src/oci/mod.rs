@@ -34,6 +34,7 @@
 //!   another host.
 
 mod auth;
+pub mod digest;
 mod discover;
 pub mod net;
 mod push;
@@ -50,9 +51,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use digest::Sha256Digest;
 pub use reference::{
     Reference, DOCKER_HUB, DOCKER_HUB_API_HOST, MAX_NAME_LEN, MAX_REFERENCE_LEN, MAX_TAG_LEN,
 };
+
+pub(crate) use reference::normalise_scope;
+#[cfg(test)]
+pub(crate) use reference::parse_digest;
 
 use auth::{read_secret, AuthMode, CachedToken, Creds};
 use transport::{build_http, HostEntry};

@@ -64,9 +64,7 @@ impl Reference {
             return Err(bad("empty name"));
         }
         let (mut registry, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if is_registry(first) => {
                 if !valid_domain(first) {
                     return Err(bad("invalid registry host"));
                 }
@@ -148,6 +146,42 @@ impl fmt::Display for Reference {
             write!(f, "@{d}")?;
         }
         Ok(())
+    }
+}
+
+/// Docker's rule: the first component of a name is a registry (`ghcr.io`,
+/// `127.0.0.1:5000`, `localhost`) when it contains `.` or `:` or is `localhost`;
+/// otherwise the name is on Docker Hub.
+fn is_registry(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
+/// A trust scope (`registry[:port]/path`, covering the repositories equal to it or
+/// under it on whole path segments) written so that it compares with
+/// [`Reference::repository`]:
+///
+/// - a scope that starts with a registry (or is one) is kept as written, but for
+///   `index.docker.io`, which is `docker.io`. This is what the image policy's
+///   `rule_for` compares repositories with, so a rule's scope check agrees with the
+///   rule's selection; `docker.io/myorg` is the Docker Hub namespace `myorg`;
+/// - a Docker Hub short name is qualified as a reference would be: `myorg/app` is
+///   `docker.io/myorg/app`, and a single component is an official image, `alpine`
+///   is `docker.io/library/alpine` (write `docker.io/myorg` for a namespace).
+pub(crate) fn normalise_scope(scope: &str) -> String {
+    let (registry, path) = match scope.split_once('/') {
+        Some((first, rest)) if is_registry(first) => (first, Some(rest.to_owned())),
+        None if is_registry(scope) => (scope, None),
+        Some(_) => (DOCKER_HUB, Some(scope.to_owned())),
+        None => (DOCKER_HUB, Some(format!("library/{scope}"))),
+    };
+    let registry = if registry == "index.docker.io" {
+        DOCKER_HUB
+    } else {
+        registry
+    };
+    match path {
+        Some(p) => format!("{registry}/{p}"),
+        None => registry.to_owned(),
     }
 }
 
