@@ -3,6 +3,7 @@
 
 use super::trust::{check_scope, Mode};
 use super::{truncate, ImageSigError, ImageTrust, VerifiedImageSignature};
+use crate::oci::Sha256Digest;
 use crate::{Artifact, ArtifactDigest};
 
 /// In-toto predicate types a bundle may carry to count as an image signature.
@@ -13,7 +14,7 @@ pub const IMAGE_PREDICATE_TYPES: &[&str] = &[
 
 pub(super) fn verify_bundle_sig(
     bundle: &[u8],
-    digest: &str,
+    digest: &Sha256Digest,
     trust: &ImageTrust,
     now: i64,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
@@ -29,7 +30,7 @@ pub(super) fn verify_bundle_sig(
     };
     let now_u =
         u64::try_from(now).map_err(|_| ImageSigError::SignedAfterNow { signed_at: 0, now })?;
-    let d = ArtifactDigest::parse(digest)?;
+    let d = ArtifactDigest::parse(digest.as_str())?;
     let v = crate::verify_bundle(bundle, Artifact::Digest(&d), root, &k.identity, now_u)?;
     let Some(st) = v.statement() else {
         return Err(ImageSigError::Unsupported(
@@ -47,13 +48,13 @@ pub(super) fn verify_bundle_sig(
             IMAGE_PREDICATE_TYPES.join(", ")
         )));
     }
-    let hex_part = digest.trim_start_matches("sha256:");
+    let hex_part = digest.hex();
     let subject = st
         .subjects
         .iter()
         .find(|s| s.digest.get("sha256").map(String::as_str) == Some(hex_part))
         .ok_or_else(|| ImageSigError::DigestMismatch {
-            expected: digest.to_owned(),
+            expected: digest.to_string(),
             got: st
                 .subjects
                 .first()
@@ -63,7 +64,7 @@ pub(super) fn verify_bundle_sig(
         })?;
     check_scope(trust, &subject.name)?;
     Ok(VerifiedImageSignature {
-        digest: digest.to_owned(),
+        digest: digest.to_string(),
         docker_reference: (!subject.name.is_empty()).then(|| subject.name.clone()),
         keyless: true,
         signer: v.san().to_owned(),

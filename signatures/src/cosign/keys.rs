@@ -8,6 +8,7 @@ use sha2::{Digest as _, Sha256};
 use spki::ObjectIdentifier;
 
 use super::{ImageTrustError, MAX_CHAIN_CERTS};
+use crate::oci::Sha256Digest;
 
 /// A public key ready to verify signatures.
 #[derive(Clone)]
@@ -34,7 +35,7 @@ impl PublicKey {
         key_algorithm(der).map_err(bad)?;
         Ok(Self {
             spki_der: der.to_vec(),
-            fingerprint: format!("sha256:{}", hex::encode(Sha256::digest(der))),
+            fingerprint: Sha256Digest::of(der).into_string(),
             valid_for: None,
         })
     }

@@ -55,6 +55,7 @@ pub use file::{encode_signature_file, parse_signature_file};
 pub use trust::{ImageTrust, ImageTrustParts, KeylessIdentity};
 
 use crate::image::ImageSignature;
+use crate::oci::Sha256Digest;
 use bundle::verify_bundle_sig;
 use file::check_bounds;
 use simple::verify_simple;
@@ -116,25 +117,11 @@ fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
-/// `sha256:<64 hex>` → lowercase.
-fn normalise_digest(digest: &str) -> Result<String, ImageSigError> {
-    let bad = || ImageSigError::InvalidDigest(truncate(digest));
-    let hex_part = digest.strip_prefix("sha256:").ok_or_else(bad)?;
-    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    Ok(format!("sha256:{}", hex_part.to_ascii_lowercase()))
-}
-
-/// The repository of a docker reference: without `@digest` and without `:tag`
-/// (a colon after the last slash).
-pub fn reference_repository(reference: &str) -> &str {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    let last_slash = no_digest.rfind('/').map_or(0, |i| i + 1);
-    match no_digest[last_slash..].find(':') {
-        Some(c) => &no_digest[..last_slash + c],
-        None => no_digest,
-    }
+/// The image digest a caller gives: `sha256:<64 hex>`, uppercase hex accepted and
+/// lowercased (as it always has been here; the registry client takes only lowercase).
+fn image_digest(digest: &str) -> Result<Sha256Digest, ImageSigError> {
+    Sha256Digest::parse_ignore_case(digest)
+        .map_err(|_| ImageSigError::InvalidDigest(truncate(digest)))
 }
 
 /// Verifies one signature of the image `digest` (`sha256:<hex>`) under `trust` at
@@ -145,7 +132,7 @@ pub fn verify_image_signature(
     trust: &ImageTrust,
     now: i64,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
-    let digest = normalise_digest(digest)?;
+    let digest = image_digest(digest)?;
     check_bounds(sig)?;
     match sig {
         ImageSignature::SimpleSigning {

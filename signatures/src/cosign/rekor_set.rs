@@ -3,11 +3,11 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
 
 use super::keys::pem_blocks;
 use super::simple::Leaf;
 use super::{truncate, ImageSigError, ImageTrust};
+use crate::oci::Sha256Digest;
 
 /// Verifies the `dev.sigstore.cosign/bundle` annotation; returns the integrated time.
 pub(super) fn verify_set(
@@ -118,12 +118,12 @@ fn check_rekor_body(
     if spec["data"]["hash"]["algorithm"].as_str() != Some("sha256") {
         return Err(bad("entry hash is not sha256"));
     }
-    let want = hex::encode(Sha256::digest(payload));
+    let want = Sha256Digest::of(payload);
     if spec["data"]["hash"]["value"]
         .as_str()
         .map(str::to_ascii_lowercase)
         .as_deref()
-        != Some(want.as_str())
+        != Some(want.hex())
     {
         return Err(bad("entry hash is not sha256 of the payload"));
     }

@@ -17,6 +17,7 @@ use super::{
     ANNOTATION_CERTIFICATE, ANNOTATION_CHAIN, ANNOTATION_SIGNATURE, COSIGN_SIGNATURE_TYPE,
     MAX_SIGNATURE_BYTES,
 };
+use crate::oci::Sha256Digest;
 
 pub(super) struct Leaf {
     pub(super) der: Vec<u8>,
@@ -26,7 +27,7 @@ pub(super) struct Leaf {
 pub(super) fn verify_simple(
     payload: &[u8],
     annotations: &BTreeMap<String, String>,
-    digest: &str,
+    digest: &Sha256Digest,
     trust: &ImageTrust,
     now: i64,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
@@ -138,7 +139,7 @@ pub(super) fn verify_simple(
     // 4. The payload's content.
     let docker_reference = check_payload(payload, digest, trust)?;
     Ok(VerifiedImageSignature {
-        digest: digest.to_owned(),
+        digest: digest.to_string(),
         docker_reference: Some(docker_reference),
         keyless: trust.is_keyless(),
         signer,
@@ -151,7 +152,7 @@ pub(super) fn verify_simple(
 
 fn check_payload(
     payload: &[u8],
-    digest: &str,
+    digest: &Sha256Digest,
     trust: &ImageTrust,
 ) -> Result<String, ImageSigError> {
     #[derive(serde::Deserialize)]
@@ -190,9 +191,9 @@ fn check_payload(
             truncate(&p.critical.kind)
         )));
     }
-    if p.critical.image.docker_manifest_digest != digest {
+    if p.critical.image.docker_manifest_digest != digest.as_str() {
         return Err(ImageSigError::DigestMismatch {
-            expected: digest.to_owned(),
+            expected: digest.to_string(),
             got: truncate(&p.critical.image.docker_manifest_digest),
         });
     }

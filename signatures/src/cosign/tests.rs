@@ -1,5 +1,7 @@
 use super::keys::pem_blocks;
+use super::trust::check_scope;
 use super::*;
+use crate::oci::Reference;
 
 #[test]
 fn trust_and_results_cross_threads() {
@@ -10,17 +12,7 @@ fn trust_and_results_cross_threads() {
 }
 
 #[test]
-fn references_and_scopes() {
-    assert_eq!(reference_repository("a.b:5000/x/y:tag"), "a.b:5000/x/y");
-    assert_eq!(reference_repository("a.b:5000/x/y"), "a.b:5000/x/y");
-    assert_eq!(
-        reference_repository("a.b:5000/x/y@sha256:00"),
-        "a.b:5000/x/y"
-    );
-    assert_eq!(
-        reference_repository("a.b:5000/x/y:t@sha256:00"),
-        "a.b:5000/x/y"
-    );
+fn scopes_cover_whole_segments() {
     assert!(policy::image::scope_covers("a.b:5000/x", "a.b:5000/x/y"));
     assert!(policy::image::scope_covers("a.b:5000/x", "a.b:5000/x"));
     assert!(!policy::image::scope_covers("a.b:5000/x", "a.b:5000/xy"));
@@ -31,7 +23,7 @@ fn references_and_scopes() {
 fn digests_are_strict() {
     let h = "AB".repeat(32);
     assert_eq!(
-        normalise_digest(&format!("sha256:{h}")).unwrap(),
+        image_digest(&format!("sha256:{h}")).unwrap().as_str(),
         format!("sha256:{}", h.to_ascii_lowercase())
     );
     for bad in [
@@ -41,7 +33,7 @@ fn digests_are_strict() {
         "sha256:zz",
         &format!("sha256:{h}0"),
     ] {
-        assert_eq!(normalise_digest(bad).unwrap_err().kind(), "InvalidDigest");
+        assert_eq!(image_digest(bad).unwrap_err().kind(), "InvalidDigest");
     }
 }
 
@@ -60,10 +52,12 @@ fn pem_blocks_are_bounded() {
 
 const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-/// Old (`reference_repository`, a string split) against new (`oci::Reference`) on the
-/// repository a signed docker reference names: input, old, new (`None`: refused).
+/// The repository a signed docker reference names, as the scope check sees it:
+/// input, what `cosign::reference_repository` (a string split, removed) returned, and
+/// what [`Reference::repository`] gives (`None`: not a reference, never covered).
+/// `check_scope`'s doc says why each difference is what we want.
 #[test]
-fn reference_repository_old_and_new() {
+fn signed_reference_repositories() {
     let d = format!("sha256:{HEX}");
     let upper = format!("sha256:{}", HEX.to_ascii_uppercase());
     let sha512 = format!("sha512:{HEX}{HEX}");
@@ -135,10 +129,9 @@ fn reference_repository_old_and_new() {
         .iter()
         .map(|(i, o, n)| (i.as_str(), *o, *n))
         .chain(rows.iter().copied());
-    for (input, old, new) in all {
-        assert_eq!(reference_repository(input), old, "old: {input:?}");
+    for (input, _old, new) in all {
         assert_eq!(
-            crate::oci::Reference::parse(input)
+            Reference::parse(input)
                 .ok()
                 .map(|r| r.repository())
                 .as_deref(),
@@ -148,9 +141,41 @@ fn reference_repository_old_and_new() {
     }
 }
 
-/// The scope check, old (`scope_covers(scope, reference_repository(reference))`)
-/// against new (normalised scope, `Reference`-normalised repository): scope as
-/// written, signed reference, old, new.
+/// A key trust scoped to `scope` (its key is never used here).
+fn scoped(scope: &str) -> ImageTrust {
+    ImageTrust::from_parts(ImageTrustParts {
+        keys: vec![include_bytes!("../../tests/data/cosign/containers-image/cosign2.pub").to_vec()],
+        scope: Some(scope.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn scopes_are_normalised_like_references() {
+    for (written, compared) in [
+        ("ghcr.io/o/", "ghcr.io/o"),
+        ("ghcr.io", "ghcr.io"),
+        ("localhost:5000", "localhost:5000"),
+        ("localhost", "localhost"),
+        ("[::1]:5000/a", "[::1]:5000/a"),
+        ("docker.io", "docker.io"),
+        ("docker.io/alpine", "docker.io/alpine"),
+        ("index.docker.io/library", "docker.io/library"),
+        ("index.docker.io", "docker.io"),
+        ("alpine", "docker.io/library/alpine"),
+        ("library/alpine", "docker.io/library/alpine"),
+        ("myorg/app", "docker.io/myorg/app"),
+    ] {
+        assert_eq!(scoped(written).scope(), Some(compared), "{written}");
+    }
+    assert_eq!(scoped("/").scope(), None);
+}
+
+/// The scope check: scope as written, signed reference, whether the old check
+/// (`scope_covers(scope, reference_repository(reference))`, no normalisation) covered
+/// it, and whether `check_scope` covers it now. `check_scope`'s doc lists the
+/// decisions.
 #[test]
 fn scope_check_old_and_new() {
     let d = format!("sha256:{HEX}");
@@ -217,100 +242,16 @@ fn scope_check_old_and_new() {
         .iter()
         .map(|(s, r, o, n)| (*s, r.as_str(), *o, *n))
         .chain(rows.iter().copied());
-    for (scope, reference, old, new) in all {
+    for (scope, reference, _old, new) in all {
+        let trust = scoped(scope);
         assert_eq!(
-            policy::image::scope_covers(scope, reference_repository(reference)),
-            old,
-            "old: {scope:?} / {reference:?}"
-        );
-        assert_eq!(
-            super::trust::scope_covers_reference(&crate::oci::normalise_scope(scope), reference),
+            check_scope(&trust, reference).is_ok(),
             new,
-            "new: {scope:?} / {reference:?}"
+            "{scope:?} / {reference:?}"
         );
-    }
-}
-
-/// The three digest checks (`cosign::normalise_digest`, `oci::reference::parse_digest`
-/// and `hex_of` through it) against `Sha256Digest`: input, normalise_digest,
-/// parse_digest, `Sha256Digest::parse`, `Sha256Digest::parse_ignore_case`.
-#[test]
-fn digest_checks_old_and_new() {
-    use crate::oci::Sha256Digest;
-    let lower = format!("sha256:{HEX}");
-    let upper = format!("sha256:{}", HEX.to_ascii_uppercase());
-    let mixed = format!("sha256:{}{}", &HEX[..32], HEX[32..].to_ascii_uppercase());
-    let mixed_lower = format!("sha256:{HEX}");
-    let none: Option<&str> = None;
-    let rows: Vec<(String, Option<&str>, bool, Option<&str>, Option<&str>)> = vec![
-        (
-            lower.clone(),
-            Some(&lower),
-            true,
-            Some(&lower),
-            Some(&lower),
-        ),
-        (upper.clone(), Some(&lower), false, none, Some(&lower)),
-        (
-            mixed.clone(),
-            Some(&mixed_lower),
-            false,
-            none,
-            Some(&mixed_lower),
-        ),
-        (format!("SHA256:{HEX}"), none, false, none, none),
-        (HEX.to_owned(), none, false, none, none),
-        (format!("sha256:{}", &HEX[..63]), none, false, none, none),
-        (format!("sha256:{HEX}0"), none, false, none, none),
-        (
-            format!("sha256:{}", "zz".repeat(32)),
-            none,
-            false,
-            none,
-            none,
-        ),
-        (format!("sha512:{HEX}{HEX}"), none, false, none, none),
-        (format!(" sha256:{HEX}"), none, false, none, none),
-        (format!("sha256:{HEX}\n"), none, false, none, none),
-        (format!("sha256:{}é", &HEX[..62]), none, false, none, none),
-        ("sha256:".to_owned(), none, false, none, none),
-        (String::new(), none, false, none, none),
-    ];
-    for (input, norm, strict_ok, new_strict, new_any) in rows {
-        assert_eq!(
-            normalise_digest(&input).ok().as_deref(),
-            norm,
-            "normalise_digest {input:?}"
-        );
-        assert_eq!(
-            crate::oci::parse_digest(&input).is_ok(),
-            strict_ok,
-            "parse_digest {input:?}"
-        );
-        let s = Sha256Digest::parse(&input);
-        assert_eq!(
-            s.as_ref().ok().map(|d| d.as_str()),
-            new_strict,
-            "parse {input:?}"
-        );
-        if let Ok(d) = &s {
-            assert_eq!(d.hex(), &input["sha256:".len()..], "hex_of {input:?}");
-            assert_eq!(d.to_string(), input);
-        }
-        assert_eq!(
-            Sha256Digest::parse_ignore_case(&input)
-                .ok()
-                .map(Sha256Digest::into_string)
-                .as_deref(),
-            new_any,
-            "parse_ignore_case {input:?}"
-        );
-        if let Err(e) = &s {
-            assert_eq!(
-                Some(e.to_string()),
-                crate::oci::parse_digest(&input).err(),
-                "same message {input:?}"
-            );
+        if !new {
+            let e = check_scope(&trust, reference).unwrap_err();
+            assert_eq!(e.kind(), "ReferenceNotCovered");
         }
     }
 }

@@ -10,9 +10,9 @@ use policy::image::ImageRule;
 use rustls_pki_types::CertificateDer;
 
 use super::keys::{pem_blocks, PublicKey};
-use super::{reference_repository, truncate, ImageSigError, ImageTrustError, MAX_TRUST_FILE_BYTES};
+use super::{truncate, ImageSigError, ImageTrustError, MAX_TRUST_FILE_BYTES};
 use crate::bundle::{read_bounded, ReadBoundedError};
-use crate::oci::Reference;
+use crate::oci::{normalise_scope, Reference};
 use crate::TrustRoot;
 
 /// A trusted Fulcio CA: its anchor and the trusted intermediates below it.
@@ -97,7 +97,8 @@ pub struct ImageTrustParts {
     pub rekor_keys: Vec<Vec<u8>>,
     /// Require a Rekor SET (forced on for keyless).
     pub require_rekor: bool,
-    /// `registry[:port]/path`: the signed docker reference must lie at or under it.
+    /// `registry[:port]/path`: the signed docker reference must lie at or under it
+    /// (compared normalised, see [`crate::oci::Reference::repository`]).
     pub scope: Option<String>,
 }
 
@@ -216,7 +217,8 @@ impl ImageTrust {
         let scope = parts
             .scope
             .map(|s| s.trim_end_matches('/').to_owned())
-            .filter(|s| !s.is_empty());
+            .filter(|s| !s.is_empty())
+            .map(|s| normalise_scope(&s));
         let mode = match (parts.keys.is_empty(), parts.keyless) {
             (false, Some(_)) => {
                 return Err(ImageTrustError::InvalidRule(
@@ -286,7 +288,8 @@ impl ImageTrust {
         self.require_rekor
     }
 
-    /// The scope signed references must lie in, if any.
+    /// The scope signed references must lie in, if any, as compared (a Docker Hub
+    /// short name qualified, `index.docker.io` written `docker.io`).
     pub fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
     }
@@ -329,9 +332,30 @@ fn identity_policy(id: &KeylessIdentity) -> Result<IdentityPolicy, IdentityPolic
     b.build()
 }
 
+/// The signed docker reference (payload `docker-reference`, or a bundle subject's
+/// name) must lie in the trust's scope.
+///
+/// Both sides are compared in the normalised form of [`Reference::repository`].
+/// Before, the reference's repository was cut out as a string
+/// (`cosign::reference_repository`, no Docker Hub normalisation). The two differ on
+/// what `cosign/tests.rs` `scope_check_old_and_new` lists, deliberately:
+///
+/// - now covered: other spellings of a covered repository (`alpine`,
+///   `library/alpine`, cosign's own `index.docker.io/library/alpine` under
+///   `docker.io/library`). The image policy selects rules by normalised repository, so
+///   a Docker Hub rule could not accept a cosign payload before;
+/// - now refused: a reference that is not a valid reference (an invalid or uppercase
+///   digest, a sha512 digest, uppercase path, an empty tag): it names no repository
+///   that can be pulled; and a reference that names another repository once
+///   normalised: `docker.io/alpine` (the official image) under the scope
+///   `docker.io/alpine` (the namespace), `alpine/evil` under `alpine`, `myorg/app`
+///   under `myorg` (a one-component short scope is an official image, as in a
+///   reference; write `docker.io/myorg` for a namespace). Short scopes keep covering
+///   their own spelling (`alpine` covers `alpine`, `alpine:3`). Qualified scopes, the
+///   only ones `ImagePolicy::rule_for` can select, are compared as written.
 pub(super) fn check_scope(trust: &ImageTrust, reference: &str) -> Result<(), ImageSigError> {
     if let Some(scope) = &trust.scope {
-        if !policy::image::scope_covers(scope, reference_repository(reference)) {
+        if !scope_covers_reference(scope, reference) {
             return Err(ImageSigError::ReferenceNotCovered {
                 reference: truncate(reference),
                 scope: scope.clone(),

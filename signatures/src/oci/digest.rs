@@ -20,8 +20,15 @@ const PREFIX: &str = "sha256:";
 const HEX_LEN: usize = 64;
 
 /// A SHA-256 digest, `sha256:<64 lowercase hex>`. Only a valid one can be made.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha256Digest(String);
+
+/// Debug-prints as the string it is (so a [`super::Reference`] prints as before).
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 /// Why a string is not a [`Sha256Digest`]. It carries the input, clipped to 80 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,5 +113,86 @@ impl FromStr for Sha256Digest {
 impl AsRef<str> for Sha256Digest {
     fn as_ref(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// Input, [`Sha256Digest::parse`], [`Sha256Digest::parse_ignore_case`].
+    ///
+    /// These replace three checks that agreed with them exactly (an old-against-new
+    /// table pinned it before the switch): `oci::reference::parse_digest` and `hex_of`
+    /// through it accepted what `parse` does, with the same error text, and
+    /// `cosign::normalise_digest` what `parse_ignore_case` does. Each call site kept
+    /// its side: the registry client and `oci::Reference` the strict
+    /// one (OCI's grammar; the digest goes into URLs and tags and is compared with
+    /// computed digests as a string), `verify_image_signature` the lenient one.
+    #[test]
+    fn digest_forms() {
+        let lower = format!("sha256:{HEX}");
+        let upper = format!("sha256:{}", HEX.to_ascii_uppercase());
+        let mixed = format!("sha256:{}{}", &HEX[..32], HEX[32..].to_ascii_uppercase());
+        let none: Option<&str> = None;
+        let rows: Vec<(String, Option<&str>, Option<&str>)> = vec![
+            (lower.clone(), Some(&lower), Some(&lower)),
+            (upper, none, Some(&lower)),
+            (mixed, none, Some(&lower)),
+            (format!("SHA256:{HEX}"), none, none),
+            (HEX.to_owned(), none, none),
+            (format!("sha256:{}", &HEX[..63]), none, none),
+            (format!("sha256:{HEX}0"), none, none),
+            (format!("sha256:{}", "zz".repeat(32)), none, none),
+            (format!("sha512:{HEX}{HEX}"), none, none),
+            (format!(" sha256:{HEX}"), none, none),
+            (format!("sha256:{HEX}\n"), none, none),
+            (format!("sha256:{}é", &HEX[..62]), none, none),
+            ("sha256:".to_owned(), none, none),
+            (String::new(), none, none),
+        ];
+        for (input, strict, any_case) in rows {
+            let s = Sha256Digest::parse(&input);
+            assert_eq!(
+                s.as_ref().ok().map(Sha256Digest::as_str),
+                strict,
+                "{input:?}"
+            );
+            assert_eq!(input.parse::<Sha256Digest>().ok(), s.clone().ok());
+            match &s {
+                Ok(d) => {
+                    assert_eq!(d.hex(), &input["sha256:".len()..]);
+                    assert_eq!(d.to_string(), input);
+                    assert_eq!(format!("{d:?}"), format!("{input:?}"));
+                }
+                Err(e) => assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "invalid digest {:?}: expected sha256:<64 lowercase hex>",
+                        clip(&input)
+                    )
+                ),
+            }
+            assert_eq!(
+                Sha256Digest::parse_ignore_case(&input)
+                    .ok()
+                    .map(Sha256Digest::into_string)
+                    .as_deref(),
+                any_case,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_of_bytes() {
+        let d = Sha256Digest::of(b"");
+        assert_eq!(
+            d.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(Sha256Digest::parse(d.as_str()), Ok(d));
     }
 }

@@ -5,13 +5,14 @@
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 
+use super::digest::Sha256Digest;
 use super::transport::{read_body, Body, Redirects};
 use super::{
-    hex_of, len64, parse_repository, reference, sha256_digest, Descriptor, FetchedManifest,
-    ManifestDoc, Reference, RegistryClient, RegistryError, BUNDLE_ARTIFACT_TYPES, DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, MAX_CHALLENGE_LEN, MAX_MANIFEST_BYTES, MAX_REFERRERS,
-    MAX_REFERRER_PAGES, MAX_SIGNATURES, MAX_SIGNATURE_BLOB_BYTES, MAX_SIGNATURE_LAYERS, OCI_INDEX,
-    OCI_MANIFEST, SIMPLE_SIGNING,
+    len64, parse_repository, reference, Descriptor, FetchedManifest, ManifestDoc, Reference,
+    RegistryClient, RegistryError, BUNDLE_ARTIFACT_TYPES, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+    MANIFEST_ACCEPT, MAX_CHALLENGE_LEN, MAX_MANIFEST_BYTES, MAX_REFERRERS, MAX_REFERRER_PAGES,
+    MAX_SIGNATURES, MAX_SIGNATURE_BLOB_BYTES, MAX_SIGNATURE_LAYERS, OCI_INDEX, OCI_MANIFEST,
+    SIMPLE_SIGNING,
 };
 use crate::image::ImageSignature;
 
@@ -66,7 +67,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
         let bytes = read_body(resp, MAX_MANIFEST_BYTES, &what, r.registry()).await?;
-        let digest = sha256_digest(&bytes);
+        let digest = Sha256Digest::of(&bytes).into_string();
         if reference.starts_with("sha256:") && digest != reference {
             return Err(RegistryError::DigestMismatch {
                 what,
@@ -134,7 +135,7 @@ impl RegistryClient {
         d: &Descriptor,
         max: usize,
     ) -> Result<Vec<u8>, RegistryError> {
-        hex_of(&d.digest)?;
+        Sha256Digest::parse(&d.digest)?;
         let what = format!("blob {}@{}", r.repository(), d.digest);
         if d.size > len64(max) {
             return Err(RegistryError::TooLarge { what, max });
@@ -164,7 +165,7 @@ impl RegistryClient {
                 actual: len64(bytes.len()),
             });
         }
-        let actual = sha256_digest(&bytes);
+        let actual = Sha256Digest::of(&bytes).into_string();
         if actual != d.digest {
             return Err(RegistryError::DigestMismatch {
                 what,
@@ -202,10 +203,10 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Vec<ImageSignature>, RegistryError> {
         let r = parse_repository(repository)?;
-        let hex = hex_of(digest)?.to_string();
+        let digest = Sha256Digest::parse(digest)?;
         let mut out = Vec::new();
         if let Some(m) = self
-            .get_manifest_opt(&r, &format!("sha256-{hex}.sig"), false)
+            .get_manifest_opt(&r, &format!("sha256-{}.sig", digest.hex()), false)
             .await?
         {
             let doc: ManifestDoc = serde_json::from_slice(&m.bytes)
@@ -235,9 +236,9 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Vec<ImageSignature>, RegistryError> {
         let r = parse_repository(repository)?;
-        let hex = hex_of(digest)?.to_string();
+        let digest = Sha256Digest::parse(digest)?;
         let mut out = Vec::new();
-        for d in self.referrers(&r, digest, &hex).await? {
+        for d in self.referrers(&r, &digest).await? {
             if out.len() >= MAX_SIGNATURES {
                 return Err(RegistryError::TooMany {
                     what: "signatures",
@@ -252,7 +253,7 @@ impl RegistryClient {
                 .map_err(|e| RegistryError::Malformed(format!("referrer manifest: {e}")))?;
             // The index is the registry's word; the manifest itself must name the image.
             match &doc.subject {
-                Some(s) if s.digest == digest => {}
+                Some(s) if s.digest == digest.as_str() => {}
                 _ => {
                     return Err(RegistryError::Malformed(format!(
                         "referrer {} does not name {digest} as its subject",
@@ -296,8 +297,7 @@ impl RegistryClient {
     async fn referrers(
         &self,
         r: &Reference,
-        digest: &str,
-        hex: &str,
+        digest: &Sha256Digest,
     ) -> Result<Vec<Descriptor>, RegistryError> {
         let mut url = format!("{}/referrers/{digest}", self.base(r));
         let mut h = HeaderMap::new();
@@ -321,7 +321,7 @@ impl RegistryClient {
             if resp.status() == StatusCode::NOT_FOUND && pages == 1 {
                 // No referrers API: the tag schema (one index, no pages).
                 let Some(m) = self
-                    .get_manifest_opt(r, &format!("sha256-{hex}"), false)
+                    .get_manifest_opt(r, &format!("sha256-{}", digest.hex()), false)
                     .await?
                 else {
                     return Ok(Vec::new());
@@ -367,7 +367,7 @@ impl RegistryClient {
         for d in all {
             let at = d.artifact_type.as_deref().unwrap_or_default();
             if BUNDLE_ARTIFACT_TYPES.contains(&at) {
-                hex_of(&d.digest).map_err(|_| {
+                Sha256Digest::parse(&d.digest).map_err(|_| {
                     RegistryError::Malformed(format!(
                         "{what}: descriptor digest {:?}",
                         reference::clip(&d.digest)

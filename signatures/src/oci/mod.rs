@@ -49,7 +49,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use digest::Sha256Digest;
 pub use reference::{
@@ -57,8 +56,6 @@ pub use reference::{
 };
 
 pub(crate) use reference::normalise_scope;
-#[cfg(test)]
-pub(crate) use reference::parse_digest;
 
 use auth::{read_secret, AuthMode, CachedToken, Creds};
 use transport::{build_http, HostEntry};
@@ -214,6 +211,13 @@ pub enum RegistryError {
     },
 }
 
+/// A digest that is not `sha256:<64 lowercase hex>` is an invalid reference.
+impl From<digest::InvalidDigest> for RegistryError {
+    fn from(e: digest::InvalidDigest) -> Self {
+        RegistryError::InvalidReference(e.to_string())
+    }
+}
+
 impl RegistryError {
     /// Stable machine-readable kind.
     pub fn kind(&self) -> &'static str {
@@ -329,15 +333,6 @@ pub struct FetchedManifest {
     pub digest: String,
     /// `Content-Type` (or the body's `mediaType`).
     pub media_type: String,
-}
-
-fn sha256_digest(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
-fn hex_of(digest: &str) -> Result<&str, RegistryError> {
-    reference::parse_digest(digest).map_err(RegistryError::InvalidReference)?;
-    Ok(&digest["sha256:".len()..])
 }
 
 /// Splits `registry[:port]/path` (no tag or digest).

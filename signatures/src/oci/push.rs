@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
+use super::digest::Sha256Digest;
 use super::transport::{Body, Redirects};
 use super::{
-    hex_of, len64, parse_repository, reference, sha256_digest, Descriptor, ManifestDoc, Reference,
-    RegistryClient, RegistryError, BUNDLE_V0_3, MAX_MANIFEST_BYTES, MAX_SIGNATURE_LAYERS,
-    OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, SIMPLE_SIGNING,
+    len64, parse_repository, reference, Descriptor, ManifestDoc, Reference, RegistryClient,
+    RegistryError, BUNDLE_V0_3, MAX_MANIFEST_BYTES, MAX_SIGNATURE_LAYERS, OCI_CONFIG, OCI_EMPTY,
+    OCI_INDEX, OCI_MANIFEST, SIMPLE_SIGNING,
 };
 use crate::image::ImageSignature;
 
@@ -19,7 +20,7 @@ impl RegistryClient {
     /// has it; returns its digest.
     pub async fn push_blob(&self, repository: &str, bytes: &[u8]) -> Result<String, RegistryError> {
         let r = parse_repository(repository)?;
-        let digest = sha256_digest(bytes);
+        let digest = Sha256Digest::of(bytes).into_string();
         let base = self.base(&r);
         let what = format!("blob upload to {}", r.repository());
         let head = self
@@ -91,7 +92,7 @@ impl RegistryClient {
                 max: MAX_MANIFEST_BYTES,
             });
         }
-        let digest = sha256_digest(bytes);
+        let digest = Sha256Digest::of(bytes).into_string();
         let target = if reference.starts_with("sha256:") {
             if reference != digest {
                 return Err(RegistryError::DigestMismatch {
@@ -149,8 +150,7 @@ impl RegistryClient {
         annotations: &BTreeMap<String, String>,
     ) -> Result<String, RegistryError> {
         let r = parse_repository(repository)?;
-        let hex = hex_of(image_digest)?.to_string();
-        let tag = format!("sha256-{hex}.sig");
+        let tag = format!("sha256-{}.sig", Sha256Digest::parse(image_digest)?.hex());
         let mut layers: Vec<Descriptor> = match self.get_manifest_opt(&r, &tag, true).await? {
             Some(m) => {
                 let doc: ManifestDoc = serde_json::from_slice(&m.bytes)
@@ -210,7 +210,7 @@ impl RegistryClient {
         bundle: &[u8],
     ) -> Result<String, RegistryError> {
         let r = parse_repository(repository)?;
-        let hex = hex_of(image_digest)?.to_string();
+        let hex = Sha256Digest::parse(image_digest)?.hex().to_owned();
         let image = self
             .get_manifest_opt(&r, image_digest, true)
             .await?
@@ -229,7 +229,7 @@ impl RegistryClient {
             "subject": {"mediaType": image.media_type, "size": image.bytes.len(), "digest": image.digest},
         }))
         .map_err(|e| RegistryError::Malformed(e.to_string()))?;
-        let digest = sha256_digest(&manifest);
+        let digest = Sha256Digest::of(&manifest).into_string();
         self.push_manifest(repository, &digest, OCI_MANIFEST, &manifest)
             .await?;
         // The fallback index.

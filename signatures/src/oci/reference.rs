@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::digest::Sha256Digest;
 use super::RegistryError;
 
 /// Longest reference accepted, whole (distribution bounds the name at 255 characters;
@@ -25,7 +26,7 @@ pub struct Reference {
     registry: String,
     path: String,
     tag: Option<String>,
-    digest: Option<String>,
+    digest: Option<Sha256Digest>,
 }
 
 impl Reference {
@@ -42,7 +43,10 @@ impl Reference {
             return Err(bad("too long"));
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(parse_digest(d).map_err(|e| bad(&e))?)),
+            Some((r, d)) => (
+                r,
+                Some(Sha256Digest::parse(d).map_err(|e| bad(&e.to_string()))?),
+            ),
             None => (s, None),
         };
         // The tag is after the last ':' that follows the last '/' (a ':' before it
@@ -122,11 +126,11 @@ impl Reference {
     }
     /// The digest (`sha256:<64 lowercase hex>`), if one was written.
     pub fn digest(&self) -> Option<&str> {
-        self.digest.as_deref()
+        self.digest.as_ref().map(Sha256Digest::as_str)
     }
     /// This repository at `digest` (tag dropped).
     pub fn with_digest(&self, digest: &str) -> Result<Reference, RegistryError> {
-        let d = parse_digest(digest).map_err(RegistryError::InvalidReference)?;
+        let d = Sha256Digest::parse(digest)?;
         Ok(Reference {
             registry: self.registry.clone(),
             path: self.path.clone(),
@@ -182,19 +186,6 @@ pub(crate) fn normalise_scope(scope: &str) -> String {
     match path {
         Some(p) => format!("{registry}/{p}"),
         None => registry.to_owned(),
-    }
-}
-
-/// Checks `sha256:<64 lowercase hex>` and returns it.
-pub(crate) fn parse_digest(d: &str) -> Result<String, String> {
-    match d.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
-            Ok(d.to_string())
-        }
-        _ => Err(format!(
-            "invalid digest {:?}: expected sha256:<64 lowercase hex>",
-            clip(d)
-        )),
     }
 }
 

@@ -89,7 +89,7 @@ async fn finding09_ssrf_blob_redirect_and_token_realm_to_internal_addresses_refu
     .unwrap();
     let d = Descriptor {
         media_type: String::new(),
-        digest: sha256_digest(BLOB.as_bytes()),
+        digest: Sha256Digest::of(BLOB.as_bytes()).into_string(),
         size: 5,
         artifact_type: None,
         annotations: BTreeMap::new(),
