@@ -33,6 +33,7 @@
 //! the log-ID check, the requirement of a transparency log entry, the in-toto
 //! statement's type, and the Fulcio-extension identity policy.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod bundle;
 pub mod cosign;

@@ -7,7 +7,7 @@ use policy::identity::IdentityViolation;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// The bundle is larger than [`MAX_BUNDLE_BYTES`].
+    /// The bundle is larger than [`MAX_BUNDLE_BYTES`](crate::MAX_BUNDLE_BYTES).
     #[error("bundle is larger than {max} bytes")]
     BundleTooLarge {
         /// The bound.
