@@ -12,7 +12,9 @@ pub enum ImageSignature {
     /// `dev.sigstore.cosign/certificate`, `dev.sigstore.cosign/chain`,
     /// `dev.sigstore.cosign/bundle`).
     SimpleSigning {
+        /// The signed payload, as stored (the signature covers these exact bytes).
         payload: Vec<u8>,
+        /// The layer's annotations: signature, certificate, chain, Rekor bundle.
         annotations: BTreeMap<String, String>,
     },
     /// A Sigstore bundle (an OCI 1.1 referrer of artifact type

@@ -24,14 +24,19 @@ use crate::oci::{RegistryClient, RegistryConfig, RegistryError};
 /// Why a verifier could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageVerifierError {
+    /// The image policy does not validate.
     #[error("image policy: {0}")]
     Policy(#[from] policy::image::ImagePolicyError),
+    /// A rule's keys, roots or identity cannot be loaded.
     #[error("trust rule {scope:?}: {source}")]
     Trust {
+        /// The rule's scope, as written in the policy.
         scope: String,
+        /// Why its trust could not be loaded.
         #[source]
         source: ImageTrustError,
     },
+    /// The `[[registry]]` entries are unusable.
     #[error("registry configuration: {0}")]
     Registry(#[from] RegistryError),
 }
@@ -39,9 +44,11 @@ pub enum ImageVerifierError {
 /// What [`ImageVerifier::verify`] found, in full (the pull gate wants the signer).
 #[derive(Debug)]
 pub enum ImageVerdict {
+    /// A signature verified under the covering rule.
     Verified(VerifiedImageSignature),
     /// No rule covers the repository.
     NotCovered {
+        /// The repository asked about.
         repository: String,
     },
     /// The registry answered; no signature verified.

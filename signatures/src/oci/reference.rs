@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::digest::Sha256Digest;
 use super::RegistryError;
 
 /// Longest reference accepted, whole (distribution bounds the name at 255 characters;
@@ -25,7 +26,7 @@ pub struct Reference {
     registry: String,
     path: String,
     tag: Option<String>,
-    digest: Option<String>,
+    digest: Option<Sha256Digest>,
 }
 
 impl Reference {
@@ -42,7 +43,10 @@ impl Reference {
             return Err(bad("too long"));
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(parse_digest(d).map_err(|e| bad(&e))?)),
+            Some((r, d)) => (
+                r,
+                Some(Sha256Digest::parse(d).map_err(|e| bad(&e.to_string()))?),
+            ),
             None => (s, None),
         };
         // The tag is after the last ':' that follows the last '/' (a ':' before it
@@ -64,9 +68,7 @@ impl Reference {
             return Err(bad("empty name"));
         }
         let (mut registry, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if is_registry(first) => {
                 if !valid_domain(first) {
                     return Err(bad("invalid registry host"));
                 }
@@ -124,11 +126,11 @@ impl Reference {
     }
     /// The digest (`sha256:<64 lowercase hex>`), if one was written.
     pub fn digest(&self) -> Option<&str> {
-        self.digest.as_deref()
+        self.digest.as_ref().map(Sha256Digest::as_str)
     }
     /// This repository at `digest` (tag dropped).
     pub fn with_digest(&self, digest: &str) -> Result<Reference, RegistryError> {
-        let d = parse_digest(digest).map_err(RegistryError::InvalidReference)?;
+        let d = Sha256Digest::parse(digest)?;
         Ok(Reference {
             registry: self.registry.clone(),
             path: self.path.clone(),
@@ -151,16 +153,39 @@ impl fmt::Display for Reference {
     }
 }
 
-/// Checks `sha256:<64 lowercase hex>` and returns it.
-pub(crate) fn parse_digest(d: &str) -> Result<String, String> {
-    match d.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
-            Ok(d.to_string())
-        }
-        _ => Err(format!(
-            "invalid digest {:?}: expected sha256:<64 lowercase hex>",
-            clip(d)
-        )),
+/// Docker's rule: the first component of a name is a registry (`ghcr.io`,
+/// `127.0.0.1:5000`, `localhost`) when it contains `.` or `:` or is `localhost`;
+/// otherwise the name is on Docker Hub.
+fn is_registry(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
+/// A trust scope (`registry[:port]/path`, covering the repositories equal to it or
+/// under it on whole path segments) written so that it compares with
+/// [`Reference::repository`]:
+///
+/// - a scope that starts with a registry (or is one) is kept as written, but for
+///   `index.docker.io`, which is `docker.io`. This is what the image policy's
+///   `rule_for` compares repositories with, so a rule's scope check agrees with the
+///   rule's selection; `docker.io/myorg` is the Docker Hub namespace `myorg`;
+/// - a Docker Hub short name is qualified as a reference would be: `myorg/app` is
+///   `docker.io/myorg/app`, and a single component is an official image, `alpine`
+///   is `docker.io/library/alpine` (write `docker.io/myorg` for a namespace).
+pub(crate) fn normalise_scope(scope: &str) -> String {
+    let (registry, path) = match scope.split_once('/') {
+        Some((first, rest)) if is_registry(first) => (first, Some(rest.to_owned())),
+        None if is_registry(scope) => (scope, None),
+        Some(_) => (DOCKER_HUB, Some(scope.to_owned())),
+        None => (DOCKER_HUB, Some(format!("library/{scope}"))),
+    };
+    let registry = if registry == "index.docker.io" {
+        DOCKER_HUB
+    } else {
+        registry
+    };
+    match path {
+        Some(p) => format!("{registry}/{p}"),
+        None => registry.to_owned(),
     }
 }
 
