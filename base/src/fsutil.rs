@@ -108,23 +108,6 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Splits a PEM bundle into its `CERTIFICATE` blocks (text between them is ignored).
-/// A block without its END line is an error, not silently dropped.
-pub fn split_pem_certificates(text: &str) -> Result<Vec<String>, String> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(s) = rest.find(BEGIN) {
-        let e = rest[s..]
-            .find(END)
-            .ok_or_else(|| format!("certificate {} has no END line", out.len() + 1))?;
-        out.push(format!("{}\n", &rest[s..s + e + END.len()]));
-        rest = &rest[s + e + END.len()..];
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

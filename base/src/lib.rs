@@ -1,7 +1,8 @@
 //! Provenant's shared basics, used by the guest agent, the control plane, the
 //! signature verifier and the test tools alike: time as an injectable dependency
 //! ([`clock`]), reading files whose size or permissions an attacker may control
-//! ([`fsutil`]), and process plumbing ([`logging`]).
+//! ([`fsutil`]), PEM text ([`pem`]), and process plumbing (`logging`, behind the
+//! `logging` feature, which the binaries turn on).
 //!
 //! Trust boundary: nothing here judges evidence. The crate exists so that the
 //! control plane does not depend on the guest agent (which links aya, bollard and raw
@@ -12,4 +13,6 @@
 
 pub mod clock;
 pub mod fsutil;
+#[cfg(feature = "logging")]
 pub mod logging;
+pub mod pem;

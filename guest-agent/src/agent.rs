@@ -500,7 +500,7 @@ impl Agent {
         };
         let text = provenant_base::fsutil::read_text_bounded(path, MAX_CHAIN_FILE_BYTES)
             .map_err(|e| err(e.to_string()))?;
-        let certs = provenant_base::fsutil::split_pem_certificates(&text).map_err(err)?;
+        let certs = provenant_base::pem::certificates(&text).map_err(|e| err(e.to_string()))?;
         if certs.is_empty() {
             return Err(err("no CERTIFICATE blocks".into()));
         }

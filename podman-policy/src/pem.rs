@@ -6,48 +6,21 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
-
 use crate::RenderError;
 
-/// The PEM blocks in `data`: (label, DER). Text outside blocks is ignored, as
-/// RFC 7468 allows.
+/// The PEM blocks in `data`: (label, DER), through [`provenant_base::pem`]. Text
+/// outside blocks is ignored, as RFC 7468 allows.
 pub(crate) fn pem_blocks(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let text = std::str::from_utf8(data).map_err(|_| "not UTF-8 text (PEM expected)")?;
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let after = &rest[start + 11..];
-        let label_end = after.find("-----").ok_or("unterminated PEM header")?;
-        let label = &after[..label_end];
-        let body_start = &after[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let body_end = body_start
-            .find(&end_marker)
-            .ok_or_else(|| format!("no {end_marker:?}"))?;
-        let b64: String = body_start[..body_end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_bytes())
-            .map_err(|e| format!("bad base64 in the {label} block: {e}"))?;
-        blocks.push((label.to_owned(), der));
-        rest = &body_start[body_end + end_marker.len()..];
-    }
-    Ok(blocks)
+    provenant_base::pem::blocks_in(data)
+        .and_then(|bs| {
+            bs.iter()
+                .map(|b| Ok((b.label.to_owned(), b.der()?)))
+                .collect()
+        })
+        .map_err(|e| e.to_string())
 }
 
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        s.push_str(&String::from_utf8_lossy(chunk));
-        s.push('\n');
-    }
-    s.push_str(&format!("-----END {label}-----\n"));
-    s
-}
+pub(crate) use provenant_base::pem::encode as pem_encode;
 
 const OID_EC: &str = "1.2.840.10045.2.1";
 const OID_RSA: &str = "1.2.840.113549.1.1.1";

@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
-
 use crate::Error;
 
 /// File names inside [`dir`].
@@ -69,29 +67,15 @@ pub fn trust_config_path() -> PathBuf {
 
 /// The DER contents of the first PEM block labelled `label`.
 pub fn pem_to_der(pem: &str, label: &str) -> Result<Vec<u8>, Error> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem
-        .find(&begin)
+    let blocks = provenant_base::pem::blocks(pem).map_err(|e| Error::Key(e.to_string()))?;
+    let b = blocks
+        .iter()
+        .find(|b| b.label == label)
         .ok_or_else(|| Error::Key(format!("no {label} PEM block")))?;
-    let rest = &pem[start + begin.len()..];
-    let stop = rest
-        .find(&end)
-        .ok_or_else(|| Error::Key(format!("unterminated {label} PEM block")))?;
-    let b64: String = rest[..stop].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| Error::Key(format!("{label} PEM: {e}")))
+    b.der().map_err(|e| Error::Key(e.to_string()))
 }
 
 /// PEM-encodes `der` under `label` (64-character lines, trailing newline).
 pub fn der_to_pem(der: &[u8], label: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    provenant_base::pem::encode(label, der)
 }

@@ -468,12 +468,18 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
     if pem.len() > MAX_CERT_BYTES * 2 {
         return Err(format!("certificate larger than {MAX_CERT_BYTES} bytes"));
     }
-    let (label, der) = x509_cert::der::pem::decode_vec(pem.trim().as_bytes())
-        .map_err(|e| format!("malformed PEM certificate: {e}"))?;
-    if label != "CERTIFICATE" {
-        return Err(format!("PEM block {label:?} is not a CERTIFICATE"));
+    let blocks =
+        provenant_base::pem::blocks(pem).map_err(|e| format!("malformed PEM certificate: {e}"))?;
+    match blocks.as_slice() {
+        [b] if b.label == "CERTIFICATE" => b
+            .der()
+            .map_err(|e| format!("malformed PEM certificate: {e}")),
+        [b] => Err(format!("PEM block {:?} is not a CERTIFICATE", b.label)),
+        _ => Err(format!(
+            "malformed PEM certificate: expected one PEM block, found {}",
+            blocks.len()
+        )),
     }
-    Ok(der)
 }
 
 /// A Unix time in seconds as RFC 3339.
@@ -548,7 +554,7 @@ const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 fn read_pem_certs(p: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let text = provenant_base::fsutil::read_text_bounded(p, MAX_CA_FILE_BYTES)
         .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    provenant_base::fsutil::split_pem_certificates(&text)
+    provenant_base::pem::certificates(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         .iter()
         .map(|c| pem_to_der(c).map_err(anyhow::Error::msg))

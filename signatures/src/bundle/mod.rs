@@ -5,8 +5,6 @@ mod artifact;
 mod error;
 mod statement;
 mod trust_root;
-
-use std::io::Read;
 use std::path::Path;
 
 use policy::identity::{IdentityClaims, IdentityPolicy};
@@ -34,29 +32,17 @@ pub const MEDIA_TYPE_V0_3: &str = "application/vnd.dev.sigstore.bundle.v0.3+json
 /// The alternative spelling of v0.3 that sigstore-go and sigstore-rust also accept.
 const MEDIA_TYPE_V0_3_ALT: &str = "application/vnd.dev.sigstore.bundle+json;version=0.3";
 
-#[derive(Debug)]
-pub(crate) enum ReadBoundedError {
-    TooLarge,
-    Io(std::io::Error),
-}
+pub(crate) use provenant_base::fsutil::ReadError as ReadBoundedError;
 
+/// Reads at most `max` bytes of `path` ([`provenant_base::fsutil::read_bounded`]).
 pub(crate) fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, ReadBoundedError> {
-    let file = std::fs::File::open(path).map_err(ReadBoundedError::Io)?;
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let mut buf = Vec::new();
-    file.take(limit)
-        .read_to_end(&mut buf)
-        .map_err(ReadBoundedError::Io)?;
-    if buf.len() > max {
-        return Err(ReadBoundedError::TooLarge);
-    }
-    Ok(buf)
+    provenant_base::fsutil::read_bounded(path, u64::try_from(max).unwrap_or(u64::MAX))
 }
 
 /// Read a bundle file (one bundle or JSON Lines), bounded by `max` bytes.
 pub fn read_bundle_file(path: &Path, max: usize) -> Result<Vec<u8>, VerifyError> {
     read_bounded(path, max).map_err(|e| match e {
-        ReadBoundedError::TooLarge => VerifyError::BundleTooLarge { max },
+        ReadBoundedError::TooLarge { .. } => VerifyError::BundleTooLarge { max },
         ReadBoundedError::Io(e) => {
             VerifyError::MalformedBundle(format!("cannot read {}: {e}", path.display()))
         }

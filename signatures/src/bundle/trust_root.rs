@@ -88,7 +88,7 @@ impl TrustRoot {
     /// Read and parse a `trusted_root.json` file, bounded.
     pub fn from_file(path: &Path) -> Result<Self, TrustRootError> {
         let bytes = read_bounded(path, MAX_TRUSTED_ROOT_BYTES).map_err(|e| match e {
-            ReadBoundedError::TooLarge => TrustRootError::TooLarge {
+            ReadBoundedError::TooLarge { .. } => TrustRootError::TooLarge {
                 max: MAX_TRUSTED_ROOT_BYTES,
             },
             ReadBoundedError::Io(e) => TrustRootError::Io(format!("{}: {e}", path.display())),

@@ -1,8 +1,5 @@
 //! Public keys (SPKI) and PEM: what a trusted key, a Rekor key or a Fulcio leaf's key
 //! verifies with.
-
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use der::Decode as _;
 use sha2::{Digest as _, Sha256};
 use spki::ObjectIdentifier;
@@ -118,25 +115,15 @@ pub(super) fn verify_spki(spki_der: &[u8], msg: &[u8], sig: &[u8]) -> bool {
 /// Every PEM block labelled `label` (at most [`MAX_CHAIN_CERTS`]), DER-decoded. At
 /// least one is required; other labels are skipped.
 pub(super) fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "PEM is not UTF-8".to_string())?;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(&begin) {
-        let after = &rest[start + begin.len()..];
-        let stop = after
-            .find(&end)
-            .ok_or_else(|| format!("unterminated {label} PEM block"))?;
-        let b64: String = after[..stop].split_whitespace().collect();
-        let der = B64
-            .decode(b64.as_bytes())
-            .map_err(|e| format!("{label} PEM: {e}"))?;
-        out.push(der);
+    for b in provenant_base::pem::blocks_in(pem).map_err(|e| e.to_string())? {
+        if b.label != label {
+            continue;
+        }
+        out.push(b.der().map_err(|e| e.to_string())?);
         if out.len() > MAX_CHAIN_CERTS {
             return Err(format!("more than {MAX_CHAIN_CERTS} {label} PEM blocks"));
         }
-        rest = &after[stop + end.len()..];
     }
     if out.is_empty() {
         return Err(format!("no {label} PEM block"));

@@ -109,7 +109,7 @@ impl ImageTrust {
         let read = |p: &Path, max: usize| -> Result<Vec<u8>, ImageTrustError> {
             let path = base_dir.join(p);
             read_bounded(&path, max).map_err(|e| match e {
-                ReadBoundedError::TooLarge => ImageTrustError::TooLarge { path, max },
+                ReadBoundedError::TooLarge { .. } => ImageTrustError::TooLarge { path, max },
                 ReadBoundedError::Io(e) => ImageTrustError::Io {
                     path,
                     detail: e.to_string(),

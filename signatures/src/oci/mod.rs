@@ -275,21 +275,18 @@ pub struct RegistryClient {
     modes: Mutex<HashMap<String, AuthMode>>,
 }
 
+/// A config-named file (CA bundle, secret) of at most `max` bytes; a refusal names
+/// the file and what it is for.
 fn read_bounded_file(p: &Path, max: u64, what: &str) -> Result<Vec<u8>, RegistryError> {
-    use std::io::Read;
-    let f = std::fs::File::open(p)
-        .map_err(|e| RegistryError::Config(format!("cannot read {what} {}: {e}", p.display())))?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| RegistryError::Config(format!("cannot read {what} {}: {e}", p.display())))?;
-    if len64(buf.len()) > max {
-        return Err(RegistryError::Config(format!(
-            "{what} {} is larger than {max} bytes",
-            p.display()
-        )));
-    }
-    Ok(buf)
+    use provenant_base::fsutil::ReadError;
+    provenant_base::fsutil::read_bounded(p, max).map_err(|e| {
+        RegistryError::Config(match e {
+            ReadError::Io(e) => format!("cannot read {what} {}: {e}", p.display()),
+            ReadError::TooLarge { .. } => {
+                format!("{what} {} is larger than {max} bytes", p.display())
+            }
+        })
+    })
 }
 
 /// A descriptor (the fields used here).

@@ -325,7 +325,7 @@ pub fn quote_collateral_key(raw_quote: &[u8]) -> Result<(Fmspc, PckCa), Collater
     let q = evidence::tdx::Quote::parse(raw_quote)
         .map_err(|e| CollateralError::Quote(e.to_string()))?;
     let pem = String::from_utf8_lossy(&q.signature.pck_chain_pem);
-    let first = provenant_base::fsutil::split_pem_certificates(&pem)
+    let first = provenant_base::pem::certificates(&pem)
         .map_err(|e| CollateralError::Quote(format!("PCK chain: {e}")))?
         .into_iter()
         .next()

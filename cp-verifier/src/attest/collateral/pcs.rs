@@ -458,7 +458,7 @@ pub(super) fn issuer_chain(
 
 /// A PEM chain of at least one certificate. Only the shape: dcap-qvl checks it.
 pub(super) fn check_chain(pem: &str) -> Result<(), String> {
-    let certs = provenant_base::fsutil::split_pem_certificates(pem)?;
+    let certs = provenant_base::pem::certificates(pem).map_err(|e| e.to_string())?;
     if certs.is_empty() {
         return Err("no PEM certificate".into());
     }
