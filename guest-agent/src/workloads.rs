@@ -205,20 +205,20 @@ pub enum Choice {
     None,
 }
 
-/// `sha256:` and 64 lowercase hex digits.
-pub fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+/// Whether `s` is `sha256:` and 64 lowercase hex digits: the project's one digest
+/// grammar, [`signatures::oci::Sha256Digest`].
+fn is_digest(s: &str) -> bool {
+    signatures::oci::Sha256Digest::parse(s).is_ok()
 }
 
 /// The digest to report for a container created from `reference`, given its image's
 /// `RepoDigests` (`repo@sha256:..`). A reference pinned by digest names it; otherwise
-/// the entries for the reference's repository (names normalised as docker.io does).
+/// the entries for the reference's repository (both normalised by
+/// [`signatures::oci::Reference`], the grammar the control plane judges by).
 pub fn choose_digest(reference: &str, repo_digests: &[String]) -> Choice {
-    let repo = repository(reference);
+    let Some(repo) = repository(reference) else {
+        return Choice::None;
+    };
     // podman names images it built (or loaded) `localhost/..` and gives them a
     // digest of a manifest no registry serves: such an image has no registry digest.
     if repo.starts_with("localhost/") {
@@ -232,7 +232,7 @@ pub fn choose_digest(reference: &str, repo_digests: &[String]) -> Choice {
     let mut found: Vec<String> = repo_digests
         .iter()
         .filter_map(|e| e.rsplit_once('@'))
-        .filter(|(r, d)| is_digest(d) && normalise_repo(r) == repo)
+        .filter(|(r, d)| is_digest(d) && repository(r).as_deref() == Some(repo.as_str()))
         .map(|(_, d)| d.to_string())
         .collect();
     found.sort();
@@ -244,39 +244,13 @@ pub fn choose_digest(reference: &str, repo_digests: &[String]) -> Choice {
     }
 }
 
-/// The repository of an image reference, normalised: `alpine:3` ->
-/// `docker.io/library/alpine`, `127.0.0.1:5000/a/b:1` -> `127.0.0.1:5000/a/b`.
-pub fn repository(reference: &str) -> String {
-    let r = reference.split('@').next().unwrap_or(reference);
-    let last_slash = r.rfind('/').map_or(0, |i| i + 1);
-    let r = match r[last_slash..].find(':') {
-        Some(i) => &r[..last_slash + i],
-        None => r,
-    };
-    normalise_repo(r)
-}
-
-/// Docker's name normalisation: no registry -> `docker.io`, single-component
-/// docker.io names -> `library/`, `index.docker.io` -> `docker.io`.
-pub fn normalise_repo(r: &str) -> String {
-    let (registry, path) = match r.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first, rest)
-        }
-        _ => ("docker.io", r),
-    };
-    let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
-        "docker.io"
-    } else {
-        registry
-    };
-    if registry == "docker.io" && !path.contains('/') {
-        format!("docker.io/library/{path}")
-    } else {
-        format!("{registry}/{path}")
-    }
+/// The repository of an image reference, normalised as Docker does (`alpine:3` ->
+/// `docker.io/library/alpine`, `127.0.0.1:5000/a/b:1` -> `127.0.0.1:5000/a/b`), by
+/// [`signatures::oci::Reference`]. `None` for a reference that grammar refuses.
+pub fn repository(reference: &str) -> Option<String> {
+    signatures::oci::Reference::parse(reference)
+        .ok()
+        .map(|r| r.repository())
 }
 
 /// The container's `ImageDigest` from `GET /v4.0.0/libpod/containers/{id}/json`.
@@ -351,8 +325,87 @@ mod tests {
             ("org/app", "docker.io/org/app"),
             (&format!("quay.io/a/b:t@{A}"), "quay.io/a/b"),
         ] {
-            assert_eq!(repository(r), want, "{r}");
+            assert_eq!(repository(r).as_deref(), Some(want), "{r}");
         }
+    }
+
+    // Issue 11: the agent's own reference parser (`repository`/`normalise_repo`) was
+    // replaced by `signatures::oci::Reference`. The old functions are kept here, in
+    // the test only, to pin every divergence and the decision on it.
+    /// The repository of an image reference, normalised: `alpine:3` ->
+    /// `docker.io/library/alpine`, `127.0.0.1:5000/a/b:1` -> `127.0.0.1:5000/a/b`.
+    fn old_repository(reference: &str) -> String {
+        let r = reference.split('@').next().unwrap_or(reference);
+        let last_slash = r.rfind('/').map_or(0, |i| i + 1);
+        let r = match r[last_slash..].find(':') {
+            Some(i) => &r[..last_slash + i],
+            None => r,
+        };
+        old_normalise_repo(r)
+    }
+
+    /// Docker's name normalisation: no registry -> `docker.io`, single-component
+    /// docker.io names -> `library/`, `index.docker.io` -> `docker.io`.
+    fn old_normalise_repo(r: &str) -> String {
+        let (registry, path) = match r.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first, rest)
+            }
+            _ => ("docker.io", r),
+        };
+        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
+            "docker.io"
+        } else {
+            registry
+        };
+        if registry == "docker.io" && !path.contains('/') {
+            format!("docker.io/library/{path}")
+        } else {
+            format!("{registry}/{path}")
+        }
+    }
+
+    #[test]
+    fn repository_divergences_from_the_old_parser_are_decided() {
+        // Same answer on everything podman reports and the usual spellings.
+        for r in [
+            "alpine",
+            "alpine:3.19",
+            "library/alpine",
+            "docker.io/alpine",
+            "index.docker.io/library/alpine:1",
+            "ghcr.io/org/app:v1",
+            "127.0.0.1:5000/smoke/app:1",
+            "localhost/app:1",
+            "org/app",
+            "[::1]:5000/a/b:t",
+        ] {
+            assert_eq!(repository(r), Some(old_repository(r)), "{r}");
+        }
+        // Decided differences:
+        // - `registry-1.docker.io` (Docker Hub's API host) was folded into
+        //   `docker.io`; podman never reports it in RepoDigests, and the control plane
+        //   judges by `Reference`, which keeps it: one grammar on both sides.
+        assert_eq!(
+            old_repository("registry-1.docker.io/library/a"),
+            "docker.io/library/a"
+        );
+        assert_eq!(
+            repository("registry-1.docker.io/library/a").as_deref(),
+            Some("registry-1.docker.io/library/a")
+        );
+        // - references outside the grammar (uppercase path, empty tag, spaces) had a
+        //   repository cut out of them; now they have none, so no digest is reported
+        //   for them and the control plane shows the workload as unpinned.
+        for r in ["Alpine", "alpine:", " alpine", ""] {
+            assert!(repository(r).is_none(), "{r:?} -> {:?}", old_repository(r));
+        }
+        assert_eq!(
+            choose_digest("Alpine", &[format!("docker.io/library/alpine@{A}")]),
+            Choice::None
+        );
     }
 
     #[test]
