@@ -28,6 +28,7 @@
 //! let bundle_json: Vec<u8> = signer.sign_attestation(&att, &id, 1_750_000_000).unwrap();
 //! ```
 
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod cert;
