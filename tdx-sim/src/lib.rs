@@ -18,6 +18,8 @@
 //! default quotes verify as `UpToDate`, [`TdReport::out_of_date`] as `OutOfDate`.
 //! Everything is valid from [`platform::VALID_FROM_UNIX`] (2025-01-01) to
 //! [`platform::VALID_UNTIL_UNIX`] (2049-12-31).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod configfs;
 mod fsutil;
