@@ -51,8 +51,9 @@ fn verifier(policy: TdxPolicy) -> TdxVerifier {
     TdxVerifier::new(None, Some(source), policy)
 }
 
-fn kind(r: Result<cp_verifier::model::TdxAttestation, ApiError>) -> String {
-    let e = r.unwrap_err();
+/// The refusal's kind, as the wire shows it (403).
+fn kind(r: Result<cp_verifier::model::TdxAttestation, cp_verifier::attest::AttestError>) -> String {
+    let e = ApiError::from(r.unwrap_err());
     assert_eq!(e.status(), 403, "{e}");
     e.kind().to_string()
 }

@@ -57,8 +57,11 @@ fn good() -> Identity {
     Identity::github(REPO, WORKFLOW, "refs/heads/main")
 }
 
-fn kind(r: Result<cp_verifier::model::MrtdProvenance, ApiError>) -> (String, String) {
-    let e = r.unwrap_err();
+/// The refusal's kind and text, as the wire shows it (403).
+fn kind(
+    r: Result<cp_verifier::model::MrtdProvenance, cp_verifier::attest::AttestError>,
+) -> (String, String) {
+    let e = ApiError::from(r.unwrap_err());
     assert_eq!(e.status(), 403, "{e}");
     (e.kind().to_string(), e.to_string())
 }

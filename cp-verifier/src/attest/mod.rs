@@ -7,10 +7,12 @@
 //! judge its contents (TCB status, TUD bits, REPORTDATA binding, allowlists, RTMR3
 //! replay). A TDREPORT (tier `tdx-report`) cannot be verified remotely: its fields are
 //! checked for consistency with the report and recorded as claims, never as verified.
-//! Every refusal is an [`ApiError::Attestation`] (403) with a typed kind.
+//! Every refusal is an [`AttestError`] with a typed kind; the HTTP edge answers it
+//! 403 (`crate::http::error`).
 
 pub mod collateral;
 pub mod dcap;
+pub mod error;
 pub mod provenance;
 
 use evidence::eventlog::{self, EventLogState};
@@ -23,8 +25,8 @@ use crate::attest::collateral::{
 };
 use crate::attest::dcap::{verify_quote, verify_signatures, QuoteVerifyError};
 use crate::config::TdxConfig;
-use crate::http::error::ApiError;
 use crate::model::{TdxAttestation, TdxFreshness};
+pub use error::AttestError;
 
 /// Largest root CA or PCS key file read.
 const MAX_TRUST_FILE_BYTES: u64 = 64 * 1024;
@@ -75,7 +77,7 @@ fn reported_value(kind: &str, m: &evidence::Measurements) -> Option<String> {
 pub fn check_event_log_matches(
     a: &TdxAttestation,
     m: &evidence::Measurements,
-) -> Result<(), ApiError> {
+) -> Result<(), AttestError> {
     let Some(state) = &a.event_log_state else {
         return Ok(());
     };
@@ -87,13 +89,13 @@ pub fn check_event_log_matches(
         let reported = reported_value(kind, m);
         match (logged, reported) {
             (Some(l), Some(r)) if *l != r => {
-                return Err(refuse(
+                return Err(AttestError::refused(
                     "EventLogMismatch",
                     format!("the RTMR3 log's last bound {kind} is {l}, but the report says {r}"),
                 ))
             }
             (None, _) if kind == eventlog::KIND_AGENT_BINARY || kind == eventlog::KIND_POLICY => {
-                return Err(refuse(
+                return Err(AttestError::refused(
                     "EventLogMismatch",
                     format!("the RTMR3 log binds events but never the {kind}"),
                 ))
@@ -114,18 +116,6 @@ pub fn age_reasons(a: &TdxAttestation, now_ns: u64, policy: &policy::TrustPolicy
         &a.age(),
         now_ns / 1_000_000_000,
     )
-}
-
-/// Kinds of refusal that mean "could not decide" (an upstream is unavailable), not
-/// "the evidence is bad".
-fn undecided(e: &ApiError) -> bool {
-    match e {
-        ApiError::Attestation { kind, .. } => {
-            matches!(*kind, "CollateralUnavailable" | "ProvenanceUnavailable")
-        }
-        ApiError::Internal(_) | ApiError::StoreUnavailable(_) => true,
-        _ => false,
-    }
 }
 
 /// What DCAP (and provenance) established about a quote.
@@ -149,15 +139,8 @@ pub struct TdxVerifier {
     provenance: Option<crate::attest::provenance::ProvenanceChecker>,
 }
 
-fn refuse(kind: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::Attestation {
-        kind,
-        detail: detail.into(),
-    }
-}
-
-fn quote_error(e: QuoteVerifyError) -> ApiError {
-    refuse(e.kind(), e.to_string())
+fn quote_error(e: QuoteVerifyError) -> AttestError {
+    AttestError::refused(e.kind(), e.to_string())
 }
 
 impl TdxVerifier {
@@ -251,7 +234,7 @@ impl TdxVerifier {
         event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
         now_ns: u64,
-    ) -> Result<TdxAttestation, ApiError> {
+    ) -> Result<TdxAttestation, AttestError> {
         let c = self.check_quote(raw, now_ns / 1_000_000_000).await?;
         let facts = Facts {
             body: &c.verified.quote().body,
@@ -283,7 +266,7 @@ impl TdxVerifier {
 
     /// DCAP verification of `raw` at `now_secs` against the current collateral, then
     /// build provenance of its MRTD.
-    async fn check_quote(&self, raw: &[u8], now_secs: u64) -> Result<Checked, ApiError> {
+    async fn check_quote(&self, raw: &[u8], now_secs: u64) -> Result<Checked, AttestError> {
         let root = self.root_ca_der.as_deref();
         // Our own check of the signatures and the PCK chain first: it also gives the
         // FMSPC and PCK CA that select the collateral. dcap-qvl then checks it all
@@ -294,20 +277,20 @@ impl TdxVerifier {
         // verification failure.
         let tud = signed.quote().body.tud_bits();
         if tud != 0 {
-            return Err(refuse(
+            return Err(AttestError::refused(
                 "DebugTd",
                 format!("TDATTRIBUTES TUD bits set ({tud:#04x}): the TD is debuggable"),
             ));
         }
         let (fmspc, ca) = quote_collateral_key(raw)
-            .map_err(|e| refuse("QuoteVerificationFailed", e.to_string()))?;
+            .map_err(|e| AttestError::refused("QuoteVerificationFailed", e.to_string()))?;
         let collateral = match &self.collateral {
             Some(s) => s
                 .get(fmspc, ca, now_secs)
                 .await
-                .map_err(|e| refuse("CollateralUnavailable", e.to_string()))?,
+                .map_err(|e| AttestError::unavailable("CollateralUnavailable", e.to_string()))?,
             None => {
-                return Err(refuse(
+                return Err(AttestError::refused(
                     "CollateralUnavailable",
                     "no collateral source is configured ([tdx] pccs_url or collateral_dir): \
                      the TCB status cannot be established",
@@ -349,24 +332,24 @@ impl TdxVerifier {
         &self,
         a: &TdxAttestation,
         now_ns: u64,
-    ) -> Result<TdxAttestation, ApiError> {
+    ) -> Result<TdxAttestation, AttestError> {
         use base64::Engine;
         let b64 = a
             .freshness
             .quote
             .as_deref()
             .filter(|_| a.verified)
-            .ok_or_else(|| ApiError::Internal("no verified quote kept to re-attest".into()))?;
+            .ok_or_else(|| AttestError::Internal("no verified quote kept to re-attest".into()))?;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| ApiError::Internal(format!("stored quote: {e}")))?;
+            .map_err(|e| AttestError::Internal(format!("stored quote: {e}")))?;
         let mut next = a.clone();
         next.freshness.reattest_tried_ns = Some(now_ns);
         let outcome = self.check_quote(&raw, now_ns / 1_000_000_000).await;
         next.reasons
             .retain(|r| !matches!(r.code, ReasonCode::TcbStatus | ReasonCode::ReattestRefused));
         match outcome {
-            Err(e) if undecided(&e) => return Err(e),
+            Err(e) if e.undecided() => return Err(e),
             Err(e) => {
                 next.freshness.reattested_at_ns = Some(now_ns);
                 next.reasons.push(Reason {
@@ -413,9 +396,9 @@ impl TdxVerifier {
         event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
         now_ns: u64,
-    ) -> Result<TdxAttestation, ApiError> {
+    ) -> Result<TdxAttestation, AttestError> {
         let body = evidence::tdreport::parse_tdreport(raw)
-            .map_err(|e| refuse("MalformedQuote", format!("TDREPORT: {e}")))?;
+            .map_err(|e| AttestError::refused("MalformedQuote", format!("TDREPORT: {e}")))?;
         let facts = Facts {
             body: &body,
             tcb_status: None,
@@ -434,7 +417,7 @@ impl TdxVerifier {
         event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
         now_ns: u64,
-    ) -> Result<TdxAttestation, ApiError> {
+    ) -> Result<TdxAttestation, AttestError> {
         let input: EventLogInput<'a> = event_log.into();
         let from = input.from.unwrap_or(0);
         let base = if from == 0 {
@@ -443,7 +426,7 @@ impl TdxVerifier {
             match input.held {
                 Some(h) if h.count == from => h.clone(),
                 held => {
-                    return Err(ApiError::EventLogPrefix {
+                    return Err(AttestError::EventLogPrefix {
                         kind: "EventLogPrefixUnknown",
                         detail: format!(
                             "the registration continues an RTMR3 log after {from} events, but this \
@@ -455,13 +438,13 @@ impl TdxVerifier {
             }
         };
         let events = eventlog::parse_jsonl_from(input.text.unwrap_or("").as_bytes(), from)
-            .map_err(|e| refuse("MalformedEventLog", e.to_string()))?;
+            .map_err(|e| AttestError::refused("MalformedEventLog", e.to_string()))?;
         let state = base.extend(&events);
         let b = f.body;
         if from > 0 && state.rtmr3.0 != b.rtmrs[3].0 {
             // The prefix held here is not this TD's (it restarted, or the record is
             // from another life): the whole log decides, strictly.
-            return Err(ApiError::EventLogPrefix {
+            return Err(AttestError::EventLogPrefix {
                 kind: "EventLogPrefixMismatch",
                 detail: format!(
                     "the {from} events held here and the {} sent do not replay to the quoted \
@@ -497,7 +480,7 @@ impl TdxVerifier {
                 .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(refuse(first.code.as_str(), detail));
+            return Err(AttestError::refused(first.code.as_str(), detail));
         }
         Ok(TdxAttestation {
             verified: f.verified,

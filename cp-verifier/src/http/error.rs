@@ -75,6 +75,41 @@ pub enum ApiError {
     Withdrawn(String),
 }
 
+/// The attest stage's refusals on the wire: a judged refusal and an upstream outage
+/// are both 403 `Attestation` with their typed kind (a registration that could not
+/// be judged is refused, never accepted); a missing event-log prefix is 409.
+impl From<crate::attest::AttestError> for ApiError {
+    fn from(e: crate::attest::AttestError) -> ApiError {
+        use crate::attest::AttestError as A;
+        match e {
+            A::Refused { kind, detail } | A::Unavailable { kind, detail } => {
+                ApiError::Attestation { kind, detail }
+            }
+            A::EventLogPrefix { kind, detail } => ApiError::EventLogPrefix { kind, detail },
+            A::Internal(d) => ApiError::Internal(d),
+            // `AttestError` is non_exhaustive for other crates only; every variant is
+            // mapped above.
+        }
+    }
+}
+
+/// An enrollment refusal at registration: malformed certificates are the client's
+/// error (400), a revoked certificate or an unusable CRL is `Revoked`, the rest
+/// `Unenrolled`.
+impl From<crate::register::enroll::EnrollError> for ApiError {
+    fn from(e: crate::register::enroll::EnrollError) -> ApiError {
+        use crate::register::enroll::Refusal;
+        match e.reason {
+            Refusal::BadCertificate => ApiError::bad_request("BadCertificate", e.detail),
+            Refusal::TooManyCertificates => ApiError::bad_request("InvalidField", e.detail),
+            Refusal::CertificateRevoked | Refusal::CrlStale | Refusal::CrlUnusable => {
+                ApiError::Revoked(e.to_string())
+            }
+            _ => ApiError::Unenrolled(e.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {

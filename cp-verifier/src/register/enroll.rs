@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, Encode};
 
 use crate::config::Enrollment;
-use crate::http::error::ApiError;
 
 /// Largest certificate accepted (same bound rustls uses for a whole chain message is
 /// far larger; single mTLS certificates are a few KiB).
@@ -121,20 +120,6 @@ impl EnrollError {
             detail: detail.into(),
         }
     }
-
-    /// The refusal of a registration: malformed certificates are the client's error
-    /// (400), a revoked certificate or an unusable CRL is `Revoked`, the rest
-    /// `Unenrolled`.
-    pub fn at_registration(self) -> ApiError {
-        match self.reason {
-            Refusal::BadCertificate => ApiError::bad_request("BadCertificate", self.detail),
-            Refusal::TooManyCertificates => ApiError::bad_request("InvalidField", self.detail),
-            Refusal::CertificateRevoked | Refusal::CrlStale | Refusal::CrlUnusable => {
-                ApiError::Revoked(self.to_string())
-            }
-            _ => ApiError::Unenrolled(self.to_string()),
-        }
-    }
 }
 
 impl Enroller {
@@ -162,11 +147,10 @@ impl Enroller {
         key: &PublicKey,
         chain_pem: &[String],
         now_ns: u64,
-    ) -> Result<EnrolledBy, ApiError> {
+    ) -> Result<EnrolledBy, EnrollError> {
         self.current()
             .decide(agent_id, key, chain_pem, now_ns)
             .map(|(by, _)| by)
-            .map_err(EnrollError::at_registration)
     }
 
     /// Re-checks an enrolled agent at `now_ns` (every pulse): the allowlist is a hash

@@ -9,7 +9,7 @@ pub mod enroll;
 pub mod revoke;
 
 use crate::act::unenrolled::source_key;
-use crate::attest::{check_event_log_matches, EventLogInput};
+use crate::attest::{check_event_log_matches, AttestError, EventLogInput};
 use crate::heartbeat::inventory_err;
 use crate::http::error::ApiError;
 use crate::judge::baseline::{judge, resolve_inventory};
@@ -201,6 +201,7 @@ impl ControlPlane {
             self.enroller
                 .check(&report.agent_id, &key, &req.evidence.certificate_chain, now)
         {
+            let e = ApiError::from(e);
             if matches!(e, ApiError::Unenrolled(_)) {
                 self.note_unenrolled(&source_key(source), &report.agent_id, now, &e)
                     .await;
@@ -255,12 +256,16 @@ impl ControlPlane {
                 match checked {
                     Ok(a) => Some(a),
                     // A protocol step, not a refusal: the agent sends its whole log.
-                    Err(e @ ApiError::EventLogPrefix { .. }) => return Err(e),
-                    Err(e) if prior.is_some() && upstream_kind(&e).is_some() => {
+                    Err(e @ AttestError::EventLogPrefix { .. }) => return Err(e.into()),
+                    // An upstream outage is not a judgement: a known agent keeps its
+                    // registration.
+                    Err(e @ AttestError::Unavailable { .. }) if prior.is_some() => {
+                        let e = ApiError::from(e);
                         let old = prior.as_ref().ok_or_else(|| e.clone())?;
                         return Err(self.requote_failed(old, &e, now).await);
                     }
                     Err(e) => {
+                        let e = ApiError::from(e);
                         self.alert_with_cooldown(
                             &report.agent_id,
                             AlertKind::AttestationRefused,

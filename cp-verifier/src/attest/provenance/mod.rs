@@ -35,8 +35,8 @@ use signatures::{verify_bundle, Artifact, TrustRoot};
 
 use evidence::tdx::Mr;
 
+use crate::attest::error::AttestError;
 use crate::attest::provenance::github::GithubClient;
-use crate::http::error::ApiError;
 use crate::model::MrtdProvenance;
 use crate::store::Store;
 
@@ -179,13 +179,6 @@ pub struct ProvenanceChecker {
     memory: Mutex<HashMap<String, MrtdProvenance>>,
 }
 
-fn refuse(kind: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::Attestation {
-        kind,
-        detail: detail.into(),
-    }
-}
-
 impl ProvenanceChecker {
     pub fn new(
         cfg: ProvenanceConfig,
@@ -289,7 +282,7 @@ impl ProvenanceChecker {
         mrtd: &[u8; 48],
         rtmrs: &[[u8; 48]; 4],
         now_secs: u64,
-    ) -> Result<MrtdProvenance, ApiError> {
+    ) -> Result<MrtdProvenance, AttestError> {
         let digest = Self::subject_digest(mrtd);
         // Every matched value is part of the key: TDs with one firmware but different
         // kernels each get their own answer (and their own lookup).
@@ -314,14 +307,16 @@ impl ProvenanceChecker {
             .github
             .attestations(&self.cfg.repository, &digest)
             .await
-            .map_err(|e| refuse("ProvenanceUnavailable", format!("{}: {e}", e.kind())))?;
+            .map_err(|e| {
+                AttestError::unavailable("ProvenanceUnavailable", format!("{}: {e}", e.kind()))
+            })?;
         let tried = format!(
             "MRTD {} (subject {digest}) in {}",
             hex::encode(mrtd),
             self.cfg.repository
         );
         if found.is_empty() {
-            return Err(refuse(
+            return Err(AttestError::refused(
                 "MrtdNotAttested",
                 format!("no attestation found for {tried}"),
             ));
@@ -331,7 +326,7 @@ impl ProvenanceChecker {
             .clone()
             .subject_digest(digest.clone())
             .build()
-            .map_err(|e| ApiError::Internal(format!("identity policy: {e}")))?;
+            .map_err(|e| AttestError::Internal(format!("identity policy: {e}")))?;
         let mut reasons = Vec::new();
         let mut rtmr_only = false;
         for (i, f) in found.iter().enumerate() {
@@ -394,7 +389,7 @@ impl ProvenanceChecker {
         } else {
             "MrtdNotAttested"
         };
-        Err(refuse(kind, detail))
+        Err(AttestError::refused(kind, detail))
     }
 
     /// The attested `mrtd` (and `rtmr0..2` where configured) of `p` equal the quote's.
