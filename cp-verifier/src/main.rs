@@ -45,143 +45,22 @@ enum Cmd {
     /// RTMR1 and RTMR2 with --kernel (direct boot); RTMR0 never (it depends on
     /// ACPI tables and a TD HOB the VMM builds): it is null, with the reason.
     /// Exit 0 manifest, 1 malformed input (error JSON on stdout), 2 usage error.
-    Measure {
-        /// The TDVF/OVMF firmware image (QEMU -bios), e.g. /usr/share/ovmf/OVMF.fd.
-        #[arg(long)]
-        firmware: PathBuf,
-        /// The kernel for QEMU direct boot (-kernel): adds RTMR1 and RTMR2.
-        #[arg(long)]
-        kernel: Option<PathBuf>,
-        /// The initrd (-initrd). Needs --kernel, and --memory unless
-        /// --kernel-setup raw.
-        #[arg(long, requires = "kernel")]
-        initrd: Option<PathBuf>,
-        /// The kernel command line (-append), ASCII; default empty, as QEMU's.
-        #[arg(long, requires = "kernel")]
-        cmdline: Option<String>,
-        /// Guest RAM as QEMU's -m takes it: 4G, 2048M, 2048 (MiB). Decides where
-        /// QEMU puts the initrd, which the patched kernel header records.
-        #[arg(long)]
-        memory: Option<String>,
-        /// Page-add order: single-pass (QEMU >= 9, upstream KVM) or two-pass
-        /// (QEMU 8.x).
-        #[arg(long, value_enum, default_value_t = cp_verifier::offline::measure::Layout::SinglePass)]
-        layout: cp_verifier::offline::measure::Layout,
-        /// Which kernel bytes the firmware measures: qemu-patched (QEMU's
-        /// setup-header edits) or raw (newer OVMF loading QEMU's unpatched copy).
-        #[arg(long, value_enum, default_value_t = cp_verifier::offline::measure::KernelSetup::QemuPatched)]
-        kernel_setup: cp_verifier::offline::measure::KernelSetup,
-    },
+    Measure(cp_verifier::offline::measure::MeasureArgs),
 }
 
 #[derive(Subcommand)]
 enum VerifyCmd {
     /// Verify a TDX quote: signatures and PCK chain, plus TCB status with collateral.
     /// Exit 0 verified, 1 refused (error JSON on stdout), 2 usage error.
-    Quote {
-        /// The quote: raw binary or hex text (with or without 0x).
-        #[arg(long)]
-        quote: PathBuf,
-        /// dcap-qvl QuoteCollateralV3 JSON. Without it only signatures and the PCK
-        /// chain are checked, and the output says "collateral":"absent".
-        #[arg(long)]
-        collateral: Option<PathBuf>,
-        /// Verification time, Unix seconds (default: now).
-        #[arg(long)]
-        at: Option<u64>,
-        /// Trust this root CA (DER) instead of Intel's SGX Root CA.
-        #[arg(long)]
-        root_ca: Option<PathBuf>,
-    },
+    Quote(cp_verifier::offline::verify::QuoteArgs),
     /// Verify Sigstore bundles offline under a trusted root and an identity policy.
     /// Exit 0 all verified, 1 refused (error JSON on stdout), 2 usage error.
-    Bundle {
-        /// One JSON bundle, or JSON Lines (one bundle per line; every line must verify).
-        #[arg(long)]
-        bundle: PathBuf,
-        /// `trusted_root.json` (e.g. Sigstore public-good).
-        #[arg(long)]
-        trusted_root: PathBuf,
-        /// The artifact's digest, sha256:HEX or sha512:HEX.
-        #[arg(long, conflicts_with = "artifact")]
-        digest: Option<String>,
-        /// The artifact file.
-        #[arg(long)]
-        artifact: Option<PathBuf>,
-        /// Required OIDC issuer.
-        #[arg(long, default_value = policy::identity::GITHUB_ACTIONS_ISSUER)]
-        issuer: String,
-        /// Required certificate SAN, exact.
-        #[arg(long, conflicts_with = "san_regex")]
-        san: Option<String>,
-        /// Required certificate SAN, a regex matched against the whole SAN.
-        #[arg(long)]
-        san_regex: Option<String>,
-        /// Required source repository, OWNER/NAME.
-        #[arg(long)]
-        source_repo: Option<String>,
-        /// Required source ref, e.g. refs/heads/main.
-        #[arg(long)]
-        source_ref: Option<String>,
-        /// Required signer workflow, OWNER/REPO/.github/workflows/FILE.
-        #[arg(long)]
-        signer_workflow: Option<String>,
-        /// Required in-toto predicate type.
-        #[arg(long)]
-        predicate_type: Option<String>,
-        /// Verification time, Unix seconds (default: now).
-        #[arg(long)]
-        at: Option<u64>,
-    },
+    Bundle(cp_verifier::offline::verify::BundleArgs),
     /// Verify a container image signature offline: a cosign simple-signing
     /// signature (containers/image's stored file or cosign's layer JSON) or a
     /// Sigstore bundle, for an image digest, with a cosign key or keyless.
     /// Exit 0 verified, 1 refused (error JSON on stdout), 2 usage error.
-    Image {
-        /// The image manifest; its SHA-256 is the digest verified.
-        #[arg(long, conflicts_with = "digest", required_unless_present = "digest")]
-        manifest: Option<PathBuf>,
-        /// The image manifest digest, sha256:HEX.
-        #[arg(long)]
-        digest: Option<String>,
-        /// The signature: `0x00 "sigstore-json" LF {..}`, a cosign layer JSON, or a
-        /// Sigstore bundle.
-        #[arg(long)]
-        signature: PathBuf,
-        /// A cosign public key (PEM); repeatable.
-        #[arg(long)]
-        key: Vec<PathBuf>,
-        /// Keyless: a `trusted_root.json` (Fulcio CAs, Rekor keys).
-        #[arg(long)]
-        trusted_root: Option<PathBuf>,
-        /// Keyless: Fulcio CA certificates (PEM), with --rekor-key.
-        #[arg(long)]
-        fulcio_ca: Option<PathBuf>,
-        /// Rekor public key (PEM): the SET is then required (always for keyless).
-        #[arg(long)]
-        rekor_key: Option<PathBuf>,
-        /// Required email SAN, exact.
-        #[arg(long, conflicts_with_all = ["san", "san_regex"])]
-        identity_email: Option<String>,
-        /// Required URI SAN, exact.
-        #[arg(long, conflicts_with = "san_regex")]
-        san: Option<String>,
-        /// Required SAN, a regex matched against the whole SAN.
-        #[arg(long)]
-        san_regex: Option<String>,
-        /// Required OIDC issuer (keyless).
-        #[arg(long)]
-        issuer: Option<String>,
-        /// Required Fulcio source repository (OWNER/NAME or https://github.com/OWNER/NAME).
-        #[arg(long)]
-        source_repository: Option<String>,
-        /// Required Fulcio source ref, e.g. refs/heads/main.
-        #[arg(long)]
-        source_ref: Option<String>,
-        /// Verification time, Unix seconds (default: now).
-        #[arg(long)]
-        at: Option<u64>,
-    },
+    Image(cp_verifier::offline::verify::ImageArgs),
 }
 
 #[tokio::main]
@@ -229,120 +108,20 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
-        Cmd::Verify(VerifyCmd::Quote {
-            quote,
-            collateral,
-            at,
-            root_ca,
-        }) => {
-            let at = at.unwrap_or_else(|| {
-                provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
-            });
-            let o = cp_verifier::offline::verify::verify_quote_cmd(
-                &quote,
-                collateral.as_deref(),
-                at,
-                root_ca.as_deref(),
-            );
+        Cmd::Verify(cmd) => {
+            let now_secs = provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000;
+            let o = match cmd {
+                VerifyCmd::Quote(a) => cp_verifier::offline::verify::verify_quote_cmd(&a, now_secs),
+                VerifyCmd::Bundle(a) => {
+                    cp_verifier::offline::verify::verify_bundle_cmd(&a, now_secs)
+                }
+                VerifyCmd::Image(a) => cp_verifier::offline::verify::verify_image_cmd(&a, now_secs),
+            };
             println!("{}", o.json);
             std::process::exit(o.code);
         }
-        Cmd::Verify(VerifyCmd::Bundle {
-            bundle,
-            trusted_root,
-            digest,
-            artifact,
-            issuer,
-            san,
-            san_regex,
-            source_repo,
-            source_ref,
-            signer_workflow,
-            predicate_type,
-            at,
-        }) => {
-            let at = at.unwrap_or_else(|| {
-                provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
-            });
-            let o = cp_verifier::offline::verify::verify_bundle_cmd(
-                &cp_verifier::offline::verify::BundleArgs {
-                    bundle,
-                    trusted_root,
-                    digest,
-                    artifact,
-                    issuer: Some(issuer),
-                    san,
-                    san_regex,
-                    source_repo,
-                    source_ref,
-                    signer_workflow,
-                    predicate_type,
-                    at,
-                },
-            );
-            println!("{}", o.json);
-            std::process::exit(o.code);
-        }
-        Cmd::Verify(VerifyCmd::Image {
-            manifest,
-            digest,
-            signature,
-            key,
-            trusted_root,
-            fulcio_ca,
-            rekor_key,
-            identity_email,
-            san,
-            san_regex,
-            issuer,
-            source_repository,
-            source_ref,
-            at,
-        }) => {
-            let at = at.unwrap_or_else(|| {
-                provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000
-            });
-            let o = cp_verifier::offline::verify::verify_image_cmd(
-                &cp_verifier::offline::verify::ImageArgs {
-                    manifest,
-                    digest,
-                    signature,
-                    keys: key,
-                    trusted_root,
-                    fulcio_ca,
-                    rekor_key,
-                    identity_email,
-                    san,
-                    san_regex,
-                    issuer,
-                    source_repository,
-                    source_ref,
-                    at,
-                },
-            );
-            println!("{}", o.json);
-            std::process::exit(o.code);
-        }
-        Cmd::Measure {
-            firmware,
-            kernel,
-            initrd,
-            cmdline,
-            memory,
-            layout,
-            kernel_setup,
-        } => {
-            let o = cp_verifier::offline::measure::measure_cmd(
-                &cp_verifier::offline::measure::MeasureArgs {
-                    firmware: Some(&firmware),
-                    kernel: kernel.as_deref(),
-                    initrd: initrd.as_deref(),
-                    cmdline: cmdline.as_deref(),
-                    memory: memory.as_deref(),
-                    layout,
-                    kernel_setup,
-                },
-            );
+        Cmd::Measure(a) => {
+            let o = cp_verifier::offline::measure::measure_cmd(&a);
             println!("{}", o.json);
             std::process::exit(o.code);
         }

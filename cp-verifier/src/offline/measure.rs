@@ -554,15 +554,33 @@ pub fn parse_memory_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("memory size {s:?}: zero or too large"))
 }
 
-/// Arguments of `cp-verifier measure`.
-#[derive(Debug, Clone, Default)]
-pub struct MeasureArgs<'a> {
-    pub firmware: Option<&'a Path>,
-    pub kernel: Option<&'a Path>,
-    pub initrd: Option<&'a Path>,
-    pub cmdline: Option<&'a str>,
-    pub memory: Option<&'a str>,
+/// `cp-verifier measure` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeasureArgs {
+    /// The TDVF/OVMF firmware image (QEMU -bios), e.g. /usr/share/ovmf/OVMF.fd.
+    #[arg(long)]
+    pub firmware: std::path::PathBuf,
+    /// The kernel for QEMU direct boot (-kernel): adds RTMR1 and RTMR2.
+    #[arg(long)]
+    pub kernel: Option<std::path::PathBuf>,
+    /// The initrd (-initrd). Needs --kernel, and --memory unless
+    /// --kernel-setup raw.
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<std::path::PathBuf>,
+    /// The kernel command line (-append), ASCII; default empty, as QEMU's.
+    #[arg(long, requires = "kernel")]
+    pub cmdline: Option<String>,
+    /// Guest RAM as QEMU's -m takes it: 4G, 2048M, 2048 (MiB). Decides where
+    /// QEMU puts the initrd, which the patched kernel header records.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Page-add order: single-pass (QEMU >= 9, upstream KVM) or two-pass
+    /// (QEMU 8.x).
+    #[arg(long, value_enum, default_value_t = Layout::SinglePass)]
     pub layout: Layout,
+    /// Which kernel bytes the firmware measures: qemu-patched (QEMU's
+    /// setup-header edits) or raw (newer OVMF loading QEMU's unpatched copy).
+    #[arg(long, value_enum, default_value_t = KernelSetup::QemuPatched)]
     pub kernel_setup: KernelSetup,
 }
 
@@ -591,15 +609,15 @@ fn read_input(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>, Outc
 /// `cp-verifier measure`: exit 0 with the manifest, 1 with `{"error":{..}}` when an
 /// input is malformed, 2 for usage errors (missing or unreadable inputs, an option
 /// that needs another).
-pub fn measure_cmd(args: &MeasureArgs<'_>) -> Outcome {
+pub fn measure_cmd(args: &MeasureArgs) -> Outcome {
     match run_measure(args) {
         Ok(o) | Err(o) => o,
     }
 }
 
-fn run_measure(a: &MeasureArgs<'_>) -> Result<Outcome, Outcome> {
+fn run_measure(a: &MeasureArgs) -> Result<Outcome, Outcome> {
     let usage = |d: &str| outcome_error(2, "Usage", d);
-    let fw_path = a.firmware.ok_or_else(|| usage("--firmware is required"))?;
+    let fw_path = a.firmware.as_path();
     if a.kernel.is_none() && (a.initrd.is_some() || a.cmdline.is_some()) {
         return Err(usage(
             "--initrd and --cmdline describe a direct kernel boot and need --kernel",
@@ -607,6 +625,7 @@ fn run_measure(a: &MeasureArgs<'_>) -> Result<Outcome, Outcome> {
     }
     let memory = a
         .memory
+        .as_deref()
         .map(parse_memory_size)
         .transpose()
         .map_err(|e| usage(&e))?;
@@ -624,11 +643,11 @@ fn run_measure(a: &MeasureArgs<'_>) -> Result<Outcome, Outcome> {
         };
         outcome_error(code, e.kind(), e.to_string())
     };
-    let m = match a.kernel {
+    let m = match a.kernel.as_deref() {
         None => measure(&firmware, a.layout, None).map_err(fail)?,
         Some(kp) => {
             let kernel = read_input(kp, MAX_KERNEL_BYTES, "kernel")?;
-            let initrd = match a.initrd {
+            let initrd = match a.initrd.as_deref() {
                 None => None,
                 Some(ip) => {
                     let f = std::fs::File::open(ip)
@@ -642,7 +661,7 @@ fn run_measure(a: &MeasureArgs<'_>) -> Result<Outcome, Outcome> {
                     Some(d)
                 }
             };
-            let cmdline = a.cmdline.unwrap_or("");
+            let cmdline = a.cmdline.as_deref().unwrap_or("");
             inputs.kernel = Some(FileInput::of(kp, &kernel));
             inputs.kernel_setup = Some(a.kernel_setup);
             inputs.cmdline = Some(cmdline.to_string());

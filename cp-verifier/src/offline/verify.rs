@@ -61,13 +61,33 @@ fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Outcome> {
     })
 }
 
-pub fn verify_quote_cmd(
-    quote_path: &Path,
-    collateral_path: Option<&Path>,
-    at: u64,
-    root_ca_path: Option<&Path>,
-) -> Outcome {
-    match run(quote_path, collateral_path, at, root_ca_path) {
+/// `cp-verifier verify quote` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuoteArgs {
+    /// The quote: raw binary or hex text (with or without 0x).
+    #[arg(long)]
+    pub quote: PathBuf,
+    /// dcap-qvl QuoteCollateralV3 JSON. Without it only signatures and the PCK
+    /// chain are checked, and the output says "collateral":"absent".
+    #[arg(long)]
+    pub collateral: Option<PathBuf>,
+    /// Verification time, Unix seconds (default: now).
+    #[arg(long)]
+    pub at: Option<u64>,
+    /// Trust this root CA (DER) instead of Intel's SGX Root CA.
+    #[arg(long)]
+    pub root_ca: Option<PathBuf>,
+}
+
+/// `cp-verifier verify quote` at `args.at`, or `now_secs` (Unix seconds) when unset.
+pub fn verify_quote_cmd(args: &QuoteArgs, now_secs: u64) -> Outcome {
+    let at = args.at.unwrap_or(now_secs);
+    match run(
+        &args.quote,
+        args.collateral.as_deref(),
+        at,
+        args.root_ca.as_deref(),
+    ) {
         Ok(o) | Err(o) => o,
     }
 }
@@ -144,21 +164,45 @@ pub const MAX_BUNDLES_PER_FILE: usize = 100;
 /// Largest `--artifact` read into memory. Bigger artifacts: pass `--digest`.
 pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
 
-/// Arguments of `cp-verifier verify bundle` (see the issue's stable contract).
-#[derive(Debug, Clone, Default)]
+/// `cp-verifier verify bundle` arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BundleArgs {
+    /// One JSON bundle, or JSON Lines (one bundle per line; every line must verify).
+    #[arg(long)]
     pub bundle: PathBuf,
+    /// `trusted_root.json` (e.g. Sigstore public-good).
+    #[arg(long)]
     pub trusted_root: PathBuf,
+    /// The artifact's digest, sha256:HEX or sha512:HEX.
+    #[arg(long, conflicts_with = "artifact")]
     pub digest: Option<String>,
+    /// The artifact file.
+    #[arg(long)]
     pub artifact: Option<PathBuf>,
+    /// Required OIDC issuer.
+    #[arg(long, default_value = policy::identity::GITHUB_ACTIONS_ISSUER)]
     pub issuer: Option<String>,
+    /// Required certificate SAN, exact.
+    #[arg(long, conflicts_with = "san_regex")]
     pub san: Option<String>,
+    /// Required certificate SAN, a regex matched against the whole SAN.
+    #[arg(long)]
     pub san_regex: Option<String>,
+    /// Required source repository, OWNER/NAME.
+    #[arg(long)]
     pub source_repo: Option<String>,
+    /// Required source ref, e.g. refs/heads/main.
+    #[arg(long)]
     pub source_ref: Option<String>,
+    /// Required signer workflow, OWNER/REPO/.github/workflows/FILE.
+    #[arg(long)]
     pub signer_workflow: Option<String>,
+    /// Required in-toto predicate type.
+    #[arg(long)]
     pub predicate_type: Option<String>,
-    pub at: u64,
+    /// Verification time, Unix seconds (default: now).
+    #[arg(long)]
+    pub at: Option<u64>,
 }
 
 /// `cp-verifier verify bundle`.
@@ -171,8 +215,8 @@ pub struct BundleArgs {
 /// `--at`. Exit 1 with `{"error":{"kind","detail"}}` when any does not (the detail
 /// names the line). Exit 2 for usage errors, including a policy with no identity
 /// constraint (`kind` `NoIdentityConstraint`), unreadable files and bad digests.
-pub fn verify_bundle_cmd(args: &BundleArgs) -> Outcome {
-    match run_bundle(args) {
+pub fn verify_bundle_cmd(args: &BundleArgs, now_secs: u64) -> Outcome {
+    match run_bundle(args, args.at.unwrap_or(now_secs)) {
         Ok(o) | Err(o) => o,
     }
 }
@@ -225,7 +269,7 @@ fn split_bundles(bytes: &[u8]) -> Result<Vec<&[u8]>, Outcome> {
     Ok(lines)
 }
 
-fn run_bundle(args: &BundleArgs) -> Result<Outcome, Outcome> {
+fn run_bundle(args: &BundleArgs, at: u64) -> Result<Outcome, Outcome> {
     if args.digest.is_some() && args.artifact.is_some() {
         return Err(error(2, "Usage", "give --digest or --artifact, not both"));
     }
@@ -265,7 +309,7 @@ fn run_bundle(args: &BundleArgs) -> Result<Outcome, Outcome> {
     let many = bundles.len() > 1;
     let mut out = Vec::with_capacity(bundles.len());
     for (i, b) in bundles.into_iter().enumerate() {
-        let v = signatures::verify_bundle(b, artifact, &root, &policy, args.at).map_err(|e| {
+        let v = signatures::verify_bundle(b, artifact, &root, &policy, at).map_err(|e| {
             let detail = if many {
                 format!("bundle on line {}: {e}", i + 1)
             } else {
@@ -294,27 +338,52 @@ fn run_bundle(args: &BundleArgs) -> Result<Outcome, Outcome> {
 /// Largest `--manifest` read: registries refuse manifests over 4 MiB.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
-/// Arguments of `cp-verifier verify image` (see the issue's stable contract).
-#[derive(Debug, Clone, Default)]
+/// `cp-verifier verify image` arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImageArgs {
-    /// The image manifest: its SHA-256 is the digest verified.
+    /// The image manifest; its SHA-256 is the digest verified.
+    #[arg(long, conflicts_with = "digest", required_unless_present = "digest")]
     pub manifest: Option<PathBuf>,
-    /// Or the digest, `sha256:HEX`.
+    /// The image manifest digest, sha256:HEX.
+    #[arg(long)]
     pub digest: Option<String>,
-    /// containers/image's stored signature file, a cosign layer JSON or a bundle.
+    /// The signature: `0x00 "sigstore-json" LF {..}`, a cosign layer JSON, or a
+    /// Sigstore bundle.
+    #[arg(long)]
     pub signature: PathBuf,
-    /// cosign public keys (PEM).
+    /// A cosign public key (PEM); repeatable.
+    #[arg(long = "key")]
     pub keys: Vec<PathBuf>,
+    /// Keyless: a `trusted_root.json` (Fulcio CAs, Rekor keys).
+    #[arg(long)]
     pub trusted_root: Option<PathBuf>,
+    /// Keyless: Fulcio CA certificates (PEM), with --rekor-key.
+    #[arg(long)]
     pub fulcio_ca: Option<PathBuf>,
+    /// Rekor public key (PEM): the SET is then required (always for keyless).
+    #[arg(long)]
     pub rekor_key: Option<PathBuf>,
+    /// Required email SAN, exact.
+    #[arg(long, conflicts_with_all = ["san", "san_regex"])]
     pub identity_email: Option<String>,
+    /// Required URI SAN, exact.
+    #[arg(long, conflicts_with = "san_regex")]
     pub san: Option<String>,
+    /// Required SAN, a regex matched against the whole SAN.
+    #[arg(long)]
     pub san_regex: Option<String>,
+    /// Required OIDC issuer (keyless).
+    #[arg(long)]
     pub issuer: Option<String>,
+    /// Required Fulcio source repository (OWNER/NAME or https://github.com/OWNER/NAME).
+    #[arg(long)]
     pub source_repository: Option<String>,
+    /// Required Fulcio source ref, e.g. refs/heads/main.
+    #[arg(long)]
     pub source_ref: Option<String>,
-    pub at: u64,
+    /// Verification time, Unix seconds (default: now).
+    #[arg(long)]
+    pub at: Option<u64>,
 }
 
 /// `cp-verifier verify image`.
@@ -329,8 +398,8 @@ pub struct ImageArgs {
 /// Exit 1 with `{"error":{"kind","detail","reason"}}` when it is refused (`reason`
 /// is the verdict reason code, e.g. `ImageDigestMismatch`). Exit 2 for usage errors
 /// and unreadable files.
-pub fn verify_image_cmd(args: &ImageArgs) -> Outcome {
-    match run_image(args) {
+pub fn verify_image_cmd(args: &ImageArgs, now_secs: u64) -> Outcome {
+    match run_image(args, now_secs) {
         Ok(o) | Err(o) => o,
     }
 }
@@ -346,7 +415,7 @@ fn image_error(e: &signatures::ImageSigError) -> Outcome {
     }
 }
 
-fn run_image(args: &ImageArgs) -> Result<Outcome, Outcome> {
+fn run_image(args: &ImageArgs, now_secs: u64) -> Result<Outcome, Outcome> {
     use signatures::{ImageTrust, ImageTrustError, ImageTrustParts, KeylessIdentity};
     let digest = match (&args.manifest, &args.digest) {
         (Some(_), Some(_)) => {
@@ -463,7 +532,7 @@ fn run_image(args: &ImageArgs) -> Result<Outcome, Outcome> {
         "signature",
     )?;
     let sig = signatures::parse_signature_file(&file).map_err(|e| image_error(&e))?;
-    let at = i64::try_from(args.at).unwrap_or(i64::MAX);
+    let at = i64::try_from(args.at.unwrap_or(now_secs)).unwrap_or(i64::MAX);
     let v = signatures::verify_image_signature(&sig, &digest, &trust, at)
         .map_err(|e| image_error(&e))?;
     Ok(Outcome {
