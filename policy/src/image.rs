@@ -224,6 +224,48 @@ pub enum ImageCheck {
     Undecided { detail: String },
 }
 
+/// The coverage rule (`ImageNotCovered`): an image whose repository no
+/// `[[images.trust]]` rule covers is refused before any registry is asked, so an
+/// agent cannot make the control plane contact registries of its choosing. `policy`
+/// is `None` when no `[images]` section is configured. `None`: covered.
+pub fn uncovered(policy: Option<&ImagePolicy>, repository: &str) -> Option<ImageCheck> {
+    let detail = match policy {
+        None => {
+            format!("no [images] policy is configured, so no signer is trusted for {repository}")
+        }
+        Some(p) if p.rule_for(repository).is_none() => {
+            format!("no [[images.trust]] rule covers {repository}")
+        }
+        Some(_) => return None,
+    };
+    Some(ImageCheck::Refused {
+        code: ReasonCode::ImageNotCovered,
+        detail,
+    })
+}
+
+/// Whether `code` is a fault of the image itself (unsigned, wrongly signed, not
+/// covered, no digest), as opposed to the agent that runs it or an undecided check.
+pub fn is_image_fault(code: ReasonCode) -> bool {
+    matches!(
+        code,
+        ReasonCode::ImageUnsigned
+            | ReasonCode::ImageSignatureInvalid
+            | ReasonCode::ImageDigestMismatch
+            | ReasonCode::ImageIdentityMismatch
+            | ReasonCode::ImageNotCovered
+            | ReasonCode::ImageNoDigest
+    )
+}
+
+/// Whether a workload badge is red because of its image (each turn to red raises
+/// one `ImageRefused` alert).
+pub fn image_red(badge: &[Reason]) -> bool {
+    badge
+        .iter()
+        .any(|r| r.status == Status::Fail && is_image_fault(r.code))
+}
+
 /// The badge of one workload: its image check combined with the verdict on the
 /// agent that runs it (DESIGN.md "Image signatures"). Green only when the image is
 /// signed under the policy *and* the agent is green (TDX evidence with provenance,
@@ -307,6 +349,41 @@ rekor_key = "rekor.pub"
 "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn coverage_rule_refuses_uncovered_repositories_before_any_registry() {
+        let p = policy();
+        let covered = p.trust[0].scope.clone();
+        assert_eq!(uncovered(Some(&p), &covered), None);
+        for (pol, want) in [
+            (None, "no [images] policy is configured"),
+            (Some(&p), "no [[images.trust]] rule covers"),
+        ] {
+            match uncovered(pol, "evil.example/x") {
+                Some(ImageCheck::Refused { code, detail }) => {
+                    assert_eq!(code, ReasonCode::ImageNotCovered);
+                    assert!(
+                        detail.contains(want) && detail.contains("evil.example/x"),
+                        "{detail}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let red = |code, status| Reason {
+            code,
+            status,
+            detail: String::new(),
+        };
+        assert!(image_red(&[red(ReasonCode::ImageNotCovered, Status::Fail)]));
+        // The agent's own faults, or an undecided check, do not make the image red.
+        assert!(!image_red(&[red(
+            ReasonCode::ImageUnverifiable,
+            Status::Unknown
+        )]));
+        assert!(!image_red(&[red(ReasonCode::ImageUnsigned, Status::Warn)]));
+        assert!(!image_red(&[red(ReasonCode::Blinded, Status::Fail)]));
     }
 
     fn workload(digest: Option<&str>) -> Workload {

@@ -55,25 +55,19 @@ impl PolicyChecker {
 #[async_trait::async_trait]
 impl ImageChecker for PolicyChecker {
     async fn check(&self, repository: &str, _digest: &str, _now_unix: i64) -> ImageCheck {
-        match &self.policy {
-            None => ImageCheck::Refused {
-                code: ReasonCode::ImageNotCovered,
-                detail: format!(
-                    "no [images] policy is configured, so no signer is trusted for {repository}"
-                ),
-            },
-            Some(p) => match p.rule_for(repository) {
-                None => ImageCheck::Refused {
-                    code: ReasonCode::ImageNotCovered,
-                    detail: format!("no [[images.trust]] rule covers {repository}"),
-                },
-                Some(r) => ImageCheck::Undecided {
-                    detail: format!(
-                        "{repository} is covered by rule {:?}, but no registry verifier is configured to fetch its signature",
-                        r.scope
-                    ),
-                },
-            },
+        if let Some(refused) = policy::image::uncovered(self.policy.as_ref(), repository) {
+            return refused;
+        }
+        let scope = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.rule_for(repository))
+            .map(|r| r.scope.clone())
+            .unwrap_or_default();
+        ImageCheck::Undecided {
+            detail: format!(
+                "{repository} is covered by rule {scope:?}, but no registry verifier is configured to fetch its signature"
+            ),
         }
     }
 }

@@ -20,20 +20,9 @@ pub fn image_key(b: &WorkloadBadge) -> String {
     }
 }
 
-/// Whether the badge is red because of the image itself (not the agent).
+/// Whether the badge is red because of the image itself ([`policy::image::image_red`]).
 pub(crate) fn image_red(b: &WorkloadBadge) -> bool {
-    b.reasons.iter().any(|r| {
-        r.status == policy::Status::Fail
-            && matches!(
-                r.code,
-                policy::ReasonCode::ImageUnsigned
-                    | policy::ReasonCode::ImageSignatureInvalid
-                    | policy::ReasonCode::ImageDigestMismatch
-                    | policy::ReasonCode::ImageIdentityMismatch
-                    | policy::ReasonCode::ImageNotCovered
-                    | policy::ReasonCode::ImageNoDigest
-            )
-    })
+    policy::image::image_red(&b.reasons)
 }
 
 impl ControlPlane {
@@ -90,10 +79,15 @@ impl ControlPlane {
         else {
             return Vec::new();
         };
+        let configured = self.cfg.images.is_some().then_some(&self.image_policy);
+        let uncovered = |repo: &str| policy::image::uncovered(configured, repo);
         items
             .iter()
             .map(|w| {
-                let check = match (&w.image_digest, crate::judge::images::repository_of(&w.image)) {
+                let check = match (
+                    &w.image_digest,
+                    crate::judge::images::repository_of(&w.image),
+                ) {
                     (None, _) => policy::image::ImageCheck::Pending,
                     (Some(_), None) => policy::image::ImageCheck::Refused {
                         code: policy::ReasonCode::ImageNotCovered,
@@ -102,17 +96,9 @@ impl ControlPlane {
                     // Only repositories the policy covers reach the verifier (and so a
                     // registry): an agent cannot make the control plane contact
                     // registries of its choosing.
-                    (Some(_), Some(repo)) if self.image_policy.rule_for(&repo).is_none() => {
-                        policy::image::ImageCheck::Refused {
-                            code: policy::ReasonCode::ImageNotCovered,
-                            detail: if self.cfg.images.is_none() {
-                                format!("no [images] policy is configured, so no signer is trusted for {repo}")
-                            } else {
-                                format!("no [[images.trust]] rule covers {repo}")
-                            },
-                        }
+                    (Some(d), Some(repo)) => {
+                        uncovered(&repo).unwrap_or_else(|| self.images.lookup(&repo, d))
                     }
-                    (Some(d), Some(repo)) => self.images.lookup(&repo, d),
                 };
                 let v = policy::image::workload_badge(&self.image_policy, agent, w, &check);
                 let (signer, verified_at_ns) = match &check {
