@@ -86,7 +86,7 @@ const SCHEMA: &[&str] = &[
         at_ns BIGINT NOT NULL)",
 ];
 
-/// The embedded SQLite [`Store`](super::Store): reads from a pool, writes through one
+/// The embedded SQLite [`Store`]: reads from a pool, writes through one
 /// writer task that commits in groups (see the module doc).
 pub struct SqliteStore {
     reads: SqlitePool,
