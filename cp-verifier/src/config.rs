@@ -12,11 +12,14 @@ use crate::model::BuildKind;
 pub const MAX_REASON: usize = 1024;
 use serde::Deserialize;
 
+/// Largest config file read, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
+/// The whole config file. Durations are humantime strings (`30s`, `1h`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpConfig {
+    /// Address to serve on. Default `127.0.0.1:7400`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Directory for the embedded SQLite database (`provenant.db`).
@@ -55,8 +58,10 @@ pub struct CpConfig {
     /// `TrustPolicy::default()`): software-tier agents must be allowed explicitly.
     #[serde(default = "serve_policy", deserialize_with = "serve_policy_de")]
     pub policy: TrustPolicy,
+    /// `[enrollment]`: which keys may register as which agents.
     #[serde(default)]
     pub enrollment: Enrollment,
+    /// `[tdx]`: how TDX quotes are verified.
     #[serde(default)]
     pub tdx: TdxConfig,
     /// Build provenance for MRTD (`[provenance]`); absent: MRTD is pinned only by
@@ -94,10 +99,13 @@ pub struct CpConfig {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawnBuild {
+    /// MRTD to withdraw, 96 hex digits.
     #[serde(default)]
     pub mrtd: Option<String>,
+    /// Agent binary SHA-256 to withdraw, 64 hex digits.
     #[serde(default)]
     pub agent_binary: Option<String>,
+    /// Why, 1..=[`MAX_REASON`] characters.
     pub reason: String,
 }
 
@@ -235,10 +243,15 @@ fn default_burst() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesConfig {
+    /// Show a key-signed image yellow (`ImageKeySigned`), not green: only a keyless
+    /// signature names the workflow that built the image.
     #[serde(default)]
     pub prefer_keyless: bool,
+    /// `[[images.trust]]`: the rules; for a repository the rule with the longest
+    /// matching scope applies.
     #[serde(default)]
     pub trust: Vec<policy::image::ImageRule>,
+    /// `[[images.registry]]`: how to reach a registry.
     #[serde(default)]
     pub registry: Vec<signatures::oci::RegistryConfig>,
     /// How long a verified or refused result is kept (memory and store).
@@ -253,6 +266,7 @@ pub struct ImagesConfig {
 }
 
 impl ImagesConfig {
+    /// The image policy these settings describe.
     pub fn policy(&self) -> policy::image::ImagePolicy {
         policy::image::ImagePolicy {
             prefer_keyless: self.prefer_keyless,
@@ -260,6 +274,7 @@ impl ImagesConfig {
         }
     }
 
+    /// The image service settings, with this policy's [`ImagesConfig::fingerprint`].
     pub fn service(&self) -> crate::judge::images::ImageServiceConfig {
         crate::judge::images::ImageServiceConfig {
             cache_ttl: self.cache_ttl,
@@ -372,9 +387,11 @@ pub struct Enrollment {
     pub crl_file: Option<PathBuf>,
 }
 
+/// One `[[enrollment.keys]]` entry: the key allowed to register as an agent id.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolledKey {
+    /// The agent id.
     pub agent_id: String,
     /// `sha256:<hex>` of the key's SubjectPublicKeyInfo, as `guest-agent pubkey` prints.
     pub fingerprint: String,
@@ -422,6 +439,7 @@ fn serve_policy_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrustPolicy
 }
 
 impl CpConfig {
+    /// Reads (at most [`MAX_CONFIG_BYTES`]), parses and [`CpConfig::check`]s the file.
     pub fn load(path: &Path) -> anyhow::Result<CpConfig> {
         use anyhow::Context;
         let text = provenant_base::fsutil::read_text_bounded(path, MAX_CONFIG_BYTES)
@@ -432,6 +450,7 @@ impl CpConfig {
         Ok(cfg)
     }
 
+    /// Checks values serde cannot: bounds, exclusive options, withdrawals, webhook URLs.
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.policy.missed_heartbeats >= 1,

@@ -17,6 +17,7 @@ use provenant_base::clock::SystemClock;
 
 use crate::config::{CpConfig, EnrolledKey};
 
+/// The demo agent's id.
 pub const DEMO_AGENT: &str = "demo-agent";
 
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
@@ -62,6 +63,8 @@ pub fn throwaway_tls(ip: std::net::IpAddr) -> anyhow::Result<(String, String, St
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
 }
 
+/// Runs the demo on `listen` until Ctrl-C (or SIGTERM), printing its URLs and paths;
+/// the temporary directory is removed on exit.
 pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("provenant-demo-")

@@ -21,6 +21,7 @@
 //! - [`plane`]: the control plane's state, [`wiring`]: its composition root;
 //! - [`offline`]: `verify` and `measure`, the offline CLIs (never used by the server).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod act;
 pub mod attest;

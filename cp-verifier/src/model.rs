@@ -19,30 +19,47 @@ use serde::{Deserialize, Serialize};
 /// Measurements the operator announced ahead of a coordinated update.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expectations {
+    /// Announced agent binary SHA-256: when reported, it becomes last-known-good
+    /// without a `BinaryChanged` alert.
     pub agent_binary: Option<Digest32>,
+    /// Announced policy digest, likewise for `PolicyChanged`.
     pub policy_digest: Option<Digest32>,
 }
 
 /// Everything the control plane keeps about one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
+    /// The agent's id (unique key of the record).
     pub agent_id: String,
+    /// The partition the agent registered in; its pulses must name the same one.
     pub partition: String,
+    /// The tier of the last registration.
     pub tier: Tier,
+    /// The key that signs the agent's pulses (`heartbeat_key` of the report).
     pub key: PublicKey,
+    /// When the agent last registered, UTC nanoseconds since the Unix epoch.
     pub registered_at_ns: u64,
     /// Last valid pulse (or registration).
     pub last_seen_ns: u64,
+    /// Sequence number of the last accepted pulse; 0 right after a registration.
     pub sequence: u64,
+    /// Digest of the last accepted pulse envelope (or registration report): the next
+    /// pulse's `previous` must equal it.
     pub chain_head: Digest32,
+    /// Pulse interval the agent announced, in milliseconds.
     pub heartbeat_interval_ms: u64,
     /// Last-known-good measurements.
     pub lkg: Measurements,
     /// Last reported measurements.
     pub current: Measurements,
+    /// Updates the operator announced (see [`Expectations`]).
     pub expected: Expectations,
+    /// Set by the liveness sweep after `missed_heartbeats` intervals without a valid
+    /// pulse; cleared by the next valid pulse.
     pub blinded: bool,
+    /// Last `Replay` alert, UTC ns.
     pub last_replay_ns: Option<u64>,
+    /// Last `ClockDesync` alert, UTC ns.
     pub last_desync_ns: Option<u64>,
     /// TDX evidence checked at the last registration (TDX tiers).
     #[serde(default)]
@@ -83,7 +100,9 @@ pub struct AgentRecord {
 /// An operator's disable mark.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disabled {
+    /// When the agent was disabled, UTC ns.
     pub at_ns: u64,
+    /// The operator's reason.
     pub reason: String,
 }
 
@@ -91,9 +110,13 @@ pub struct Disabled {
 /// `Revoked` (not `UnknownAgent`), naming the deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
+    /// The deleted agent's id.
     pub agent_id: String,
+    /// Fingerprint of the key it had (`sha256:<hex>` over the SPKI DER).
     pub key_fingerprint: String,
+    /// When it was deleted, UTC ns.
     pub at_ns: u64,
+    /// The operator's reason.
     pub reason: String,
 }
 
@@ -108,12 +131,14 @@ pub enum BuildKind {
 }
 
 impl BuildKind {
+    /// The stored and API name (`mrtd`, `agent_binary`).
     pub fn as_str(self) -> &'static str {
         match self {
             BuildKind::Mrtd => "mrtd",
             BuildKind::AgentBinary => "agent_binary",
         }
     }
+    /// Inverse of [`BuildKind::as_str`].
     pub fn parse(s: &str) -> Option<BuildKind> {
         match s {
             "mrtd" => Some(BuildKind::Mrtd),
@@ -127,11 +152,15 @@ impl BuildKind {
 /// and their pulses refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdrawal {
+    /// `wd-<16 hex>` (API) or `config-<kind>-<first 16 hex of digest>` (config).
     pub id: String,
+    /// Which measurement `digest` is.
     pub kind: BuildKind,
     /// Lowercase hex.
     pub digest: String,
+    /// The operator's reason.
     pub reason: String,
+    /// When it was withdrawn, UTC ns (0 for `config` withdrawals).
     pub at_ns: u64,
     /// `api` (stored) or `config` (`[[withdrawn]]`).
     pub source: String,
@@ -153,14 +182,19 @@ pub struct TdxAttestation {
     pub verified: bool,
     /// The TCB status DCAP gave (none for a TDREPORT).
     pub tcb_status: Option<String>,
+    /// Advisory ids DCAP reported with the TCB status (`INTEL-SA-...`).
     pub advisory_ids: Vec<String>,
     /// FMSPC of the platform (from the PCK certificate), lowercase hex.
     pub fmspc: Option<String>,
+    /// The TD's MRTD.
     pub mrtd: Mr,
+    /// RTMR0–3 from the quote or report.
     pub rtmrs: [Mr; 4],
+    /// TDATTRIBUTES (bit 0 DEBUG).
     pub td_attributes: HexBytes<8>,
     /// Events in the RTMR3 log, and how many of them are bound to the register.
     pub event_log_events: usize,
+    /// How many of those events are bound (extended RTMR3).
     pub event_log_bound: usize,
     /// When the evidence was checked, UTC nanoseconds.
     pub verified_at_ns: u64,
@@ -222,9 +256,13 @@ impl TdxAttestation {
 /// What the control plane keeps of an attested MRTD.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MrtdProvenance {
+    /// The GitHub repository (`owner/name`) whose attestation was verified.
     pub repository: String,
+    /// The signing certificate's SAN (the workflow identity).
     pub san: String,
+    /// The source ref the build ran on (Fulcio `source_repository_ref`), if any.
     pub source_ref: Option<String>,
+    /// The build signer URI (Fulcio `build_signer_uri`), if any.
     pub signer: Option<String>,
     /// When the bundle was signed (RFC 3339), per its Rekor entry or RFC 3161 stamp.
     pub signed_at: String,
@@ -306,6 +344,7 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    /// The stored and API name (the variant's name).
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::Blinded => "Blinded",
@@ -337,6 +376,7 @@ impl AlertKind {
         }
     }
 
+    /// Inverse of [`AlertKind::as_str`].
     pub fn parse(s: &str) -> Option<AlertKind> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
     }
@@ -373,17 +413,25 @@ impl AlertKind {
     }
 }
 
+/// One alert about one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
+    /// `<at_ns, 20 digits>-<16 random hex>`: sorts by time.
     pub id: String,
+    /// When it was raised, UTC ns.
     pub at_ns: u64,
+    /// The agent it is about.
     pub agent_id: String,
+    /// What happened.
     pub kind: AlertKind,
+    /// [`AlertKind::severity`] at the time it was raised (1 critical .. 4 informational).
     pub severity: u8,
+    /// Human-readable detail.
     pub detail: String,
 }
 
 impl Alert {
+    /// An alert raised at `at_ns` (UTC ns), with a fresh id and the kind's severity.
     pub fn new(at_ns: u64, agent_id: &str, kind: AlertKind, detail: impl Into<String>) -> Alert {
         let r: [u8; 8] = rand::random();
         Alert {

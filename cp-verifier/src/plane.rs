@@ -31,7 +31,10 @@ pub(crate) const PROBE_REUSE: Duration = Duration::from_secs(1);
 /// announced twice, or an agent is judged on its stored last pulse).
 pub(crate) const MAX_UNSTORED: usize = 10_000;
 
+/// The control plane: config, store, clock, verifiers, alert sink, and the in-memory
+/// state the HTTP handlers and the sweeper share (built in [`crate::wiring`]).
 pub struct ControlPlane {
+    /// The config it was built from.
     pub cfg: CpConfig,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -141,6 +144,7 @@ impl ControlPlane {
         &self.images
     }
 
+    /// The injected clock's time, UTC nanoseconds since the Unix epoch.
     pub fn now_ns(&self) -> u64 {
         self.clock.now_ns()
     }

@@ -29,9 +29,13 @@ struct TaskState {
 /// One task as `/healthz` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TaskView {
+    /// The name it was spawned under.
     pub name: String,
+    /// Whether it is running now (false while it waits to restart, or once ended).
     pub running: bool,
+    /// How many times it panicked and was restarted.
     pub restarts: u64,
+    /// The message of its last panic, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_panic: Option<String>,
 }
@@ -62,6 +66,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Tasks {
+    /// An empty set of tasks.
     pub fn new() -> Arc<Tasks> {
         Arc::new(Tasks::default())
     }

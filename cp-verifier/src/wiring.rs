@@ -18,6 +18,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 impl ControlPlane {
+    /// Builds the control plane from `cfg` (checked first), with the image checker the
+    /// config implies: a registry verifier for `[images]`, else the fail-closed
+    /// [`crate::judge::images::PolicyChecker`].
     pub fn new(
         cfg: CpConfig,
         store: Arc<dyn Store>,
@@ -132,6 +135,7 @@ pub async fn start(
 
 /// A control plane bound to its address, ready to [`Bound::serve`].
 pub struct Bound {
+    /// The control plane.
     pub cp: Arc<crate::plane::ControlPlane>,
     /// The address actually bound (port 0 resolved).
     pub addr: std::net::SocketAddr,

@@ -29,6 +29,8 @@ const MAX_REQUESTS: usize = 1024;
 /// Length of a [`Behaviour::BigQuote`] quote.
 pub const BIG_QUOTE_LEN: usize = 20_000;
 
+/// How a [`ConfigfsKernel`] answers requests: honestly, or with one misbehaviour for a
+/// negative test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     /// Quotes carry the requested REPORTDATA.

@@ -7,19 +7,33 @@ use std::path::PathBuf;
 
 /// File names inside [`TestPki::dir`].
 pub mod files {
+    /// TEST root CA certificate, DER (plays Intel's SGX Root CA).
     pub const ROOT_CA_DER: &str = "root_ca.der";
+    /// TEST root CA certificate, PEM.
     pub const ROOT_CA_PEM: &str = "root_ca.pem";
+    /// "PCK Platform CA" intermediate certificate (issued by the root), PEM.
     pub const PCK_PLATFORM_CA_PEM: &str = "pck_platform_ca.pem";
+    /// PCK leaf certificate (issued by the platform CA, with Intel's SGX extension), PEM.
     pub const PCK_LEAF_PEM: &str = "pck_leaf.pem";
+    /// PCK chain every simulated quote carries: leaf, platform CA, root (PEM).
     pub const PCK_CHAIN_PEM: &str = "pck_chain.pem";
+    /// TCB signing certificate (issued by the root), PEM.
     pub const TCB_SIGNING_PEM: &str = "tcb_signing.pem";
+    /// Root CA CRL (signed by the root, no revocations), DER.
     pub const ROOT_CA_CRL_DER: &str = "root_ca_crl.der";
+    /// PCK platform CRL (signed by the platform CA, no revocations), DER.
     pub const PCK_CRL_DER: &str = "pck_platform_crl.der";
+    /// PCK leaf private key (signs QE reports), PKCS#8 PEM.
     pub const PCK_LEAF_KEY: &str = "pck_leaf.key.pem";
+    /// TCB signing private key (signs TCB info and QE identity), PKCS#8 PEM.
     pub const TCB_SIGNING_KEY: &str = "tcb_signing.key.pem";
+    /// QE attestation private key (signs quotes), PKCS#8 PEM.
     pub const QE_ATTESTATION_KEY: &str = "qe_attestation.key.pem";
+    /// Signed TDX TCB info document: the exact bytes that were signed.
     pub const TCB_INFO_JSON: &str = "tdx_tcb_info.json";
+    /// Signed TD_QE identity document: the exact bytes that were signed.
     pub const QE_IDENTITY_JSON: &str = "td_qe_identity.json";
+    /// Collateral in dcap-qvl's `QuoteCollateralV3` JSON (TCB info, QE identity, chains, CRLs).
     pub const COLLATERAL_JSON: &str = "collateral.json";
 }
 

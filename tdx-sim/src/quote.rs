@@ -50,17 +50,30 @@ pub mod layout {
 /// values, RTMR3 and REPORTDATA are zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdReport {
+    /// TEE_TCB_SVN: byte 0 TDX module ISVSVN, byte 1 module version, byte 2 late
+    /// microcode SVN (see [`platform::UP_TO_DATE_TEE_TCB_SVN`]).
     pub tee_tcb_svn: [u8; 16],
+    /// MRSEAM: measurement of the TDX module.
     pub mrseam: [u8; 48],
+    /// MRSIGNERSEAM: signer of the TDX module (zero for Intel-signed modules).
     pub mrsignerseam: [u8; 48],
+    /// SEAMATTRIBUTES of the TDX module.
     pub seam_attributes: [u8; 8],
+    /// TDATTRIBUTES, little-endian (bit 0 DEBUG, bit 28 SEPT_VE_DISABLE).
     pub td_attributes: [u8; 8],
+    /// XFAM: the extended CPU features the TD may use, little-endian.
     pub xfam: [u8; 8],
+    /// MRTD: measurement of the TD's initial contents (firmware).
     pub mrtd: [u8; 48],
+    /// MRCONFIGID: software-defined TD configuration id set by the host.
     pub mrconfigid: [u8; 48],
+    /// MROWNER: software-defined id of the TD's owner.
     pub mrowner: [u8; 48],
+    /// MROWNERCONFIG: software-defined owner configuration.
     pub mrownerconfig: [u8; 48],
+    /// RTMR0–3, in order.
     pub rtmrs: [[u8; 48]; 4],
+    /// REPORTDATA: 64 bytes chosen by the requester (e.g. a nonce binding).
     pub report_data: [u8; 64],
 }
 
@@ -104,6 +117,7 @@ impl TdReport {
         Self::default()
     }
 
+    /// Sets MRTD.
     pub fn with_mrtd(mut self, mrtd: [u8; 48]) -> Self {
         self.mrtd = mrtd;
         self
@@ -117,41 +131,49 @@ impl TdReport {
         self
     }
 
+    /// Sets all four RTMRs.
     pub fn with_rtmrs(mut self, rtmrs: [[u8; 48]; 4]) -> Self {
         self.rtmrs = rtmrs;
         self
     }
 
+    /// Sets REPORTDATA.
     pub fn with_report_data(mut self, report_data: [u8; 64]) -> Self {
         self.report_data = report_data;
         self
     }
 
+    /// Sets MRCONFIGID.
     pub fn with_mrconfigid(mut self, v: [u8; 48]) -> Self {
         self.mrconfigid = v;
         self
     }
 
+    /// Sets MROWNER.
     pub fn with_mrowner(mut self, v: [u8; 48]) -> Self {
         self.mrowner = v;
         self
     }
 
+    /// Sets MROWNERCONFIG.
     pub fn with_mrownerconfig(mut self, v: [u8; 48]) -> Self {
         self.mrownerconfig = v;
         self
     }
 
+    /// Sets MRSEAM.
     pub fn with_mrseam(mut self, v: [u8; 48]) -> Self {
         self.mrseam = v;
         self
     }
 
+    /// Sets XFAM.
     pub fn with_xfam(mut self, v: [u8; 8]) -> Self {
         self.xfam = v;
         self
     }
 
+    /// Sets TDATTRIBUTES (all 8 bytes; see also [`TdReport::with_debug`]).
     pub fn with_td_attributes(mut self, v: [u8; 8]) -> Self {
         self.td_attributes = v;
         self
@@ -167,6 +189,7 @@ impl TdReport {
         self
     }
 
+    /// Sets TEE_TCB_SVN (see [`TdReport::out_of_date`] and `platform::*_TEE_TCB_SVN`).
     pub fn with_tee_tcb_svn(mut self, v: [u8; 16]) -> Self {
         self.tee_tcb_svn = v;
         self

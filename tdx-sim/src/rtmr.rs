@@ -50,6 +50,7 @@ pub fn unlogged_digest() -> [u8; 48] {
     crate::platform::derived("tdx-sim TEST unlogged RTMR3 event")
 }
 
+/// How an [`RtmrDevice`] starts: honest, or with an unlogged RTMR3 extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RtmrBehaviour {
     /// RTMR3 starts at 48 zero bytes and changes only by extensions written to it.

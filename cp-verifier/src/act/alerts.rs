@@ -202,6 +202,7 @@ impl AlertSink {
         }
     }
 
+    /// The best-effort webhook queue's current depth and drop count.
     pub fn stats(&self) -> WebhookStats {
         WebhookStats {
             best_effort_queued: self

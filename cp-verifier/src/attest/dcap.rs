@@ -28,12 +28,19 @@ pub const MAX_COLLATERAL_BYTES: usize = 1024 * 1024;
 /// A TCB status as Intel's TCB info defines it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum TcbStatus {
+    /// The platform's TCB is at the latest level Intel lists.
     UpToDate,
+    /// The TCB is current, but software mitigations for listed advisories are needed.
     SWHardeningNeeded,
+    /// The TCB is current, but the platform needs configuration (e.g. BIOS settings).
     ConfigurationNeeded,
+    /// Both `ConfigurationNeeded` and `SWHardeningNeeded`.
     ConfigurationAndSWHardeningNeeded,
+    /// The TCB is below the latest level: updates exist for listed advisories.
     OutOfDate,
+    /// `OutOfDate`, and the platform also needs configuration.
     OutOfDateConfigurationNeeded,
+    /// Intel revoked the platform's TCB level.
     Revoked,
     /// A status string this version does not know; never treated as good.
     Other(String),
@@ -53,6 +60,7 @@ impl TcbStatus {
         }
     }
 
+    /// The name in Intel's TCB info (`UpToDate`, ...; `Other` as given).
     pub fn as_str(&self) -> &str {
         match self {
             TcbStatus::UpToDate => "UpToDate",
@@ -67,11 +75,15 @@ impl TcbStatus {
     }
 }
 
+/// Why a quote is refused; [`QuoteVerifyError::kind`] is its stable name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuoteVerifyError {
+    /// The quote cannot be parsed (`evidence::tdx`).
     #[error("malformed quote: {0}")]
     Parse(#[from] QuoteError),
+    /// The collateral cannot be parsed, is over [`MAX_COLLATERAL_BYTES`], or carries a
+    /// PCK chain other than the quote's.
     #[error("malformed collateral: {0}")]
     Collateral(String),
     /// The platform's TCB matches no level in the TCB info: not a known-good state.
@@ -80,11 +92,16 @@ pub enum QuoteVerifyError {
     /// A signature, chain, CRL or validity-window check failed.
     #[error("quote verification failed: {0}")]
     Verification(String),
+    /// `evidence::tdx` and dcap-qvl read different values for `field`.
     #[error("parsers disagree on {field}; refusing the quote")]
-    ParserMismatch { field: &'static str },
+    ParserMismatch {
+        /// The field they disagree on (`mrtd`, `rtmr0`, ..., or `body type`).
+        field: &'static str,
+    },
 }
 
 impl QuoteVerifyError {
+    /// A stable name for logs and API answers.
     pub fn kind(&self) -> &'static str {
         match self {
             QuoteVerifyError::Parse(_) => "MalformedQuote",
@@ -106,15 +123,19 @@ pub struct VerifiedQuote {
 }
 
 impl VerifiedQuote {
+    /// The parsed quote.
     pub fn quote(&self) -> &Quote {
         &self.quote
     }
+    /// The TCB status DCAP gave.
     pub fn tcb_status(&self) -> &TcbStatus {
         &self.tcb_status
     }
+    /// The advisory ids that came with the TCB status (`INTEL-SA-...`).
     pub fn advisory_ids(&self) -> &[String] {
         &self.advisory_ids
     }
+    /// The time it was verified at, Unix seconds.
     pub fn verified_at(&self) -> u64 {
         self.verified_at
     }
@@ -220,6 +241,7 @@ pub struct SignedQuote {
 }
 
 impl SignedQuote {
+    /// The parsed quote.
     pub fn quote(&self) -> &Quote {
         &self.quote
     }

@@ -4,6 +4,7 @@
 use crate::http::views::AgentView;
 use crate::model::Alert;
 
+/// HTML-escapes `s` (`&`, `<`, `>`, `"`, `'`) for text and attribute values.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -220,6 +221,7 @@ fn alerts_table(alerts: &[Alert]) -> String {
     s
 }
 
+/// The fleet page: one row per agent, then the recent alerts.
 pub fn fleet(agents: &[AgentView], alerts: &[Alert]) -> String {
     let mut s = format!(
         "<p>{} agent(s). JSON: <a href=\"/api/v1/agents\">/api/v1/agents</a></p>",
@@ -245,6 +247,8 @@ pub fn fleet(agents: &[AgentView], alerts: &[Alert]) -> String {
     page("Fleet", &s)
 }
 
+/// One agent's page: verdict, measurements against last-known-good, workloads, eBPF,
+/// TDX evidence and its alerts.
 pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
     let mut s = format!(
         "<p>{} <b>{}</b> · tier {} · key <code>{}</code></p><p>{}</p>",

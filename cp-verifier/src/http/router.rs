@@ -65,6 +65,8 @@ impl std::fmt::Debug for Access {
 }
 
 impl Access {
+    /// Reads the viewer and operator token files `cfg` names, and notes whether an
+    /// operator CA is configured.
     pub fn load(cfg: &CpConfig) -> anyhow::Result<Access> {
         Ok(Access {
             viewer: cfg
@@ -109,6 +111,8 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// A limiter of `rate` requests a second per source, in bursts of up to `burst`.
+    /// `rate` must be finite and positive (the config checks it).
     pub fn new(rate: f64, burst: u32) -> RateLimiter {
         RateLimiter {
             rate,

@@ -41,6 +41,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// [`serve`]).
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// The peer's address.
     pub addr: SocketAddr,
     /// The connection presented a client certificate that verified against
     /// `[tls] operator_ca_file`.
@@ -110,6 +111,7 @@ pub fn spki_pin(cert_der: &[u8]) -> anyhow::Result<String> {
 }
 
 impl Tls {
+    /// Loads the certificate, key and client CAs `cfg` names, and builds the acceptor.
     pub fn load(cfg: &TlsConfig) -> anyhow::Result<Tls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs = read_certs(&cfg.cert_file, "[tls] cert_file")?;

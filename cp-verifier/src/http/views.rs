@@ -14,21 +14,38 @@ use serde::{Deserialize, Serialize};
 /// An agent as the API and dashboard show it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentView {
+    /// The agent's id.
     pub agent_id: String,
+    /// Its partition.
     pub partition: String,
+    /// The tier of its last registration.
     pub tier: Tier,
+    /// `sha256:<hex>` fingerprint of its pulse-signing key.
     pub key_fingerprint: String,
+    /// `blinded`, `requote-failed`, `attested`, `attested-with-warnings`, `failing` or
+    /// `unknown`.
     pub state: String,
+    /// The verdict's badge: `green`, `yellow`, `red` or `unknown`.
     pub badge: String,
+    /// The verdict at the time of the view, with its reasons.
     pub verdict: Verdict,
+    /// When it last registered, UTC ns.
     pub registered_at_ns: u64,
+    /// Its last valid pulse (or registration), UTC ns.
     pub last_seen_ns: u64,
+    /// Milliseconds from `last_seen_ns` to the time of the view.
     pub last_seen_age_ms: u64,
+    /// Sequence number of its last accepted pulse.
     pub sequence: u64,
+    /// The pulse interval it announced, in milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// Marked blinded by the liveness sweep.
     pub blinded: bool,
+    /// The measurements it last reported.
     pub measurements: evidence::Measurements,
+    /// Its last-known-good measurements.
     pub last_known_good: evidence::Measurements,
+    /// Updates an operator announced.
     pub expected: Expectations,
     /// TDX evidence from the last registration (TDX tiers).
     pub attestation: Option<TdxAttestation>,
@@ -55,12 +72,15 @@ pub struct AgentView {
 /// A collector's state as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CollectorView {
+    /// `ok`, `unknown` or `unavailable`.
     pub state: String,
+    /// Why, when the collector gave a reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 impl ControlPlane {
+    /// The view of `rec` at `now` (UTC ns). The stored quote is left out.
     pub fn view(&self, rec: &AgentRecord, now: u64) -> AgentView {
         let verdict = self.verdict(rec, now);
         let workloads = self.badges(rec, &verdict);
@@ -128,6 +148,7 @@ impl ControlPlane {
         }
     }
 
+    /// Views of every agent; a record that cannot be decoded is logged and left out.
     pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
         let now = self.now_ns();
         // One undecodable record does not hide the fleet (the sweeper alerts on it).
@@ -147,6 +168,7 @@ impl ControlPlane {
             .collect())
     }
 
+    /// The view of agent `id`; `NotFound` when there is none.
     pub async fn agent(&self, id: &str) -> Result<AgentView, ApiError> {
         let now = self.now_ns();
         match self.store.get_agent(id).await.map_err(store_err)? {
@@ -155,6 +177,7 @@ impl ControlPlane {
         }
     }
 
+    /// The newest alerts first, of one agent or all, at most `limit` (capped at 1000).
     pub async fn alerts(&self, agent: Option<&str>, limit: u32) -> Result<Vec<Alert>, ApiError> {
         self.store
             .list_alerts(agent, limit.min(1000))

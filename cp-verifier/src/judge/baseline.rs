@@ -11,10 +11,15 @@ use evidence::{BpfProgram, CollectorState, Ebpf, Measurements, Workload, Workloa
 use crate::model::AlertKind;
 use crate::model::Expectations;
 
+/// The outcome of [`judge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
+    /// The new last-known-good: observed announced updates, and a first complete eBPF
+    /// program list, are taken in.
     pub lkg: Measurements,
+    /// The expectations left: those fulfilled are cleared.
     pub expected: Expectations,
+    /// Alerts to raise, with their detail.
     pub alerts: Vec<(AlertKind, String)>,
 }
 
@@ -455,6 +460,7 @@ pub fn inventory_reasons(lkg: &Measurements, current: &Measurements) -> Vec<Reas
     out
 }
 
+/// A collector state as the API shows it (`ok`, `unknown`, `unavailable`).
 pub fn state_str(s: CollectorState) -> &'static str {
     match s {
         CollectorState::Ok => "ok",

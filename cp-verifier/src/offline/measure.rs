@@ -86,6 +86,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The `layout` string of the manifest and CLI (`single-pass`, `two-pass`).
     pub fn as_str(self) -> &'static str {
         match self {
             Layout::SinglePass => "single-pass",
@@ -94,63 +95,128 @@ impl Layout {
     }
 }
 
+/// Why a firmware, kernel or option cannot be measured. Each variant names the
+/// input or field at fault; [`MeasureError::kind`] is its stable name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MeasureError {
+    /// An input is over its size cap.
     #[error("{input} is larger than {max} bytes")]
-    TooLarge { input: &'static str, max: u64 },
+    TooLarge {
+        /// Which input (`firmware`, `kernel`, `initrd`).
+        input: &'static str,
+        /// The cap in bytes.
+        max: u64,
+    },
+    /// A read at `offset` needs more bytes than the input has.
     #[error("{input}: {field} at offset {offset:#x} needs {need} bytes, the file has {len}")]
     Truncated {
+        /// Which input (`firmware`, `kernel`).
         input: &'static str,
+        /// The field being read.
         field: &'static str,
+        /// Byte offset of the read in the input.
         offset: u64,
+        /// Bytes the read needs.
         need: u64,
+        /// Length of the input in bytes.
         len: u64,
     },
+    /// The firmware does not end with OVMF's GUID table footer.
     #[error("firmware has no OVMF GUID table footer (96b582de-...) 32 bytes before its end")]
     NoGuidTable,
+    /// OVMF's GUID table is malformed.
     #[error("firmware GUID table: {field} = {value:#x}: {reason}")]
     BadGuidTable {
+        /// The table field at fault.
         field: &'static str,
+        /// Its value.
         value: u64,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// The GUID table has no TDX metadata offset entry: not a TDX firmware.
     #[error("firmware GUID table has no TDX metadata entry (e47a6535-...): not a TDX build")]
     NoTdvfMetadata,
+    /// The TDVF metadata descriptor is malformed.
     #[error("TDVF descriptor: {field} = {value:#x}: {reason}")]
     BadDescriptor {
+        /// The descriptor field at fault.
         field: &'static str,
+        /// Its value.
         value: u64,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// A TDVF section descriptor is malformed.
     #[error("TDVF section {index}: {field} = {value:#x}: {reason}")]
     BadSection {
+        /// Index of the section in the descriptor.
         index: usize,
+        /// The section field at fault.
         field: &'static str,
+        /// Its value.
         value: u64,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// A TDVF section is well-formed but asks for something not measured here.
     #[error("TDVF section {index}: {reason}: not supported")]
-    UnsupportedSection { index: usize, reason: &'static str },
+    UnsupportedSection {
+        /// Index of the section in the descriptor.
+        index: usize,
+        /// What is not supported.
+        reason: &'static str,
+    },
+    /// The kernel's setup header or PE/COFF image is malformed.
     #[error("kernel: {field} = {value:#x}: {reason}")]
     BadKernel {
+        /// The kernel field at fault.
         field: &'static str,
+        /// Its value.
         value: u64,
+        /// Why it is refused.
         reason: &'static str,
     },
+    /// Computing `register` needs an input that was not given.
     #[error("{register} needs {input}")]
     MissingInput {
+        /// The register (`rtmr1`, ...).
         register: &'static str,
+        /// The missing input (a CLI option, with why).
         input: &'static str,
     },
+    /// The `--memory` size cannot hold QEMU's layout.
     #[error("memory size {value}: {reason}")]
-    BadMemory { value: u64, reason: &'static str },
+    BadMemory {
+        /// The memory size in bytes.
+        value: u64,
+        /// Why it does not fit.
+        reason: &'static str,
+    },
+    /// The initrd does not fit below the address QEMU would load it under.
     #[error("initrd of {size} bytes does not fit below QEMU's initrd limit {max:#x}")]
-    InitrdTooLarge { size: u64, max: u64 },
+    InitrdTooLarge {
+        /// Initrd size in bytes.
+        size: u64,
+        /// QEMU's initrd address limit (setup header `initrd_addr_max`, capped by RAM
+        /// below 4 GiB); the initrd must be smaller.
+        max: u64,
+    },
+    /// The kernel command line is refused.
     #[error("command line: {reason}")]
-    BadCmdline { reason: &'static str },
+    BadCmdline {
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// Reading an input failed.
     #[error("reading {input}: {detail}")]
-    Io { input: &'static str, detail: String },
+    Io {
+        /// Which input.
+        input: &'static str,
+        /// The I/O error.
+        detail: String,
+    },
 }
 
 impl MeasureError {
@@ -188,14 +254,17 @@ pub struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor over `buf`; errors name `input` (`firmware`, `kernel`).
     pub fn new(buf: &'a [u8], input: &'static str) -> Cursor<'a> {
         Cursor { buf, input }
     }
 
+    /// Length of the input in bytes.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
+    /// Whether the input is empty.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -234,14 +303,17 @@ impl<'a> Cursor<'a> {
         Ok(a)
     }
 
+    /// The little-endian `u16` at `offset`.
     pub fn u16(&self, offset: usize, field: &'static str) -> Result<u16, MeasureError> {
         self.array(offset, field).map(u16::from_le_bytes)
     }
 
+    /// The little-endian `u32` at `offset`.
     pub fn u32(&self, offset: usize, field: &'static str) -> Result<u32, MeasureError> {
         self.array(offset, field).map(u32::from_le_bytes)
     }
 
+    /// The little-endian `u64` at `offset`.
     pub fn u64(&self, offset: usize, field: &'static str) -> Result<u64, MeasureError> {
         self.array(offset, field).map(u64::from_le_bytes)
     }
@@ -330,8 +402,11 @@ pub fn mrtd_subject_digest(mrtd: &[u8; 48]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InitrdDigest {
+    /// Bytes read.
     pub size: u64,
+    /// SHA-256 of the content (recorded in the manifest).
     pub sha256: [u8; 32],
+    /// SHA-384 of the content (RTMR2's initrd event).
     pub sha384: [u8; 48],
 }
 
@@ -375,8 +450,11 @@ pub fn digest_initrd<R: Read>(mut r: R) -> Result<InitrdDigest, MeasureError> {
 /// A QEMU direct boot (`-kernel`, `-initrd`, `-append`, `-m`).
 #[derive(Debug, Clone)]
 pub struct DirectBoot<'a> {
+    /// The kernel image as given to `-kernel` (bzImage).
     pub kernel: &'a [u8],
+    /// Whether to apply QEMU's setup-header patch before hashing.
     pub kernel_setup: KernelSetup,
+    /// The initrd's size and digests, if `-initrd` is given.
     pub initrd: Option<&'a InitrdDigest>,
     /// `-append`; QEMU's default is the empty string.
     pub cmdline: &'a str,
@@ -389,11 +467,17 @@ pub struct DirectBoot<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Measurements {
+    /// MRTD.
     pub mrtd: [u8; 48],
+    /// Always `None`: RTMR0 is not computed.
     pub rtmr0: Option<[u8; 48]>,
+    /// RTMR1, with direct boot.
     pub rtmr1: Option<[u8; 48]>,
+    /// RTMR2, with direct boot.
     pub rtmr2: Option<[u8; 48]>,
+    /// The page-add order MRTD was computed for.
     pub layout: Layout,
+    /// The firmware's TDVF sections, in metadata order.
     pub sections: Vec<Section>,
 }
 
@@ -446,12 +530,16 @@ pub fn measure(
 /// the command line); `sha256` is what identifies the file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FileInput {
+    /// The path as given (informational).
     pub path: String,
+    /// Lowercase hex SHA-256 of the content.
     pub sha256: String,
+    /// Size in bytes.
     pub size: u64,
 }
 
 impl FileInput {
+    /// Records the file read from `path` with content `bytes`.
     pub fn of(path: &Path, bytes: &[u8]) -> FileInput {
         FileInput {
             path: path.display().to_string(),
@@ -464,15 +552,21 @@ impl FileInput {
 /// Everything the manifest records about its inputs.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ManifestInputs {
+    /// The firmware image.
     pub firmware: Option<FileInput>,
+    /// The kernel, with direct boot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<FileInput>,
+    /// How the kernel was hashed, with direct boot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_setup: Option<KernelSetup>,
+    /// The initrd, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initrd: Option<FileInput>,
+    /// The kernel command line, with direct boot (empty when not given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
+    /// Guest RAM in bytes (`--memory`), if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
 }

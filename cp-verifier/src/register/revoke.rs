@@ -46,6 +46,8 @@ pub struct Revocations {
 }
 
 impl Revocations {
+    /// The `[[withdrawn]]` builds of `cfg` (validated); stored withdrawals are loaded
+    /// later ([`ControlPlane::load_revocations`]).
     pub fn new(cfg: &CpConfig) -> anyhow::Result<Revocations> {
         let r = Revocations {
             config_path: Mutex::new(None),

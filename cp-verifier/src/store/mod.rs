@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::model::Alert;
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -33,6 +34,7 @@ pub enum StoreError {
 /// One atomic state change.
 #[derive(Debug, Clone)]
 pub struct AgentWrite {
+    /// The new record.
     pub record: AgentRecord,
     /// `None`: insert a new agent (fails with `Conflict` if it exists).
     /// `Some(v)`: replace the record whose version is `v`.
@@ -42,16 +44,26 @@ pub struct AgentWrite {
     /// Only the chain fields changed (`version`, `last_seen_ns`, `blinded`,
     /// `sequence`, `chain_head`); the store may skip rewriting the rest.
     pub chain_only: bool,
+    /// Alerts raised by the change, written in the same transaction.
     pub alerts: Vec<Alert>,
 }
 
+/// The control plane's durable state: agents, challenges, pulse nonces, alerts,
+/// tombstones, withdrawals, the shared cache and the webhook outbox. Times are UTC ns
+/// unless named otherwise.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Stores a registration challenge valid until `expires_at_ns`.
     async fn put_challenge(&self, nonce: &str, expires_at_ns: u64) -> Result<(), StoreError>;
     /// Consumes a challenge: true if it existed and had not expired at `now_ns`.
     async fn take_challenge(&self, nonce: &str, now_ns: u64) -> Result<bool, StoreError>;
+    /// The record of `agent_id`, if any.
     async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// Every agent record, by agent id; fails if any record cannot be decoded
+    /// (see [`Store::scan_agents`]).
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Applies one [`AgentWrite`] atomically: `Conflict` on a version mismatch,
+    /// `DuplicateNonce` if its nonce was consumed; nothing is written then.
     async fn write_agent(&self, w: AgentWrite) -> Result<(), StoreError>;
     /// Alerts not tied to a state change (e.g. refused registrations).
     async fn insert_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError>;
@@ -78,6 +90,7 @@ pub trait Store: Send + Sync {
         expected_version: u64,
         alerts: &[Alert],
     ) -> Result<(), StoreError>;
+    /// The tombstone of a deleted agent, if any.
     async fn get_tombstone(&self, agent_id: &str) -> Result<Option<Tombstone>, StoreError>;
     /// Records a withdrawal with its alerts; false (nothing written) if the same
     /// build is already withdrawn.
@@ -121,7 +134,9 @@ pub trait Store: Send + Sync {
 /// A severity 1-2 alert waiting for webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
+    /// The alert to deliver.
     pub alert: Alert,
+    /// Failed delivery rounds so far.
     pub attempts: u32,
     /// Keys (`alert::webhook_key`) of the webhooks that already acknowledged it.
     pub delivered: Vec<String>,

@@ -86,6 +86,8 @@ const SCHEMA: &[&str] = &[
         at_ns BIGINT NOT NULL)",
 ];
 
+/// The embedded SQLite [`Store`]: reads from a pool, writes through one
+/// writer task that commits in groups (see the module doc).
 pub struct SqliteStore {
     reads: SqlitePool,
     tx: mpsc::Sender<(Op, Reply)>,

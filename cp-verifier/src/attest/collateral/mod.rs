@@ -121,7 +121,9 @@ impl std::fmt::Display for Fmspc {
 /// The Intel CA that issued a PCK certificate; its CRL is part of the collateral.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PckCa {
+    /// Intel SGX PCK Platform CA (PCS `ca=platform`).
     Platform,
+    /// Intel SGX PCK Processor CA (PCS `ca=processor`).
     Processor,
 }
 
@@ -144,9 +146,13 @@ impl std::fmt::Display for PckCa {
 /// One piece of the collateral and the endpoint that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// The TDX TCB info for an FMSPC (`/tdx/certification/v4/tcb`).
     TcbInfo,
+    /// The TD_QE identity (`/tdx/certification/v4/qe/identity`).
     QeIdentity,
+    /// The CRL of the PCK CA (`/sgx/certification/v4/pckcrl`).
     PckCrl,
+    /// The root CA CRL (PCCS `rootcacrl`, or a URL: see [`RootCaCrl`]).
     RootCaCrl,
 }
 
@@ -161,63 +167,137 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Why collateral could not be had for a quote at a given time. Every variant means
+/// "cannot decide" (`unknown`), never a failed quote; [`CollateralError::kind`] is its
+/// stable name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CollateralError {
     /// The TCB info endpoint answered 404: the service knows no such FMSPC.
     #[error("{endpoint}: no collateral for FMSPC {fmspc} (HTTP 404)")]
-    UnknownFmspc { endpoint: Endpoint, fmspc: Fmspc },
+    UnknownFmspc {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// The FMSPC asked for.
+        fmspc: Fmspc,
+    },
+    /// The endpoint answered a non-success HTTP status.
     #[error("{endpoint}: HTTP {status}")]
-    HttpStatus { endpoint: Endpoint, status: u16 },
+    HttpStatus {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// No complete response within the configured per-request timeout.
     #[error("{endpoint}: no complete answer within {timeout:?}")]
     Timeout {
+        /// The endpoint asked.
         endpoint: Endpoint,
+        /// The timeout that elapsed.
         timeout: Duration,
     },
+    /// Connecting, TLS or reading the response failed.
     #[error("{endpoint}: {detail}")]
-    Transport { endpoint: Endpoint, detail: String },
-    #[error("{endpoint}: response body over {limit} bytes")]
-    Oversized { endpoint: Endpoint, limit: usize },
-    #[error("{endpoint}: missing header {header}")]
-    MissingHeader {
+    Transport {
+        /// The endpoint asked.
         endpoint: Endpoint,
-        header: &'static str,
-    },
-    #[error("{endpoint}: malformed header {header}: {detail}")]
-    MalformedHeader {
-        endpoint: Endpoint,
-        header: &'static str,
+        /// The error chain.
         detail: String,
     },
+    /// The response body is over the endpoint's size cap.
+    #[error("{endpoint}: response body over {limit} bytes")]
+    Oversized {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// A required response header (the issuer chain) is absent.
+    #[error("{endpoint}: missing header {header}")]
+    MissingHeader {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// The first header name looked for.
+        header: &'static str,
+    },
+    /// A response header cannot be decoded.
+    #[error("{endpoint}: malformed header {header}: {detail}")]
+    MalformedHeader {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// The header.
+        header: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A response body (or a part of given collateral) cannot be parsed.
     #[error("{endpoint}: malformed response: {detail}")]
-    MalformedBody { endpoint: Endpoint, detail: String },
+    MalformedBody {
+        /// The endpoint (or collateral part) at fault.
+        endpoint: Endpoint,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The collateral's TCB info is for another FMSPC than the one asked for.
     #[error("collateral is for FMSPC {got}, not {want}")]
-    FmspcMismatch { want: Fmspc, got: Fmspc },
+    FmspcMismatch {
+        /// The FMSPC asked for (the quote's).
+        want: Fmspc,
+        /// The FMSPC the collateral is for.
+        got: Fmspc,
+    },
+    /// The collateral is past its earliest `nextUpdate` at `now`.
     #[error("collateral for FMSPC {fmspc} expired at {expires_at} (now {now})")]
     Expired {
+        /// The FMSPC of the collateral.
         fmspc: Fmspc,
+        /// Earliest `nextUpdate` of its parts, Unix seconds.
         expires_at: u64,
+        /// The verification time, Unix seconds.
         now: u64,
     },
+    /// The collateral was issued after `now`.
     #[error("collateral for FMSPC {fmspc} is not valid before {issued_at} (now {now})")]
     NotYetValid {
+        /// The FMSPC of the collateral.
         fmspc: Fmspc,
+        /// Latest issue date of its parts, Unix seconds.
         issued_at: u64,
+        /// The verification time, Unix seconds.
         now: u64,
     },
+    /// No offline file holds collateral for the FMSPC.
     #[error("no offline collateral for FMSPC {fmspc} ({ca} CA) in {searched}")]
     OfflineNotFound {
+        /// The FMSPC asked for.
         fmspc: Fmspc,
+        /// The PCK CA asked for.
         ca: PckCa,
+        /// The files tried, comma-separated.
         searched: String,
     },
+    /// An offline collateral file exists but cannot be read.
     #[error("offline collateral {path}: {detail}")]
-    OfflineUnreadable { path: String, detail: String },
+    OfflineUnreadable {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        detail: String,
+    },
+    /// Offline or cached collateral cannot be parsed.
     #[error("offline collateral {path}: {detail}")]
-    OfflineMalformed { path: String, detail: String },
+    OfflineMalformed {
+        /// The file (or shared-cache entry).
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The quote does not say which collateral it needs.
     #[error("quote: {0}")]
     Quote(String),
+    /// The collateral source is misconfigured (timeout, TLS roots, URL, API key, cache
+    /// directory).
     #[error("collateral source configuration: {0}")]
     Config(String),
     /// A signature or issuer chain of the collateral does not verify to the root.
@@ -281,6 +361,7 @@ impl FetchedCollateral {
             expires_at: windows.iter().map(|w| w.1).min().unwrap_or(0),
         })
     }
+    /// The collateral itself, as dcap-qvl takes it.
     pub fn collateral(&self) -> &QuoteCollateralV3 {
         &self.collateral
     }
@@ -368,6 +449,7 @@ pub struct PcsConfig {
     /// e.g. `https://api.trustedservices.intel.com` or `https://pccs:8081`; a trailing
     /// `/sgx/certification/v4` or `/tdx/certification/v4` is accepted.
     pub base_url: String,
+    /// Where the root CA CRL comes from.
     pub root_ca_crl: RootCaCrl,
     /// Sent as `Ocp-Apim-Subscription-Key` to `base_url` endpoints only.
     pub api_key: Option<String>,

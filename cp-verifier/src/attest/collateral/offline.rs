@@ -16,6 +16,7 @@ pub struct OfflineConfig {
 }
 
 impl OfflineConfig {
+    /// Offline collateral from `dir` and/or `file` (see the fields).
     pub fn new(dir: Option<PathBuf>, file: Option<PathBuf>) -> Self {
         OfflineConfig { dir, file }
     }

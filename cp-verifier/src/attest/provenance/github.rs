@@ -33,28 +33,70 @@ pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Why a lookup failed: the provenance could not be decided.
+/// [`GithubError::kind`] is its stable name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GithubError {
+    /// The client or the lookup is misconfigured (API URL, token, repository, digest).
     #[error("configuration: {0}")]
     Config(String),
+    /// HTTP 429, or 403 with `x-ratelimit-remaining: 0`.
     #[error("{url}: rate limited; resets at {reset_at:?} (Unix seconds)")]
-    RateLimited { url: String, reset_at: Option<u64> },
+    RateLimited {
+        /// The URL asked.
+        url: String,
+        /// `x-ratelimit-reset`, Unix seconds, if given.
+        reset_at: Option<u64>,
+    },
+    /// Any other non-2xx status.
     #[error("{url}: HTTP {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// No answer within the client's per-request timeout.
     #[error("{url}: no answer within {secs}s")]
-    Timeout { url: String, secs: u64 },
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The timeout, in seconds.
+        secs: u64,
+    },
+    /// Connecting, TLS or reading the response failed.
     #[error("{url}: {detail}")]
-    Transport { url: String, detail: String },
+    Transport {
+        /// The URL asked.
+        url: String,
+        /// The error chain.
+        detail: String,
+    },
+    /// A response body is over its cap.
     #[error("{url}: body over {max} bytes")]
-    TooLarge { url: String, max: usize },
+    TooLarge {
+        /// The URL asked.
+        url: String,
+        /// The cap, in bytes.
+        max: usize,
+    },
+    /// A response cannot be used: bad JSON, snappy or link, an entry without a bundle,
+    /// or a `bundle_url` refused by the SSRF guard.
     #[error("{url}: {detail}")]
-    Malformed { url: String, detail: String },
+    Malformed {
+        /// The URL asked (or the page that linked it).
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// More than [`MAX_PAGES`] pages.
     #[error("more than {MAX_PAGES} pages of attestations")]
     TooManyPages,
 }
 
 impl GithubError {
+    /// A stable name for logs and API answers.
     pub fn kind(&self) -> &'static str {
         match self {
             GithubError::Config(_) => "GithubConfig",
@@ -72,6 +114,7 @@ impl GithubError {
 /// One attestation as the API returned it: the bundle JSON, unverified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundBundle {
+    /// The bundle JSON (decompressed when it came from `bundle_url`).
     pub bundle: Vec<u8>,
     /// Where it came from (the page URL, or the `bundle_url`), for error messages.
     pub source: String,
@@ -91,6 +134,8 @@ struct Entry<'a> {
     bundle_url: Option<String>,
 }
 
+/// Client of the GitHub attestations API (see the module doc). The token, if any, is
+/// sent to the API's origin only.
 pub struct GithubClient {
     base: reqwest::Url,
     token: Option<HeaderValue>,

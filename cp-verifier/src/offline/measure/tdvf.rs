@@ -92,6 +92,7 @@ impl SectionKind {
         }
     }
 
+    /// The name the manifest uses (`BFV`, `CFV`, `TD_HOB`, `TempMem`).
     pub fn as_str(self) -> &'static str {
         match self {
             SectionKind::Bfv => "BFV",
@@ -106,6 +107,7 @@ impl SectionKind {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Section {
+    /// The section type.
     #[serde(rename = "type")]
     pub kind: SectionKind,
     /// Offset of the content in the image (BFV, CFV).
@@ -118,7 +120,9 @@ pub struct Section {
     pub mem_size: u64,
     /// Raw attribute bits.
     pub attributes: u32,
+    /// [`ATTR_MR_EXTEND`] is set: the content is extended into MRTD.
     pub mr_extend: bool,
+    /// [`ATTR_PAGE_AUG`] is set: the pages are not added (nor measured) at build time.
     pub page_aug: bool,
 }
 
@@ -145,6 +149,7 @@ impl<'a> Tdvf<'a> {
         Ok(Tdvf { image, sections })
     }
 
+    /// The validated sections, in metadata order.
     pub fn sections(&self) -> &[Section] {
         &self.sections
     }
