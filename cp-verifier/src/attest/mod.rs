@@ -35,6 +35,7 @@ const MAX_TRUST_FILE_BYTES: u64 = 64 * 1024;
 /// event on (`event_log_from`), and the prefix the control plane holds for the agent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EventLogInput<'a> {
+    /// The JSON lines as sent, if any.
     pub text: Option<&'a str>,
     /// The first event's `seq` (0 or absent: the whole log).
     pub from: Option<u64>,
@@ -144,6 +145,9 @@ fn quote_error(e: QuoteVerifyError) -> AttestError {
 }
 
 impl TdxVerifier {
+    /// A verifier trusting `root_ca_der` (`None`: Intel's SGX Root CA), fetching
+    /// collateral from `collateral` (`None`: every quote is `CollateralUnavailable`),
+    /// judging by `policy`.
     pub fn new(
         root_ca_der: Option<Vec<u8>>,
         collateral: Option<CollateralSource>,

@@ -13,7 +13,12 @@ use evidence::EvidenceError;
 pub enum ApiError {
     /// The body is not what the endpoint reads (format, size, encoding, fields).
     #[error("{kind}: {detail}")]
-    BadRequest { kind: &'static str, detail: String },
+    BadRequest {
+        /// The typed reason (`MalformedBody`, `InvalidField`, ...).
+        kind: &'static str,
+        /// What is wrong, for the client.
+        detail: String,
+    },
     /// The body is over the endpoint's limit.
     #[error("TooLarge: {0}")]
     TooLarge(String),
@@ -29,13 +34,19 @@ pub enum ApiError {
     /// The platform evidence (quote, TDREPORT, event log) was refused; `kind` names
     /// the check (`QuoteVerificationFailed`, `DebugTd`, `Rtmr3Mismatch`, ...).
     #[error("{kind}: {detail}")]
-    Attestation { kind: &'static str, detail: String },
+    Attestation {
+        /// The check that refused.
+        kind: &'static str,
+        /// What it found.
+        detail: String,
+    },
     /// The policy does not accept this evidence tier.
     #[error("TierNotAllowed: {0}")]
     TierNotAllowed(String),
     /// The agent asks for a heartbeat interval longer than the policy allows.
     #[error("IntervalTooLong: {0}")]
     IntervalTooLong(String),
+    /// No agent is registered under this id.
     #[error("UnknownAgent: {0}")]
     UnknownAgent(String),
     /// The pulse was seen before, or does not continue the agent's chain.
@@ -44,8 +55,10 @@ pub enum ApiError {
     /// The pulse's timestamp is outside the allowed skew. Not a compromise signal.
     #[error("ClockDesync: {0}")]
     ClockDesync(String),
+    /// A read or operator endpoint without the right bearer token.
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
+    /// No such route or resource.
     #[error("NotFound: {0}")]
     NotFound(String),
     /// Storage is unavailable; nothing was recorded, the client may retry.
@@ -56,13 +69,24 @@ pub enum ApiError {
     /// judgement of the agent, which keeps its current registration. `upstream` is the
     /// upstream's own kind (`CollateralUnavailable`, `ProvenanceUnavailable`, ...).
     #[error("UpstreamUnavailable: {upstream}: {detail}")]
-    UpstreamUnavailable { upstream: String, detail: String },
+    UpstreamUnavailable {
+        /// The upstream's own kind.
+        upstream: String,
+        /// The upstream's error.
+        detail: String,
+    },
     /// A registration sent only the tail of its RTMR3 event log, and this control
     /// plane does not hold the prefix it continues (`EventLogPrefixUnknown`) or the
     /// prefix does not lead to the quoted RTMR3 (`EventLogPrefixMismatch`): send the
     /// whole log.
     #[error("{kind}: {detail}")]
-    EventLogPrefix { kind: &'static str, detail: String },
+    EventLogPrefix {
+        /// `EventLogPrefixUnknown` or `EventLogPrefixMismatch`.
+        kind: &'static str,
+        /// The counts and values that disagree.
+        detail: String,
+    },
+    /// A failure of the control plane itself: logged, never echoed to the client.
     #[error("Internal")]
     Internal(String),
     /// The agent may no longer speak: deleted or disabled by an operator, its
@@ -111,6 +135,7 @@ impl From<crate::register::enroll::EnrollError> for ApiError {
 }
 
 impl ApiError {
+    /// The typed reason the wire carries in `error.kind`.
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadRequest { kind, .. }
@@ -135,6 +160,7 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -186,6 +212,7 @@ impl ApiError {
         }
     }
 
+    /// A 400 with a typed reason.
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::BadRequest {
             kind,

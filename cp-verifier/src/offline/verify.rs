@@ -17,7 +17,9 @@ use crate::attest::dcap::{
 
 /// Exit status and the JSON object to print.
 pub struct Outcome {
+    /// The process exit code: 0 verified, 1 refused, 2 usage error.
     pub code: i32,
+    /// The one JSON object printed on stdout.
     pub json: Value,
 }
 

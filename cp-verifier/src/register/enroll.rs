@@ -62,7 +62,9 @@ pub enum Refusal {
     NotEnrolled,
     /// The chain does not verify to the enrollment CA.
     ChainInvalid,
+    /// The leaf (or a CA in the chain) is past its notAfter.
     CertificateExpired,
+    /// The leaf (or a CA in the chain) is before its notBefore.
     CertificateNotYetValid,
     /// The configured CRL lists the certificate's serial.
     CertificateRevoked,
@@ -83,6 +85,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The typed reason as the wire and alerts name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::NotEnrolled => "NotEnrolled",
@@ -103,7 +106,9 @@ impl Refusal {
 /// A refused enrollment: the typed reason and what a person needs to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrollError {
+    /// The typed reason.
     pub reason: Refusal,
+    /// What a person needs to fix it.
     pub detail: String,
 }
 
@@ -123,6 +128,7 @@ impl EnrollError {
 }
 
 impl Enroller {
+    /// Loads the allowlist, CA and CRL files the config names.
     pub fn new(cfg: &Enrollment) -> anyhow::Result<Enroller> {
         Ok(Enroller {
             state: RwLock::new(Arc::new(EnrollState::load(cfg)?)),
@@ -408,9 +414,12 @@ impl EnrollState {
     }
 }
 
+/// How an agent's key is enrolled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnrolledBy {
+    /// The key's fingerprint is listed for the agent id.
     Allowlist,
+    /// A certificate chaining to the enrollment CA names the agent id.
     Certificate,
 }
 

@@ -168,6 +168,8 @@ fn predicate_values(
     Ok((mrtd, [reg("rtmr0")?, reg("rtmr1")?, reg("rtmr2")?]))
 }
 
+/// Checks MRTDs against GitHub build-provenance attestations, caching each answer
+/// (in memory and in the shared store) until it expires.
 pub struct ProvenanceChecker {
     cfg: ProvenanceConfig,
     root: TrustRoot,
@@ -180,6 +182,7 @@ pub struct ProvenanceChecker {
 }
 
 impl ProvenanceChecker {
+    /// A checker for `cfg`, sharing answers through `store` when given.
     pub fn new(
         cfg: ProvenanceConfig,
         store: Option<Arc<dyn Store>>,
