@@ -103,6 +103,9 @@ impl Access {
     }
 }
 
+/// The longest wait a rate limiter asks a client for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// A token bucket per source (IPv6: per /64): `rate` tokens a second up to `burst`.
 pub struct RateLimiter {
     rate: f64,
@@ -145,7 +148,12 @@ impl RateLimiter {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+            // Clamped: a tiny configured rate must not overflow `Duration` (a panic
+            // in a request handler); a day is as long as any client should wait.
+            let wait = (1.0 - *tokens) / self.rate;
+            Err(Duration::try_from_secs_f64(wait)
+                .unwrap_or(MAX_RETRY_AFTER)
+                .min(MAX_RETRY_AFTER))
         }
     }
 }
@@ -658,4 +666,24 @@ async fn remove_withdrawal(
 ) -> Result<Response, ApiError> {
     operator(&cp, &headers)?;
     Ok(Json(serde_json::json!({ "removed": cp.remove_withdrawal(&id).await? })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found while documenting (issue 11): a tiny configured rate overflowed
+    /// `Duration::from_secs_f64` in the request path. The wait is now clamped.
+    #[test]
+    fn a_tiny_rate_never_panics_and_asks_for_at_most_a_day() {
+        let l = RateLimiter::new(1e-20, 1);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let now = Instant::now();
+        assert!(l.check(ip, now).is_ok());
+        assert_eq!(l.check(ip, now), Err(MAX_RETRY_AFTER));
+        let l = RateLimiter::new(2.0, 1);
+        assert!(l.check(ip, now).is_ok());
+        let wait = l.check(ip, now).unwrap_err();
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500));
+    }
 }
