@@ -157,6 +157,27 @@ fn synthetic_sections_as_written() {
     assert_eq!((s[3].kind, s[3].page_aug), (SectionKind::TempMem, true));
 }
 
+/// Found while documenting (issue 11): a PAGE.AUG section's size is not bounded by
+/// the 1 GiB measured-memory cap, and MRTD walked its pages anyway (2^50 empty
+/// steps for the size below: a hang on a hostile firmware file). It contributes
+/// nothing, so it is skipped; the bound is a thread and a deadline, not a hang.
+#[test]
+fn a_huge_page_aug_section_costs_nothing() {
+    let normal = synthetic();
+    let mut huge = normal.clone();
+    write_section(&mut huge, 3, (0, 0, TEMP_GPA, 1 << 62, 3, ATTR_PAGE_AUG));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Tdvf::parse(&huge).unwrap();
+        let _ = tx.send((t.mrtd(Layout::SinglePass), t.mrtd(Layout::TwoPass)));
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("MRTD of a firmware with a huge PAGE.AUG section did not finish");
+    let t = Tdvf::parse(&normal).unwrap();
+    assert_eq!(got, (t.mrtd(Layout::SinglePass), t.mrtd(Layout::TwoPass)));
+}
+
 #[test]
 fn synthetic_mrtd_both_layouts() {
     let img = synthetic();

@@ -159,6 +159,12 @@ impl<'a> Tdvf<'a> {
     pub fn mrtd(&self, layout: Layout) -> [u8; 48] {
         let mut h = Sha384::new();
         for s in &self.sections {
+            // PAGE.AUG sections are neither added nor extended at build time (parse()
+            // refuses PAGE.AUG with MR.EXTEND), and their size is not bounded by
+            // MAX_MEASURED_MEMORY: walking their pages would only burn time.
+            if s.page_aug {
+                continue;
+            }
             // parse() checked: measured bytes lie in the image and sizes fit usize.
             let content = self.content(s);
             let pages = s.mem_size / PAGE;
