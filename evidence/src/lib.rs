@@ -26,7 +26,7 @@ pub use dsse::{pae, report_data, Envelope, EnvelopeSignature, Unverified, Verifi
 pub use error::EvidenceError;
 pub use keys::{KeyAlgorithm, PublicKey};
 pub use report::{
-    BpfProgram, CollectorState, Digest32, Ebpf, FileMeasurement, Measurements, Platform,
-    PolicyMeasurement, Pulse, Report, TeeKind, Tier, Workload, Workloads, PULSE_PAYLOAD_TYPE,
-    REPORT_PAYLOAD_TYPE,
+    BpfProgram, CollectorState, Digest32, Ebpf, EbpfExtra, FileMeasurement, Inventory,
+    InventoryItem, Measurements, Platform, PolicyMeasurement, Pulse, Report, TeeKind, Tier,
+    Workload, Workloads, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };

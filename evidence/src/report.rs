@@ -8,6 +8,11 @@ use crate::error::EvidenceError;
 use crate::keys::PublicKey;
 use crate::limits::*;
 
+mod inventory;
+pub use inventory::{
+    BpfProgram, CollectorState, Ebpf, EbpfExtra, Inventory, InventoryItem, Workload, Workloads,
+};
+
 pub const REPORT_PAYLOAD_TYPE: &str = "application/vnd.provenant.report.v1+json";
 pub const PULSE_PAYLOAD_TYPE: &str = "application/vnd.provenant.pulse.v1+json";
 
@@ -122,135 +127,6 @@ pub struct Platform {
     pub lockdown: Option<String>,
 }
 
-/// Whether a collector could see what it measures. A collector that could not look
-/// says so with a reason; it never reports an empty "all fine" list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CollectorState {
-    /// The list is complete.
-    Ok,
-    /// The source could not be asked (podman unreachable, ...): the list is unknown.
-    Unknown,
-    /// The agent lacks the privilege or kernel support to look (e.g. no CAP_BPF).
-    Unavailable,
-}
-
-/// One container, as podman reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Workload {
-    /// Container name (podman's first name, without a leading `/`).
-    pub name: String,
-    /// Full container id (64 hex digits).
-    pub id: String,
-    /// `running`, `exited`, `created`, `paused`, ...
-    pub state: String,
-    /// The image reference the container was created from, as given
-    /// (`registry/repo:tag` or `registry/repo@sha256:..`).
-    pub image: String,
-    /// The local image id (`sha256:..` of the image config).
-    pub image_id: String,
-    /// The manifest digest the registry serves (`sha256:<64 hex>`), from the image's
-    /// RepoDigests matching `image`'s repository. `None` for an image that never came
-    /// from a registry (built locally): such an image cannot carry a signature.
-    pub image_digest: Option<String>,
-}
-
-/// Every container in the guest. In a report the full list is always present; in a
-/// pulse only when `digest` changed since the previous pulse (pulses stay small).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Workloads {
-    pub state: CollectorState,
-    /// Why the list is not `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// [`Workloads::digest_of`] the full list; `None` unless `state` is `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<Digest32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<Workload>>,
-}
-
-/// One loaded BPF program.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BpfProgram {
-    pub id: u32,
-    pub name: String,
-    /// The kernel's program type name (`socket_filter`, `kprobe`, `lsm`, ...).
-    pub prog_type: String,
-    /// The kernel's 8-byte tag, hex.
-    pub tag: String,
-    /// SHA-256 of the translated instructions with map references normalised, so
-    /// the hash names the program and survives a reload.
-    pub sha256: Digest32,
-    /// bpffs paths (under the configured directories) where this program is pinned.
-    #[serde(default)]
-    pub pinned: Vec<String>,
-}
-
-/// The loaded eBPF programs. Like [`Workloads`]: full list in reports, and in pulses
-/// only on change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ebpf {
-    pub state: CollectorState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Whether `bpf` is among the active LSMs (`/sys/kernel/security/lsm`);
-    /// `None` where that cannot be read.
-    #[serde(default)]
-    pub lsm_active: Option<bool>,
-    /// [`Ebpf::digest_of`] the full list; `None` unless `state` is `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<Digest32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<BpfProgram>>,
-}
-
-fn digest_lines<'a>(lines: impl Iterator<Item = Vec<&'a str>>) -> Digest32 {
-    use sha2::{Digest, Sha256};
-    let mut sorted: Vec<Vec<&str>> = lines.collect();
-    sorted.sort();
-    let mut h = Sha256::new();
-    for fields in sorted {
-        for f in fields {
-            h.update(f.as_bytes());
-            h.update([0]);
-        }
-        h.update(b"\n");
-    }
-    HexBytes(h.finalize().into())
-}
-
-impl Workloads {
-    /// SHA-256 over the sorted `name NUL id NUL state NUL image NUL image_id NUL
-    /// image_digest NUL LF` lines: order-independent, and it names every field.
-    pub fn digest_of(items: &[Workload]) -> Digest32 {
-        digest_lines(items.iter().map(|w| {
-            vec![
-                w.name.as_str(),
-                w.id.as_str(),
-                w.state.as_str(),
-                w.image.as_str(),
-                w.image_id.as_str(),
-                w.image_digest.as_deref().unwrap_or(""),
-            ]
-        }))
-    }
-}
-
-impl Ebpf {
-    /// SHA-256 over the sorted `name NUL type NUL sha256 NUL pinned.. LF` lines.
-    /// Ids and tags are left out: ids change on every load, and the tag is derived
-    /// from the instructions, which `sha256` already names.
-    pub fn digest_of(items: &[BpfProgram]) -> Digest32 {
-        let hexes: Vec<String> = items.iter().map(|p| p.sha256.to_hex()).collect();
-        digest_lines(items.iter().zip(&hexes).map(|(p, h)| {
-            let mut v = vec![p.name.as_str(), p.prog_type.as_str(), h.as_str()];
-            v.extend(p.pinned.iter().map(String::as_str));
-            v
-        }))
-    }
-}
-
 /// Everything the agent measured. New collectors add optional fields here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measurements {
@@ -284,52 +160,10 @@ impl Measurements {
             check_text("measurements.platform.lockdown", l, MAX_TEXT_LEN)?;
         }
         if let Some(w) = &self.workloads {
-            check_opt_text("measurements.workloads.reason", w.reason.as_deref())?;
-            let items = w.items.as_deref().unwrap_or_default();
-            if items.len() > MAX_WORKLOADS {
-                return Err(too_many(
-                    "measurements.workloads.items",
-                    items.len(),
-                    MAX_WORKLOADS,
-                ));
-            }
-            for i in items {
-                check_text("measurements.workloads.name", &i.name, MAX_TEXT_LEN)?;
-                check_text("measurements.workloads.id", &i.id, MAX_TEXT_LEN)?;
-                check_text("measurements.workloads.state", &i.state, MAX_TEXT_LEN)?;
-                check_text("measurements.workloads.image", &i.image, MAX_IMAGE_REF_LEN)?;
-                check_text("measurements.workloads.image_id", &i.image_id, MAX_TEXT_LEN)?;
-                check_opt_text(
-                    "measurements.workloads.image_digest",
-                    i.image_digest.as_deref(),
-                )?;
-            }
+            w.validate()?;
         }
         if let Some(e) = &self.ebpf {
-            check_opt_text("measurements.ebpf.reason", e.reason.as_deref())?;
-            let items = e.items.as_deref().unwrap_or_default();
-            if items.len() > MAX_BPF_PROGRAMS {
-                return Err(too_many(
-                    "measurements.ebpf.items",
-                    items.len(),
-                    MAX_BPF_PROGRAMS,
-                ));
-            }
-            for p in items {
-                check_text("measurements.ebpf.name", &p.name, MAX_TEXT_LEN)?;
-                check_text("measurements.ebpf.prog_type", &p.prog_type, MAX_TEXT_LEN)?;
-                check_text("measurements.ebpf.tag", &p.tag, MAX_TEXT_LEN)?;
-                if p.pinned.len() > MAX_BPF_PINS {
-                    return Err(too_many(
-                        "measurements.ebpf.pinned",
-                        p.pinned.len(),
-                        MAX_BPF_PINS,
-                    ));
-                }
-                for path in &p.pinned {
-                    check_text("measurements.ebpf.pinned", path, MAX_PATH_LEN)?;
-                }
-            }
+            e.validate()?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::Signer;
 use evidence::report::HexBytes;
 use evidence::{
-    BpfProgram, CollectorState, Ebpf, Envelope, FileMeasurement, Measurements, Platform,
+    BpfProgram, CollectorState, Ebpf, EbpfExtra, Envelope, FileMeasurement, Measurements, Platform,
     PolicyMeasurement, PublicKey, Pulse, Report, TeeKind, Tier, Workload, Workloads,
     PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };
@@ -129,13 +129,16 @@ fn report() -> Report {
     m.workloads = Some(Workloads {
         state: CollectorState::Ok,
         reason: None,
+        extra: (),
         digest: Some(Workloads::digest_of(&w)),
         items: Some(w),
     });
     m.ebpf = Some(Ebpf {
         state: CollectorState::Ok,
         reason: None,
-        lsm_active: Some(true),
+        extra: EbpfExtra {
+            lsm_active: Some(true),
+        },
         digest: Some(Ebpf::digest_of(&p)),
         items: Some(p),
     });
@@ -163,13 +166,14 @@ fn pulse() -> Pulse {
     m.workloads = Some(Workloads {
         state: CollectorState::Ok,
         reason: None,
+        extra: (),
         digest: Some(Workloads::digest_of(&w)),
         items: None,
     });
     m.ebpf = Some(Ebpf {
         state: CollectorState::Ok,
         reason: None,
-        lsm_active: None,
+        extra: EbpfExtra { lsm_active: None },
         digest: Some(Ebpf::digest_of(&p[..1])),
         items: Some(p[..1].to_vec()),
     });
@@ -252,7 +256,7 @@ fn inventory_decoding_is_pinned() {
     )
     .unwrap();
     assert_eq!(e.state, CollectorState::Ok);
-    assert_eq!(e.lsm_active, None);
+    assert_eq!(e.extra.lsm_active, None);
     assert_eq!(e.reason, None);
     assert_eq!(e.items, Some(vec![]));
     assert_eq!(e.digest.unwrap().to_hex(), EMPTY_LIST_DIGEST);
@@ -260,7 +264,7 @@ fn inventory_decoding_is_pinned() {
     let e: Ebpf =
         serde_json::from_str(r#"{"state":"unavailable","reason":"no CAP_BPF","lsm_active":false}"#)
             .unwrap();
-    assert_eq!(e.lsm_active, Some(false));
+    assert_eq!(e.extra.lsm_active, Some(false));
     assert_eq!(
         serde_json::to_string(&e).unwrap(),
         r#"{"state":"unavailable","reason":"no CAP_BPF","lsm_active":false}"#
