@@ -5,8 +5,8 @@
 //! every pulse that repeats it); the verdict shows the difference for as long as it
 //! lasts.
 
-use evidence::verdict::{Reason, ReasonCode, Status};
-use evidence::{BpfProgram, CollectorState, Inventory, InventoryItem, Measurements, Workload};
+use evidence::{CollectorState, Inventory, InventoryItem, Measurements};
+use policy::inventory::diff;
 
 use crate::alert::AlertKind;
 use crate::store::Expectations;
@@ -176,123 +176,6 @@ fn complete<T: InventoryItem>(l: Option<&Inventory<T>>) -> Option<(evidence::Dig
     l?.complete()
 }
 
-/// At most this many entries per list in an alert text.
-const MAX_LISTED: usize = 20;
-
-fn listing(label: &str, items: &[String]) -> Option<String> {
-    if items.is_empty() {
-        return None;
-    }
-    let mut s = format!("{label}: ");
-    s.push_str(&items[..items.len().min(MAX_LISTED)].join("; "));
-    if items.len() > MAX_LISTED {
-        s.push_str(&format!("; … and {} more", items.len() - MAX_LISTED));
-    }
-    Some(s)
-}
-
-/// How [`diff`] names and compares the items of one kind of list.
-trait Listed: InventoryItem {
-    /// The text when no item was added, removed or changed (the digests differ all
-    /// the same).
-    const NO_DIFFERENCE: &'static str;
-    /// Whether two items are the same entry (possibly changed).
-    fn same_entry(&self, other: &Self) -> bool;
-    /// How the item is named in an alert.
-    fn describe(&self) -> String;
-    /// How `new` changed from `old`, its entries in the old list (never empty); `None`
-    /// if it did not.
-    fn change(old: &[&Self], new: &Self) -> Option<String>;
-}
-
-impl Listed for BpfProgram {
-    const NO_DIFFERENCE: &'static str = "the same programs, in different numbers";
-    /// Programs are keyed by (name, type).
-    fn same_entry(&self, other: &Self) -> bool {
-        self.name == other.name && self.prog_type == other.prog_type
-    }
-    fn describe(&self) -> String {
-        format!(
-            "{} ({}, sha256 {}{})",
-            self.name,
-            self.prog_type,
-            self.sha256,
-            if self.pinned.is_empty() {
-                String::new()
-            } else {
-                format!(", pinned {}", self.pinned.join(","))
-            }
-        )
-    }
-    /// Changed unless one of the programs with its key has its hash and pins.
-    fn change(old: &[&Self], new: &Self) -> Option<String> {
-        let same = |a: &BpfProgram| a.sha256 == new.sha256 && a.pinned == new.pinned;
-        (!old.iter().any(|o| same(o))).then(|| {
-            format!(
-                "{} -> sha256 {}",
-                old.iter()
-                    .map(|o| o.describe())
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-                new.sha256
-            )
-        })
-    }
-}
-
-impl Listed for Workload {
-    const NO_DIFFERENCE: &'static str = "";
-    /// Containers are keyed by id.
-    fn same_entry(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-    fn describe(&self) -> String {
-        format!(
-            "{} ({}, {}, {})",
-            self.name,
-            self.image,
-            self.image_digest.as_deref().unwrap_or("no digest"),
-            self.state
-        )
-    }
-    /// Compared with the first old container with its id, field by field.
-    fn change(old: &[&Self], new: &Self) -> Option<String> {
-        let o = old.first()?;
-        (*o != new).then(|| format!("{} -> {}", o.describe(), new.describe()))
-    }
-}
-
-/// Added, removed and changed entries between two lists.
-fn diff<T: Listed>(old: &[T], new: &[T]) -> String {
-    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
-    for n in new {
-        let olds: Vec<&T> = old.iter().filter(|o| o.same_entry(n)).collect();
-        if olds.is_empty() {
-            added.push(n.describe());
-        } else if let Some(c) = T::change(&olds, n) {
-            changed.push(c);
-        }
-    }
-    for o in old {
-        if !new.iter().any(|n| n.same_entry(o)) {
-            removed.push(o.describe());
-        }
-    }
-    let parts: Vec<String> = [
-        listing("added", &added),
-        listing("removed", &removed),
-        listing("changed", &changed),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if parts.is_empty() {
-        T::NO_DIFFERENCE.into()
-    } else {
-        parts.join("; ")
-    }
-}
-
 /// Why a pulse's inventory cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryError(pub String);
@@ -361,84 +244,9 @@ fn resolve<T: InventoryItem>(
     Ok(())
 }
 
-/// Reasons from the workloads and eBPF collectors that stand now. Statuses (never
-/// green):
-/// - eBPF programs differ from a last-known-good list: `EbpfChanged`, red.
-/// - eBPF list not visible (`unknown`/`unavailable`/no longer reported) where the
-///   last-known-good had one: `EbpfUnavailable`, red (the view was lost).
-/// - eBPF never visible: `unavailable` is yellow (a standing, weaker configuration,
-///   like the software tier); `unknown` is unknown.
-/// - workloads `unknown`/`unavailable`: `WorkloadsUnknown`, unknown: what runs
-///   cannot be told, so nothing about it is acceptable.
-pub fn inventory_reasons(lkg: &Measurements, current: &Measurements) -> Vec<Reason> {
-    let mut out = Vec::new();
-    let mut push = |code, status, detail: String| {
-        out.push(Reason {
-            code,
-            status,
-            detail,
-        })
-    };
-    let lkg_ebpf = complete(lkg.ebpf.as_ref());
-    match (&current.ebpf, lkg_ebpf) {
-        (Some(e), _) if e.state == CollectorState::Ok => {
-            if let (Some((ld, li)), Some((cd, ci))) = (lkg_ebpf, e.complete()) {
-                if ld != cd {
-                    push(
-                        ReasonCode::EbpfChanged,
-                        Status::Fail,
-                        format!(
-                            "eBPF programs differ from last-known-good: {}",
-                            diff(li, ci)
-                        ),
-                    );
-                }
-            }
-        }
-        (Some(e), Some(_)) => push(
-            ReasonCode::EbpfUnavailable,
-            Status::Fail,
-            format!(
-                "eBPF programs were visible at last-known-good, now {}: {}",
-                state_str(e.state),
-                e.reason.as_deref().unwrap_or("no reason given")
-            ),
-        ),
-        (None, Some(_)) => push(
-            ReasonCode::EbpfUnavailable,
-            Status::Fail,
-            "eBPF programs were visible at last-known-good, now not reported".into(),
-        ),
-        (Some(e), None) => push(
-            ReasonCode::EbpfUnavailable,
-            if e.state == CollectorState::Unavailable {
-                Status::Warn
-            } else {
-                Status::Unknown
-            },
-            format!(
-                "eBPF programs {}: {}",
-                state_str(e.state),
-                e.reason.as_deref().unwrap_or("no reason given")
-            ),
-        ),
-        (None, None) => {}
-    }
-    if let Some(w) = &current.workloads {
-        if w.state != CollectorState::Ok {
-            push(
-                ReasonCode::WorkloadsUnknown,
-                Status::Unknown,
-                format!(
-                    "workloads {}: {}",
-                    state_str(w.state),
-                    w.reason.as_deref().unwrap_or("no reason given")
-                ),
-            );
-        }
-    }
-    out
-}
+/// Reasons from the workloads and eBPF collectors that stand now: decided by
+/// [`policy::inventory::reasons`].
+pub use policy::inventory::reasons as inventory_reasons;
 
 /// The state as the wire spells it.
 pub fn state_str(s: CollectorState) -> &'static str {
@@ -472,6 +280,7 @@ pub fn standing(
 mod tests {
     use super::*;
     use evidence::report::HexBytes;
+    use evidence::verdict::{ReasonCode, Status};
     use evidence::{FileMeasurement, Platform, PolicyMeasurement, TeeKind};
 
     fn m(bin: u8, pol: u8) -> Measurements {

@@ -12,6 +12,7 @@
 
 pub mod identity;
 pub mod image;
+pub mod inventory;
 pub mod podman;
 pub mod tdx;
 
