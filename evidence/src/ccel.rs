@@ -17,11 +17,13 @@
 //!   `EV_NO_ACTION` extends its register with its SHA-384 digest:
 //!   `rtmr = SHA-384(rtmr || digest)`, from 48 zero bytes.
 //!
-//! The log is untrusted input: every read goes through a cursor that fails with a
-//! [`CcelError`] naming the field, every length and count the input declares is
-//! bounded by a named limit, and nothing here panics. A replayed value proves nothing
-//! until it is compared with RTMRs from a verified quote.
+//! The log is untrusted input: every read goes through a
+//! [`Reader`](crate::codec::Reader) and fails with a [`CcelError`] naming the field,
+//! every length and count the input declares is bounded by a named limit, and nothing
+//! here panics. A replayed value proves nothing until it is compared with RTMRs from
+//! a verified quote.
 
+use crate::codec::{CodecError, Reader};
 use crate::eventlog::extend;
 
 /// Largest event log accepted. OVMF/TDVF reserves 64–256 KiB for the log area; a log
@@ -95,72 +97,34 @@ pub enum CcelError {
     MrIndex { event: usize, index: u32 },
 }
 
-/// A cursor over untrusted bytes that never reads out of bounds.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8]) -> Cursor<'a> {
-        Cursor { buf, pos: 0 }
-    }
-
-    fn remaining(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or(&[])
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CcelError> {
-        let rest = self.remaining();
-        match rest.get(..n) {
-            Some(s) => {
-                self.pos = self.pos.saturating_add(n);
-                Ok(s)
-            }
-            None => Err(CcelError::Truncated {
+impl From<CodecError> for CcelError {
+    fn from(e: CodecError) -> CcelError {
+        match e {
+            CodecError::Truncated {
                 field,
-                offset: self.pos,
-                need: n,
-                have: rest.len(),
-            }),
+                offset,
+                need,
+                have,
+            } => CcelError::Truncated {
+                field,
+                offset,
+                need,
+                have,
+            },
+            // A declared length past the end: the field is cut short.
+            CodecError::Length {
+                field,
+                offset,
+                declared,
+                available,
+            } => CcelError::Truncated {
+                field,
+                offset,
+                need: declared,
+                have: available,
+            },
+            CodecError::TooLarge { what, len, max } => CcelError::TooLarge { what, len, max },
         }
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CcelError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, field)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, CcelError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, CcelError> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, CcelError> {
-        Ok(u32::from_le_bytes(self.array(field)?))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, CcelError> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
-    /// A length read from the input, checked against a named bound before use.
-    fn len_u32(
-        &mut self,
-        field: &'static str,
-        what: &'static str,
-        max: usize,
-    ) -> Result<usize, CcelError> {
-        let v = self.u32(field)?;
-        let len = usize::try_from(v).unwrap_or(usize::MAX);
-        if len > max {
-            return Err(CcelError::TooLarge { what, len, max });
-        }
-        Ok(len)
     }
 }
 
@@ -189,7 +153,7 @@ impl CcelTable {
                 max: CCEL_TABLE_LEN,
             });
         }
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let signature = c.array::<4>("signature")?;
         if &signature != b"CCEL" {
             return Err(CcelError::NotCcel(signature));
@@ -287,7 +251,7 @@ pub struct EventLog {
     pub used_bytes: usize,
 }
 
-fn parse_spec_id(c: &mut Cursor<'_>) -> Result<SpecIdEvent, CcelError> {
+fn parse_spec_id(c: &mut Reader<'_>) -> Result<SpecIdEvent, CcelError> {
     let _mr_index = c.u32("spec_id.mr_index")?;
     let event_type = c.u32("spec_id.event_type")?;
     if event_type != EV_NO_ACTION {
@@ -299,7 +263,7 @@ fn parse_spec_id(c: &mut Cursor<'_>) -> Result<SpecIdEvent, CcelError> {
         "Spec ID event size",
         MAX_SPEC_ID_EVENT_BYTES,
     )?;
-    let mut e = Cursor::new(c.take(size, "spec_id.event")?);
+    let mut e = Reader::new(c.take(size, "spec_id.event")?);
     if e.take(16, "spec_id.signature")? != SPEC_ID_SIGNATURE {
         return Err(CcelError::SpecId("signature is not \"Spec ID Event03\""));
     }
@@ -337,7 +301,7 @@ fn parse_spec_id(c: &mut Cursor<'_>) -> Result<SpecIdEvent, CcelError> {
     }
     let vendor_len = usize::from(e.u8("spec_id.vendor_info_size")?);
     let vendor_info = e.take(vendor_len, "spec_id.vendor_info")?.to_vec();
-    if !e.remaining().is_empty() {
+    if e.remaining() != 0 {
         return Err(CcelError::SpecId("bytes left over after the vendor info"));
     }
     Ok(SpecIdEvent {
@@ -368,10 +332,10 @@ impl EventLog {
                 max: MAX_LOG_BYTES,
             });
         }
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let spec_id = parse_spec_id(&mut c)?;
         let mut events = Vec::new();
-        while !at_end(c.remaining()) {
+        while !at_end(c.rest()) {
             if events.len() >= MAX_EVENTS {
                 return Err(CcelError::TooLarge {
                     what: "event count",
@@ -417,7 +381,7 @@ impl EventLog {
         Ok(EventLog {
             spec_id,
             events,
-            used_bytes: c.pos,
+            used_bytes: c.offset(),
         })
     }
 

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod ccel;
+pub mod codec;
 pub mod dsse;
 pub mod error;
 pub mod eventlog;

@@ -5,8 +5,9 @@
 //! collateral) belongs to the control plane, which must never act on a parsed quote
 //! it has not verified.
 //!
-//! Every read goes through [`Reader`], which returns an error naming the field on a
-//! short input and never panics or indexes out of bounds. Every length the quote
+//! Every read goes through [`Reader`](crate::codec::Reader), which returns an error
+//! naming the field and offset on a short input and never panics or indexes out of
+//! bounds. Every length the quote
 //! declares is checked against what follows it and, for the PCK chain, against
 //! [`MAX_PCK_CHAIN_BYTES`]; the signature data and the certification data must be
 //! exactly their fields. Bytes after the signature data are tolerated (real quotes
@@ -14,6 +15,7 @@
 
 use serde::Serialize;
 
+use crate::codec::{CodecError, Reader};
 use crate::report::HexBytes;
 
 /// Largest quote accepted. The kernel's configfs-tsm buffer is 128 KiB; a quote with a
@@ -86,69 +88,36 @@ pub enum QuoteError {
     Unconsumed { field: &'static str, extra: usize },
 }
 
-/// A cursor over untrusted bytes.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
-    }
-
-    pub fn offset(&self) -> usize {
-        self.pos
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    /// Takes `n` bytes, or fails naming `field`.
-    pub fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], QuoteError> {
-        let have = self.remaining();
-        let end = self.pos.checked_add(n).filter(|_| n <= have);
-        match end.and_then(|e| self.buf.get(self.pos..e)) {
-            Some(s) => {
-                self.pos += n;
-                Ok(s)
-            }
-            None => Err(QuoteError::Truncated {
+impl From<CodecError> for QuoteError {
+    fn from(e: CodecError) -> QuoteError {
+        match e {
+            CodecError::Truncated {
                 field,
-                offset: self.pos,
-                need: n,
+                offset,
+                need,
                 have,
-            }),
-        }
-    }
-
-    pub fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], QuoteError> {
-        let s = self.take(N, field)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    pub fn u16(&mut self, field: &'static str) -> Result<u16, QuoteError> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    pub fn u32(&mut self, field: &'static str) -> Result<u32, QuoteError> {
-        Ok(u32::from_le_bytes(self.array(field)?))
-    }
-
-    /// A sub-reader over the next `n` bytes, where `n` came from the input: a length
-    /// larger than what remains is a `Length` error, not a truncation of one field.
-    pub fn sub(&mut self, n: usize, field: &'static str) -> Result<Reader<'a>, QuoteError> {
-        if n > self.remaining() {
-            return Err(QuoteError::Length {
+            } => QuoteError::Truncated {
                 field,
-                declared: n,
-                available: self.remaining(),
-            });
+                offset,
+                need,
+                have,
+            },
+            CodecError::Length {
+                field,
+                declared,
+                available,
+                ..
+            } => QuoteError::Length {
+                field,
+                declared,
+                available,
+            },
+            CodecError::TooLarge { what, len, max } => QuoteError::TooLong {
+                field: what,
+                declared: len,
+                max,
+            },
         }
-        Ok(Reader::new(self.take(n, field)?))
     }
 }
 
@@ -413,23 +382,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reader_never_overruns() {
-        let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(r.u16("a").unwrap(), 0x0201);
-        let e = r.u16("b").unwrap_err();
+    fn short_reads_name_the_field_and_offset() {
         assert_eq!(
-            e,
+            Quote::parse(&[4, 0, 2]).unwrap_err(),
             QuoteError::Truncated {
-                field: "b",
+                field: "att_key_type",
                 offset: 2,
                 need: 2,
                 have: 1
             }
         );
-        assert!(r.take(usize::MAX, "huge").is_err());
-        assert!(r.sub(usize::MAX, "huge").is_err());
-        assert_eq!(r.take(1, "c").unwrap(), &[3]);
-        assert_eq!(r.remaining(), 0);
     }
 
     #[test]
