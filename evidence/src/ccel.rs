@@ -17,11 +17,10 @@
 //!   `EV_NO_ACTION` extends its register with its SHA-384 digest:
 //!   `rtmr = SHA-384(rtmr || digest)`, from 48 zero bytes.
 //!
-//! The log is untrusted input: every read goes through a
-//! [`Reader`](crate::codec::Reader) and fails with a [`CcelError`] naming the field,
-//! every length and count the input declares is bounded by a named limit, and nothing
-//! here panics. A replayed value proves nothing until it is compared with RTMRs from
-//! a verified quote.
+//! The log is untrusted input: every read goes through a [`Reader`] and fails with a
+//! [`CcelError`] naming the field, every length and count the input declares is
+//! bounded by a named limit, and nothing here panics. A replayed value proves nothing
+//! until it is compared with RTMRs from a verified quote.
 
 use crate::codec::{CodecError, Reader};
 use crate::eventlog::extend;
@@ -57,44 +56,84 @@ const SHA384_LEN: usize = 48;
 /// Number of RTMRs (CC MR indices 1..=4).
 const RTMRS: usize = 4;
 
+/// Why a CCEL table or event log was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CcelError {
+    /// The input ends inside a field.
     #[error("CCEL truncated: {field} needs {need} bytes at offset {offset}, {have} left")]
     Truncated {
+        /// The field.
         field: &'static str,
+        /// Its offset (within the Spec ID event for `spec_id.*` fields after its size).
         offset: usize,
+        /// Its size.
         need: usize,
+        /// The bytes left from `offset`.
         have: usize,
     },
+    /// An input, or a length or count it declares, over its named limit.
     #[error("{what} is {len}, over the limit of {max}")]
     TooLarge {
+        /// What was too large.
         what: &'static str,
+        /// Its size or the declared value.
         len: usize,
+        /// The limit.
         max: usize,
     },
+    /// The ACPI table's signature is not `CCEL`.
     #[error("ACPI table signature {0:?} is not \"CCEL\"")]
     NotCcel([u8; 4]),
+    /// The ACPI table's declared or actual length is not a CCEL table's.
     #[error("ACPI table declares {declared} bytes, {actual} given (CCEL is {CCEL_TABLE_LEN})")]
-    TableLength { declared: u32, actual: usize },
+    TableLength {
+        /// The length the table declares.
+        declared: u32,
+        /// The bytes given.
+        actual: usize,
+    },
+    /// The ACPI table's bytes do not sum to zero.
     #[error("ACPI table checksum does not sum to zero")]
     Checksum,
+    /// A CC type other than TDX.
     #[error("CC type {0} is not TDX (2)")]
     NotTdx(u8),
+    /// The log does not open with a valid Spec ID Event03.
     #[error("first event is not a Spec ID Event03: {0}")]
     SpecId(&'static str),
+    /// An event digest of an algorithm the Spec ID event does not list.
     #[error("event {event}: digest algorithm {alg:#06x} is not in the Spec ID event")]
-    UnknownAlgorithm { event: usize, alg: u16 },
+    UnknownAlgorithm {
+        /// The event's index after the Spec ID event.
+        event: usize,
+        /// The algorithm id.
+        alg: u16,
+    },
+    /// An event with a digest count other than the Spec ID event's.
     #[error("event {event}: {declared} digests, the Spec ID event lists {expected}")]
     DigestCount {
+        /// The event's index after the Spec ID event.
         event: usize,
+        /// Its digest count.
         declared: u32,
+        /// The algorithms the Spec ID event lists.
         expected: usize,
     },
+    /// An event to replay without a SHA-384 digest.
     #[error("event {event}: no SHA-384 digest to replay")]
-    NoSha384 { event: usize },
+    NoSha384 {
+        /// The event's index after the Spec ID event.
+        event: usize,
+    },
+    /// An event to replay into a register past RTMR3.
     #[error("event {event}: CC MR index {index} is beyond RTMR3")]
-    MrIndex { event: usize, index: u32 },
+    MrIndex {
+        /// The event's index after the Spec ID event.
+        event: usize,
+        /// Its CC MR index.
+        index: u32,
+    },
 }
 
 impl From<CodecError> for CcelError {
@@ -131,10 +170,15 @@ impl From<CodecError> for CcelError {
 /// The ACPI CCEL table: where the firmware put the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CcelTable {
+    /// ACPI table revision.
     pub revision: u8,
+    /// ACPI OEM id.
     pub oem_id: [u8; 6],
+    /// ACPI OEM table id.
     pub oem_table_id: [u8; 8],
+    /// CC type ([`CC_TYPE_TDX`]).
     pub cc_type: u8,
+    /// CC subtype.
     pub cc_subtype: u8,
     /// Log area minimum length.
     pub laml: u64,
@@ -198,26 +242,37 @@ impl CcelTable {
 /// A digest algorithm the log carries, from the Spec ID event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Algorithm {
+    /// TCG algorithm id (e.g. [`ALG_SHA384`]).
     pub id: u16,
+    /// Its digest size in bytes.
     pub digest_size: u16,
 }
 
 /// The Spec ID Event03 that opens a crypto-agile log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecIdEvent {
+    /// TCG platform class (0 client, 1 server).
     pub platform_class: u32,
+    /// TCG spec version, major.
     pub spec_version_major: u8,
+    /// TCG spec version, minor.
     pub spec_version_minor: u8,
+    /// TCG spec errata.
     pub spec_errata: u8,
+    /// Size of UINTN in the firmware (1: 32-bit, 2: 64-bit).
     pub uintn_size: u8,
+    /// The digest algorithms every event carries, in order.
     pub algorithms: Vec<Algorithm>,
+    /// Vendor-defined bytes.
     pub vendor_info: Vec<u8>,
 }
 
 /// One digest of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventDigest {
+    /// TCG algorithm id.
     pub alg_id: u16,
+    /// The digest, of the algorithm's size.
     pub digest: Vec<u8>,
 }
 
@@ -226,8 +281,11 @@ pub struct EventDigest {
 pub struct Event {
     /// CC measurement register index: 0 = MRTD, 1–4 = RTMR0–3.
     pub mr_index: u32,
+    /// TCG event type (e.g. [`EV_NO_ACTION`]).
     pub event_type: u32,
+    /// One digest per algorithm of the Spec ID event.
     pub digests: Vec<EventDigest>,
+    /// The event data (what was measured, or a description of it).
     pub data: Vec<u8>,
 }
 
@@ -244,6 +302,7 @@ impl Event {
 /// A parsed event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventLog {
+    /// The Spec ID event that opens the log.
     pub spec_id: SpecIdEvent,
     /// The events after the Spec ID event, in log order.
     pub events: Vec<Event>,

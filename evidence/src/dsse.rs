@@ -35,15 +35,20 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// One signature in an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeSignature {
+    /// Names the signing key (the agent puts its fingerprint); unauthenticated, a hint.
     pub keyid: String,
+    /// The signature bytes over the PAE.
     pub sig: Vec<u8>,
 }
 
 /// A DSSE envelope with its payload and signatures decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// The media type of `payload` (e.g. [`REPORT_PAYLOAD_TYPE`](crate::REPORT_PAYLOAD_TYPE)).
     pub payload_type: String,
+    /// The exact signed bytes.
     pub payload: Vec<u8>,
+    /// One or more signatures over `PAE(payload_type, payload)`.
     pub signatures: Vec<EnvelopeSignature>,
 }
 
@@ -298,7 +303,9 @@ impl<T> Unverified<'_, T> {
 
 /// A payload type carried in an envelope.
 pub trait Payload: DeserializeOwned {
+    /// The `payloadType` an envelope of it must declare.
     const PAYLOAD_TYPE: &'static str;
+    /// Largest payload decoded as this type.
     const MAX_BYTES: usize;
     /// Field-level checks beyond what serde does (lengths, identifiers, versions).
     fn validate(&self) -> Result<(), EvidenceError>;
@@ -320,7 +327,8 @@ fn decode_payload<T: Payload>(payload: &[u8]) -> Result<T, EvidenceError> {
     Ok(value)
 }
 
-/// A payload whose envelope signature was checked. Only [`Envelope::open`] builds one.
+/// A payload whose envelope signature was checked. Only [`Envelope::open`] and
+/// [`Unverified::verify`] build one.
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
     value: T,
@@ -329,9 +337,11 @@ pub struct Verified<T> {
 }
 
 impl<T> Verified<T> {
+    /// The verified payload.
     pub fn value(&self) -> &T {
         &self.value
     }
+    /// The verified payload, by value.
     pub fn into_value(self) -> T {
         self.value
     }

@@ -25,15 +25,19 @@ const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 /// A signature algorithm Provenant verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyAlgorithm {
+    /// Ed25519, raw 64-byte signatures (RFC 8032, verified strictly).
     #[serde(rename = "ed25519")]
     Ed25519,
+    /// ECDSA over P-256 with SHA-256, ASN.1 DER signatures.
     #[serde(rename = "ecdsa-p256-sha256")]
     EcdsaP256Sha256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048 to 8192 bits.
     #[serde(rename = "rsa-pkcs1-sha256")]
     RsaPkcs1Sha256,
 }
 
 impl KeyAlgorithm {
+    /// The algorithm's name on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyAlgorithm::Ed25519 => "ed25519",
@@ -126,6 +130,7 @@ impl PublicKey {
         })
     }
 
+    /// The key's algorithm, derived from its SPKI.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.alg
     }

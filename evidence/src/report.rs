@@ -13,7 +13,9 @@ pub use inventory::{
     BpfProgram, CollectorState, Ebpf, EbpfExtra, Inventory, InventoryItem, Workload, Workloads,
 };
 
+/// The DSSE `payloadType` of a [`Report`].
 pub const REPORT_PAYLOAD_TYPE: &str = "application/vnd.provenant.report.v1+json";
+/// The DSSE `payloadType` of a [`Pulse`].
 pub const PULSE_PAYLOAD_TYPE: &str = "application/vnd.provenant.pulse.v1+json";
 
 /// Fixed-size bytes carried as lowercase hex.
@@ -26,9 +28,11 @@ pub type Digest32 = HexBytes<32>;
 pub type Nonce16 = HexBytes<16>;
 
 impl<const N: usize> HexBytes<N> {
+    /// Lowercase hex.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+    /// Exactly `2 * N` hex digits, optionally after `sha256:`.
     pub fn from_hex(s: &str) -> Result<Self, EvidenceError> {
         let s = s.strip_prefix("sha256:").unwrap_or(s);
         if s.len() != 2 * N {
@@ -83,6 +87,7 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// The tier as it is spelled on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Tdx => "tdx",
@@ -97,28 +102,36 @@ impl Tier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TeeKind {
+    /// Intel TDX.
     Tdx,
+    /// None detected.
     None,
 }
 
 /// SHA-256 of one measured file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeasurement {
+    /// The file's path.
     pub path: String,
+    /// SHA-256 of its contents.
     pub sha256: Digest32,
 }
 
 /// The policy/config files, and one digest over the sorted (path, hash) list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyMeasurement {
+    /// The digest of [`PolicyMeasurement::from_files`].
     pub digest: Digest32,
+    /// The files, sorted by path.
     pub files: Vec<FileMeasurement>,
 }
 
 /// Facts about the platform the agent runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// The TEE the agent detected.
     pub tee: TeeKind,
+    /// Whether a TPM device is present.
     pub tpm_present: bool,
     /// SHA-256 of /proc/cmdline; absent where it cannot be read.
     pub kernel_cmdline_sha256: Option<Digest32>,
@@ -132,7 +145,9 @@ pub struct Platform {
 pub struct Measurements {
     /// SHA-256 of the running agent binary (/proc/self/exe).
     pub agent_binary: Digest32,
+    /// The measured policy and config files.
     pub policy: PolicyMeasurement,
+    /// Facts about the platform.
     pub platform: Platform,
     /// Containers from podman; `None` when the collector is not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,8 +189,11 @@ impl Measurements {
 pub struct Report {
     /// Format version; 1.
     pub version: u32,
+    /// The agent's id, as enrolled.
     pub agent_id: String,
+    /// The agent's partition (a grouping label, `default` unless configured).
     pub partition: String,
+    /// How the report is bound to the platform.
     pub tier: Tier,
     /// When the agent made the report, UTC nanoseconds since the Unix epoch.
     pub issued_at_ns: u64,
@@ -190,24 +208,31 @@ pub struct Report {
     pub heartbeat_key: PublicKey,
     /// How often the agent will send pulses, in milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// The agent's software version.
     pub agent_version: String,
+    /// Everything the agent measured, lists in full.
     pub measurements: Measurements,
 }
 
 /// A signed heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pulse {
+    /// Format version; 1.
     pub version: u32,
+    /// The agent's id, as registered.
     pub agent_id: String,
+    /// The partition it registered in.
     pub partition: String,
     /// 1 for the first pulse after registration, then +1 each pulse.
     pub sequence: u64,
+    /// When the agent made the pulse, UTC nanoseconds since the Unix epoch.
     pub issued_at_ns: u64,
     /// Fresh random 128 bits per pulse.
     pub nonce: Nonce16,
     /// Digest of the previous pulse envelope, or of the registration report envelope
     /// for the first pulse: a hash chain back to the registration.
     pub previous: Digest32,
+    /// Everything the agent measured; lists the control plane has only by digest.
     pub measurements: Measurements,
 }
 

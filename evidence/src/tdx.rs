@@ -5,10 +5,9 @@
 //! collateral) belongs to the control plane, which must never act on a parsed quote
 //! it has not verified.
 //!
-//! Every read goes through [`Reader`](crate::codec::Reader), which returns an error
-//! naming the field and offset on a short input and never panics or indexes out of
-//! bounds. Every length the quote
-//! declares is checked against what follows it and, for the PCK chain, against
+//! Every read goes through [`Reader`], which returns an error naming the field and
+//! offset on a short input and never panics or indexes out of bounds. Every length the
+//! quote declares is checked against what follows it and, for the PCK chain, against
 //! [`MAX_PCK_CHAIN_BYTES`]; the signature data and the certification data must be
 //! exactly their fields. Bytes after the signature data are tolerated (real quotes
 //! carry padding) and counted in [`Quote::trailing_bytes`].
@@ -42,50 +41,88 @@ const CERT_QE_REPORT: u16 = 6;
 /// Certification data type 5: PCK certificate chain (PEM).
 const CERT_PCK_CHAIN: u16 = 5;
 
+/// Why a quote (or TDREPORT) could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuoteError {
+    /// The input ends inside a field.
     #[error("quote truncated: {field} needs {need} bytes at offset {offset}, {have} left")]
     Truncated {
+        /// The field.
         field: &'static str,
+        /// Its offset (within its length-prefixed structure).
         offset: usize,
+        /// Its size.
         need: usize,
+        /// The bytes left from `offset`.
         have: usize,
     },
+    /// A quote over [`MAX_QUOTE_BYTES`].
     #[error("quote is {len} bytes, over the limit of {MAX_QUOTE_BYTES}")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// Its size.
+        len: usize,
+    },
+    /// A quote version other than 4 or 5.
     #[error("unsupported quote version {0} (4 and 5 are supported)")]
     UnsupportedVersion(u16),
+    /// A TEE type other than TDX (or, for a TDREPORT, a report type other than TDX).
     #[error("TEE type {0:#x} is not TDX (0x81)")]
     NotTdx(u32),
+    /// An attestation key type other than ECDSA P-256.
     #[error("attestation key type {0} is not ECDSA P-256 (2)")]
     UnsupportedKeyType(u16),
+    /// A v5 body type other than TD 1.0 or TD 1.5.
     #[error("unsupported v5 body type {0} (2 = TD 1.0, 3 = TD 1.5)")]
     UnsupportedBodyType(u16),
+    /// A v5 body whose declared size is not its type's.
     #[error("v5 body of type {body_type} declares {declared} bytes, expected {expected}")]
     BodySize {
+        /// The body type.
         body_type: u16,
+        /// The declared size.
         declared: u32,
+        /// The type's size.
         expected: usize,
     },
+    /// Certification data of an unexpected type.
     #[error("certification data type {got} where {expected} was expected")]
-    CertDataType { expected: u16, got: u16 },
+    CertDataType {
+        /// The type required here.
+        expected: u16,
+        /// The type found.
+        got: u16,
+    },
+    /// A declared length larger than what follows it (or, for a TDREPORT, an input
+    /// of the wrong size).
     #[error("{field} declares {declared} bytes but only {available} follow")]
     Length {
+        /// The field.
         field: &'static str,
+        /// The declared length.
         declared: usize,
+        /// The bytes that follow.
         available: usize,
     },
+    /// A declared length over its named limit.
     #[error("{field} declares {declared} bytes, over the limit of {max}")]
     TooLong {
+        /// The field.
         field: &'static str,
+        /// The declared length.
         declared: usize,
+        /// The limit.
         max: usize,
     },
     /// A length-prefixed structure whose declared length is larger than its
     /// contents: the extra bytes would be covered by no check.
     #[error("{field} has {extra} bytes after its last field")]
-    Unconsumed { field: &'static str, extra: usize },
+    Unconsumed {
+        /// The structure.
+        field: &'static str,
+        /// The bytes after its last field.
+        extra: usize,
+    },
 }
 
 impl From<CodecError> for QuoteError {
@@ -126,25 +163,35 @@ fn usize_from(v: u32) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// A 48-byte (SHA-384) measurement register.
 pub type Mr = HexBytes<48>;
 
 /// The quote header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuoteHeader {
+    /// Quote format version (4 or 5).
     pub version: u16,
+    /// Attestation key type ([`ATT_KEY_ECDSA_P256`]).
     pub att_key_type: u16,
+    /// TEE type ([`TEE_TYPE_TDX`]).
     pub tee_type: u32,
+    /// The quoting enclave's SVN.
     pub qe_svn: u16,
+    /// The provisioning certification enclave's SVN.
     pub pce_svn: u16,
+    /// The QE vendor (Intel's UUID for Intel's QE).
     pub qe_vendor_id: HexBytes<16>,
+    /// QE-defined data (Intel's QE puts a QE identifier in the first 16 bytes).
     pub user_data: HexBytes<20>,
 }
 
 /// Which TD report body the quote carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum BodyKind {
+    /// TD 1.0 (584 bytes).
     #[serde(rename = "td10")]
     Td10,
+    /// TD 1.5 (648 bytes: TEE_TCB_SVN2 and MRSERVICETD added).
     #[serde(rename = "td15")]
     Td15,
 }
@@ -152,18 +199,31 @@ pub enum BodyKind {
 /// The TD report body: what the TD measured and asked to be bound.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TdReport {
+    /// TD 1.0 or TD 1.5 layout.
     pub kind: BodyKind,
+    /// The TDX module's TCB SVN.
     pub tee_tcb_svn: HexBytes<16>,
+    /// Measurement of the TDX module.
     pub mrseam: Mr,
+    /// Signer of the TDX module (zero for Intel's).
     pub mrsignerseam: Mr,
+    /// The TDX module's attributes.
     pub seam_attributes: HexBytes<8>,
+    /// TDATTRIBUTES (bit 0: DEBUG).
     pub td_attributes: HexBytes<8>,
+    /// The TD's extended features (XSAVE) mask.
     pub xfam: HexBytes<8>,
+    /// Measurement of the initial TD contents (the firmware).
     pub mrtd: Mr,
+    /// Software-defined configuration id, set by the host at TD creation.
     pub mrconfigid: Mr,
+    /// Software-defined owner id, set by the host at TD creation.
     pub mrowner: Mr,
+    /// Software-defined owner configuration, set by the host at TD creation.
     pub mrownerconfig: Mr,
+    /// RTMR0–3, extended at run time.
     pub rtmrs: [Mr; 4],
+    /// The 64 bytes the TD asked to be bound ([`crate::report_data`]).
     pub report_data: HexBytes<64>,
     /// TD 1.5 only.
     pub tee_tcb_svn2: Option<HexBytes<16>>,
@@ -193,6 +253,7 @@ pub struct QuoteSignature {
     pub qe_report: [u8; QE_REPORT_LEN],
     /// r‖s over the QE report, by the PCK leaf key.
     pub qe_report_signature: [u8; 64],
+    /// QE authentication data, hashed with the attestation key into the QE report.
     pub qe_auth_data: Vec<u8>,
     /// PEM PCK certificate chain (leaf, intermediate, root).
     pub pck_chain_pem: Vec<u8>,
@@ -201,8 +262,11 @@ pub struct QuoteSignature {
 /// A parsed TDX quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
+    /// The header.
     pub header: QuoteHeader,
+    /// The TD report body.
     pub body: TdReport,
+    /// The signature data.
     pub signature: QuoteSignature,
     /// Length of header + body: the bytes the attestation key signed.
     pub signed_len: usize,

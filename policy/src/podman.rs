@@ -77,6 +77,7 @@ pub struct RenderInputs {
     /// `keyless.trusted_root`, `keyless.fulcio_ca`), keyed by the path exactly as
     /// written in the policy.
     pub files: BTreeMap<PathBuf, Vec<u8>>,
+    /// What to do with a keyless rule podman cannot pin.
     pub unpinnable: Unpinnable,
 }
 
@@ -98,20 +99,31 @@ pub struct Rendered {
 /// Why a podman policy cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
+    /// The image policy itself is invalid.
     #[error("invalid image policy: {0}")]
     InvalidPolicy(#[from] ImagePolicyError),
+    /// A scope podman's `transports.docker` cannot key on.
     #[error("trust rule {index} ({scope:?}): not a podman docker scope: {detail}")]
     BadScope {
+        /// The rule's position, from 0.
         index: usize,
+        /// Its scope.
         scope: String,
+        /// Why podman cannot use it.
         detail: String,
     },
+    /// Two rules with one scope (podman keys its entries by scope).
     #[error("trust rules {first} and {second} have the same scope {scope:?}")]
     DuplicateScope {
+        /// The first rule's position.
         first: usize,
+        /// The second rule's position.
         second: usize,
+        /// The scope.
         scope: String,
     },
+    /// A keyless rule whose identity podman's policy cannot express
+    /// ([`Unpinnable::Refuse`]).
     #[error(
         "trust rule {index} ({scope:?}): podman cannot pin the keyless identity ({detail}): \
          its policy matches only an email SAN (fulcio.subjectEmail). Pin an email identity, \
@@ -119,20 +131,47 @@ pub enum RenderError {
          are pulled through `guest-agent pull`, which verifies the identity"
     )]
     UnpinnableIdentity {
+        /// The rule's position, from 0.
         index: usize,
+        /// Its scope.
         scope: String,
+        /// The identity constraint podman cannot express.
         detail: String,
     },
+    /// An install directory that is not absolute.
     #[error("the install directory {0:?} must be an absolute path")]
     InstallDir(String),
+    /// A file the policy names that is not among the inputs.
     #[error("{path}: not provided to the renderer")]
-    MissingFile { path: String },
+    MissingFile {
+        /// The path, as the policy writes it.
+        path: String,
+    },
+    /// A key file that is not a usable public key, or any input file over
+    /// [`MAX_INPUT_FILE`].
     #[error("{path}: {detail}")]
-    BadKey { path: String, detail: String },
+    BadKey {
+        /// The path, as the policy writes it.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A CA file that is not usable certificates.
     #[error("{path}: {detail}")]
-    BadCertificate { path: String, detail: String },
+    BadCertificate {
+        /// The path, as the policy writes it.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A trusted root podman's keys and CAs cannot be taken from.
     #[error("{path}: not a usable trusted_root.json: {detail}")]
-    BadTrustedRoot { path: String, detail: String },
+    BadTrustedRoot {
+        /// The path, as the policy writes it.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl RenderError {
