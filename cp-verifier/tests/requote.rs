@@ -17,8 +17,8 @@ use cp_verifier::store::sqlite::SqliteStore;
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::eventlog::{self, workload_set_value};
 use evidence::report::HexBytes;
-use evidence::{CollectorState, Measurements, Report, Tier, Workload, Workloads};
 use evidence::{Envelope, REPORT_PAYLOAD_TYPE};
+use evidence::{Measurements, Report, Tier, Workload, Workloads};
 use guest_agent::agent::sign_payload;
 use guest_agent::rtmr::EventLog;
 use serde_json::Value;
@@ -139,12 +139,7 @@ fn container(name: &str, id: u32, state: &str, image_version: u32) -> Workload {
 
 fn with_workloads(items: Vec<Workload>) -> Measurements {
     Measurements {
-        workloads: Some(Workloads {
-            state: CollectorState::Ok,
-            reason: None,
-            digest: Some(Workloads::digest_of(&items)),
-            items: Some(items),
-        }),
+        workloads: Some(Workloads::full(items, ())),
         ..measurements(1, 1)
     }
 }

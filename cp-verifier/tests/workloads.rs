@@ -13,7 +13,7 @@ use cp_verifier::config::{CpConfig, ImagesConfig};
 use cp_verifier::judge::images::ImageChecker;
 use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
-use evidence::{BpfProgram, CollectorState, Ebpf, Workload, Workloads};
+use evidence::{BpfProgram, CollectorState, Ebpf, EbpfExtra, Workload, Workloads};
 use evidence::{Measurements, Report, Tier, REPORT_PAYLOAD_TYPE};
 use guest_agent::agent::sign_payload;
 use policy::image::ImageCheck;
@@ -43,12 +43,7 @@ fn sha2_like(name: &str) -> [u8; 32] {
 }
 
 fn workloads(items: Vec<Workload>) -> Workloads {
-    Workloads {
-        state: CollectorState::Ok,
-        reason: None,
-        digest: Some(Workloads::digest_of(&items)),
-        items: Some(items),
-    }
+    Workloads::full(items, ())
 }
 
 fn program(name: &str, sha: u8) -> BpfProgram {
@@ -63,13 +58,12 @@ fn program(name: &str, sha: u8) -> BpfProgram {
 }
 
 fn ebpf(items: Vec<BpfProgram>) -> Ebpf {
-    Ebpf {
-        state: CollectorState::Ok,
-        reason: None,
-        lsm_active: Some(false),
-        digest: Some(Ebpf::digest_of(&items)),
-        items: Some(items),
-    }
+    Ebpf::full(
+        items,
+        EbpfExtra {
+            lsm_active: Some(false),
+        },
+    )
 }
 
 fn with(w: Option<Workloads>, e: Option<Ebpf>) -> Measurements {
@@ -302,7 +296,7 @@ async fn ebpf_change_is_red_with_an_alert_naming_the_programs() {
         Some(Ebpf {
             state: CollectorState::Unavailable,
             reason: Some("no CAP_BPF".into()),
-            lsm_active: None,
+            extra: EbpfExtra { lsm_active: None },
             digest: None,
             items: None,
         }),
@@ -330,13 +324,14 @@ async fn collector_states_are_never_green() {
         Some(Workloads {
             state: CollectorState::Unknown,
             reason: Some("podman socket /run/podman/podman.sock: connection refused".into()),
+            extra: (),
             digest: None,
             items: None,
         }),
         Some(Ebpf {
             state: CollectorState::Unavailable,
             reason: Some("operation not permitted".into()),
-            lsm_active: None,
+            extra: EbpfExtra { lsm_active: None },
             digest: None,
             items: None,
         }),

@@ -23,7 +23,9 @@ pub const MAX_CHAIN_CERTS: usize = 8;
 /// `GET /api/v1/challenge`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Challenge {
+    /// Single-use nonce the report must echo.
     pub nonce: Digest32,
+    /// When the nonce stops being accepted, control-plane clock, UTC nanoseconds.
     pub expires_at_ns: u64,
 }
 
@@ -53,7 +55,9 @@ pub struct RegisterEvidence {
 /// `POST /api/v1/register`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterRequest {
+    /// The signed [`Report`](crate::Report).
     pub envelope: Envelope,
+    /// Platform evidence binding the report; empty for the software tier.
     #[serde(default)]
     pub evidence: RegisterEvidence,
 }
@@ -61,9 +65,13 @@ pub struct RegisterRequest {
 /// Answer to a successful registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterResponse {
+    /// The registered agent.
     pub agent_id: String,
+    /// The tier the evidence was accepted at.
     pub tier: Tier,
+    /// Fingerprint of the report's heartbeat key, which must sign the pulses.
     pub key_fingerprint: String,
+    /// The agent's verdict after registration.
     pub verdict: Verdict,
     /// Digest the first pulse must name as `previous`.
     pub chain_head: Digest32,
@@ -79,8 +87,11 @@ pub struct RegisterResponse {
 /// Answer to an accepted pulse (`POST /api/v1/heartbeat`, body: the pulse envelope).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
+    /// Always true: a refused pulse gets an [`ErrorBody`] instead.
     pub accepted: bool,
+    /// The accepted pulse's sequence number.
     pub sequence: u64,
+    /// The agent's verdict after this pulse.
     pub verdict: Verdict,
     /// Mitigation commands for the agent (none yet; reserved).
     #[serde(default)]
@@ -95,13 +106,17 @@ pub struct HeartbeatResponse {
 /// badge rules. `status` maps to the badge colour with [`Status::badge`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadBadge {
-    /// Container name and id, as the agent reported them.
+    /// Container name, as the agent reported it.
     pub name: String,
+    /// Container id, as the agent reported it.
     pub id: String,
+    /// The image reference the container runs, as the agent reported it.
     pub image: String,
     /// The manifest digest that was judged (`sha256:..`), if the agent reported one.
     pub image_digest: Option<String>,
+    /// The worse of the image's and the agent's statuses.
     pub status: Status,
+    /// The image's reasons, then the agent's.
     pub reasons: Vec<Reason>,
     /// The verified signer (SAN or key fingerprint), when the signature verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,11 +130,15 @@ pub struct WorkloadBadge {
 /// Every 4xx/5xx body: `{"error":{"kind":..,"detail":..}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorInfo,
 }
 
+/// The error in an [`ErrorBody`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorInfo {
+    /// Stable machine-readable kind (`BadSignature`, `Replay`, ...).
     pub kind: String,
+    /// Human-readable detail; never secret material.
     pub detail: String,
 }

@@ -17,11 +17,12 @@
 //!   `EV_NO_ACTION` extends its register with its SHA-384 digest:
 //!   `rtmr = SHA-384(rtmr || digest)`, from 48 zero bytes.
 //!
-//! The log is untrusted input: every read goes through a cursor that fails with a
+//! The log is untrusted input: every read goes through a [`Reader`] and fails with a
 //! [`CcelError`] naming the field, every length and count the input declares is
 //! bounded by a named limit, and nothing here panics. A replayed value proves nothing
 //! until it is compared with RTMRs from a verified quote.
 
+use crate::codec::{CodecError, Reader};
 use crate::eventlog::extend;
 
 /// Largest event log accepted. OVMF/TDVF reserves 64–256 KiB for the log area; a log
@@ -55,122 +56,129 @@ const SHA384_LEN: usize = 48;
 /// Number of RTMRs (CC MR indices 1..=4).
 const RTMRS: usize = 4;
 
+/// Why a CCEL table or event log was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CcelError {
+    /// The input ends inside a field.
     #[error("CCEL truncated: {field} needs {need} bytes at offset {offset}, {have} left")]
     Truncated {
+        /// The field.
         field: &'static str,
+        /// Its offset (within the Spec ID event for `spec_id.*` fields after its size).
         offset: usize,
+        /// Its size.
         need: usize,
+        /// The bytes left from `offset`.
         have: usize,
     },
+    /// An input, or a length or count it declares, over its named limit.
     #[error("{what} is {len}, over the limit of {max}")]
     TooLarge {
+        /// What was too large.
         what: &'static str,
+        /// Its size or the declared value.
         len: usize,
+        /// The limit.
         max: usize,
     },
+    /// The ACPI table's signature is not `CCEL`.
     #[error("ACPI table signature {0:?} is not \"CCEL\"")]
     NotCcel([u8; 4]),
+    /// The ACPI table's declared or actual length is not a CCEL table's.
     #[error("ACPI table declares {declared} bytes, {actual} given (CCEL is {CCEL_TABLE_LEN})")]
-    TableLength { declared: u32, actual: usize },
+    TableLength {
+        /// The length the table declares.
+        declared: u32,
+        /// The bytes given.
+        actual: usize,
+    },
+    /// The ACPI table's bytes do not sum to zero.
     #[error("ACPI table checksum does not sum to zero")]
     Checksum,
+    /// A CC type other than TDX.
     #[error("CC type {0} is not TDX (2)")]
     NotTdx(u8),
+    /// The log does not open with a valid Spec ID Event03.
     #[error("first event is not a Spec ID Event03: {0}")]
     SpecId(&'static str),
+    /// An event digest of an algorithm the Spec ID event does not list.
     #[error("event {event}: digest algorithm {alg:#06x} is not in the Spec ID event")]
-    UnknownAlgorithm { event: usize, alg: u16 },
+    UnknownAlgorithm {
+        /// The event's index after the Spec ID event.
+        event: usize,
+        /// The algorithm id.
+        alg: u16,
+    },
+    /// An event with a digest count other than the Spec ID event's.
     #[error("event {event}: {declared} digests, the Spec ID event lists {expected}")]
     DigestCount {
+        /// The event's index after the Spec ID event.
         event: usize,
+        /// Its digest count.
         declared: u32,
+        /// The algorithms the Spec ID event lists.
         expected: usize,
     },
+    /// An event to replay without a SHA-384 digest.
     #[error("event {event}: no SHA-384 digest to replay")]
-    NoSha384 { event: usize },
+    NoSha384 {
+        /// The event's index after the Spec ID event.
+        event: usize,
+    },
+    /// An event to replay into a register past RTMR3.
     #[error("event {event}: CC MR index {index} is beyond RTMR3")]
-    MrIndex { event: usize, index: u32 },
+    MrIndex {
+        /// The event's index after the Spec ID event.
+        event: usize,
+        /// Its CC MR index.
+        index: u32,
+    },
 }
 
-/// A cursor over untrusted bytes that never reads out of bounds.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8]) -> Cursor<'a> {
-        Cursor { buf, pos: 0 }
-    }
-
-    fn remaining(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or(&[])
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CcelError> {
-        let rest = self.remaining();
-        match rest.get(..n) {
-            Some(s) => {
-                self.pos = self.pos.saturating_add(n);
-                Ok(s)
-            }
-            None => Err(CcelError::Truncated {
+impl From<CodecError> for CcelError {
+    fn from(e: CodecError) -> CcelError {
+        match e {
+            CodecError::Truncated {
                 field,
-                offset: self.pos,
-                need: n,
-                have: rest.len(),
-            }),
+                offset,
+                need,
+                have,
+            } => CcelError::Truncated {
+                field,
+                offset,
+                need,
+                have,
+            },
+            // A declared length past the end: the field is cut short.
+            CodecError::Length {
+                field,
+                offset,
+                declared,
+                available,
+            } => CcelError::Truncated {
+                field,
+                offset,
+                need: declared,
+                have: available,
+            },
+            CodecError::TooLarge { what, len, max } => CcelError::TooLarge { what, len, max },
         }
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CcelError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, field)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, CcelError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, CcelError> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, CcelError> {
-        Ok(u32::from_le_bytes(self.array(field)?))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, CcelError> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
-    /// A length read from the input, checked against a named bound before use.
-    fn len_u32(
-        &mut self,
-        field: &'static str,
-        what: &'static str,
-        max: usize,
-    ) -> Result<usize, CcelError> {
-        let v = self.u32(field)?;
-        let len = usize::try_from(v).unwrap_or(usize::MAX);
-        if len > max {
-            return Err(CcelError::TooLarge { what, len, max });
-        }
-        Ok(len)
     }
 }
 
 /// The ACPI CCEL table: where the firmware put the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CcelTable {
+    /// ACPI table revision.
     pub revision: u8,
+    /// ACPI OEM id.
     pub oem_id: [u8; 6],
+    /// ACPI OEM table id.
     pub oem_table_id: [u8; 8],
+    /// CC type ([`CC_TYPE_TDX`]).
     pub cc_type: u8,
+    /// CC subtype.
     pub cc_subtype: u8,
     /// Log area minimum length.
     pub laml: u64,
@@ -189,7 +197,7 @@ impl CcelTable {
                 max: CCEL_TABLE_LEN,
             });
         }
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let signature = c.array::<4>("signature")?;
         if &signature != b"CCEL" {
             return Err(CcelError::NotCcel(signature));
@@ -234,26 +242,37 @@ impl CcelTable {
 /// A digest algorithm the log carries, from the Spec ID event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Algorithm {
+    /// TCG algorithm id (e.g. [`ALG_SHA384`]).
     pub id: u16,
+    /// Its digest size in bytes.
     pub digest_size: u16,
 }
 
 /// The Spec ID Event03 that opens a crypto-agile log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecIdEvent {
+    /// TCG platform class (0 client, 1 server).
     pub platform_class: u32,
+    /// TCG spec version, major.
     pub spec_version_major: u8,
+    /// TCG spec version, minor.
     pub spec_version_minor: u8,
+    /// TCG spec errata.
     pub spec_errata: u8,
+    /// Size of UINTN in the firmware (1: 32-bit, 2: 64-bit).
     pub uintn_size: u8,
+    /// The digest algorithms every event carries, in order.
     pub algorithms: Vec<Algorithm>,
+    /// Vendor-defined bytes.
     pub vendor_info: Vec<u8>,
 }
 
 /// One digest of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventDigest {
+    /// TCG algorithm id.
     pub alg_id: u16,
+    /// The digest, of the algorithm's size.
     pub digest: Vec<u8>,
 }
 
@@ -262,8 +281,11 @@ pub struct EventDigest {
 pub struct Event {
     /// CC measurement register index: 0 = MRTD, 1–4 = RTMR0–3.
     pub mr_index: u32,
+    /// TCG event type (e.g. [`EV_NO_ACTION`]).
     pub event_type: u32,
+    /// One digest per algorithm of the Spec ID event.
     pub digests: Vec<EventDigest>,
+    /// The event data (what was measured, or a description of it).
     pub data: Vec<u8>,
 }
 
@@ -280,6 +302,7 @@ impl Event {
 /// A parsed event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventLog {
+    /// The Spec ID event that opens the log.
     pub spec_id: SpecIdEvent,
     /// The events after the Spec ID event, in log order.
     pub events: Vec<Event>,
@@ -287,7 +310,7 @@ pub struct EventLog {
     pub used_bytes: usize,
 }
 
-fn parse_spec_id(c: &mut Cursor<'_>) -> Result<SpecIdEvent, CcelError> {
+fn parse_spec_id(c: &mut Reader<'_>) -> Result<SpecIdEvent, CcelError> {
     let _mr_index = c.u32("spec_id.mr_index")?;
     let event_type = c.u32("spec_id.event_type")?;
     if event_type != EV_NO_ACTION {
@@ -299,7 +322,7 @@ fn parse_spec_id(c: &mut Cursor<'_>) -> Result<SpecIdEvent, CcelError> {
         "Spec ID event size",
         MAX_SPEC_ID_EVENT_BYTES,
     )?;
-    let mut e = Cursor::new(c.take(size, "spec_id.event")?);
+    let mut e = Reader::new(c.take(size, "spec_id.event")?);
     if e.take(16, "spec_id.signature")? != SPEC_ID_SIGNATURE {
         return Err(CcelError::SpecId("signature is not \"Spec ID Event03\""));
     }
@@ -337,7 +360,7 @@ fn parse_spec_id(c: &mut Cursor<'_>) -> Result<SpecIdEvent, CcelError> {
     }
     let vendor_len = usize::from(e.u8("spec_id.vendor_info_size")?);
     let vendor_info = e.take(vendor_len, "spec_id.vendor_info")?.to_vec();
-    if !e.remaining().is_empty() {
+    if e.remaining() != 0 {
         return Err(CcelError::SpecId("bytes left over after the vendor info"));
     }
     Ok(SpecIdEvent {
@@ -368,10 +391,10 @@ impl EventLog {
                 max: MAX_LOG_BYTES,
             });
         }
-        let mut c = Cursor::new(bytes);
+        let mut c = Reader::new(bytes);
         let spec_id = parse_spec_id(&mut c)?;
         let mut events = Vec::new();
-        while !at_end(c.remaining()) {
+        while !at_end(c.rest()) {
             if events.len() >= MAX_EVENTS {
                 return Err(CcelError::TooLarge {
                     what: "event count",
@@ -417,7 +440,7 @@ impl EventLog {
         Ok(EventLog {
             spec_id,
             events,
-            used_bytes: c.pos,
+            used_bytes: c.offset(),
         })
     }
 

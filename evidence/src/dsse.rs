@@ -6,33 +6,14 @@
 //! fields; both the standard and URL-safe alphabets are accepted on input, as the
 //! spec allows, and standard base64 with padding is produced on output.
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
-use base64::{alphabet, Engine};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::codec::b64;
 use crate::error::EvidenceError;
 use crate::keys::PublicKey;
 use crate::limits::*;
-
-const LENIENT: GeneralPurposeConfig =
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-const STD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
-const URL_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
-
-/// Decodes base64 in either alphabet, with or without padding.
-pub(crate) fn b64_decode(what: &'static str, s: &str) -> Result<Vec<u8>, EvidenceError> {
-    STD_LENIENT
-        .decode(s)
-        .or_else(|_| URL_LENIENT.decode(s))
-        .map_err(|_| EvidenceError::Base64 { what })
-}
-
-pub(crate) fn b64_encode(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
 
 /// Pre-Authentication Encoding, exactly as DSSE v1 defines it.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
@@ -54,15 +35,20 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// One signature in an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeSignature {
+    /// Names the signing key (the agent puts its fingerprint); unauthenticated, a hint.
     pub keyid: String,
+    /// The signature bytes over the PAE.
     pub sig: Vec<u8>,
 }
 
 /// A DSSE envelope with its payload and signatures decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// The media type of `payload` (e.g. [`REPORT_PAYLOAD_TYPE`](crate::REPORT_PAYLOAD_TYPE)).
     pub payload_type: String,
+    /// The exact signed bytes.
     pub payload: Vec<u8>,
+    /// One or more signatures over `PAE(payload_type, payload)`.
     pub signatures: Vec<EnvelopeSignature>,
 }
 
@@ -84,14 +70,14 @@ struct WireEnvelope {
 impl Serialize for Envelope {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         WireEnvelope {
-            payload: b64_encode(&self.payload),
+            payload: b64::encode(&self.payload),
             payload_type: self.payload_type.clone(),
             signatures: self
                 .signatures
                 .iter()
                 .map(|sig| WireSignature {
                     keyid: sig.keyid.clone(),
-                    sig: b64_encode(&sig.sig),
+                    sig: b64::encode(&sig.sig),
                 })
                 .collect(),
         }
@@ -170,7 +156,7 @@ impl Envelope {
                 max: MAX_SIGNATURES,
             });
         }
-        let payload = b64_decode("payload", &wire.payload)?;
+        let payload = b64::decode("payload", &wire.payload)?;
         let mut signatures = Vec::with_capacity(wire.signatures.len());
         for s in wire.signatures {
             if s.keyid.len() > MAX_KEYID_LEN {
@@ -189,7 +175,7 @@ impl Envelope {
             }
             signatures.push(EnvelopeSignature {
                 keyid: s.keyid,
-                sig: b64_decode("signature", &s.sig)?,
+                sig: b64::decode("signature", &s.sig)?,
             });
         }
         Ok(Envelope {
@@ -317,7 +303,9 @@ impl<T> Unverified<'_, T> {
 
 /// A payload type carried in an envelope.
 pub trait Payload: DeserializeOwned {
+    /// The `payloadType` an envelope of it must declare.
     const PAYLOAD_TYPE: &'static str;
+    /// Largest payload decoded as this type.
     const MAX_BYTES: usize;
     /// Field-level checks beyond what serde does (lengths, identifiers, versions).
     fn validate(&self) -> Result<(), EvidenceError>;
@@ -339,7 +327,8 @@ fn decode_payload<T: Payload>(payload: &[u8]) -> Result<T, EvidenceError> {
     Ok(value)
 }
 
-/// A payload whose envelope signature was checked. Only [`Envelope::open`] builds one.
+/// A payload whose envelope signature was checked. Only [`Envelope::open`] and
+/// [`Unverified::verify`] build one.
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
     value: T,
@@ -348,9 +337,11 @@ pub struct Verified<T> {
 }
 
 impl<T> Verified<T> {
+    /// The verified payload.
     pub fn value(&self) -> &T {
         &self.value
     }
+    /// The verified payload, by value.
     pub fn into_value(self) -> T {
         self.value
     }

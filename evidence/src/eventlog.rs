@@ -43,38 +43,70 @@ pub const MAX_LINE: usize = 4096;
 /// (`api::MAX_REGISTER_BODY` is derived from it).
 pub const MAX_LOG_BYTES: usize = 1024 * 1024;
 
-/// Event kinds whose last bound value must equal the report's measurement.
+/// The agent binary's SHA-256 (hex).
 pub const KIND_AGENT_BINARY: &str = "agent_binary";
+/// The policy files' digest (hex).
 pub const KIND_POLICY: &str = "policy";
 /// The sorted, de-duplicated set of workload images ([`workload_set_value`]).
 pub const KIND_WORKLOAD_SET: &str = "workload_set";
+/// The eBPF list's digest (hex).
 pub const KIND_EBPF: &str = "ebpf";
+/// Event kinds whose last bound value must equal the report's measurement.
 pub const BOUND_KINDS: [&str; 4] = [KIND_AGENT_BINARY, KIND_POLICY, KIND_WORKLOAD_SET, KIND_EBPF];
 
 const DOMAIN: &[u8] = b"provenant.rtmr3.v1";
 
+/// One line of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rtmr3Event {
+    /// Position in the log, from 0.
     pub seq: u64,
+    /// What was measured (`KIND_*`).
     pub kind: String,
+    /// The measurement, as text.
     pub value: String,
+    /// [`event_digest`] of `kind` and `value`: what was extended.
     pub digest: HexBytes<48>,
+    /// Whether the extension reached the RTMR3 register.
     pub bound: bool,
 }
 
+/// Why a log was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventLogError {
+    /// More than [`MAX_EVENTS`] events.
     #[error("event log has more than {MAX_EVENTS} events")]
     TooManyEvents,
+    /// A line over [`MAX_LINE`] bytes.
     #[error("line {line} is longer than {MAX_LINE} bytes")]
-    LineTooLong { line: usize },
+    LineTooLong {
+        /// The line number, from 1.
+        line: usize,
+    },
+    /// A line that is not an event.
     #[error("line {line}: {detail}")]
-    Malformed { line: usize, detail: String },
+    Malformed {
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An event whose `seq` is not the next one.
     #[error("event {seq}: sequence out of order (expected {expected})")]
-    Sequence { seq: u64, expected: u64 },
+    Sequence {
+        /// Its `seq`.
+        seq: u64,
+        /// The `seq` that was due.
+        expected: u64,
+    },
+    /// An event whose `digest` is not [`event_digest`] of its kind and value.
     #[error("event {seq}: digest does not match its kind and value")]
-    DigestMismatch { seq: u64 },
+    DigestMismatch {
+        /// Its `seq`.
+        seq: u64,
+    },
+    /// A log over [`MAX_LOG_BYTES`].
     #[error("event log is larger than {MAX_LOG_BYTES} bytes")]
     TooLarge,
 }
@@ -174,6 +206,7 @@ pub fn extend(rtmr: &[u8; 48], digest: &[u8; 48]) -> [u8; 48] {
 }
 
 impl Rtmr3Event {
+    /// The event for `kind` and `value`, with its digest.
     pub fn new(seq: u64, kind: &str, value: &str, bound: bool) -> Rtmr3Event {
         Rtmr3Event {
             seq,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use spki::der::Decode;
 use spki::{DecodePublicKey, ObjectIdentifier, SubjectPublicKeyInfoRef};
 
-use crate::dsse::{b64_decode, b64_encode};
+use crate::codec::b64;
 use crate::error::EvidenceError;
 use crate::limits::MAX_SPKI_BYTES;
 
@@ -25,15 +25,19 @@ const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 /// A signature algorithm Provenant verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyAlgorithm {
+    /// Ed25519, raw 64-byte signatures (RFC 8032, verified strictly).
     #[serde(rename = "ed25519")]
     Ed25519,
+    /// ECDSA over P-256 with SHA-256, ASN.1 DER signatures.
     #[serde(rename = "ecdsa-p256-sha256")]
     EcdsaP256Sha256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048 to 8192 bits.
     #[serde(rename = "rsa-pkcs1-sha256")]
     RsaPkcs1Sha256,
 }
 
 impl KeyAlgorithm {
+    /// The algorithm's name on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyAlgorithm::Ed25519 => "ed25519",
@@ -126,6 +130,7 @@ impl PublicKey {
         })
     }
 
+    /// The key's algorithm, derived from its SPKI.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.alg
     }
@@ -200,7 +205,7 @@ impl Serialize for PublicKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         WireKey {
             alg: self.alg,
-            spki: b64_encode(&self.spki),
+            spki: b64::encode(&self.spki),
         }
         .serialize(s)
     }
@@ -212,7 +217,7 @@ impl<'de> Deserialize<'de> for PublicKey {
         if w.spki.len() > MAX_SPKI_BYTES * 4 / 3 + 4 {
             return Err(serde::de::Error::custom("public key too large"));
         }
-        let der = b64_decode("public key", &w.spki).map_err(serde::de::Error::custom)?;
+        let der = b64::decode("public key", &w.spki).map_err(serde::de::Error::custom)?;
         let key = PublicKey::from_spki_der(&der).map_err(serde::de::Error::custom)?;
         if key.alg != w.alg {
             return Err(serde::de::Error::custom(format!(
@@ -266,7 +271,7 @@ mod tests {
         let der = sk.verifying_key().to_public_key_der().unwrap();
         let json = format!(
             r#"{{"alg":"rsa-pkcs1-sha256","spki":"{}"}}"#,
-            b64_encode(der.as_bytes())
+            b64::encode(der.as_bytes())
         );
         assert!(serde_json::from_str::<PublicKey>(&json).is_err());
         let json = json.replace("rsa-pkcs1-sha256", "ed25519");

@@ -8,7 +8,14 @@ use crate::error::EvidenceError;
 use crate::keys::PublicKey;
 use crate::limits::*;
 
+mod inventory;
+pub use inventory::{
+    BpfProgram, CollectorState, Ebpf, EbpfExtra, Inventory, InventoryItem, Workload, Workloads,
+};
+
+/// The DSSE `payloadType` of a [`Report`].
 pub const REPORT_PAYLOAD_TYPE: &str = "application/vnd.provenant.report.v1+json";
+/// The DSSE `payloadType` of a [`Pulse`].
 pub const PULSE_PAYLOAD_TYPE: &str = "application/vnd.provenant.pulse.v1+json";
 
 /// Fixed-size bytes carried as lowercase hex.
@@ -21,9 +28,11 @@ pub type Digest32 = HexBytes<32>;
 pub type Nonce16 = HexBytes<16>;
 
 impl<const N: usize> HexBytes<N> {
+    /// Lowercase hex.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+    /// Exactly `2 * N` hex digits, optionally after `sha256:`.
     pub fn from_hex(s: &str) -> Result<Self, EvidenceError> {
         let s = s.strip_prefix("sha256:").unwrap_or(s);
         if s.len() != 2 * N {
@@ -78,6 +87,7 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// The tier as it is spelled on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Tdx => "tdx",
@@ -92,28 +102,36 @@ impl Tier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TeeKind {
+    /// Intel TDX.
     Tdx,
+    /// None detected.
     None,
 }
 
 /// SHA-256 of one measured file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeasurement {
+    /// The file's path.
     pub path: String,
+    /// SHA-256 of its contents.
     pub sha256: Digest32,
 }
 
 /// The policy/config files, and one digest over the sorted (path, hash) list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyMeasurement {
+    /// The digest of [`PolicyMeasurement::from_files`].
     pub digest: Digest32,
+    /// The files, sorted by path.
     pub files: Vec<FileMeasurement>,
 }
 
 /// Facts about the platform the agent runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// The TEE the agent detected.
     pub tee: TeeKind,
+    /// Whether a TPM device is present.
     pub tpm_present: bool,
     /// SHA-256 of /proc/cmdline; absent where it cannot be read.
     pub kernel_cmdline_sha256: Option<Digest32>,
@@ -122,141 +140,14 @@ pub struct Platform {
     pub lockdown: Option<String>,
 }
 
-/// Whether a collector could see what it measures. A collector that could not look
-/// says so with a reason; it never reports an empty "all fine" list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CollectorState {
-    /// The list is complete.
-    Ok,
-    /// The source could not be asked (podman unreachable, ...): the list is unknown.
-    Unknown,
-    /// The agent lacks the privilege or kernel support to look (e.g. no CAP_BPF).
-    Unavailable,
-}
-
-/// One container, as podman reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Workload {
-    /// Container name (podman's first name, without a leading `/`).
-    pub name: String,
-    /// Full container id (64 hex digits).
-    pub id: String,
-    /// `running`, `exited`, `created`, `paused`, ...
-    pub state: String,
-    /// The image reference the container was created from, as given
-    /// (`registry/repo:tag` or `registry/repo@sha256:..`).
-    pub image: String,
-    /// The local image id (`sha256:..` of the image config).
-    pub image_id: String,
-    /// The manifest digest the registry serves (`sha256:<64 hex>`), from the image's
-    /// RepoDigests matching `image`'s repository. `None` for an image that never came
-    /// from a registry (built locally): such an image cannot carry a signature.
-    pub image_digest: Option<String>,
-}
-
-/// Every container in the guest. In a report the full list is always present; in a
-/// pulse only when `digest` changed since the previous pulse (pulses stay small).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Workloads {
-    pub state: CollectorState,
-    /// Why the list is not `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// [`Workloads::digest_of`] the full list; `None` unless `state` is `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<Digest32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<Workload>>,
-}
-
-/// One loaded BPF program.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BpfProgram {
-    pub id: u32,
-    pub name: String,
-    /// The kernel's program type name (`socket_filter`, `kprobe`, `lsm`, ...).
-    pub prog_type: String,
-    /// The kernel's 8-byte tag, hex.
-    pub tag: String,
-    /// SHA-256 of the translated instructions with map references normalised, so
-    /// the hash names the program and survives a reload.
-    pub sha256: Digest32,
-    /// bpffs paths (under the configured directories) where this program is pinned.
-    #[serde(default)]
-    pub pinned: Vec<String>,
-}
-
-/// The loaded eBPF programs. Like [`Workloads`]: full list in reports, and in pulses
-/// only on change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ebpf {
-    pub state: CollectorState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Whether `bpf` is among the active LSMs (`/sys/kernel/security/lsm`);
-    /// `None` where that cannot be read.
-    #[serde(default)]
-    pub lsm_active: Option<bool>,
-    /// [`Ebpf::digest_of`] the full list; `None` unless `state` is `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<Digest32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<BpfProgram>>,
-}
-
-fn digest_lines<'a>(lines: impl Iterator<Item = Vec<&'a str>>) -> Digest32 {
-    use sha2::{Digest, Sha256};
-    let mut sorted: Vec<Vec<&str>> = lines.collect();
-    sorted.sort();
-    let mut h = Sha256::new();
-    for fields in sorted {
-        for f in fields {
-            h.update(f.as_bytes());
-            h.update([0]);
-        }
-        h.update(b"\n");
-    }
-    HexBytes(h.finalize().into())
-}
-
-impl Workloads {
-    /// SHA-256 over the sorted `name NUL id NUL state NUL image NUL image_id NUL
-    /// image_digest NUL LF` lines: order-independent, and it names every field.
-    pub fn digest_of(items: &[Workload]) -> Digest32 {
-        digest_lines(items.iter().map(|w| {
-            vec![
-                w.name.as_str(),
-                w.id.as_str(),
-                w.state.as_str(),
-                w.image.as_str(),
-                w.image_id.as_str(),
-                w.image_digest.as_deref().unwrap_or(""),
-            ]
-        }))
-    }
-}
-
-impl Ebpf {
-    /// SHA-256 over the sorted `name NUL type NUL sha256 NUL pinned.. LF` lines.
-    /// Ids and tags are left out: ids change on every load, and the tag is derived
-    /// from the instructions, which `sha256` already names.
-    pub fn digest_of(items: &[BpfProgram]) -> Digest32 {
-        let hexes: Vec<String> = items.iter().map(|p| p.sha256.to_hex()).collect();
-        digest_lines(items.iter().zip(&hexes).map(|(p, h)| {
-            let mut v = vec![p.name.as_str(), p.prog_type.as_str(), h.as_str()];
-            v.extend(p.pinned.iter().map(String::as_str));
-            v
-        }))
-    }
-}
-
 /// Everything the agent measured. New collectors add optional fields here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measurements {
     /// SHA-256 of the running agent binary (/proc/self/exe).
     pub agent_binary: Digest32,
+    /// The measured policy and config files.
     pub policy: PolicyMeasurement,
+    /// Facts about the platform.
     pub platform: Platform,
     /// Containers from podman; `None` when the collector is not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,52 +175,10 @@ impl Measurements {
             check_text("measurements.platform.lockdown", l, MAX_TEXT_LEN)?;
         }
         if let Some(w) = &self.workloads {
-            check_opt_text("measurements.workloads.reason", w.reason.as_deref())?;
-            let items = w.items.as_deref().unwrap_or_default();
-            if items.len() > MAX_WORKLOADS {
-                return Err(too_many(
-                    "measurements.workloads.items",
-                    items.len(),
-                    MAX_WORKLOADS,
-                ));
-            }
-            for i in items {
-                check_text("measurements.workloads.name", &i.name, MAX_TEXT_LEN)?;
-                check_text("measurements.workloads.id", &i.id, MAX_TEXT_LEN)?;
-                check_text("measurements.workloads.state", &i.state, MAX_TEXT_LEN)?;
-                check_text("measurements.workloads.image", &i.image, MAX_IMAGE_REF_LEN)?;
-                check_text("measurements.workloads.image_id", &i.image_id, MAX_TEXT_LEN)?;
-                check_opt_text(
-                    "measurements.workloads.image_digest",
-                    i.image_digest.as_deref(),
-                )?;
-            }
+            w.validate()?;
         }
         if let Some(e) = &self.ebpf {
-            check_opt_text("measurements.ebpf.reason", e.reason.as_deref())?;
-            let items = e.items.as_deref().unwrap_or_default();
-            if items.len() > MAX_BPF_PROGRAMS {
-                return Err(too_many(
-                    "measurements.ebpf.items",
-                    items.len(),
-                    MAX_BPF_PROGRAMS,
-                ));
-            }
-            for p in items {
-                check_text("measurements.ebpf.name", &p.name, MAX_TEXT_LEN)?;
-                check_text("measurements.ebpf.prog_type", &p.prog_type, MAX_TEXT_LEN)?;
-                check_text("measurements.ebpf.tag", &p.tag, MAX_TEXT_LEN)?;
-                if p.pinned.len() > MAX_BPF_PINS {
-                    return Err(too_many(
-                        "measurements.ebpf.pinned",
-                        p.pinned.len(),
-                        MAX_BPF_PINS,
-                    ));
-                }
-                for path in &p.pinned {
-                    check_text("measurements.ebpf.pinned", path, MAX_PATH_LEN)?;
-                }
-            }
+            e.validate()?;
         }
         Ok(())
     }
@@ -340,8 +189,11 @@ impl Measurements {
 pub struct Report {
     /// Format version; 1.
     pub version: u32,
+    /// The agent's id, as enrolled.
     pub agent_id: String,
+    /// The agent's partition (a grouping label, `default` unless configured).
     pub partition: String,
+    /// How the report is bound to the platform.
     pub tier: Tier,
     /// When the agent made the report, UTC nanoseconds since the Unix epoch.
     pub issued_at_ns: u64,
@@ -356,24 +208,31 @@ pub struct Report {
     pub heartbeat_key: PublicKey,
     /// How often the agent will send pulses, in milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// The agent's software version.
     pub agent_version: String,
+    /// Everything the agent measured, lists in full.
     pub measurements: Measurements,
 }
 
 /// A signed heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pulse {
+    /// Format version; 1.
     pub version: u32,
+    /// The agent's id, as registered.
     pub agent_id: String,
+    /// The partition it registered in.
     pub partition: String,
     /// 1 for the first pulse after registration, then +1 each pulse.
     pub sequence: u64,
+    /// When the agent made the pulse, UTC nanoseconds since the Unix epoch.
     pub issued_at_ns: u64,
     /// Fresh random 128 bits per pulse.
     pub nonce: Nonce16,
     /// Digest of the previous pulse envelope, or of the registration report envelope
     /// for the first pulse: a hash chain back to the registration.
     pub previous: Digest32,
+    /// Everything the agent measured; lists the control plane has only by digest.
     pub measurements: Measurements,
 }
 

@@ -10,8 +10,9 @@
 //! SEAM attributes at 376), TDINFO at 512 (TDATTRIBUTES 512, XFAM 520, MRTD 528,
 //! MRCONFIGID 576, MROWNER 624, MROWNERCONFIG 672, RTMR0-3 at 720/768/816/864).
 
+use crate::codec::Reader;
 use crate::report::HexBytes;
-use crate::tdx::{BodyKind, Mr, QuoteError, Reader, TdReport};
+use crate::tdx::{BodyKind, Mr, QuoteError, TdReport};
 
 /// Size of `TDREPORT_STRUCT`.
 pub const TDREPORT_LEN: usize = 1024;
@@ -32,7 +33,7 @@ pub fn parse_tdreport(bytes: &[u8]) -> Result<TdReport, QuoteError> {
     let at = |offset: usize, len: usize, field: &'static str| -> Result<Reader<'_>, QuoteError> {
         let mut r = Reader::new(bytes);
         r.take(offset, "tdreport")?;
-        r.sub(len, field)
+        Ok(r.sub(len, field)?)
     };
     let mr = |offset: usize, field: &'static str| -> Result<Mr, QuoteError> {
         Ok(HexBytes(at(offset, 48, field)?.array::<48>(field)?))

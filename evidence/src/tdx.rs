@@ -5,15 +5,16 @@
 //! collateral) belongs to the control plane, which must never act on a parsed quote
 //! it has not verified.
 //!
-//! Every read goes through [`Reader`], which returns an error naming the field on a
-//! short input and never panics or indexes out of bounds. Every length the quote
-//! declares is checked against what follows it and, for the PCK chain, against
+//! Every read goes through [`Reader`], which returns an error naming the field and
+//! offset on a short input and never panics or indexes out of bounds. Every length the
+//! quote declares is checked against what follows it and, for the PCK chain, against
 //! [`MAX_PCK_CHAIN_BYTES`]; the signature data and the certification data must be
 //! exactly their fields. Bytes after the signature data are tolerated (real quotes
 //! carry padding) and counted in [`Quote::trailing_bytes`].
 
 use serde::Serialize;
 
+use crate::codec::{CodecError, Reader};
 use crate::report::HexBytes;
 
 /// Largest quote accepted. The kernel's configfs-tsm buffer is 128 KiB; a quote with a
@@ -40,115 +41,120 @@ const CERT_QE_REPORT: u16 = 6;
 /// Certification data type 5: PCK certificate chain (PEM).
 const CERT_PCK_CHAIN: u16 = 5;
 
+/// Why a quote (or TDREPORT) could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuoteError {
+    /// The input ends inside a field.
     #[error("quote truncated: {field} needs {need} bytes at offset {offset}, {have} left")]
     Truncated {
+        /// The field.
         field: &'static str,
+        /// Its offset (within its length-prefixed structure).
         offset: usize,
+        /// Its size.
         need: usize,
+        /// The bytes left from `offset`.
         have: usize,
     },
+    /// A quote over [`MAX_QUOTE_BYTES`].
     #[error("quote is {len} bytes, over the limit of {MAX_QUOTE_BYTES}")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// Its size.
+        len: usize,
+    },
+    /// A quote version other than 4 or 5.
     #[error("unsupported quote version {0} (4 and 5 are supported)")]
     UnsupportedVersion(u16),
+    /// A TEE type other than TDX (or, for a TDREPORT, a report type other than TDX).
     #[error("TEE type {0:#x} is not TDX (0x81)")]
     NotTdx(u32),
+    /// An attestation key type other than ECDSA P-256.
     #[error("attestation key type {0} is not ECDSA P-256 (2)")]
     UnsupportedKeyType(u16),
+    /// A v5 body type other than TD 1.0 or TD 1.5.
     #[error("unsupported v5 body type {0} (2 = TD 1.0, 3 = TD 1.5)")]
     UnsupportedBodyType(u16),
+    /// A v5 body whose declared size is not its type's.
     #[error("v5 body of type {body_type} declares {declared} bytes, expected {expected}")]
     BodySize {
+        /// The body type.
         body_type: u16,
+        /// The declared size.
         declared: u32,
+        /// The type's size.
         expected: usize,
     },
+    /// Certification data of an unexpected type.
     #[error("certification data type {got} where {expected} was expected")]
-    CertDataType { expected: u16, got: u16 },
+    CertDataType {
+        /// The type required here.
+        expected: u16,
+        /// The type found.
+        got: u16,
+    },
+    /// A declared length larger than what follows it (or, for a TDREPORT, an input
+    /// of the wrong size).
     #[error("{field} declares {declared} bytes but only {available} follow")]
     Length {
+        /// The field.
         field: &'static str,
+        /// The declared length.
         declared: usize,
+        /// The bytes that follow.
         available: usize,
     },
+    /// A declared length over its named limit.
     #[error("{field} declares {declared} bytes, over the limit of {max}")]
     TooLong {
+        /// The field.
         field: &'static str,
+        /// The declared length.
         declared: usize,
+        /// The limit.
         max: usize,
     },
     /// A length-prefixed structure whose declared length is larger than its
     /// contents: the extra bytes would be covered by no check.
     #[error("{field} has {extra} bytes after its last field")]
-    Unconsumed { field: &'static str, extra: usize },
+    Unconsumed {
+        /// The structure.
+        field: &'static str,
+        /// The bytes after its last field.
+        extra: usize,
+    },
 }
 
-/// A cursor over untrusted bytes.
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
-    }
-
-    pub fn offset(&self) -> usize {
-        self.pos
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    /// Takes `n` bytes, or fails naming `field`.
-    pub fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], QuoteError> {
-        let have = self.remaining();
-        let end = self.pos.checked_add(n).filter(|_| n <= have);
-        match end.and_then(|e| self.buf.get(self.pos..e)) {
-            Some(s) => {
-                self.pos += n;
-                Ok(s)
-            }
-            None => Err(QuoteError::Truncated {
+impl From<CodecError> for QuoteError {
+    fn from(e: CodecError) -> QuoteError {
+        match e {
+            CodecError::Truncated {
                 field,
-                offset: self.pos,
-                need: n,
+                offset,
+                need,
                 have,
-            }),
-        }
-    }
-
-    pub fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], QuoteError> {
-        let s = self.take(N, field)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    pub fn u16(&mut self, field: &'static str) -> Result<u16, QuoteError> {
-        Ok(u16::from_le_bytes(self.array(field)?))
-    }
-
-    pub fn u32(&mut self, field: &'static str) -> Result<u32, QuoteError> {
-        Ok(u32::from_le_bytes(self.array(field)?))
-    }
-
-    /// A sub-reader over the next `n` bytes, where `n` came from the input: a length
-    /// larger than what remains is a `Length` error, not a truncation of one field.
-    pub fn sub(&mut self, n: usize, field: &'static str) -> Result<Reader<'a>, QuoteError> {
-        if n > self.remaining() {
-            return Err(QuoteError::Length {
+            } => QuoteError::Truncated {
                 field,
-                declared: n,
-                available: self.remaining(),
-            });
+                offset,
+                need,
+                have,
+            },
+            CodecError::Length {
+                field,
+                declared,
+                available,
+                ..
+            } => QuoteError::Length {
+                field,
+                declared,
+                available,
+            },
+            CodecError::TooLarge { what, len, max } => QuoteError::TooLong {
+                field: what,
+                declared: len,
+                max,
+            },
         }
-        Ok(Reader::new(self.take(n, field)?))
     }
 }
 
@@ -157,25 +163,35 @@ fn usize_from(v: u32) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// A 48-byte (SHA-384) measurement register.
 pub type Mr = HexBytes<48>;
 
 /// The quote header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuoteHeader {
+    /// Quote format version (4 or 5).
     pub version: u16,
+    /// Attestation key type ([`ATT_KEY_ECDSA_P256`]).
     pub att_key_type: u16,
+    /// TEE type ([`TEE_TYPE_TDX`]).
     pub tee_type: u32,
+    /// The quoting enclave's SVN.
     pub qe_svn: u16,
+    /// The provisioning certification enclave's SVN.
     pub pce_svn: u16,
+    /// The QE vendor (Intel's UUID for Intel's QE).
     pub qe_vendor_id: HexBytes<16>,
+    /// QE-defined data (Intel's QE puts a QE identifier in the first 16 bytes).
     pub user_data: HexBytes<20>,
 }
 
 /// Which TD report body the quote carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum BodyKind {
+    /// TD 1.0 (584 bytes).
     #[serde(rename = "td10")]
     Td10,
+    /// TD 1.5 (648 bytes: TEE_TCB_SVN2 and MRSERVICETD added).
     #[serde(rename = "td15")]
     Td15,
 }
@@ -183,18 +199,31 @@ pub enum BodyKind {
 /// The TD report body: what the TD measured and asked to be bound.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TdReport {
+    /// TD 1.0 or TD 1.5 layout.
     pub kind: BodyKind,
+    /// The TDX module's TCB SVN.
     pub tee_tcb_svn: HexBytes<16>,
+    /// Measurement of the TDX module.
     pub mrseam: Mr,
+    /// Signer of the TDX module (zero for Intel's).
     pub mrsignerseam: Mr,
+    /// The TDX module's attributes.
     pub seam_attributes: HexBytes<8>,
+    /// TDATTRIBUTES (bit 0: DEBUG).
     pub td_attributes: HexBytes<8>,
+    /// The TD's extended features (XSAVE) mask.
     pub xfam: HexBytes<8>,
+    /// Measurement of the initial TD contents (the firmware).
     pub mrtd: Mr,
+    /// Software-defined configuration id, set by the host at TD creation.
     pub mrconfigid: Mr,
+    /// Software-defined owner id, set by the host at TD creation.
     pub mrowner: Mr,
+    /// Software-defined owner configuration, set by the host at TD creation.
     pub mrownerconfig: Mr,
+    /// RTMR0–3, extended at run time.
     pub rtmrs: [Mr; 4],
+    /// The 64 bytes the TD asked to be bound ([`crate::report_data`]).
     pub report_data: HexBytes<64>,
     /// TD 1.5 only.
     pub tee_tcb_svn2: Option<HexBytes<16>>,
@@ -224,6 +253,7 @@ pub struct QuoteSignature {
     pub qe_report: [u8; QE_REPORT_LEN],
     /// r‖s over the QE report, by the PCK leaf key.
     pub qe_report_signature: [u8; 64],
+    /// QE authentication data, hashed with the attestation key into the QE report.
     pub qe_auth_data: Vec<u8>,
     /// PEM PCK certificate chain (leaf, intermediate, root).
     pub pck_chain_pem: Vec<u8>,
@@ -232,8 +262,11 @@ pub struct QuoteSignature {
 /// A parsed TDX quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
+    /// The header.
     pub header: QuoteHeader,
+    /// The TD report body.
     pub body: TdReport,
+    /// The signature data.
     pub signature: QuoteSignature,
     /// Length of header + body: the bytes the attestation key signed.
     pub signed_len: usize,
@@ -413,23 +446,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reader_never_overruns() {
-        let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(r.u16("a").unwrap(), 0x0201);
-        let e = r.u16("b").unwrap_err();
+    fn short_reads_name_the_field_and_offset() {
         assert_eq!(
-            e,
+            Quote::parse(&[4, 0, 2]).unwrap_err(),
             QuoteError::Truncated {
-                field: "b",
+                field: "att_key_type",
                 offset: 2,
                 need: 2,
                 have: 1
             }
         );
-        assert!(r.take(usize::MAX, "huge").is_err());
-        assert!(r.sub(usize::MAX, "huge").is_err());
-        assert_eq!(r.take(1, "c").unwrap(), &[3]);
-        assert_eq!(r.remaining(), 0);
     }
 
     #[test]

@@ -22,6 +22,7 @@ impl Status {
     pub fn acceptable(self) -> bool {
         matches!(self, Status::Pass | Status::Warn)
     }
+    /// The badge colour: `green`, `yellow`, `unknown`, `red`.
     pub fn badge(self) -> &'static str {
         match self {
             Status::Pass => "green",
@@ -169,16 +170,23 @@ impl ReasonCode {
     }
 }
 
+/// One finding behind a verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
+    /// What was found (stable).
     pub code: ReasonCode,
+    /// What it counts as.
     pub status: Status,
+    /// The specifics, for people.
     pub detail: String,
 }
 
+/// A judgement with the findings behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// The overall status: at least as bad as every reason's.
     pub status: Status,
+    /// The findings; empty for a plain pass.
     pub reasons: Vec<Reason>,
 }
 
@@ -193,6 +201,7 @@ impl Verdict {
         Verdict { status, reasons }
     }
 
+    /// An `Unknown` verdict with one `NotRegistered` reason saying `detail`.
     pub fn unknown(detail: &str) -> Verdict {
         Verdict {
             status: Status::Unknown,

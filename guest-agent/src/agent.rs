@@ -12,8 +12,8 @@ use evidence::limits::MAX_PULSE_PAYLOAD_BYTES;
 use evidence::report::{HexBytes, Nonce16};
 use evidence::verdict::Verdict;
 use evidence::{
-    report_data, Digest32, Envelope, Measurements, Pulse, Report, Tier, PULSE_PAYLOAD_TYPE,
-    REPORT_PAYLOAD_TYPE,
+    report_data, Digest32, Envelope, Inventory, InventoryItem, Measurements, Pulse, Report, Tier,
+    PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -199,17 +199,16 @@ impl SentLists {
     /// `m` as it goes into a pulse: each list whose digest the control plane already
     /// has is reduced to its state, reason and digest.
     pub fn strip(&self, m: &Measurements) -> Measurements {
+        fn strip<T: InventoryItem>(list: Option<&mut Inventory<T>>, sent: Option<Digest32>) {
+            if let Some(l) = list {
+                if l.digest.is_some() && l.digest == sent {
+                    l.items = None;
+                }
+            }
+        }
         let mut out = m.clone();
-        if let Some(w) = &mut out.workloads {
-            if w.digest.is_some() && w.digest == self.workloads {
-                w.items = None;
-            }
-        }
-        if let Some(e) = &mut out.ebpf {
-            if e.digest.is_some() && e.digest == self.ebpf {
-                e.items = None;
-            }
-        }
+        strip(out.workloads.as_mut(), self.workloads);
+        strip(out.ebpf.as_mut(), self.ebpf);
         out
     }
 
@@ -819,19 +818,13 @@ mod tests {
             image_id: "sha256:11".into(),
             image_digest: None,
         }];
-        m.workloads = Some(evidence::Workloads {
-            state: evidence::CollectorState::Ok,
-            reason: None,
-            digest: Some(evidence::Workloads::digest_of(&w)),
-            items: Some(w),
-        });
-        m.ebpf = Some(evidence::Ebpf {
-            state: evidence::CollectorState::Ok,
-            reason: None,
-            lsm_active: Some(true),
-            digest: Some(evidence::Ebpf::digest_of(&[])),
-            items: Some(vec![]),
-        });
+        m.workloads = Some(evidence::Workloads::full(w, ()));
+        m.ebpf = Some(evidence::Ebpf::full(
+            vec![],
+            evidence::EbpfExtra {
+                lsm_active: Some(true),
+            },
+        ));
         m
     }
 
@@ -846,7 +839,7 @@ mod tests {
         assert!(w.items.is_none() && e.items.is_none());
         assert_eq!(w.digest, m.workloads.as_ref().unwrap().digest);
         assert_eq!(e.digest, m.ebpf.as_ref().unwrap().digest);
-        assert_eq!(e.lsm_active, Some(true));
+        assert_eq!(e.extra.lsm_active, Some(true));
         // Only the changed list travels.
         let mut changed = m.clone();
         let cw = changed.workloads.as_mut().unwrap();
@@ -860,6 +853,7 @@ mod tests {
         unknown.workloads = Some(evidence::Workloads {
             state: evidence::CollectorState::Unknown,
             reason: Some("podman down".into()),
+            extra: (),
             digest: None,
             items: None,
         });

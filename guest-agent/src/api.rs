@@ -196,7 +196,7 @@ fn collectors(s: &AgentState) -> serde_json::Value {
         json!({
             "state": e.state,
             "reason": e.reason,
-            "lsm_active": e.lsm_active,
+            "lsm_active": e.extra.lsm_active,
             "digest": e.digest,
             "count": e.items.as_ref().map(Vec::len),
             "programs": programs,
@@ -247,7 +247,7 @@ mod tests {
     use super::*;
     use evidence::api::WorkloadBadge;
     use evidence::verdict::{Reason, ReasonCode};
-    use evidence::{CollectorState, Workload, Workloads};
+    use evidence::{Workload, Workloads};
 
     #[test]
     fn rfc3339_known_values() {
@@ -330,12 +330,7 @@ mod tests {
         };
         assert_eq!(deployments(&s), json!([]));
         let mut m = crate::collect::Collector::new(vec![]).collect().unwrap();
-        m.workloads = Some(Workloads {
-            state: CollectorState::Ok,
-            reason: None,
-            digest: Some(Workloads::digest_of(&items)),
-            items: Some(items),
-        });
+        m.workloads = Some(Workloads::full(items, ()));
         s.measurements = Some(m);
         let d = deployments(&s);
         assert_eq!(d[0]["attestation_status"], "yellow");

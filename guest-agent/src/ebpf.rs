@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use evidence::limits::{MAX_BPF_PINS, MAX_BPF_PROGRAMS, MAX_PATH_LEN, MAX_TEXT_LEN};
 use evidence::report::HexBytes;
-use evidence::{BpfProgram, CollectorState, Digest32, Ebpf};
+use evidence::{BpfProgram, CollectorState, Digest32, Ebpf, EbpfExtra};
 use sha2::{Digest, Sha256};
 
 use crate::bpfsys;
@@ -155,13 +155,7 @@ impl EbpfCollector {
             .ok()
             .map(|b| lsm_has_bpf(&String::from_utf8_lossy(&b)));
         match self.programs() {
-            Ok(items) => Ebpf {
-                state: CollectorState::Ok,
-                reason: None,
-                lsm_active,
-                digest: Some(Ebpf::digest_of(&items)),
-                items: Some(items),
-            },
+            Ok(items) => Ebpf::full(items, EbpfExtra { lsm_active }),
             Err(e) => {
                 let state = match e {
                     EbpfError::Permission(_) => CollectorState::Unavailable,
@@ -172,7 +166,7 @@ impl EbpfCollector {
                 Ebpf {
                     state,
                     reason: Some(bounded_text(&e.to_string(), MAX_TEXT_LEN)),
-                    lsm_active,
+                    extra: EbpfExtra { lsm_active },
                     digest: None,
                     items: None,
                 }
@@ -413,11 +407,11 @@ mod tests {
     #[test]
     fn unreadable_lsm_file_is_none_not_false() {
         let mut c = EbpfCollector::new(vec![], "/nonexistent/lsm".into());
-        assert_eq!(c.collect().lsm_active, None);
+        assert_eq!(c.collect().extra.lsm_active, None);
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("lsm");
         std::fs::write(&f, "capability,bpf").unwrap();
         c.lsm_file = f;
-        assert_eq!(c.collect().lsm_active, Some(true));
+        assert_eq!(c.collect().extra.lsm_active, Some(true));
     }
 }

@@ -79,17 +79,13 @@ impl WorkloadsCollector {
             Err(_) => Err(WorkloadsError::Timeout(self.timeout)),
         };
         match r {
-            Ok(items) => Workloads {
-                state: CollectorState::Ok,
-                reason: None,
-                digest: Some(Workloads::digest_of(&items)),
-                items: Some(items),
-            },
+            Ok(items) => Workloads::full(items, ()),
             Err(e) => {
                 tracing::warn!(kind = e.kind(), error = %e, "workloads not measured");
                 Workloads {
                     state: CollectorState::Unknown,
                     reason: Some(bounded_text(&e.to_string(), MAX_TEXT_LEN)),
+                    extra: (),
                     digest: None,
                     items: None,
                 }

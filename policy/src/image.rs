@@ -104,10 +104,14 @@ pub struct KeylessRule {
 /// Why an image policy cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImagePolicyError {
+    /// A trust rule that is malformed or incomplete.
     #[error("trust rule {index} ({scope:?}): {detail}")]
     InvalidRule {
+        /// The rule's position in `trust`, from 0.
         index: usize,
+        /// Its scope, as written.
         scope: String,
+        /// What is wrong with it.
         detail: String,
     },
 }
@@ -219,9 +223,17 @@ pub enum ImageCheck {
     },
     /// A failed check: the image is unsigned or wrongly signed. `code` is one of
     /// the `Image*` reason codes.
-    Refused { code: ReasonCode, detail: String },
+    Refused {
+        /// The `Image*` reason code.
+        code: ReasonCode,
+        /// Why, for people.
+        detail: String,
+    },
     /// The verifier could not decide (registry unreachable, garbage response).
-    Undecided { detail: String },
+    Undecided {
+        /// Why, for people.
+        detail: String,
+    },
 }
 
 /// The coverage rule (`ImageNotCovered`): an image whose repository no

@@ -8,10 +8,20 @@
 //!
 //! Fail closed: a missing fact is never read as a good one. No evidence yet is
 //! `Unknown`, and `Unknown` is never acceptable.
+//!
+//! Trust boundary: the inputs are facts the caller already established (a quote that
+//! passed DCAP verification, a signature the `signatures` crate verified, a workload
+//! list that hashed to its signed digest). This crate checks no signature, does no
+//! I/O and reads no clock; it only decides: the agent's verdict ([`evaluate`]), TDX
+//! evidence ([`tdx`]), the workload and eBPF inventories ([`inventory`]), image
+//! signatures and workload badges ([`image`]), and which signer identities are
+//! acceptable ([`identity`]). [`podman`] renders the image policy for podman.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod identity;
 pub mod image;
+pub mod inventory;
 pub mod tdx;
 
 use std::time::Duration;
@@ -51,14 +61,17 @@ impl Default for TrustPolicy {
 /// What the control plane knows about one agent at `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentFacts {
+    /// The tier the agent registered at.
     pub tier: Tier,
     /// Expected pulse interval.
     pub interval: Duration,
     /// Time since the last valid pulse (or registration).
     pub since_last_pulse: Duration,
-    /// Measurements differing from the last-known-good, with what changed.
+    /// The agent binary differs from the last-known-good: what changed.
     pub binary_changed: Option<String>,
+    /// The policy files differ from the last-known-good: which.
     pub policy_changed: Option<String>,
+    /// The platform facts differ from the last-known-good.
     pub platform_changed: Option<String>,
     /// Time since the last replay/out-of-chain pulse, if any.
     pub since_replay: Option<Duration>,

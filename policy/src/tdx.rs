@@ -64,12 +64,17 @@ pub struct TdxFacts {
     /// The TCB status DCAP verification gave. `None` for a TDREPORT (tier
     /// `tdx-report`), which has none: that is a warning, never green.
     pub tcb_status: Option<String>,
+    /// The Intel security advisories (`INTEL-SA-..`) DCAP named with the status.
     pub advisory_ids: Vec<String>,
+    /// TDATTRIBUTES from the quote.
     pub td_attributes: [u8; 8],
+    /// REPORTDATA from the quote.
     pub report_data: [u8; 64],
     /// `evidence::report_data(envelope)` of the report the quote came with.
     pub expected_report_data: [u8; 64],
+    /// MRTD from the quote.
     pub mrtd: [u8; 48],
+    /// RTMR0–3 from the quote.
     pub rtmrs: [[u8; 48]; 4],
     /// RTMR3 replayed from the agent's event log.
     pub rtmr3_replayed: [u8; 48],
@@ -183,6 +188,9 @@ pub fn age_reasons(
     reasons
 }
 
+/// Judges a verified quote's facts under the policy: TCB status, TUD bits, the
+/// REPORTDATA binding, MRTD and RTMR allowlists or provenance, and the RTMR3 replay.
+/// The status is the worst among the reasons.
 pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
     let mut reasons = Vec::new();
     let mut push = |code, status, detail: String| {

@@ -9,7 +9,7 @@
 use evidence::api::{Challenge, RegisterEvidence, RegisterRequest};
 use evidence::report::HexBytes;
 use evidence::{
-    BpfProgram, CollectorState, Digest32, Ebpf, FileMeasurement, Measurements, Platform,
+    BpfProgram, CollectorState, Digest32, Ebpf, EbpfExtra, FileMeasurement, Measurements, Platform,
     PolicyMeasurement, Pulse, Report, TeeKind, Tier, Workload, Workloads, PULSE_PAYLOAD_TYPE,
     REPORT_PAYLOAD_TYPE,
 };
@@ -223,19 +223,13 @@ fingerprint = "{bf}"
         },
     ];
     let shop_m = Measurements {
-        workloads: Some(Workloads {
-            state: CollectorState::Ok,
-            reason: None,
-            digest: Some(Workloads::digest_of(&items)),
-            items: Some(items),
-        }),
-        ebpf: Some(Ebpf {
-            state: CollectorState::Ok,
-            reason: None,
-            lsm_active: Some(true),
-            digest: Some(Ebpf::digest_of(&progs)),
-            items: Some(progs),
-        }),
+        workloads: Some(Workloads::full(items, ())),
+        ebpf: Some(Ebpf::full(
+            progs,
+            EbpfExtra {
+                lsm_active: Some(true),
+            },
+        )),
         ..base(1)
     };
     let (v, head) = shop.register(&http, &cp, shop_m.clone()).await;
@@ -252,13 +246,14 @@ fingerprint = "{bf}"
         workloads: Some(Workloads {
             state: CollectorState::Unknown,
             reason: Some("podman API /run/podman/podman.sock: connection refused".into()),
+            extra: (),
             digest: None,
             items: None,
         }),
         ebpf: Some(Ebpf {
             state: CollectorState::Unavailable,
             reason: Some("bpf(BPF_PROG_GET_NEXT_ID): operation not permitted".into()),
-            lsm_active: None,
+            extra: EbpfExtra { lsm_active: None },
             digest: None,
             items: None,
         }),

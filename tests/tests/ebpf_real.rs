@@ -121,11 +121,11 @@ fn real_programs_are_listed_hashed_and_survive_a_reload() {
 
     if let Ok(lsm) = std::fs::read_to_string("/sys/kernel/security/lsm") {
         assert_eq!(
-            e.lsm_active,
+            e.extra.lsm_active,
             Some(lsm.trim().split(',').any(|l| l == "bpf"))
         );
     } else {
-        assert_eq!(e.lsm_active, None);
+        assert_eq!(e.extra.lsm_active, None);
     }
 }
 

@@ -175,7 +175,7 @@ fn ebpf_section(a: &AgentView) -> String {
             .as_deref()
             .map(|r| format!(" ({})", esc(r)))
             .unwrap_or_default(),
-        lsm = match e.lsm_active {
+        lsm = match e.extra.lsm_active {
             Some(true) => "yes",
             Some(false) => "no",
             None => "unknown",

@@ -5,8 +5,8 @@
 //! every pulse that repeats it); the verdict shows the difference for as long as it
 //! lasts.
 
-use evidence::verdict::{Reason, ReasonCode, Status};
-use evidence::{BpfProgram, CollectorState, Ebpf, Measurements, Workload, Workloads};
+use evidence::{CollectorState, Inventory, InventoryItem, Measurements};
+use policy::inventory::diff;
 
 use crate::model::AlertKind;
 use crate::model::Expectations;
@@ -119,7 +119,10 @@ pub fn judge(
     // eBPF: judged against the last-known-good, like the binary. With no good list
     // yet (collector not configured or unable to look at registration), the first
     // complete list becomes the baseline.
-    match (ok_ebpf(lkg.ebpf.as_ref()), ok_ebpf(reported.ebpf.as_ref())) {
+    match (
+        complete(lkg.ebpf.as_ref()),
+        complete(reported.ebpf.as_ref()),
+    ) {
         (None, Some((_, ri))) => {
             // At first contact this is the baseline. Later (the collector could not
             // look at registration, and now can) it is adopted too, but never
@@ -129,20 +132,22 @@ pub fn judge(
                     AlertKind::EbpfChanged,
                     format!(
                         "eBPF programs became visible after registration and were adopted as last-known-good; review them: {}",
-                        ebpf_diff(&[], ri)
+                        diff(&[], ri)
                     ),
                 ));
             }
             lkg.ebpf = reported.ebpf.clone();
         }
         (Some((ld, li)), Some((rd, ri))) if ld != rd => {
-            let prev = previous.and_then(|p| ok_ebpf(p.ebpf.as_ref())).map(|x| x.0);
+            let prev = previous
+                .and_then(|p| complete(p.ebpf.as_ref()))
+                .map(|x| x.0);
             if prev != Some(rd) {
                 alerts.push((
                     AlertKind::EbpfChanged,
                     format!(
                         "loaded eBPF programs differ from last-known-good: {}",
-                        ebpf_diff(li, ri)
+                        diff(li, ri)
                     ),
                 ));
             }
@@ -152,13 +157,13 @@ pub fn judge(
 
     // Workloads: informational. The last reported list is the reference.
     if let (Some((pd, pi)), Some((rd, ri))) = (
-        previous.and_then(|p| ok_workloads(p.workloads.as_ref())),
-        ok_workloads(reported.workloads.as_ref()),
+        previous.and_then(|p| complete(p.workloads.as_ref())),
+        complete(reported.workloads.as_ref()),
     ) {
         if pd != rd {
             alerts.push((
                 AlertKind::WorkloadsChanged,
-                format!("workloads changed: {}", workloads_diff(pi, ri)),
+                format!("workloads changed: {}", diff(pi, ri)),
             ));
         }
     }
@@ -171,123 +176,9 @@ pub fn judge(
     }
 }
 
-/// The digest and items of an eBPF list the collector could see completely.
-fn ok_ebpf(e: Option<&Ebpf>) -> Option<(evidence::Digest32, &[BpfProgram])> {
-    let e = e?;
-    match (e.state, e.digest, e.items.as_deref()) {
-        (CollectorState::Ok, Some(d), Some(i)) => Some((d, i)),
-        _ => None,
-    }
-}
-
-fn ok_workloads(w: Option<&Workloads>) -> Option<(evidence::Digest32, &[Workload])> {
-    let w = w?;
-    match (w.state, w.digest, w.items.as_deref()) {
-        (CollectorState::Ok, Some(d), Some(i)) => Some((d, i)),
-        _ => None,
-    }
-}
-
-/// At most this many entries per list in an alert text.
-const MAX_LISTED: usize = 20;
-
-fn listing(label: &str, items: &[String]) -> Option<String> {
-    if items.is_empty() {
-        return None;
-    }
-    let mut s = format!("{label}: ");
-    s.push_str(&items[..items.len().min(MAX_LISTED)].join("; "));
-    if items.len() > MAX_LISTED {
-        s.push_str(&format!("; … and {} more", items.len() - MAX_LISTED));
-    }
-    Some(s)
-}
-
-fn prog(p: &BpfProgram) -> String {
-    format!(
-        "{} ({}, sha256 {}{})",
-        p.name,
-        p.prog_type,
-        p.sha256,
-        if p.pinned.is_empty() {
-            String::new()
-        } else {
-            format!(", pinned {}", p.pinned.join(","))
-        }
-    )
-}
-
-/// Added, removed and changed programs, keyed by (name, type).
-pub fn ebpf_diff(old: &[BpfProgram], new: &[BpfProgram]) -> String {
-    let key = |p: &BpfProgram| (p.name.clone(), p.prog_type.clone());
-    let same = |a: &BpfProgram, b: &BpfProgram| a.sha256 == b.sha256 && a.pinned == b.pinned;
-    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
-    for n in new {
-        let olds: Vec<&BpfProgram> = old.iter().filter(|o| key(o) == key(n)).collect();
-        if olds.is_empty() {
-            added.push(prog(n));
-        } else if !olds.iter().any(|o| same(o, n)) {
-            changed.push(format!(
-                "{} -> sha256 {}",
-                olds.iter().map(|o| prog(o)).collect::<Vec<_>>().join(" | "),
-                n.sha256
-            ));
-        }
-    }
-    for o in old {
-        if !new.iter().any(|n| key(n) == key(o)) {
-            removed.push(prog(o));
-        }
-    }
-    let parts: Vec<String> = [
-        listing("added", &added),
-        listing("removed", &removed),
-        listing("changed", &changed),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if parts.is_empty() {
-        "the same programs, in different numbers".into()
-    } else {
-        parts.join("; ")
-    }
-}
-
-fn wl(w: &Workload) -> String {
-    format!(
-        "{} ({}, {}, {})",
-        w.name,
-        w.image,
-        w.image_digest.as_deref().unwrap_or("no digest"),
-        w.state
-    )
-}
-
-/// Started, stopped and changed containers, keyed by container id.
-pub fn workloads_diff(old: &[Workload], new: &[Workload]) -> String {
-    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
-    for n in new {
-        match old.iter().find(|o| o.id == n.id) {
-            None => added.push(wl(n)),
-            Some(o) if o != n => changed.push(format!("{} -> {}", wl(o), wl(n))),
-            Some(_) => {}
-        }
-    }
-    for o in old {
-        if !new.iter().any(|n| n.id == o.id) {
-            removed.push(wl(o));
-        }
-    }
-    let parts: Vec<String> = [
-        listing("added", &added),
-        listing("removed", &removed),
-        listing("changed", &changed),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    parts.join("; ")
+/// The digest and items of a list the collector could see completely.
+fn complete<T: InventoryItem>(l: Option<&Inventory<T>>) -> Option<(evidence::Digest32, &[T])> {
+    l?.complete()
 }
 
 /// Why a pulse's inventory cannot be used.
@@ -304,169 +195,63 @@ pub fn resolve_inventory(
     is_report: bool,
 ) -> Result<Measurements, InventoryError> {
     if let Some(w) = reported.workloads.as_mut() {
-        let stored = stored.and_then(|m| ok_workloads(m.workloads.as_ref()));
-        let items = resolve(
-            "workloads",
-            w.state,
-            w.digest,
-            w.items.take(),
-            stored.map(|(d, i)| (d, i.to_vec())),
-            is_report,
-            Workloads::digest_of,
-        )?;
-        if w.state != CollectorState::Ok {
-            w.digest = None;
-        }
-        w.items = items;
+        resolve(w, stored.and_then(|m| m.workloads.as_ref()), is_report)?;
     }
     if let Some(e) = reported.ebpf.as_mut() {
-        let stored = stored.and_then(|m| ok_ebpf(m.ebpf.as_ref()));
-        let items = resolve(
-            "ebpf",
-            e.state,
-            e.digest,
-            e.items.take(),
-            stored.map(|(d, i)| (d, i.to_vec())),
-            is_report,
-            Ebpf::digest_of,
-        )?;
-        if e.state != CollectorState::Ok {
-            e.digest = None;
-        }
-        e.items = items;
+        resolve(e, stored.and_then(|m| m.ebpf.as_ref()), is_report)?;
     }
     Ok(reported)
 }
 
-fn resolve<T>(
-    what: &str,
-    state: CollectorState,
-    digest: Option<evidence::Digest32>,
-    items: Option<Vec<T>>,
-    stored: Option<(evidence::Digest32, Vec<T>)>,
+/// [`resolve_inventory`] for one list, against the stored list of its kind.
+fn resolve<T: InventoryItem>(
+    list: &mut Inventory<T>,
+    stored: Option<&Inventory<T>>,
     is_report: bool,
-    digest_of: impl Fn(&[T]) -> evidence::Digest32,
-) -> Result<Option<Vec<T>>, InventoryError> {
-    if state != CollectorState::Ok {
+) -> Result<(), InventoryError> {
+    let what = T::NAME;
+    let items = list.items.take();
+    if list.state != CollectorState::Ok {
         // No list when the collector could not look.
-        return Ok(None);
+        list.digest = None;
+        return Ok(());
     }
-    let Some(digest) = digest else {
+    let Some(digest) = list.digest else {
         return Err(InventoryError(format!(
             "{what} state is ok but carries no digest"
         )));
     };
-    match items {
+    list.items = Some(match items {
         Some(items) => {
-            let got = digest_of(&items);
+            let got = Inventory::digest_of(&items);
             if got != digest {
                 return Err(InventoryError(format!(
                     "{what} items hash to {got}, but the digest says {digest}"
                 )));
             }
-            Ok(Some(items))
+            items
         }
-        None if is_report => Err(InventoryError(format!(
-            "a report must carry the full {what} list"
-        ))),
-        None => match stored {
-            Some((d, items)) if d == digest => Ok(Some(items)),
-            Some((d, _)) => Err(InventoryError(format!(
+        None if is_report => {
+            return Err(InventoryError(format!(
+                "a report must carry the full {what} list"
+            )))
+        }
+        None => match stored.and_then(Inventory::complete) {
+            Some((d, items)) if d == digest => items.to_vec(),
+            Some((d, _)) => return Err(InventoryError(format!(
                 "pulse names {what} digest {digest} without its items, but the last full list has digest {d}; register again"
             ))),
-            None => Err(InventoryError(format!(
+            None => return Err(InventoryError(format!(
                 "pulse names {what} digest {digest} without its items, and no full list is known; register again"
             ))),
         },
-    }
-}
-
-/// Reasons from the workloads and eBPF collectors that stand now. Statuses (never
-/// green):
-/// - eBPF programs differ from a last-known-good list: `EbpfChanged`, red.
-/// - eBPF list not visible (`unknown`/`unavailable`/no longer reported) where the
-///   last-known-good had one: `EbpfUnavailable`, red (the view was lost).
-/// - eBPF never visible: `unavailable` is yellow (a standing, weaker configuration,
-///   like the software tier); `unknown` is unknown.
-/// - workloads `unknown`/`unavailable`: `WorkloadsUnknown`, unknown: what runs
-///   cannot be told, so nothing about it is acceptable.
-pub fn inventory_reasons(lkg: &Measurements, current: &Measurements) -> Vec<Reason> {
-    let mut out = Vec::new();
-    let mut push = |code, status, detail: String| {
-        out.push(Reason {
-            code,
-            status,
-            detail,
-        })
-    };
-    let lkg_ebpf = ok_ebpf(lkg.ebpf.as_ref());
-    match (&current.ebpf, lkg_ebpf) {
-        (Some(e), _) if e.state == CollectorState::Ok => {
-            if let (Some((ld, li)), Some((cd, ci))) = (lkg_ebpf, ok_ebpf(Some(e))) {
-                if ld != cd {
-                    push(
-                        ReasonCode::EbpfChanged,
-                        Status::Fail,
-                        format!(
-                            "eBPF programs differ from last-known-good: {}",
-                            ebpf_diff(li, ci)
-                        ),
-                    );
-                }
-            }
-        }
-        (Some(e), Some(_)) => push(
-            ReasonCode::EbpfUnavailable,
-            Status::Fail,
-            format!(
-                "eBPF programs were visible at last-known-good, now {}: {}",
-                state_str(e.state),
-                e.reason.as_deref().unwrap_or("no reason given")
-            ),
-        ),
-        (None, Some(_)) => push(
-            ReasonCode::EbpfUnavailable,
-            Status::Fail,
-            "eBPF programs were visible at last-known-good, now not reported".into(),
-        ),
-        (Some(e), None) => push(
-            ReasonCode::EbpfUnavailable,
-            if e.state == CollectorState::Unavailable {
-                Status::Warn
-            } else {
-                Status::Unknown
-            },
-            format!(
-                "eBPF programs {}: {}",
-                state_str(e.state),
-                e.reason.as_deref().unwrap_or("no reason given")
-            ),
-        ),
-        (None, None) => {}
-    }
-    if let Some(w) = &current.workloads {
-        if w.state != CollectorState::Ok {
-            push(
-                ReasonCode::WorkloadsUnknown,
-                Status::Unknown,
-                format!(
-                    "workloads {}: {}",
-                    state_str(w.state),
-                    w.reason.as_deref().unwrap_or("no reason given")
-                ),
-            );
-        }
-    }
-    out
+    });
+    Ok(())
 }
 
 /// A collector state as the API shows it (`ok`, `unknown`, `unavailable`).
 pub fn state_str(s: CollectorState) -> &'static str {
-    match s {
-        CollectorState::Ok => "ok",
-        CollectorState::Unknown => "unknown",
-        CollectorState::Unavailable => "unavailable",
-    }
+    s.as_str()
 }
 
 /// The differences that stand now, for the verdict.
@@ -496,6 +281,7 @@ pub fn standing(
 mod tests {
     use super::*;
     use evidence::report::HexBytes;
+    use evidence::verdict::{ReasonCode, Status};
     use evidence::{FileMeasurement, Platform, PolicyMeasurement, TeeKind};
 
     fn m(bin: u8, pol: u8) -> Measurements {
@@ -565,13 +351,12 @@ mod tests {
 
     fn with_ebpf(p: Vec<evidence::BpfProgram>) -> Measurements {
         Measurements {
-            ebpf: Some(Ebpf {
-                state: CollectorState::Ok,
-                reason: None,
-                lsm_active: Some(true),
-                digest: Some(Ebpf::digest_of(&p)),
-                items: Some(p),
-            }),
+            ebpf: Some(evidence::Ebpf::full(
+                p,
+                evidence::EbpfExtra {
+                    lsm_active: Some(true),
+                },
+            )),
             ..m(1, 1)
         }
     }
@@ -584,7 +369,7 @@ mod tests {
         assert_eq!(j.alerts.len(), 1);
         assert_eq!(j.alerts[0].0, AlertKind::EbpfChanged);
         assert_eq!(j.lkg.ebpf, lkg.ebpf, "the baseline is not moved");
-        let r = inventory_reasons(&j.lkg, &now);
+        let r = policy::inventory::reasons(&j.lkg, &now);
         assert_eq!(r[0].code, ReasonCode::EbpfChanged);
         assert_eq!(r[0].status, Status::Fail);
         assert!(judge(&j.lkg, &j.expected, Some(&now), &now)
@@ -593,7 +378,7 @@ mod tests {
         // Order does not matter.
         let mut rev = progs(&[("b", 2), ("a", 1)]);
         rev.reverse();
-        assert!(inventory_reasons(&lkg, &with_ebpf(rev)).is_empty());
+        assert!(policy::inventory::reasons(&lkg, &with_ebpf(rev)).is_empty());
         // With no baseline yet, the first complete list becomes it.
         let j = judge(&m(1, 1), &Expectations::default(), None, &now);
         assert_eq!(j.lkg.ebpf, now.ebpf);
@@ -645,5 +430,77 @@ mod tests {
             "{}",
             j.alerts[0].1
         );
+    }
+
+    fn container(id: &str, image: &str, digest: Option<&str>) -> evidence::Workload {
+        evidence::Workload {
+            name: format!("c-{id}"),
+            id: id.into(),
+            state: "running".into(),
+            image: image.into(),
+            image_id: format!("sha256:{id}"),
+            image_digest: digest.map(Into::into),
+        }
+    }
+
+    fn with_workloads(items: Vec<evidence::Workload>) -> Measurements {
+        let mut m = m(1, 1);
+        m.workloads = serde_json::from_value(serde_json::json!({
+            "state": "ok",
+            "digest": evidence::Workloads::digest_of(&items),
+            "items": items,
+        }))
+        .unwrap();
+        m
+    }
+
+    /// The alert texts name what changed, per kind of list.
+    #[test]
+    fn diff_texts_are_pinned() {
+        let lkg = with_ebpf(progs(&[("a", 1), ("b", 2)]));
+        let mut pinned = progs(&[("b", 3), ("c", 4)]);
+        pinned[1].pinned = vec!["/sys/fs/bpf/c".into()];
+        let now = with_ebpf(pinned);
+        let j = judge(&lkg, &Expectations::default(), Some(&lkg), &now);
+        assert_eq!(
+            j.alerts[0].1,
+            format!(
+                "loaded eBPF programs differ from last-known-good: added: c (lsm, sha256 {}, pinned /sys/fs/bpf/c); removed: a (lsm, sha256 {}); changed: b (lsm, sha256 {}) -> sha256 {}",
+                "04".repeat(32),
+                "01".repeat(32),
+                "02".repeat(32),
+                "03".repeat(32)
+            )
+        );
+        let twice = with_ebpf(progs(&[("a", 1), ("a", 1)]));
+        let once = with_ebpf(progs(&[("a", 1)]));
+        let j = judge(&once, &Expectations::default(), Some(&once), &twice);
+        assert_eq!(
+            j.alerts[0].1,
+            "loaded eBPF programs differ from last-known-good: the same programs, in different numbers"
+        );
+        assert_eq!(
+            policy::inventory::reasons(&once, &twice)[0].detail,
+            "eBPF programs differ from last-known-good: the same programs, in different numbers"
+        );
+
+        let before = with_workloads(vec![
+            container("1", "app:1", Some("sha256:aa")),
+            container("2", "db:1", None),
+        ]);
+        let after = with_workloads(vec![
+            container("1", "app:2", Some("sha256:bb")),
+            container("3", "cache:1", None),
+        ]);
+        let j = judge(&before, &Expectations::default(), Some(&before), &after);
+        assert_eq!(j.alerts.len(), 1);
+        assert_eq!(
+            j.alerts[0].1,
+            "workloads changed: added: c-3 (cache:1, no digest, running); removed: c-2 (db:1, no digest, running); changed: c-1 (app:1, sha256:aa, running) -> c-1 (app:2, sha256:bb, running)"
+        );
+        let twice = with_workloads(vec![container("1", "app:1", None); 2]);
+        let once = with_workloads(vec![container("1", "app:1", None)]);
+        let j = judge(&once, &Expectations::default(), Some(&once), &twice);
+        assert_eq!(j.alerts[0].1, "workloads changed: ");
     }
 }

@@ -3,7 +3,7 @@
 //! into reasons and evaluated by `policy`; and the image transitions that raise one
 //! `ImageRefused` alert per turn to red.
 
-use crate::judge::baseline::{inventory_reasons, standing};
+use crate::judge::baseline::standing;
 use crate::model::AgentRecord;
 use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
@@ -62,7 +62,7 @@ impl ControlPlane {
                 ),
             });
         }
-        reasons.extend(inventory_reasons(&rec.lkg, &rec.current));
+        reasons.extend(policy::inventory::reasons(&rec.lkg, &rec.current));
         reasons.extend(self.revocation_reasons(rec, now));
         Verdict::from_reasons(reasons)
     }

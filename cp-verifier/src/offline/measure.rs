@@ -37,10 +37,10 @@
 //!
 //! # Untrusted input
 //!
-//! Firmware and kernel files are parsed with bounds-checked reads ([`Cursor`]
-//! returns a typed error, never panics), under size caps ([`MAX_FIRMWARE_BYTES`],
-//! [`MAX_KERNEL_BYTES`], [`MAX_INITRD_BYTES`], [`MAX_CMDLINE_BYTES`]), and every
-//! failure is a [`MeasureError`] naming the field.
+//! Firmware and kernel files are parsed with bounds-checked reads ([`Cursor`], over
+//! [`evidence::codec::Reader`], returns a typed error, never panics), under size caps
+//! ([`MAX_FIRMWARE_BYTES`], [`MAX_KERNEL_BYTES`], [`MAX_INITRD_BYTES`],
+//! [`MAX_CMDLINE_BYTES`]), and every failure is a [`MeasureError`] naming the field.
 
 mod kernel;
 mod tdvf;
@@ -48,6 +48,7 @@ mod tdvf;
 use std::io::Read;
 use std::path::Path;
 
+use evidence::codec::Reader;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha384};
 
@@ -245,28 +246,32 @@ pub(crate) fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// Bounds-checked little-endian reads at absolute offsets of an untrusted file. Every
-/// read returns [`MeasureError::Truncated`] naming the field instead of panicking.
+/// Bounds-checked little-endian reads at absolute offsets of an untrusted file: an
+/// [`evidence::codec::Reader`] that names the file in its errors. Every read returns
+/// [`MeasureError::Truncated`] naming the field instead of panicking.
 #[derive(Debug, Clone, Copy)]
 pub struct Cursor<'a> {
-    buf: &'a [u8],
+    reader: Reader<'a>,
     input: &'static str,
 }
 
 impl<'a> Cursor<'a> {
     /// A cursor over `buf`; errors name `input` (`firmware`, `kernel`).
     pub fn new(buf: &'a [u8], input: &'static str) -> Cursor<'a> {
-        Cursor { buf, input }
+        Cursor {
+            reader: Reader::new(buf),
+            input,
+        }
     }
 
     /// Length of the input in bytes.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.reader.len()
     }
 
     /// Whether the input is empty.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.reader.is_empty()
     }
 
     fn truncated(&self, field: &'static str, offset: usize, need: usize) -> MeasureError {
@@ -275,7 +280,7 @@ impl<'a> Cursor<'a> {
             field,
             offset: to_u64(offset),
             need: to_u64(need),
-            len: to_u64(self.buf.len()),
+            len: to_u64(self.reader.len()),
         }
     }
 
@@ -286,36 +291,30 @@ impl<'a> Cursor<'a> {
         len: usize,
         field: &'static str,
     ) -> Result<&'a [u8], MeasureError> {
-        offset
-            .checked_add(len)
-            .and_then(|end| self.buf.get(offset..end))
-            .ok_or_else(|| self.truncated(field, offset, len))
-    }
-
-    fn array<const N: usize>(
-        &self,
-        offset: usize,
-        field: &'static str,
-    ) -> Result<[u8; N], MeasureError> {
-        let b = self.bytes(offset, N, field)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(b);
-        Ok(a)
+        self.reader
+            .bytes_at(offset, len, field)
+            .map_err(|_| self.truncated(field, offset, len))
     }
 
     /// The little-endian `u16` at `offset`.
     pub fn u16(&self, offset: usize, field: &'static str) -> Result<u16, MeasureError> {
-        self.array(offset, field).map(u16::from_le_bytes)
+        self.reader
+            .u16_at(offset, field)
+            .map_err(|_| self.truncated(field, offset, 2))
     }
 
     /// The little-endian `u32` at `offset`.
     pub fn u32(&self, offset: usize, field: &'static str) -> Result<u32, MeasureError> {
-        self.array(offset, field).map(u32::from_le_bytes)
+        self.reader
+            .u32_at(offset, field)
+            .map_err(|_| self.truncated(field, offset, 4))
     }
 
     /// The little-endian `u64` at `offset`.
     pub fn u64(&self, offset: usize, field: &'static str) -> Result<u64, MeasureError> {
-        self.array(offset, field).map(u64::from_le_bytes)
+        self.reader
+            .u64_at(offset, field)
+            .map_err(|_| self.truncated(field, offset, 8))
     }
 }
 
