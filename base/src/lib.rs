@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod errors;
 pub mod fsutil;
 #[cfg(feature = "logging")]
 pub mod logging;

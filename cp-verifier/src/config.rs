@@ -540,7 +540,7 @@ impl CpConfig {
                 (w.starts_with("http://") || w.starts_with("https://"))
                     && reqwest::Url::parse(w).is_ok_and(|u| u.host_str().is_some()),
                 "webhooks[{i}] ({}) must be an http(s) URL with a host",
-                crate::act::alerts::redact_url(w)
+                redact_url(w)
             );
         }
         Ok(())
@@ -571,6 +571,19 @@ impl CpConfig {
             viewer_token_file: None,
             limits: Limits::default(),
         }
+    }
+}
+
+/// A webhook URL as logs may show it: `scheme://host[:port]`, never the path, query
+/// or credentials (which often carry a secret token).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
+            (None, _) => format!("{}://", u.scheme()),
+        },
+        Err(_) => "<unparsable webhook URL>".into(),
     }
 }
 

@@ -185,9 +185,9 @@ impl EbpfCollector {
                     // Unloaded between listing and opening: it is gone, not hidden.
                     Some(libc::ENOENT) => continue,
                     Some(libc::EPERM) | Some(libc::EACCES) => {
-                        return Err(EbpfError::Permission(error_chain(&e)))
+                        return Err(EbpfError::Permission(provenant_base::errors::chain(&e)))
                     }
-                    _ => return Err(EbpfError::List(error_chain(&e))),
+                    _ => return Err(EbpfError::List(provenant_base::errors::chain(&e))),
                 },
             };
             if items.len() == MAX_BPF_PROGRAMS {
@@ -204,7 +204,7 @@ impl EbpfCollector {
                         Err(e) => {
                             return Err(EbpfError::Program {
                                 id,
-                                detail: error_chain(&e),
+                                detail: provenant_base::errors::chain(&e),
                             })
                         }
                     };
@@ -315,17 +315,6 @@ fn io_errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
         cur = c.source();
     }
     None
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use provenant_base::clock::Clock;
 use serde::Serialize;
 
+use crate::config::redact_url;
 use crate::model::Alert;
 use crate::store::Store;
 use crate::supervise::Tasks;
@@ -37,19 +38,6 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// One webhook POST at most.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A webhook URL as logs may show it: `scheme://host[:port]`, never the path, query
-/// or credentials (which often carry a secret token).
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
-            (Some(h), None) => format!("{}://{h}", u.scheme()),
-            (None, _) => format!("{}://", u.scheme()),
-        },
-        Err(_) => "<unparsable webhook URL>".into(),
-    }
-}
 
 /// The key under which the outbox remembers that a webhook acknowledged an alert: a
 /// digest of its URL, so the URL itself is not copied into the database.
@@ -226,7 +214,7 @@ async fn post(http: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), St
     {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::http::error::error_chain(&e.without_url())),
+        Err(e) => Err(provenant_base::errors::chain(&e.without_url())),
     }
 }
 

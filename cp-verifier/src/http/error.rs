@@ -221,19 +221,6 @@ impl ApiError {
     }
 }
 
-/// An error with its sources, `outer: inner: ...` (reqwest's own message omits the
-/// cause, e.g. which connection failure).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 impl From<EvidenceError> for ApiError {
     fn from(e: EvidenceError) -> Self {
         match e {

@@ -148,3 +148,9 @@ pub(super) fn cert_claims(cert: &x509_cert::Certificate) -> Result<CertClaims, I
         build_signer_uri: utf8(9)?,
     })
 }
+
+/// A verified signing certificate: its DER and its public key (SPKI DER).
+pub(super) struct Leaf {
+    pub(super) der: Vec<u8>,
+    pub(super) spki_der: Vec<u8>,
+}

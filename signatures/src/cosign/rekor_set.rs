@@ -4,8 +4,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use super::chain::Leaf;
 use super::keys::pem_blocks;
-use super::simple::Leaf;
 use super::{truncate, ImageSigError, ImageTrust};
 use crate::oci::Sha256Digest;
 

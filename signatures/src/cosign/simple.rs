@@ -8,7 +8,7 @@ use base64::Engine as _;
 use der::{Decode as _, Encode as _};
 use policy::identity::IdentityClaims;
 
-use super::chain::{cert_claims, verify_chain};
+use super::chain::{cert_claims, verify_chain, Leaf};
 use super::keys::{pem_blocks, verify_spki};
 use super::rekor_set::verify_set;
 use super::trust::{check_scope, Mode};
@@ -18,11 +18,6 @@ use super::{
     MAX_SIGNATURE_BYTES,
 };
 use crate::oci::Sha256Digest;
-
-pub(super) struct Leaf {
-    pub(super) der: Vec<u8>,
-    pub(super) spki_der: Vec<u8>,
-}
 
 pub(super) fn verify_simple(
     payload: &[u8],

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 
-use super::reference::clip;
+use super::clip;
 
 const PREFIX: &str = "sha256:";
 const HEX_LEN: usize = 64;

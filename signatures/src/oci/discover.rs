@@ -8,11 +8,10 @@ use reqwest::{Method, StatusCode, Url};
 use super::digest::Sha256Digest;
 use super::transport::{read_body, Body, Redirects};
 use super::{
-    len64, parse_repository, reference, Descriptor, FetchedManifest, ManifestDoc, Reference,
-    RegistryClient, RegistryError, BUNDLE_ARTIFACT_TYPES, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
-    MANIFEST_ACCEPT, MAX_CHALLENGE_LEN, MAX_MANIFEST_BYTES, MAX_REFERRERS, MAX_REFERRER_PAGES,
-    MAX_SIGNATURES, MAX_SIGNATURE_BLOB_BYTES, MAX_SIGNATURE_LAYERS, OCI_INDEX, OCI_MANIFEST,
-    SIMPLE_SIGNING,
+    len64, parse_repository, Descriptor, FetchedManifest, ManifestDoc, Reference, RegistryClient,
+    RegistryError, BUNDLE_ARTIFACT_TYPES, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT,
+    MAX_CHALLENGE_LEN, MAX_MANIFEST_BYTES, MAX_REFERRERS, MAX_REFERRER_PAGES, MAX_SIGNATURES,
+    MAX_SIGNATURE_BLOB_BYTES, MAX_SIGNATURE_LAYERS, OCI_INDEX, OCI_MANIFEST, SIMPLE_SIGNING,
 };
 use crate::image::ImageSignature;
 
@@ -33,11 +32,7 @@ impl RegistryClient {
         } else {
             ':'
         };
-        let what = format!(
-            "manifest {}{sep}{}",
-            r.repository(),
-            reference::clip(reference)
-        );
+        let what = format!("manifest {}{sep}{}", r.repository(), super::clip(reference));
         let resp = self
             .send(
                 r,
@@ -80,7 +75,7 @@ impl RegistryClient {
             if a.starts_with("sha256:") && a != digest {
                 return Err(RegistryError::DigestMismatch {
                     what: format!("{what} (Docker-Content-Digest)"),
-                    expected: reference::clip(&a),
+                    expected: super::clip(&a),
                     actual: digest,
                 });
             }
@@ -102,7 +97,7 @@ impl RegistryClient {
         {
             return Err(RegistryError::Malformed(format!(
                 "{what}: unsupported media type {:?}",
-                reference::clip(&media_type)
+                super::clip(&media_type)
             )));
         }
         Ok(Some(FetchedManifest {
@@ -370,7 +365,7 @@ impl RegistryClient {
                 Sha256Digest::parse(&d.digest).map_err(|_| {
                     RegistryError::Malformed(format!(
                         "{what}: descriptor digest {:?}",
-                        reference::clip(&d.digest)
+                        super::clip(&d.digest)
                     ))
                 })?;
                 if d.size > len64(MAX_MANIFEST_BYTES) {

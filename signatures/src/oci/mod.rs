@@ -34,11 +34,13 @@
 //!   another host.
 
 mod auth;
+mod challenge;
 pub mod digest;
 mod discover;
 pub mod net;
 mod push;
 mod reference;
+
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -57,8 +59,21 @@ pub use reference::{
 
 pub(crate) use reference::normalise_scope;
 
-use auth::{read_secret, AuthMode, CachedToken, Creds};
+use auth::read_secret;
+use challenge::{AuthMode, CachedToken, Creds};
 use transport::{build_http, HostEntry};
+
+/// `s`, cut to at most 80 bytes (on a character boundary) for error messages.
+pub(crate) fn clip(s: &str) -> String {
+    if s.len() <= 80 {
+        return s.to_string();
+    }
+    let mut end = 80;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
 
 /// Largest manifest or index read (distribution refuses to store larger ones).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -338,7 +353,7 @@ fn parse_repository(repository: &str) -> Result<Reference, RegistryError> {
     if r.tag().is_some() || r.digest().is_some() {
         return Err(RegistryError::InvalidReference(format!(
             "{}: a repository has no tag or digest",
-            reference::clip(repository)
+            clip(repository)
         )));
     }
     Ok(r)
@@ -361,7 +376,7 @@ impl RegistryClient {
             if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
                 return Err(RegistryError::Config(format!(
                     "registry host {:?} must be host[:port]",
-                    reference::clip(&c.host)
+                    clip(&c.host)
                 )));
             }
             let creds = match (&c.username, &c.password_file, &c.token_file) {

@@ -9,9 +9,9 @@ use reqwest::{Method, StatusCode, Url};
 use super::digest::Sha256Digest;
 use super::transport::{Body, Redirects};
 use super::{
-    len64, parse_repository, reference, Descriptor, ManifestDoc, Reference, RegistryClient,
-    RegistryError, BUNDLE_V0_3, MAX_MANIFEST_BYTES, MAX_SIGNATURE_LAYERS, OCI_CONFIG, OCI_EMPTY,
-    OCI_INDEX, OCI_MANIFEST, SIMPLE_SIGNING,
+    len64, parse_repository, Descriptor, ManifestDoc, Reference, RegistryClient, RegistryError,
+    BUNDLE_V0_3, MAX_MANIFEST_BYTES, MAX_SIGNATURE_LAYERS, OCI_CONFIG, OCI_EMPTY, OCI_INDEX,
+    OCI_MANIFEST, SIMPLE_SIGNING,
 };
 use crate::image::ImageSignature;
 
@@ -131,7 +131,7 @@ impl RegistryClient {
                 return Err(RegistryError::DigestMismatch {
                     what,
                     expected: digest,
-                    actual: reference::clip(a),
+                    actual: super::clip(a),
                 });
             }
         }
@@ -183,16 +183,14 @@ impl RegistryClient {
             "history": [{"created": "0001-01-01T00:00:00Z"}],
             "os": "",
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>()},
-            "config": {},
-        }))
+            "config": {}}))
         .map_err(|e| RegistryError::Malformed(e.to_string()))?;
         let config_digest = self.push_blob(repository, &config).await?;
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "size": config.len(), "digest": config_digest},
-            "layers": layers,
-        }))
+            "layers": layers}))
         .map_err(|e| RegistryError::Malformed(e.to_string()))?;
         self.push_manifest(repository, &tag, OCI_MANIFEST, &manifest)
             .await
@@ -226,8 +224,7 @@ impl RegistryClient {
             "artifactType": BUNDLE_V0_3,
             "config": {"mediaType": OCI_EMPTY, "size": empty.len(), "digest": empty_digest},
             "layers": [{"mediaType": BUNDLE_V0_3, "size": bundle.len(), "digest": bundle_digest}],
-            "subject": {"mediaType": image.media_type, "size": image.bytes.len(), "digest": image.digest},
-        }))
+            "subject": {"mediaType": image.media_type, "size": image.bytes.len(), "digest": image.digest}}))
         .map_err(|e| RegistryError::Malformed(e.to_string()))?;
         let digest = Sha256Digest::of(&manifest).into_string();
         self.push_manifest(repository, &digest, OCI_MANIFEST, &manifest)
@@ -254,8 +251,7 @@ impl RegistryClient {
         let index = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
-            "manifests": manifests,
-        }))
+            "manifests": manifests}))
         .map_err(|e| RegistryError::Malformed(e.to_string()))?;
         self.push_manifest(repository, &tag, OCI_INDEX, &index)
             .await?;

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::digest::Sha256Digest;
-use super::RegistryError;
+use super::{clip, RegistryError};
 
 /// Longest reference accepted, whole (distribution bounds the name at 255 characters;
 /// a tag is at most 128 and a digest 71).
@@ -187,17 +187,6 @@ pub(crate) fn normalise_scope(scope: &str) -> String {
         Some(p) => format!("{registry}/{p}"),
         None => registry.to_owned(),
     }
-}
-
-pub(crate) fn clip(s: &str) -> String {
-    if s.len() <= 80 {
-        return s.to_string();
-    }
-    let mut end = 80;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 /// `[\w][\w.-]{0,127}`.

@@ -5,7 +5,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::auth::{parse_challenge, Challenge};
+use super::challenge::{parse_challenge, Challenge};
 use super::discover::next_link;
 use super::transport::{own_host, same_origin};
 use super::*;

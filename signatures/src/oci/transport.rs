@@ -9,10 +9,10 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode, Url};
 
-use super::auth::{parse_challenge, AuthMode, Challenge, Creds};
+use super::challenge::{parse_challenge, AuthMode, Challenge, Creds};
 use super::{
-    len64, net, reference, Reference, RegistryClient, RegistryError, CONNECT_TIMEOUT,
-    MAX_ERROR_BODY_BYTES, MAX_REDIRECTS,
+    len64, net, Reference, RegistryClient, RegistryError, CONNECT_TIMEOUT, MAX_ERROR_BODY_BYTES,
+    MAX_REDIRECTS,
 };
 
 #[derive(Debug)]
@@ -168,9 +168,8 @@ impl RegistryClient {
                     host,
                     reason: format!(
                         "{} (a redirect target) asked for credentials; they go to the registry only",
-                        reference::clip(resp.url().host_str().unwrap_or_default())
-                    ),
-                });
+                        super::clip(resp.url().host_str().unwrap_or_default())
+                    )});
             }
             if tried_auth {
                 return Err(RegistryError::Unauthorized {
@@ -275,7 +274,7 @@ impl RegistryClient {
                 if url.scheme() != "https" && entry.scheme != "http" {
                     return Err(RegistryError::Redirect(format!(
                         "plain http redirect target {} for an https registry refused",
-                        reference::clip(url.host_str().unwrap_or_default())
+                        super::clip(url.host_str().unwrap_or_default())
                     )));
                 }
                 net::check_literal(&url).map_err(|e| {
@@ -325,7 +324,7 @@ impl RegistryClient {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| RegistryError::Redirect("redirect without a Location".into()))?;
             let next = url.join(loc).map_err(|e| {
-                RegistryError::Redirect(format!("Location {:?}: {e}", reference::clip(loc)))
+                RegistryError::Redirect(format!("Location {:?}: {e}", super::clip(loc)))
             })?;
             if !matches!(next.scheme(), "http" | "https") {
                 return Err(RegistryError::Redirect("Location is not http(s)".into()));
@@ -356,7 +355,7 @@ impl RegistryClient {
         let code = match read_body(resp, MAX_ERROR_BODY_BYTES, "error body", host).await {
             Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
                 .ok()
-                .and_then(|v| v["errors"][0]["code"].as_str().map(reference::clip)),
+                .and_then(|v| v["errors"][0]["code"].as_str().map(super::clip)),
             Err(_) => None,
         };
         if status == 403 {

@@ -327,7 +327,7 @@ impl Pcs {
             } else {
                 CollateralError::Transport {
                     endpoint,
-                    detail: crate::http::error::error_chain(&e),
+                    detail: provenant_base::errors::chain(&e),
                 }
             }
         };

@@ -375,7 +375,7 @@ impl GithubClient {
             } else {
                 GithubError::Transport {
                     url: shown.clone(),
-                    detail: crate::http::error::error_chain(&e),
+                    detail: provenant_base::errors::chain(&e),
                 }
             }
         };
