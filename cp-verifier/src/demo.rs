@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use guest_agent::agent::{Agent, Phase};
+use guest_agent::agent::Agent;
 use guest_agent::config::AgentConfig;
 use guest_agent::quote::NoTee;
 use guest_agent::signer::{KeySigner, Signer};
+use guest_agent::state::Phase;
 use provenant_base::clock::SystemClock;
 
 use crate::config::{CpConfig, EnrolledKey};

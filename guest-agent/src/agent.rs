@@ -6,11 +6,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
-use evidence::api::{RegisterEvidence, RegisterRequest, WorkloadBadge};
+use evidence::api::{RegisterEvidence, RegisterRequest};
 use evidence::eventlog;
 use evidence::limits::MAX_PULSE_PAYLOAD_BYTES;
 use evidence::report::{HexBytes, Nonce16};
-use evidence::verdict::Verdict;
 use evidence::{
     report_data, Digest32, Envelope, Inventory, InventoryItem, Measurements, Pulse, Report, Tier,
     PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
@@ -24,96 +23,12 @@ use crate::config::{AgentConfig, GateBadge};
 use crate::quote::{PlatformEvidence, QuoteError, QuoteProvider};
 use crate::rtmr::{Consistency, EventLog, RtmrError};
 use crate::signer::{Signer, SignerError};
+use crate::state::{AgentState, EventLogInfo, GateConfig, Phase, PulseInfo, RequoteFailed};
 use crate::workloads::WorkloadsCollector;
 use provenant_base::clock::Clock;
 
 /// Largest certificate chain file read.
 const MAX_CHAIN_FILE_BYTES: u64 = 256 * 1024;
-
-/// Where the agent is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Starting,
-    /// No identity key: attestation is off. Nothing signed is sent.
-    Disabled,
-    Registering,
-    /// Registered; pulses are being accepted.
-    Pulsing,
-    /// The control plane cannot be reached; retrying with backoff.
-    Unreachable,
-    /// The control plane refused us; retrying with backoff.
-    Refused,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PulseInfo {
-    pub sequence: u64,
-    pub issued_at_ns: u64,
-    pub digest: Digest32,
-}
-
-/// What the local API shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentState {
-    pub agent_id: String,
-    pub partition: String,
-    pub phase: Phase,
-    pub tier: Tier,
-    pub key_fingerprint: Option<String>,
-    pub registered_at_ns: Option<u64>,
-    pub last_pulse: Option<PulseInfo>,
-    /// The control plane's last verdict; `None` until it has given one, and again
-    /// after it refused us.
-    pub verdict: Option<Verdict>,
-    /// When the control plane last confirmed `verdict` (an accepted registration or
-    /// pulse), by this node's clock. The gate expires `gate.expires_after_ms` later.
-    pub verdict_at_ns: Option<u64>,
-    /// What opens the start-up gate (`/api/v1/verify`).
-    pub gate: GateConfig,
-    /// The last re-quote (re-registration) could not be verified because the control
-    /// plane or an upstream it needs was unavailable: the agent keeps pulsing on its
-    /// current registration and retries. `None` once one succeeds.
-    pub requote_failed: Option<RequoteFailed>,
-    pub last_error: Option<String>,
-    pub pulses_accepted: u64,
-    pub pulses_refused: u64,
-    /// The last full measurements (pulses may carry only the digests of lists that
-    /// did not change; this keeps the lists).
-    pub measurements: Option<Measurements>,
-    /// The control plane's last judgement of each workload (register or heartbeat
-    /// response); empty until it has judged any.
-    pub workload_badges: Vec<WorkloadBadge>,
-    /// The RTMR3 event log (TDX tiers only).
-    pub event_log: Option<EventLogInfo>,
-}
-
-/// The start-up gate's rule.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateConfig {
-    /// Verdict colours that open it.
-    pub accepts: Vec<GateBadge>,
-    /// How long a verdict stands without an accepted pulse: `missed_heartbeats x
-    /// heartbeat_interval`.
-    pub expires_after_ms: u64,
-}
-
-/// A re-quote the control plane could not verify (not a refusal).
-#[derive(Debug, Clone, Serialize)]
-pub struct RequoteFailed {
-    /// First failure of the current run, this node's clock.
-    pub since_ns: u64,
-    pub attempts: u32,
-    pub error: String,
-}
-
-/// What `/health` and `/api/v1/status` say about the RTMR3 event log.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventLogInfo {
-    pub events: usize,
-    /// Whether extensions reach the RTMR3 register (false: events are logged unbound).
-    pub bound: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use evidence::verdict::{Status, Verdict};
 
-use crate::agent::AgentState;
+use crate::state::AgentState;
 use provenant_base::clock::Clock;
 
 #[derive(Clone)]
@@ -283,14 +283,14 @@ mod tests {
         let mut s = AgentState {
             agent_id: "n".into(),
             partition: "default".into(),
-            phase: crate::agent::Phase::Pulsing,
+            phase: crate::state::Phase::Pulsing,
             tier: evidence::Tier::Software,
             key_fingerprint: None,
             registered_at_ns: None,
             last_pulse: None,
             verdict: None,
             verdict_at_ns: None,
-            gate: crate::agent::GateConfig {
+            gate: crate::state::GateConfig {
                 accepts: vec![crate::config::GateBadge::Green],
                 expires_after_ms: 3000,
             },
@@ -363,7 +363,7 @@ mod tests {
         AgentState {
             agent_id: "n".into(),
             partition: "default".into(),
-            phase: crate::agent::Phase::Pulsing,
+            phase: crate::state::Phase::Pulsing,
             tier: evidence::Tier::Tdx,
             key_fingerprint: Some("k".into()),
             registered_at_ns: Some(T),
@@ -374,7 +374,7 @@ mod tests {
             }),
             verdict_at_ns: Some(T),
             // missed_heartbeats 3 x heartbeat_interval 1s
-            gate: crate::agent::GateConfig {
+            gate: crate::state::GateConfig {
                 accepts,
                 expires_after_ms: 3000,
             },

@@ -19,4 +19,5 @@ pub mod pull;
 pub mod quote;
 pub mod rtmr;
 pub mod signer;
+pub mod state;
 pub mod workloads;
