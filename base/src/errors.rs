@@ -17,8 +17,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     #[test]
     fn joins_sources() {
-        let inner = std::io::Error::new(std::io::ErrorKind::Other, "connection refused");
-        let outer = std::io::Error::new(std::io::ErrorKind::Other, inner);
+        let inner = std::io::Error::other("connection refused");
+        let outer = std::io::Error::other(inner);
         assert_eq!(
             super::chain(&outer),
             "connection refused: connection refused"
@@ -26,7 +26,7 @@ mod tests {
         #[derive(Debug, thiserror::Error)]
         #[error("fetch failed")]
         struct Fetch(#[source] std::io::Error);
-        let e = Fetch(std::io::Error::new(std::io::ErrorKind::Other, "timed out"));
+        let e = Fetch(std::io::Error::other("timed out"));
         assert_eq!(super::chain(&e), "fetch failed: timed out");
     }
 }
