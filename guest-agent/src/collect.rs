@@ -73,8 +73,8 @@ pub struct FileHasher {
 }
 
 impl FileHasher {
-    /// SHA-256 of the file at `path`; served from the cache while its metadata (size,
-    /// mtime, ctime, ...) is unchanged, otherwise read and hashed again.
+    /// SHA-256 of the file at `path`; served from the cache while its metadata (device,
+    /// inode, size, mtime, ctime) is unchanged, otherwise read and hashed again.
     pub fn hash(&mut self, path: &Path) -> std::io::Result<[u8; 32]> {
         let meta = std::fs::metadata(path)?;
         let key = MetaKey::of(&meta);
