@@ -30,23 +30,36 @@ use provenant_base::clock::Clock;
 /// Largest certificate chain file read.
 const MAX_CHAIN_FILE_BYTES: u64 = 256 * 1024;
 
+/// Why an agent step (set-up, registration, pulse) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
+    /// No `key_file` is configured: nothing can be signed.
     #[error("attestation is disabled: no key_file is configured")]
     NoKey,
+    /// A measurement could not be taken.
     #[error(transparent)]
     Collect(#[from] CollectError),
+    /// Signing failed.
     #[error(transparent)]
     Sign(#[from] SignerError),
+    /// The quote provider gave no evidence.
     #[error(transparent)]
     Quote(#[from] QuoteError),
+    /// The control plane could not be reached or refused the request.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The RTMR3 event log could not be opened, read or extended.
     #[error(transparent)]
     EventLog(#[from] RtmrError),
+    /// The configured certificate chain file cannot be read or parsed.
     #[error("certificate chain {path}: {detail}")]
-    Chain { path: String, detail: String },
+    Chain {
+        /// The certificate chain file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl AgentError {
@@ -77,6 +90,8 @@ impl AgentError {
     }
 }
 
+/// The agent: collects measurements, registers with the control plane and sends
+/// signed pulses, keeping [`AgentState`] current for the local API.
 pub struct Agent {
     cfg: AgentConfig,
     signer: Option<Arc<dyn Signer>>,
@@ -106,7 +121,9 @@ pub struct Agent {
 /// carries a list only when its digest differs (or after a (re)registration).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SentLists {
+    /// Digest of the workloads list last sent in full.
     pub workloads: Option<Digest32>,
+    /// Digest of the eBPF program list last sent in full.
     pub ebpf: Option<Digest32>,
 }
 
@@ -144,6 +161,9 @@ struct Chain {
 }
 
 impl Agent {
+    /// Builds the agent from its config: the control-plane client, the collectors
+    /// the config enables and, on TDX tiers, the RTMR3 event log (checked against
+    /// the register). `signer` is `None` when no key is configured.
     pub fn new(
         cfg: AgentConfig,
         signer: Option<Arc<dyn Signer>>,
@@ -233,6 +253,7 @@ impl Agent {
         })
     }
 
+    /// The shared state the local API reads.
     pub fn state(&self) -> Arc<RwLock<AgentState>> {
         self.state.clone()
     }

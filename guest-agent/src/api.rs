@@ -29,6 +29,8 @@ struct Local {
     clock: Arc<dyn Clock>,
 }
 
+/// The local API's routes (`/health`, `/api/v1/verify`, `/api/v1/status`) over the
+/// shared agent state; `clock` dates the verdict's expiry.
 pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/health", get(health))

@@ -20,12 +20,19 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProgInfoHead {
+    /// `enum bpf_prog_type` of the program.
     pub prog_type: u32,
+    /// The kernel's program id.
     pub id: u32,
+    /// The kernel's tag: a hash of the program's instructions.
     pub tag: [u8; 8],
+    /// Length of the JIT-compiled image, bytes.
     pub jited_prog_len: u32,
+    /// Length of the translated instructions, bytes.
     pub xlated_prog_len: u32,
+    /// User-space address of a buffer for the JIT-compiled image (0: none).
     pub jited_prog_insns: u64,
+    /// User-space address of a buffer for the translated instructions (0: none).
     pub xlated_prog_insns: u64,
 }
 

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 /// Largest response body the agent reads from the control plane.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// Why a request to the control plane failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -26,8 +27,11 @@ pub enum ClientError {
     /// The control plane refused the request with a typed reason.
     #[error("control plane refused ({status}): {kind}: {detail}")]
     Rejected {
+        /// The HTTP status code.
         status: u16,
+        /// The typed reason (e.g. `ClockDesync`, `StoreUnavailable`).
         kind: String,
+        /// The control plane's human-readable detail.
         detail: String,
     },
     /// The control plane answered something we cannot read.
@@ -48,6 +52,7 @@ impl ClientError {
     }
 }
 
+/// HTTP(S) client for the control plane's API, rooted at its base URL.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -277,11 +282,13 @@ impl Client {
         })
     }
 
+    /// Fetches a fresh challenge (`GET /api/v1/challenge`) to bind into a quote.
     pub async fn challenge(&self) -> Result<Challenge, ClientError> {
         let req = self.http.get(format!("{}/api/v1/challenge", self.base));
         self.send(req).await
     }
 
+    /// Registers the agent with its evidence (`POST /api/v1/register`).
     pub async fn register(&self, body: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
         let req = self
             .http
@@ -290,6 +297,7 @@ impl Client {
         self.send(req).await
     }
 
+    /// Sends a signed pulse (`POST /api/v1/heartbeat`).
     pub async fn heartbeat(&self, pulse: &Envelope) -> Result<HeartbeatResponse, ClientError> {
         let req = self
             .http

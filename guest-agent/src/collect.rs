@@ -58,7 +58,9 @@ impl MetaKey {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot measure {path}: {source}")]
 pub struct CollectError {
+    /// The file that could not be read.
     pub path: String,
+    /// The I/O error.
     pub source: std::io::Error,
 }
 
@@ -71,6 +73,8 @@ pub struct FileHasher {
 }
 
 impl FileHasher {
+    /// SHA-256 of the file at `path`; served from the cache while its metadata (device,
+    /// inode, size, mtime, ctime) is unchanged, otherwise read and hashed again.
     pub fn hash(&mut self, path: &Path) -> std::io::Result<[u8; 32]> {
         let meta = std::fs::metadata(path)?;
         let key = MetaKey::of(&meta);
@@ -92,8 +96,11 @@ impl FileHasher {
 /// Where the platform facts are read from. Configurable so tests can use a fake tree.
 #[derive(Debug, Clone)]
 pub struct PlatformPaths {
+    /// Where procfs is mounted (`/proc`).
     pub proc_root: PathBuf,
+    /// Where sysfs is mounted (`/sys`).
     pub sys_root: PathBuf,
+    /// The device directory (`/dev`).
     pub dev_root: PathBuf,
 }
 
@@ -110,8 +117,11 @@ impl Default for PlatformPaths {
 /// All collectors of this agent.
 #[derive(Debug)]
 pub struct Collector {
+    /// The agent's own binary, hashed as its self measurement (`/proc/self/exe`).
     pub self_exe: PathBuf,
+    /// Policy files hashed into the measurements, in this order.
     pub policy_files: Vec<PathBuf>,
+    /// Where the platform facts are read from.
     pub paths: PlatformPaths,
     /// The TEE the selected quote provider talks to, which outranks detection under
     /// `paths` (a provider may be configured at a non-default path).
@@ -122,6 +132,8 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// A collector of `policy_files` with the default paths, no TEE override and no
+    /// eBPF collector.
     pub fn new(policy_files: Vec<PathBuf>) -> Collector {
         Collector {
             self_exe: "/proc/self/exe".into(),

@@ -11,15 +11,18 @@ use provenant_base::fsutil::{read_text_bounded, ReadError};
 /// Largest config file read.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
+/// The agent's config, as read from its TOML file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// This node's id, as enrolled at the control plane.
     pub agent_id: String,
+    /// The partition this node registers in. Default: `default`.
     #[serde(default = "default_partition")]
     pub partition: String,
     /// Base URL of the control plane, e.g. `https://cp.example:7400`.
     pub control_plane: String,
+    /// Time between pulses (humantime, e.g. `30s`); at least 100 ms. Default: 30 s.
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// Heartbeat intervals without an accepted pulse after which the local verdict
@@ -153,7 +156,9 @@ fn default_lsm_file() -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GateBadge {
+    /// A passing verdict (`Status::Pass`).
     Green,
+    /// A verdict with warnings (`Status::Warn`).
     Yellow,
 }
 
@@ -177,13 +182,18 @@ impl GateBadge {
     }
 }
 
+/// Which quote provider the agent uses (`quote_provider` in the config).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuoteProviderKind {
+    /// Detect: configfs-tsm, then `/dev/tdx_guest`, else the software tier.
     #[default]
     Auto,
+    /// The kernel's configfs-tsm report interface (`tsm_report_dir`).
     ConfigfsTsm,
+    /// The `/dev/tdx_guest` device's ioctl (`tdx_guest_device`).
     TdxGuest,
+    /// No TEE: the software tier.
     None,
 }
 
@@ -222,17 +232,31 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Why the config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config {path}: {source}")]
     Io {
+        /// The config file's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
     #[error("config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
-    TooLarge { path: String },
+    TooLarge {
+        /// The config file's path.
+        path: String,
+    },
+    /// The file is not valid TOML, has unknown fields, or a value fails a check.
     #[error("config {path}: {detail}")]
-    Invalid { path: String, detail: String },
+    Invalid {
+        /// The config file's path.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl AgentConfig {

@@ -41,17 +41,27 @@ const PSEUDO_MAP_IDX_VALUE: u8 = 6;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EbpfError {
+    /// Listing the loaded programs failed (other than for privilege).
     #[error("cannot list BPF programs: {0}")]
     List(String),
+    /// No privilege (`EPERM`/`EACCES`) to list or read the programs.
     #[error("no privilege to read BPF programs: {0}")]
     Permission(String),
+    /// One program could not be opened or its instructions read.
     #[error("program {id}: {detail}")]
-    Program { id: u32, detail: String },
+    Program {
+        /// The kernel's program id.
+        id: u32,
+        /// What failed.
+        detail: String,
+    },
+    /// More than `MAX_BPF_PROGRAMS` programs are loaded.
     #[error("more than {MAX_BPF_PROGRAMS} BPF programs loaded")]
     TooMany,
 }
 
 impl EbpfError {
+    /// A stable name for the error in logs (`EbpfList`, `EbpfPermission`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
             EbpfError::List(_) => "EbpfList",
@@ -127,9 +137,14 @@ pub fn bounded_text(s: &str, max: usize) -> String {
     out
 }
 
+/// Measures the loaded eBPF programs: hash of each program's translated
+/// instructions, cached by (id, tag), with its pin paths.
 #[derive(Debug)]
 pub struct EbpfCollector {
+    /// bpffs directories walked for pinned programs.
     pub bpffs_dirs: Vec<PathBuf>,
+    /// The active-LSM list (`/sys/kernel/security/lsm`), read to tell whether the
+    /// BPF LSM is on.
     pub lsm_file: PathBuf,
     cache: HashMap<(u32, [u8; 8]), Digest32>,
     /// Programs hashed (not served from cache) by the last collection.
@@ -137,6 +152,7 @@ pub struct EbpfCollector {
 }
 
 impl EbpfCollector {
+    /// A collector with an empty cache.
     pub fn new(bpffs_dirs: Vec<PathBuf>, lsm_file: PathBuf) -> EbpfCollector {
         EbpfCollector {
             bpffs_dirs,

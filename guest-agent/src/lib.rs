@@ -7,6 +7,7 @@
 // Denied, not forbidden: `quote::ioctl` holds one unsafe call (an ioctl), and
 // `bpfsys` the raw bpf() syscalls of the eBPF collector.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod agent;
 pub mod api;

@@ -36,29 +36,51 @@ const MAX_PODMAN_OUTPUT: usize = 4096;
 /// Why a pull was refused or failed. `kind()` is stable.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
+    /// No `image_policy_file` is configured: nothing is admitted.
     #[error("no image_policy_file is configured: the pull gate admits nothing")]
     NoPolicy,
+    /// The image policy cannot be read or parsed, or its verifier not built.
     #[error("image policy {path}: {detail}")]
-    Policy { path: String, detail: String },
+    Policy {
+        /// The image policy file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The image reference does not parse.
     #[error("invalid image reference: {0}")]
     Reference(RegistryError),
+    /// A tag could not be resolved to a digest at the registry.
     #[error("cannot resolve the image's digest: {0}")]
     Resolve(RegistryError),
+    /// No image policy rule covers this repository (the repository).
     #[error("no image policy rule covers {0}")]
     NotCovered(String),
+    /// The image's signatures do not satisfy the policy.
     #[error("signature refused: {0}")]
     Refused(ImageSigError),
+    /// The signatures could not be fetched (registry unavailable or timed out).
     #[error("cannot fetch the image's signatures: {0}")]
     Unavailable(RegistryError),
+    /// podman's policy cannot be read, parsed or extended.
     #[error("podman policy {path}: {detail}")]
-    PodmanPolicy { path: String, detail: String },
+    PodmanPolicy {
+        /// podman's policy file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `podman pull` failed (with its stderr, bounded).
     #[error("podman pull failed: {0}")]
     Podman(String),
+    /// The pull could not be recorded in the RTMR3 event log.
     #[error("event log: {0}")]
     EventLog(#[from] RtmrError),
 }
 
 impl PullError {
+    /// A stable name for the error (e.g. `ImageNotCovered`; a signature refusal
+    /// gives its reason code).
     pub fn kind(&self) -> &'static str {
         match self {
             PullError::NoPolicy => "NoImagePolicy",
@@ -101,10 +123,13 @@ impl PullError {
 /// A pull that happened.
 #[derive(Debug, Serialize)]
 pub struct Pulled {
+    /// Always `true`: the image was pulled.
     pub pulled: bool,
     /// `repository@sha256:..`: what podman pulled.
     pub reference: String,
+    /// The image's manifest digest (`sha256:..`).
     pub digest: String,
+    /// The signature that verified it.
     pub signer: VerifiedImageSignature,
     /// The RTMR3 event recording it, where the log exists.
     pub event: Option<Rtmr3Event>,

@@ -12,14 +12,17 @@ use evidence::Tier;
 /// Evidence that binds a report to the platform, if the platform can give any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformEvidence {
+    /// The tier the evidence supports.
     pub tier: Tier,
     /// The raw quote (or TDREPORT) whose REPORTDATA is the report binding.
     pub quote: Option<Vec<u8>>,
 }
 
+/// Why a provider could not give evidence.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuoteError {
+    /// The provider's directory, device or attribute is not there.
     #[error("quote provider unavailable: {0}")]
     Unavailable(String),
     /// configfs-tsm reports a provider other than `tdx_guest`.
@@ -28,16 +31,32 @@ pub enum QuoteError {
     /// Another writer touched the report between our write and our read.
     #[error("configfs-tsm generation moved from {before} to {after} (expected {expected}): concurrent request; retry")]
     Race {
+        /// The generation read before the step.
         before: u64,
+        /// The generation read after it.
         after: u64,
+        /// The generation that a step without another writer gives.
         expected: u64,
     },
+    /// I/O on a provider file or device failed, or it held something unreadable.
     #[error("configfs-tsm I/O on {path}: {detail}")]
-    Io { path: String, detail: String },
+    Io {
+        /// The file or device.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The quote is larger than the provider's limit.
     #[error("quote is {len} bytes, over the limit of {max}")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The quote's size, bytes.
+        len: usize,
+        /// The limit, bytes.
+        max: usize,
+    },
 }
 
+/// A source of platform evidence (see the module docs for the three providers).
 pub trait QuoteProvider: Send + Sync {
     /// The tier this provider produces.
     fn tier(&self) -> Tier;
@@ -119,6 +138,7 @@ pub struct ConfigfsTsm {
 }
 
 impl ConfigfsTsm {
+    /// A provider over the `report` directory `root`, with a 2 s settle time.
     pub fn new(root: impl Into<std::path::PathBuf>) -> ConfigfsTsm {
         ConfigfsTsm {
             root: root.into(),

@@ -30,15 +30,29 @@ fn max_log_bytes() -> u64 {
     u64::try_from(MAX_LOG_BYTES).unwrap_or(u64::MAX)
 }
 
+/// Why the event log could not be read, written or extended.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RtmrError {
+    /// Reading, locking or writing the log (or its lock file) failed, or it holds
+    /// something unreadable.
     #[error("event log {path}: {detail}")]
-    Log { path: String, detail: String },
+    Log {
+        /// The log or lock file.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The log holds `MAX_EVENTS` events or `MAX_LOG_BYTES` bytes; nothing more is
+    /// extended.
     #[error("event log is full ({MAX_EVENTS} events or {MAX_LOG_BYTES} bytes); not extending RTMR3 further")]
     Full,
+    /// One event would be longer than `MAX_LINE` bytes as a JSON line.
     #[error("event {kind} is longer than {MAX_LINE} bytes as a log line")]
-    LineTooLong { kind: String },
+    LineTooLong {
+        /// The event's kind.
+        kind: String,
+    },
 }
 
 /// The event log and, where available, the register it is bound to.
@@ -62,7 +76,12 @@ pub enum Consistency {
     /// The register holds something the log does not explain (another process
     /// extended it, or the log was lost). The control plane will refuse registration
     /// until the TD restarts.
-    Mismatch { register: String, replayed: String },
+    Mismatch {
+        /// The register's value, hex (or `unreadable: ..`).
+        register: String,
+        /// The value the log replays to, hex.
+        replayed: String,
+    },
 }
 
 impl EventLog {
@@ -163,6 +182,7 @@ impl EventLog {
         Ok(self.events.len() != before)
     }
 
+    /// The events logged so far, oldest first.
     pub fn events(&self) -> &[Rtmr3Event] {
         &self.events
     }

@@ -22,28 +22,45 @@ const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112"
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
+/// Why the identity key could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignerError {
+    /// The key file could not be read.
     #[error("cannot read key file {path}: {source}")]
     Io {
+        /// The key file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The key file is larger than [`MAX_KEY_FILE_BYTES`].
     #[error("key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")]
-    TooLarge { path: String },
+    TooLarge {
+        /// The key file.
+        path: String,
+    },
+    /// The key file is not UTF-8 PEM holding a supported private key.
     #[error("key file {path}: {detail}")]
-    Format { path: String, detail: String },
+    Format {
+        /// The key file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The key file is readable by group or others.
     #[error("key file {0}")]
     Exposed(String),
+    /// The signing operation itself failed.
     #[error("signing failed: {0}")]
     Sign(String),
 }
 
 /// Something that signs with the node identity.
 pub trait Signer: Send + Sync {
+    /// The identity's public key.
     fn public_key(&self) -> &PublicKey;
+    /// Signs `msg`; the signature's encoding depends on the key type.
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignerError>;
 }
 

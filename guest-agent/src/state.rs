@@ -13,9 +13,12 @@ use crate::config::GateBadge;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Constructed; the agent loop has not tried to register yet.
     Starting,
     /// No identity key: attestation is off. Nothing signed is sent.
     Disabled,
+    /// Sending a registration (first, after losing the control plane, or a re-quote
+    /// while not pulsing).
     Registering,
     /// Registered; pulses are being accepted.
     Pulsing,
@@ -25,22 +28,33 @@ pub enum Phase {
     Refused,
 }
 
+/// The last pulse the control plane accepted.
 #[derive(Debug, Clone, Serialize)]
 pub struct PulseInfo {
+    /// The pulse's sequence number, as the control plane's response reports it.
     pub sequence: u64,
+    /// When the pulse was sent, this node's clock (Unix ns).
     pub issued_at_ns: u64,
+    /// Digest of the signed pulse envelope; the next pulse chains to it.
     pub digest: Digest32,
 }
 
 /// What the local API shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentState {
+    /// This agent's id, from the config.
     pub agent_id: String,
+    /// The partition the agent registers in, from the config.
     pub partition: String,
+    /// Where the agent is in its life.
     pub phase: Phase,
+    /// The attestation tier of the quote source.
     pub tier: Tier,
+    /// Fingerprint of the identity key's public half; `None` without a key.
     pub key_fingerprint: Option<String>,
+    /// When the last registration was accepted, this node's clock (Unix ns).
     pub registered_at_ns: Option<u64>,
+    /// The last accepted pulse; `None` until one is.
     pub last_pulse: Option<PulseInfo>,
     /// The control plane's last verdict; `None` until it has given one, and again
     /// after it refused us.
@@ -54,8 +68,13 @@ pub struct AgentState {
     /// plane or an upstream it needs was unavailable: the agent keeps pulsing on its
     /// current registration and retries. `None` once one succeeds.
     pub requote_failed: Option<RequoteFailed>,
+    /// The last error talking to the control plane; cleared by an accepted
+    /// registration or pulse.
     pub last_error: Option<String>,
+    /// Pulses the control plane accepted since start.
     pub pulses_accepted: u64,
+    /// Pulses refused or not recorded (clock desync, store unavailable, rejected)
+    /// since start.
     pub pulses_refused: u64,
     /// The last full measurements (pulses may carry only the digests of lists that
     /// did not change; this keeps the lists).
@@ -82,13 +101,16 @@ pub struct GateConfig {
 pub struct RequoteFailed {
     /// First failure of the current run, this node's clock.
     pub since_ns: u64,
+    /// Consecutive failed re-quotes in the current run.
     pub attempts: u32,
+    /// The last failure's message.
     pub error: String,
 }
 
 /// What `/health` and `/api/v1/status` say about the RTMR3 event log.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventLogInfo {
+    /// Number of events in the log.
     pub events: usize,
     /// Whether extensions reach the RTMR3 register (false: events are logged unbound).
     pub bound: bool,

@@ -32,22 +32,35 @@ const API_VERSION: ClientVersion = ClientVersion {
     minor_version: 41,
 };
 
+/// Why the container list could not be had.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkloadsError {
+    /// No connection to podman's API socket.
     #[error("podman API at {socket} unreachable: {detail}")]
-    Unreachable { socket: String, detail: String },
+    Unreachable {
+        /// The API socket's path.
+        socket: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The Docker-compatible API answered with an error.
     #[error("podman API error: {0}")]
     Api(String),
+    /// No answer within the bound (the collection's timeout; zero when the client's
+    /// own request timeout fired).
     #[error("podman API did not answer within {0:?}")]
     Timeout(Duration),
+    /// More than `MAX_WORKLOADS` containers.
     #[error("more than {MAX_WORKLOADS} containers")]
     TooMany,
+    /// The libpod container-inspect call failed or answered something unreadable.
     #[error("podman libpod API: {0}")]
     Libpod(String),
 }
 
 impl WorkloadsError {
+    /// A stable name for the error (`PodmanUnreachable`, `PodmanTimeout`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
             WorkloadsError::Unreachable { .. } => "PodmanUnreachable",
@@ -62,12 +75,14 @@ impl WorkloadsError {
 /// Where the collector finds podman.
 #[derive(Debug, Clone)]
 pub struct WorkloadsCollector {
+    /// podman's API unix socket.
     pub socket: PathBuf,
     /// Bound on one whole collection.
     pub timeout: Duration,
 }
 
 impl WorkloadsCollector {
+    /// A collector of podman at `socket`, one collection bounded by `timeout`.
     pub fn new(socket: PathBuf, timeout: Duration) -> WorkloadsCollector {
         WorkloadsCollector { socket, timeout }
     }
@@ -195,9 +210,13 @@ fn api_error(socket: &str, e: bollard::errors::Error) -> WorkloadsError {
 /// What the image's repo digests say about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
+    /// Exactly one digest (`sha256:..`): the reference's own, or the only repo digest
+    /// for its repository.
     One(String),
     /// Several digests for the reference's repository: the container must say.
     Many(Vec<String>),
+    /// No registry digest: an unparseable or `localhost/` reference, or none for its
+    /// repository.
     None,
 }
 
