@@ -1,0 +1,69 @@
+//! Unit tests of the agent loop.
+
+use super::*;
+
+fn lists() -> Measurements {
+    let mut m = Collector::new(vec![]).collect().unwrap();
+    let w = vec![evidence::Workload {
+        name: "app".into(),
+        id: "ab".repeat(32),
+        state: "running".into(),
+        image: "reg/app:1".into(),
+        image_id: "sha256:11".into(),
+        image_digest: None,
+    }];
+    m.workloads = Some(evidence::Workloads::full(w, ()));
+    m.ebpf = Some(evidence::Ebpf::full(
+        vec![],
+        evidence::EbpfExtra {
+            lsm_active: Some(true),
+        },
+    ));
+    m
+}
+
+#[test]
+fn pulses_carry_a_list_only_when_its_digest_changed() {
+    let m = lists();
+    // Nothing sent yet (first pulse after registration): everything goes.
+    assert_eq!(SentLists::default().strip(&m), m);
+    let sent = SentLists::after(&m);
+    let p = sent.strip(&m);
+    let (w, e) = (p.workloads.unwrap(), p.ebpf.unwrap());
+    assert!(w.items.is_none() && e.items.is_none());
+    assert_eq!(w.digest, m.workloads.as_ref().unwrap().digest);
+    assert_eq!(e.digest, m.ebpf.as_ref().unwrap().digest);
+    assert_eq!(e.extra.lsm_active, Some(true));
+    // Only the changed list travels.
+    let mut changed = m.clone();
+    let cw = changed.workloads.as_mut().unwrap();
+    cw.items.as_mut().unwrap()[0].state = "exited".into();
+    cw.digest = Some(evidence::Workloads::digest_of(cw.items.as_ref().unwrap()));
+    let p = sent.strip(&changed);
+    assert!(p.workloads.unwrap().items.is_some());
+    assert!(p.ebpf.unwrap().items.is_none());
+    // A list that could not be read has no digest and no items either way.
+    let mut unknown = m.clone();
+    unknown.workloads = Some(evidence::Workloads {
+        state: evidence::CollectorState::Unknown,
+        reason: Some("podman down".into()),
+        extra: (),
+        digest: None,
+        items: None,
+    });
+    let p = sent.strip(&unknown);
+    assert_eq!(p.workloads, unknown.workloads);
+}
+
+#[test]
+fn backoff_grows_caps_and_jitters() {
+    let cap = Duration::from_secs(60);
+    for n in 1..40 {
+        let d = backoff(n, cap);
+        let base = Duration::from_millis(500)
+            .saturating_mul(1 << (n - 1).min(20))
+            .min(cap);
+        assert!(d >= base / 2 && d <= base, "n={n} d={d:?} base={base:?}");
+    }
+    assert!(backoff(30, cap) <= cap);
+}
