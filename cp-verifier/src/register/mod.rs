@@ -85,21 +85,6 @@ pub(crate) fn new_record(
     }
 }
 
-/// The upstream whose outage made a verification fail, if that is why it failed:
-/// collateral (PCS/PCCS), provenance (GitHub) or the store. Anything else is a
-/// judgement of the evidence.
-pub(crate) fn upstream_kind(e: &ApiError) -> Option<&'static str> {
-    match e {
-        ApiError::Attestation { kind, .. }
-            if matches!(*kind, "CollateralUnavailable" | "ProvenanceUnavailable") =>
-        {
-            Some(kind)
-        }
-        ApiError::StoreUnavailable(_) => Some("StoreUnavailable"),
-        _ => None,
-    }
-}
-
 impl ControlPlane {
     /// Issues a single-use registration challenge.
     pub async fn challenge(&self) -> Result<Challenge, ApiError> {
@@ -259,10 +244,11 @@ impl ControlPlane {
                     Err(e @ AttestError::EventLogPrefix { .. }) => return Err(e.into()),
                     // An upstream outage is not a judgement: a known agent keeps its
                     // registration.
-                    Err(e @ AttestError::Unavailable { .. }) if prior.is_some() => {
-                        let e = ApiError::from(e);
-                        let old = prior.as_ref().ok_or_else(|| e.clone())?;
-                        return Err(self.requote_failed(old, &e, now).await);
+                    Err(AttestError::Unavailable { kind, detail }) if prior.is_some() => {
+                        let Some(old) = prior.as_ref() else {
+                            return Err(ApiError::Attestation { kind, detail });
+                        };
+                        return Err(self.requote_failed(old, kind, detail, now).await);
                     }
                     Err(e) => {
                         let e = ApiError::from(e);
@@ -435,14 +421,11 @@ impl ControlPlane {
     pub(crate) async fn requote_failed(
         &self,
         old: &AgentRecord,
-        e: &ApiError,
+        upstream: &'static str,
+        detail: String,
         now: u64,
     ) -> ApiError {
-        let upstream = upstream_kind(e).unwrap_or("Upstream").to_string();
-        let detail = match e {
-            ApiError::Attestation { detail, .. } => detail.clone(),
-            other => other.to_string(),
-        };
+        let upstream = upstream.to_string();
         let out = ApiError::UpstreamUnavailable {
             upstream: upstream.clone(),
             detail: detail.clone(),
