@@ -10,6 +10,7 @@
 //! verifications each way.
 #![allow(clippy::as_conversions)] // bench arithmetic on counts and durations
 
+use provenant_base::clock::UnixSecs;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,13 @@ fn main() {
     let collateral = parse_collateral(&data("tdx_quote_collateral.json")).unwrap();
 
     let ours = || {
-        let v = verify_quote(black_box(&quote), black_box(&collateral), AT, None).unwrap();
+        let v = verify_quote(
+            black_box(&quote),
+            black_box(&collateral),
+            UnixSecs::from_unsigned(AT),
+            None,
+        )
+        .unwrap();
         black_box(v);
     };
     let bare = || {

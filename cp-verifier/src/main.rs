@@ -109,13 +109,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Verify(cmd) => {
-            let now_secs = provenant_base::clock::Clock::now_ns(&SystemClock) / 1_000_000_000;
+            let now = provenant_base::clock::Clock::now(&SystemClock).secs();
             let o = match cmd {
-                VerifyCmd::Quote(a) => cp_verifier::offline::verify::verify_quote_cmd(&a, now_secs),
+                VerifyCmd::Quote(a) => cp_verifier::offline::verify::verify_quote_cmd(&a, now),
                 VerifyCmd::Bundle(a) => {
-                    cp_verifier::offline::verify::verify_bundle_cmd(&a, now_secs)
+                    cp_verifier::offline::verify::verify_bundle_cmd(&a, now)
                 }
-                VerifyCmd::Image(a) => cp_verifier::offline::verify::verify_image_cmd(&a, now_secs),
+                VerifyCmd::Image(a) => cp_verifier::offline::verify::verify_image_cmd(&a, now),
             };
             println!("{}", o.json);
             std::process::exit(o.code);

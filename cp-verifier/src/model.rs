@@ -14,6 +14,7 @@ use evidence::report::HexBytes;
 use evidence::tdx::Mr;
 use evidence::{Digest32, Measurements, PublicKey, Tier};
 use policy::Reason;
+use provenant_base::clock::UnixNanos;
 use serde::{Deserialize, Serialize};
 
 /// Measurements the operator announced ahead of a coordinated update.
@@ -431,8 +432,9 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// An alert raised at `at_ns` (UTC ns), with a fresh id and the kind's severity.
-    pub fn new(at_ns: u64, agent_id: &str, kind: AlertKind, detail: impl Into<String>) -> Alert {
+    /// An alert raised at `at`, with a fresh id and the kind's severity.
+    pub fn new(at: UnixNanos, agent_id: &str, kind: AlertKind, detail: impl Into<String>) -> Alert {
+        let at_ns = at.get();
         let r: [u8; 8] = rand::random();
         Alert {
             id: format!("{at_ns:020}-{}", hex::encode(r)),

@@ -16,7 +16,7 @@ use crate::model::{Alert, AlertKind};
 use crate::register::enroll::Enroller;
 use crate::store::{AgentWrite, Store, StoreError};
 use crate::supervise::Tasks;
-use provenant_base::clock::Clock;
+use provenant_base::clock::{Clock, UnixNanos};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,7 +43,7 @@ pub struct ControlPlane {
     pub(crate) alerts: AlertSink,
     pub(crate) operator_token: Option<Vec<u8>>,
     pub(crate) cache: Mutex<HashMap<String, AgentRecord>>,
-    pub(crate) cooldowns: Mutex<HashMap<(String, AlertKind), u64>>,
+    pub(crate) cooldowns: Mutex<HashMap<(String, AlertKind), UnixNanos>>,
     /// Alerts announced (log, audit log, webhooks) although the store could not take
     /// them, by agent and kind: the agent's next stored write stores them, under the
     /// id they were announced with, and they are not announced again.
@@ -77,10 +77,6 @@ pub(crate) fn store_err(e: StoreError) -> ApiError {
     }
 }
 
-pub(crate) fn ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl ControlPlane {
     /// Stops every background task (sweeper, webhook senders, image workers); for
     /// tests that restart a control plane in one process.
@@ -96,7 +92,7 @@ impl ControlPlane {
     /// `/healthz`: whether the store takes a (real, committed) write, queue depths,
     /// the last sweep and each background task. `false`: the store is not writable.
     pub async fn health(&self) -> (bool, serde_json::Value) {
-        let now = self.now_ns();
+        let now = self.now();
         let cached = self
             .probe
             .lock()
@@ -133,7 +129,7 @@ impl ControlPlane {
                 "image_queue_full": self.images.queue_full_count(),
             },
             "last_sweep_ns": (last != 0).then_some(last),
-            "last_sweep_age_ms": (last != 0).then(|| now.saturating_sub(last) / 1_000_000),
+            "last_sweep_age_ms": (last != 0).then(|| u64::try_from(now.since(UnixNanos(last)).as_millis()).unwrap_or(u64::MAX)),
             "tasks": tasks,
         });
         (writable, body)
@@ -144,9 +140,9 @@ impl ControlPlane {
         &self.images
     }
 
-    /// The injected clock's time, UTC nanoseconds since the Unix epoch.
-    pub fn now_ns(&self) -> u64 {
-        self.clock.now_ns()
+    /// The injected clock's time.
+    pub fn now(&self) -> UnixNanos {
+        self.clock.now()
     }
 
     pub(crate) async fn load(
@@ -253,7 +249,7 @@ impl ControlPlane {
             announced.push(a.id.clone());
             if a.kind == AlertKind::Blinded && w.nonce.is_some() && !w.record.blinded {
                 w.alerts.push(Alert::new(
-                    w.record.last_seen_ns,
+                    UnixNanos(w.record.last_seen_ns),
                     agent,
                     AlertKind::Recovered,
                     "valid pulses again after being announced blinded while the store was unavailable",

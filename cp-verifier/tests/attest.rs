@@ -3,6 +3,7 @@
 
 mod harness;
 
+use provenant_base::clock::UnixNanos;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ fn kind(r: Result<cp_verifier::model::TdxAttestation, cp_verifier::attest::Attes
 async fn a_bound_up_to_date_quote_is_accepted() {
     let q = quote();
     let a = verifier(pinned())
-        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
         .await
         .unwrap();
     assert!(a.verified);
@@ -77,7 +78,7 @@ async fn a_bound_up_to_date_quote_is_accepted() {
     assert_eq!(a.verified_at_ns, AT_NS);
     // Not pinned by anything: accepted, with warnings.
     let a = verifier(TdxPolicy::default())
-        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
         .await
         .unwrap();
     assert_eq!(
@@ -99,7 +100,7 @@ async fn each_failed_check_is_a_typed_403() {
     let mut other = rd;
     other[0] ^= 1;
     assert_eq!(
-        kind(v.verify_quote(&q, None, other, AT_NS).await),
+        kind(v.verify_quote(&q, None, other, UnixNanos(AT_NS)).await),
         "ReportDataMismatch"
     );
 
@@ -109,18 +110,24 @@ async fn each_failed_check_is_a_typed_403() {
         serde_json::to_string(&Rtmr3Event::new(0, "agent_binary", &"aa".repeat(32), true)).unwrap()
     );
     assert_eq!(
-        kind(v.verify_quote(&q, Some(log.as_str()), rd, AT_NS).await),
+        kind(
+            v.verify_quote(&q, Some(log.as_str()), rd, UnixNanos(AT_NS))
+                .await
+        ),
         "Rtmr3Mismatch"
     );
     // The same event unbound replays to zero: accepted.
     let unbound = log.replace("\"bound\":true", "\"bound\":false");
     let a = v
-        .verify_quote(&q, Some(unbound.as_str()), rd, AT_NS)
+        .verify_quote(&q, Some(unbound.as_str()), rd, UnixNanos(AT_NS))
         .await
         .unwrap();
     assert_eq!((a.event_log_events, a.event_log_bound), (1, 0));
     assert_eq!(
-        kind(v.verify_quote(&q, Some("{not json"), rd, AT_NS).await),
+        kind(
+            v.verify_quote(&q, Some("{not json"), rd, UnixNanos(AT_NS))
+                .await
+        ),
         "MalformedEventLog"
     );
 
@@ -128,24 +135,24 @@ async fn each_failed_check_is_a_typed_403() {
     let mut bad = q.clone();
     bad[48 + 136] ^= 1;
     assert_eq!(
-        kind(v.verify_quote(&bad, None, rd, AT_NS).await),
+        kind(v.verify_quote(&bad, None, rd, UnixNanos(AT_NS)).await),
         "QuoteVerificationFailed"
     );
     assert_eq!(
-        kind(v.verify_quote(&q[..100], None, rd, AT_NS).await),
+        kind(v.verify_quote(&q[..100], None, rd, UnixNanos(AT_NS)).await),
         "MalformedQuote"
     );
 
     // Outside the collateral's window the TCB status is unknown: refused.
     let late = AT_NS + 86_400 * 1_000_000_000;
     assert_eq!(
-        kind(v.verify_quote(&q, None, rd, late).await),
+        kind(v.verify_quote(&q, None, rd, UnixNanos(late)).await),
         "CollateralUnavailable"
     );
     // No collateral source at all: refused, never waved through.
     let none = TdxVerifier::new(None, None, TdxPolicy::default());
     assert_eq!(
-        kind(none.verify_quote(&q, None, rd, AT_NS).await),
+        kind(none.verify_quote(&q, None, rd, UnixNanos(AT_NS)).await),
         "CollateralUnavailable"
     );
 
@@ -155,7 +162,11 @@ async fn each_failed_check_is_a_typed_403() {
         ..TdxPolicy::default()
     };
     assert_eq!(
-        kind(verifier(p).verify_quote(&q, None, rd, AT_NS).await),
+        kind(
+            verifier(p)
+                .verify_quote(&q, None, rd, UnixNanos(AT_NS))
+                .await
+        ),
         "MeasurementNotAllowed"
     );
     // A policy that does not accept UpToDate (a stricter list than the quote meets).
@@ -164,7 +175,11 @@ async fn each_failed_check_is_a_typed_403() {
         ..TdxPolicy::default()
     };
     assert_eq!(
-        kind(verifier(p).verify_quote(&q, None, rd, AT_NS).await),
+        kind(
+            verifier(p)
+                .verify_quote(&q, None, rd, UnixNanos(AT_NS))
+                .await
+        ),
         "TcbStatus"
     );
     // Allowed with a warning: accepted, and the warning is kept for the verdict.
@@ -173,7 +188,10 @@ async fn each_failed_check_is_a_typed_403() {
         warn_tcb_statuses: vec!["UpToDate".into()],
         ..pinned()
     };
-    let a = verifier(p).verify_quote(&q, None, rd, AT_NS).await.unwrap();
+    let a = verifier(p)
+        .verify_quote(&q, None, rd, UnixNanos(AT_NS))
+        .await
+        .unwrap();
     assert_eq!(a.reasons.len(), 1);
     assert_eq!(a.reasons[0].code, policy::ReasonCode::TcbStatus);
 }
@@ -194,7 +212,10 @@ async fn a_configured_root_replaces_intels() {
         TdxPolicy::default(),
     );
     assert_eq!(
-        kind(v.verify_quote(&q, None, report_data(&q), AT_NS).await),
+        kind(
+            v.verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
+                .await
+        ),
         "QuoteVerificationFailed"
     );
 }
@@ -206,19 +227,24 @@ fn a_tdreport_is_checked_for_consistency_and_kept_as_claims() {
     t[128..192].copy_from_slice(&[9; 64]);
     t[528..576].copy_from_slice(&[3; 48]);
     let v = verifier(TdxPolicy::default());
-    let a = v.check_tdreport(&t, None, [9; 64], AT_NS).unwrap();
+    let a = v
+        .check_tdreport(&t, None, [9; 64], UnixNanos(AT_NS))
+        .unwrap();
     assert!(!a.verified);
     assert_eq!(a.tcb_status, None);
     assert_eq!(a.mrtd.0, [3; 48]);
     assert_eq!(a.reasons[0].code, policy::ReasonCode::TdReportOnly);
     assert_eq!(
-        kind(v.check_tdreport(&t, None, [8; 64], AT_NS)),
+        kind(v.check_tdreport(&t, None, [8; 64], UnixNanos(AT_NS))),
         "ReportDataMismatch"
     );
     t[512] = 1; // DEBUG
-    assert_eq!(kind(v.check_tdreport(&t, None, [9; 64], AT_NS)), "DebugTd");
     assert_eq!(
-        kind(v.check_tdreport(&t[..1000], None, [9; 64], AT_NS)),
+        kind(v.check_tdreport(&t, None, [9; 64], UnixNanos(AT_NS))),
+        "DebugTd"
+    );
+    assert_eq!(
+        kind(v.check_tdreport(&t[..1000], None, [9; 64], UnixNanos(AT_NS))),
         "MalformedQuote"
     );
 }
@@ -233,7 +259,7 @@ async fn finding10_unpinned_rtmrs_are_yellow() {
         ..TdxPolicy::default()
     };
     let a = verifier(mrtd_only.clone())
-        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
         .await
         .unwrap();
     let v = policy::Verdict::from_reasons(a.reasons.clone());
@@ -247,14 +273,14 @@ async fn finding10_unpinned_rtmrs_are_yellow() {
         ..mrtd_only
     };
     let a = verifier(one)
-        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
         .await
         .unwrap();
     assert_eq!(a.reasons[0].code, ReasonCode::RtmrsUnpinned);
     assert!(a.reasons[0].detail.starts_with("RTMR2 "), "{:?}", a.reasons);
     // Both pinned: green.
     let a = verifier(pinned())
-        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
         .await
         .unwrap();
     assert!(a.reasons.is_empty(), "{:?}", a.reasons);
@@ -266,7 +292,7 @@ async fn finding10_unpinned_rtmrs_are_yellow() {
 async fn finding05_evidence_ages_past_next_update_pck_and_requote() {
     let q = quote();
     let a = verifier(pinned())
-        .verify_quote(&q, None, report_data(&q), AT_NS)
+        .verify_quote(&q, None, report_data(&q), UnixNanos(AT_NS))
         .await
         .unwrap();
     let f = &a.freshness;
@@ -277,7 +303,7 @@ async fn finding05_evidence_ages_past_next_update_pck_and_requote() {
     assert!(f.quote.is_some());
     let p = policy::TrustPolicy::default();
     let codes = |now_ns: u64| {
-        cp_verifier::attest::age_reasons(&a, now_ns, &p)
+        cp_verifier::attest::age_reasons(&a, UnixNanos(now_ns), &p)
             .into_iter()
             .map(|r| (r.code, r.status))
             .collect::<Vec<_>>()
@@ -296,7 +322,7 @@ async fn finding05_evidence_ages_past_next_update_pck_and_requote() {
         },
         ..policy::TrustPolicy::default()
     };
-    let r = cp_verifier::attest::age_reasons(&a, next_update * SEC, &yellow);
+    let r = cp_verifier::attest::age_reasons(&a, UnixNanos(next_update * SEC), &yellow);
     assert_eq!(
         (r[0].code, r[0].status),
         (ReasonCode::CollateralExpired, Status::Warn)
@@ -313,7 +339,7 @@ async fn finding05_evidence_ages_past_next_update_pck_and_requote() {
     let old: cp_verifier::model::TdxAttestation = serde_json::from_value(json).unwrap();
     assert_eq!(old.freshness, Default::default());
     assert_eq!(
-        cp_verifier::attest::age_reasons(&old, AT_NS + 4 * 3600 * SEC, &p)
+        cp_verifier::attest::age_reasons(&old, UnixNanos(AT_NS + 4 * 3600 * SEC), &p)
             .iter()
             .map(|r| r.code)
             .collect::<Vec<_>>(),
@@ -469,7 +495,7 @@ async fn finding05_verdict_ages_collateral_and_quote_at_now() {
 async fn finding05_reattest_flips_the_tcb_status_with_current_collateral() {
     let (cp, mut a, file) = tdx_agent(&sim_collateral("UpToDate", "2049-12-31T23:59:59Z")).await;
     // Not due yet: nothing re-attested.
-    assert_eq!(cp.cp.reattest(cp.now()).await, 0);
+    assert_eq!(cp.cp.reattest(UnixNanos(cp.now())).await, 0);
     // Intel publishes new TCB info: this platform's level is now OutOfDate.
     std::fs::write(&file, sim_collateral("OutOfDate", "2049-12-31T23:59:59Z")).unwrap();
     let v = pulse_after(&cp, &mut a, Duration::from_secs(3600)).await;

@@ -2,6 +2,7 @@
 //! serves the real collateral of evidence/tests/data/tdx split into the responses the
 //! real service gives (issuer chains URL-encoded in headers, CRLs as DER or hex).
 
+use provenant_base::clock::UnixSecs;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -298,18 +299,30 @@ async fn fetched_collateral_verifies_the_real_quote_and_is_cached_in_memory_and_
     let dir = tempfile::tempdir().unwrap();
     let src = pccs_source(&base, Some(dir.path()));
 
-    let fc = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc = src
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.all_hits(), [1, 1, 1, 1, 0]);
     assert_eq!((fc.issued_at(), fc.expires_at()), (ISSUED, EXPIRES));
     assert_eq!(fc.fmspc(), fmspc());
-    let v = verify_quote(&data("tdx_quote"), fc.collateral(), NOW, None).unwrap();
+    let v = verify_quote(
+        &data("tdx_quote"),
+        fc.collateral(),
+        UnixSecs::from_unsigned(NOW),
+        None,
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
     // Byte for byte what the offline file holds, though the server's JSON differed.
     let offline = parse_collateral(&data("tdx_quote_collateral.json")).unwrap();
     assert_eq!(fc.collateral(), &offline);
 
     // Memory cache.
-    let again = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let again = src
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&fc, &again));
     assert_eq!(p.all_hits(), [1, 1, 1, 1, 0]);
 
@@ -318,17 +331,22 @@ async fn fetched_collateral_verifies_the_real_quote_and_is_cached_in_memory_and_
     let on_disk = parse_collateral(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(&on_disk, fc.collateral());
     let src2 = pccs_source(&base, Some(dir.path()));
-    let fc2 = src2.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc2 = src2
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(fc2.collateral(), fc.collateral());
     assert_eq!(p.all_hits(), [1, 1, 1, 1, 0]);
     // The same directory serves as offline collateral.
     let off = CollateralSource::offline(OfflineConfig::new(Some(dir.path().into()), None)).unwrap();
-    off.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    off.get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
 
     // At the expiry, neither cache is used: the source refetches, and since the
     // service only has this collateral, the answer is Expired, not a stale pass.
     let e = src
-        .get(fmspc(), PckCa::Platform, EXPIRES)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(EXPIRES))
         .await
         .unwrap_err();
     assert_eq!(
@@ -342,7 +360,7 @@ async fn fetched_collateral_verifies_the_real_quote_and_is_cached_in_memory_and_
     assert_eq!(e.kind(), "CollateralExpired");
     assert_eq!(p.all_hits(), [2, 2, 2, 2, 0]);
     let e = pccs_source(&base, Some(dir.path()))
-        .get(fmspc(), PckCa::Platform, EXPIRES)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(EXPIRES))
         .await
         .unwrap_err();
     assert!(matches!(e, CollateralError::Expired { .. }), "{e}");
@@ -367,32 +385,56 @@ async fn past_expiry_it_refetches_and_a_failed_refetch_is_an_error_not_stale_col
 
     p.set(Mode::StaleTcb);
     let t0 = 1_751_000_000;
-    let fc = src.get(sim_fmspc, PckCa::Platform, t0).await.unwrap();
-    assert_eq!(fc.expires_at(), STALE_EXPIRES);
-    src.get(sim_fmspc, PckCa::Platform, STALE_EXPIRES - 1)
+    let fc = src
+        .get(sim_fmspc, PckCa::Platform, UnixSecs::from_unsigned(t0))
         .await
         .unwrap();
+    assert_eq!(fc.expires_at(), STALE_EXPIRES);
+    src.get(
+        sim_fmspc,
+        PckCa::Platform,
+        UnixSecs::from_unsigned(STALE_EXPIRES - 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(p.hits("tcb"), 1);
 
     // Expired: refetched, and the new collateral is served and cached.
     p.set(Mode::Ok);
     let fc = src
-        .get(sim_fmspc, PckCa::Platform, STALE_EXPIRES)
+        .get(
+            sim_fmspc,
+            PckCa::Platform,
+            UnixSecs::from_unsigned(STALE_EXPIRES),
+        )
         .await
         .unwrap();
     assert_eq!(fc.expires_at(), sim_expires);
     assert_eq!(p.hits("tcb"), 2);
-    let fc = src.get(sim_fmspc, PckCa::Platform, NOW).await.unwrap();
+    let fc = src
+        .get(sim_fmspc, PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.hits("tcb"), 2);
     let quote = TdReport::default().quote_v4();
-    let v = verify_quote(&quote, fc.collateral(), NOW, Some(TestPki::root_ca_der())).unwrap();
+    let v = verify_quote(
+        &quote,
+        fc.collateral(),
+        UnixSecs::from_unsigned(NOW),
+        Some(TestPki::root_ca_der()),
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
 
     // Expired again and the service fails: the typed error, in memory and from disk.
     p.set(Mode::Fail500);
     for s in [&src, &sim_source(&base, Some(dir.path()))] {
         let e = s
-            .get(sim_fmspc, PckCa::Platform, sim_expires)
+            .get(
+                sim_fmspc,
+                PckCa::Platform,
+                UnixSecs::from_unsigned(sim_expires),
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -430,7 +472,10 @@ async fn finding09_collateral_cached_only_after_verification() {
     // A forged TCB info (a level's status changed, the signature left as it was): refused
     // before anything is kept, in memory, on disk or in the shared store.
     p.set(Mode::ForgedTcb);
-    let e = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap_err();
+    let e = src
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "CollateralInvalid", "{e}");
     assert!(e.to_string().contains("TCB info"), "{e}");
     assert!(
@@ -440,7 +485,9 @@ async fn finding09_collateral_cached_only_after_verification() {
     assert!(store.get_cached(&shared_key).await.unwrap().is_none());
     // Not in memory either: the next get asks the service again.
     p.set(Mode::Ok);
-    src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    src.get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.hits("tcb"), 2);
     assert!(file.exists() && store.get_cached(&shared_key).await.unwrap().is_some());
 
@@ -458,12 +505,15 @@ async fn finding09_collateral_cached_only_after_verification() {
     let forged = serde_json::to_vec(&c).unwrap();
     std::fs::write(&file, &forged).unwrap();
     store
-        .put_cached(&shared_key, &forged, EXPIRES)
+        .put_cached(&shared_key, &forged, UnixSecs::from_unsigned(EXPIRES))
         .await
         .unwrap();
     let fresh = pccs_source(&base, Some(dir.path()))
         .with_shared_cache(Arc::new(StoreCollateralCache(store.clone())));
-    let fc = fresh.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc = fresh
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.hits("tcb"), 3, "the forged caches were not used");
     assert_eq!(fc.collateral(), &parse_collateral(&good).unwrap());
     assert_eq!(
@@ -476,7 +526,7 @@ async fn finding09_collateral_cached_only_after_verification() {
     cfg.root_ca_der = Some(tdx_sim::TestPki::root_ca_der().to_vec());
     let e = CollateralSource::pcs(cfg)
         .unwrap()
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("trusted root"), "{e}");
@@ -488,7 +538,11 @@ async fn collateral_not_yet_valid_is_an_error_and_stays_cached_for_later() {
     let base = serve(p.clone()).await;
     let src = pccs_source(&base, None);
     let e = src
-        .get(fmspc(), PckCa::Platform, ISSUED - 1)
+        .get(
+            fmspc(),
+            PckCa::Platform,
+            UnixSecs::from_unsigned(ISSUED - 1),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -499,7 +553,9 @@ async fn collateral_not_yet_valid_is_an_error_and_stays_cached_for_later() {
             now: ISSUED - 1
         }
     );
-    src.get(fmspc(), PckCa::Platform, ISSUED).await.unwrap();
+    src.get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(ISSUED))
+        .await
+        .unwrap();
     assert_eq!(p.hits("tcb"), 1);
 }
 
@@ -513,7 +569,10 @@ async fn concurrent_gets_share_one_fetch_and_its_failure() {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let s = src.clone();
-            tokio::spawn(async move { s.get(fmspc(), PckCa::Platform, NOW).await })
+            tokio::spawn(async move {
+                s.get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
@@ -526,7 +585,10 @@ async fn concurrent_gets_share_one_fetch_and_its_failure() {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let s = src.clone();
-            tokio::spawn(async move { s.get(fmspc(), PckCa::Platform, NOW).await })
+            tokio::spawn(async move {
+                s.get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
@@ -536,7 +598,9 @@ async fn concurrent_gets_share_one_fetch_and_its_failure() {
     // A get after the failed attempt tries again.
     p.set(Mode::Ok);
     *p.delay.lock().unwrap() = Duration::ZERO;
-    src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    src.get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.hits("tcb"), 3);
 }
 
@@ -548,7 +612,7 @@ async fn each_server_fault_has_its_typed_error() {
         let base = base.clone();
         async move {
             pccs_source(&base, None)
-                .get(f, PckCa::Platform, NOW)
+                .get(f, PckCa::Platform, UnixSecs::from_unsigned(NOW))
                 .await
                 .unwrap_err()
         }
@@ -613,7 +677,7 @@ async fn each_server_fault_has_its_typed_error() {
     );
     p.set(Mode::Ok);
     let e = pccs_source(&base, None)
-        .get(fmspc(), PckCa::Processor, NOW)
+        .get(fmspc(), PckCa::Processor, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap_err();
     assert_eq!(
@@ -679,7 +743,10 @@ async fn a_server_that_never_answers_times_out() {
     cfg.timeout = Duration::from_millis(400);
     let src = CollateralSource::pcs(cfg).unwrap();
     let t = std::time::Instant::now();
-    let e = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap_err();
+    let e = src
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, CollateralError::Timeout { timeout, .. } if timeout == Duration::from_millis(400)),
         "{e}"
@@ -692,7 +759,7 @@ async fn a_server_that_never_answers_times_out() {
 async fn an_oversized_chunked_body_is_cut_off() {
     let base = endless_chunked_server().await;
     let e = pccs_source(&base, None)
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap_err();
     assert!(matches!(e, CollateralError::Oversized { .. }), "{e}");
@@ -704,7 +771,7 @@ async fn a_refused_connection_is_a_transport_error() {
     let base = format!("http://{}", l.local_addr().unwrap());
     drop(l);
     let e = pccs_source(&base, None)
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "CollateralUnreachable", "{e}");
@@ -719,12 +786,18 @@ async fn intel_pcs_shape_api_key_and_root_crl_from_its_distribution_point() {
     cfg.root_ca_crl = RootCaCrl::Url(format!("{base}/IntelSGXRootCA.der"));
     let fc = CollateralSource::pcs(cfg)
         .unwrap()
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap();
     assert_eq!(p.all_hits(), [1, 1, 1, 0, 1]);
     assert!(!p.key_sent_to_root_url.load(Ordering::SeqCst));
-    let v = verify_quote(&data("tdx_quote"), fc.collateral(), NOW, None).unwrap();
+    let v = verify_quote(
+        &data("tdx_quote"),
+        fc.collateral(),
+        UnixSecs::from_unsigned(NOW),
+        None,
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
 
     // Without the key the service refuses.
@@ -733,7 +806,7 @@ async fn intel_pcs_shape_api_key_and_root_crl_from_its_distribution_point() {
     cfg.root_ca_crl = RootCaCrl::Url(format!("{base}/IntelSGXRootCA.der"));
     let e = CollateralSource::pcs(cfg)
         .unwrap()
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap_err();
     assert!(
@@ -750,7 +823,7 @@ async fn a_garbage_disk_cache_file_is_ignored_and_replaced() {
     let file = dir.path().join("b0c06f000000-platform.json");
     std::fs::write(&file, "not json").unwrap();
     pccs_source(&base, Some(dir.path()))
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap();
     assert_eq!(p.hits("tcb"), 1);
@@ -769,21 +842,33 @@ async fn offline_directory_and_file() {
     let src = CollateralSource::offline(OfflineConfig::new(Some(dir.path().into()), None)).unwrap();
 
     // Found, and it verifies the real quote.
-    let fc = src.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc = src
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!((fc.issued_at(), fc.expires_at()), (ISSUED, EXPIRES));
-    let v = verify_quote(&data("tdx_quote"), fc.collateral(), NOW, None).unwrap();
+    let v = verify_quote(
+        &data("tdx_quote"),
+        fc.collateral(),
+        UnixSecs::from_unsigned(NOW),
+        None,
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
 
     // Expired offline collateral is an error, not something to verify against.
     let e = src
-        .get(fmspc(), PckCa::Platform, EXPIRES)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(EXPIRES))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "CollateralExpired");
 
     // Not found.
     let other = Fmspc::from_hex("00606a000000").unwrap();
-    let e = src.get(other, PckCa::Platform, NOW).await.unwrap_err();
+    let e = src
+        .get(other, PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, CollateralError::OfflineNotFound { fmspc, ca: PckCa::Platform, .. } if fmspc == other),
         "{e}"
@@ -791,15 +876,23 @@ async fn offline_directory_and_file() {
 
     // Garbage.
     let garbage = Fmspc::from_hex("90c06f000000").unwrap();
-    let e = src.get(garbage, PckCa::Platform, NOW).await.unwrap_err();
+    let e = src
+        .get(garbage, PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap_err();
     assert!(matches!(e, CollateralError::OfflineMalformed { .. }), "{e}");
 
     // One file for every FMSPC: used, but only for the FMSPC it is for.
     let file = dir.path().join("all.json");
     std::fs::write(&file, data("tdx_quote_collateral.json")).unwrap();
     let src = CollateralSource::offline(OfflineConfig::new(None, Some(file))).unwrap();
-    src.get(fmspc(), PckCa::Processor, NOW).await.unwrap();
-    let e = src.get(other, PckCa::Platform, NOW).await.unwrap_err();
+    src.get(fmspc(), PckCa::Processor, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
+    let e = src
+        .get(other, PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap_err();
     assert_eq!(
         e,
         CollateralError::FmspcMismatch {
@@ -817,7 +910,7 @@ async fn offline_directory_and_file() {
     .unwrap();
     let e = CollateralSource::offline(OfflineConfig::new(None, Some(big)))
         .unwrap()
-        .get(fmspc(), PckCa::Platform, NOW)
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "CollateralUnreadable", "{e}");
@@ -858,23 +951,32 @@ async fn the_store_is_a_shared_cache_between_sources() {
     let shared = || Arc::new(StoreCollateralCache(store.clone()));
 
     let first = pccs_source(&base, None).with_shared_cache(shared());
-    let fc = first.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc = first
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.all_hits(), [1, 1, 1, 1, 0]);
     let (_, exp) = store
         .get_cached(&format!("collateral:{}-platform", fmspc()))
         .await
         .unwrap()
         .expect("stored");
-    assert_eq!(exp, EXPIRES);
+    assert_eq!(exp, UnixSecs::from_unsigned(EXPIRES));
 
     let second = pccs_source(&base, None).with_shared_cache(shared());
-    let fc2 = second.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    let fc2 = second
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(fc2.collateral(), fc.collateral());
     assert_eq!(p.all_hits(), [1, 1, 1, 1, 0], "served from the store");
 
     // An expired store entry is not used: the third source fetches.
     let third = pccs_source(&base, None).with_shared_cache(shared());
-    assert!(third.get(fmspc(), PckCa::Platform, EXPIRES).await.is_err());
+    assert!(third
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(EXPIRES))
+        .await
+        .is_err());
     assert_eq!(p.all_hits(), [2, 2, 2, 2, 0]);
 
     // A garbage entry is ignored, and replaced by the next fetch.
@@ -882,12 +984,15 @@ async fn the_store_is_a_shared_cache_between_sources() {
         .put_cached(
             &format!("collateral:{}-platform", fmspc()),
             b"garbage",
-            NOW + 10,
+            UnixSecs::from_unsigned(NOW + 10),
         )
         .await
         .unwrap();
     let fourth = pccs_source(&base, None).with_shared_cache(shared());
-    fourth.get(fmspc(), PckCa::Platform, NOW).await.unwrap();
+    fourth
+        .get(fmspc(), PckCa::Platform, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.all_hits(), [3, 3, 3, 3, 0]);
     let (json, _) = store
         .get_cached(&format!("collateral:{}-platform", fmspc()))

@@ -2,6 +2,7 @@
 //! GitHub attestations API and serves bundles made by the TEST Sigstore instance
 //! (sigstore-testsign), verified under its checked-in trusted root.
 
+use provenant_base::clock::UnixSecs;
 use std::sync::Arc;
 
 use cp_verifier::attest::provenance::{ProvenanceChecker, ProvenanceConfig, MEASUREMENT_PREDICATE};
@@ -78,7 +79,10 @@ async fn an_attested_mrtd_is_found_verified_and_cached() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.path()).await.unwrap());
     let checker = ProvenanceChecker::new(config(&base), Some(store.clone())).unwrap();
 
-    let p = checker.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    let p = checker
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.repository, REPO);
     assert_eq!(
         p.san,
@@ -88,13 +92,22 @@ async fn an_attested_mrtd_is_found_verified_and_cached() {
     assert_eq!(api.hits(), 1);
 
     // A fleet of identical VMs costs one lookup: memory, then the store.
-    checker.check(&mrtd, &RTMRS, NOW + 60).await.unwrap();
+    checker
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW + 60))
+        .await
+        .unwrap();
     let restarted = ProvenanceChecker::new(config(&base), Some(store.clone())).unwrap();
-    assert_eq!(restarted.check(&mrtd, &RTMRS, NOW + 60).await.unwrap(), p);
+    assert_eq!(
+        restarted
+            .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW + 60))
+            .await
+            .unwrap(),
+        p
+    );
     assert_eq!(api.hits(), 1);
     // Past the cache's life it is looked up again.
     restarted
-        .check(&mrtd, &RTMRS, p.cached_until + 1)
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(p.cached_until + 1))
         .await
         .unwrap();
     assert_eq!(api.hits(), 2);
@@ -106,15 +119,26 @@ async fn an_attested_mrtd_is_found_verified_and_cached() {
     let strict = ProvenanceChecker::new(strict, Some(store)).unwrap();
     let mut rtmrs = RTMRS;
     rtmrs[1][0] ^= 1;
-    let (k, d) = kind(strict.check(&mrtd, &rtmrs, NOW).await);
+    let (k, d) = kind(
+        strict
+            .check(&mrtd, &rtmrs, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert_eq!(k, "RtmrNotAttested");
     assert!(d.contains("rtmr1"), "{d}");
-    assert!(strict.check(&mrtd, &RTMRS, NOW).await.is_ok());
+    assert!(strict
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+        .await
+        .is_ok());
     // RTMR0 is never in the manifest (not computable offline): requiring it refuses.
     let mut rtmr0 = config(&base);
     rtmr0.match_rtmrs = vec![0];
     let rtmr0 = ProvenanceChecker::new(rtmr0, None).unwrap();
-    let (_, d) = kind(rtmr0.check(&mrtd, &RTMRS, NOW).await);
+    let (_, d) = kind(
+        rtmr0
+            .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert!(d.contains("rtmr0"), "{d}");
     let mut bad = config(&base);
     bad.match_rtmrs = vec![3];
@@ -128,7 +152,11 @@ async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
     let checker = ProvenanceChecker::new(config(&base), None).unwrap();
 
     // Nothing published for this MRTD.
-    let (k, d) = kind(checker.check(&[1; 48], &RTMRS, NOW).await);
+    let (k, d) = kind(
+        checker
+            .check(&[1; 48], &RTMRS, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert_eq!(k, "MrtdNotAttested");
     assert!(d.contains("no attestation") && d.contains(REPO), "{d}");
 
@@ -140,7 +168,11 @@ async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
         &mrtd,
         &Identity::github(REPO, ".github/workflows/nightly.yml", "refs/heads/main"),
     );
-    let (k, d) = kind(checker.check(&mrtd, &RTMRS, NOW).await);
+    let (k, d) = kind(
+        checker
+            .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert_eq!(k, "MrtdNotAttested");
     assert!(d.contains("signer_workflow"), "{d}");
 
@@ -152,32 +184,51 @@ async fn unattested_wrongly_signed_or_lying_attestations_are_refused() {
         &mrtd,
         &Identity::github(REPO, WORKFLOW, "refs/heads/experiment"),
     );
-    let (_, d) = kind(checker.check(&mrtd, &RTMRS, NOW).await);
+    let (_, d) = kind(
+        checker
+            .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert!(d.contains("source_ref"), "{d}");
 
     // A bundle filed under this MRTD's digest whose predicate names another MRTD.
     let mrtd = [4; 48];
     attest(&api, &mrtd, &[5; 48], &good());
-    let (_, d) = kind(checker.check(&mrtd, &RTMRS, NOW).await);
+    let (_, d) = kind(
+        checker
+            .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert!(d.contains("predicate attests MRTD"), "{d}");
 
     // A good bundle next to bad ones is found.
     attest(&api, &mrtd, &mrtd, &good());
-    checker.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    checker
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
 
     // Signed after `now`: not yet.
     let mrtd = [6; 48];
     attest(&api, &mrtd, &mrtd, &good());
     let (_, d) = kind(
         checker
-            .check(&mrtd, &RTMRS, u64::try_from(SIGNED_AT).unwrap() - 10)
+            .check(
+                &mrtd,
+                &RTMRS,
+                UnixSecs::from_unsigned(u64::try_from(SIGNED_AT).unwrap() - 10),
+            )
             .await,
     );
     assert!(d.contains("bundle 0"), "{d}");
 
     // GitHub unavailable: could not decide, refused (never "attested").
     api.set_down(true);
-    let (k, _) = kind(checker.check(&[7; 48], &RTMRS, NOW).await);
+    let (k, _) = kind(
+        checker
+            .check(&[7; 48], &RTMRS, UnixSecs::from_unsigned(NOW))
+            .await,
+    );
     assert_eq!(k, "ProvenanceUnavailable");
 }
 
@@ -196,7 +247,10 @@ async fn finding01_provenance_cache_checks_rtmrs() {
     attest(&api, &mrtd, &mrtd, &good());
     let checker = ProvenanceChecker::new(pinning(&base), None).unwrap();
     // An honest TD (the attested kernel, initrd and command line) registers.
-    let p = checker.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    let p = checker
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     assert_eq!(p.rtmrs[1].as_ref().map(|m| m.0), Some([1; 48]));
     assert_eq!(api.hits(), 1);
     // Same firmware, another kernel (RTMR1) or command line/initrd (RTMR2): refused,
@@ -204,12 +258,22 @@ async fn finding01_provenance_cache_checks_rtmrs() {
     for i in [1usize, 2] {
         let mut evil = RTMRS;
         evil[i][7] ^= 0x80;
-        let (k, d) = kind(checker.check(&mrtd, &evil, NOW + 1).await);
+        let (k, d) = kind(
+            checker
+                .check(&mrtd, &evil, UnixSecs::from_unsigned(NOW + 1))
+                .await,
+        );
         assert_eq!(k, "RtmrNotAttested", "{d}");
         assert!(d.contains(&format!("rtmr{i}")), "{d}");
     }
     // The honest TD still passes from the cache.
-    assert_eq!(checker.check(&mrtd, &RTMRS, NOW + 2).await.unwrap(), p);
+    assert_eq!(
+        checker
+            .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW + 2))
+            .await
+            .unwrap(),
+        p
+    );
 }
 
 #[tokio::test]
@@ -221,21 +285,37 @@ async fn finding01_provenance_cache_checks_rtmrs_after_a_restart() {
     let db = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.path()).await.unwrap());
     let first = ProvenanceChecker::new(pinning(&base), Some(store.clone())).unwrap();
-    first.check(&mrtd, &RTMRS, NOW).await.unwrap();
+    first
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW))
+        .await
+        .unwrap();
     // A new control plane on the shared store: the answer comes from the store...
     let restarted = ProvenanceChecker::new(pinning(&base), Some(store.clone())).unwrap();
-    restarted.check(&mrtd, &RTMRS, NOW + 1).await.unwrap();
+    restarted
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW + 1))
+        .await
+        .unwrap();
     assert_eq!(api.hits(), 1);
     // ...and still binds the RTMRs it was verified for.
     let mut evil = RTMRS;
     evil[2][0] ^= 1;
-    let (k, d) = kind(restarted.check(&mrtd, &evil, NOW + 2).await);
+    let (k, d) = kind(
+        restarted
+            .check(&mrtd, &evil, UnixSecs::from_unsigned(NOW + 2))
+            .await,
+    );
     assert_eq!(k, "RtmrNotAttested", "{d}");
     assert!(d.contains("rtmr2"), "{d}");
     // GitHub down: a cached honest answer still serves, an unmatched TD is never green.
     api.set_down(true);
-    restarted.check(&mrtd, &RTMRS, NOW + 3).await.unwrap();
-    assert!(restarted.check(&mrtd, &evil, NOW + 3).await.is_err());
+    restarted
+        .check(&mrtd, &RTMRS, UnixSecs::from_unsigned(NOW + 3))
+        .await
+        .unwrap();
+    assert!(restarted
+        .check(&mrtd, &evil, UnixSecs::from_unsigned(NOW + 3))
+        .await
+        .is_err());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use cp_verifier::attest::dcap::{parse_collateral, verify_quote, verify_signatures, TcbStatus};
 use evidence::tdx::{BodyKind, Quote};
+use provenant_base::clock::UnixSecs;
 use tdx_sim::quote::layout;
 use tdx_sim::{platform, TdReport, TestPki};
 
@@ -66,7 +67,7 @@ fn simulated_quotes_verify_up_to_date_under_the_test_root() {
     let c = collateral();
     for (version, raw) in [(4, b.quote_v4()), (5, b.quote_v5())] {
         for at in [now(), FIXED] {
-            let v = verify_quote(&raw, &c, at, root()).unwrap();
+            let v = verify_quote(&raw, &c, UnixSecs::from_unsigned(at), root()).unwrap();
             assert_eq!(v.tcb_status(), &TcbStatus::UpToDate, "v{version} at {at}");
             assert!(v.advisory_ids().is_empty());
             assert_eq!(v.verified_at(), at);
@@ -81,13 +82,13 @@ fn the_collateral_window_is_2025_to_2049() {
     let raw = body().quote_v4();
     let c = collateral();
     for at in [platform::VALID_FROM_UNIX, platform::VALID_UNTIL_UNIX] {
-        verify_quote(&raw, &c, at, root()).unwrap();
+        verify_quote(&raw, &c, UnixSecs::from_unsigned(at), root()).unwrap();
     }
     for at in [
         platform::VALID_FROM_UNIX - 1,
         platform::VALID_UNTIL_UNIX + 1,
     ] {
-        let e = verify_quote(&raw, &c, at, root()).unwrap_err();
+        let e = verify_quote(&raw, &c, UnixSecs::from_unsigned(at), root()).unwrap_err();
         assert_eq!(e.kind(), "QuoteVerificationFailed", "at {at}: {e}");
     }
 }
@@ -95,9 +96,9 @@ fn the_collateral_window_is_2025_to_2049() {
 #[test]
 fn intel_root_refuses_simulated_quotes() {
     let raw = body().quote_v4();
-    let e = verify_quote(&raw, &collateral(), now(), None).unwrap_err();
+    let e = verify_quote(&raw, &collateral(), UnixSecs::from_unsigned(now()), None).unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed", "{e}");
-    let e = verify_signatures(&raw, now(), None).unwrap_err();
+    let e = verify_signatures(&raw, UnixSecs::from_unsigned(now()), None).unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed", "{e}");
 }
 
@@ -121,10 +122,10 @@ fn the_checked_in_files_are_what_the_crate_embeds() {
 #[test]
 fn signatures_verify_under_the_test_root_without_collateral() {
     let b = body();
-    let s = verify_signatures(&b.quote_v4(), now(), root()).unwrap();
+    let s = verify_signatures(&b.quote_v4(), UnixSecs::from_unsigned(now()), root()).unwrap();
     assert_eq!(s.fmspc(), Some(platform::FMSPC));
     assert_fields(s.quote(), &b);
-    verify_signatures(&b.quote_v5(), FIXED, root()).unwrap();
+    verify_signatures(&b.quote_v5(), UnixSecs::from_unsigned(FIXED), root()).unwrap();
 }
 
 #[test]
@@ -145,27 +146,39 @@ fn tampering_with_body_signature_or_qe_report_is_refused() {
         let mut bad = raw.clone();
         bad[off] ^= 0x01;
         assert!(
-            verify_quote(&bad, &c, now(), root()).is_err(),
+            verify_quote(&bad, &c, UnixSecs::from_unsigned(now()), root()).is_err(),
             "{what} tampered, verify_quote accepted"
         );
         assert!(
-            verify_signatures(&bad, now(), root()).is_err(),
+            verify_signatures(&bad, UnixSecs::from_unsigned(now()), root()).is_err(),
             "{what} tampered, verify_signatures accepted"
         );
     }
     // The untouched quote still verifies: the refusals above are the tampering.
-    verify_quote(&raw, &c, now(), root()).unwrap();
+    verify_quote(&raw, &c, UnixSecs::from_unsigned(now()), root()).unwrap();
 }
 
 #[test]
 fn low_svns_are_out_of_date() {
     let c = collateral();
-    let v = verify_quote(&body().out_of_date().quote_v4(), &c, now(), root()).unwrap();
+    let v = verify_quote(
+        &body().out_of_date().quote_v4(),
+        &c,
+        UnixSecs::from_unsigned(now()),
+        root(),
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::OutOfDate);
     assert_eq!(v.advisory_ids(), [platform::OUT_OF_DATE_ADVISORY]);
 
     let module = body().with_tee_tcb_svn(platform::OUT_OF_DATE_MODULE_TEE_TCB_SVN);
-    let v = verify_quote(&module.quote_v4(), &c, now(), root()).unwrap();
+    let v = verify_quote(
+        &module.quote_v4(),
+        &c,
+        UnixSecs::from_unsigned(now()),
+        root(),
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::OutOfDate);
     assert_eq!(v.advisory_ids(), [platform::OUT_OF_DATE_MODULE_ADVISORY]);
 }
@@ -174,11 +187,11 @@ fn low_svns_are_out_of_date() {
 fn debug_quotes_are_signed_but_carry_the_debug_bit() {
     let raw = body().with_debug(true).quote_v4();
     // Cryptographically valid: policy must be what rejects a debug TD.
-    let s = verify_signatures(&raw, now(), root()).unwrap();
+    let s = verify_signatures(&raw, UnixSecs::from_unsigned(now()), root()).unwrap();
     assert!(s.quote().body.debug());
     assert_eq!(s.quote().body.tud_bits(), 1);
     // dcap-qvl's verifier (allow_debug off, as cp-verifier builds it) already refuses it.
-    let e = verify_quote(&raw, &collateral(), now(), root()).unwrap_err();
+    let e = verify_quote(&raw, &collateral(), UnixSecs::from_unsigned(now()), root()).unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed");
     assert!(e.to_string().contains("Debug"), "{e}");
 }
@@ -189,7 +202,7 @@ fn trailing_bytes_after_the_signature_data_are_tolerated() {
     let mut raw = b.quote_v4();
     let len = raw.len();
     raw.resize(20_000, 0);
-    let v = verify_quote(&raw, &collateral(), now(), root()).unwrap();
+    let v = verify_quote(&raw, &collateral(), UnixSecs::from_unsigned(now()), root()).unwrap();
     assert_eq!(v.quote().trailing_bytes, 20_000 - len);
     assert_eq!(v.quote().body.report_data.0, b.report_data);
 }
@@ -207,7 +220,7 @@ fn the_agents_configfs_provider_gets_a_verifying_quote_from_the_simulated_kernel
         .unwrap()
         .quote
         .unwrap();
-    let v = verify_quote(&raw, &collateral(), now(), root()).unwrap();
+    let v = verify_quote(&raw, &collateral(), UnixSecs::from_unsigned(now()), root()).unwrap();
     assert_eq!(v.quote().body.report_data.0, rd);
 
     // The tampering kernel's quote verifies, but without the agent's binding.
@@ -218,7 +231,7 @@ fn the_agents_configfs_provider_gets_a_verifying_quote_from_the_simulated_kernel
         .unwrap()
         .quote
         .unwrap();
-    let v = verify_quote(&raw, &collateral(), now(), root()).unwrap();
+    let v = verify_quote(&raw, &collateral(), UnixSecs::from_unsigned(now()), root()).unwrap();
     assert_ne!(v.quote().body.report_data.0, rd);
 
     // A racing kernel is caught by the agent's generation check.

@@ -9,6 +9,7 @@ use cp_verifier::attest::dcap::{
     INTEL_SGX_ROOT_CA_DER,
 };
 use dcap_qvl::QuoteCollateralV3;
+use provenant_base::clock::UnixSecs;
 use serde_json::Value;
 
 /// A file of the test data by its expected.json name (the dcap-qvl files sit at the
@@ -94,7 +95,7 @@ fn recorded_times_match_expected_json() {
 #[test]
 fn v4_quote_is_up_to_date_at_its_recorded_time() {
     let c = collateral("tdx_quote_collateral.json");
-    let v = verify_quote(&data(V4), &c, V4_AT, None).unwrap();
+    let v = verify_quote(&data(V4), &c, UnixSecs::from_unsigned(V4_AT), None).unwrap();
     assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
     assert!(v.advisory_ids().is_empty());
     assert_eq!(
@@ -106,7 +107,7 @@ fn v4_quote_is_up_to_date_at_its_recorded_time() {
 #[test]
 fn outdated_fixture_is_not_up_to_date() {
     let c = collateral("tdx_quote_outdated_collateral.json");
-    let e = verify_quote(&data(V5_OUTDATED), &c, V5_AT, None)
+    let e = verify_quote(&data(V5_OUTDATED), &c, UnixSecs::from_unsigned(V5_AT), None)
         .map(|_| ())
         .unwrap_err();
     assert_eq!(e, QuoteVerifyError::NoMatchingTcbLevel);
@@ -116,7 +117,7 @@ fn outdated_fixture_is_not_up_to_date() {
 fn collateral_outside_its_window_fails() {
     let c = collateral("tdx_quote_collateral.json");
     for at in [1_750_329_147 - 86_400, 1_752_919_235 + 86_400] {
-        let e = verify_quote(&data(V4), &c, at, None)
+        let e = verify_quote(&data(V4), &c, UnixSecs::from_unsigned(at), None)
             .map(|_| ())
             .unwrap_err();
         assert_eq!(e.kind(), "QuoteVerificationFailed", "at {at}: {e}");
@@ -139,7 +140,8 @@ fn embedded_root_is_intels() {
 #[test]
 fn every_quote_verifies_without_collateral() {
     for (file, at) in quotes() {
-        let q = verify_signatures(&data(file), at, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let q = verify_signatures(&data(file), UnixSecs::from_unsigned(at), None)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
         let e = expected(file);
         assert_eq!(
             hex::encode(q.fmspc().unwrap()),
@@ -162,10 +164,11 @@ fn pck_windows_are_exact() {
         let (from, to) = (unix(w[0].as_str().unwrap()), unix(w[1].as_str().unwrap()));
         let raw = data(file);
         for at in [from, to] {
-            verify_signatures(&raw, at, None).unwrap_or_else(|e| panic!("{file} at {at}: {e}"));
+            verify_signatures(&raw, UnixSecs::from_unsigned(at), None)
+                .unwrap_or_else(|e| panic!("{file} at {at}: {e}"));
         }
         for at in [from - 1, to + 1] {
-            let e = verify_signatures(&raw, at, None).unwrap_err();
+            let e = verify_signatures(&raw, UnixSecs::from_unsigned(at), None).unwrap_err();
             assert!(
                 e.to_string().contains("not valid at"),
                 "{file} at {at}: {e}"
@@ -371,7 +374,7 @@ mod go_tdx_guest_tcb_info {
     fn up_to_date_at_its_recorded_time() {
         let raw = data(GO_V5);
         // 1. Signatures and PCK chain.
-        let signed = verify_signatures(&raw, GO_V5_AT, None).unwrap();
+        let signed = verify_signatures(&raw, UnixSecs::from_unsigned(GO_V5_AT), None).unwrap();
         // 2. The TCB info is Intel's: same signer as dcap-qvl's collateral's.
         let (tcb_json, sig) = go_tcb_info();
         let issuer = collateral("tdx_quote_outdated_collateral.json").tcb_info_issuer_chain;
@@ -416,7 +419,7 @@ mod go_tdx_guest_tcb_info {
     fn dcap_qvl_agrees_with_full_collateral() {
         let raw = data(GO_V5);
         let c = hybrid_collateral();
-        let v = verify_quote(&raw, &c, BOTH_VALID_AT, None).unwrap();
+        let v = verify_quote(&raw, &c, UnixSecs::from_unsigned(BOTH_VALID_AT), None).unwrap();
         assert_eq!(v.tcb_status(), &TcbStatus::UpToDate);
         assert!(v.advisory_ids().is_empty());
         // dcap-qvl's platform status is the matcher's.
@@ -436,10 +439,15 @@ mod go_tdx_guest_tcb_info {
         assert_eq!((from, to), (1_771_411_335, 1_772_549_366));
         assert!((from..=to).contains(&BOTH_VALID_AT));
         for at in [from, to] {
-            assert!(verify_quote(&raw, &c, at, None).is_ok(), "at {at}");
+            assert!(
+                verify_quote(&raw, &c, UnixSecs::from_unsigned(at), None).is_ok(),
+                "at {at}"
+            );
         }
         for at in [GO_V5_AT, from - 1, to + 1] {
-            let e = verify_quote(&raw, &c, at, None).map(|_| ()).unwrap_err();
+            let e = verify_quote(&raw, &c, UnixSecs::from_unsigned(at), None)
+                .map(|_| ())
+                .unwrap_err();
             assert_eq!(e.kind(), "QuoteVerificationFailed", "at {at}: {e}");
         }
     }
@@ -469,7 +477,9 @@ mod go_tdx_guest_tcb_info {
             "No matching TCB level found"
         );
         assert_eq!(
-            verify_quote(&raw, &c, V5_AT, None).map(|_| ()).unwrap_err(),
+            verify_quote(&raw, &c, UnixSecs::from_unsigned(V5_AT), None)
+                .map(|_| ())
+                .unwrap_err(),
             QuoteVerifyError::NoMatchingTcbLevel
         );
         // A TCB info for another FMSPC is refused by both.
@@ -525,7 +535,7 @@ fn bit_flips_never_verify() {
             for bit in [0x01u8, 0x80] {
                 let mut t = raw.clone();
                 t[off] ^= bit;
-                let e = verify_signatures(&t, at, None)
+                let e = verify_signatures(&t, UnixSecs::from_unsigned(at), None)
                     .map(|_| ())
                     .expect_err(&format!("{file}: {what} (byte {off} ^ {bit:#x}) verified"));
                 assert!(
@@ -545,7 +555,7 @@ fn bit_flips_never_verify() {
         for (what, off) in flip_offsets(&raw) {
             let mut t = raw.clone();
             t[off] ^= 0x01;
-            let e = verify_quote(&t, &c, at, None)
+            let e = verify_quote(&t, &c, UnixSecs::from_unsigned(at), None)
                 .map(|_| ())
                 .expect_err(&format!("{file}: {what} (byte {off}) verified"));
             assert!(
@@ -562,7 +572,7 @@ fn wrong_tee_type_and_oversized_chain_are_typed() {
         let raw = data(file);
         let mut t = raw.clone();
         t[4] = 0x00; // SGX
-        let e = verify_signatures(&t, at, None).unwrap_err();
+        let e = verify_signatures(&t, UnixSecs::from_unsigned(at), None).unwrap_err();
         assert_eq!(e.kind(), "MalformedQuote", "{file}: {e}");
         // Certification data length past the PCK chain bound.
         let q = evidence::tdx::Quote::parse(&raw).unwrap();
@@ -570,7 +580,7 @@ fn wrong_tee_type_and_oversized_chain_are_typed() {
             q.signed_len + 4 + 128 + 6 + 384 + 64 + 2 + q.signature.qe_auth_data.len() + 2;
         let mut t = raw.clone();
         t[chain_len..chain_len + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let e = verify_signatures(&t, at, None).unwrap_err();
+        let e = verify_signatures(&t, UnixSecs::from_unsigned(at), None).unwrap_err();
         assert_eq!(e.kind(), "MalformedQuote", "{file}: {e}");
         assert!(e.to_string().contains("pck_chain"), "{file}: {e}");
     }
@@ -578,7 +588,7 @@ fn wrong_tee_type_and_oversized_chain_are_typed() {
     let mut t = data(V4);
     t[4] = 0x00;
     assert_eq!(
-        verify_quote(&t, &c, V4_AT, None)
+        verify_quote(&t, &c, UnixSecs::from_unsigned(V4_AT), None)
             .map(|_| ())
             .unwrap_err()
             .kind(),
@@ -592,7 +602,7 @@ fn every_truncation_is_a_typed_failure() {
         let raw = data(file);
         let end = raw.len() - evidence::tdx::Quote::parse(&raw).unwrap().trailing_bytes;
         for n in (0..end).step_by(7).chain([end - 1]) {
-            let e = verify_signatures(&raw[..n], at, None).unwrap_err();
+            let e = verify_signatures(&raw[..n], UnixSecs::from_unsigned(at), None).unwrap_err();
             assert_eq!(e.kind(), "MalformedQuote", "{file}[..{n}]: {e}");
         }
     }
@@ -617,17 +627,23 @@ fn each_signature_check_can_fail() {
     for (what, off, msg) in cases {
         let mut t = raw.clone();
         t[off] ^= 0x02;
-        let e = verify_signatures(&t, V4_AT, None).unwrap_err();
+        let e = verify_signatures(&t, UnixSecs::from_unsigned(V4_AT), None).unwrap_err();
         assert_eq!(e.kind(), "QuoteVerificationFailed", "{what}: {e}");
         assert!(e.to_string().contains(msg), "{what}: {e}");
     }
     // A different root is not Intel's, for signatures and for full verification.
-    let e = verify_signatures(&raw, V4_AT, Some(b"other root")).unwrap_err();
+    let e =
+        verify_signatures(&raw, UnixSecs::from_unsigned(V4_AT), Some(b"other root")).unwrap_err();
     assert!(e.to_string().contains("trusted root"), "{e}");
     let c = collateral("tdx_quote_collateral.json");
-    let e = verify_quote(&raw, &c, V4_AT, Some(b"not a certificate"))
-        .map(|_| ())
-        .unwrap_err();
+    let e = verify_quote(
+        &raw,
+        &c,
+        UnixSecs::from_unsigned(V4_AT),
+        Some(b"not a certificate"),
+    )
+    .map(|_| ())
+    .unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed");
 }
 
@@ -692,7 +708,7 @@ fn garbage_collateral_is_a_typed_error() {
     for (what, mutate) in table {
         let mut c = collateral("tdx_quote_collateral.json");
         mutate(&mut c);
-        let e = verify_quote(&raw, &c, V4_AT, None)
+        let e = verify_quote(&raw, &c, UnixSecs::from_unsigned(V4_AT), None)
             .map(|_| ())
             .expect_err(&format!("{what}: verified"));
         assert_eq!(e.kind(), "QuoteVerificationFailed", "{what}: {e}");
@@ -701,7 +717,7 @@ fn garbage_collateral_is_a_typed_error() {
     // by the PCK chain's own CA during path validation. Garbage there is inert.
     let mut c = collateral("tdx_quote_collateral.json");
     c.pck_crl_issuer_chain = "x".into();
-    assert!(verify_quote(&raw, &c, V4_AT, None).is_ok());
+    assert!(verify_quote(&raw, &c, UnixSecs::from_unsigned(V4_AT), None).is_ok());
     // A PCK chain in the collateral replaces the quote's in dcap-qvl: it must be
     // the quote's own.
     let mut c = collateral("tdx_quote_collateral.json");
@@ -713,20 +729,24 @@ fn garbage_collateral_is_a_typed_error() {
     )
     .unwrap();
     c.pck_certificate_chain = Some(own.trim_end_matches('\0').to_string());
-    assert!(verify_quote(&raw, &c, V4_AT, None).is_ok());
+    assert!(verify_quote(&raw, &c, UnixSecs::from_unsigned(V4_AT), None).is_ok());
     let other = evidence::tdx::Quote::parse(&data(V5_OUTDATED))
         .unwrap()
         .signature
         .pck_chain_pem;
     c.pck_certificate_chain = Some(String::from_utf8(other).unwrap());
-    let e = verify_quote(&raw, &c, V4_AT, None).map(|_| ()).unwrap_err();
+    let e = verify_quote(&raw, &c, UnixSecs::from_unsigned(V4_AT), None)
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(e.kind(), "MalformedCollateral", "{e}");
     c.pck_certificate_chain = Some("garbage".into());
-    let e = verify_quote(&raw, &c, V4_AT, None).map(|_| ()).unwrap_err();
+    let e = verify_quote(&raw, &c, UnixSecs::from_unsigned(V4_AT), None)
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(e.kind(), "MalformedCollateral", "{e}");
     // Another platform's (valid) collateral.
     let other = collateral("tdx_quote_outdated_collateral.json");
-    let e = verify_quote(&raw, &other, V5_AT, None)
+    let e = verify_quote(&raw, &other, UnixSecs::from_unsigned(V5_AT), None)
         .map(|_| ())
         .unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed", "{e}");
@@ -760,11 +780,11 @@ fn exhaustive_bit_flips_never_verify() {
             for bit in 0..8 {
                 let mut t = raw.clone();
                 t[off] ^= 1 << bit;
-                if verify_signatures(&t, at, None).is_ok() {
+                if verify_signatures(&t, UnixSecs::from_unsigned(at), None).is_ok() {
                     passed.push(("signatures", off, bit));
                 }
                 if let Some(c) = &c {
-                    if verify_quote(&t, c, at, None).is_ok() {
+                    if verify_quote(&t, c, UnixSecs::from_unsigned(at), None).is_ok() {
                         passed.push(("dcap", off, bit));
                     }
                 }
@@ -807,7 +827,7 @@ fn pem_regressions() {
             for bit in 0..8 {
                 let mut t = raw.clone();
                 t[off] ^= 1 << bit;
-                let e = verify_signatures(&t, at, None)
+                let e = verify_signatures(&t, UnixSecs::from_unsigned(at), None)
                     .map(|_| ())
                     .expect_err(&format!("{file}: byte {off} bit {bit} verified"));
                 assert!(matches!(
@@ -825,7 +845,9 @@ fn pem_regressions() {
     let root_in_quote = raw.len() - q.trailing_bytes - 200;
     let mut t = raw.clone();
     t[root_in_quote] ^= 0x01;
-    assert!(verify_signatures(&t, V4_AT, None).is_err());
-    let e = verify_quote(&t, &c, V4_AT, None).map(|_| ()).unwrap_err();
+    assert!(verify_signatures(&t, UnixSecs::from_unsigned(V4_AT), None).is_err());
+    let e = verify_quote(&t, &c, UnixSecs::from_unsigned(V4_AT), None)
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(e.kind(), "QuoteVerificationFailed", "{e}");
 }

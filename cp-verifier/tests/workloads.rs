@@ -5,6 +5,7 @@
 
 mod harness;
 use harness::*;
+use provenant_base::clock::UnixNanos;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -456,16 +457,16 @@ async fn badges_fail_closed_without_an_image_policy_and_alert_once() {
 #[derive(Default)]
 struct Scripted {
     answers: Mutex<std::collections::HashMap<String, ImageCheck>>,
-    calls: Mutex<Vec<(String, String, i64)>>,
+    calls: Mutex<Vec<(String, String, UnixNanos)>>,
 }
 
 #[async_trait::async_trait]
 impl ImageChecker for Scripted {
-    async fn check(&self, repository: &str, digest: &str, now_unix: i64) -> ImageCheck {
+    async fn check(&self, repository: &str, digest: &str, now: UnixNanos) -> ImageCheck {
         self.calls
             .lock()
             .unwrap()
-            .push((repository.into(), digest.into(), now_unix));
+            .push((repository.into(), digest.into(), now));
         self.answers
             .lock()
             .unwrap()
@@ -554,7 +555,7 @@ async fn verification_is_cached_expires_and_retries_undecided() {
         let calls = checker.calls.lock().unwrap();
         let c = calls.iter().find(|c| c.1 == signed).unwrap();
         assert_eq!(c.0, "127.0.0.1:5000/provenant/web");
-        assert_eq!(c.2, i64::try_from(T0 / SEC).unwrap());
+        assert_eq!(c.2, UnixNanos(T0));
     }
     cp.agent_until("node-1", "undecided", |v| {
         badge(v, "api")["reasons"][0]["detail"] == "registry unreachable"
@@ -680,7 +681,7 @@ async fn verification_is_cached_expires_and_retries_undecided() {
 struct Broken;
 #[async_trait::async_trait]
 impl ImageChecker for Broken {
-    async fn check(&self, repository: &str, _digest: &str, _now_unix: i64) -> ImageCheck {
+    async fn check(&self, repository: &str, _digest: &str, _now: UnixNanos) -> ImageCheck {
         if repository.ends_with("/panics") {
             panic!("checker bug");
         }

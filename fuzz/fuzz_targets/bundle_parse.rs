@@ -23,7 +23,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         signatures::Artifact::StatementSubjects,
         root,
         policy,
-        4_000_000_000,
+        provenant_base::clock::UnixSecs(4_000_000_000),
     );
     assert!(r.is_err(), "random bytes verified");
 });

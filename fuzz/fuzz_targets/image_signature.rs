@@ -11,7 +11,7 @@ use signatures::cosign::{
 
 const DIGEST: &str = "sha256:0489474da8ea22426ece86ace6c1c0026ab2fd3cdfbbd62b7e94650266c37d9a";
 // Before either vector's Rekor time: a replayed real signature cannot pass either.
-const NOW: i64 = 1_674_000_000;
+const NOW: provenant_base::clock::UnixSecs = provenant_base::clock::UnixSecs(1_674_000_000);
 
 static TRUSTS: OnceLock<[ImageTrust; 2]> = OnceLock::new();
 

@@ -386,7 +386,7 @@ impl Agent {
             agent_id: self.cfg.agent_id.clone(),
             partition: self.cfg.partition.clone(),
             tier: self.quote.tier(),
-            issued_at_ns: self.clock.now_ns(),
+            issued_at_ns: self.clock.now().get(),
             nonce,
             sequence: last.map(|l| l.0).unwrap_or(0),
             previous_pulse: last.map(|l| l.1),
@@ -416,7 +416,7 @@ impl Agent {
             agent_id: self.cfg.agent_id.clone(),
             partition: self.cfg.partition.clone(),
             sequence: sequence + 1,
-            issued_at_ns: self.clock.now_ns(),
+            issued_at_ns: self.clock.now().get(),
             nonce,
             previous,
             measurements,
@@ -512,7 +512,7 @@ impl Agent {
             verdict = resp.verdict.status.badge(),
             "registered with the control plane"
         );
-        let now = self.clock.now_ns();
+        let now = self.clock.now().get();
         // The first pulse after a registration carries the full lists again.
         *self.sent.lock().unwrap_or_else(|e| e.into_inner()) = SentLists::default();
         *self.cp_events.lock().unwrap_or_else(|e| e.into_inner()) = resp.event_log_events;
@@ -551,7 +551,7 @@ impl Agent {
             now_sent = sent;
             self.reregister.store(true, Ordering::SeqCst);
         }
-        let pulse_time = self.clock.now_ns();
+        let pulse_time = self.clock.now().get();
         match self.client.heartbeat(&env).await {
             Ok(resp) => {
                 let digest = HexBytes(env.digest());
@@ -676,7 +676,7 @@ impl Agent {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis(),
                         "fresh quote not verified (control plane or an upstream unavailable); \
                          pulsing on the current registration");
-                    let now = self.clock.now_ns();
+                    let now = self.clock.now().get();
                     self.update(|s| {
                         s.phase = Phase::Pulsing;
                         s.last_error = Some(e.to_string());

@@ -21,7 +21,7 @@ use serde_json::json;
 use evidence::verdict::{Status, Verdict};
 
 use crate::state::AgentState;
-use provenant_base::clock::Clock;
+use provenant_base::clock::{Clock, UnixNanos};
 
 #[derive(Clone)]
 struct Local {
@@ -39,30 +39,30 @@ pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
         .with_state(Local { state, clock })
 }
 
-fn snapshot(l: &Local) -> (AgentState, u64) {
+fn snapshot(l: &Local) -> (AgentState, UnixNanos) {
     let s = l.state.read().unwrap_or_else(|e| e.into_inner()).clone();
-    (s, l.clock.now_ns())
+    (s, l.clock.now())
 }
 
 /// The verdict as the node may rely on it at `now`: the control plane's while it
 /// stands; `unknown` when there is none (never given, or cleared by a refusal) or it
 /// expired (no accepted pulse for `gate.expires_after_ms`).
-pub fn local_verdict(s: &AgentState, now: u64) -> Result<&Verdict, &'static str> {
+pub fn local_verdict(s: &AgentState, now: UnixNanos) -> Result<&Verdict, &'static str> {
     let Some(v) = &s.verdict else {
         return Err("NoVerdict");
     };
     let Some(at) = s.verdict_at_ns else {
         return Err("NoVerdict");
     };
-    let window = s.gate.expires_after_ms.saturating_mul(1_000_000);
-    if now.saturating_sub(at) > window {
+    let window = std::time::Duration::from_millis(s.gate.expires_after_ms);
+    if now.since(UnixNanos(at)) > window {
         return Err("VerdictExpired");
     }
     Ok(v)
 }
 
 /// Whether the start-up gate is open at `now`, and the verdict shown with it.
-pub fn gate(s: &AgentState, now: u64) -> (bool, serde_json::Value) {
+pub fn gate(s: &AgentState, now: UnixNanos) -> (bool, serde_json::Value) {
     let v = local_verdict(s, now);
     let open = v
         .as_ref()
@@ -71,7 +71,7 @@ pub fn gate(s: &AgentState, now: u64) -> (bool, serde_json::Value) {
 }
 
 /// The verdict as shown locally (see [`local_verdict`]).
-fn verdict_json(s: &AgentState, now: u64) -> serde_json::Value {
+fn verdict_json(s: &AgentState, now: UnixNanos) -> serde_json::Value {
     match local_verdict(s, now) {
         Ok(v) => json!({"status": v.status, "badge": v.status.badge(), "reasons": v.reasons}),
         Err(code) => {
@@ -348,8 +348,8 @@ mod tests {
     /// A clock the test moves by hand.
     struct ManualClock(std::sync::atomic::AtomicU64);
     impl Clock for ManualClock {
-        fn now_ns(&self) -> u64 {
-            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        fn now(&self) -> UnixNanos {
+            UnixNanos(self.0.load(std::sync::atomic::Ordering::SeqCst))
         }
     }
     impl ManualClock {
@@ -440,7 +440,7 @@ mod tests {
     #[tokio::test]
     async fn finding02_gate_waits_past_the_expiry_on_a_real_clock() {
         use crate::config::GateBadge::Green;
-        let now = provenant_base::clock::SystemClock.now_ns();
+        let now = provenant_base::clock::SystemClock.now().get();
         let mut st = state(Status::Pass, vec![Green]);
         st.verdict_at_ns = Some(now);
         st.gate.expires_after_ms = 300;

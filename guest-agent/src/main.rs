@@ -10,7 +10,7 @@ use evidence::report::HexBytes;
 use guest_agent::agent::Agent;
 use guest_agent::config::AgentConfig;
 use guest_agent::signer::{KeySigner, Signer};
-use provenant_base::clock::SystemClock;
+use provenant_base::clock::{Clock as _, SystemClock, UnixSecs};
 
 /// Measures this node, signs what it finds, and keeps the Provenant control plane
 /// informed with signed heartbeats.
@@ -132,12 +132,7 @@ async fn main() -> Result<()> {
             verify_only,
         } => {
             let cfg = AgentConfig::load(&config)?;
-            let now = at.unwrap_or_else(|| {
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
-            });
+            let now = at.map_or_else(|| SystemClock.now().secs(), UnixSecs);
             use guest_agent::pull;
             let result = if verify_only {
                 match pull::verifier(&cfg) {

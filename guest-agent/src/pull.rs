@@ -26,6 +26,7 @@ use signatures::verifier::{ImageVerdict, ImageVerifier};
 
 use crate::config::AgentConfig;
 use crate::rtmr::{EventLog, RtmrError};
+use provenant_base::clock::UnixSecs;
 use provenant_base::fsutil::read_text_bounded;
 
 /// Largest image policy or podman policy file read.
@@ -149,19 +150,19 @@ pub fn verifier(cfg: &AgentConfig) -> Result<ImageVerifier, PullError> {
     ImageVerifier::new(&policy, base, &cfg.registry).map_err(|e| err(e.to_string()))
 }
 
-/// Resolves and verifies `image` at `now_unix`; returns the repository, the digest
+/// Resolves and verifies `image` at `now`; returns the repository, the digest
 /// and the verified signature. Pulls nothing.
 pub async fn verify(
     v: &ImageVerifier,
     image: &str,
-    now_unix: i64,
+    now: UnixSecs,
 ) -> Result<(String, String, VerifiedImageSignature), PullError> {
     let r = Reference::parse(image).map_err(PullError::Reference)?;
     let (repository, digest) = match r.digest() {
         Some(d) => (r.repository(), d.to_owned()),
         None => v.client().resolve(&r).await.map_err(PullError::Resolve)?,
     };
-    match v.verify(&repository, &digest, now_unix).await {
+    match v.verify(&repository, &digest, now).await {
         ImageVerdict::Verified(s) => Ok((repository, digest, s)),
         ImageVerdict::NotCovered { repository } => Err(PullError::NotCovered(repository)),
         ImageVerdict::Refused(e) => Err(PullError::Refused(e)),
@@ -174,10 +175,10 @@ pub async fn verify(
 pub const VERIFY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The whole gate: verify, record, pull by digest.
-pub async fn pull(cfg: &AgentConfig, image: &str, now_unix: i64) -> Result<Pulled, PullError> {
+pub async fn pull(cfg: &AgentConfig, image: &str, now: UnixSecs) -> Result<Pulled, PullError> {
     let v = verifier(cfg)?;
     let (repository, digest, signer) =
-        match tokio::time::timeout(VERIFY_DEADLINE, verify(&v, image, now_unix)).await {
+        match tokio::time::timeout(VERIFY_DEADLINE, verify(&v, image, now)).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(PullError::Unavailable(RegistryError::Timeout {

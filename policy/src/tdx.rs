@@ -6,6 +6,7 @@
 
 use evidence::report::HexBytes;
 use evidence::verdict::{Reason, ReasonCode, Status, Verdict};
+use provenant_base::clock::UnixSecs;
 use serde::{Deserialize, Serialize};
 
 /// The operator's TDX policy.
@@ -133,7 +134,7 @@ pub struct TdxAge {
     pub provenance_until: Option<u64>,
 }
 
-/// The reasons stored evidence gives at `now` (Unix seconds): collateral past its
+/// The reasons stored evidence gives at `now`: collateral past its
 /// `nextUpdate` (`expired_collateral`: red by default), a PCK certificate past its
 /// `notAfter` (red), a quote older than `3 x requote_interval` (yellow), provenance
 /// not confirmed since its answer expired (yellow). Pure: the caller passes `now`.
@@ -141,8 +142,10 @@ pub fn age_reasons(
     p: &TdxPolicy,
     requote_interval: std::time::Duration,
     a: &TdxAge,
-    now: u64,
+    now: UnixSecs,
 ) -> Vec<Reason> {
+    // `TdxAge` holds unsigned seconds (collateral and certificate times are after 1970).
+    let now = now.unsigned();
     let mut reasons = Vec::new();
     if let Some(t) = a.collateral_next_update.filter(|&t| now >= t) {
         reasons.push(Reason {
@@ -405,7 +408,7 @@ mod tests {
             provenance_until: Some(7000),
         };
         let at = |now| {
-            age_reasons(&p, hour, &a, now)
+            age_reasons(&p, hour, &a, UnixSecs(now))
                 .iter()
                 .map(|r| (r.code, r.status))
                 .collect::<Vec<_>>()
@@ -429,7 +432,10 @@ mod tests {
             expired_collateral: AgedStatus::Yellow,
             ..TdxPolicy::default()
         };
-        assert_eq!(age_reasons(&yellow, hour, &a, 5000)[0].status, Status::Warn);
+        assert_eq!(
+            age_reasons(&yellow, hour, &a, UnixSecs(5000))[0].status,
+            Status::Warn
+        );
         // Unknown dates (an older record) give nothing but staleness.
         assert!(age_reasons(
             &p,
@@ -438,7 +444,7 @@ mod tests {
                 quoted_at: 1000,
                 ..TdxAge::default()
             },
-            2000
+            UnixSecs(2000)
         )
         .is_empty());
     }

@@ -12,6 +12,7 @@
 //! PROVENANT_BENCH_ROUNDS (default 20) rounds of PROVENANT_BENCH_BATCH (default 200).
 #![allow(clippy::as_conversions)] // bench arithmetic on counts and durations
 
+use provenant_base::clock::UnixSecs;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,13 @@ fn main() {
 
     let key_based = || {
         black_box(
-            verify_image_signature(black_box(&key_sig), DIGEST, &key_trust, 1_674_251_859).unwrap(),
+            verify_image_signature(
+                black_box(&key_sig),
+                DIGEST,
+                &key_trust,
+                UnixSecs(1_674_251_859),
+            )
+            .unwrap(),
         );
     };
     let keyless = || {
@@ -102,7 +109,7 @@ fn main() {
                 black_box(&keyless_sig),
                 DIGEST,
                 &keyless_trust,
-                1_674_247_893,
+                UnixSecs(1_674_247_893),
             )
             .unwrap(),
         );

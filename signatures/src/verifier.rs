@@ -11,6 +11,7 @@
 //! - the registry cannot be asked (unreachable, timeout, garbage, over-size,
 //!   5xx, ...): `Undecided` (unknown), never green and never red on a guess.
 
+use provenant_base::clock::{UnixNanos, UnixSecs};
 use std::path::Path;
 
 use evidence::verdict::ReasonCode;
@@ -58,15 +59,13 @@ pub enum ImageVerdict {
 }
 
 impl ImageVerdict {
-    /// The badge input for `policy::image::workload_badge`.
-    pub fn to_check(&self, now_unix: i64) -> ImageCheck {
+    /// The badge input for `policy::image::workload_badge`, verified at `now`.
+    pub fn to_check(&self, now: UnixNanos) -> ImageCheck {
         match self {
             ImageVerdict::Verified(v) => ImageCheck::Verified {
                 keyless: v.keyless,
                 signer: v.signer.clone(),
-                verified_at_ns: u64::try_from(now_unix)
-                    .unwrap_or(0)
-                    .saturating_mul(1_000_000_000),
+                verified_at_ns: now.get(),
             },
             ImageVerdict::NotCovered { repository } => ImageCheck::Refused {
                 code: ReasonCode::ImageNotCovered,
@@ -136,10 +135,10 @@ impl ImageVerifier {
     }
 
     /// Verifies `digest` (`sha256:<hex>`) in `repository` (`registry[:port]/path`) at
-    /// `now_unix`: the covering rule (longest scope), the signatures the registry
+    /// `now`: the covering rule (longest scope), the signatures the registry
     /// holds (cosign `.sig` tag and Sigstore-bundle referrers), the first that
     /// verifies.
-    pub async fn verify(&self, repository: &str, digest: &str, now_unix: i64) -> ImageVerdict {
+    pub async fn verify(&self, repository: &str, digest: &str, now: UnixSecs) -> ImageVerdict {
         let Some(index) = self
             .policy
             .rule_for(repository)
@@ -154,7 +153,7 @@ impl ImageVerifier {
         // referrers lookup (which many registries do not serve) would say.
         let legacy = self.client.find_legacy_signatures(repository, digest).await;
         if let Ok(sigs) = &legacy {
-            if let Ok(v) = verify_any(sigs, digest, trust, now_unix) {
+            if let Ok(v) = verify_any(sigs, digest, trust, now) {
                 return ImageVerdict::Verified(v);
             }
         }
@@ -170,13 +169,13 @@ impl ImageVerifier {
             Ok(mut all) => {
                 all.extend(referrers);
                 // Verified, or the most informative refusal over both kinds.
-                match verify_any(&all, digest, trust, now_unix) {
+                match verify_any(&all, digest, trust, now) {
                     Ok(v) => ImageVerdict::Verified(v),
                     Err(e) => ImageVerdict::Refused(e),
                 }
             }
             // Part of the answer is missing: only a verified referrer decides.
-            Err(e) => match verify_any(&referrers, digest, trust, now_unix) {
+            Err(e) => match verify_any(&referrers, digest, trust, now) {
                 Ok(v) => ImageVerdict::Verified(v),
                 Err(_) => ImageVerdict::Unavailable(e),
             },
@@ -184,9 +183,9 @@ impl ImageVerifier {
     }
 
     /// [`ImageVerifier::verify`] as a badge input.
-    pub async fn check(&self, repository: &str, digest: &str, now_unix: i64) -> ImageCheck {
-        self.verify(repository, digest, now_unix)
+    pub async fn check(&self, repository: &str, digest: &str, now: UnixNanos) -> ImageCheck {
+        self.verify(repository, digest, now.secs())
             .await
-            .to_check(now_unix)
+            .to_check(now)
     }
 }

@@ -2,6 +2,7 @@
 //! under the matching trust, and tampered or mis-signed ones do not.
 
 use evidence::verdict::ReasonCode;
+use provenant_base::clock::UnixSecs;
 use signatures::cosign::{ANNOTATION_CHAIN, ANNOTATION_SIGNATURE};
 use signatures::{
     encode_signature_file, parse_signature_file, verify_any, verify_image_signature,
@@ -97,7 +98,7 @@ fn key_signed_with_set_verifies() {
     let s = testsign()
         .sign_image_with_key(&key, REPO, &digest(), &CosignOptions::at(AT))
         .unwrap();
-    let v = verify_image_signature(&s, &digest(), &key_trust(&key, true), AT).unwrap();
+    let v = verify_image_signature(&s, &digest(), &key_trust(&key, true), UnixSecs(AT)).unwrap();
     assert!(!v.keyless);
     assert_eq!(v.signer, format!("key:{}", key.fingerprint()));
     assert_eq!(v.integrated_time, Some(AT));
@@ -106,7 +107,13 @@ fn key_signed_with_set_verifies() {
     let file = encode_signature_file(&s).unwrap();
     let parsed = parse_signature_file(&file).unwrap();
     assert_eq!(parsed, s);
-    verify_image_signature(&parsed, &digest(), &key_trust(&key, true), AT + 3600).unwrap();
+    verify_image_signature(
+        &parsed,
+        &digest(),
+        &key_trust(&key, true),
+        UnixSecs(AT + 3600),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -126,31 +133,34 @@ fn key_signed_failures() {
         )
         .unwrap();
     assert_eq!(
-        verify_image_signature(&no_set, &digest(), &key_trust(&key, true), AT)
+        verify_image_signature(&no_set, &digest(), &key_trust(&key, true), UnixSecs(AT))
             .unwrap_err()
             .kind(),
         "MissingRekorSet"
     );
-    verify_image_signature(&no_set, &digest(), &key_trust(&key, false), AT).unwrap();
+    verify_image_signature(&no_set, &digest(), &key_trust(&key, false), UnixSecs(AT)).unwrap();
     // Another key.
     let other = CosignKey::generate().unwrap();
     let s = t
         .sign_image_with_key(&other, REPO, &digest(), &CosignOptions::at(AT))
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &key_trust(&key, true), AT).unwrap_err();
+    let e =
+        verify_image_signature(&s, &digest(), &key_trust(&key, true), UnixSecs(AT)).unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
     // A SET forged with another Rekor key that claims the trusted log's ID.
     let forger = t.with_rekor_signing_key(&other.private_key_pem()).unwrap();
     let s = forger
         .sign_image_with_key(&key, REPO, &digest(), &CosignOptions::at(AT))
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &key_trust(&key, true), AT).unwrap_err();
+    let e =
+        verify_image_signature(&s, &digest(), &key_trust(&key, true), UnixSecs(AT)).unwrap_err();
     assert_eq!(e.kind(), "InvalidRekorSet");
     // Logged after `now`.
     let s = testsign()
         .sign_image_with_key(&key, REPO, &digest(), &CosignOptions::at(AT))
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &key_trust(&key, true), AT - 1).unwrap_err();
+    let e = verify_image_signature(&s, &digest(), &key_trust(&key, true), UnixSecs(AT - 1))
+        .unwrap_err();
     assert_eq!(e.kind(), "SignedAfterNow");
     // Another repository than the scope.
     let s = testsign()
@@ -161,14 +171,15 @@ fn key_signed_failures() {
             &CosignOptions::at(AT),
         )
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &key_trust(&key, true), AT).unwrap_err();
+    let e =
+        verify_image_signature(&s, &digest(), &key_trust(&key, true), UnixSecs(AT)).unwrap_err();
     assert_eq!(e.kind(), "ReferenceNotCovered");
     // Another digest.
     let e = verify_image_signature(
         &s,
         &format!("sha256:{}", "cd".repeat(32)),
         &key_trust(&key, true),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap_err();
     assert_eq!(e.reason_code(), ReasonCode::ImageDigestMismatch);
@@ -180,7 +191,7 @@ fn keyless_github_workflow_identity_verifies() {
         .sign_image_keyless(&identity(), REPO, &digest(), &CosignOptions::at(AT))
         .unwrap();
     for trust in [root_trust(gh_identity()), pem_trust(gh_identity())] {
-        let v = verify_image_signature(&s, &digest(), &trust, AT).unwrap();
+        let v = verify_image_signature(&s, &digest(), &trust, UnixSecs(AT)).unwrap();
         assert!(v.keyless);
         assert_eq!(v.signer, WORKFLOW);
         assert_eq!(
@@ -202,7 +213,7 @@ fn keyless_github_workflow_identity_verifies() {
         ),
         ..Default::default()
     };
-    verify_image_signature(&s, &digest(), &root_trust(re), AT).unwrap();
+    verify_image_signature(&s, &digest(), &root_trust(re), UnixSecs(AT)).unwrap();
 }
 
 #[test]
@@ -242,7 +253,7 @@ fn keyless_identity_mismatches() {
         ),
     ];
     for (what, id) in cases {
-        let e = verify_image_signature(&s, &digest(), &root_trust(id), AT).unwrap_err();
+        let e = verify_image_signature(&s, &digest(), &root_trust(id), UnixSecs(AT)).unwrap_err();
         assert_eq!(e.kind(), "IdentityMismatch", "{what}: {e}");
         assert_eq!(e.reason_code(), ReasonCode::ImageIdentityMismatch);
     }
@@ -252,7 +263,8 @@ fn keyless_identity_mismatches() {
     let s = t
         .sign_image_keyless(&self_hosted, REPO, &digest(), &CosignOptions::at(AT))
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
+    let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), UnixSecs(AT))
+        .unwrap_err();
     assert_eq!(e.kind(), "IdentityMismatch");
 }
 
@@ -272,8 +284,13 @@ fn keyless_certificate_validity_and_chain() {
                 },
             )
             .unwrap();
-        let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), AT + 5000)
-            .unwrap_err();
+        let e = verify_image_signature(
+            &s,
+            &digest(),
+            &root_trust(gh_identity()),
+            UnixSecs(AT + 5000),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), "CertificateNotValidAtSigningTime", "{e}");
     }
     // Before the TEST instance's window (2025-01-01): the trusted root's Rekor key is
@@ -282,9 +299,11 @@ fn keyless_certificate_validity_and_chain() {
     let s = t
         .sign_image_keyless(&identity(), REPO, &digest(), &CosignOptions::at(early))
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
+    let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), UnixSecs(AT))
+        .unwrap_err();
     assert_eq!(e.kind(), "InvalidRekorSet", "{e}");
-    let e = verify_image_signature(&s, &digest(), &pem_trust(gh_identity()), AT).unwrap_err();
+    let e =
+        verify_image_signature(&s, &digest(), &pem_trust(gh_identity()), UnixSecs(AT)).unwrap_err();
     assert_eq!(e.kind(), "CertificateNotValidAtSigningTime", "{e}");
     // No chain annotation: the trusted root holds the intermediate, the root-only
     // PEM does not.
@@ -299,8 +318,9 @@ fn keyless_certificate_validity_and_chain() {
             },
         )
         .unwrap();
-    verify_image_signature(&s, &digest(), &root_trust(gh_identity()), AT).unwrap();
-    let e = verify_image_signature(&s, &digest(), &pem_trust(gh_identity()), AT).unwrap_err();
+    verify_image_signature(&s, &digest(), &root_trust(gh_identity()), UnixSecs(AT)).unwrap();
+    let e =
+        verify_image_signature(&s, &digest(), &pem_trust(gh_identity()), UnixSecs(AT)).unwrap_err();
     assert_eq!(e.kind(), "CertificateChain");
     // No SET: keyless always requires one.
     let s = t
@@ -314,7 +334,8 @@ fn keyless_certificate_validity_and_chain() {
             },
         )
         .unwrap();
-    let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
+    let e = verify_image_signature(&s, &digest(), &root_trust(gh_identity()), UnixSecs(AT))
+        .unwrap_err();
     assert_eq!(e.kind(), "MissingRekorSet");
 }
 
@@ -353,7 +374,7 @@ fn keyless_tampering() {
         },
         &digest(),
         &root_trust(gh_identity()),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
@@ -367,7 +388,7 @@ fn keyless_tampering() {
         },
         &digest(),
         &root_trust(gh_identity()),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "MalformedCertificate");
@@ -379,9 +400,13 @@ fn keyless_tampering() {
             payload: p,
             annotations: annotations.clone(),
         };
-        assert!(
-            verify_image_signature(&forged, &digest(), &root_trust(gh_identity()), AT).is_err()
-        );
+        assert!(verify_image_signature(
+            &forged,
+            &digest(),
+            &root_trust(gh_identity()),
+            UnixSecs(AT)
+        )
+        .is_err());
     }
 }
 
@@ -391,7 +416,8 @@ fn bundles_for_the_referrer_path() {
     let b = t
         .sign_image_bundle(&identity(), REPO, &digest(), AT)
         .unwrap();
-    let v = verify_image_signature(&b, &digest(), &root_trust(gh_identity()), AT).unwrap();
+    let v =
+        verify_image_signature(&b, &digest(), &root_trust(gh_identity()), UnixSecs(AT)).unwrap();
     assert!(v.keyless);
     assert_eq!(v.signer, WORKFLOW);
     assert_eq!(v.docker_reference.as_deref(), Some(REPO));
@@ -407,7 +433,7 @@ fn bundles_for_the_referrer_path() {
         &b,
         &format!("sha256:{}", "cd".repeat(32)),
         &root_trust(gh_identity()),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap_err();
     assert_eq!(e.reason_code(), ReasonCode::ImageDigestMismatch, "{e}");
@@ -419,7 +445,7 @@ fn bundles_for_the_referrer_path() {
             source_ref: Some("refs/tags/v1".into()),
             ..gh_identity()
         }),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap_err();
     assert_eq!(e.reason_code(), ReasonCode::ImageIdentityMismatch, "{e}");
@@ -427,7 +453,8 @@ fn bundles_for_the_referrer_path() {
     let out = t
         .sign_image_bundle(&identity(), "127.0.0.1:5000/elsewhere/app", &digest(), AT)
         .unwrap();
-    let e = verify_image_signature(&out, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
+    let e = verify_image_signature(&out, &digest(), &root_trust(gh_identity()), UnixSecs(AT))
+        .unwrap_err();
     assert_eq!(e.kind(), "ReferenceNotCovered");
     // The same workflow's SBOM about the image is not a signature of it.
     let att = sigstore_testsign::Attestation::new(
@@ -439,14 +466,21 @@ fn bundles_for_the_referrer_path() {
         serde_json::json!({}),
     );
     let sbom = ImageSignature::Bundle(t.sign_attestation(&att, &identity(), AT).unwrap());
-    let e = verify_image_signature(&sbom, &digest(), &root_trust(gh_identity()), AT).unwrap_err();
+    let e = verify_image_signature(&sbom, &digest(), &root_trust(gh_identity()), UnixSecs(AT))
+        .unwrap_err();
     assert_eq!(e.kind(), "UnsupportedSignature", "{e}");
     assert!(e.to_string().contains("spdx"), "{e}");
     // Without a trusted_root.json, or under key trust: unsupported.
-    let e = verify_image_signature(&b, &digest(), &pem_trust(gh_identity()), AT).unwrap_err();
+    let e =
+        verify_image_signature(&b, &digest(), &pem_trust(gh_identity()), UnixSecs(AT)).unwrap_err();
     assert_eq!(e.kind(), "UnsupportedSignature");
-    let e = verify_image_signature(&b, &digest(), &key_trust(&CosignKey::test_key(), true), AT)
-        .unwrap_err();
+    let e = verify_image_signature(
+        &b,
+        &digest(),
+        &key_trust(&CosignKey::test_key(), true),
+        UnixSecs(AT),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), "UnsupportedSignature");
     // verify_any over a bad legacy signature and the bundle.
     let legacy_other_digest = t
@@ -461,7 +495,7 @@ fn bundles_for_the_referrer_path() {
         &[legacy_other_digest.clone(), b],
         &digest(),
         &root_trust(gh_identity()),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap();
     assert_eq!(v.signer, WORKFLOW);
@@ -469,7 +503,7 @@ fn bundles_for_the_referrer_path() {
         &[legacy_other_digest],
         &digest(),
         &root_trust(gh_identity()),
-        AT,
+        UnixSecs(AT),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "DigestMismatch");

@@ -1,6 +1,7 @@
 //! cosign legacy signatures from containers/image's fixtures (tests/data/cosign),
 //! verified at their Rekor integrated time, and everything that must not verify.
 
+use provenant_base::clock::UnixSecs;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -99,8 +100,13 @@ fn manifest_digest_is_the_signed_digest() {
 
 #[test]
 fn keyless_vector_verifies_at_its_integrated_time() {
-    let v =
-        verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &keyless_trust(), KEYLESS_TIME).unwrap();
+    let v = verify_image_signature(
+        &sig(KEYLESS_DIR),
+        DIGEST,
+        &keyless_trust(),
+        UnixSecs(KEYLESS_TIME),
+    )
+    .unwrap();
     assert!(v.keyless);
     assert_eq!(v.signer, EMAIL);
     assert_eq!(v.issuer.as_deref(), Some(ISSUER));
@@ -113,13 +119,20 @@ fn keyless_vector_verifies_at_its_integrated_time() {
     assert_eq!(v.source_repository, None);
     // Any later verification time works too: the certificate is checked at the
     // integrated time, not at `now`.
-    verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &keyless_trust(), 1_900_000_000).unwrap();
+    verify_image_signature(
+        &sig(KEYLESS_DIR),
+        DIGEST,
+        &keyless_trust(),
+        UnixSecs(1_900_000_000),
+    )
+    .unwrap();
 }
 
 #[test]
 fn key_vector_verifies_with_and_without_requiring_rekor() {
     for req in [true, false] {
-        let v = verify_image_signature(&sig(KEY_DIR), DIGEST, &key_trust(req), KEY_TIME).unwrap();
+        let v = verify_image_signature(&sig(KEY_DIR), DIGEST, &key_trust(req), UnixSecs(KEY_TIME))
+            .unwrap();
         assert!(!v.keyless);
         assert!(v.signer.starts_with("key:sha256:"), "{}", v.signer);
         assert_eq!(v.integrated_time, Some(KEY_TIME));
@@ -136,7 +149,8 @@ fn key_vector_verifies_with_and_without_requiring_rekor() {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap();
-    let v = verify_image_signature(&sig(KEY_DIR), DIGEST, &key_trust(true), KEY_TIME).unwrap();
+    let v = verify_image_signature(&sig(KEY_DIR), DIGEST, &key_trust(true), UnixSecs(KEY_TIME))
+        .unwrap();
     assert_eq!(
         v.signer,
         format!("key:sha256:{}", hex::encode(Sha256::digest(der)))
@@ -146,7 +160,8 @@ fn key_vector_verifies_with_and_without_requiring_rekor() {
 #[test]
 fn uppercase_digest_is_normalised() {
     let up = format!("sha256:{}", DIGEST[7..].to_ascii_uppercase());
-    let v = verify_image_signature(&sig(KEY_DIR), &up, &key_trust(true), KEY_TIME).unwrap();
+    let v =
+        verify_image_signature(&sig(KEY_DIR), &up, &key_trust(true), UnixSecs(KEY_TIME)).unwrap();
     assert_eq!(v.digest, DIGEST);
 }
 
@@ -161,7 +176,7 @@ fn wrong_identity_is_refused() {
             &sig(KEYLESS_DIR),
             DIGEST,
             &keyless_trust_with(keyless_identity(email, issuer)),
-            KEYLESS_TIME,
+            UnixSecs(KEYLESS_TIME),
         )
         .unwrap_err();
         assert_eq!(e.kind(), "IdentityMismatch", "{email} {issuer}: {e}");
@@ -177,14 +192,14 @@ fn wrong_identity_is_refused() {
         &sig(KEYLESS_DIR),
         DIGEST,
         &keyless_trust_with(re(r".*@redhat\.com")),
-        KEYLESS_TIME,
+        UnixSecs(KEYLESS_TIME),
     )
     .unwrap();
     let e = verify_image_signature(
         &sig(KEYLESS_DIR),
         DIGEST,
         &keyless_trust_with(re("mitr")),
-        KEYLESS_TIME,
+        UnixSecs(KEYLESS_TIME),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "IdentityMismatch");
@@ -196,7 +211,7 @@ fn wrong_identity_is_refused() {
             source_repository: Some("containers/image".into()),
             ..keyless_identity(EMAIL, ISSUER)
         }),
-        KEYLESS_TIME,
+        UnixSecs(KEYLESS_TIME),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "IdentityMismatch");
@@ -206,8 +221,13 @@ fn wrong_identity_is_refused() {
 fn wrong_key_or_wrong_trust_mode_is_refused() {
     // The keyless signature under the key rule, and a key rule with the Rekor key as
     // "cosign key".
-    let e = verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &key_trust(true), KEYLESS_TIME)
-        .unwrap_err();
+    let e = verify_image_signature(
+        &sig(KEYLESS_DIR),
+        DIGEST,
+        &key_trust(true),
+        UnixSecs(KEYLESS_TIME),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
     assert_eq!(e.reason_code(), ReasonCode::ImageSignatureInvalid);
     let other = ImageTrust::from_parts(ImageTrustParts {
@@ -217,10 +237,11 @@ fn wrong_key_or_wrong_trust_mode_is_refused() {
         ..Default::default()
     })
     .unwrap();
-    let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &other, KEY_TIME).unwrap_err();
+    let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &other, UnixSecs(KEY_TIME)).unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
     // The key-based signature under the keyless rule: no certificate.
-    let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &keyless_trust(), KEY_TIME).unwrap_err();
+    let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &keyless_trust(), UnixSecs(KEY_TIME))
+        .unwrap_err();
     assert_eq!(e.kind(), "MissingCertificate");
 }
 
@@ -231,7 +252,7 @@ fn wrong_digest_is_refused() {
         (sig(KEY_DIR), key_trust(true), KEY_TIME),
         (sig(KEYLESS_DIR), keyless_trust(), KEYLESS_TIME),
     ] {
-        let e = verify_image_signature(&s, &other, &t, at).unwrap_err();
+        let e = verify_image_signature(&s, &other, &t, UnixSecs(at)).unwrap_err();
         assert_eq!(e.kind(), "DigestMismatch", "{e}");
         assert_eq!(e.reason_code(), ReasonCode::ImageDigestMismatch);
         for bad in [
@@ -240,7 +261,7 @@ fn wrong_digest_is_refused() {
             "sha512:00",
             DIGEST.trim_start_matches("sha256:"),
         ] {
-            let e = verify_image_signature(&s, bad, &t, at).unwrap_err();
+            let e = verify_image_signature(&s, bad, &t, UnixSecs(at)).unwrap_err();
             assert_eq!(e.kind(), "InvalidDigest");
         }
     }
@@ -251,16 +272,17 @@ fn missing_set_is_refused_when_rekor_is_required() {
     let mut a = annotations(&sig(KEY_DIR));
     a.remove(ANNOTATION_BUNDLE);
     let s = with_annotations(&sig(KEY_DIR), a);
-    let e = verify_image_signature(&s, DIGEST, &key_trust(true), KEY_TIME).unwrap_err();
+    let e = verify_image_signature(&s, DIGEST, &key_trust(true), UnixSecs(KEY_TIME)).unwrap_err();
     assert_eq!(e.kind(), "MissingRekorSet");
     // Not required: the signature alone is enough, with no time claimed.
-    let v = verify_image_signature(&s, DIGEST, &key_trust(false), KEY_TIME).unwrap();
+    let v = verify_image_signature(&s, DIGEST, &key_trust(false), UnixSecs(KEY_TIME)).unwrap();
     assert_eq!(v.integrated_time, None);
     // Keyless always requires it.
     let mut a = annotations(&sig(KEYLESS_DIR));
     a.remove(ANNOTATION_BUNDLE);
     let s = with_annotations(&sig(KEYLESS_DIR), a);
-    let e = verify_image_signature(&s, DIGEST, &keyless_trust(), KEYLESS_TIME).unwrap_err();
+    let e =
+        verify_image_signature(&s, DIGEST, &keyless_trust(), UnixSecs(KEYLESS_TIME)).unwrap_err();
     assert_eq!(e.kind(), "MissingRekorSet");
 }
 
@@ -284,7 +306,7 @@ fn forged_set_is_refused() {
             &edit_set(&s, |b| b["Payload"]["integratedTime"] = (at + 1).into()),
             DIGEST,
             &trust,
-            at + 10,
+            UnixSecs(at + 10),
         )
         .unwrap_err();
         assert_eq!(e.kind(), "InvalidRekorSet", "{e}");
@@ -292,7 +314,7 @@ fn forged_set_is_refused() {
             &edit_set(&s, |b| b["Payload"]["logIndex"] = 1.into()),
             DIGEST,
             &trust,
-            at,
+            UnixSecs(at),
         )
         .unwrap_err();
         assert_eq!(e.kind(), "InvalidRekorSet");
@@ -305,30 +327,35 @@ fn forged_set_is_refused() {
             }),
             DIGEST,
             &trust,
-            at,
+            UnixSecs(at),
         )
         .unwrap_err();
         assert_eq!(e.kind(), "InvalidRekorSet");
         // The other vector's whole, valid entry: it records another signature.
         let mut a = annotations(&s);
         a.insert(ANNOTATION_BUNDLE.into(), other[ANNOTATION_BUNDLE].clone());
-        let e = verify_image_signature(&with_annotations(&s, a), DIGEST, &trust, at.max(KEY_TIME))
-            .unwrap_err();
+        let e = verify_image_signature(
+            &with_annotations(&s, a),
+            DIGEST,
+            &trust,
+            UnixSecs(at.max(KEY_TIME)),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), "RekorEntryMismatch", "{e}");
         // An unknown log.
         let e = verify_image_signature(
             &edit_set(&s, |b| b["Payload"]["logID"] = "00".repeat(32).into()),
             DIGEST,
             &trust,
-            at,
+            UnixSecs(at),
         )
         .unwrap_err();
         assert_eq!(e.kind(), "UnknownRekorLog");
         for garbage in ["", "{}", "null", "[1]", "{\"SignedEntryTimestamp\":1}"] {
             let mut a = annotations(&s);
             a.insert(ANNOTATION_BUNDLE.into(), garbage.into());
-            let e =
-                verify_image_signature(&with_annotations(&s, a), DIGEST, &trust, at).unwrap_err();
+            let e = verify_image_signature(&with_annotations(&s, a), DIGEST, &trust, UnixSecs(at))
+                .unwrap_err();
             assert_eq!(e.kind(), "InvalidRekorSet");
         }
     }
@@ -340,7 +367,7 @@ fn forged_set_is_refused() {
         ..Default::default()
     })
     .unwrap();
-    let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &t, KEY_TIME).unwrap_err();
+    let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &t, UnixSecs(KEY_TIME)).unwrap_err();
     assert_eq!(e.kind(), "UnknownRekorLog");
 }
 
@@ -351,16 +378,22 @@ fn verification_before_the_log_time_is_refused() {
         &sig(KEYLESS_DIR),
         DIGEST,
         &keyless_trust(),
-        KEYLESS_TIME - 1,
+        UnixSecs(KEYLESS_TIME - 1),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "SignedAfterNow");
-    let e =
-        verify_image_signature(&sig(KEY_DIR), DIGEST, &key_trust(true), KEY_TIME - 1).unwrap_err();
+    let e = verify_image_signature(
+        &sig(KEY_DIR),
+        DIGEST,
+        &key_trust(true),
+        UnixSecs(KEY_TIME - 1),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), "SignedAfterNow");
     // (Certificates outside their validity at the integrated time: see
     // cosign_testsign.rs, which can sign such entries.)
-    let e = verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &keyless_trust(), -5).unwrap_err();
+    let e = verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &keyless_trust(), UnixSecs(-5))
+        .unwrap_err();
     assert_eq!(e.kind(), "SignedAfterNow");
 }
 
@@ -380,7 +413,8 @@ fn wrong_fulcio_root_is_refused() {
         ..Default::default()
     })
     .unwrap();
-    let e = verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &t, KEYLESS_TIME).unwrap_err();
+    let e =
+        verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &t, UnixSecs(KEYLESS_TIME)).unwrap_err();
     assert_eq!(e.kind(), "CertificateChain", "{e}");
     assert!(ImageTrust::from_parts(ImageTrustParts {
         keyless: Some(keyless_identity(EMAIL, ISSUER)),
@@ -409,13 +443,14 @@ fn tampered_payload_or_signature_is_refused() {
         payload: other.into_bytes(),
         annotations: annotations.clone(),
     };
-    let e = verify_image_signature(&forged, DIGEST, &key_trust(true), KEY_TIME).unwrap_err();
+    let e =
+        verify_image_signature(&forged, DIGEST, &key_trust(true), UnixSecs(KEY_TIME)).unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
     let e = verify_image_signature(
         &forged,
         &format!("sha256:{}", "11".repeat(32)),
         &key_trust(true),
-        KEY_TIME,
+        UnixSecs(KEY_TIME),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
@@ -430,9 +465,13 @@ fn tampered_payload_or_signature_is_refused() {
                 a.insert(ANNOTATION_SIGNATURE.into(), v.into());
             }
         }
-        let e =
-            verify_image_signature(&with_annotations(&s, a), DIGEST, &key_trust(true), KEY_TIME)
-                .unwrap_err();
+        let e = verify_image_signature(
+            &with_annotations(&s, a),
+            DIGEST,
+            &key_trust(true),
+            UnixSecs(KEY_TIME),
+        )
+        .unwrap_err();
         assert!(
             ["MissingSignature", "MalformedSignature", "InvalidSignature"].contains(&e.kind()),
             "{e}"
@@ -449,7 +488,7 @@ fn tampered_payload_or_signature_is_refused() {
         &with_annotations(&k, a),
         DIGEST,
         &keyless_trust(),
-        KEYLESS_TIME,
+        UnixSecs(KEYLESS_TIME),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "MalformedCertificate");
@@ -476,14 +515,15 @@ fn scope_limits_the_signed_reference() {
         "192.168.64.2:5000/cosign-signed/key-1",
         "192.168.64.2:5000",
     ] {
-        verify_image_signature(&sig(KEY_DIR), DIGEST, &scoped(ok), KEY_TIME).unwrap();
+        verify_image_signature(&sig(KEY_DIR), DIGEST, &scoped(ok), UnixSecs(KEY_TIME)).unwrap();
     }
     for bad in [
         "192.168.64.2:5000/cosign-signed/key",
         "192.168.64.2:5000/cosign-signed/key-1/sub",
         "ghcr.io/provenant",
     ] {
-        let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &scoped(bad), KEY_TIME).unwrap_err();
+        let e = verify_image_signature(&sig(KEY_DIR), DIGEST, &scoped(bad), UnixSecs(KEY_TIME))
+            .unwrap_err();
         assert_eq!(e.kind(), "ReferenceNotCovered", "{bad}");
         assert_eq!(e.reason_code(), ReasonCode::ImageIdentityMismatch);
     }
@@ -492,17 +532,29 @@ fn scope_limits_the_signed_reference() {
 #[test]
 fn verify_any_picks_the_valid_or_the_most_informative() {
     let t = key_trust(true);
-    let e = verify_any(&[], DIGEST, &t, KEY_TIME).unwrap_err();
+    let e = verify_any(&[], DIGEST, &t, UnixSecs(KEY_TIME)).unwrap_err();
     assert!(matches!(e, ImageSigError::Unsigned));
     assert_eq!(e.reason_code(), ReasonCode::ImageUnsigned);
     // The keyless one fails (wrong key), the key one verifies.
-    let v = verify_any(&[sig(KEYLESS_DIR), sig(KEY_DIR)], DIGEST, &t, KEY_TIME).unwrap();
+    let v = verify_any(
+        &[sig(KEYLESS_DIR), sig(KEY_DIR)],
+        DIGEST,
+        &t,
+        UnixSecs(KEY_TIME),
+    )
+    .unwrap();
     assert!(!v.keyless);
     // Wrong digest for the valid one beats a broken signature.
     let other = format!("sha256:{}", "00".repeat(32));
-    let e = verify_any(&[sig(KEYLESS_DIR), sig(KEY_DIR)], &other, &t, KEY_TIME).unwrap_err();
+    let e = verify_any(
+        &[sig(KEYLESS_DIR), sig(KEY_DIR)],
+        &other,
+        &t,
+        UnixSecs(KEY_TIME),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), "DigestMismatch");
-    let e = verify_any(&[sig(KEYLESS_DIR)], DIGEST, &t, KEY_TIME).unwrap_err();
+    let e = verify_any(&[sig(KEYLESS_DIR)], DIGEST, &t, UnixSecs(KEY_TIME)).unwrap_err();
     assert_eq!(e.kind(), "InvalidSignature");
 }
 
@@ -571,7 +623,7 @@ fn truncations_and_byte_flips_never_verify() {
                 if strip_chain(&s) == strip_chain(&original) {
                     return;
                 }
-                if let Ok(v) = verify_image_signature(&s, DIGEST, &trust, at) {
+                if let Ok(v) = verify_image_signature(&s, DIGEST, &trust, UnixSecs(at)) {
                     panic!("{d}: {what} verified: {v:?}");
                 }
             }
@@ -603,7 +655,7 @@ rekor_key = "rekor.pub"
     let t = ImageTrust::load(&rule, &dir()).unwrap();
     assert!(!t.is_keyless());
     assert!(t.requires_rekor());
-    verify_image_signature(&sig(KEY_DIR), DIGEST, &t, KEY_TIME).unwrap();
+    verify_image_signature(&sig(KEY_DIR), DIGEST, &t, UnixSecs(KEY_TIME)).unwrap();
 
     let rule: policy::image::ImageRule = toml::from_str(
         r#"
@@ -618,7 +670,7 @@ subject_email = "mitr@redhat.com"
     .unwrap();
     let t = ImageTrust::load(&rule, &dir()).unwrap();
     assert!(t.is_keyless());
-    verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &t, KEYLESS_TIME).unwrap();
+    verify_image_signature(&sig(KEYLESS_DIR), DIGEST, &t, UnixSecs(KEYLESS_TIME)).unwrap();
 
     let missing: policy::image::ImageRule =
         toml::from_str("scope = \"x/y\"\nkeys = [\"nope.pub\"]\nrequire_rekor = false").unwrap();
@@ -736,7 +788,7 @@ fn test_signer_matches_cosigns_byte_format() {
                 &sigstore_testsign::cosign::CosignOptions::at(KEY_TIME),
             )
             .unwrap();
-        match verify_image_signature(&s, DIGEST, &trust, KEY_TIME) {
+        match verify_image_signature(&s, DIGEST, &trust, UnixSecs(KEY_TIME)) {
             Ok(_) => assert_eq!(want, "ok", "{p}"),
             Err(e) => assert_eq!(e.kind(), want, "{p}: {e}"),
         }

@@ -2,6 +2,7 @@
 //! offline at their recorded times, and tampered copies of them refused with typed
 //! errors: each check this crate claims fails when its input is tampered with.
 
+use provenant_base::clock::UnixSecs;
 use std::path::PathBuf;
 
 use base64::Engine as _;
@@ -36,11 +37,11 @@ fn root_2025() -> TrustRoot {
 }
 
 const REUSABLE: &str = "reusable-workflow-attestation.sigstore.json";
-const REUSABLE_AT: u64 = 1716578064;
+const REUSABLE_AT: UnixSecs = UnixSecs(1716578064);
 const REUSABLE_DIGEST: &str =
     "sha256:49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25";
 const JS: &str = "sigstore-js-2.1.0-bundle.json";
-const JS_AT: u64 = 1693323623;
+const JS_AT: UnixSecs = UnixSecs(1693323623);
 
 fn repo_policy(repo: &str) -> IdentityPolicy {
     IdentityPolicy::builder()
@@ -125,8 +126,14 @@ fn every_valid_vector_verifies_under_each_listed_root() {
                 .build()
                 .unwrap();
             for artifact in [Artifact::Digest(&digest), Artifact::StatementSubjects] {
-                let v = verify_bundle(&bundle, artifact, &root, &policy, at)
-                    .unwrap_or_else(|e| panic!("{name} under {root_path}: {e} ({})", e.kind()));
+                let v = verify_bundle(
+                    &bundle,
+                    artifact,
+                    &root,
+                    &policy,
+                    UnixSecs::from_unsigned(at),
+                )
+                .unwrap_or_else(|e| panic!("{name} under {root_path}: {e} ({})", e.kind()));
                 assert_eq!(v.media_type(), want["mediaType"]);
                 assert_eq!(v.san(), cert["san"][0]);
                 assert_eq!(v.issuer(), cert["oidc_issuer"]);
@@ -310,7 +317,7 @@ fn negative_vectors_are_refused() {
             Artifact::StatementSubjects,
             &root(root_name),
             &policy,
-            1_700_000_000,
+            UnixSecs(1_700_000_000),
         )
         .unwrap_err();
         // This DSSE envelope carries a `text/plain` payload (its signature also
@@ -355,7 +362,7 @@ fn signed_after_now_is_refused() {
         Artifact::Digest(&d),
         &root_2025(),
         &repo_policy("malancas/attest-demo"),
-        REUSABLE_AT - 1,
+        UnixSecs(REUSABLE_AT.get() - 1),
     )
     .unwrap_err();
     assert_eq!(e.kind(), "SignedAfterNow", "{e}");
@@ -400,7 +407,7 @@ fn tampered_integrated_time_is_refused() {
     // Moving the signing time outside the certificate's 10-minute window: the SET
     // covers integratedTime, so the forged time is refused before it could be used.
     let b = tampered(REUSABLE, |v| {
-        tlog(v)["integratedTime"] = Value::String((REUSABLE_AT + 3600).to_string());
+        tlog(v)["integratedTime"] = Value::String((REUSABLE_AT.get() + 3600).to_string());
     });
     assert_kind(
         verify_reusable(&b),

@@ -227,7 +227,7 @@ async fn deliver_outbox(
     urls: Arc<Vec<String>>,
 ) {
     loop {
-        let now = clock.now_ns();
+        let now = clock.now();
         let due = match store.outbox_due(now, OUTBOX_BATCH).await {
             Ok(d) => d,
             Err(e) => {
@@ -257,9 +257,7 @@ async fn deliver_outbox(
                 for (url, why) in &failed {
                     tracing::warn!(webhook = %url, alert = %item.alert.id, attempts, retry_in_s = delay.as_secs(), error = %why, "webhook delivery failed; will retry");
                 }
-                let next = clock
-                    .now_ns()
-                    .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX));
+                let next = clock.now().saturating_add(delay);
                 store
                     .outbox_retry(&item.alert.id, &delivered, attempts, next)
                     .await
@@ -343,7 +341,7 @@ mod tests {
         let tasks = Tasks::default();
         let clock: Arc<dyn Clock> = Arc::new(provenant_base::clock::SystemClock);
         let sink = AlertSink::new(None, vec![url], store.clone(), clock.clone(), &tasks).unwrap();
-        let now = clock.now_ns();
+        let now = clock.now();
         let a = vec![
             Alert::new(now, "node-1", AlertKind::Blinded, "x"),
             Alert::new(now, "node-1", AlertKind::Recovered, "y"),

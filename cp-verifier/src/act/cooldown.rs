@@ -2,7 +2,8 @@
 //! at most once per `alert_cooldown`.
 
 use crate::model::{Alert, AlertKind};
-use crate::plane::{ns, ControlPlane};
+use crate::plane::ControlPlane;
+use provenant_base::clock::UnixNanos;
 
 /// Upper bound on remembered alert cooldowns; past it the table is cleared (at worst
 /// a repeated alert is raised early).
@@ -20,14 +21,14 @@ impl ControlPlane {
         }
     }
 
-    pub(crate) fn cooldown_passed(&self, agent_id: &str, kind: AlertKind, now: u64) -> bool {
+    pub(crate) fn cooldown_passed(&self, agent_id: &str, kind: AlertKind, now: UnixNanos) -> bool {
         let mut c = self.cooldowns.lock().unwrap_or_else(|e| e.into_inner());
         if c.len() > MAX_COOLDOWNS {
             c.clear();
         }
         let key = (agent_id.to_string(), kind);
         match c.get(&key) {
-            Some(&t) if now.saturating_sub(t) < ns(self.cfg.alert_cooldown) => false,
+            Some(&t) if now.since(t) < self.cfg.alert_cooldown => false,
             _ => {
                 c.insert(key, now);
                 true
@@ -39,7 +40,7 @@ impl ControlPlane {
         &self,
         agent_id: &str,
         kind: AlertKind,
-        now: u64,
+        now: UnixNanos,
         detail: &str,
     ) {
         if !self.cooldown_passed(agent_id, kind, now) {

@@ -11,6 +11,7 @@ use crate::model::{Alert, AlertKind};
 use crate::plane::{store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
 use evidence::{Digest32, Tier};
+use provenant_base::clock::UnixNanos;
 use serde::Deserialize;
 
 /// Body of `POST /api/v1/agents/{id}/expect`.
@@ -93,10 +94,10 @@ impl ControlPlane {
     pub(crate) async fn operator_edit(
         &self,
         id: &str,
-        mut change: impl FnMut(&AgentRecord, u64) -> Option<(AgentRecord, Vec<Alert>)>,
+        mut change: impl FnMut(&AgentRecord, UnixNanos) -> Option<(AgentRecord, Vec<Alert>)>,
     ) -> Result<AgentView, ApiError> {
         for _ in 0..3 {
-            let now = self.now_ns();
+            let now = self.now();
             let Some(rec) = self.load(id, true).await? else {
                 return Err(ApiError::NotFound(format!("no agent {id:?}")));
             };

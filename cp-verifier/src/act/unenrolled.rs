@@ -4,9 +4,9 @@
 
 use crate::http::error::ApiError;
 use crate::model::{Alert, AlertKind};
-use crate::plane::{ns, ControlPlane};
+use crate::plane::ControlPlane;
+use provenant_base::clock::UnixNanos;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// Sources whose unenrolled registrations are aggregated at most; past it new sources
 /// share one bucket (still one alert per window).
@@ -21,7 +21,7 @@ pub(crate) const OTHER_SOURCES: &str = "(other sources)";
 /// Unenrolled registrations from one source in the current alert window.
 #[derive(Debug, Clone)]
 pub(crate) struct SourceWindow {
-    start_ns: u64,
+    start: UnixNanos,
     /// Attempts since the window's alert, not yet reported.
     suppressed: u64,
     /// A few of the agent ids those attempts claimed.
@@ -48,10 +48,10 @@ impl ControlPlane {
         &self,
         source: &str,
         agent_id: &str,
-        now: u64,
+        now: UnixNanos,
         e: &ApiError,
     ) {
-        let cooldown = ns(self.cfg.alert_cooldown);
+        let cooldown = self.cfg.alert_cooldown;
         let alert = {
             let mut m = self.unenrolled.lock().unwrap_or_else(|e| e.into_inner());
             let key = if m.len() >= MAX_UNENROLLED_SOURCES && !m.contains_key(source) {
@@ -60,7 +60,7 @@ impl ControlPlane {
                 source
             };
             match m.get_mut(key) {
-                Some(w) if now.saturating_sub(w.start_ns) < cooldown => {
+                Some(w) if now.since(w.start) < cooldown => {
                     w.suppressed = w.suppressed.saturating_add(1);
                     if w.sample.len() < UNENROLLED_SAMPLE && !w.sample.iter().any(|s| s == agent_id)
                     {
@@ -72,7 +72,7 @@ impl ControlPlane {
                     m.insert(
                         key.to_string(),
                         SourceWindow {
-                            start_ns: now,
+                            start: now,
                             suppressed: 0,
                             sample: Vec::new(),
                         },
@@ -96,13 +96,13 @@ impl ControlPlane {
 
     /// Closes the unenrolled-registration windows that ended by `now`: one summary
     /// alert for each that counted attempts (which opens the next window).
-    pub(crate) async fn flush_unenrolled(&self, now: u64) {
-        let cooldown = ns(self.cfg.alert_cooldown);
+    pub(crate) async fn flush_unenrolled(&self, now: UnixNanos) {
+        let cooldown = self.cfg.alert_cooldown;
         let mut alerts = Vec::new();
         {
             let mut m = self.unenrolled.lock().unwrap_or_else(|e| e.into_inner());
             m.retain(|source, w| {
-                if now.saturating_sub(w.start_ns) < cooldown {
+                if now.since(w.start) < cooldown {
                     return true;
                 }
                 if w.suppressed == 0 {
@@ -115,12 +115,12 @@ impl ControlPlane {
                     format!(
                         "{} more unenrolled registration(s) from {source} in the last {:.0}s, claiming e.g. {}",
                         w.suppressed,
-                        Duration::from_nanos(now.saturating_sub(w.start_ns)).as_secs_f64(),
+                        now.since(w.start).as_secs_f64(),
                         w.sample.join(", ")
                     ),
                 ));
                 *w = SourceWindow {
-                    start_ns: now,
+                    start: now,
                     suppressed: 0,
                     sample: Vec::new()};
                 true

@@ -21,6 +21,7 @@
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;
 use evidence::tdx::{Quote, QuoteError};
+use provenant_base::clock::UnixSecs;
 
 /// Largest collateral JSON accepted (real collateral with CRLs is 15–20 KiB).
 pub const MAX_COLLATERAL_BYTES: usize = 1024 * 1024;
@@ -152,12 +153,12 @@ pub fn parse_collateral(json: &[u8]) -> Result<QuoteCollateralV3, QuoteVerifyErr
     serde_json::from_slice(json).map_err(|e| QuoteVerifyError::Collateral(e.to_string()))
 }
 
-/// Verifies `raw` against `collateral` at `now_secs` (Unix seconds). `root_ca_der`
+/// Verifies `raw` against `collateral` at `now`. `root_ca_der`
 /// overrides Intel's root; pass `None` in production.
 pub fn verify_quote(
     raw: &[u8],
     collateral: &QuoteCollateralV3,
-    now_secs: u64,
+    now: UnixSecs,
     root_ca_der: Option<&[u8]>,
 ) -> Result<VerifiedQuote, QuoteVerifyError> {
     let quote = Quote::parse(raw)?;
@@ -180,20 +181,22 @@ pub fn verify_quote(
         Some(der) => QuoteVerifier::new(der.to_vec()),
         None => QuoteVerifier::new_prod(),
     };
-    let report = verifier.verify(raw, collateral, now_secs).map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("No matching TCB level") {
-            QuoteVerifyError::NoMatchingTcbLevel
-        } else {
-            QuoteVerifyError::Verification(msg)
-        }
-    })?;
+    let report = verifier
+        .verify(raw, collateral, now.unsigned())
+        .map_err(|e| {
+            let msg = format!("{e:#}");
+            if msg.contains("No matching TCB level") {
+                QuoteVerifyError::NoMatchingTcbLevel
+            } else {
+                QuoteVerifyError::Verification(msg)
+            }
+        })?;
     cross_check(&quote, &report.report)?;
     Ok(VerifiedQuote {
         quote,
         tcb_status: TcbStatus::parse(&report.status),
         advisory_ids: report.advisory_ids,
-        verified_at: now_secs,
+        verified_at: now.unsigned(),
     })
 }
 
@@ -280,11 +283,11 @@ fn verify_raw_sig(
 
 /// Checks the quote signature, the QE report signature by the PCK leaf, the QE report's
 /// binding of the attestation key, and the PCK chain up to `root_ca_der` (Intel's by
-/// default), each certificate valid at `now_secs`. Collateral checks (TCB status,
+/// default), each certificate valid at `now`. Collateral checks (TCB status,
 /// CRLs) need [`verify_quote`].
 pub fn verify_signatures(
     raw: &[u8],
-    now_secs: u64,
+    now: UnixSecs,
     root_ca_der: Option<&[u8]>,
 ) -> Result<SignedQuote, QuoteVerifyError> {
     use sha2::{Digest, Sha256};
@@ -315,6 +318,7 @@ pub fn verify_signatures(
 
     // 3. PCK chain, leaf first, to the root.
     let chain = pck_chain(&quote, root_ca_der)?;
+    let now_secs = now.unsigned();
     let now = std::time::Duration::from_secs(now_secs);
     let mut pck_not_after = u64::MAX;
     for (i, cert) in chain.iter().enumerate() {

@@ -19,6 +19,7 @@ use evidence::eventlog::{self, EventLogState};
 use evidence::tdx::TdReport;
 use policy::tdx::{evaluate_tdx, TdxFacts, TdxPolicy};
 use policy::{Reason, ReasonCode, Status};
+use provenant_base::clock::{UnixNanos, UnixSecs};
 
 use crate::attest::collateral::{
     quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig, SharedCache,
@@ -107,16 +108,15 @@ pub fn check_event_log_matches(
     Ok(())
 }
 
-/// The reasons `a` gives at `now_ns` because it aged: collateral past `nextUpdate`,
+/// The reasons `a` gives at `now` because it aged: collateral past `nextUpdate`,
 /// PCK past `notAfter`, a quote older than `3 x requote_interval`, provenance not
 /// confirmed again. The verdict adds them to the stored ones on every evaluation.
-pub fn age_reasons(a: &TdxAttestation, now_ns: u64, policy: &policy::TrustPolicy) -> Vec<Reason> {
-    policy::tdx::age_reasons(
-        &policy.tdx,
-        policy.requote_interval,
-        &a.age(),
-        now_ns / 1_000_000_000,
-    )
+pub fn age_reasons(
+    a: &TdxAttestation,
+    now: UnixNanos,
+    policy: &policy::TrustPolicy,
+) -> Vec<Reason> {
+    policy::tdx::age_reasons(&policy.tdx, policy.requote_interval, &a.age(), now.secs())
 }
 
 /// What DCAP (and provenance) established about a quote.
@@ -231,15 +231,15 @@ impl TdxVerifier {
     }
 
     /// Verifies a quote bound to a report whose binding is `expected_report_data`,
-    /// with the agent's RTMR3 event log, at `now_ns`.
+    /// with the agent's RTMR3 event log, at `now`.
     pub async fn verify_quote<'a>(
         &self,
         raw: &[u8],
         event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
-        now_ns: u64,
+        now: UnixNanos,
     ) -> Result<TdxAttestation, AttestError> {
-        let c = self.check_quote(raw, now_ns / 1_000_000_000).await?;
+        let c = self.check_quote(raw, now.secs()).await?;
         let facts = Facts {
             body: &c.verified.quote().body,
             tcb_status: Some(c.verified.tcb_status().as_str().to_string()),
@@ -249,7 +249,7 @@ impl TdxVerifier {
             rtmrs_attested: self.rtmrs_attested(c.provenance.is_some()),
             provenance: c.provenance.clone(),
         };
-        let mut a = self.judge(facts, event_log, expected_report_data, now_ns)?;
+        let mut a = self.judge(facts, event_log, expected_report_data, now)?;
         use base64::Engine;
         a.freshness = TdxFreshness {
             collateral_next_update: Some(c.collateral_next_update),
@@ -268,14 +268,14 @@ impl TdxVerifier {
         }
     }
 
-    /// DCAP verification of `raw` at `now_secs` against the current collateral, then
+    /// DCAP verification of `raw` at `now` against the current collateral, then
     /// build provenance of its MRTD.
-    async fn check_quote(&self, raw: &[u8], now_secs: u64) -> Result<Checked, AttestError> {
+    async fn check_quote(&self, raw: &[u8], now: UnixSecs) -> Result<Checked, AttestError> {
         let root = self.root_ca_der.as_deref();
         // Our own check of the signatures and the PCK chain first: it also gives the
         // FMSPC and PCK CA that select the collateral. dcap-qvl then checks it all
         // again, with the collateral.
-        let signed = verify_signatures(raw, now_secs, root).map_err(quote_error)?;
+        let signed = verify_signatures(raw, now, root).map_err(quote_error)?;
         // The body is now known to come from a genuine QE. A debuggable TD is refused
         // here with its own reason: dcap-qvl would refuse it too, but only as a generic
         // verification failure.
@@ -290,7 +290,7 @@ impl TdxVerifier {
             .map_err(|e| AttestError::refused("QuoteVerificationFailed", e.to_string()))?;
         let collateral = match &self.collateral {
             Some(s) => s
-                .get(fmspc, ca, now_secs)
+                .get(fmspc, ca, now)
                 .await
                 .map_err(|e| AttestError::unavailable("CollateralUnavailable", e.to_string()))?,
             None => {
@@ -302,7 +302,7 @@ impl TdxVerifier {
             }
         };
         let verified =
-            verify_quote(raw, collateral.collateral(), now_secs, root).map_err(quote_error)?;
+            verify_quote(raw, collateral.collateral(), now, root).map_err(quote_error)?;
         let body = &verified.quote().body;
         let provenance = match &self.provenance {
             Some(p) => {
@@ -312,7 +312,7 @@ impl TdxVerifier {
                     body.rtmrs[2].0,
                     body.rtmrs[3].0,
                 ];
-                Some(p.check(&body.mrtd.0, &rtmrs, now_secs).await?)
+                Some(p.check(&body.mrtd.0, &rtmrs, now).await?)
             }
             None => None,
         };
@@ -325,7 +325,7 @@ impl TdxVerifier {
         })
     }
 
-    /// Verifies the quote kept in `a` again at `now_ns`, against the collateral (and
+    /// Verifies the quote kept in `a` again at `now`, against the collateral (and
     /// provenance) current then, and returns the attestation updated: TCB status,
     /// advisories, dates, provenance, and the TCB status's reason under the policy.
     /// A quote that is now refused (revoked, no matching TCB level, MRTD no longer
@@ -335,7 +335,7 @@ impl TdxVerifier {
     pub async fn reattest(
         &self,
         a: &TdxAttestation,
-        now_ns: u64,
+        now: UnixNanos,
     ) -> Result<TdxAttestation, AttestError> {
         use base64::Engine;
         let b64 = a
@@ -348,14 +348,14 @@ impl TdxVerifier {
             .decode(b64)
             .map_err(|e| AttestError::Internal(format!("stored quote: {e}")))?;
         let mut next = a.clone();
-        next.freshness.reattest_tried_ns = Some(now_ns);
-        let outcome = self.check_quote(&raw, now_ns / 1_000_000_000).await;
+        next.freshness.reattest_tried_ns = Some(now.get());
+        let outcome = self.check_quote(&raw, now.secs()).await;
         next.reasons
             .retain(|r| !matches!(r.code, ReasonCode::TcbStatus | ReasonCode::ReattestRefused));
         match outcome {
             Err(e) if e.undecided() => return Err(e),
             Err(e) => {
-                next.freshness.reattested_at_ns = Some(now_ns);
+                next.freshness.reattested_at_ns = Some(now.get());
                 next.reasons.push(Reason {
                 code: ReasonCode::ReattestRefused,
                 status: Status::Fail,
@@ -385,7 +385,7 @@ impl TdxVerifier {
                 next.provenance = c.provenance.or(next.provenance);
                 next.freshness.collateral_next_update = Some(c.collateral_next_update);
                 next.freshness.pck_not_after = Some(c.pck_not_after);
-                next.freshness.reattested_at_ns = Some(now_ns);
+                next.freshness.reattested_at_ns = Some(now.get());
             }
         }
         next.freshness.reattest_error = None;
@@ -399,7 +399,7 @@ impl TdxVerifier {
         raw: &[u8],
         event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
-        now_ns: u64,
+        now: UnixNanos,
     ) -> Result<TdxAttestation, AttestError> {
         let body = evidence::tdreport::parse_tdreport(raw)
             .map_err(|e| AttestError::refused("MalformedQuote", format!("TDREPORT: {e}")))?;
@@ -412,7 +412,7 @@ impl TdxVerifier {
             rtmrs_attested: [false; 3],
             provenance: None,
         };
-        self.judge(facts, event_log, expected_report_data, now_ns)
+        self.judge(facts, event_log, expected_report_data, now)
     }
 
     fn judge<'a>(
@@ -420,7 +420,7 @@ impl TdxVerifier {
         f: Facts<'_>,
         event_log: impl Into<EventLogInput<'a>>,
         expected_report_data: [u8; 64],
-        now_ns: u64,
+        now: UnixNanos,
     ) -> Result<TdxAttestation, AttestError> {
         let input: EventLogInput<'a> = event_log.into();
         let from = input.from.unwrap_or(0);
@@ -496,7 +496,7 @@ impl TdxVerifier {
             td_attributes: b.td_attributes,
             event_log_events: usize::try_from(state.count).unwrap_or(usize::MAX),
             event_log_bound: usize::try_from(state.bound).unwrap_or(usize::MAX),
-            verified_at_ns: now_ns,
+            verified_at_ns: now.get(),
             provenance: f.provenance,
             reasons: verdict.reasons,
             freshness: TdxFreshness::default(),

@@ -6,8 +6,9 @@
 use crate::act::cooldown::MAX_COOLDOWNS;
 use crate::http::error::ApiError;
 use crate::model::{Alert, AlertKind};
-use crate::plane::{ns, store_err, ControlPlane};
+use crate::plane::{store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
+use provenant_base::clock::UnixNanos;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -48,7 +49,7 @@ impl ControlPlane {
     /// Marks agents with no valid pulse for `missed_heartbeats` intervals as blinded
     /// and prunes expired challenges and old nonces. Returns how many were blinded.
     pub async fn sweep(&self) -> Result<usize, ApiError> {
-        let now = self.now_ns();
+        let now = self.now();
         let mut blinded = 0;
         let mut failed = None;
         self.load_revocations().await?;
@@ -87,9 +88,9 @@ impl ControlPlane {
             if rec.blinded || !self.revocation_reasons(&rec, now).is_empty() {
                 continue;
             }
-            let window = ns(Duration::from_millis(rec.heartbeat_interval_ms))
-                .saturating_mul(u64::from(self.cfg.policy.missed_heartbeats));
-            let silent = now.saturating_sub(self.last_alive_ns(&rec));
+            let window = Duration::from_millis(rec.heartbeat_interval_ms)
+                .saturating_mul(self.cfg.policy.missed_heartbeats);
+            let silent = now.since(self.last_alive(&rec));
             if silent <= window {
                 continue;
             }
@@ -98,7 +99,7 @@ impl ControlPlane {
             next.version = rec.version + 1;
             let detail = format!(
                 "no valid pulse for {:.1}s ({} missed heartbeats of {} ms): agent killed, blocked or blinded",
-                Duration::from_nanos(silent).as_secs_f64(),
+                silent.as_secs_f64(),
                 self.cfg.policy.missed_heartbeats,
                 rec.heartbeat_interval_ms
             );
@@ -124,13 +125,13 @@ impl ControlPlane {
         }
         // Pulses older than the skew window are refused on time anyway, and any replay
         // of them also fails the sequence check, so their nonces need not be kept.
-        let cutoff = now.saturating_sub(ns(self.cfg.max_clock_skew).saturating_mul(4));
+        let cutoff = now.saturating_sub(self.cfg.max_clock_skew.saturating_mul(4));
         self.store.prune(now, cutoff).await.map_err(store_err)?;
         self.flush_unenrolled(now).await;
         // Alert retention (their pending webhook deliveries go with them).
-        let before = now.saturating_sub(ns(self.cfg.alert_retention));
+        let before = now.saturating_sub(self.cfg.alert_retention);
         self.store.prune_alerts(before).await.map_err(store_err)?;
-        self.last_sweep_ns.store(now, Ordering::SeqCst);
+        self.last_sweep_ns.store(now.get(), Ordering::SeqCst);
         self.reattest(now).await;
         match failed {
             Some(e) => Err(store_err(e)),
@@ -145,21 +146,22 @@ impl ControlPlane {
     /// evidence's standing changed. When the verifier cannot decide (collateral or
     /// provenance unavailable) the old evidence is kept, to age, and the failure is
     /// logged and recorded on it. Returns how many agents were re-attested.
-    pub async fn reattest(&self, now: u64) -> usize {
-        let every = ns(self.cfg.tdx.reattest_every());
+    pub async fn reattest(&self, now: UnixNanos) -> usize {
+        let every = self.cfg.tdx.reattest_every();
         // An upstream that keeps failing is not asked more than once a minute per agent
         // (or once per interval, when that is shorter).
-        let retry = every.min(60 * 1_000_000_000);
+        let retry = every.min(Duration::from_secs(60));
         // The sweeper runs every second; the fleet is scanned for due agents at most
         // once per `retry`.
-        let last_scan = self
-            .last_reattest_scan
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if last_scan != 0 && now.saturating_sub(last_scan) < retry {
+        let last_scan = UnixNanos(
+            self.last_reattest_scan
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if last_scan.get() != 0 && now.since(last_scan) < retry {
             return 0;
         }
         self.last_reattest_scan
-            .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+            .store(now.get().max(1), std::sync::atomic::Ordering::Relaxed);
         let agents = match self.store.list_agents().await {
             Ok(a) => a,
             Err(e) => {
@@ -176,15 +178,15 @@ impl ControlPlane {
                 continue; // an older record: the agent's next requote brings one
             }
             let f = &a.freshness;
-            let last_decided = f.reattested_at_ns.unwrap_or(a.verified_at_ns);
+            let last_decided = UnixNanos(f.reattested_at_ns.unwrap_or(a.verified_at_ns));
             let expired = f
                 .collateral_next_update
-                .is_some_and(|t| now / 1_000_000_000 >= t);
-            let due = now.saturating_sub(last_decided) >= every || expired;
+                .is_some_and(|t| now.secs().unsigned() >= t);
+            let due = now.since(last_decided) >= every || expired;
             // A try that could not decide since the last decision: wait `retry`.
             let backing_off = f
                 .reattest_tried_ns
-                .is_some_and(|t| t > last_decided && now.saturating_sub(t) < retry);
+                .is_some_and(|t| UnixNanos(t) > last_decided && now.since(UnixNanos(t)) < retry);
             if !due || backing_off {
                 continue;
             }
@@ -219,7 +221,7 @@ impl ControlPlane {
                     tracing::warn!(agent_id = %rec.agent_id, error = %e,
                         "re-attestation could not decide; the stored evidence is kept and ages");
                     let mut next = a.clone();
-                    next.freshness.reattest_tried_ns = Some(now);
+                    next.freshness.reattest_tried_ns = Some(now.get());
                     next.freshness.reattest_error = Some(format!("{}: {e}", e.kind()));
                     (next, None)
                 }

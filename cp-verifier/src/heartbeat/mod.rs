@@ -16,6 +16,7 @@ use crate::store::{AgentWrite, StoreError};
 use evidence::api::HeartbeatResponse;
 use evidence::report::HexBytes;
 use evidence::{Envelope, Pulse};
+use provenant_base::clock::UnixNanos;
 
 /// Agents with stale-replay counts not yet written to their record, at most.
 pub(crate) const MAX_STALE_PENDING: usize = 100_000;
@@ -27,13 +28,15 @@ pub(crate) fn inventory_err(e: crate::judge::baseline::InventoryError) -> ApiErr
 impl ControlPlane {
     /// When the agent was last seen alive: its last stored pulse, or a later verified
     /// pulse the store could not record.
-    pub(crate) fn last_alive_ns(&self, rec: &AgentRecord) -> u64 {
+    pub(crate) fn last_alive(&self, rec: &AgentRecord) -> UnixNanos {
         let u = self
             .unrecorded_seen
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        u.get(&rec.agent_id)
-            .map_or(rec.last_seen_ns, |&t| t.max(rec.last_seen_ns))
+        UnixNanos(
+            u.get(&rec.agent_id)
+                .map_or(rec.last_seen_ns, |&t| t.max(rec.last_seen_ns)),
+        )
     }
 
     /// Verifies and records one pulse.
@@ -52,7 +55,7 @@ impl ControlPlane {
                     self.alert_with_cooldown(
                         &agent_id,
                         AlertKind::BadSignature,
-                        self.now_ns(),
+                        self.now(),
                         &e.to_string(),
                     )
                     .await;
@@ -61,10 +64,10 @@ impl ControlPlane {
             }
         });
         // Deleted, disabled, unenrolled or withdrawn: 403 Revoked.
-        self.check_pulse_revocation(&rec, self.now_ns()).await?;
+        self.check_pulse_revocation(&rec, self.now()).await?;
         // One retry covers a concurrent write to the same record (the sweeper).
         for attempt in 0..2 {
-            let now = self.now_ns();
+            let now = self.now();
             let rec = if attempt == 0 {
                 rec.clone()
             } else {
@@ -158,7 +161,7 @@ impl ControlPlane {
                 ));
             }
             let mut next = AgentRecord {
-                last_seen_ns: now,
+                last_seen_ns: now.get(),
                 sequence: pulse.sequence,
                 chain_head: digest,
                 lkg: j.lkg,
@@ -239,7 +242,7 @@ impl ControlPlane {
                             u.clear();
                         }
                         let t = u.entry(agent_id.clone()).or_insert(0);
-                        *t = (*t).max(pulse.issued_at_ns.min(now));
+                        *t = (*t).max(pulse.issued_at_ns.min(now.get()));
                     }
                     return Err(store_err(e));
                 }
@@ -260,7 +263,12 @@ impl ControlPlane {
         rec.stale_replays_refused.saturating_add(*n)
     }
 
-    pub(crate) async fn refuse_replay(&self, rec: &AgentRecord, now: u64, why: String) -> ApiError {
+    pub(crate) async fn refuse_replay(
+        &self,
+        rec: &AgentRecord,
+        now: UnixNanos,
+        why: String,
+    ) -> ApiError {
         self.note_refusal(rec, AlertKind::Replay, now, &why).await;
         ApiError::Replay(why)
     }
@@ -271,7 +279,7 @@ impl ControlPlane {
         &self,
         rec: &AgentRecord,
         kind: AlertKind,
-        now: u64,
+        now: UnixNanos,
         detail: &str,
     ) {
         if !self.cooldown_passed(&rec.agent_id, kind, now) {
@@ -279,8 +287,8 @@ impl ControlPlane {
         }
         let mut next = rec.clone();
         match kind {
-            AlertKind::Replay => next.last_replay_ns = Some(now),
-            AlertKind::ClockDesync => next.last_desync_ns = Some(now),
+            AlertKind::Replay => next.last_replay_ns = Some(now.get()),
+            AlertKind::ClockDesync => next.last_desync_ns = Some(now.get()),
             _ => {}
         }
         next.version = rec.version + 1;

@@ -9,6 +9,7 @@ use crate::plane::{store_err, ControlPlane};
 use evidence::api::WorkloadBadge;
 use evidence::Tier;
 use policy::Verdict;
+use provenant_base::clock::UnixNanos;
 use serde::{Deserialize, Serialize};
 
 /// An agent as the API and dashboard show it.
@@ -81,7 +82,7 @@ pub struct CollectorView {
 
 impl ControlPlane {
     /// The view of `rec` at `now` (UTC ns). The stored quote is left out.
-    pub fn view(&self, rec: &AgentRecord, now: u64) -> AgentView {
+    pub fn view(&self, rec: &AgentRecord, now: UnixNanos) -> AgentView {
         let verdict = self.verdict(rec, now);
         let workloads = self.badges(rec, &verdict);
         let cv = |state, reason: &Option<String>| CollectorView {
@@ -116,7 +117,8 @@ impl ControlPlane {
             verdict,
             registered_at_ns: rec.registered_at_ns,
             last_seen_ns: rec.last_seen_ns,
-            last_seen_age_ms: now.saturating_sub(rec.last_seen_ns) / 1_000_000,
+            last_seen_age_ms: u64::try_from(now.since(UnixNanos(rec.last_seen_ns)).as_millis())
+                .unwrap_or(u64::MAX),
             sequence: rec.sequence,
             heartbeat_interval_ms: rec.heartbeat_interval_ms,
             blinded: rec.blinded,
@@ -150,7 +152,7 @@ impl ControlPlane {
 
     /// Views of every agent; a record that cannot be decoded is logged and left out.
     pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
-        let now = self.now_ns();
+        let now = self.now();
         // One undecodable record does not hide the fleet (the sweeper alerts on it).
         Ok(self
             .store
@@ -170,7 +172,7 @@ impl ControlPlane {
 
     /// The view of agent `id`; `NotFound` when there is none.
     pub async fn agent(&self, id: &str) -> Result<AgentView, ApiError> {
-        let now = self.now_ns();
+        let now = self.now();
         match self.store.get_agent(id).await.map_err(store_err)? {
             Some(r) => Ok(self.view(&r, now)),
             None => Err(ApiError::NotFound(format!("no agent {id:?}"))),

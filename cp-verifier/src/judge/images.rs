@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use evidence::verdict::ReasonCode;
 use policy::image::{ImageCheck, ImagePolicy};
-use provenant_base::clock::Clock;
+use provenant_base::clock::{Clock, UnixNanos};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -34,8 +34,8 @@ use crate::store::Store;
 #[async_trait::async_trait]
 pub trait ImageChecker: Send + Sync + 'static {
     /// Verifies the signature of `digest` ("sha256:<hex>") in `repository`
-    /// (`registry[:port]/path`, from the workload's image reference) at `now_unix`.
-    async fn check(&self, repository: &str, digest: &str, now_unix: i64) -> ImageCheck;
+    /// (`registry[:port]/path`, from the workload's image reference) at `now`.
+    async fn check(&self, repository: &str, digest: &str, now: UnixNanos) -> ImageCheck;
 }
 
 /// The checker available without a registry client: it applies the policy's
@@ -54,7 +54,7 @@ impl PolicyChecker {
 
 #[async_trait::async_trait]
 impl ImageChecker for PolicyChecker {
-    async fn check(&self, repository: &str, _digest: &str, _now_unix: i64) -> ImageCheck {
+    async fn check(&self, repository: &str, _digest: &str, _now: UnixNanos) -> ImageCheck {
         if let Some(refused) = policy::image::uncovered(self.policy.as_ref(), repository) {
             return refused;
         }
@@ -81,8 +81,8 @@ pub struct RegistryChecker(pub signatures::verifier::ImageVerifier);
 
 #[async_trait::async_trait]
 impl ImageChecker for RegistryChecker {
-    async fn check(&self, repository: &str, digest: &str, now_unix: i64) -> ImageCheck {
-        self.0.check(repository, digest, now_unix).await
+    async fn check(&self, repository: &str, digest: &str, now: UnixNanos) -> ImageCheck {
+        self.0.check(repository, digest, now).await
     }
 }
 
@@ -170,10 +170,6 @@ pub struct ImageService {
     _tasks: Option<crate::supervise::Tasks>,
 }
 
-fn ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 fn store_key(fingerprint: &str, repo: &str, digest: &str) -> String {
     format!("image:{fingerprint}:{repo}@{digest}")
 }
@@ -251,7 +247,7 @@ impl ImageService {
                 detail: "the reported image digest is not sha256:<64 hex digits>".into(),
             };
         }
-        let now = self.inner.clock.now_ns();
+        let now = self.inner.clock.now().get();
         let key = (repository.to_string(), digest.to_string());
         if let Some(e) = self
             .inner
@@ -349,7 +345,7 @@ fn evict(map: &mut HashMap<Key, Entry>, now_ns: u64, max: usize) {
 impl Inner {
     fn remember(&self, key: Key, e: Entry) {
         let mut r = self.results.lock().unwrap_or_else(|e| e.into_inner());
-        evict(&mut r, self.clock.now_ns(), MAX_ENTRIES);
+        evict(&mut r, self.clock.now().get(), MAX_ENTRIES);
         r.insert(key, e);
     }
 
@@ -362,7 +358,7 @@ impl Inner {
                 .await
             {
                 Ok(Some((json, _))) => match serde_json::from_slice::<Entry>(&json) {
-                    Ok(e) if self.clock.now_ns() < e.expires_at_ns => {
+                    Ok(e) if self.clock.now().get() < e.expires_at_ns => {
                         self.remember(key, e);
                         return;
                     }
@@ -379,13 +375,12 @@ impl Inner {
         }
         self.started
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let now = self.clock.now_ns();
-        let now_unix = i64::try_from(now / 1_000_000_000).unwrap_or(i64::MAX);
+        let now = self.clock.now();
         // Its own task, so a checker that panics yields an undecided result (retried
         // later) instead of taking the worker down.
         let checker = self.checker.clone();
         let (r, d) = (repo.clone(), digest.clone());
-        let mut task = tokio::spawn(async move { checker.check(&r, &d, now_unix).await });
+        let mut task = tokio::spawn(async move { checker.check(&r, &d, now).await });
         let check = match tokio::time::timeout(self.cfg.check_timeout, &mut task).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
@@ -411,7 +406,7 @@ impl Inner {
         };
         let e = Entry {
             check,
-            expires_at_ns: now.saturating_add(ns(ttl)),
+            expires_at_ns: now.saturating_add(ttl).get(),
         };
         match &e.check {
             ImageCheck::Refused { code, detail } => {
@@ -424,7 +419,7 @@ impl Inner {
         }
         if shared {
             if let Some(store) = &self.store {
-                let exp = e.expires_at_ns / 1_000_000_000;
+                let exp = UnixNanos(e.expires_at_ns).secs();
                 match serde_json::to_vec(&e) {
                     Ok(json) => {
                         if let Err(err) = store
@@ -486,7 +481,7 @@ mod tests {
     struct Never;
     #[async_trait::async_trait]
     impl ImageChecker for Never {
-        async fn check(&self, _: &str, _: &str, _: i64) -> ImageCheck {
+        async fn check(&self, _: &str, _: &str, _: UnixNanos) -> ImageCheck {
             std::future::pending().await
         }
     }
@@ -500,7 +495,7 @@ mod tests {
     }
     #[async_trait::async_trait]
     impl ImageChecker for Counting {
-        async fn check(&self, _: &str, _: &str, _: i64) -> ImageCheck {
+        async fn check(&self, _: &str, _: &str, _: UnixNanos) -> ImageCheck {
             use std::sync::atomic::Ordering::SeqCst;
             let n = self.running.fetch_add(1, SeqCst) + 1;
             self.max.fetch_max(n, SeqCst);
@@ -549,7 +544,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_checker_that_never_answers_is_undecided() {
-        let clock = Arc::new(provenant_base::clock::FixedClock(1_800_000_000_000_000_000));
+        let clock = Arc::new(provenant_base::clock::FixedClock(UnixNanos(
+            1_800_000_000_000_000_000,
+        )));
         let cfg = ImageServiceConfig {
             check_timeout: Duration::from_millis(50),
             ..Default::default()
@@ -577,7 +574,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_is_bounded_and_a_full_queue_loses_nothing() {
-        let clock = Arc::new(provenant_base::clock::FixedClock(1_800_000_000_000_000_000));
+        let clock = Arc::new(provenant_base::clock::FixedClock(UnixNanos(
+            1_800_000_000_000_000_000,
+        )));
         let cfg = ImageServiceConfig {
             max_concurrent: 2,
             queue: 2,
@@ -614,7 +613,7 @@ mod tests {
         let none = PolicyChecker::new(None);
         let d = format!("sha256:{}", "ab".repeat(32));
         assert!(matches!(
-            none.check("r.example/x", &d, 0).await,
+            none.check("r.example/x", &d, UnixNanos(0)).await,
             ImageCheck::Refused {
                 code: ReasonCode::ImageNotCovered,
                 ..
@@ -626,14 +625,14 @@ mod tests {
         .unwrap();
         let c = PolicyChecker::new(Some(p));
         assert!(matches!(
-            c.check("r.example/other", &d, 0).await,
+            c.check("r.example/other", &d, UnixNanos(0)).await,
             ImageCheck::Refused {
                 code: ReasonCode::ImageNotCovered,
                 ..
             }
         ));
         assert!(matches!(
-            c.check("r.example/team/app", &d, 0).await,
+            c.check("r.example/team/app", &d, UnixNanos(0)).await,
             ImageCheck::Undecided { .. }
         ));
     }

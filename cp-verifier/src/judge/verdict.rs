@@ -9,6 +9,7 @@ use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
 use evidence::api::WorkloadBadge;
 use policy::{AgentFacts, Verdict};
+use provenant_base::clock::UnixNanos;
 use std::time::Duration;
 
 /// The key under which a red workload image is remembered: its digest, or for an
@@ -27,21 +28,17 @@ pub(crate) fn image_red(b: &WorkloadBadge) -> bool {
 
 impl ControlPlane {
     /// The verdict for a record at `now`.
-    pub fn verdict(&self, rec: &AgentRecord, now: u64) -> Verdict {
+    pub fn verdict(&self, rec: &AgentRecord, now: UnixNanos) -> Verdict {
         let (binary_changed, policy_changed, platform_changed) = standing(&rec.lkg, &rec.current);
         let facts = AgentFacts {
             tier: rec.tier,
             interval: Duration::from_millis(rec.heartbeat_interval_ms),
-            since_last_pulse: Duration::from_nanos(now.saturating_sub(self.last_alive_ns(rec))),
+            since_last_pulse: now.since(self.last_alive(rec)),
             binary_changed,
             policy_changed,
             platform_changed,
-            since_replay: rec
-                .last_replay_ns
-                .map(|t| Duration::from_nanos(now.saturating_sub(t))),
-            since_clock_desync: rec
-                .last_desync_ns
-                .map(|t| Duration::from_nanos(now.saturating_sub(t))),
+            since_replay: rec.last_replay_ns.map(|t| now.since(UnixNanos(t))),
+            since_clock_desync: rec.last_desync_ns.map(|t| now.since(UnixNanos(t))),
         };
         let v = policy::evaluate(&self.cfg.policy, &facts);
         let mut reasons = v.reasons;
@@ -57,7 +54,7 @@ impl ControlPlane {
                 detail: format!(
                     "the control plane cannot verify this agent's fresh quote for {}s (the agent \
                      is alive and pulsing on its last verified registration): {}",
-                    now.saturating_sub(f.at_ns) / 1_000_000_000,
+                    now.since(UnixNanos(f.at_ns)).as_secs(),
                     f.reason
                 ),
             });
@@ -129,7 +126,7 @@ impl ControlPlane {
         &self,
         rec: &mut AgentRecord,
         badges: &[WorkloadBadge],
-        now: u64,
+        now: UnixNanos,
     ) -> Vec<Alert> {
         let mut red: Vec<String> = Vec::new();
         let mut alerts = Vec::new();

@@ -7,6 +7,7 @@
 //! allowed by the default policy (UpToDate). Exit 1: any verification failure.
 //! Exit 2: usage errors (bad arguments, unreadable files).
 
+use provenant_base::clock::UnixSecs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -81,9 +82,9 @@ pub struct QuoteArgs {
     pub root_ca: Option<PathBuf>,
 }
 
-/// `cp-verifier verify quote` at `args.at`, or `now_secs` (Unix seconds) when unset.
-pub fn verify_quote_cmd(args: &QuoteArgs, now_secs: u64) -> Outcome {
-    let at = args.at.unwrap_or(now_secs);
+/// `cp-verifier verify quote` at `args.at`, or `now` when unset.
+pub fn verify_quote_cmd(args: &QuoteArgs, now: UnixSecs) -> Outcome {
+    let at = args.at.map_or(now, UnixSecs::from_unsigned);
     match run(
         &args.quote,
         args.collateral.as_deref(),
@@ -97,7 +98,7 @@ pub fn verify_quote_cmd(args: &QuoteArgs, now_secs: u64) -> Outcome {
 fn run(
     quote_path: &Path,
     collateral_path: Option<&Path>,
-    at: u64,
+    at: UnixSecs,
     root_ca_path: Option<&Path>,
 ) -> Result<Outcome, Outcome> {
     let max_quote = u64::try_from(evidence::tdx::MAX_QUOTE_BYTES * 2 + 64).unwrap_or(u64::MAX);
@@ -217,8 +218,8 @@ pub struct BundleArgs {
 /// `--at`. Exit 1 with `{"error":{"kind","detail"}}` when any does not (the detail
 /// names the line). Exit 2 for usage errors, including a policy with no identity
 /// constraint (`kind` `NoIdentityConstraint`), unreadable files and bad digests.
-pub fn verify_bundle_cmd(args: &BundleArgs, now_secs: u64) -> Outcome {
-    match run_bundle(args, args.at.unwrap_or(now_secs)) {
+pub fn verify_bundle_cmd(args: &BundleArgs, now: UnixSecs) -> Outcome {
+    match run_bundle(args, args.at.map_or(now, UnixSecs::from_unsigned)) {
         Ok(o) | Err(o) => o,
     }
 }
@@ -271,7 +272,7 @@ fn split_bundles(bytes: &[u8]) -> Result<Vec<&[u8]>, Outcome> {
     Ok(lines)
 }
 
-fn run_bundle(args: &BundleArgs, at: u64) -> Result<Outcome, Outcome> {
+fn run_bundle(args: &BundleArgs, at: UnixSecs) -> Result<Outcome, Outcome> {
     if args.digest.is_some() && args.artifact.is_some() {
         return Err(error(2, "Usage", "give --digest or --artifact, not both"));
     }
@@ -400,8 +401,8 @@ pub struct ImageArgs {
 /// Exit 1 with `{"error":{"kind","detail","reason"}}` when it is refused (`reason`
 /// is the verdict reason code, e.g. `ImageDigestMismatch`). Exit 2 for usage errors
 /// and unreadable files.
-pub fn verify_image_cmd(args: &ImageArgs, now_secs: u64) -> Outcome {
-    match run_image(args, now_secs) {
+pub fn verify_image_cmd(args: &ImageArgs, now: UnixSecs) -> Outcome {
+    match run_image(args, now) {
         Ok(o) | Err(o) => o,
     }
 }
@@ -417,7 +418,7 @@ fn image_error(e: &signatures::ImageSigError) -> Outcome {
     }
 }
 
-fn run_image(args: &ImageArgs, now_secs: u64) -> Result<Outcome, Outcome> {
+fn run_image(args: &ImageArgs, now: UnixSecs) -> Result<Outcome, Outcome> {
     use signatures::{ImageTrust, ImageTrustError, ImageTrustParts, KeylessIdentity};
     let digest = match (&args.manifest, &args.digest) {
         (Some(_), Some(_)) => {
@@ -534,7 +535,7 @@ fn run_image(args: &ImageArgs, now_secs: u64) -> Result<Outcome, Outcome> {
         "signature",
     )?;
     let sig = signatures::parse_signature_file(&file).map_err(|e| image_error(&e))?;
-    let at = i64::try_from(args.at.unwrap_or(now_secs)).unwrap_or(i64::MAX);
+    let at = args.at.map_or(now, UnixSecs::from_unsigned);
     let v = signatures::verify_image_signature(&sig, &digest, &trust, at)
         .map_err(|e| image_error(&e))?;
     Ok(Outcome {

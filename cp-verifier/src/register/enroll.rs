@@ -8,6 +8,7 @@
 //!
 //! A key enrolled for one agent id never enrolls another.
 
+use provenant_base::clock::UnixNanos;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,8 +42,8 @@ struct EnrollState {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<Crl>,
     /// Positive certificate re-checks: (agent id, key fingerprint, chain digest) ->
-    /// valid for `checked_at..until` (ns).
-    rechecks: Mutex<HashMap<RecheckKey, (u64, u64)>>,
+    /// valid for `checked_at..until`.
+    rechecks: Mutex<HashMap<RecheckKey, (UnixNanos, UnixNanos)>>,
 }
 
 /// (agent id, key fingerprint, SHA-256 over the chain's certificates).
@@ -51,7 +52,7 @@ type RecheckKey = (String, String, [u8; 32]);
 struct Crl {
     list: webpki::CertRevocationList<'static>,
     issuer: String,
-    next_update_ns: u64,
+    next_update: UnixNanos,
 }
 
 /// Why enrollment does not hold. The names are stable and start the refusal's
@@ -146,20 +147,20 @@ impl Enroller {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Decides whether `key` may register as `agent_id` at `now_ns`.
+    /// Decides whether `key` may register as `agent_id` at `now`.
     pub fn check(
         &self,
         agent_id: &str,
         key: &PublicKey,
         chain_pem: &[String],
-        now_ns: u64,
+        now: UnixNanos,
     ) -> Result<EnrolledBy, EnrollError> {
         self.current()
-            .decide(agent_id, key, chain_pem, now_ns)
+            .decide(agent_id, key, chain_pem, now)
             .map(|(by, _)| by)
     }
 
-    /// Re-checks an enrolled agent at `now_ns` (every pulse): the allowlist is a hash
+    /// Re-checks an enrolled agent at `now` (every pulse): the allowlist is a hash
     /// lookup; a certificate enrollment is verified once and then remembered until
     /// its earliest notAfter or the CRL's nextUpdate, whichever comes first, and
     /// until the next [`Enroller::reload`].
@@ -168,7 +169,7 @@ impl Enroller {
         agent_id: &str,
         key: &PublicKey,
         chain_pem: &[String],
-        now_ns: u64,
+        now: UnixNanos,
     ) -> Result<EnrolledBy, EnrollError> {
         let st = self.current();
         let fp = key.fingerprint();
@@ -186,16 +187,16 @@ impl Enroller {
             .unwrap_or_else(|e| e.into_inner())
             .get(&ck)
         {
-            if from <= now_ns && now_ns < until {
+            if from <= now && now < until {
                 return Ok(EnrolledBy::Certificate);
             }
         }
-        let (by, until) = st.decide(agent_id, key, chain_pem, now_ns)?;
+        let (by, until) = st.decide(agent_id, key, chain_pem, now)?;
         let mut c = st.rechecks.lock().unwrap_or_else(|e| e.into_inner());
         if c.len() >= MAX_RECHECK_CACHE {
             c.clear();
         }
-        c.insert(ck, (now_ns, until));
+        c.insert(ck, (now, until));
         Ok(by)
     }
 }
@@ -244,17 +245,17 @@ impl EnrollState {
         })
     }
 
-    /// The decision and until when it holds (ns; `u64::MAX` for the allowlist).
+    /// The decision and until when it holds (the end of time for the allowlist).
     fn decide(
         &self,
         agent_id: &str,
         key: &PublicKey,
         chain_pem: &[String],
-        now_ns: u64,
-    ) -> Result<(EnrolledBy, u64), EnrollError> {
+        now: UnixNanos,
+    ) -> Result<(EnrolledBy, UnixNanos), EnrollError> {
         let fp = key.fingerprint();
         if self.keys.contains(&(agent_id.to_string(), fp.clone())) {
-            return Ok((EnrolledBy::Allowlist, u64::MAX));
+            return Ok((EnrolledBy::Allowlist, UnixNanos(u64::MAX)));
         }
         if chain_pem.is_empty() {
             return Err(EnrollError::new(
@@ -289,7 +290,7 @@ impl EnrollState {
             .collect();
         let ee = webpki::EndEntityCert::try_from(&leaf)
             .map_err(|e| EnrollError::new(Refusal::BadCertificate, format!("leaf: {e:?}")))?;
-        let time = UnixTime::since_unix_epoch(Duration::from_nanos(now_ns));
+        let time = UnixTime::since_unix_epoch(Duration::from_nanos(now.get()));
         let crl_refs: Vec<&webpki::CertRevocationList<'static>> =
             self.crls.iter().map(|c| &c.list).collect();
         // Only the leaf is checked against the CRL, and a leaf whose issuer has no
@@ -316,9 +317,9 @@ impl EnrollState {
         let mut until = self
             .crls
             .iter()
-            .map(|c| c.next_update_ns)
+            .map(|c| c.next_update)
             .min()
-            .unwrap_or(u64::MAX);
+            .unwrap_or(UnixNanos(u64::MAX));
         let mut certs = Vec::with_capacity(ders.len());
         for d in &ders {
             let c = x509_cert::Certificate::from_der(d)
@@ -487,8 +488,8 @@ fn rfc3339(secs: u64) -> String {
         .unwrap_or_else(|| format!("{secs}s after the epoch"))
 }
 
-fn time_ns(t: &x509_cert::time::Time) -> u64 {
-    u64::try_from(t.to_unix_duration().as_nanos()).unwrap_or(u64::MAX)
+fn time_ns(t: &x509_cert::time::Time) -> UnixNanos {
+    UnixNanos(u64::try_from(t.to_unix_duration().as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The DER CRLs in a file: PEM `X509 CRL` blocks, or one DER CRL.
@@ -530,14 +531,14 @@ fn parse_crl(der: &[u8], ca_subjects: &[x509_cert::name::Name]) -> Result<Crl, S
             "issued by {issuer:?}, which is not an enrollment CA"
         ));
     }
-    let next_update_ns = tbs.next_update.as_ref().map(time_ns).ok_or_else(|| {
+    let next_update = tbs.next_update.as_ref().map(time_ns).ok_or_else(|| {
         format!("the CRL from {issuer:?} has no nextUpdate, so it could never go stale")
     })?;
     let list = webpki::OwnedCertRevocationList::from_der(der).map_err(|e| format!("{e:?}"))?;
     Ok(Crl {
         list: list.into(),
         issuer,
-        next_update_ns,
+        next_update,
     })
 }
 

@@ -16,13 +16,13 @@ use crate::judge::baseline::{judge, resolve_inventory};
 use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, Expectations, RequoteFailure};
 use crate::model::{Alert, AlertKind};
-use crate::plane::{ns, store_err, ControlPlane};
+use crate::plane::{store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
 use evidence::api::{Challenge, RegisterRequest, RegisterResponse};
 use evidence::report::HexBytes;
 use evidence::{Digest32, Report, Tier};
+use provenant_base::clock::UnixNanos;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// Orders tiers by the strength of their evidence: a re-registration on a lower one
 /// is a downgrade.
@@ -54,7 +54,7 @@ pub(crate) fn new_record(
     measurements: &evidence::Measurements,
     key: &evidence::PublicKey,
     head: Digest32,
-    now: u64,
+    now: UnixNanos,
     attestation: Option<TdxAttestation>,
 ) -> AgentRecord {
     AgentRecord {
@@ -62,8 +62,8 @@ pub(crate) fn new_record(
         partition: report.partition.clone(),
         tier: report.tier,
         key: key.clone(),
-        registered_at_ns: now,
-        last_seen_ns: now,
+        registered_at_ns: now.get(),
+        last_seen_ns: now.get(),
         sequence: 0,
         chain_head: head,
         heartbeat_interval_ms: report.heartbeat_interval_ms,
@@ -89,33 +89,30 @@ impl ControlPlane {
     /// Issues a single-use registration challenge.
     pub async fn challenge(&self) -> Result<Challenge, ApiError> {
         let nonce: Digest32 = HexBytes(rand::random());
-        let expires_at_ns = self.now_ns().saturating_add(ns(self.cfg.challenge_ttl));
+        let expires_at = self.now().saturating_add(self.cfg.challenge_ttl);
         self.store
-            .put_challenge(&nonce.to_hex(), expires_at_ns)
+            .put_challenge(&nonce.to_hex(), expires_at)
             .await
             .map_err(store_err)?;
         Ok(Challenge {
             nonce,
-            expires_at_ns,
+            expires_at_ns: expires_at.get(),
         })
     }
 
     pub(crate) fn check_skew(
         &self,
         issued_at_ns: u64,
-        now: u64,
+        now: UnixNanos,
         what: &str,
     ) -> Result<(), ApiError> {
-        let skew = now.abs_diff(issued_at_ns);
-        if skew > ns(self.cfg.max_clock_skew) {
-            let dir = if issued_at_ns > now {
-                "ahead of"
-            } else {
-                "behind"
-            };
+        let issued = UnixNanos(issued_at_ns);
+        let skew = now.since(issued).max(issued.since(now));
+        if skew > self.cfg.max_clock_skew {
+            let dir = if issued > now { "ahead of" } else { "behind" };
             return Err(ApiError::ClockDesync(format!(
                 "{what} timestamp is {:.3}s {dir} the control plane's clock (allowed skew {}s); check the node's time sync",
-                Duration::from_nanos(skew).as_secs_f64(),
+                skew.as_secs_f64(),
                 self.cfg.max_clock_skew.as_secs_f64()
             )));
         }
@@ -135,7 +132,7 @@ impl ControlPlane {
         req: RegisterRequest,
         source: Option<IpAddr>,
     ) -> Result<RegisterResponse, ApiError> {
-        let now = self.now_ns();
+        let now = self.now();
         let env = req.envelope;
         // The report names its own key; signing with it proves possession. Whether the
         // key may speak for this agent id is enrollment's question, asked next.
@@ -423,7 +420,7 @@ impl ControlPlane {
         old: &AgentRecord,
         upstream: &'static str,
         detail: String,
-        now: u64,
+        now: UnixNanos,
     ) -> ApiError {
         let upstream = upstream.to_string();
         let out = ApiError::UpstreamUnavailable {
@@ -435,7 +432,7 @@ impl ControlPlane {
         let reason = format!("{upstream}: {detail}");
         let mut next = old.clone();
         next.requote_failed = Some(RequoteFailure {
-            at_ns: old.requote_failed.as_ref().map_or(now, |r| r.at_ns),
+            at_ns: old.requote_failed.as_ref().map_or(now.get(), |r| r.at_ns),
             reason: reason.clone(),
         });
         next.version = old.version + 1;

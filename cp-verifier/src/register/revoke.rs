@@ -12,6 +12,7 @@
 //!
 //! It adds its methods to [`crate::plane::ControlPlane`], whose state it works on.
 
+use provenant_base::clock::UnixNanos;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -138,15 +139,14 @@ fn reason_or(r: Option<String>, default: &str) -> Result<String, ApiError> {
     Ok(if r.is_empty() { default.to_string() } else { r })
 }
 
-fn at(ns: u64) -> String {
-    i64::try_from(ns / 1_000_000_000)
+fn at(t: UnixNanos) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.secs().get())
         .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| format!("{ns} ns"))
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -161,7 +161,7 @@ fn withdrawn_detail(w: &Withdrawal, what: &str) -> String {
         if w.source == "config" {
             "[[withdrawn]] in the config".to_string()
         } else {
-            format!("by an operator at {}", at(w.at_ns))
+            format!("by an operator at {}", at(UnixNanos(w.at_ns)))
         },
         if w.source == "config" {
             String::new()
@@ -240,7 +240,7 @@ impl ControlPlane {
 
     /// Why the agent may no longer speak, at `now`: disabled, enrollment no longer
     /// holding, or a withdrawn build. Empty: nothing revokes it. Part of the verdict.
-    pub(crate) fn revocation_reasons(&self, rec: &AgentRecord, now: u64) -> Vec<Reason> {
+    pub(crate) fn revocation_reasons(&self, rec: &AgentRecord, now: UnixNanos) -> Vec<Reason> {
         let mut out = Vec::new();
         if let Some(d) = &rec.disabled {
             out.push(Reason {
@@ -248,7 +248,7 @@ impl ControlPlane {
                 status: Status::Fail,
                 detail: format!(
                     "AgentDisabled: disabled by an operator at {}: {}; POST /api/v1/agents/{}/enable allows it again",
-                    at(d.at_ns),
+                    at(UnixNanos(d.at_ns)),
                     d.reason,
                     rec.agent_id
                 ),
@@ -291,7 +291,7 @@ impl ControlPlane {
     pub(crate) async fn check_pulse_revocation(
         &self,
         rec: &AgentRecord,
-        now: u64,
+        now: UnixNanos,
     ) -> Result<(), ApiError> {
         self.load_revocations().await?;
         let reasons = self.revocation_reasons(rec, now);
@@ -326,7 +326,7 @@ impl ControlPlane {
             return Err(ApiError::Revoked(format!(
                 "AgentDisabled: agent {:?} was disabled by an operator at {}: {}; POST /api/v1/agents/{}/enable allows it again",
                 report.agent_id,
-                at(d.at_ns),
+                at(UnixNanos(d.at_ns)),
                 d.reason,
                 report.agent_id
             )));
@@ -357,7 +357,7 @@ impl ControlPlane {
             Ok(Some(t)) => ApiError::Revoked(format!(
                 "AgentDeleted: agent {agent_id:?} (key {}) was deleted by an operator at {}: {}; it must register (and be enrolled) again",
                 t.key_fingerprint,
-                at(t.at_ns),
+                at(UnixNanos(t.at_ns)),
                 t.reason
             )),
             Ok(None) => ApiError::UnknownAgent(format!(
@@ -376,14 +376,14 @@ impl ControlPlane {
     ) -> Result<Tombstone, ApiError> {
         let reason = reason_or(reason, "no reason given")?;
         for _ in 0..3 {
-            let now = self.now_ns();
+            let now = self.now();
             let Some(rec) = self.load(id, true).await? else {
                 return Err(ApiError::NotFound(format!("no agent {id:?}")));
             };
             let tomb = Tombstone {
                 agent_id: id.to_string(),
                 key_fingerprint: rec.key.fingerprint(),
-                at_ns: now,
+                at_ns: now.get(),
                 reason: reason.clone(),
             };
             let alerts = vec![Alert::new(
@@ -430,7 +430,7 @@ impl ControlPlane {
             let mut next = rec.clone();
             let (kind, detail) = if disable {
                 next.disabled = Some(Disabled {
-                    at_ns: now,
+                    at_ns: now.get(),
                     reason: reason.clone(),
                 });
                 (
@@ -461,13 +461,13 @@ impl ControlPlane {
         if let Some(w) = self.revocation.find(kind, &digest) {
             return Ok(w);
         }
-        let now = self.now_ns();
+        let now = self.now();
         let w = Withdrawal {
             id: format!("wd-{}", hex::encode(rand::random::<[u8; 8]>())),
             kind,
             digest,
             reason: req.reason.trim().to_string(),
-            at_ns: now,
+            at_ns: now.get(),
             source: "api".into(),
         };
         let affected: Vec<String> = self
@@ -553,7 +553,7 @@ impl ControlPlane {
                 "no stored withdrawal {id:?} (configured ones are removed from [[withdrawn]] and reloaded)"
             )));
         };
-        let now = self.now_ns();
+        let now = self.now();
         let alerts = vec![Alert::new(
             now,
             "*",

@@ -9,6 +9,7 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
+use provenant_base::clock::{UnixNanos, UnixSecs};
 
 use crate::model::Alert;
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
@@ -49,14 +50,15 @@ pub struct AgentWrite {
 }
 
 /// The control plane's durable state: agents, challenges, pulse nonces, alerts,
-/// tombstones, withdrawals, the shared cache and the webhook outbox. Times are UTC ns
-/// unless named otherwise.
+/// tombstones, withdrawals, the shared cache and the webhook outbox. Times in
+/// parameters are typed ([`UnixNanos`], [`UnixSecs`]); in records, the field name says
+/// the unit.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Stores a registration challenge valid until `expires_at_ns`.
-    async fn put_challenge(&self, nonce: &str, expires_at_ns: u64) -> Result<(), StoreError>;
-    /// Consumes a challenge: true if it existed and had not expired at `now_ns`.
-    async fn take_challenge(&self, nonce: &str, now_ns: u64) -> Result<bool, StoreError>;
+    /// Stores a registration challenge valid until `expires_at`.
+    async fn put_challenge(&self, nonce: &str, expires_at: UnixNanos) -> Result<(), StoreError>;
+    /// Consumes a challenge: true if it existed and had not expired at `now`.
+    async fn take_challenge(&self, nonce: &str, now: UnixNanos) -> Result<bool, StoreError>;
     /// The record of `agent_id`, if any.
     async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError>;
     /// Every agent record, by agent id; fails if any record cannot be decoded
@@ -74,14 +76,18 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError>;
     /// Drops expired challenges and collateral, and nonces seen before
-    /// `nonce_cutoff_ns`.
-    async fn prune(&self, now_ns: u64, nonce_cutoff_ns: u64) -> Result<(), StoreError>;
+    /// `nonce_cutoff`.
+    async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError>;
     /// A cached value (DCAP collateral, an attested MRTD) under `key`, with its
-    /// expiry in Unix seconds. Expired entries may be returned until pruned; callers
-    /// check the expiry.
-    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
+    /// expiry. Expired entries may be returned until pruned; callers check the expiry.
+    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, UnixSecs)>, StoreError>;
     /// Stores (or replaces) a cached value.
-    async fn put_cached(&self, key: &str, json: &[u8], expires_at: u64) -> Result<(), StoreError>;
+    async fn put_cached(
+        &self,
+        key: &str,
+        json: &[u8],
+        expires_at: UnixSecs,
+    ) -> Result<(), StoreError>;
     /// Removes an agent whose record is at `expected_version` (else `Conflict`),
     /// records its tombstone and consumes its nonces, with the alerts, atomically.
     async fn delete_agent(
@@ -106,14 +112,14 @@ pub trait Store: Send + Sync {
     async fn scan_agents(
         &self,
     ) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError>;
-    /// Deletes alerts (and their webhook outbox entries) raised before `before_ns`;
+    /// Deletes alerts (and their webhook outbox entries) raised before `before`;
     /// returns how many alerts went.
-    async fn prune_alerts(&self, before_ns: u64) -> Result<u64, StoreError>;
+    async fn prune_alerts(&self, before: UnixNanos) -> Result<u64, StoreError>;
     /// Whether alerts of severity 1-2 are also written to the webhook outbox, in the
     /// same transaction as the alert (only when webhooks are configured).
     fn set_webhook_outbox(&self, on: bool);
-    /// Outbox entries due for delivery at `now_ns`, oldest due first.
-    async fn outbox_due(&self, now_ns: u64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Outbox entries due for delivery at `now`, oldest due first.
+    async fn outbox_due(&self, now: UnixNanos, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
     /// Records a failed delivery round: the webhooks already served and when to try
     /// again.
     async fn outbox_retry(
@@ -121,14 +127,14 @@ pub trait Store: Send + Sync {
         alert_id: &str,
         delivered: &[String],
         attempts: u32,
-        next_at_ns: u64,
+        next_at: UnixNanos,
     ) -> Result<(), StoreError>;
     /// Removes a delivered entry.
     async fn outbox_done(&self, alert_id: &str) -> Result<(), StoreError>;
     /// Entries waiting in the outbox.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
     /// A real write, committed (fsynced) like any other: is the store writable?
-    async fn probe_write(&self, now_ns: u64) -> Result<(), StoreError>;
+    async fn probe_write(&self, now: UnixNanos) -> Result<(), StoreError>;
 }
 
 /// A severity 1-2 alert waiting for webhook delivery.
@@ -157,7 +163,7 @@ impl crate::attest::collateral::SharedCache for StoreCollateralCache {
             }
         }
     }
-    async fn save(&self, key: &str, json: &[u8], expires_at: u64) {
+    async fn save(&self, key: &str, json: &[u8], expires_at: UnixSecs) {
         if let Err(e) = self
             .0
             .put_cached(&format!("collateral:{key}"), json, expires_at)

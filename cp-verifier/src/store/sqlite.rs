@@ -6,6 +6,7 @@
 //! throughput scales with load while every acknowledged pulse is on disk. Reads use a
 //! separate pool; WAL lets them run beside the writer.
 
+use provenant_base::clock::{UnixNanos, UnixSecs};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,14 +217,14 @@ fn decode_record(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreErro
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn put_challenge(&self, nonce: &str, expires_at_ns: u64) -> Result<(), StoreError> {
-        self.submit(Op::PutChallenge(nonce.to_string(), expires_at_ns))
+    async fn put_challenge(&self, nonce: &str, expires_at: UnixNanos) -> Result<(), StoreError> {
+        self.submit(Op::PutChallenge(nonce.to_string(), expires_at.get()))
             .await
             .map(|_| ())
     }
 
-    async fn take_challenge(&self, nonce: &str, now_ns: u64) -> Result<bool, StoreError> {
-        self.submit(Op::TakeChallenge(nonce.to_string(), now_ns))
+    async fn take_challenge(&self, nonce: &str, now: UnixNanos) -> Result<bool, StoreError> {
+        self.submit(Op::TakeChallenge(nonce.to_string(), now.get()))
             .await
     }
 
@@ -272,21 +273,23 @@ impl Store for SqliteStore {
         Ok(row.is_some())
     }
 
-    async fn prune_alerts(&self, before_ns: u64) -> Result<u64, StoreError> {
-        self.submit(Op::PruneAlerts(before_ns)).await.map(u64::from)
+    async fn prune_alerts(&self, before: UnixNanos) -> Result<u64, StoreError> {
+        self.submit(Op::PruneAlerts(before.get()))
+            .await
+            .map(u64::from)
     }
 
     fn set_webhook_outbox(&self, on: bool) {
         self.outbox.store(on, Ordering::Relaxed);
     }
 
-    async fn outbox_due(&self, now_ns: u64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+    async fn outbox_due(&self, now: UnixNanos, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.id, a.at_ns, a.agent_id, a.kind, a.severity, a.detail, o.attempts, o.delivered \
              FROM webhook_outbox o JOIN alerts a ON a.id = o.alert_id \
              WHERE o.next_at_ns <= ? ORDER BY o.next_at_ns, o.alert_id LIMIT ?",
         )
-        .bind(to_i64(now_ns))
+        .bind(to_i64(now.get()))
         .bind(i64::from(limit))
         .fetch_all(&self.reads)
         .await
@@ -315,14 +318,14 @@ impl Store for SqliteStore {
         alert_id: &str,
         delivered: &[String],
         attempts: u32,
-        next_at_ns: u64,
+        next_at: UnixNanos,
     ) -> Result<(), StoreError> {
         let d = serde_json::to_string(delivered).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.submit(Op::OutboxRetry(
             alert_id.to_string(),
             d,
             attempts,
-            next_at_ns,
+            next_at.get(),
         ))
         .await
         .map(|_| ())
@@ -342,8 +345,8 @@ impl Store for SqliteStore {
         Ok(to_u64(n))
     }
 
-    async fn probe_write(&self, now_ns: u64) -> Result<(), StoreError> {
-        self.submit(Op::Probe(now_ns)).await.map(|_| ())
+    async fn probe_write(&self, now: UnixNanos) -> Result<(), StoreError> {
+        self.submit(Op::Probe(now.get())).await.map(|_| ())
     }
 
     async fn write_agent(&self, w: AgentWrite) -> Result<(), StoreError> {
@@ -354,7 +357,7 @@ impl Store for SqliteStore {
         self.submit(Op::Alerts(alerts.to_vec())).await.map(|_| ())
     }
 
-    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    async fn get_cached(&self, key: &str) -> Result<Option<(Vec<u8>, UnixSecs)>, StoreError> {
         let row = sqlx::query("SELECT json, expires_at FROM cache WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.reads)
@@ -367,15 +370,24 @@ impl Store for SqliteStore {
             let exp: i64 = r
                 .try_get(1)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok((json, to_u64(exp)))
+            Ok((json, UnixSecs(exp)))
         })
         .transpose()
     }
 
-    async fn put_cached(&self, key: &str, json: &[u8], expires_at: u64) -> Result<(), StoreError> {
-        self.submit(Op::PutCached(key.to_string(), json.to_vec(), expires_at))
-            .await
-            .map(|_| ())
+    async fn put_cached(
+        &self,
+        key: &str,
+        json: &[u8],
+        expires_at: UnixSecs,
+    ) -> Result<(), StoreError> {
+        self.submit(Op::PutCached(
+            key.to_string(),
+            json.to_vec(),
+            expires_at.unsigned(),
+        ))
+        .await
+        .map(|_| ())
     }
 
     async fn list_alerts(
@@ -402,8 +414,8 @@ impl Store for SqliteStore {
         rows.iter().map(decode_alert).collect()
     }
 
-    async fn prune(&self, now_ns: u64, nonce_cutoff_ns: u64) -> Result<(), StoreError> {
-        self.submit(Op::Prune(now_ns, nonce_cutoff_ns))
+    async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError> {
+        self.submit(Op::Prune(now.get(), nonce_cutoff.get()))
             .await
             .map(|_| ())
     }

@@ -29,8 +29,8 @@ pub(crate) const VIEWER_TOKEN: &str = "0123456789abcdef-viewer";
 
 pub(crate) struct ManualClock(pub(crate) AtomicU64);
 impl Clock for ManualClock {
-    fn now_ns(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+    fn now(&self) -> provenant_base::clock::UnixNanos {
+        provenant_base::clock::UnixNanos(self.0.load(Ordering::SeqCst))
     }
 }
 impl ManualClock {
@@ -192,7 +192,7 @@ impl TestAgent {
 
 impl Cp {
     pub(crate) fn now(&self) -> u64 {
-        self.clock.now_ns()
+        self.clock.now().get()
     }
     /// GET with the viewer token.
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {

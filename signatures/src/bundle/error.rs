@@ -100,7 +100,7 @@ pub enum VerifyError {
         /// The verified signing time, unix seconds.
         signed_at: i64,
         /// The verification time given, unix seconds.
-        now: u64,
+        now: i64,
     },
     /// The trusted root could not be used.
     #[error("trusted root unusable: {0}")]

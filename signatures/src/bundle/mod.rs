@@ -5,6 +5,7 @@ mod artifact;
 mod error;
 mod statement;
 mod trust_root;
+use provenant_base::clock::UnixSecs;
 use std::path::Path;
 
 use policy::identity::{IdentityClaims, IdentityPolicy};
@@ -231,7 +232,7 @@ fn check_media_type(bundle: &[u8]) -> Result<String, VerifyError> {
     }
 }
 
-/// Verify one Sigstore bundle offline at `now` (unix seconds).
+/// Verify one Sigstore bundle offline at `now`.
 ///
 /// See the crate doc for every check. `now` is the verification time: every
 /// verified signing time must lie at or before it (the certificate itself is
@@ -241,7 +242,7 @@ pub fn verify_bundle(
     artifact: Artifact<'_>,
     root: &TrustRoot,
     policy: &IdentityPolicy,
-    now: u64,
+    now: UnixSecs,
 ) -> Result<VerifiedBundle, VerifyError> {
     if bundle.len() > MAX_BUNDLE_BYTES {
         return Err(VerifyError::BundleTooLarge {
@@ -384,10 +385,12 @@ pub fn verify_bundle(
     // Gap wrapped: sigstore-verify compares times with the wall clock
     // (`jiff::Timestamp::now()`), not a caller-supplied time. We take `now`
     // explicitly and refuse a signature verified as made after it.
-    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     for (t, _) in &times {
-        if *t > now_i {
-            return Err(VerifyError::SignedAfterNow { signed_at: *t, now });
+        if *t > now.get() {
+            return Err(VerifyError::SignedAfterNow {
+                signed_at: *t,
+                now: now.get(),
+            });
         }
     }
     let (signed_at, time_source) = times
@@ -485,7 +488,7 @@ mod tests {
             Artifact::Digest(&digest),
             &root,
             &policy,
-            1693323623,
+            UnixSecs(1693323623),
         );
         assert_eq!(ours.unwrap_err().kind(), "UnsupportedBundleVersion");
     }

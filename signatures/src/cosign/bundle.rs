@@ -5,6 +5,7 @@ use super::trust::{check_scope, Mode};
 use super::{truncate, ImageSigError, ImageTrust, VerifiedImageSignature};
 use crate::oci::Sha256Digest;
 use crate::{Artifact, ArtifactDigest};
+use provenant_base::clock::UnixSecs;
 
 /// In-toto predicate types a bundle may carry to count as an image signature.
 pub const IMAGE_PREDICATE_TYPES: &[&str] = &[
@@ -16,7 +17,7 @@ pub(super) fn verify_bundle_sig(
     bundle: &[u8],
     digest: &Sha256Digest,
     trust: &ImageTrust,
-    now: i64,
+    now: UnixSecs,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
     let Mode::Keyless(k) = &trust.mode else {
         return Err(ImageSigError::Unsupported(
@@ -28,10 +29,8 @@ pub(super) fn verify_bundle_sig(
             "Sigstore bundles need a trusted_root.json (a Fulcio CA file is not enough)".into(),
         ));
     };
-    let now_u =
-        u64::try_from(now).map_err(|_| ImageSigError::SignedAfterNow { signed_at: 0, now })?;
     let d = ArtifactDigest::parse(digest.as_str())?;
-    let v = crate::verify_bundle(bundle, Artifact::Digest(&d), root, &k.identity, now_u)?;
+    let v = crate::verify_bundle(bundle, Artifact::Digest(&d), root, &k.identity, now)?;
     let Some(st) = v.statement() else {
         return Err(ImageSigError::Unsupported(
             "message-signature bundles are not accepted for images (a DSSE statement naming the image digest is)"

@@ -58,6 +58,7 @@ use crate::image::ImageSignature;
 use crate::oci::Sha256Digest;
 use bundle::verify_bundle_sig;
 use file::check_bounds;
+use provenant_base::clock::UnixSecs;
 use simple::verify_simple;
 
 /// The simple-signing layer media type (and `mimeType` of a stored signature file).
@@ -125,12 +126,12 @@ fn image_digest(digest: &str) -> Result<Sha256Digest, ImageSigError> {
 }
 
 /// Verifies one signature of the image `digest` (`sha256:<hex>`) under `trust` at
-/// `now` (unix seconds). See the module doc for every check. Never panics.
+/// `now`. See the module doc for every check. Never panics.
 pub fn verify_image_signature(
     sig: &ImageSignature,
     digest: &str,
     trust: &ImageTrust,
-    now: i64,
+    now: UnixSecs,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
     let digest = image_digest(digest)?;
     check_bounds(sig)?;
@@ -150,7 +151,7 @@ pub fn verify_any(
     sigs: &[ImageSignature],
     digest: &str,
     trust: &ImageTrust,
-    now: i64,
+    now: UnixSecs,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
     let mut best: Option<ImageSigError> = None;
     for s in sigs {

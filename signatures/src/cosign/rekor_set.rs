@@ -3,6 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use provenant_base::clock::UnixSecs;
 
 use super::chain::Leaf;
 use super::keys::pem_blocks;
@@ -17,7 +18,7 @@ pub(super) fn verify_set(
     logged_der: &[u8],
     leaf: Option<&Leaf>,
     trust: &ImageTrust,
-    now: i64,
+    now: UnixSecs,
 ) -> Result<i64, ImageSigError> {
     #[derive(serde::Deserialize)]
     struct SetPayload {
@@ -80,10 +81,10 @@ pub(super) fn verify_set(
     if !key.verify(canonical.as_bytes(), &set) {
         return Err(bad("the SET does not verify with the log's key".into()));
     }
-    if p.integrated_time > now {
+    if p.integrated_time > now.get() {
         return Err(ImageSigError::SignedAfterNow {
             signed_at: p.integrated_time,
-            now,
+            now: now.get(),
         });
     }
     check_rekor_body(body_b64, payload, sig, logged_der, leaf)?;

@@ -1,6 +1,7 @@
 //! cosign's simple-signing signatures: the signature over the payload, then the Rekor
 //! SET, the keyless chain and identity, and the payload's content.
 
+use provenant_base::clock::UnixSecs;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,7 +25,7 @@ pub(super) fn verify_simple(
     annotations: &BTreeMap<String, String>,
     digest: &Sha256Digest,
     trust: &ImageTrust,
-    now: i64,
+    now: UnixSecs,
 ) -> Result<VerifiedImageSignature, ImageSigError> {
     // 1. The signature over the payload bytes.
     let sig_b64 = annotations

@@ -24,6 +24,7 @@
 //! chain verified ([`crate::attest::dcap::verify_signatures`]): that bounds the set of FMSPCs
 //! to genuine Intel platforms.
 
+use provenant_base::clock::UnixSecs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -545,13 +546,15 @@ impl CollateralSource {
         self
     }
 
-    /// Collateral for `fmspc` and `ca`, usable at `now_secs` (Unix seconds).
+    /// Collateral for `fmspc` and `ca`, usable at `now`.
     pub async fn get(
         &self,
         fmspc: Fmspc,
         ca: PckCa,
-        now_secs: u64,
+        now: UnixSecs,
     ) -> Result<Arc<FetchedCollateral>, CollateralError> {
+        // Collateral dates are after 1970; the cache below keeps unsigned seconds.
+        let now_secs = now.unsigned();
         match &self.inner {
             Inner::Offline(cfg) => offline_get(cfg, fmspc, ca)?.usable_at(now_secs),
             Inner::Pcs(p) => p.get(fmspc, ca, now_secs).await,
@@ -575,8 +578,8 @@ fn cache_file_name(fmspc: Fmspc, ca: PckCa) -> String {
 pub trait SharedCache: Send + Sync {
     /// The entry for `key`, if any (expired entries may be returned; they are ignored).
     async fn load(&self, key: &str) -> Option<Vec<u8>>;
-    /// Stores an entry usable until `expires_at` (Unix seconds). Best effort.
-    async fn save(&self, key: &str, json: &[u8], expires_at: u64);
+    /// Stores an entry usable until `expires_at`. Best effort.
+    async fn save(&self, key: &str, json: &[u8], expires_at: UnixSecs);
 }
 
 #[cfg(test)]

@@ -149,7 +149,11 @@ impl Pcs {
                 if let (Some(shared), Ok(json)) = (&self.shared, serde_json::to_vec(&fc.collateral))
                 {
                     shared
-                        .save(&shared_key(fmspc, ca), &json, fc.expires_at)
+                        .save(
+                            &shared_key(fmspc, ca),
+                            &json,
+                            UnixSecs::from_unsigned(fc.expires_at),
+                        )
                         .await;
                 }
             }

@@ -23,6 +23,7 @@
 
 pub mod github;
 
+use provenant_base::clock::UnixSecs;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -279,13 +280,15 @@ impl ProvenanceChecker {
     }
 
     /// Checks that the trusted repository attested `mrtd` (and `rtmrs[0..3]` when
-    /// configured), at `now_secs`.
+    /// configured), at `now`.
     pub async fn check(
         &self,
         mrtd: &[u8; 48],
         rtmrs: &[[u8; 48]; 4],
-        now_secs: u64,
+        now: UnixSecs,
     ) -> Result<MrtdProvenance, AttestError> {
+        // The cache keeps unsigned seconds (`cached_until`).
+        let now_secs = now.unsigned();
         let digest = Self::subject_digest(mrtd);
         // Every matched value is part of the key: TDs with one firmware but different
         // kernels each get their own answer (and their own lookup).
@@ -338,7 +341,7 @@ impl ProvenanceChecker {
                 Artifact::StatementSubjects,
                 &self.root,
                 &policy,
-                now_secs,
+                now,
             ) {
                 Ok(v) => v,
                 Err(e) => {
@@ -472,7 +475,10 @@ impl ProvenanceChecker {
     async fn remember(&self, key: &str, p: &MrtdProvenance) {
         self.remember_in_memory(key, p);
         if let (Some(store), Ok(json)) = (&self.store, serde_json::to_vec(p)) {
-            if let Err(e) = store.put_cached(key, &json, p.cached_until).await {
+            if let Err(e) = store
+                .put_cached(key, &json, UnixSecs::from_unsigned(p.cached_until))
+                .await
+            {
                 tracing::warn!(error = %e, "could not store the attested MRTD; memory cache only");
             }
         }

@@ -3,6 +3,7 @@
 use super::*;
 use evidence::report::HexBytes;
 use evidence::{Measurements, Platform, PolicyMeasurement, TeeKind, Tier};
+use provenant_base::clock::{UnixNanos, UnixSecs};
 
 fn record(version: u64, seq: u64) -> AgentRecord {
     let m = Measurements {
@@ -54,7 +55,7 @@ fn write(
 ) -> AgentWrite {
     AgentWrite {
         alerts: (0..alerts)
-            .map(|_| Alert::new(5, &rec.agent_id, AlertKind::Replay, "x"))
+            .map(|_| Alert::new(UnixNanos(5), &rec.agent_id, AlertKind::Replay, "x"))
             .collect(),
         record: rec,
         expected_version: expected,
@@ -92,19 +93,19 @@ async fn cache_round_trips_replaces_and_prunes() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path()).await.unwrap();
     assert_eq!(s.get_cached("k").await.unwrap(), None);
-    s.put_cached("k", b"{}", 100).await.unwrap();
+    s.put_cached("k", b"{}", UnixSecs(100)).await.unwrap();
     assert_eq!(
         s.get_cached("k").await.unwrap(),
-        Some((b"{}".to_vec(), 100))
+        Some((b"{}".to_vec(), UnixSecs(100)))
     );
-    s.put_cached("k", b"[1]", 200).await.unwrap();
-    s.put_cached("old", b"[0]", 50).await.unwrap();
+    s.put_cached("k", b"[1]", UnixSecs(200)).await.unwrap();
+    s.put_cached("old", b"[0]", UnixSecs(50)).await.unwrap();
     assert_eq!(
         s.get_cached("k").await.unwrap(),
-        Some((b"[1]".to_vec(), 200))
+        Some((b"[1]".to_vec(), UnixSecs(200)))
     );
     // At t = 100 s the entry expiring at 50 goes, the one at 200 stays.
-    s.prune(100 * 1_000_000_000, 0).await.unwrap();
+    s.prune(UnixSecs(100).nanos(), UnixNanos(0)).await.unwrap();
     assert_eq!(s.get_cached("old").await.unwrap(), None);
     assert!(s.get_cached("k").await.unwrap().is_some());
     // It survives a restart.
