@@ -112,9 +112,7 @@ async fn main() -> anyhow::Result<()> {
             let now = provenant_base::clock::Clock::now(&SystemClock).secs();
             let o = match cmd {
                 VerifyCmd::Quote(a) => cp_verifier::offline::verify::verify_quote_cmd(&a, now),
-                VerifyCmd::Bundle(a) => {
-                    cp_verifier::offline::verify::verify_bundle_cmd(&a, now)
-                }
+                VerifyCmd::Bundle(a) => cp_verifier::offline::verify::verify_bundle_cmd(&a, now),
                 VerifyCmd::Image(a) => cp_verifier::offline::verify::verify_image_cmd(&a, now),
             };
             println!("{}", o.json);

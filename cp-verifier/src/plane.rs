@@ -71,10 +71,7 @@ pub struct ControlPlane {
 }
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(d) => ApiError::StoreUnavailable(d),
-        other => ApiError::Internal(other.to_string()),
-    }
+    ApiError::from(e)
 }
 
 impl ControlPlane {
@@ -149,7 +146,7 @@ impl ControlPlane {
         &self,
         agent_id: &str,
         fresh: bool,
-    ) -> Result<Option<AgentRecord>, ApiError> {
+    ) -> Result<Option<AgentRecord>, StoreError> {
         if !fresh {
             if let Some(r) = self
                 .cache
@@ -160,7 +157,7 @@ impl ControlPlane {
                 return Ok(Some(r.clone()));
             }
         }
-        let r = self.store.get_agent(agent_id).await.map_err(store_err)?;
+        let r = self.store.get_agent(agent_id).await?;
         if let Some(r) = &r {
             self.cache
                 .lock()

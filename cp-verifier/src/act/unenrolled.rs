@@ -2,7 +2,6 @@
 //! alert per source and cooldown window, with a count and a sample of claimed agent
 //! ids, so a flood cannot flood the alert channel.
 
-use crate::http::error::ApiError;
 use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
 use provenant_base::clock::UnixNanos;
@@ -49,7 +48,7 @@ impl ControlPlane {
         source: &str,
         agent_id: &str,
         now: UnixNanos,
-        e: &ApiError,
+        e: &str,
     ) {
         let cooldown = self.cfg.alert_cooldown;
         let alert = {

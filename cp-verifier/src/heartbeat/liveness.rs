@@ -4,9 +4,8 @@
 //! (restarted after a panic) and reports its last run on `/healthz`.
 
 use crate::act::cooldown::MAX_COOLDOWNS;
-use crate::http::error::ApiError;
 use crate::model::{Alert, AlertKind};
-use crate::plane::{store_err, ControlPlane};
+use crate::plane::ControlPlane;
 use crate::store::{AgentWrite, StoreError};
 use provenant_base::clock::UnixNanos;
 use std::sync::atomic::Ordering;
@@ -48,12 +47,12 @@ impl ControlPlane {
 
     /// Marks agents with no valid pulse for `missed_heartbeats` intervals as blinded
     /// and prunes expired challenges and old nonces. Returns how many were blinded.
-    pub async fn sweep(&self) -> Result<usize, ApiError> {
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.now();
         let mut blinded = 0;
         let mut failed = None;
         self.load_revocations().await?;
-        for (id, rec) in self.store.scan_agents().await.map_err(store_err)? {
+        for (id, rec) in self.store.scan_agents().await? {
             // One undecodable record is skipped (and alerted once), not the sweep.
             let rec = match rec {
                 Ok(r) => r,
@@ -126,15 +125,15 @@ impl ControlPlane {
         // Pulses older than the skew window are refused on time anyway, and any replay
         // of them also fails the sequence check, so their nonces need not be kept.
         let cutoff = now.saturating_sub(self.cfg.max_clock_skew.saturating_mul(4));
-        self.store.prune(now, cutoff).await.map_err(store_err)?;
+        self.store.prune(now, cutoff).await?;
         self.flush_unenrolled(now).await;
         // Alert retention (their pending webhook deliveries go with them).
         let before = now.saturating_sub(self.cfg.alert_retention);
-        self.store.prune_alerts(before).await.map_err(store_err)?;
+        self.store.prune_alerts(before).await?;
         self.last_sweep_ns.store(now.get(), Ordering::SeqCst);
         self.reattest(now).await;
         match failed {
-            Some(e) => Err(store_err(e)),
+            Some(e) => Err(e),
             None => Ok(blinded),
         }
     }

@@ -4,14 +4,15 @@
 //! Replays and clock drift are refused with their own reasons; [`liveness`] notices
 //! the agents that stopped pulsing.
 
+pub mod error;
 pub mod liveness;
 
-use crate::http::error::ApiError;
+use crate::heartbeat::error::{PulseError, ReplayKind};
 use crate::judge::baseline::{judge, resolve_inventory};
 use crate::model::AgentRecord;
 use crate::model::{Alert, AlertKind};
+use crate::plane::ControlPlane;
 use crate::plane::MAX_UNSTORED;
-use crate::plane::{store_err, ControlPlane};
 use crate::store::{AgentWrite, StoreError};
 use evidence::api::HeartbeatResponse;
 use evidence::report::HexBytes;
@@ -20,10 +21,6 @@ use provenant_base::clock::UnixNanos;
 
 /// Agents with stale-replay counts not yet written to their record, at most.
 pub(crate) const MAX_STALE_PENDING: usize = 100_000;
-
-pub(crate) fn inventory_err(e: crate::judge::baseline::InventoryError) -> ApiError {
-    ApiError::bad_request("InconsistentInventory", e.0)
-}
 
 impl ControlPlane {
     /// When the agent was last seen alive: its last stored pulse, or a later verified
@@ -40,27 +37,26 @@ impl ControlPlane {
     }
 
     /// Verifies and records one pulse.
-    pub async fn heartbeat(&self, env: Envelope) -> Result<HeartbeatResponse, ApiError> {
+    pub async fn heartbeat(&self, env: Envelope) -> Result<HeartbeatResponse, PulseError> {
         let claimed = env.decode::<Pulse>()?;
         let agent_id = claimed.claimed().agent_id.clone();
         let Some(rec) = self.load(&agent_id, false).await? else {
-            return Err(self.unknown_agent(&agent_id).await);
+            return Err(self.unknown_agent(&agent_id).await.into());
         };
         let first_key = rec.key.clone();
         let mut verified = Some(match claimed.verify(&rec.key) {
             Ok(p) => p,
             Err(e) => {
-                let e = ApiError::from(e);
-                if matches!(e, ApiError::BadSignature(_)) {
+                if matches!(e, evidence::EvidenceError::BadSignature { .. }) {
                     self.alert_with_cooldown(
                         &agent_id,
                         AlertKind::BadSignature,
                         self.now(),
-                        &e.to_string(),
+                        &format!("BadSignature: {e}"),
                     )
                     .await;
                 }
-                return Err(e);
+                return Err(e.into());
             }
         });
         // Deleted, disabled, unenrolled or withdrawn: 403 Revoked.
@@ -73,7 +69,7 @@ impl ControlPlane {
             } else {
                 match self.load(&agent_id, true).await? {
                     Some(r) => r,
-                    None => return Err(self.unknown_agent(&agent_id).await),
+                    None => return Err(self.unknown_agent(&agent_id).await.into()),
                 }
             };
             // A re-registration with a new key between attempts: verify again under it.
@@ -83,13 +79,10 @@ impl ControlPlane {
             };
             let digest = HexBytes(pulse.digest());
             if pulse.partition != rec.partition {
-                return Err(ApiError::bad_request(
-                    "InvalidField",
-                    format!(
-                        "pulse names partition {:?}, agent registered in {:?}",
-                        pulse.partition, rec.partition
-                    ),
-                ));
+                return Err(PulseError::WrongPartition(format!(
+                    "pulse names partition {:?}, agent registered in {:?}",
+                    pulse.partition, rec.partition
+                )));
             }
             // Pulses travel in clear, so anyone may re-post an old one: that must not
             // turn the agent red. The exact accepted pulse again is a retry; a pulse
@@ -98,14 +91,15 @@ impl ControlPlane {
             // signed for a used sequence, never accepted, inside the window is a fork:
             // red (`Replay`).
             if digest == rec.chain_head {
-                return Err(ApiError::Replay(
-                    "this exact pulse was already accepted (a duplicate; nothing recorded)".into(),
+                return Err(PulseError::replay(
+                    ReplayKind::Duplicate,
+                    "this exact pulse was already accepted (a duplicate; nothing recorded)",
                 ));
             }
             if pulse.sequence <= rec.sequence {
                 if self.check_skew(pulse.issued_at_ns, now, "pulse").is_err() {
                     let n = self.count_stale_replay(&rec);
-                    return Err(ApiError::Replay(format!(
+                    return Err(PulseError::replay(ReplayKind::OldCapture, format!(
                         "sequence {} was already used (last accepted {}) and the pulse was issued outside the allowed skew: an old pulse re-posted, refused and counted ({n} so far)",
                         pulse.sequence, rec.sequence
                     )));
@@ -114,24 +108,31 @@ impl ControlPlane {
                     && self
                         .store
                         .nonce_seen(&agent_id, &pulse.nonce.to_hex())
-                        .await
-                        .map_err(store_err)?
+                        .await?
                 {
-                    return Err(ApiError::Replay(format!(
-                        "pulse {} was already accepted (a duplicate; nothing recorded)",
-                        pulse.sequence
-                    )));
+                    return Err(PulseError::replay(
+                        ReplayKind::Duplicate,
+                        format!(
+                            "pulse {} was already accepted (a duplicate; nothing recorded)",
+                            pulse.sequence
+                        ),
+                    ));
                 }
                 let why = format!(
                     "a second pulse for sequence {} (last accepted {}), signed by the agent's key inside the skew window: a forked chain",
                     pulse.sequence, rec.sequence
                 );
-                return Err(self.refuse_replay(&rec, now, why).await);
+                return Err(self.refuse_replay(&rec, now, ReplayKind::Fork, why).await);
             }
             if let Err(e) = self.check_skew(pulse.issued_at_ns, now, "pulse") {
-                self.note_refusal(&rec, AlertKind::ClockDesync, now, &e.to_string())
-                    .await;
-                return Err(e);
+                self.note_refusal(
+                    &rec,
+                    AlertKind::ClockDesync,
+                    now,
+                    &format!("ClockDesync: {e}"),
+                )
+                .await;
+                return Err(e.into());
             }
             if pulse.sequence != rec.sequence + 1 || pulse.previous != rec.chain_head {
                 let why = format!(
@@ -140,12 +141,13 @@ impl ControlPlane {
                     rec.sequence + 1,
                     &rec.chain_head.to_hex()[..16]
                 );
-                return Err(self.refuse_replay(&rec, now, why).await);
+                return Err(self
+                    .refuse_replay(&rec, now, ReplayKind::ChainBroken, why)
+                    .await);
             }
 
             let measurements =
-                resolve_inventory(Some(&rec.current), pulse.measurements.clone(), false)
-                    .map_err(inventory_err)?;
+                resolve_inventory(Some(&rec.current), pulse.measurements.clone(), false)?;
             let j = judge(&rec.lkg, &rec.expected, Some(&rec.current), &measurements);
             let mut alerts: Vec<Alert> = j
                 .alerts
@@ -221,13 +223,19 @@ impl ControlPlane {
                 }
                 Err(StoreError::DuplicateNonce) => {
                     return Err(self
-                        .refuse_replay(&rec, now, "the pulse nonce was already used".into())
+                        .refuse_replay(
+                            &rec,
+                            now,
+                            ReplayKind::NonceReused,
+                            "the pulse nonce was already used".into(),
+                        )
                         .await)
                 }
                 Err(StoreError::Conflict) if attempt == 0 => continue,
                 Err(StoreError::Conflict) => {
-                    return Err(ApiError::Replay(
-                        "the agent's chain moved concurrently; this pulse lost".into(),
+                    return Err(PulseError::replay(
+                        ReplayKind::LostRace,
+                        "the agent's chain moved concurrently; this pulse lost",
                     ))
                 }
                 Err(e) => {
@@ -244,11 +252,15 @@ impl ControlPlane {
                         let t = u.entry(agent_id.clone()).or_insert(0);
                         *t = (*t).max(pulse.issued_at_ns.min(now.get()));
                     }
-                    return Err(store_err(e));
+                    return Err(e.into());
                 }
             }
         }
-        Err(ApiError::Internal("unreachable retry exit".into()))
+        // The loop returns on every path of its last attempt.
+        Err(PulseError::replay(
+            ReplayKind::LostRace,
+            "the agent's chain moved concurrently; this pulse lost",
+        ))
     }
 
     /// Counts an old pulse re-posted for `rec`'s agent; returns the agent's total.
@@ -267,10 +279,11 @@ impl ControlPlane {
         &self,
         rec: &AgentRecord,
         now: UnixNanos,
+        kind: ReplayKind,
         why: String,
-    ) -> ApiError {
+    ) -> PulseError {
         self.note_refusal(rec, AlertKind::Replay, now, &why).await;
-        ApiError::Replay(why)
+        PulseError::replay(kind, why)
     }
 
     /// Records a refused pulse on the agent (for the verdict) and alerts, at most once

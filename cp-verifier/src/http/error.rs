@@ -129,7 +129,92 @@ impl From<crate::register::enroll::EnrollError> for ApiError {
             Refusal::CertificateRevoked | Refusal::CrlStale | Refusal::CrlUnusable => {
                 ApiError::Revoked(e.to_string())
             }
-            _ => ApiError::Unenrolled(e.to_string()),
+            _ => {
+                debug_assert!(e.is_unenrolled());
+                ApiError::Unenrolled(e.to_string())
+            }
+        }
+    }
+}
+
+/// Storage failures: an outage is 503 `StoreUnavailable` (the client may retry);
+/// anything else is the control plane's own fault, logged and never echoed.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        match e {
+            crate::store::StoreError::Unavailable(d) => ApiError::StoreUnavailable(d),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::register::error::ClockSkew> for ApiError {
+    fn from(e: crate::register::error::ClockSkew) -> ApiError {
+        ApiError::ClockDesync(e.to_string())
+    }
+}
+
+impl From<crate::judge::baseline::InventoryError> for ApiError {
+    fn from(e: crate::judge::baseline::InventoryError) -> ApiError {
+        ApiError::bad_request("InconsistentInventory", e.0)
+    }
+}
+
+impl From<crate::register::error::Revocation> for ApiError {
+    fn from(e: crate::register::error::Revocation) -> ApiError {
+        use crate::register::error::Revocation as R;
+        match e {
+            R::Revoked(d) => ApiError::Revoked(d),
+            R::Withdrawn(d) => ApiError::Withdrawn(d),
+            R::UnknownAgent(d) => ApiError::UnknownAgent(d),
+            R::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The register stage's refusals on the wire.
+impl From<crate::register::error::RegisterError> for ApiError {
+    fn from(e: crate::register::error::RegisterError) -> ApiError {
+        use crate::register::error::RegisterError as R;
+        match e {
+            R::Envelope(e) => e.into(),
+            R::BadField { kind, detail } => ApiError::bad_request(kind, detail),
+            R::TierNotAllowed(d) => ApiError::TierNotAllowed(d),
+            R::BadChallenge(d) => ApiError::BadChallenge(d),
+            R::Enroll(e) => e.into(),
+            R::ClockSkew(e) => e.into(),
+            R::Inventory(e) => e.into(),
+            R::IntervalTooLong(d) => ApiError::IntervalTooLong(d),
+            R::Attest(e) => e.into(),
+            R::TierDowngrade(detail) => ApiError::Attestation {
+                kind: "TierDowngrade",
+                detail,
+            },
+            R::Revocation(e) => e.into(),
+            R::UpstreamUnavailable { upstream, detail } => ApiError::UpstreamUnavailable {
+                upstream: upstream.to_string(),
+                detail,
+            },
+            R::LostRace => {
+                ApiError::Replay("a concurrent registration for this agent won; retry".into())
+            }
+            R::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The heartbeat stage's refusals on the wire: every replay rule is `Replay`.
+impl From<crate::heartbeat::error::PulseError> for ApiError {
+    fn from(e: crate::heartbeat::error::PulseError) -> ApiError {
+        use crate::heartbeat::error::PulseError as P;
+        match e {
+            P::Envelope(e) => e.into(),
+            P::Revocation(e) => e.into(),
+            P::WrongPartition(d) => ApiError::bad_request("InvalidField", d),
+            P::Replay { detail, .. } => ApiError::Replay(detail),
+            P::ClockSkew(e) => e.into(),
+            P::Inventory(e) => e.into(),
+            P::Store(e) => e.into(),
         }
     }
 }

@@ -182,7 +182,8 @@ fn complete<T: InventoryItem>(l: Option<&Inventory<T>>) -> Option<(evidence::Dig
 }
 
 /// Why a pulse's inventory cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct InventoryError(pub String);
 
 /// Makes the reported workloads and eBPF lists complete. A report must carry full

@@ -119,7 +119,22 @@ impl std::fmt::Display for EnrollError {
     }
 }
 
+impl std::error::Error for EnrollError {}
+
 impl EnrollError {
+    /// Whether the key is simply not enrolled (as opposed to a malformed, revoked or
+    /// unverifiable certificate): such refusals are aggregated per source.
+    pub fn is_unenrolled(&self) -> bool {
+        !matches!(
+            self.reason,
+            Refusal::BadCertificate
+                | Refusal::TooManyCertificates
+                | Refusal::CertificateRevoked
+                | Refusal::CrlStale
+                | Refusal::CrlUnusable
+        )
+    }
+
     fn new(reason: Refusal, detail: impl Into<String>) -> EnrollError {
         EnrollError {
             reason,

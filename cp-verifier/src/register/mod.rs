@@ -6,17 +6,17 @@
 //! operator allowed it.
 
 pub mod enroll;
+pub mod error;
 pub mod revoke;
 
 use crate::act::unenrolled::source_key;
 use crate::attest::{check_event_log_matches, AttestError, EventLogInput};
-use crate::heartbeat::inventory_err;
-use crate::http::error::ApiError;
 use crate::judge::baseline::{judge, resolve_inventory};
 use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, Expectations, RequoteFailure};
 use crate::model::{Alert, AlertKind};
-use crate::plane::{store_err, ControlPlane};
+use crate::plane::ControlPlane;
+use crate::register::error::{ClockSkew, RegisterError};
 use crate::store::{AgentWrite, StoreError};
 use evidence::api::{Challenge, RegisterRequest, RegisterResponse};
 use evidence::report::HexBytes;
@@ -38,15 +38,17 @@ pub(crate) fn tier_rank(t: Tier) -> u8 {
 /// body limit bounds it; the parsers bound it again.
 pub(crate) fn decode_platform_evidence(
     ev: &evidence::api::RegisterEvidence,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, RegisterError> {
     use base64::Engine;
-    let b64 = ev.quote.as_deref().ok_or_else(|| ApiError::Attestation {
-        kind: "MissingQuote",
-        detail: "a TDX-tier report must come with its quote (or TDREPORT)".into(),
+    let b64 = ev.quote.as_deref().ok_or_else(|| {
+        AttestError::refused(
+            "MissingQuote",
+            "a TDX-tier report must come with its quote (or TDREPORT)",
+        )
     })?;
     base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|e| ApiError::bad_request("BadBase64", format!("evidence.quote: {e}")))
+        .map_err(|e| RegisterError::bad_field("BadBase64", format!("evidence.quote: {e}")))
 }
 
 pub(crate) fn new_record(
@@ -87,41 +89,42 @@ pub(crate) fn new_record(
 
 impl ControlPlane {
     /// Issues a single-use registration challenge.
-    pub async fn challenge(&self) -> Result<Challenge, ApiError> {
+    pub async fn challenge(&self) -> Result<Challenge, StoreError> {
         let nonce: Digest32 = HexBytes(rand::random());
         let expires_at = self.now().saturating_add(self.cfg.challenge_ttl);
         self.store
             .put_challenge(&nonce.to_hex(), expires_at)
-            .await
-            .map_err(store_err)?;
+            .await?;
         Ok(Challenge {
             nonce,
             expires_at_ns: expires_at.get(),
         })
     }
 
+    /// Whether `issued_at_ns` (a report's or pulse's, named by `what`) lies within
+    /// `max_clock_skew` of `now`.
     pub(crate) fn check_skew(
         &self,
         issued_at_ns: u64,
         now: UnixNanos,
-        what: &str,
-    ) -> Result<(), ApiError> {
+        what: &'static str,
+    ) -> Result<(), ClockSkew> {
         let issued = UnixNanos(issued_at_ns);
         let skew = now.since(issued).max(issued.since(now));
         if skew > self.cfg.max_clock_skew {
-            let dir = if issued > now { "ahead of" } else { "behind" };
-            return Err(ApiError::ClockDesync(format!(
-                "{what} timestamp is {:.3}s {dir} the control plane's clock (allowed skew {}s); check the node's time sync",
-                skew.as_secs_f64(),
-                self.cfg.max_clock_skew.as_secs_f64()
-            )));
+            return Err(ClockSkew {
+                what,
+                skew,
+                ahead: issued > now,
+                allowed: self.cfg.max_clock_skew,
+            });
         }
         Ok(())
     }
 
     /// Registration: the report's signature, its tier's evidence, enrollment, time,
     /// and the single-use challenge.
-    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, ApiError> {
+    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, RegisterError> {
         self.register_from(req, None).await
     }
 
@@ -131,7 +134,7 @@ impl ControlPlane {
         &self,
         req: RegisterRequest,
         source: Option<IpAddr>,
-    ) -> Result<RegisterResponse, ApiError> {
+    ) -> Result<RegisterResponse, RegisterError> {
         let now = self.now();
         let env = req.envelope;
         // The report names its own key; signing with it proves possession. Whether the
@@ -142,14 +145,14 @@ impl ControlPlane {
 
         match report.tier {
             Tier::Software | Tier::TdxReport if !self.cfg.policy.allow_software_tier => {
-                return Err(ApiError::TierNotAllowed(format!(
+                return Err(RegisterError::TierNotAllowed(format!(
                     "policy does not accept the {} tier (allow_software_tier = false)",
                     report.tier.as_str()
                 )));
             }
             Tier::Software => {
                 if req.evidence.quote.is_some() || req.evidence.event_log.is_some() {
-                    return Err(ApiError::bad_request(
+                    return Err(RegisterError::bad_field(
                         "InvalidField",
                         "a software-tier report carries no quote or event log",
                     ));
@@ -159,7 +162,7 @@ impl ControlPlane {
             other => {
                 // Fail closed: a hardware tier this control plane cannot verify is refused,
                 // never downgraded or waved through.
-                return Err(ApiError::TierNotAllowed(format!(
+                return Err(RegisterError::TierNotAllowed(format!(
                     "tier {} cannot be verified by this control plane",
                     other.as_str()
                 )));
@@ -171,10 +174,9 @@ impl ControlPlane {
         if !self
             .store
             .take_challenge(&report.nonce.to_hex(), now)
-            .await
-            .map_err(store_err)?
+            .await?
         {
-            return Err(ApiError::BadChallenge(
+            return Err(RegisterError::BadChallenge(
                 "the report's nonce is not an open challenge (unknown, already used or expired)"
                     .into(),
             ));
@@ -183,21 +185,24 @@ impl ControlPlane {
             self.enroller
                 .check(&report.agent_id, &key, &req.evidence.certificate_chain, now)
         {
-            let e = ApiError::from(e);
-            if matches!(e, ApiError::Unenrolled(_)) {
-                self.note_unenrolled(&source_key(source), &report.agent_id, now, &e)
-                    .await;
+            if e.is_unenrolled() {
+                self.note_unenrolled(
+                    &source_key(source),
+                    &report.agent_id,
+                    now,
+                    &format!("Unenrolled: {e}"),
+                )
+                .await;
             }
-            return Err(e);
+            return Err(e.into());
         }
         self.check_skew(report.issued_at_ns, now, "report")?;
         // After enrollment: an unenrolled key learns nothing more about the checks.
-        let measurements =
-            resolve_inventory(None, report.measurements.clone(), true).map_err(inventory_err)?;
+        let measurements = resolve_inventory(None, report.measurements.clone(), true)?;
         let interval_ms = report.heartbeat_interval_ms;
         let max_ms = u64::try_from(self.cfg.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
         if interval_ms == 0 || interval_ms > max_ms {
-            return Err(ApiError::IntervalTooLong(format!(
+            return Err(RegisterError::IntervalTooLong(format!(
                 "agent declares a heartbeat interval of {interval_ms} ms; policy allows 1..={max_ms} ms"
             )));
         }
@@ -206,11 +211,7 @@ impl ControlPlane {
         // A known TDX agent: its record holds the RTMR3 log prefix this registration
         // may continue, and an upstream outage keeps its current registration.
         let prior = match report.tier {
-            Tier::Tdx | Tier::TdxReport => self
-                .store
-                .get_agent(&report.agent_id)
-                .await
-                .map_err(store_err)?,
+            Tier::Tdx | Tier::TdxReport => self.store.get_agent(&report.agent_id).await?,
             _ => None,
         };
         let attestation = match report.tier {
@@ -243,12 +244,11 @@ impl ControlPlane {
                     // registration.
                     Err(AttestError::Unavailable { kind, detail }) if prior.is_some() => {
                         let Some(old) = prior.as_ref() else {
-                            return Err(ApiError::Attestation { kind, detail });
+                            return Err(AttestError::Unavailable { kind, detail }.into());
                         };
                         return Err(self.requote_failed(old, kind, detail, now).await);
                     }
                     Err(e) => {
-                        let e = ApiError::from(e);
                         self.alert_with_cooldown(
                             &report.agent_id,
                             AlertKind::AttestationRefused,
@@ -256,18 +256,14 @@ impl ControlPlane {
                             &e.to_string(),
                         )
                         .await;
-                        return Err(e);
+                        return Err(e.into());
                     }
                 }
             }
             _ => None,
         };
 
-        let existing = self
-            .store
-            .get_agent(&report.agent_id)
-            .await
-            .map_err(store_err)?;
+        let existing = self.store.get_agent(&report.agent_id).await?;
         self.check_register_revocation(&report, attestation.as_ref(), existing.as_ref())
             .await?;
         let head = HexBytes(report.digest());
@@ -295,10 +291,7 @@ impl ControlPlane {
                     );
                     self.alert_with_cooldown(&report.agent_id, AlertKind::TierChanged, now, &why)
                         .await;
-                    return Err(ApiError::Attestation {
-                        kind: "TierDowngrade",
-                        detail: why,
-                    });
+                    return Err(RegisterError::TierDowngrade(why));
                 }
                 alerts.push(Alert::new(
                     now,
@@ -393,10 +386,8 @@ impl ControlPlane {
         })
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => {
-                ApiError::Replay("a concurrent registration for this agent won; retry".into())
-            }
-            other => store_err(other),
+            StoreError::Conflict => RegisterError::LostRace,
+            other => RegisterError::Store(other),
         })?;
         Ok(RegisterResponse {
             agent_id: record.agent_id.clone(),
@@ -421,10 +412,9 @@ impl ControlPlane {
         upstream: &'static str,
         detail: String,
         now: UnixNanos,
-    ) -> ApiError {
-        let upstream = upstream.to_string();
-        let out = ApiError::UpstreamUnavailable {
-            upstream: upstream.clone(),
+    ) -> RegisterError {
+        let out = RegisterError::UpstreamUnavailable {
+            upstream,
             detail: detail.clone(),
         };
         // `register` consumed the report's challenge before any check: only a report

@@ -26,6 +26,7 @@ use crate::model::TdxAttestation;
 use crate::model::{AgentRecord, BuildKind, Disabled, Tombstone, Withdrawal};
 use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
+use crate::register::error::Revocation;
 use crate::store::StoreError;
 
 use crate::config::MAX_REASON;
@@ -221,18 +222,18 @@ impl ControlPlane {
 
     /// Loads the stored withdrawals (once; `start` calls it, the checks below call
     /// it too so no path sees an unloaded list).
-    pub async fn load_revocations(&self) -> Result<(), ApiError> {
+    pub async fn load_revocations(&self) -> Result<(), StoreError> {
         self.revocation
             .loaded
             .get_or_try_init(|| async {
-                let v = self.store.list_withdrawals().await.map_err(store_err)?;
+                let v = self.store.list_withdrawals().await?;
                 *self
                     .revocation
                     .stored
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = v;
                 self.revocation.reindex();
-                Ok::<(), ApiError>(())
+                Ok::<(), StoreError>(())
             })
             .await
             .map(|_| ())
@@ -292,7 +293,7 @@ impl ControlPlane {
         &self,
         rec: &AgentRecord,
         now: UnixNanos,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Revocation> {
         self.load_revocations().await?;
         let reasons = self.revocation_reasons(rec, now);
         if reasons.is_empty() {
@@ -310,7 +311,7 @@ impl ControlPlane {
             &format!("pulse refused: {detail}"),
         )
         .await;
-        Err(ApiError::Revoked(detail))
+        Err(Revocation::Revoked(detail))
     }
 
     /// The registration check, after the evidence is verified: a disabled agent is
@@ -320,10 +321,10 @@ impl ControlPlane {
         report: &Report,
         attestation: Option<&TdxAttestation>,
         existing: Option<&AgentRecord>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Revocation> {
         self.load_revocations().await?;
         if let Some(d) = existing.and_then(|r| r.disabled.as_ref()) {
-            return Err(ApiError::Revoked(format!(
+            return Err(Revocation::Revoked(format!(
                 "AgentDisabled: agent {:?} was disabled by an operator at {}: {}; POST /api/v1/agents/{}/enable allows it again",
                 report.agent_id,
                 at(UnixNanos(d.at_ns)),
@@ -346,24 +347,24 @@ impl ControlPlane {
         if found.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Withdrawn(found.join("; ")))
+            Err(Revocation::Withdrawn(found.join("; ")))
         }
     }
 
     /// The refusal of a pulse for an agent without a record: `Revoked` if an
     /// operator deleted it, else `UnknownAgent`.
-    pub(crate) async fn unknown_agent(&self, agent_id: &str) -> ApiError {
+    pub(crate) async fn unknown_agent(&self, agent_id: &str) -> Revocation {
         match self.store.get_tombstone(agent_id).await {
-            Ok(Some(t)) => ApiError::Revoked(format!(
+            Ok(Some(t)) => Revocation::Revoked(format!(
                 "AgentDeleted: agent {agent_id:?} (key {}) was deleted by an operator at {}: {}; it must register (and be enrolled) again",
                 t.key_fingerprint,
                 at(UnixNanos(t.at_ns)),
                 t.reason
             )),
-            Ok(None) => ApiError::UnknownAgent(format!(
+            Ok(None) => Revocation::UnknownAgent(format!(
                 "agent {agent_id:?} is not registered; register first"
             )),
-            Err(e) => store_err(e),
+            Err(e) => Revocation::Store(e),
         }
     }
 
