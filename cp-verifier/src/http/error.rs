@@ -333,3 +333,123 @@ impl IntoResponse for ApiError {
         (self.status(), Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heartbeat::error::{PulseError, ReplayKind};
+    use crate::register::error::{ClockSkew, RegisterError, Revocation};
+    use crate::store::StoreError;
+    use std::time::Duration;
+
+    fn wire(e: impl Into<ApiError>) -> (u16, &'static str, String) {
+        let e = e.into();
+        (e.status().as_u16(), e.kind(), e.detail())
+    }
+
+    /// The stage errors' wire kinds and statuses are part of the API: pinned here,
+    /// so a change to a stage error cannot move them by accident.
+    #[test]
+    fn stage_errors_keep_their_wire_kind_and_status() {
+        let skew = ClockSkew {
+            what: "pulse",
+            skew: Duration::from_millis(61_500),
+            ahead: true,
+            allowed: Duration::from_secs(60),
+        };
+        assert_eq!(
+            wire(skew.clone()),
+            (
+                422,
+                "ClockDesync",
+                "pulse timestamp is 61.500s ahead of the control plane's clock (allowed skew 60s); check the node's time sync".into()
+            )
+        );
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (
+                RegisterError::bad_field("BadBase64", "x").into(),
+                400,
+                "BadBase64",
+            ),
+            (
+                RegisterError::TierNotAllowed("x".into()).into(),
+                403,
+                "TierNotAllowed",
+            ),
+            (
+                RegisterError::BadChallenge("x".into()).into(),
+                403,
+                "BadChallenge",
+            ),
+            (
+                RegisterError::ClockSkew(skew.clone()).into(),
+                422,
+                "ClockDesync",
+            ),
+            (
+                RegisterError::Inventory(crate::judge::baseline::InventoryError("x".into())).into(),
+                400,
+                "InconsistentInventory",
+            ),
+            (
+                RegisterError::IntervalTooLong("x".into()).into(),
+                403,
+                "IntervalTooLong",
+            ),
+            (
+                RegisterError::TierDowngrade("x".into()).into(),
+                403,
+                "TierDowngrade",
+            ),
+            (
+                RegisterError::UpstreamUnavailable {
+                    upstream: "CollateralUnavailable",
+                    detail: "x".into(),
+                }
+                .into(),
+                503,
+                "UpstreamUnavailable",
+            ),
+            (RegisterError::LostRace.into(), 409, "Replay"),
+            (
+                RegisterError::Store(StoreError::Unavailable("disk".into())).into(),
+                503,
+                "StoreUnavailable",
+            ),
+            (
+                RegisterError::Revocation(Revocation::Withdrawn("x".into())).into(),
+                403,
+                "Withdrawn",
+            ),
+            (Revocation::Revoked("x".into()).into(), 403, "Revoked"),
+            (
+                Revocation::UnknownAgent("x".into()).into(),
+                404,
+                "UnknownAgent",
+            ),
+            (
+                PulseError::WrongPartition("x".into()).into(),
+                400,
+                "InvalidField",
+            ),
+            (PulseError::ClockSkew(skew).into(), 422, "ClockDesync"),
+            (StoreError::Conflict.into(), 500, "Internal"),
+        ];
+        for (e, status, kind) in cases {
+            assert_eq!((e.status().as_u16(), e.kind()), (status, kind), "{e:?}");
+        }
+        for k in [
+            ReplayKind::Duplicate,
+            ReplayKind::OldCapture,
+            ReplayKind::Fork,
+            ReplayKind::ChainBroken,
+            ReplayKind::NonceReused,
+            ReplayKind::LostRace,
+        ] {
+            assert_eq!(
+                wire(PulseError::replay(k, "seen")),
+                (409, "Replay", "seen".into())
+            );
+        }
+    }
+}
