@@ -181,6 +181,17 @@ pub struct Reason {
     pub detail: String,
 }
 
+impl Reason {
+    /// A finding: `code` counted as `status`, with the specifics for people.
+    pub fn new(code: ReasonCode, status: Status, detail: impl Into<String>) -> Reason {
+        Reason {
+            code,
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// A judgement with the findings behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {

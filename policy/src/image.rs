@@ -290,13 +290,7 @@ pub fn workload_badge(
     check: &ImageCheck,
 ) -> Verdict {
     let mut reasons = Vec::new();
-    let mut push = |code, status, detail: String| {
-        reasons.push(Reason {
-            code,
-            status,
-            detail,
-        })
-    };
+    let mut push = |code, status, detail: String| reasons.push(Reason::new(code, status, detail));
     if workload.image_digest.is_none() {
         push(
             ReasonCode::ImageNoDigest,

@@ -27,13 +27,7 @@ fn complete<T: InventoryItem>(l: Option<&Inventory<T>>) -> Option<(Digest32, &[T
 ///   cannot be told, so nothing about it is acceptable.
 pub fn reasons(lkg: &Measurements, current: &Measurements) -> Vec<Reason> {
     let mut out = Vec::new();
-    let mut push = |code, status, detail: String| {
-        out.push(Reason {
-            code,
-            status,
-            detail,
-        })
-    };
+    let mut push = |code, status, detail: String| out.push(Reason::new(code, status, detail));
     let lkg_ebpf = complete(lkg.ebpf.as_ref());
     match (&current.ebpf, lkg_ebpf) {
         (Some(e), _) if e.state == CollectorState::Ok => {

@@ -82,13 +82,7 @@ pub struct AgentFacts {
 /// Evaluates the facts. The status is the worst status among the reasons.
 pub fn evaluate(policy: &TrustPolicy, f: &AgentFacts) -> Verdict {
     let mut reasons = Vec::new();
-    let mut push = |code, status, detail: String| {
-        reasons.push(Reason {
-            code,
-            status,
-            detail,
-        })
-    };
+    let mut push = |code, status, detail: String| reasons.push(Reason::new(code, status, detail));
     let window = f.interval.saturating_mul(policy.missed_heartbeats.max(1));
 
     match f.tier {

@@ -196,13 +196,7 @@ pub fn age_reasons(
 /// The status is the worst among the reasons.
 pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
     let mut reasons = Vec::new();
-    let mut push = |code, status, detail: String| {
-        reasons.push(Reason {
-            code,
-            status,
-            detail,
-        })
-    };
+    let mut push = |code, status, detail: String| reasons.push(Reason::new(code, status, detail));
     if let Some(r) = tcb_reason(p, f.tcb_status.as_deref(), &f.advisory_ids) {
         push(r.code, r.status, r.detail);
     }
