@@ -43,10 +43,11 @@ mod provider;
 pub mod verifier;
 
 pub use bundle::{
-    read_bundle_file, verify_bundle, Artifact, ArtifactDigest, DigestAlgorithm, FulcioClaims,
-    Instance, Statement, Subject, TimeSource, TrustRoot, TrustRootError, VerifiedBundle,
-    VerifyError, IN_TOTO_PAYLOAD_TYPE, MAX_BUNDLE_BYTES, MAX_SUBJECTS, MAX_TRUSTED_ROOT_BYTES,
-    MEDIA_TYPE_V0_1, MEDIA_TYPE_V0_2, MEDIA_TYPE_V0_3,
+    read_bundle_file, verify_bundle, verify_bundle_with_key, Artifact, ArtifactDigest,
+    DigestAlgorithm, FulcioClaims, Instance, ManagedKey, Statement, Subject, TimeSource, TrustRoot,
+    TrustRootError, VerifiedBundle, VerifiedKeyBundle, VerifyError, IN_TOTO_PAYLOAD_TYPE,
+    MAX_BUNDLE_BYTES, MAX_KEY_BYTES, MAX_SUBJECTS, MAX_TRUSTED_ROOT_BYTES, MEDIA_TYPE_V0_1,
+    MEDIA_TYPE_V0_2, MEDIA_TYPE_V0_3,
 };
 pub use cosign::{
     encode_signature_file, parse_signature_file, verify_any, verify_image_signature, ImageSigError,
