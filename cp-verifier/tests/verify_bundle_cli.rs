@@ -110,16 +110,16 @@ fn json_lines_every_line_must_verify() {
         128
     );
 
+    // Line 2: the v0.1 form of the same signature with only its SET (v0.1 is
+    // accepted only with an inclusion proof and checkpoint).
+    let mut set_only: Value =
+        serde_json::from_str(&line("sigstore-js-2.1.0-bundle-v0.1.json")).unwrap();
+    set_only["verificationMaterial"]["tlogEntries"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("inclusionProof");
     let mixed = dir.path().join("mixed.jsonl");
-    std::fs::write(
-        &mixed,
-        format!(
-            "{}\n{}\n",
-            line(JS),
-            line("sigstore-js-2.1.0-bundle-v0.1.json")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&mixed, format!("{}\n{set_only}\n", line(JS))).unwrap();
     let a = args(mixed.to_str().unwrap());
     let (code, v) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 1, "{v}");
@@ -265,4 +265,171 @@ fn usage_errors_exit_2() {
         "y",
     ]);
     assert_eq!(code, 2);
+}
+
+/// The suite's managed-key cases (signatures/tests/data/sigstore-conformance).
+fn conformance(case: &str, file: &str) -> String {
+    data(&format!("sigstore-conformance/bundle-verify/{case}/{file}"))
+}
+
+const KEY_CASE: &str = "managed-key-happy-path";
+/// Its Rekor integrated time.
+const KEY_AT: &str = "1766077479";
+
+fn key_args(bundle: &str, key: &str, at: &str) -> Vec<String> {
+    vec![
+        "--bundle".into(),
+        bundle.into(),
+        "--trusted-root".into(),
+        data("sigstore-conformance/trusted_root.public-good.json"),
+        "--artifact".into(),
+        data("sigstore-conformance/bundle-verify/a.txt"),
+        "--key".into(),
+        key.into(),
+        "--at".into(),
+        at.into(),
+    ]
+}
+
+fn run_owned(a: &[String]) -> (i32, Value) {
+    run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn managed_key_bundle_verifies_with_key() {
+    let bundle = conformance(KEY_CASE, "bundle.sigstore.json");
+    let key = conformance(KEY_CASE, "key.pub");
+    let (code, v) = run_owned(&key_args(&bundle, &key, KEY_AT));
+    assert_eq!(code, 0, "{v}");
+    let b = &v["bundles"][0];
+    let mut keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "key",
+            "media_type",
+            "predicate_type",
+            "signed_at",
+            "subjects"
+        ]
+    );
+    assert_eq!(
+        b["media_type"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let der = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let fpr = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der))
+    );
+    assert_eq!(b["key"], fpr.as_str());
+    assert_eq!(b["signed_at"], "2025-12-18T17:04:39Z");
+    assert_eq!(b["subjects"], serde_json::json!([]));
+    // Signed after --at.
+    let (code, v) = run_owned(&key_args(&bundle, &key, "1766077478"));
+    assert_eq!(
+        (code, v["error"]["kind"].as_str()),
+        (1, Some("SignedAfterNow")),
+        "{v}"
+    );
+}
+
+#[test]
+fn managed_key_refusals() {
+    let bundle = conformance(KEY_CASE, "bundle.sigstore.json");
+    let key = conformance(KEY_CASE, "key.pub");
+    let dir = tempfile::tempdir().unwrap();
+    // Another valid P-256 key: the signature does not verify with it.
+    let other = dir.path().join("other.pub");
+    std::fs::write(
+        &other,
+        "-----BEGIN PUBLIC KEY-----\n\
+         MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKrVNSXBoZpLAfy/0gaq9KPQ0rNHy\n\
+         /RLm2YjDbn9+nmA0qGiowbdhqsxMQ2+S1pknsOnEv7xXXj7tYerxkeucZA==\n\
+         -----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            key_args(&bundle, other.to_str().unwrap(), KEY_AT),
+            1,
+            "InvalidSignature",
+        ),
+        // The suite's wrong key: not even a P-256 point.
+        (
+            key_args(
+                &bundle,
+                &conformance("managed-key-wrong-key_fail", "key.pub"),
+                KEY_AT,
+            ),
+            1,
+            "InvalidKey",
+        ),
+        // A keyless bundle given to --key.
+        (
+            key_args(
+                &conformance("happy-path-v0.3-new-mediaType", "bundle.sigstore.json"),
+                &key,
+                "1710869186",
+            ),
+            1,
+            "NotManagedKey",
+        ),
+    ];
+    for (a, code, kind) in cases {
+        let (c, v) = run_owned(&a);
+        assert_eq!((c, v["error"]["kind"].as_str()), (code, Some(kind)), "{v}");
+    }
+    // The log checks are unchanged: an inclusion proof that does not reach its root.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let h = &mut v["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"][0];
+    let mut raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        h.as_str().unwrap(),
+    )
+    .unwrap();
+    raw[0] ^= 1;
+    *h = Value::String(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        raw,
+    ));
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (c, v) = run_owned(&key_args(tampered.to_str().unwrap(), &key, KEY_AT));
+    assert_eq!(
+        (c, v["error"]["kind"].as_str()),
+        (1, Some("InvalidInclusionProof")),
+        "{v}"
+    );
+    // The key bundle without --key: an identity is not a key.
+    let (c, v) = run(&[
+        "--bundle",
+        &bundle,
+        "--trusted-root",
+        &data("sigstore-conformance/trusted_root.public-good.json"),
+        "--san",
+        "x",
+        "--at",
+        KEY_AT,
+    ]);
+    assert_eq!(
+        (c, v["error"]["kind"].as_str()),
+        (1, Some("NotKeyless")),
+        "{v}"
+    );
+    // --key with an identity flag, or an unreadable key: usage errors.
+    let mut a = key_args(&bundle, &key, KEY_AT);
+    a.extend(["--source-repo".into(), "a/b".into()]);
+    let (c, v) = run_owned(&a);
+    assert_eq!((c, v["error"]["kind"].as_str()), (2, Some("Usage")), "{v}");
+    let (c, v) = run_owned(&key_args(&bundle, "/nonexistent/key.pub", KEY_AT));
+    assert_eq!((c, v["error"]["kind"].as_str()), (2, Some("Usage")), "{v}");
 }

@@ -326,7 +326,16 @@ fn negative_vectors_are_refused() {
         // are covered by `tampered_signature_is_refused`.
         assert_eq!(e.kind(), "UnsupportedBundle", "{e}");
     }
-    let e = verify_js(&read("sigstore-js-2.1.0-bundle-v0.1.json")).unwrap_err();
+    // v0.1 is accepted with an inclusion proof and checkpoint (README), never on a
+    // SET alone.
+    let v01 = read("sigstore-js-2.1.0-bundle-v0.1.json");
+    verify_js(&v01).unwrap();
+    let mut set_only: Value = serde_json::from_slice(&v01).unwrap();
+    tlog(&mut set_only)
+        .as_object_mut()
+        .unwrap()
+        .remove("inclusionProof");
+    let e = verify_js(&serde_json::to_vec(&set_only).unwrap()).unwrap_err();
     assert_eq!(e.kind(), "UnsupportedBundleVersion", "{e}");
 }
 
@@ -437,17 +446,14 @@ fn certificate_outside_validity_at_signing_time() {
 #[test]
 fn rekor_entry_for_a_different_body_is_refused() {
     // The body of another artifact's entry, with this entry's proof and SET: the SET
-    // and the Merkle leaf both cover the body.
+    // and the Merkle leaf both cover the body; the Merkle path is computed first
+    // (a tampered SET alone: `forged_set_is_refused`).
     let js: Value = serde_json::from_slice(&read(JS)).unwrap();
     let b = tampered(REUSABLE, |v| {
         tlog(v)["canonicalizedBody"] =
             js["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"].clone();
     });
-    assert_kind(
-        verify_reusable(&b),
-        "InvalidSignedEntryTimestamp",
-        "body swap",
-    );
+    assert_kind(verify_reusable(&b), "InvalidInclusionProof", "body swap");
     // Without the SET: body swapped and inclusion promise removed.
     let b = tampered(REUSABLE, |v| {
         let e = tlog(v);
@@ -455,13 +461,17 @@ fn rekor_entry_for_a_different_body_is_refused() {
             js["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"].clone();
         e.as_object_mut().unwrap().remove("inclusionPromise");
     });
-    // Without the SET there is no authenticated signing time left, which is refused
-    // before the (also broken) inclusion proof is looked at.
+    // Without the SET, the inclusion proof still catches it.
     assert_kind(
         verify_reusable(&b),
-        "NoVerifiedTime",
+        "InvalidInclusionProof",
         "body swap without SET",
     );
+    // The SET alone gone: no authenticated signing time is left.
+    let b = tampered(REUSABLE, |v| {
+        tlog(v).as_object_mut().unwrap().remove("inclusionPromise");
+    });
+    assert_kind(verify_reusable(&b), "NoVerifiedTime", "no SET");
 }
 
 #[test]
@@ -476,11 +486,19 @@ fn inclusion_proof_not_reaching_the_root_is_refused() {
         p["logIndex"] = Value::String((idx + 1).to_string());
     });
     assert_kind(verify_reusable(&b), "InvalidInclusionProof", "proof index");
-    // The proof's root differs from the checkpoint's.
+    // The proof does not reach the root it names.
     let b = tampered(REUSABLE, |v| {
         flip_b64(&mut tlog(v)["inclusionProof"]["rootHash"], 0)
     });
-    assert_kind(verify_reusable(&b), "InvalidCheckpoint", "root hash");
+    assert_kind(verify_reusable(&b), "InvalidInclusionProof", "root hash");
+    // A checkpoint the same log really signed, for another tree: the proof's root
+    // is not the checkpoint's.
+    let js: Value = serde_json::from_slice(&read(JS)).unwrap();
+    let b = tampered(REUSABLE, |v| {
+        tlog(v)["inclusionProof"]["checkpoint"] =
+            js["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"].clone();
+    });
+    assert_kind(verify_reusable(&b), "InvalidCheckpoint", "other checkpoint");
 }
 
 #[test]
@@ -552,7 +570,17 @@ fn missing_or_empty_material_is_refused() {
             Box::new(|v| {
                 tlog(v).as_object_mut().unwrap().remove("inclusionProof");
             }),
-            "MissingVerificationMaterial",
+            "InvalidInclusionProof",
+        ),
+        (
+            "no checkpoint",
+            Box::new(|v| {
+                tlog(v)["inclusionProof"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("checkpoint");
+            }),
+            "InvalidCheckpoint",
         ),
         (
             "no DSSE envelope",
@@ -586,10 +614,6 @@ fn missing_or_empty_material_is_refused() {
 fn wrong_media_types_are_refused() {
     for (mt, kind) in [
         (
-            "application/vnd.dev.sigstore.bundle+json;version=0.1",
-            "UnsupportedBundleVersion",
-        ),
-        (
             "application/vnd.dev.sigstore.bundle.v0.4+json",
             "UnknownMediaType",
         ),
@@ -602,12 +626,12 @@ fn wrong_media_types_are_refused() {
         v.as_object_mut().unwrap().remove("mediaType");
     });
     assert_kind(verify_reusable(&b), "MissingMediaType", "no media type");
-    // v0.2 is accepted as a media type; this v0.3-shaped bundle (single certificate)
-    // then verifies the same way.
-    let b = tampered(REUSABLE, |v| {
-        v["mediaType"] = Value::String(signatures::MEDIA_TYPE_V0_2.into())
-    });
-    verify_reusable(&b).unwrap();
+    // v0.1 and v0.2 are accepted as media types; this v0.3-shaped bundle (single
+    // certificate, inclusion proof and checkpoint) then verifies the same way.
+    for mt in [signatures::MEDIA_TYPE_V0_1, signatures::MEDIA_TYPE_V0_2] {
+        let b = tampered(REUSABLE, |v| v["mediaType"] = Value::String(mt.into()));
+        verify_reusable(&b).unwrap();
+    }
 }
 
 #[test]

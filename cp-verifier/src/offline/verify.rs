@@ -182,8 +182,8 @@ pub struct BundleArgs {
     /// The artifact file.
     #[arg(long)]
     pub artifact: Option<PathBuf>,
-    /// Required OIDC issuer.
-    #[arg(long, default_value = policy::identity::GITHUB_ACTIONS_ISSUER)]
+    /// Required OIDC issuer (default: https://token.actions.githubusercontent.com).
+    #[arg(long)]
     pub issuer: Option<String>,
     /// Required certificate SAN, exact.
     #[arg(long, conflicts_with = "san_regex")]
@@ -203,6 +203,10 @@ pub struct BundleArgs {
     /// Required in-toto predicate type.
     #[arg(long)]
     pub predicate_type: Option<String>,
+    /// A managed public key (`PUBLIC KEY` PEM): verify bundles signed with this key
+    /// (no certificate) instead of a Fulcio identity; excludes the identity flags.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// Verification time, Unix seconds (default: now).
     #[arg(long)]
     pub at: Option<u64>,
@@ -218,6 +222,11 @@ pub struct BundleArgs {
 /// `--at`. Exit 1 with `{"error":{"kind","detail"}}` when any does not (the detail
 /// names the line). Exit 2 for usage errors, including a policy with no identity
 /// constraint (`kind` `NoIdentityConstraint`), unreadable files and bad digests.
+///
+/// With `--key` (a managed key instead of an identity), each verified bundle is
+/// `{"media_type","key","predicate_type","subjects","signed_at"}`: `key` the
+/// key's `sha256:` SPKI fingerprint, `signed_at` null when the bundle carries no
+/// verified time; the log checks are the keyless path's.
 pub fn verify_bundle_cmd(args: &BundleArgs, now: UnixSecs) -> Outcome {
     match run_bundle(args, args.at.map_or(now, UnixSecs::from_unsigned)) {
         Ok(o) | Err(o) => o,
@@ -272,11 +281,48 @@ fn split_bundles(bytes: &[u8]) -> Result<Vec<&[u8]>, Outcome> {
     Ok(lines)
 }
 
+/// What bundles are verified against: an identity policy, or a managed key.
+enum Signer {
+    Identity(policy::identity::IdentityPolicy),
+    Key(signatures::ManagedKey),
+}
+
+fn signer(args: &BundleArgs) -> Result<Signer, Outcome> {
+    let Some(path) = &args.key else {
+        return build_policy(args).map(Signer::Identity);
+    };
+    let identity_flags = [
+        &args.issuer,
+        &args.san,
+        &args.san_regex,
+        &args.source_repo,
+        &args.source_ref,
+        &args.signer_workflow,
+        &args.predicate_type,
+    ];
+    if identity_flags.iter().any(|f| f.is_some()) {
+        return Err(error(
+            2,
+            "Usage",
+            "--key excludes --issuer, --san, --san-regex, --source-repo, --source-ref, \
+             --signer-workflow and --predicate-type",
+        ));
+    }
+    let pem = read_bounded(
+        path,
+        u64::try_from(signatures::MAX_KEY_BYTES).unwrap_or(u64::MAX),
+        "key",
+    )?;
+    signatures::ManagedKey::from_pem(&pem)
+        .map(Signer::Key)
+        .map_err(|e| error(1, e.kind(), e.to_string()))
+}
+
 fn run_bundle(args: &BundleArgs, at: UnixSecs) -> Result<Outcome, Outcome> {
     if args.digest.is_some() && args.artifact.is_some() {
         return Err(error(2, "Usage", "give --digest or --artifact, not both"));
     }
-    let policy = build_policy(args)?;
+    let signer = signer(args)?;
     let digest = match &args.digest {
         Some(d) => Some(
             signatures::ArtifactDigest::parse(d).map_err(|e| error(2, e.kind(), e.to_string()))?,
@@ -312,14 +358,30 @@ fn run_bundle(args: &BundleArgs, at: UnixSecs) -> Result<Outcome, Outcome> {
     let many = bundles.len() > 1;
     let mut out = Vec::with_capacity(bundles.len());
     for (i, b) in bundles.into_iter().enumerate() {
-        let v = signatures::verify_bundle(b, artifact, &root, &policy, at).map_err(|e| {
+        let refused = |e: signatures::VerifyError| {
             let detail = if many {
                 format!("bundle on line {}: {e}", i + 1)
             } else {
                 e.to_string()
             };
             error(1, e.kind(), detail)
-        })?;
+        };
+        let policy = match &signer {
+            Signer::Identity(p) => p,
+            Signer::Key(key) => {
+                let v = signatures::verify_bundle_with_key(b, artifact, &root, key, at)
+                    .map_err(refused)?;
+                out.push(json!({
+                    "media_type": v.media_type(),
+                    "key": v.key_fingerprint(),
+                    "predicate_type": v.predicate_type(),
+                    "subjects": v.subjects(),
+                    "signed_at": v.signed_at_rfc3339(),
+                }));
+                continue;
+            }
+        };
+        let v = signatures::verify_bundle(b, artifact, &root, policy, at).map_err(refused)?;
         out.push(json!({
             "media_type": v.media_type(),
             "san": v.san(),

@@ -22,8 +22,9 @@ pub enum VerifyError {
     /// A media type that is not a Sigstore bundle's.
     #[error("unknown bundle media type {0:?}")]
     UnknownMediaType(String),
-    /// Bundle v0.1: refused as unsupported by default, as `gh` does.
-    #[error("unsupported bundle version: {0} (v0.2 or v0.3 required)")]
+    /// A bundle version this verifier does not accept as it is: v0.1 with only a
+    /// signed entry timestamp (no inclusion proof and checkpoint).
+    #[error("unsupported bundle version: {0}")]
     UnsupportedBundleVersion(String),
     /// Verification material or signing-time evidence is missing or empty.
     #[error("missing verification material: {0}")]
@@ -31,6 +32,13 @@ pub enum VerifyError {
     /// A public-key bundle where a keyless (Fulcio) one is required.
     #[error("bundle is not keyless: a Fulcio certificate is required")]
     NotKeyless,
+    /// A keyless (certificate) bundle given to the managed-key verifier.
+    #[error("bundle carries a certificate: a managed-key bundle (public key) is required")]
+    NotManagedKey,
+    /// The managed public key cannot be used (not a `PUBLIC KEY` PEM, or an
+    /// unsupported algorithm).
+    #[error("invalid public key: {0}")]
+    InvalidKey(String),
     /// Well formed, but content this verifier does not support.
     #[error("unsupported bundle: {0}")]
     UnsupportedBundle(String),
@@ -124,6 +132,8 @@ impl VerifyError {
             Self::UnsupportedBundleVersion(_) => "UnsupportedBundleVersion",
             Self::MissingVerificationMaterial(_) => "MissingVerificationMaterial",
             Self::NotKeyless => "NotKeyless",
+            Self::NotManagedKey => "NotManagedKey",
+            Self::InvalidKey(_) => "InvalidKey",
             Self::UnsupportedBundle(_) => "UnsupportedBundle",
             Self::UnsupportedArtifact(_) => "UnsupportedArtifact",
             Self::InvalidDigest(_) => "InvalidDigest",
@@ -159,6 +169,13 @@ pub(super) fn map_sigstore_error(e: sigstore_verify::Error) -> VerifyError {
     let s = e.to_string();
     match e {
         E::SignatureInvalid(d) => VerifyError::InvalidSignature(d),
+        // The log-entry consistency check (step 8) reports a hashedrekord entry whose
+        // digest is not this artifact's (or this DSSE envelope's PAE's) as an artifact
+        // mismatch; by then the signature has verified over the artifact, so what
+        // does not match is the entry.
+        E::ArtifactMismatch(d) if d.contains("for hashedrekord entry") => {
+            VerifyError::LogEntryMismatch(d)
+        }
         E::ArtifactMismatch(d) => VerifyError::ArtifactMismatch(d),
         E::UnsupportedArtifact(d) => VerifyError::UnsupportedArtifact(d),
         E::Certificate(c) => match c {
@@ -182,6 +199,14 @@ pub(super) fn map_sigstore_error(e: sigstore_verify::Error) -> VerifyError {
             L::InclusionPromise(d) => VerifyError::SignedEntryTimestamp(d),
             L::EntryMismatch(d) => VerifyError::LogEntryMismatch(d),
             L::IntegratedTime(d) => VerifyError::IntegratedTime(d),
+            // An intoto 0.0.2 entry records base64(signature) inside base64: when its
+            // first layer does not decode as base64, it cannot record this bundle's
+            // signature (whose base64 always decodes), so the entry does not match.
+            L::MalformedEntry(d) if d.starts_with("failed to decode Rekor signature") => {
+                VerifyError::LogEntryMismatch(format!(
+                    "the intoto entry's signature is not base64 of a signature ({d})"
+                ))
+            }
             L::MalformedEntry(d) => VerifyError::MalformedLogEntry(d),
             _ => VerifyError::Other(s),
         },
@@ -192,7 +217,8 @@ pub(super) fn map_sigstore_error(e: sigstore_verify::Error) -> VerifyError {
         E::Bundle(b) => {
             use sigstore_verify::bundle::Error as B;
             match b {
-                B::CheckpointRootMismatch => VerifyError::Checkpoint(s),
+                B::CheckpointRootMismatch | B::MissingCheckpoint => VerifyError::Checkpoint(s),
+                B::MissingInclusionProof(_) => VerifyError::InclusionProof(s),
                 B::LogIndexOutOfRange { .. } => VerifyError::InclusionProof(s),
                 B::UnsupportedMediaType(m) => VerifyError::UnsupportedBundleVersion(m.to_string()),
                 _ => VerifyError::MissingVerificationMaterial(s),

@@ -3,18 +3,22 @@
 
 mod artifact;
 mod error;
+mod managed_key;
+mod prepare;
+mod protojson;
 mod statement;
 mod trust_root;
 use provenant_base::clock::UnixSecs;
 use std::path::Path;
 
 use policy::identity::{IdentityClaims, IdentityPolicy};
-use sigstore_verify::types::{Bundle, SignatureContent};
 use sigstore_verify::VerificationPolicy;
 
 pub use artifact::{Artifact, ArtifactDigest, DigestAlgorithm};
 use error::map_sigstore_error;
 pub use error::VerifyError;
+pub use managed_key::{verify_bundle_with_key, ManagedKey, VerifiedKeyBundle, MAX_KEY_BYTES};
+use prepare::{prepare, signing_times, sigstore_artifact, Material, Prepared};
 use statement::parse_statement;
 pub use statement::{Statement, Subject, IN_TOTO_PAYLOAD_TYPE, MAX_SUBJECTS};
 pub use trust_root::{Instance, TrustRoot, TrustRootError, MAX_TRUSTED_ROOT_BYTES};
@@ -24,7 +28,7 @@ pub use trust_root::{Instance, TrustRoot, TrustRootError, MAX_TRUSTED_ROOT_BYTES
 /// before any parsing, so a hostile server cannot make us parse megabytes of JSON.
 pub const MAX_BUNDLE_BYTES: usize = 2 * 1024 * 1024;
 
-/// Bundle v0.1 media type (refused as unsupported).
+/// Bundle v0.1 media type (accepted only with inclusion proofs and checkpoints).
 pub const MEDIA_TYPE_V0_1: &str = "application/vnd.dev.sigstore.bundle+json;version=0.1";
 /// Bundle v0.2 media type.
 pub const MEDIA_TYPE_V0_2: &str = "application/vnd.dev.sigstore.bundle+json;version=0.2";
@@ -221,18 +225,23 @@ fn check_media_type(bundle: &[u8]) -> Result<String, VerifyError> {
         }
     };
     match mt.as_str() {
-        MEDIA_TYPE_V0_2 | MEDIA_TYPE_V0_3 | MEDIA_TYPE_V0_3_ALT if !has_key_material => Err(
-            VerifyError::MissingVerificationMaterial("no certificate or public key".into()),
-        ),
-        MEDIA_TYPE_V0_2 | MEDIA_TYPE_V0_3 | MEDIA_TYPE_V0_3_ALT => Ok(mt),
-        MEDIA_TYPE_V0_1 => Err(VerifyError::UnsupportedBundleVersion(mt)),
+        MEDIA_TYPE_V0_1 | MEDIA_TYPE_V0_2 | MEDIA_TYPE_V0_3 | MEDIA_TYPE_V0_3_ALT
+            if !has_key_material =>
+        {
+            Err(VerifyError::MissingVerificationMaterial(
+                "no certificate or public key".into(),
+            ))
+        }
+        // v0.1 goes on to `prepare`, which accepts it only with an inclusion proof
+        // and a checkpoint on every log entry.
+        MEDIA_TYPE_V0_1 | MEDIA_TYPE_V0_2 | MEDIA_TYPE_V0_3 | MEDIA_TYPE_V0_3_ALT => Ok(mt),
         _ => Err(VerifyError::UnknownMediaType(
             mt.chars().take(200).collect(),
         )),
     }
 }
 
-/// Verify one Sigstore bundle offline at `now`.
+/// Verify one Sigstore bundle offline at `now` (unix seconds).
 ///
 /// See the crate doc for every check. `now` is the verification time: every
 /// verified signing time must lie at or before it (the certificate itself is
@@ -244,107 +253,19 @@ pub fn verify_bundle(
     policy: &IdentityPolicy,
     now: UnixSecs,
 ) -> Result<VerifiedBundle, VerifyError> {
-    if bundle.len() > MAX_BUNDLE_BYTES {
-        return Err(VerifyError::BundleTooLarge {
-            max: MAX_BUNDLE_BYTES,
-        });
-    }
-    let media_type = check_media_type(bundle)?;
-    let text = std::str::from_utf8(bundle)
-        .map_err(|_| VerifyError::MalformedBundle("not UTF-8".into()))?;
-    let parsed =
-        Bundle::from_json(text).map_err(|e| VerifyError::MalformedBundle(e.to_string()))?;
-
-    use sigstore_verify::types::bundle::VerificationMaterialContent as Vm;
-    match &parsed.verification_material.content {
-        Vm::Certificate(_) | Vm::X509CertificateChain { .. } => {}
-        Vm::PublicKey(_) => return Err(VerifyError::NotKeyless),
-        _ => {
-            return Err(VerifyError::MissingVerificationMaterial(
-                "no certificate".into(),
-            ))
-        }
-    }
-    if let Vm::X509CertificateChain { certificates } = &parsed.verification_material.content {
-        if certificates.is_empty() {
-            return Err(VerifyError::MissingVerificationMaterial(
-                "empty certificate chain".into(),
-            ));
-        }
-    }
-
-    let tlog_entries = &parsed.verification_material.tlog_entries;
-    // Gap wrapped: sigstore-verify looks a SET's key up by log ID and reports an
-    // unknown ID as an inclusion-promise failure, and an entry with only an inclusion
-    // proof is matched by the checkpoint's key hint, never by its log ID. We require
-    // every entry's log ID to name a log of the trusted root, and say so.
-    for entry in tlog_entries {
-        let id = entry.log_id.key_id.as_bytes();
-        if !root.tlog_ids.iter().any(|t| t.as_slice() == id) {
-            return Err(VerifyError::UnknownLog(hex::encode(id)));
-        }
-    }
+    let Prepared {
+        media_type,
+        parsed,
+        statement,
+    } = prepare(bundle, root, Material::Keyless)?;
     let sigstore_policy = match root.instance {
-        Instance::File => {
-            // Gap wrapped: with a TSA timestamp and no log entry, sigstore-verify's
-            // structural check would let a v0.2 bundle through. A Rekor-backed
-            // instance must show the signature in its log (gh: tlog threshold 1).
-            if tlog_entries.is_empty() {
-                return Err(VerifyError::NoTransparencyLogEntry);
-            }
-            VerificationPolicy::any_identity()
-        }
+        Instance::File => VerificationPolicy::any_identity(),
         // GitHub's instance has neither Rekor nor a CT log (gh does the same).
         Instance::GitHub => VerificationPolicy::any_identity()
             .skip_tlog_unsafe()
             .skip_sct(),
     };
-
-    let statement = match &parsed.content {
-        SignatureContent::DsseEnvelope(env) => {
-            if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
-                return Err(VerifyError::UnsupportedBundle(format!(
-                    "DSSE payload type {:?} is not an in-toto statement",
-                    env.payload_type.chars().take(200).collect::<String>()
-                )));
-            }
-            Some(parse_statement(env.payload.as_bytes())?)
-        }
-        SignatureContent::MessageSignature(_) => None,
-        _ => {
-            return Err(VerifyError::MissingVerificationMaterial(
-                "no signature content".into(),
-            ))
-        }
-    };
-
-    let owned_digest;
-    let ss_artifact = match artifact {
-        Artifact::Bytes(b) => sigstore_verify::types::Artifact::Blob(b),
-        Artifact::Digest(d) => {
-            owned_digest = d.to_sigstore()?;
-            sigstore_verify::types::Artifact::Digest(owned_digest)
-        }
-        Artifact::StatementSubjects => {
-            let st = statement.as_ref().ok_or(VerifyError::ArtifactRequired)?;
-            let d = st
-                .subjects
-                .iter()
-                .find_map(|s| {
-                    [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512]
-                        .into_iter()
-                        .find_map(|alg| {
-                            let h = s.digest.get(alg.as_str())?;
-                            ArtifactDigest::new(alg, &hex::decode(h).ok()?).ok()
-                        })
-                })
-                .ok_or_else(|| {
-                    VerifyError::InvalidStatement("no subject with a sha256/sha512 digest".into())
-                })?;
-            sigstore_verify::types::Artifact::Digest(d.to_sigstore()?)
-        }
-    };
-
+    let ss_artifact = sigstore_artifact(artifact, statement.as_ref())?;
     let result = root
         .verifier
         .verify(ss_artifact, &parsed, &sigstore_policy)
@@ -361,41 +282,8 @@ pub fn verify_bundle(
             "transparency log or SCT verification did not run".into(),
         ));
     }
-
-    // Signing times: sigstore-verify returns the TSA times first (one per token, in
-    // order), then the SET-authenticated integrated times.
-    let n_tsa = parsed
-        .verification_material
-        .timestamp_verification_data
-        .rfc3161_timestamps
-        .len();
-    let times: Vec<(i64, TimeSource)> = result
-        .verified_timestamps()
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let src = if i < n_tsa {
-                TimeSource::Rfc3161
-            } else {
-                TimeSource::Rekor
-            };
-            (t.as_second(), src)
-        })
-        .collect();
-    // Gap wrapped: sigstore-verify compares times with the wall clock
-    // (`jiff::Timestamp::now()`), not a caller-supplied time. We take `now`
-    // explicitly and refuse a signature verified as made after it.
-    for (t, _) in &times {
-        if *t > now.get() {
-            return Err(VerifyError::SignedAfterNow {
-                signed_at: *t,
-                now: now.get(),
-            });
-        }
-    }
-    let (signed_at, time_source) = times
-        .iter()
-        .copied()
+    let (signed_at, time_source) = signing_times(&result, &parsed, true, now)?
+        .into_iter()
         .min_by_key(|(t, _)| *t)
         .ok_or_else(|| VerifyError::NoVerifiedTime("no verified timestamp".into()))?;
 
@@ -459,15 +347,23 @@ mod tests {
     use super::*;
 
     /// The gaps this crate wraps are real: sigstore-verify on its own accepts a v0.1
-    /// bundle, and does so whatever the caller's notion of `now` is.
+    /// bundle with only a SET (no inclusion proof), and does so whatever the caller's
+    /// notion of `now` is. We accept the same signature's v0.1 bundle only with its
+    /// inclusion proof and checkpoint.
     #[test]
     fn sigstore_verify_alone_accepts_what_we_refuse() {
+        use sigstore_verify::types::Bundle;
         let root = TrustRoot::from_json(include_bytes!(
             "../../tests/data/public-good.sigstore-python-2025.json"
         ))
         .unwrap();
         let v01 = include_str!("../../tests/data/sigstore-js-2.1.0-bundle-v0.1.json");
-        let bundle = Bundle::from_json(v01).unwrap();
+        let mut set_only: serde_json::Value = serde_json::from_str(v01).unwrap();
+        set_only["verificationMaterial"]["tlogEntries"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("inclusionProof");
+        let set_only = serde_json::to_string(&set_only).unwrap();
         let digest = ArtifactDigest::parse(concat!(
             "sha512:90f223f992e4c88dd068cd2a5fc57f9d2b30798343dd6e38f29c240e04ba090e",
             "f831f84490847c4e82b9232c78e8a258463b1e55c0f7469f730265008fa6633f"
@@ -475,7 +371,7 @@ mod tests {
         .unwrap();
         let r = root.verifier.verify(
             sigstore_verify::types::Artifact::Digest(digest.to_sigstore().unwrap()),
-            &bundle,
+            &Bundle::from_json(&set_only).unwrap(),
             &VerificationPolicy::any_identity(),
         );
         assert!(r.is_ok(), "{r:?}");
@@ -483,14 +379,22 @@ mod tests {
             .source_repository("sigstore/sigstore-js")
             .build()
             .unwrap();
-        let ours = verify_bundle(
-            v01.as_bytes(),
-            Artifact::Digest(&digest),
-            &root,
-            &policy,
-            UnixSecs(1693323623),
+        let ours = |b: &str| {
+            verify_bundle(
+                b.as_bytes(),
+                Artifact::Digest(&digest),
+                &root,
+                &policy,
+                UnixSecs(1693323623),
+            )
+        };
+        assert_eq!(
+            ours(&set_only).unwrap_err().kind(),
+            "UnsupportedBundleVersion"
         );
-        assert_eq!(ours.unwrap_err().kind(), "UnsupportedBundleVersion");
+        let v = ours(v01).unwrap();
+        assert_eq!(v.media_type(), MEDIA_TYPE_V0_1);
+        assert_eq!(v.signed_at(), 1693323623);
     }
 
     #[test]
@@ -511,10 +415,8 @@ mod tests {
         };
         assert!(mt(MEDIA_TYPE_V0_2).is_ok());
         assert!(mt(MEDIA_TYPE_V0_3).is_ok());
-        assert_eq!(
-            mt(MEDIA_TYPE_V0_1).unwrap_err().kind(),
-            "UnsupportedBundleVersion"
-        );
+        // v0.1 passes the media-type check; `prepare` then requires proofs.
+        assert!(mt(MEDIA_TYPE_V0_1).is_ok());
         assert_eq!(
             mt("application/json").unwrap_err().kind(),
             "UnknownMediaType"
