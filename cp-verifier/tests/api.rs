@@ -517,3 +517,59 @@ async fn x509_enrollment_with_a_ca() {
     .await;
     assert_eq!(s, 400, "{v}");
 }
+
+/// The policy file list rides in a pulse only when its digest changes: a pulse with
+/// the digest alone is judged against the stored list; a new digest without its
+/// files, files that do not hash to the digest, and a report without files are
+/// refused (`InconsistentInventory`), nothing recorded.
+#[tokio::test]
+async fn policy_file_list_rides_only_when_it_changes() {
+    let digest_only = |m: &evidence::Measurements| {
+        let mut m = m.clone();
+        m.policy.files.clear();
+        assert!(m.policy.omitted());
+        m
+    };
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let (s, v) = cp.register(&mut a, digest_only(&measurements(1, 1))).await;
+    assert_eq!((s, kind(&v)), (400, "InconsistentInventory"), "{v}");
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+
+    // Same digest, no files: accepted, judged green, the stored list kept whole.
+    let env = a.next_pulse(cp.now(), digest_only(&measurements(1, 1)));
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!(s, 200, "{v}");
+    a.accepted(&env);
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(
+        v["measurements"]["policy"]["files"][0]["path"],
+        "/etc/provenant/policy.toml"
+    );
+    assert!(cp.alerts("PolicyChanged").await.is_empty());
+
+    // A changed policy without its files: refused, nothing recorded.
+    let env = a.next_pulse(cp.now(), digest_only(&measurements(1, 2)));
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InconsistentInventory"), "{v}");
+    assert!(
+        v["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("register again"),
+        "{v}"
+    );
+    // Files that do not hash to the digest: refused.
+    let mut lying = measurements(1, 2);
+    lying.policy.digest = measurements(1, 1).policy.digest;
+    let env = a.next_pulse(cp.now(), lying);
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InconsistentInventory"), "{v}");
+    assert!(cp.alerts("PolicyChanged").await.is_empty());
+
+    // The change with its files: accepted, and named.
+    let env = a.next_pulse(cp.now(), measurements(1, 2));
+    assert_eq!(cp.pulse(&env).await.0, 200);
+    a.accepted(&env);
+    assert_eq!(cp.alerts("PolicyChanged").await.len(), 1);
+}

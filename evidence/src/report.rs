@@ -120,9 +120,13 @@ pub struct FileMeasurement {
 /// The policy/config files, and one digest over the sorted (path, hash) list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyMeasurement {
-    /// The digest of [`PolicyMeasurement::from_files`].
+    /// [`PolicyMeasurement::digest_of`] the files.
     pub digest: Digest32,
-    /// The files, sorted by path.
+    /// The files, sorted by path. A report always carries them; a pulse leaves them
+    /// out (empty, and absent on the wire) when `digest` is the one it last sent in
+    /// full, and the control plane restores them from its stored list
+    /// ([`PolicyMeasurement::omitted`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileMeasurement>,
 }
 
@@ -309,19 +313,38 @@ impl PolicyMeasurement {
     /// Builds the measurement from (path, hash) pairs: sorts them by path and digests
     /// the list as `path NUL hex(hash) LF` lines, so the digest names every file.
     pub fn from_files(mut files: Vec<FileMeasurement>) -> PolicyMeasurement {
-        use sha2::{Digest, Sha256};
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        PolicyMeasurement {
+            digest: Self::digest_of(&files),
+            files,
+        }
+    }
+
+    /// SHA-256 over each file's path, NUL, hex SHA-256 and LF, in path order
+    /// (whatever order `files` is in).
+    pub fn digest_of(files: &[FileMeasurement]) -> Digest32 {
+        use sha2::{Digest, Sha256};
+        let mut sorted: Vec<&FileMeasurement> = files.iter().collect();
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
         let mut h = Sha256::new();
-        for f in &files {
+        for f in sorted {
             h.update(f.path.as_bytes());
             h.update([0]);
             h.update(f.sha256.to_hex().as_bytes());
             h.update(b"\n");
         }
-        PolicyMeasurement {
-            digest: HexBytes(h.finalize().into()),
-            files,
-        }
+        HexBytes(h.finalize().into())
+    }
+
+    /// Whether the file list was left out (a pulse whose digest the control plane
+    /// already has): no files, under a digest that is not the empty list's.
+    pub fn omitted(&self) -> bool {
+        self.files.is_empty() && self.digest != Self::digest_of(&[])
+    }
+
+    /// Whether the files hash to the digest.
+    pub fn is_consistent(&self) -> bool {
+        Self::digest_of(&self.files) == self.digest
     }
 }
 

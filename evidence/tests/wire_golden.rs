@@ -387,3 +387,73 @@ fn inventory_validation_fields_are_pinned() {
         assert_eq!(refused(r), field);
     }
 }
+
+/// The policy file list's digest, pinned like the inventory digests.
+const POLICY_DIGEST: &str = "974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190b61de99541ba6";
+/// A steady-state pulse: every list by digest only (the policy file list too), so
+/// its size does not grow with the number of watched files or containers.
+const STEADY_PULSE_JSON: &str = concat!(
+    r#"{"version":1,"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
+    r#","measurements":{"agent_binary":"0101010101010101010101010101010101010101010101010101010101010101","policy":{"digest":"974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190b61de99541ba6"}"#,
+    r#","platform":{"tee":"tdx","tpm_present":false,"kernel_cmdline_sha256":"0404040404040404040404040404040404040404040404040404040404040404","lockdown":"integrity"}"#,
+    r#","workloads":{"state":"ok","digest":"1c2c9fd0b3f40cf4e748a30571c2647927b7edc2e7b91d0eacf26eb350c0a742"}"#,
+    r#","ebpf":{"state":"ok","lsm_active":true,"digest":"38130f5eeeae9a9020ead7560bb13670d7af16b5baf9f4e3f85e62926c10d7b1"}}}"#,
+);
+const STEADY_PULSE_ENVELOPE_DIGEST: &str =
+    "9f87aa7a474350e42777be15d8519586f40c4b1894abde01704fdb6f4791d754";
+
+fn steady_pulse() -> Pulse {
+    let mut m = base_measurements();
+    m.policy.files.clear();
+    m.workloads = Some(Workloads {
+        state: CollectorState::Ok,
+        reason: None,
+        extra: (),
+        digest: Some(Workloads::digest_of(&workloads())),
+        items: None,
+    });
+    m.ebpf = Some(Ebpf {
+        state: CollectorState::Ok,
+        reason: None,
+        extra: EbpfExtra {
+            lsm_active: Some(true),
+        },
+        digest: Some(Ebpf::digest_of(&programs())),
+        items: None,
+    });
+    Pulse {
+        version: 1,
+        agent_id: "node-1".into(),
+        partition: "default".into(),
+        sequence: 4,
+        issued_at_ns: 1_700_000_040_000_000_000,
+        nonce: HexBytes([11; 16]),
+        previous: HexBytes([12; 32]),
+        measurements: m,
+    }
+}
+
+#[test]
+fn steady_state_pulse_bytes_are_pinned() {
+    let full = base_measurements().policy;
+    assert_eq!(full.digest.to_hex(), POLICY_DIGEST);
+    assert!(full.is_consistent() && !full.omitted());
+    // Order-independent, like the inventories.
+    let mut files = full.files.clone();
+    files.reverse();
+    assert_eq!(PolicyMeasurement::digest_of(&files).to_hex(), POLICY_DIGEST);
+    // No files under the empty list's digest is an empty list, not an omission.
+    let empty = PolicyMeasurement::from_files(vec![]);
+    assert_eq!(empty.digest.to_hex(), EMPTY_LIST_DIGEST);
+    assert!(!empty.omitted() && empty.is_consistent());
+
+    let p = steady_pulse();
+    assert!(p.measurements.policy.omitted());
+    let json = serde_json::to_vec(&p).unwrap();
+    assert_eq!(String::from_utf8(json.clone()).unwrap(), STEADY_PULSE_JSON);
+    let back: Pulse = serde_json::from_str(STEADY_PULSE_JSON).unwrap();
+    assert_eq!(back, p);
+    let env = envelope(PULSE_PAYLOAD_TYPE, &json);
+    assert_eq!(hex::encode(env.digest()), STEADY_PULSE_ENVELOPE_DIGEST);
+    assert_eq!(env.open::<Pulse>(&key().1).unwrap().value(), &p);
+}

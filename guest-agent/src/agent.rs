@@ -117,10 +117,14 @@ pub struct Agent {
     cp_events: Mutex<Option<u64>>,
 }
 
-/// The workloads and eBPF digests whose full lists the control plane has: a pulse
-/// carries a list only when its digest differs (or after a (re)registration).
+/// The policy file list, workloads and eBPF digests whose full lists the control
+/// plane has: a pulse carries a list only when its digest differs (or after a
+/// (re)registration). At steady state a pulse carries digests only, whatever the
+/// number of watched files or containers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SentLists {
+    /// Digest of the policy file list last sent in full.
+    pub policy: Option<Digest32>,
     /// Digest of the workloads list last sent in full.
     pub workloads: Option<Digest32>,
     /// Digest of the eBPF program list last sent in full.
@@ -139,6 +143,9 @@ impl SentLists {
             }
         }
         let mut out = m.clone();
+        if self.policy == Some(out.policy.digest) {
+            out.policy.files.clear();
+        }
         strip(out.workloads.as_mut(), self.workloads);
         strip(out.ebpf.as_mut(), self.ebpf);
         out
@@ -147,6 +154,7 @@ impl SentLists {
     /// What the control plane has after receiving `m` in full.
     pub fn after(m: &Measurements) -> SentLists {
         SentLists {
+            policy: Some(m.policy.digest),
             workloads: m.workloads.as_ref().and_then(|w| w.digest),
             ebpf: m.ebpf.as_ref().and_then(|e| e.digest),
         }

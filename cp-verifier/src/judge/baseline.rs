@@ -5,7 +5,7 @@
 //! every pulse that repeats it); the verdict shows the difference for as long as it
 //! lasts.
 
-use evidence::{CollectorState, Inventory, InventoryItem, Measurements};
+use evidence::{CollectorState, Inventory, InventoryItem, Measurements, PolicyMeasurement};
 use policy::inventory::diff;
 
 use crate::model::AlertKind;
@@ -186,15 +186,16 @@ fn complete<T: InventoryItem>(l: Option<&Inventory<T>>) -> Option<(evidence::Dig
 #[error("{0}")]
 pub struct InventoryError(pub String);
 
-/// Makes the reported workloads and eBPF lists complete. A report must carry full
-/// lists; a pulse may omit them only when its digest equals the stored list's. A
-/// pulse naming a new digest without items, or items that do not hash to the
-/// digest, is refused: stale lists are never kept silently.
+/// Makes the reported policy file list and workloads and eBPF lists complete. A
+/// report must carry full lists; a pulse may omit them only when its digest equals
+/// the stored list's. A pulse naming a new digest without items, or items that do
+/// not hash to the digest, is refused: stale lists are never kept silently.
 pub fn resolve_inventory(
     stored: Option<&Measurements>,
     mut reported: Measurements,
     is_report: bool,
 ) -> Result<Measurements, InventoryError> {
+    resolve_policy(&mut reported.policy, stored.map(|m| &m.policy), is_report)?;
     if let Some(w) = reported.workloads.as_mut() {
         resolve(w, stored.and_then(|m| m.workloads.as_ref()), is_report)?;
     }
@@ -202,6 +203,42 @@ pub fn resolve_inventory(
         resolve(e, stored.and_then(|m| m.ebpf.as_ref()), is_report)?;
     }
     Ok(reported)
+}
+
+/// [`resolve_inventory`] for the policy file list.
+fn resolve_policy(
+    p: &mut PolicyMeasurement,
+    stored: Option<&PolicyMeasurement>,
+    is_report: bool,
+) -> Result<(), InventoryError> {
+    let digest = p.digest;
+    if !p.omitted() {
+        if !p.is_consistent() {
+            return Err(InventoryError(format!(
+                "policy files hash to {}, but the digest says {digest}",
+                PolicyMeasurement::digest_of(&p.files)
+            )));
+        }
+        return Ok(());
+    }
+    if is_report {
+        return Err(InventoryError(
+            "a report must carry the full policy file list".into(),
+        ));
+    }
+    match stored.filter(|s| !s.omitted() && s.is_consistent()) {
+        Some(s) if s.digest == digest => {
+            p.files = s.files.clone();
+            Ok(())
+        }
+        Some(s) => Err(InventoryError(format!(
+            "pulse names policy digest {digest} without its files, but the last full list has digest {}; register again",
+            s.digest
+        ))),
+        None => Err(InventoryError(format!(
+            "pulse names policy digest {digest} without its files, and no full list is known; register again"
+        ))),
+    }
 }
 
 /// [`resolve_inventory`] for one list, against the stored list of its kind.

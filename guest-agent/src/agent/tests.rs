@@ -56,6 +56,35 @@ fn pulses_carry_a_list_only_when_its_digest_changed() {
 }
 
 #[test]
+fn pulses_carry_the_policy_file_list_only_when_it_changed() {
+    let file = |path: &str, b: u8| evidence::FileMeasurement {
+        path: path.into(),
+        sha256: evidence::report::HexBytes([b; 32]),
+    };
+    let mut m = lists();
+    m.policy = evidence::PolicyMeasurement::from_files(
+        (0..200).map(|i| file(&format!("/etc/p/{i}.toml"), 1)).collect(),
+    );
+    assert_eq!(SentLists::default().strip(&m).policy.files.len(), 200);
+    let sent = SentLists::after(&m);
+    let p = sent.strip(&m);
+    assert!(p.policy.files.is_empty() && p.policy.omitted());
+    assert_eq!(p.policy.digest, m.policy.digest);
+    let steady = serde_json::to_string(&p).unwrap();
+    assert!(!steady.contains("files"), "{steady}");
+    // One file changed: the whole list travels, and hashes to its digest.
+    let mut changed = m.clone();
+    changed.policy = evidence::PolicyMeasurement::from_files(
+        (0..200)
+            .map(|i| file(&format!("/etc/p/{i}.toml"), if i == 7 { 2 } else { 1 }))
+            .collect(),
+    );
+    let p = sent.strip(&changed);
+    assert_eq!(p.policy.files.len(), 200);
+    assert!(p.policy.is_consistent() && p.policy.digest != m.policy.digest);
+}
+
+#[test]
 fn backoff_grows_caps_and_jitters() {
     let cap = Duration::from_secs(60);
     for n in 1..40 {
