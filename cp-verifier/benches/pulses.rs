@@ -172,7 +172,8 @@ fn main() {
                     issued_at_ns: clock.now().get(),
                     nonce: HexBytes(rand::random()),
                     previous: prev,
-                    measurements: m.clone(),
+                    measurements: Some(m.clone()),
+                    measurements_digest: None,
                 };
                 let env: Envelope = sign_payload(s, PULSE_PAYLOAD_TYPE, &p).unwrap();
                 prev = HexBytes(env.digest());

@@ -573,3 +573,64 @@ async fn policy_file_list_rides_only_when_it_changes() {
     a.accepted(&env);
     assert_eq!(cp.alerts("PolicyChanged").await.len(), 1);
 }
+
+/// A steady-state pulse carries `measurements_digest` alone (no partition, no key
+/// id): accepted and judged as the stored measurements when the digest is theirs;
+/// a digest that is not (the agent's view and the control plane's differ) is refused
+/// `InconsistentInventory`, nothing recorded; a full pulse whose digest disagrees
+/// with its own measurements is refused too.
+#[tokio::test]
+async fn steady_state_pulse_is_the_measurements_digest_alone() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let m = measurements(1, 1);
+    assert_eq!(cp.register(&mut a, m.clone()).await.0, 200);
+    let env = a.next_steady_pulse(cp.now(), m.digest().unwrap());
+    assert!(env.signatures[0].keyid.is_empty());
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!(s, 200, "{v}");
+    // Judged unchanged: the software tier's own warning is the only reason.
+    let reasons = v["verdict"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{v}");
+    assert_eq!(reasons[0]["code"], "SoftwareTier", "{v}");
+    a.accepted(&env);
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(v["sequence"], 1);
+    assert_eq!(
+        v["measurements"]["policy"]["files"][0]["path"],
+        "/etc/provenant/policy.toml"
+    );
+
+    // "Nothing changed", but the control plane holds other measurements.
+    let env = a.next_steady_pulse(cp.now(), measurements(1, 2).digest().unwrap());
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InconsistentInventory"), "{v}");
+    assert!(
+        v["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("register again"),
+        "{v}"
+    );
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(v["sequence"], 1);
+
+    // Measurements and a digest that is not theirs.
+    let mut p: Pulse =
+        serde_json::from_slice(&a.next_pulse(cp.now(), measurements(1, 2)).payload).unwrap();
+    p.measurements_digest = Some(m.digest().unwrap());
+    let env = sign_payload(&a.signer, PULSE_PAYLOAD_TYPE, &p).unwrap();
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InconsistentInventory"), "{v}");
+
+    // A pulse naming another partition than the registered one is refused.
+    p.measurements_digest = None;
+    p.partition = "other".into();
+    let env = sign_payload(&a.signer, PULSE_PAYLOAD_TYPE, &p).unwrap();
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InvalidField"), "{v}");
+
+    // The steady pulse goes on after a refused one: the chain did not move.
+    let env = a.next_steady_pulse(cp.now(), m.digest().unwrap());
+    assert_eq!(cp.pulse(&env).await.0, 200);
+}

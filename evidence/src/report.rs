@@ -162,6 +162,32 @@ pub struct Measurements {
 }
 
 impl Measurements {
+    /// SHA-256 of these measurements with every list reduced to its digest (the
+    /// policy file list, the workloads and eBPF items left out), as JSON: it names the
+    /// agent binary, the platform facts and each list's state, reason and digest, so
+    /// equal digests mean equal measurements. A steady-state pulse carries this alone.
+    /// New fields of `Measurements` are covered without further code. `Err` only if
+    /// serialisation failed, which these types cannot do; callers treat it as
+    /// "cannot compare", never as equal.
+    pub fn digest(&self) -> Result<Digest32, EvidenceError> {
+        use sha2::{Digest, Sha256};
+        let mut summary = self.clone();
+        summary.policy.files.clear();
+        if let Some(w) = summary.workloads.as_mut() {
+            w.items = None;
+        }
+        if let Some(e) = summary.ebpf.as_mut() {
+            e.items = None;
+        }
+        // Deterministic: our own structs (no maps, no floats), fields in declaration
+        // order.
+        let json = serde_json::to_vec(&summary).map_err(|e| EvidenceError::Json {
+            what: "measurements",
+            detail: e.to_string(),
+        })?;
+        Ok(HexBytes(Sha256::digest(&json).into()))
+    }
+
     fn validate(&self) -> Result<(), EvidenceError> {
         if self.policy.files.len() > MAX_POLICY_FILES {
             return Err(EvidenceError::InvalidField {
@@ -225,7 +251,10 @@ pub struct Pulse {
     pub version: u32,
     /// The agent's id, as registered.
     pub agent_id: String,
-    /// The partition it registered in.
+    /// The partition it registered in. Empty (absent on the wire): the registered
+    /// one, which the registration already binds to the key; the agent leaves it out.
+    /// The control plane refuses a pulse that names another.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub partition: String,
     /// 1 for the first pulse after registration, then +1 each pulse.
     pub sequence: u64,
@@ -237,7 +266,14 @@ pub struct Pulse {
     /// for the first pulse: a hash chain back to the registration.
     pub previous: Digest32,
     /// Everything the agent measured; lists the control plane has only by digest.
-    pub measurements: Measurements,
+    /// Absent at steady state, when nothing changed since the last accepted pulse:
+    /// `measurements_digest` then says what the control plane must already hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Measurements>,
+    /// [`Measurements::digest`] of the full measurements, in place of them when
+    /// nothing changed. When both are present the control plane checks they agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements_digest: Option<Digest32>,
 }
 
 pub(crate) fn check_id(field: &'static str, s: &str) -> Result<(), EvidenceError> {
@@ -304,8 +340,17 @@ impl Payload for Pulse {
             });
         }
         check_id("agent_id", &self.agent_id)?;
-        check_id("partition", &self.partition)?;
-        self.measurements.validate()
+        if !self.partition.is_empty() {
+            check_id("partition", &self.partition)?;
+        }
+        match &self.measurements {
+            Some(m) => m.validate(),
+            None if self.measurements_digest.is_some() => Ok(()),
+            None => Err(EvidenceError::InvalidField {
+                field: "measurements",
+                detail: "a pulse carries its measurements or their measurements_digest".into(),
+            }),
+        }
     }
 }
 
@@ -388,7 +433,8 @@ pub(crate) mod tests {
             issued_at_ns: 1_700_000_000_000_000_000,
             nonce: HexBytes([5; 16]),
             previous: HexBytes([6; 32]),
-            measurements: measurements(),
+            measurements: Some(measurements()),
+            measurements_digest: None,
         }
     }
 
@@ -485,11 +531,24 @@ pub(crate) mod tests {
             "UnsupportedVersion"
         );
         let mut p = pulse();
-        p.measurements.policy.files[0].path = "a\nb".into();
+        if let Some(m) = p.measurements.as_mut() {
+            m.policy.files[0].path = "a\nb".into();
+        }
         assert_eq!(
             signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(),
             "InvalidField"
         );
+        // Neither the measurements nor their digest: refused.
+        let mut p = pulse();
+        p.measurements = None;
+        assert_eq!(
+            signed(&p, &sk).open::<Pulse>(&pk).unwrap_err().kind(),
+            "InvalidField"
+        );
+        // The digest alone (steady state): accepted.
+        let mut p = pulse();
+        p.measurements_digest = Some(p.measurements.take().unwrap().digest().unwrap());
+        assert!(signed(&p, &sk).open::<Pulse>(&pk).is_ok());
     }
 
     /// Every truncated prefix of a valid envelope, and every single-byte corruption,

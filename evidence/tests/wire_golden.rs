@@ -185,7 +185,8 @@ fn pulse() -> Pulse {
         issued_at_ns: 1_700_000_030_000_000_000,
         nonce: HexBytes([9; 16]),
         previous: HexBytes([10; 32]),
-        measurements: m,
+        measurements: Some(m),
+        measurements_digest: None,
     }
 }
 
@@ -390,19 +391,20 @@ fn inventory_validation_fields_are_pinned() {
 
 /// The policy file list's digest, pinned like the inventory digests.
 const POLICY_DIGEST: &str = "974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190b61de99541ba6";
-/// A steady-state pulse: every list by digest only (the policy file list too), so
-/// its size does not grow with the number of watched files or containers.
-const STEADY_PULSE_JSON: &str = concat!(
+/// A pulse whose measurements changed but whose lists did not: every list by digest
+/// only (the policy file list too), so its size does not grow with the number of
+/// watched files or containers.
+const LISTS_BY_DIGEST_PULSE_JSON: &str = concat!(
     r#"{"version":1,"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
     r#","measurements":{"agent_binary":"0101010101010101010101010101010101010101010101010101010101010101","policy":{"digest":"974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190b61de99541ba6"}"#,
     r#","platform":{"tee":"tdx","tpm_present":false,"kernel_cmdline_sha256":"0404040404040404040404040404040404040404040404040404040404040404","lockdown":"integrity"}"#,
     r#","workloads":{"state":"ok","digest":"1c2c9fd0b3f40cf4e748a30571c2647927b7edc2e7b91d0eacf26eb350c0a742"}"#,
     r#","ebpf":{"state":"ok","lsm_active":true,"digest":"38130f5eeeae9a9020ead7560bb13670d7af16b5baf9f4e3f85e62926c10d7b1"}}}"#,
 );
-const STEADY_PULSE_ENVELOPE_DIGEST: &str =
+const LISTS_BY_DIGEST_PULSE_ENVELOPE_DIGEST: &str =
     "9f87aa7a474350e42777be15d8519586f40c4b1894abde01704fdb6f4791d754";
 
-fn steady_pulse() -> Pulse {
+fn lists_by_digest_pulse() -> Pulse {
     let mut m = base_measurements();
     m.policy.files.clear();
     m.workloads = Some(Workloads {
@@ -429,7 +431,8 @@ fn steady_pulse() -> Pulse {
         issued_at_ns: 1_700_000_040_000_000_000,
         nonce: HexBytes([11; 16]),
         previous: HexBytes([12; 32]),
-        measurements: m,
+        measurements: Some(m),
+        measurements_digest: None,
     }
 }
 
@@ -447,8 +450,42 @@ fn steady_state_pulse_bytes_are_pinned() {
     assert_eq!(empty.digest.to_hex(), EMPTY_LIST_DIGEST);
     assert!(!empty.omitted() && empty.is_consistent());
 
-    let p = steady_pulse();
-    assert!(p.measurements.policy.omitted());
+    let p = lists_by_digest_pulse();
+    assert!(p.measurements.as_ref().unwrap().policy.omitted());
+    let json = serde_json::to_vec(&p).unwrap();
+    assert_eq!(
+        String::from_utf8(json.clone()).unwrap(),
+        LISTS_BY_DIGEST_PULSE_JSON
+    );
+    let back: Pulse = serde_json::from_str(LISTS_BY_DIGEST_PULSE_JSON).unwrap();
+    assert_eq!(back, p);
+    let env = envelope(PULSE_PAYLOAD_TYPE, &json);
+    assert_eq!(
+        hex::encode(env.digest()),
+        LISTS_BY_DIGEST_PULSE_ENVELOPE_DIGEST
+    );
+    assert_eq!(env.open::<Pulse>(&key().1).unwrap().value(), &p);
+
+    // Nothing changed: the measurements' digest alone. It names the measurements
+    // with their lists reduced to digests, so the full report's measurements, the
+    // lists-by-digest pulse's and the steady one's all have the same digest.
+    let full = report().measurements;
+    let d = full.digest().unwrap();
+    assert_eq!(d.to_hex(), MEASUREMENTS_DIGEST);
+    let mut by_digest = lists_by_digest_pulse().measurements.unwrap();
+    by_digest.ebpf = full.ebpf.clone().map(|mut e| {
+        e.items = None;
+        e
+    });
+    assert_eq!(by_digest.digest().unwrap(), d);
+    let mut changed = full.clone();
+    changed.platform.lockdown = Some("none".into());
+    assert_ne!(changed.digest().unwrap(), d);
+    // As the agent sends it: no partition (the registration bound it), no key id.
+    let mut p = lists_by_digest_pulse();
+    p.partition.clear();
+    p.measurements = None;
+    p.measurements_digest = Some(d);
     let json = serde_json::to_vec(&p).unwrap();
     assert_eq!(String::from_utf8(json.clone()).unwrap(), STEADY_PULSE_JSON);
     let back: Pulse = serde_json::from_str(STEADY_PULSE_JSON).unwrap();
@@ -457,3 +494,14 @@ fn steady_state_pulse_bytes_are_pinned() {
     assert_eq!(hex::encode(env.digest()), STEADY_PULSE_ENVELOPE_DIGEST);
     assert_eq!(env.open::<Pulse>(&key().1).unwrap().value(), &p);
 }
+
+/// [`Measurements::digest`] of the report's measurements.
+const MEASUREMENTS_DIGEST: &str =
+    "f9ddc3c88d3d9a8156bc60a2f724e2da5a7fc8a9f2093e8552138906e4c0bfc0";
+/// A steady-state pulse: nothing changed, so the measurements' digest alone.
+const STEADY_PULSE_JSON: &str = concat!(
+    r#"{"version":1,"agent_id":"node-1","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
+    r#","measurements_digest":"f9ddc3c88d3d9a8156bc60a2f724e2da5a7fc8a9f2093e8552138906e4c0bfc0"}"#,
+);
+const STEADY_PULSE_ENVELOPE_DIGEST: &str =
+    "29e6102dbfc6199c4567efe3d4fa3d6e1ca81d187565ac23609e1990c5a659fb";

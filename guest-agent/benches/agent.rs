@@ -74,10 +74,10 @@ fn bench_agent(
 /// steady-state pulse (digests only).
 fn pulse_sizes(agent: &Agent, m: &evidence::Measurements) -> (usize, usize) {
     let full = agent
-        .build_pulse(1, HexBytes([7; 32]), SentLists::default().strip(m))
+        .build_pulse(1, HexBytes([7; 32]), SentLists::default().body(m))
         .unwrap();
     let steady = agent
-        .build_pulse(1_000_000, HexBytes([7; 32]), SentLists::after(m).strip(m))
+        .build_pulse(1_000_000, HexBytes([7; 32]), SentLists::after(m).body(m))
         .unwrap();
     (full.to_json().len(), steady.to_json().len())
 }
@@ -91,7 +91,7 @@ fn pulse_bench(dir: &std::path::Path) {
         );
     }
     let (agent, signer, m) = bench_agent(dir, 9);
-    let m = SentLists::after(&m).strip(&m);
+    let m = SentLists::after(&m).body(&m);
     let n = 20_000;
     let mut times = Vec::with_capacity(n);
     for i in 0..(n + 1000) {

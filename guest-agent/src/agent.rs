@@ -117,12 +117,25 @@ pub struct Agent {
     cp_events: Mutex<Option<u64>>,
 }
 
-/// The policy file list, workloads and eBPF digests whose full lists the control
-/// plane has: a pulse carries a list only when its digest differs (or after a
-/// (re)registration). At steady state a pulse carries digests only, whatever the
-/// number of watched files or containers.
+/// What a pulse says about the measurements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PulseBody {
+    /// The measurements, each list the control plane already has reduced to its
+    /// digest.
+    Changed(Box<Measurements>),
+    /// Nothing changed since the last accepted pulse: [`Measurements::digest`] alone.
+    Unchanged(Digest32),
+}
+
+/// What the control plane has from this agent: the digest of the measurements last
+/// accepted, and the policy file list, workloads and eBPF digests whose full lists it
+/// has. A pulse carries a list only when its digest differs (or after a
+/// (re)registration), and only the measurements' digest when nothing changed, so a
+/// steady-state pulse does not grow with the number of watched files or containers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SentLists {
+    /// [`Measurements::digest`] of the measurements last accepted.
+    pub measurements: Option<Digest32>,
     /// Digest of the policy file list last sent in full.
     pub policy: Option<Digest32>,
     /// Digest of the workloads list last sent in full.
@@ -151,9 +164,18 @@ impl SentLists {
         out
     }
 
-    /// What the control plane has after receiving `m` in full.
+    /// What goes into the next pulse for the measurements `m`.
+    pub fn body(&self, m: &Measurements) -> PulseBody {
+        match m.digest() {
+            Ok(d) if self.measurements == Some(d) => PulseBody::Unchanged(d),
+            _ => PulseBody::Changed(Box::new(self.strip(m))),
+        }
+    }
+
+    /// What the control plane has after accepting `m`.
     pub fn after(m: &Measurements) -> SentLists {
         SentLists {
+            measurements: m.digest().ok(),
             policy: Some(m.policy.digest),
             workloads: m.workloads.as_ref().and_then(|w| w.digest),
             ebpf: m.ebpf.as_ref().and_then(|e| e.digest),
@@ -415,21 +437,33 @@ impl Agent {
         &self,
         sequence: u64,
         previous: Digest32,
-        measurements: Measurements,
+        body: PulseBody,
     ) -> Result<Envelope, AgentError> {
+        let (measurements, measurements_digest) = match body {
+            PulseBody::Changed(m) => (Some(*m), None),
+            PulseBody::Unchanged(d) => (None, Some(d)),
+        };
         let signer = self.signer()?;
         let nonce: Nonce16 = HexBytes(rand::thread_rng().gen());
+        // Pulses leave out what the registration already bound to the key: the
+        // partition, and the key id (an unauthenticated DSSE hint; the control plane
+        // verifies a pulse with the key registered for its agent id). That, and the
+        // digests-only body, keeps a steady-state pulse under 600 bytes.
         let pulse = Pulse {
             version: 1,
             agent_id: self.cfg.agent_id.clone(),
-            partition: self.cfg.partition.clone(),
+            partition: String::new(),
             sequence: sequence + 1,
             issued_at_ns: self.clock.now().get(),
             nonce,
             previous,
             measurements,
+            measurements_digest,
         };
-        Ok(sign_payload(signer.as_ref(), PULSE_PAYLOAD_TYPE, &pulse)?)
+        let payload = serde_json::to_vec(&pulse).map_err(|e| SignerError::Sign(e.to_string()))?;
+        Ok(Envelope::sign(PULSE_PAYLOAD_TYPE, payload, "", |m| {
+            signer.sign(m)
+        })?)
     }
 
     fn certificate_chain(&self) -> Result<Vec<String>, AgentError> {
@@ -545,7 +579,7 @@ impl Agent {
     async fn pulse_once(&self, chain: Chain) -> Result<Option<Chain>, AgentError> {
         let measurements = self.measure().await?;
         let sent = *self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        let mut env = self.build_pulse(chain.sequence, chain.head, sent.strip(&measurements))?;
+        let mut env = self.build_pulse(chain.sequence, chain.head, sent.body(&measurements))?;
         let mut now_sent = SentLists::after(&measurements);
         if env.payload.len() > MAX_PULSE_PAYLOAD_BYTES {
             // The changed lists do not fit a pulse: send the digests only, and register
@@ -555,7 +589,11 @@ impl Agent {
                 "changed lists too large for a pulse; registering again to report them"
             );
             let everything = SentLists::after(&measurements);
-            env = self.build_pulse(chain.sequence, chain.head, everything.strip(&measurements))?;
+            env = self.build_pulse(
+                chain.sequence,
+                chain.head,
+                PulseBody::Changed(Box::new(everything.strip(&measurements))),
+            )?;
             now_sent = sent;
             self.reregister.store(true, Ordering::SeqCst);
         }

@@ -424,7 +424,8 @@ impl SimAgent {
             issued_at_ns: SystemClock.now().get(),
             nonce: HexBytes(rand::random()),
             previous: self.head,
-            measurements: self.measurements(),
+            measurements: Some(self.measurements()),
+            measurements_digest: None,
         };
         sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).expect("sign pulse")
     }

@@ -118,7 +118,8 @@ impl Agent {
             issued_at_ns: SystemClock.now().get(),
             nonce: HexBytes(rand::random()),
             previous: prev,
-            measurements: m,
+            measurements: Some(m),
+            measurements_digest: None,
         };
         let env = sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).unwrap();
         http.post(&format!("{cp}/api/v1/heartbeat"), env.to_json())

@@ -247,7 +247,8 @@ collect_workloads = false
         .unwrap(),
         nonce: HexBytes(rand::random()),
         previous: HexBytes([0; 32]),
-        measurements: serde_json::from_value(view["measurements"].clone()).unwrap(),
+        measurements: Some(serde_json::from_value(view["measurements"].clone()).unwrap()),
+        measurements_digest: None,
     };
     let captured: Envelope = sign_payload(&signer, PULSE_PAYLOAD_TYPE, &old).unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -8,7 +8,7 @@ pub mod error;
 pub mod liveness;
 
 use crate::heartbeat::error::{PulseError, ReplayKind};
-use crate::judge::baseline::{judge, resolve_inventory};
+use crate::judge::baseline::{judge, resolve_inventory, InventoryError};
 use crate::model::AgentRecord;
 use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
@@ -16,11 +16,42 @@ use crate::plane::MAX_UNSTORED;
 use crate::store::{AgentWrite, StoreError};
 use evidence::api::HeartbeatResponse;
 use evidence::report::HexBytes;
-use evidence::{Envelope, Pulse};
+use evidence::{Envelope, Measurements, Pulse};
 use provenant_base::clock::UnixNanos;
 
 /// Agents with stale-replay counts not yet written to their record, at most.
 pub(crate) const MAX_STALE_PENDING: usize = 100_000;
+
+/// The full measurements a pulse stands for: its own (lists restored from `stored`
+/// where it sent only their digests), or, when it says nothing changed, `stored`
+/// itself, if its digest is the one the pulse names. A digest that does not match
+/// is refused (`InconsistentInventory`): the agent registers again.
+pub(crate) fn pulse_measurements(
+    stored: &Measurements,
+    pulse: &Pulse,
+) -> Result<Measurements, InventoryError> {
+    let digest_of = |m: &Measurements| {
+        m.digest()
+            .map_err(|e| InventoryError(format!("measurements cannot be digested: {e}")))
+    };
+    let resolved = match &pulse.measurements {
+        Some(m) => resolve_inventory(Some(stored), m.clone(), false)?,
+        None => stored.clone(),
+    };
+    if let Some(named) = pulse.measurements_digest {
+        let have = digest_of(&resolved)?;
+        if have != named {
+            return Err(InventoryError(if pulse.measurements.is_some() {
+                format!("the measurements hash to {have}, but measurements_digest says {named}")
+            } else {
+                format!(
+                    "pulse says nothing changed (measurements digest {named}), but the last accepted measurements have digest {have}; register again"
+                )
+            }));
+        }
+    }
+    Ok(resolved)
+}
 
 impl ControlPlane {
     /// When the agent was last seen alive: its last stored pulse, or a later verified
@@ -78,7 +109,7 @@ impl ControlPlane {
                 _ => env.open::<Pulse>(&rec.key)?,
             };
             let digest = HexBytes(pulse.digest());
-            if pulse.partition != rec.partition {
+            if !pulse.partition.is_empty() && pulse.partition != rec.partition {
                 return Err(PulseError::WrongPartition(format!(
                     "pulse names partition {:?}, agent registered in {:?}",
                     pulse.partition, rec.partition
@@ -146,8 +177,7 @@ impl ControlPlane {
                     .await);
             }
 
-            let measurements =
-                resolve_inventory(Some(&rec.current), pulse.measurements.clone(), false)?;
+            let measurements = pulse_measurements(&rec.current, &pulse)?;
             let j = judge(&rec.lkg, &rec.expected, Some(&rec.current), &measurements);
             let mut alerts: Vec<Alert> = j
                 .alerts

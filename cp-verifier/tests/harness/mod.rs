@@ -177,12 +177,33 @@ impl TestAgent {
             issued_at_ns: at,
             nonce: HexBytes(rand::random()),
             previous: prev,
-            measurements: m,
+            measurements: Some(m),
+            measurements_digest: None,
         };
         sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).unwrap()
     }
     pub(crate) fn next_pulse(&self, at: u64, m: Measurements) -> Envelope {
         self.pulse_at(self.seq + 1, self.head, at, m)
+    }
+    /// The next pulse as the agent sends it at steady state: no partition, no key
+    /// id, and `measurements_digest` in place of the measurements.
+    pub(crate) fn next_steady_pulse(&self, at: u64, digest: Digest32) -> Envelope {
+        let p = Pulse {
+            version: 1,
+            agent_id: self.id.clone(),
+            partition: String::new(),
+            sequence: self.seq + 1,
+            issued_at_ns: at,
+            nonce: HexBytes(rand::random()),
+            previous: self.head,
+            measurements: None,
+            measurements_digest: Some(digest),
+        };
+        let payload = serde_json::to_vec(&p).unwrap();
+        Envelope::sign::<guest_agent::signer::SignerError>(PULSE_PAYLOAD_TYPE, payload, "", |m| {
+            guest_agent::signer::Signer::sign(&self.signer, m)
+        })
+        .unwrap()
     }
     pub(crate) fn accepted(&mut self, env: &Envelope) {
         self.seq += 1;

@@ -63,7 +63,9 @@ fn pulses_carry_the_policy_file_list_only_when_it_changed() {
     };
     let mut m = lists();
     m.policy = evidence::PolicyMeasurement::from_files(
-        (0..200).map(|i| file(&format!("/etc/p/{i}.toml"), 1)).collect(),
+        (0..200)
+            .map(|i| file(&format!("/etc/p/{i}.toml"), 1))
+            .collect(),
     );
     assert_eq!(SentLists::default().strip(&m).policy.files.len(), 200);
     let sent = SentLists::after(&m);
