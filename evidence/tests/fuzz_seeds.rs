@@ -41,6 +41,10 @@ fn payload_seeds_decode() {
     wrap(evidence::PULSE_PAYLOAD_TYPE, seed("pulse/pulse.json"))
         .peek::<evidence::Pulse>()
         .unwrap();
+    let steady = wrap(evidence::PULSE_PAYLOAD_TYPE, seed("pulse/steady.json"))
+        .peek::<evidence::Pulse>()
+        .unwrap();
+    assert!(steady.measurements.is_none() && steady.measurements_digest.is_some());
 }
 
 #[test]
