@@ -342,6 +342,9 @@ pub enum AlertKind {
     /// Re-attestation against current collateral changed a TDX agent's evidence: its
     /// TCB status (e.g. UpToDate -> OutOfDate) or the stored quote is now refused.
     AttestationChanged,
+    /// A program `[policy.ebpf] required` names went missing, unpinned or changed,
+    /// or the required BPF LSM is not active.
+    RequiredProgram,
 }
 
 impl AlertKind {
@@ -374,6 +377,7 @@ impl AlertKind {
             AlertKind::TierExpected => "TierExpected",
             AlertKind::RecordCorrupt => "RecordCorrupt",
             AlertKind::AttestationChanged => "AttestationChanged",
+            AlertKind::RequiredProgram => "RequiredProgram",
         }
     }
 
@@ -388,6 +392,7 @@ impl AlertKind {
             AlertKind::Blinded
             | AlertKind::BinaryChanged
             | AlertKind::EbpfChanged
+            | AlertKind::RequiredProgram
             | AlertKind::RecordCorrupt => 1,
             AlertKind::PolicyChanged
             | AlertKind::PlatformChanged

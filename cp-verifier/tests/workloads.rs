@@ -892,3 +892,110 @@ async fn green_only_for_a_signed_image_on_a_green_tdx_agent() {
     assert_eq!(badge(&v, "web")["status"], "fail", "{v}");
     assert!(codes(badge(&v, "web")).contains(&"Blinded".to_string()));
 }
+
+/// `[policy.ebpf] required`: a node that never loaded a required program is red from
+/// its first report (a last-known-good comparison could not tell); one that loses a
+/// program, or pins or changes it elsewhere, turns red naming it, with one
+/// severity-1 `RequiredProgram` alert per newly failing requirement, not one per
+/// pulse; restoring it turns the node back.
+#[tokio::test]
+async fn required_ebpf_programs_are_judged_against_the_current_list() {
+    let mut a = TestAgent::new("node-1");
+    let mut b = TestAgent::new("node-2");
+    let cp = start(|c| {
+        c.enrollment.keys.push(a.enroll());
+        c.enrollment.keys.push(b.enroll());
+        c.policy.ebpf = toml::from_str(&format!(
+            "[[required]]\nname = \"shield\"\ntype = \"kprobe\"\npinned_at = \"/sys/fs/bpf/provenant/shield\"\n\
+             [[required]]\nname = \"sentinel\"\ntype = \"kprobe\"\ndigest = \"{}\"\n",
+            hex::encode([2u8; 32])
+        ))
+        .unwrap();
+    })
+    .await;
+    let reasons = |v: &Value| -> Vec<String> {
+        v["verdict"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["code"].as_str().unwrap().starts_with("Required"))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["code"].as_str().unwrap(),
+                    r["detail"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let both = with(
+        None,
+        Some(ebpf(vec![program("shield", 1), program("sentinel", 2)])),
+    );
+
+    // node-2 never had the programs: red from its first report, alerted.
+    let (s, v) = cp
+        .register(&mut b, with(None, Some(ebpf(vec![program("other", 9)]))))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["verdict"]["status"], "fail", "{v}");
+    assert_eq!(reasons(&v).len(), 2, "{v}");
+    assert_eq!(cp.alerts("RequiredProgram").await.len(), 2);
+
+    let (s, v) = cp.register(&mut a, both.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(reasons(&v).is_empty(), "{v}");
+    assert_eq!(cp.alerts("RequiredProgram").await.len(), 2);
+
+    // Sentinel replaced by other instructions: red, named, alerted once.
+    let changed = with(
+        None,
+        Some(ebpf(vec![program("shield", 1), program("sentinel", 3)])),
+    );
+    for _ in 0..2 {
+        cp.clock.advance(Duration::from_millis(500));
+        let env = a.next_pulse(cp.now(), changed.clone());
+        let (s, v) = cp.pulse(&env).await;
+        assert_eq!(s, 200, "{v}");
+        a.accepted(&env);
+        assert_eq!(v["verdict"]["status"], "fail", "{v}");
+        let r = reasons(&v);
+        assert_eq!(r.len(), 1, "{v}");
+        assert!(
+            r[0].starts_with("RequiredProgramChanged") && r[0].contains("sentinel"),
+            "{r:?}"
+        );
+    }
+    let alerts = cp.alerts("RequiredProgram").await;
+    assert_eq!(alerts.len(), 3);
+    assert_eq!(alerts[0]["severity"], 1);
+    assert!(
+        alerts[0]["detail"].as_str().unwrap().contains("sentinel"),
+        "{alerts:?}"
+    );
+
+    // Shield unloaded: a second requirement fails, a second alert.
+    cp.clock.advance(Duration::from_millis(500));
+    let env = a.next_pulse(
+        cp.now(),
+        with(None, Some(ebpf(vec![program("sentinel", 3)]))),
+    );
+    let (_, v) = cp.pulse(&env).await;
+    a.accepted(&env);
+    let r = reasons(&v);
+    assert!(
+        r.iter()
+            .any(|r| r.starts_with("RequiredProgramMissing") && r.contains("shield")),
+        "{r:?}"
+    );
+    assert_eq!(cp.alerts("RequiredProgram").await.len(), 4);
+
+    // Restored: no required-program reason; last-known-good still holds the other
+    // differences, which are the inventory rule's business, not this one's.
+    cp.clock.advance(Duration::from_millis(500));
+    let env = a.next_pulse(cp.now(), both.clone());
+    let (_, v) = cp.pulse(&env).await;
+    a.accepted(&env);
+    assert!(reasons(&v).is_empty(), "{v}");
+    assert_eq!(cp.alerts("RequiredProgram").await.len(), 4);
+}

@@ -122,6 +122,17 @@ pub enum ReasonCode {
     /// is alive and pulsing on its last verified registration, but its evidence is
     /// not being renewed. Not the agent being silent (that is `PulseLate`/`Blinded`).
     RequoteFailed,
+    /// A program `[policy.ebpf] required` names is not loaded (or the eBPF list that
+    /// would show it cannot be seen).
+    RequiredProgramMissing,
+    /// A required program is loaded but not pinned where the policy says.
+    RequiredProgramUnpinned,
+    /// A required program is loaded, but its instructions' digest is not the one the
+    /// policy pins.
+    RequiredProgramChanged,
+    /// `[policy.ebpf] require_lsm` is set and the BPF LSM is not active (or not known
+    /// to be).
+    LsmInactive,
 }
 
 impl ReasonCode {
@@ -166,6 +177,10 @@ impl ReasonCode {
             ReasonCode::ProvenanceStale => "ProvenanceStale",
             ReasonCode::ReattestRefused => "ReattestRefused",
             ReasonCode::RequoteFailed => "RequoteFailed",
+            ReasonCode::RequiredProgramMissing => "RequiredProgramMissing",
+            ReasonCode::RequiredProgramUnpinned => "RequiredProgramUnpinned",
+            ReasonCode::RequiredProgramChanged => "RequiredProgramChanged",
+            ReasonCode::LsmInactive => "LsmInactive",
         }
     }
 }
@@ -269,6 +284,10 @@ mod tests {
             ReasonCode::QuoteStale,
             ReasonCode::ProvenanceStale,
             ReasonCode::ReattestRefused,
+            ReasonCode::RequiredProgramMissing,
+            ReasonCode::RequiredProgramUnpinned,
+            ReasonCode::RequiredProgramChanged,
+            ReasonCode::LsmInactive,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

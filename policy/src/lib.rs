@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ebpf;
 pub mod identity;
 pub mod image;
 pub mod inventory;
@@ -41,6 +42,8 @@ pub struct TrustPolicy {
     pub missed_heartbeats: u32,
     /// What a verified TDX quote must also satisfy (`[policy.tdx]`).
     pub tdx: tdx::TdxPolicy,
+    /// Programs every node must keep loaded, and the BPF LSM (`[policy.ebpf]`).
+    pub ebpf: ebpf::EbpfPolicy,
     /// How often TDX agents send a fresh quote: must match the agents'
     /// `requote_interval`. A quote older than three of these is stale (`QuoteStale`).
     #[serde(with = "humantime_serde")]
@@ -53,6 +56,7 @@ impl Default for TrustPolicy {
             allow_software_tier: true,
             missed_heartbeats: 3,
             tdx: tdx::TdxPolicy::default(),
+            ebpf: ebpf::EbpfPolicy::default(),
             requote_interval: Duration::from_secs(3600),
         }
     }

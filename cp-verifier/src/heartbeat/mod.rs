@@ -214,6 +214,12 @@ impl ControlPlane {
             let verdict = self.verdict(&next, now);
             let badges = self.badges(&next, &verdict);
             alerts.extend(self.image_transitions(&mut next, &badges, now));
+            alerts.extend(self.required_program_alerts(
+                &agent_id,
+                Some(&rec.current),
+                &next.current,
+                now,
+            ));
             // Most pulses only advance the chain; tell the store so it can skip
             // rewriting the unchanged rest of the record.
             let chain_only = AgentRecord {

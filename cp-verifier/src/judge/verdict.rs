@@ -8,6 +8,7 @@ use crate::model::AgentRecord;
 use crate::model::{Alert, AlertKind};
 use crate::plane::ControlPlane;
 use evidence::api::WorkloadBadge;
+use evidence::Measurements;
 use policy::{AgentFacts, Verdict};
 use provenant_base::clock::UnixNanos;
 use std::time::Duration;
@@ -60,6 +61,10 @@ impl ControlPlane {
             });
         }
         reasons.extend(policy::inventory::reasons(&rec.lkg, &rec.current));
+        reasons.extend(policy::ebpf::required_reasons(
+            &self.cfg.policy.ebpf,
+            &rec.current,
+        ));
         reasons.extend(self.revocation_reasons(rec, now));
         Verdict::from_reasons(reasons)
     }
@@ -122,6 +127,35 @@ impl ControlPlane {
 
     /// Updates the record's set of red images and returns an `ImageRefused` alert
     /// for each image that turned red.
+    /// A severity-1 `RequiredProgram` alert for each `[policy.ebpf]` reason that
+    /// `after` gives and `before` (the measurements last accepted; none for a new
+    /// agent) did not: a required program gone missing, unpinned or changed, or the
+    /// BPF LSM off. A standing reason is not raised again on every pulse.
+    pub(crate) fn required_program_alerts(
+        &self,
+        agent_id: &str,
+        before: Option<&Measurements>,
+        after: &Measurements,
+        now: UnixNanos,
+    ) -> Vec<Alert> {
+        let p = &self.cfg.policy.ebpf;
+        let old = before
+            .map(|m| policy::ebpf::required_reasons(p, m))
+            .unwrap_or_default();
+        policy::ebpf::required_reasons(p, after)
+            .into_iter()
+            .filter(|r| !old.contains(r))
+            .map(|r| {
+                Alert::new(
+                    now,
+                    agent_id,
+                    AlertKind::RequiredProgram,
+                    format!("{}: {}", r.code.as_str(), r.detail),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn image_transitions(
         &self,
         rec: &mut AgentRecord,

@@ -356,6 +356,12 @@ impl ControlPlane {
         // Kept so enrollment (expiry, CRL) is re-checked on every pulse.
         record.enrollment_chain = req.evidence.certificate_chain.clone();
         alerts.extend(self.image_transitions(&mut record, &badges, now));
+        alerts.extend(self.required_program_alerts(
+            &report.agent_id,
+            existing.as_ref().map(|o| &o.current),
+            &record.current,
+            now,
+        ));
         alerts.push(Alert::new(
             now,
             &report.agent_id,
