@@ -122,6 +122,16 @@ pub enum ReasonCode {
     /// is alive and pulsing on its last verified registration, but its evidence is
     /// not being renewed. Not the agent being silent (that is `PulseLate`/`Blinded`).
     RequoteFailed,
+    /// The TD is bound to a service TD (TD 1.5 MRSERVICETD non-zero): refused unless
+    /// `[policy.tdx] allowed_mrservicetd` lists it; yellow unless
+    /// `trusted_mrservicetd` also does.
+    ServiceTdBound,
+    /// The TD is migratable (TDATTRIBUTES MIGRATABLE): a migration TD can move its
+    /// state to another platform.
+    MigratableTd,
+    /// The TD has TDATTRIBUTES SERVTD_EXT set (service TDs may be bound to it after
+    /// launch).
+    ServTdExt,
 }
 
 impl ReasonCode {
@@ -166,6 +176,9 @@ impl ReasonCode {
             ReasonCode::ProvenanceStale => "ProvenanceStale",
             ReasonCode::ReattestRefused => "ReattestRefused",
             ReasonCode::RequoteFailed => "RequoteFailed",
+            ReasonCode::ServiceTdBound => "ServiceTdBound",
+            ReasonCode::MigratableTd => "MigratableTd",
+            ReasonCode::ServTdExt => "ServTdExt",
         }
     }
 }
