@@ -284,6 +284,19 @@ async fn server_accepts_an_allowed_service_td_yellow_and_a_trusted_one_green() {
     assert_eq!(reasons(&v), [("ServiceTdBound".into(), "warn".into())]);
     let view = cp.get("/api/v1/agents/td-bound").await.1;
     assert_eq!(view["badge"], "yellow", "{view}");
+    // The dashboard names the reason and the service TD.
+    let html = cp
+        .http
+        .get(format!("{}/agent/td-bound", cp.base))
+        .bearer_auth(harness::VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-reason=\"ServiceTdBound\""), "{html}");
+    assert!(html.contains(&hex), "{html}");
     // Another service TD is still refused.
     let (s, v) = register(&cp, &a, |b| b.quote_v5_td15([0xa5; 48])).await;
     assert_eq!(
