@@ -108,8 +108,11 @@ fn cli_refuses_a_service_td_bound_quote_unless_allowed() {
     let (code, v) = cli(&TdReport::new().quote_v4(), true, &[]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["mrservicetd"], Value::Null);
-    // Not hex: a usage error.
+    // `0x` is accepted; not hex, or not 48 bytes, is a usage error.
+    let (code, v) = cli(&raw, true, &["--allow-mrservicetd", &format!("0x{hex}")]);
+    assert_eq!(code, 0, "{v}");
     assert_eq!(cli(&raw, true, &["--allow-mrservicetd", "zz"]).0, 2);
+    assert_eq!(cli(&raw, true, &["--allow-mrservicetd", &hex[2..]]).0, 2);
 }
 
 #[test]

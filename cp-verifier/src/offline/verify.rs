@@ -94,7 +94,9 @@ pub fn verify_quote_cmd(args: &QuoteArgs, now: UnixSecs) -> Outcome {
     let mut rules = BindingRules::default();
     for h in &args.allow_mrservicetd {
         let mut m = [0u8; 48];
-        if hex::decode_to_slice(h.trim(), &mut m).is_err() {
+        let digits = h.trim();
+        let digits = digits.strip_prefix("0x").unwrap_or(digits);
+        if hex::decode_to_slice(digits, &mut m).is_err() {
             return error(
                 2,
                 "Usage",
