@@ -476,6 +476,13 @@ impl CpConfig {
                 || (self.tdx.collateral_dir.is_none() && self.tdx.collateral_file.is_none()),
             "[tdx]: pcs_url and offline collateral (collateral_dir, collateral_file) exclude each other"
         );
+        // dcap-qvl refuses every migratable TD and has no switch for it: the policy
+        // could not be honoured, so it is refused here instead of failing later.
+        anyhow::ensure!(
+            !self.policy.tdx.allow_migratable,
+            "[policy.tdx] allow_migratable = true is not supported: DCAP verification \
+             (dcap-qvl) refuses every migratable TD"
+        );
         if let Some(p) = &self.provenance {
             p.validate()?;
         }
@@ -622,6 +629,26 @@ pcs_url = "https://pccs.example:8081"
         );
         let cfg: CpConfig = toml::from_str(&both).unwrap();
         assert!(cfg.check().unwrap_err().to_string().contains("exclude"));
+
+        let bound = text.replace(
+            "[policy.tdx]\n",
+            &format!(
+                "[policy.tdx]\nallowed_mrservicetd = [\"{s}\"]\ntrusted_mrservicetd = [\"{s}\"]\nallow_servtd_ext = true\n",
+                s = "cd".repeat(48)
+            ),
+        );
+        let cfg: CpConfig = toml::from_str(&bound).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(cfg.policy.tdx.allowed_mrservicetd[0].0, [0xcd; 48]);
+        assert_eq!(cfg.policy.tdx.trusted_mrservicetd[0].0, [0xcd; 48]);
+        assert!(cfg.policy.tdx.allow_servtd_ext && !cfg.policy.tdx.allow_migratable);
+        let migratable = text.replace("[policy.tdx]\n", "[policy.tdx]\nallow_migratable = true\n");
+        let cfg: CpConfig = toml::from_str(&migratable).unwrap();
+        assert!(cfg
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("allow_migratable"));
 
         let imgs = r#"data_dir = "/x"
 [images]

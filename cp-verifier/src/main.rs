@@ -40,6 +40,9 @@ enum Cmd {
     /// Verify evidence offline and print the result as one JSON object.
     #[command(subcommand)]
     Verify(VerifyCmd),
+    /// Intel DCAP collateral for offline use.
+    #[command(subcommand)]
+    Collateral(CollateralCmd),
     /// Compute a TD's launch measurements offline from the files QEMU is given and
     /// print the measurement manifest (the predicate CI attests). MRTD always;
     /// RTMR1 and RTMR2 with --kernel (direct boot); RTMR0 never (it depends on
@@ -61,6 +64,16 @@ enum VerifyCmd {
     /// Sigstore bundle, for an image digest, with a cosign key or keyless.
     /// Exit 0 verified, 1 refused (error JSON on stdout), 2 usage error.
     Image(cp_verifier::offline::verify::ImageArgs),
+}
+
+#[derive(Subcommand)]
+enum CollateralCmd {
+    /// Turn raw Intel PCS / PCCS responses (TCB info and QE identity bodies as
+    /// served, issuer chains URL-encoded or PEM, CRLs DER, PEM or hex) into the
+    /// collateral JSON `verify quote --collateral` and `[tdx] collateral_dir` read,
+    /// after checking every signature to the root. Exit 0 written, 1 refused (error
+    /// JSON on stdout, nothing written), 2 usage error.
+    Import(cp_verifier::offline::collateral::ImportArgs),
 }
 
 #[tokio::main]
@@ -115,6 +128,12 @@ async fn main() -> anyhow::Result<()> {
                 VerifyCmd::Bundle(a) => cp_verifier::offline::verify::verify_bundle_cmd(&a, now),
                 VerifyCmd::Image(a) => cp_verifier::offline::verify::verify_image_cmd(&a, now),
             };
+            println!("{}", o.json);
+            std::process::exit(o.code);
+        }
+        Cmd::Collateral(CollateralCmd::Import(a)) => {
+            let now = provenant_base::clock::Clock::now(&SystemClock).secs();
+            let o = cp_verifier::offline::collateral::import_cmd(&a, now);
             println!("{}", o.json);
             std::process::exit(o.code);
         }

@@ -141,4 +141,8 @@ pub struct ErrorInfo {
     pub kind: String,
     /// Human-readable detail; never secret material.
     pub detail: String,
+    /// The Intel security advisory ids (`INTEL-SA-...`) behind a TCB status refusal;
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
 }

@@ -240,6 +240,19 @@ impl TdReport {
     pub fn tud_bits(&self) -> u8 {
         self.td_attributes.0[0]
     }
+    /// TDATTRIBUTES bit 17, SERVTD_EXT: service TDs may be bound after launch.
+    pub fn servtd_ext(&self) -> bool {
+        self.td_attributes.0[2] & 0x02 != 0
+    }
+    /// TDATTRIBUTES bit 29, MIGRATABLE: a migration TD may move the TD's state.
+    pub fn migratable(&self) -> bool {
+        self.td_attributes.0[3] & 0x20 != 0
+    }
+    /// The MRSERVICETD of a TD 1.5 body bound to a service TD (non-zero); `None` for
+    /// a TD 1.0 body or an unbound TD (all zero).
+    pub fn service_td(&self) -> Option<&Mr> {
+        self.mrservicetd.as_ref().filter(|m| m.0 != [0u8; 48])
+    }
 }
 
 /// ECDSA quote signature data.
@@ -444,6 +457,38 @@ impl Quote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn td_attribute_bits_and_service_td() {
+        let mut b = TdReport {
+            kind: BodyKind::Td15,
+            tee_tcb_svn: HexBytes([0; 16]),
+            mrseam: HexBytes([0; 48]),
+            mrsignerseam: HexBytes([0; 48]),
+            seam_attributes: HexBytes([0; 8]),
+            td_attributes: HexBytes([0, 0, 0, 0x10, 0, 0, 0, 0]),
+            xfam: HexBytes([0; 8]),
+            mrtd: HexBytes([0; 48]),
+            mrconfigid: HexBytes([0; 48]),
+            mrowner: HexBytes([0; 48]),
+            mrownerconfig: HexBytes([0; 48]),
+            rtmrs: [HexBytes([0; 48]); 4],
+            report_data: HexBytes([0; 64]),
+            tee_tcb_svn2: Some(HexBytes([0; 16])),
+            mrservicetd: Some(HexBytes([0; 48])),
+        };
+        assert!(!b.servtd_ext() && !b.migratable() && b.service_td().is_none());
+        // Bit 17 and bit 29 of the little-endian u64.
+        b.td_attributes = HexBytes((1u64 << 17 | 1 << 28).to_le_bytes());
+        assert!(b.servtd_ext() && !b.migratable());
+        b.td_attributes = HexBytes((1u64 << 29 | 1 << 28).to_le_bytes());
+        assert!(!b.servtd_ext() && b.migratable());
+        b.mrservicetd = Some(HexBytes([7; 48]));
+        assert_eq!(b.service_td().map(|m| m.0), Some([7; 48]));
+        b.kind = BodyKind::Td10;
+        b.mrservicetd = None;
+        assert!(b.service_td().is_none());
+    }
 
     #[test]
     fn short_reads_name_the_field_and_offset() {

@@ -133,6 +133,16 @@ pub enum ReasonCode {
     /// `[policy.ebpf] require_lsm` is set and the BPF LSM is not active (or not known
     /// to be).
     LsmInactive,
+    /// The TD is bound to a service TD (TD 1.5 MRSERVICETD non-zero): refused unless
+    /// `[policy.tdx] allowed_mrservicetd` lists it; yellow unless
+    /// `trusted_mrservicetd` also does.
+    ServiceTdBound,
+    /// The TD is migratable (TDATTRIBUTES MIGRATABLE): a migration TD can move its
+    /// state to another platform.
+    MigratableTd,
+    /// The TD has TDATTRIBUTES SERVTD_EXT set (service TDs may be bound to it after
+    /// launch).
+    ServTdExt,
 }
 
 impl ReasonCode {
@@ -181,6 +191,9 @@ impl ReasonCode {
             ReasonCode::RequiredProgramUnpinned => "RequiredProgramUnpinned",
             ReasonCode::RequiredProgramChanged => "RequiredProgramChanged",
             ReasonCode::LsmInactive => "LsmInactive",
+            ReasonCode::ServiceTdBound => "ServiceTdBound",
+            ReasonCode::MigratableTd => "MigratableTd",
+            ReasonCode::ServTdExt => "ServTdExt",
         }
     }
 }
@@ -288,6 +301,9 @@ mod tests {
             ReasonCode::RequiredProgramUnpinned,
             ReasonCode::RequiredProgramChanged,
             ReasonCode::LsmInactive,
+            ReasonCode::ServiceTdBound,
+            ReasonCode::MigratableTd,
+            ReasonCode::ServTdExt,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

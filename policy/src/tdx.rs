@@ -25,6 +25,17 @@ pub struct TdxPolicy {
     /// past `nextUpdate` and nothing fresher confirmed it: `red` (default) or
     /// `yellow`.
     pub expired_collateral: AgedStatus,
+    /// MRSERVICETDs (hex, 48 bytes) a TD 1.5 may be bound to. A TD bound to any
+    /// other service TD is refused (`ServiceTdBound`); one bound to a listed service
+    /// TD is accepted with a warning, unless `trusted_mrservicetd` lists it too.
+    pub allowed_mrservicetd: Vec<HexBytes<48>>,
+    /// MRSERVICETDs whose binding is green. A trusted MRSERVICETD is also allowed.
+    pub trusted_mrservicetd: Vec<HexBytes<48>>,
+    /// Accept a migratable TD (TDATTRIBUTES MIGRATABLE). Default false.
+    pub allow_migratable: bool,
+    /// Accept a TD with TDATTRIBUTES SERVTD_EXT (service TDs bound after launch).
+    /// Default false.
+    pub allow_servtd_ext: bool,
 }
 
 /// The colour aged evidence turns.
@@ -55,7 +66,89 @@ impl Default for TdxPolicy {
             mrtd_allowlist: Vec::new(),
             rtmr_allowlists: Default::default(),
             expired_collateral: AgedStatus::default(),
+            allowed_mrservicetd: Vec::new(),
+            trusted_mrservicetd: Vec::new(),
+            allow_migratable: false,
+            allow_servtd_ext: false,
         }
+    }
+}
+
+impl TdxPolicy {
+    /// Whether a TD bound to `mrservicetd` may be accepted (allowed or trusted).
+    pub fn service_td_allowed(&self, mrservicetd: &[u8; 48]) -> bool {
+        self.allowed_mrservicetd
+            .iter()
+            .chain(&self.trusted_mrservicetd)
+            .any(|m| &m.0 == mrservicetd)
+    }
+}
+
+/// What a TD is bound to beyond itself, read from a verified quote body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TdBinding {
+    /// MRSERVICETD of a TD 1.5 body when non-zero (`None`: TD 1.0, or unbound).
+    pub mrservicetd: Option<[u8; 48]>,
+    /// TDATTRIBUTES MIGRATABLE.
+    pub migratable: bool,
+    /// TDATTRIBUTES SERVTD_EXT.
+    pub servtd_ext: bool,
+}
+
+/// The reasons a TD's bindings give under the policy: a migratable TD or one with
+/// SERVTD_EXT fails unless allowed; a TD bound to a service TD fails unless the
+/// MRSERVICETD is allowed, and is yellow unless it is trusted.
+pub fn binding_reasons(p: &TdxPolicy, b: &TdBinding) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    if b.migratable && !p.allow_migratable {
+        reasons.push(Reason::new(
+            ReasonCode::MigratableTd,
+            Status::Fail,
+            "TDATTRIBUTES MIGRATABLE is set: a migration TD can move this TD's state to \
+             another platform ([policy.tdx] allow_migratable is false)",
+        ));
+    }
+    if b.servtd_ext && !p.allow_servtd_ext {
+        reasons.push(Reason::new(
+            ReasonCode::ServTdExt,
+            Status::Fail,
+            "TDATTRIBUTES SERVTD_EXT is set: service TDs may be bound to this TD after \
+             launch ([policy.tdx] allow_servtd_ext is false)",
+        ));
+    }
+    if let Some(m) = &b.mrservicetd {
+        let hex = hex::encode(m);
+        if p.trusted_mrservicetd.iter().any(|t| &t.0 == m) {
+            // Trusted: green, nothing to say.
+        } else if p.service_td_allowed(m) {
+            reasons.push(Reason::new(
+                ReasonCode::ServiceTdBound,
+                Status::Warn,
+                format!(
+                    "the TD is bound to service TD MRSERVICETD {hex}, allowed by [policy.tdx] \
+                     allowed_mrservicetd but not listed in trusted_mrservicetd"
+                ),
+            ));
+        } else {
+            reasons.push(Reason::new(
+                ReasonCode::ServiceTdBound,
+                Status::Fail,
+                format!(
+                    "the TD is bound to service TD MRSERVICETD {hex}, which [policy.tdx] \
+                     allowed_mrservicetd does not list"
+                ),
+            ));
+        }
+    }
+    reasons
+}
+
+/// Advisory ids as people read them: `INTEL-SA-00960, INTEL-SA-00982`, or `none`.
+pub fn advisory_list(advisory_ids: &[String]) -> String {
+    if advisory_ids.is_empty() {
+        "none".into()
+    } else {
+        advisory_ids.join(", ")
     }
 }
 
@@ -83,6 +176,8 @@ pub struct TdxFacts {
     pub mrtd_attested: bool,
     /// RTMR0..2 found equal to the ones the build provenance attests (`match_rtmrs`).
     pub rtmrs_attested: [bool; 3],
+    /// Service TD binding and the migration attributes.
+    pub binding: TdBinding,
 }
 
 /// The TCB status's reason, if it is not plain green: a TDREPORT has none (warning),
@@ -101,11 +196,17 @@ pub fn tcb_reason(
         Some(s) if p.allowed_tcb_statuses.iter().any(|a| a == s) => return None,
         Some(s) if p.warn_tcb_statuses.iter().any(|a| a == s) => (
             Status::Warn,
-            format!("TCB status {s} (advisories {advisory_ids:?}) is allowed with a warning"),
+            format!(
+                "TCB status {s} (advisories: {}) is allowed with a warning",
+                advisory_list(advisory_ids)
+            ),
         ),
         Some(s) => (
             Status::Fail,
-            format!("TCB status {s} (advisories {advisory_ids:?}) is not allowed"),
+            format!(
+                "TCB status {s} (advisories: {}) is not allowed",
+                advisory_list(advisory_ids)
+            ),
         ),
     };
     Some(Reason {
@@ -212,6 +313,9 @@ pub fn evaluate_tdx(p: &TdxPolicy, f: &TdxFacts) -> Verdict {
             ),
         );
     }
+    for r in binding_reasons(p, &f.binding) {
+        push(r.code, r.status, r.detail);
+    }
     if f.report_data != f.expected_report_data {
         push(
             ReasonCode::ReportDataMismatch,
@@ -292,6 +396,7 @@ mod tests {
             rtmr3_replayed: [5; 48],
             mrtd_attested: true,
             rtmrs_attested: [false, true, true],
+            binding: TdBinding::default(),
         }
     }
 
@@ -389,6 +494,77 @@ mod tests {
         let v = evaluate_tdx(&TdxPolicy::default(), &f);
         assert_eq!(codes(&v), vec![ReasonCode::RtmrsUnpinned]);
         assert!(v.reasons[0].detail.starts_with("RTMR2 "), "{v:?}");
+    }
+
+    #[test]
+    fn service_td_bindings_follow_the_lists() {
+        let mut f = facts();
+        f.binding.mrservicetd = Some([9; 48]);
+        let v = evaluate_tdx(&TdxPolicy::default(), &f);
+        assert_eq!(v.status, Status::Fail);
+        assert_eq!(codes(&v), vec![ReasonCode::ServiceTdBound]);
+        assert!(
+            v.reasons[0].detail.contains(&hex::encode([9u8; 48])),
+            "{v:?}"
+        );
+        let allowed = TdxPolicy {
+            allowed_mrservicetd: vec![HexBytes([9; 48])],
+            ..TdxPolicy::default()
+        };
+        let v = evaluate_tdx(&allowed, &f);
+        assert_eq!(v.status, Status::Warn);
+        assert_eq!(codes(&v), vec![ReasonCode::ServiceTdBound]);
+        let trusted = TdxPolicy {
+            trusted_mrservicetd: vec![HexBytes([9; 48])],
+            ..TdxPolicy::default()
+        };
+        assert_eq!(evaluate_tdx(&trusted, &f).status, Status::Pass);
+        // Another service TD is refused whatever the lists hold.
+        f.binding.mrservicetd = Some([8; 48]);
+        assert_eq!(evaluate_tdx(&allowed, &f).status, Status::Fail);
+        assert_eq!(evaluate_tdx(&trusted, &f).status, Status::Fail);
+    }
+
+    #[test]
+    fn migratable_and_servtd_ext_fail_by_default() {
+        for (b, code) in [
+            (
+                TdBinding {
+                    migratable: true,
+                    ..TdBinding::default()
+                },
+                ReasonCode::MigratableTd,
+            ),
+            (
+                TdBinding {
+                    servtd_ext: true,
+                    ..TdBinding::default()
+                },
+                ReasonCode::ServTdExt,
+            ),
+        ] {
+            let mut f = facts();
+            f.binding = b;
+            let v = evaluate_tdx(&TdxPolicy::default(), &f);
+            assert_eq!((v.status, codes(&v)), (Status::Fail, vec![code]));
+            let open = TdxPolicy {
+                allow_migratable: true,
+                allow_servtd_ext: true,
+                ..TdxPolicy::default()
+            };
+            assert_eq!(evaluate_tdx(&open, &f).status, Status::Pass);
+        }
+    }
+
+    #[test]
+    fn advisories_read_as_a_plain_list() {
+        let ids = vec!["INTEL-SA-00960".to_string(), "INTEL-SA-00982".to_string()];
+        let r = tcb_reason(&TdxPolicy::default(), Some("OutOfDate"), &ids).unwrap();
+        assert_eq!(
+            r.detail,
+            "TCB status OutOfDate (advisories: INTEL-SA-00960, INTEL-SA-00982) is not allowed"
+        );
+        assert_eq!(advisory_list(&[]), "none");
     }
 
     #[test]

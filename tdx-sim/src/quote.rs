@@ -231,6 +231,12 @@ impl TdReport {
     pub fn quote_v5(&self) -> Vec<u8> {
         build_quote_v5(self)
     }
+
+    /// A signed v5 quote with a TD 1.5 body over this one (see
+    /// [`build_quote_v5_td15`]).
+    pub fn quote_v5_td15(&self, mrservicetd: [u8; 48]) -> Vec<u8> {
+        build_quote_v5_td15(self, mrservicetd)
+    }
 }
 
 struct Keys {
@@ -358,6 +364,23 @@ pub fn build_quote_v5(body: &TdReport) -> Vec<u8> {
     q.extend_from_slice(&2u16.to_le_bytes());
     q.extend_from_slice(&u32_le(layout::TD10_BODY_LEN));
     q.extend_from_slice(&body.to_bytes());
+    append_signature_data(&mut q);
+    q
+}
+
+/// TD 1.5 report body length (TD 1.0 + TEE_TCB_SVN2 + MRSERVICETD).
+pub const TD15_BODY_LEN: usize = layout::TD10_BODY_LEN + 16 + 48;
+
+/// A signed DCAP v5 TDX quote with body type 3 (TD 1.5, 648 bytes): `body`, then
+/// TEE_TCB_SVN2 (equal to TEE_TCB_SVN: no TD-preserving module update happened) and
+/// `mrservicetd` (non-zero: the TD is bound to that service TD).
+pub fn build_quote_v5_td15(body: &TdReport, mrservicetd: [u8; 48]) -> Vec<u8> {
+    let mut q = header(5);
+    q.extend_from_slice(&3u16.to_le_bytes());
+    q.extend_from_slice(&u32_le(TD15_BODY_LEN));
+    q.extend_from_slice(&body.to_bytes());
+    q.extend_from_slice(&body.tee_tcb_svn);
+    q.extend_from_slice(&mrservicetd);
     append_signature_data(&mut q);
     q
 }

@@ -93,6 +93,21 @@ pub enum QuoteVerifyError {
     /// A signature, chain, CRL or validity-window check failed.
     #[error("quote verification failed: {0}")]
     Verification(String),
+    /// The TD is bound to a service TD (TD 1.5 MRSERVICETD non-zero) that the rules
+    /// do not allow.
+    #[error("the TD is bound to service TD MRSERVICETD {mrservicetd}, which is not allowed")]
+    ServiceTdBound {
+        /// The MRSERVICETD, lowercase hex.
+        mrservicetd: String,
+    },
+    /// The TD is migratable (TDATTRIBUTES MIGRATABLE). dcap-qvl refuses every
+    /// migratable TD; there is no switch for it.
+    #[error("the TD is migratable (TDATTRIBUTES MIGRATABLE): a migration TD can move its state")]
+    MigratableTd,
+    /// TDATTRIBUTES SERVTD_EXT is set and not allowed (or set on a TD 1.0 body, which
+    /// DCAP never accepts).
+    #[error("TDATTRIBUTES SERVTD_EXT is set: {0}")]
+    ServTdExt(&'static str),
     /// `evidence::tdx` and dcap-qvl read different values for `field`.
     #[error("parsers disagree on {field}; refusing the quote")]
     ParserMismatch {
@@ -110,6 +125,9 @@ impl QuoteVerifyError {
             QuoteVerifyError::NoMatchingTcbLevel => "NoMatchingTcbLevel",
             QuoteVerifyError::Verification(_) => "QuoteVerificationFailed",
             QuoteVerifyError::ParserMismatch { .. } => "ParserMismatch",
+            QuoteVerifyError::ServiceTdBound { .. } => "ServiceTdBound",
+            QuoteVerifyError::MigratableTd => "MigratableTd",
+            QuoteVerifyError::ServTdExt(_) => "ServTdExt",
         }
     }
 }
@@ -153,15 +171,92 @@ pub fn parse_collateral(json: &[u8]) -> Result<QuoteCollateralV3, QuoteVerifyErr
     serde_json::from_slice(json).map_err(|e| QuoteVerifyError::Collateral(e.to_string()))
 }
 
-/// Verifies `raw` against `collateral` at `now`. `root_ca_der`
-/// overrides Intel's root; pass `None` in production.
+/// Which service-TD bindings a quote may carry. The default allows none: a TD 1.5
+/// bound to a service TD, or a TD with SERVTD_EXT, is refused. Migratable TDs are
+/// always refused (dcap-qvl has no switch for them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindingRules {
+    /// MRSERVICETDs a TD may be bound to.
+    pub allowed_mrservicetd: Vec<[u8; 48]>,
+    /// Accept TDATTRIBUTES SERVTD_EXT on a TD 1.5 body.
+    pub allow_servtd_ext: bool,
+}
+
+impl BindingRules {
+    /// The rules `[policy.tdx]` gives: allowed and trusted MRSERVICETDs, and
+    /// `allow_servtd_ext`.
+    pub fn from_policy(p: &policy::tdx::TdxPolicy) -> BindingRules {
+        BindingRules {
+            allowed_mrservicetd: p
+                .allowed_mrservicetd
+                .iter()
+                .chain(&p.trusted_mrservicetd)
+                .map(|m| m.0)
+                .collect(),
+            allow_servtd_ext: p.allow_servtd_ext,
+        }
+    }
+
+    /// The typed refusal of `body` under these rules, if any, and else whether
+    /// dcap-qvl must be told to allow a service TD (`allow_service_td`, which covers
+    /// both a non-zero MRSERVICETD and SERVTD_EXT on a TD 1.5 body). Only a body
+    /// whose signatures verified may be believed.
+    pub fn check(&self, body: &evidence::tdx::TdReport) -> Result<bool, QuoteVerifyError> {
+        use evidence::tdx::BodyKind;
+        if body.migratable() {
+            return Err(QuoteVerifyError::MigratableTd);
+        }
+        if body.servtd_ext() {
+            if body.kind == BodyKind::Td10 {
+                return Err(QuoteVerifyError::ServTdExt(
+                    "a TD 1.0 body cannot carry it (a TD with service TDs gets a TD 1.5 body)",
+                ));
+            }
+            if !self.allow_servtd_ext {
+                return Err(QuoteVerifyError::ServTdExt("not allowed"));
+            }
+        }
+        if let Some(m) = body.service_td() {
+            if !self.allowed_mrservicetd.contains(&m.0) {
+                return Err(QuoteVerifyError::ServiceTdBound {
+                    mrservicetd: m.to_hex(),
+                });
+            }
+        }
+        Ok(body.servtd_ext() || body.service_td().is_some())
+    }
+}
+
+/// Verifies `raw` against `collateral` at `now`, allowing no service-TD binding.
+/// `root_ca_der` overrides Intel's root; pass `None` in production.
 pub fn verify_quote(
     raw: &[u8],
     collateral: &QuoteCollateralV3,
     now: UnixSecs,
     root_ca_der: Option<&[u8]>,
 ) -> Result<VerifiedQuote, QuoteVerifyError> {
+    verify_quote_with(raw, collateral, now, root_ca_der, &BindingRules::default())
+}
+
+/// [`verify_quote`] under `rules`. A quote whose binding the rules refuse gets its
+/// typed refusal (`ServiceTdBound`, `MigratableTd`, `ServTdExt`) only once its
+/// signatures and PCK chain verified at `now`: a forged body gets the signature
+/// failure instead, never a statement about its binding.
+pub fn verify_quote_with(
+    raw: &[u8],
+    collateral: &QuoteCollateralV3,
+    now: UnixSecs,
+    root_ca_der: Option<&[u8]>,
+    rules: &BindingRules,
+) -> Result<VerifiedQuote, QuoteVerifyError> {
     let quote = Quote::parse(raw)?;
+    let allow_service_td = match rules.check(&quote.body) {
+        Ok(allow) => allow,
+        Err(refusal) => {
+            verify_signatures(raw, now, root_ca_der)?;
+            return Err(refusal);
+        }
+    };
     // dcap-qvl builds the PCK path from the leaf to its own copy of the root and never
     // looks at the root the quote carries, nor at the bytes around the certificates:
     // pin those here, so that no byte of the quote goes unchecked.
@@ -180,7 +275,8 @@ pub fn verify_quote(
     let verifier = match root_ca_der {
         Some(der) => QuoteVerifier::new(der.to_vec()),
         None => QuoteVerifier::new_prod(),
-    };
+    }
+    .allow_service_td(allow_service_td);
     let report = verifier
         .verify(raw, collateral, now.unsigned())
         .map_err(|e| {
@@ -203,11 +299,18 @@ pub fn verify_quote(
 fn cross_check(ours: &Quote, theirs: &dcap_qvl::quote::Report) -> Result<(), QuoteVerifyError> {
     use dcap_qvl::quote::Report;
     let b = &ours.body;
-    let td10 = match theirs {
-        Report::TD10(r) => r,
-        Report::TD15(r) => &r.base,
+    let (td10, mrservicetd) = match theirs {
+        Report::TD10(r) => (r, None),
+        Report::TD15(r) => (&r.base, Some(r.mr_service_td)),
         _ => return Err(QuoteVerifyError::ParserMismatch { field: "body type" }),
     };
+    // dcap-qvl's allow_service_td decision rests on our reading of MRSERVICETD: the
+    // two must agree on it as on every measured field.
+    if b.mrservicetd.map(|m| m.0) != mrservicetd {
+        return Err(QuoteVerifyError::ParserMismatch {
+            field: "mrservicetd",
+        });
+    }
     let pairs: [(&'static str, &[u8], &[u8]); 8] = [
         ("mrtd", &b.mrtd.0, &td10.mr_td),
         ("rtmr0", &b.rtmrs[0].0, &td10.rt_mr0),

@@ -17,6 +17,8 @@ pub enum AttestError {
         kind: &'static str,
         /// What a person needs to see to act on it.
         detail: String,
+        /// The advisory ids (`INTEL-SA-...`) behind a TCB status refusal, else empty.
+        advisories: Vec<String>,
     },
     /// An upstream the verification needs is unavailable (`CollateralUnavailable`,
     /// `ProvenanceUnavailable`): the evidence was not judged.
@@ -50,6 +52,23 @@ impl AttestError {
         AttestError::Refused {
             kind,
             detail: detail.into(),
+            advisories: Vec::new(),
+        }
+    }
+
+    /// A refusal that names the TCB advisories behind it.
+    pub(crate) fn with_advisories(mut self, ids: &[String]) -> AttestError {
+        if let AttestError::Refused { advisories, .. } = &mut self {
+            *advisories = ids.to_vec();
+        }
+        self
+    }
+
+    /// The advisory ids behind a TCB status refusal (empty for any other error).
+    pub fn advisories(&self) -> &[String] {
+        match self {
+            AttestError::Refused { advisories, .. } => advisories,
+            _ => &[],
         }
     }
 

@@ -24,7 +24,7 @@ use provenant_base::clock::{UnixNanos, UnixSecs};
 use crate::attest::collateral::{
     quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig, SharedCache,
 };
-use crate::attest::dcap::{verify_quote, verify_signatures, QuoteVerifyError};
+use crate::attest::dcap::{verify_quote_with, verify_signatures, BindingRules, QuoteVerifyError};
 use crate::config::TdxConfig;
 use crate::model::{TdxAttestation, TdxFreshness};
 pub use error::AttestError;
@@ -286,6 +286,16 @@ impl TdxVerifier {
                 format!("TDATTRIBUTES TUD bits set ({tud:#04x}): the TD is debuggable"),
             ));
         }
+        // Service-TD binding and migration attributes: refused by the policy with
+        // their own reason before any collateral is fetched (dcap-qvl would refuse
+        // them too, as a generic verification failure).
+        let binding = td_binding(&signed.quote().body);
+        if let Some(r) = policy::tdx::binding_reasons(&self.policy, &binding)
+            .into_iter()
+            .find(|r| r.status == Status::Fail)
+        {
+            return Err(AttestError::refused(r.code.as_str(), r.detail));
+        }
         let (fmspc, ca) = quote_collateral_key(raw)
             .map_err(|e| AttestError::refused("QuoteVerificationFailed", e.to_string()))?;
         let collateral = match &self.collateral {
@@ -301,8 +311,9 @@ impl TdxVerifier {
                 ))
             }
         };
-        let verified =
-            verify_quote(raw, collateral.collateral(), now, root).map_err(quote_error)?;
+        let rules = BindingRules::from_policy(&self.policy);
+        let verified = verify_quote_with(raw, collateral.collateral(), now, root, &rules)
+            .map_err(quote_error)?;
         let body = &verified.quote().body;
         let provenance = match &self.provenance {
             Some(p) => {
@@ -471,6 +482,7 @@ impl TdxVerifier {
                 rtmr3_replayed: state.rtmr3.0,
                 mrtd_attested: f.provenance.is_some(),
                 rtmrs_attested: f.rtmrs_attested,
+                binding: td_binding(b),
             },
         );
         let failed: Vec<&Reason> = verdict
@@ -484,7 +496,13 @@ impl TdxVerifier {
                 .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(AttestError::refused(first.code.as_str(), detail));
+            let refusal = AttestError::refused(first.code.as_str(), detail);
+            // A refusal for the TCB status carries the advisory ids, as a list.
+            return Err(if failed.iter().any(|r| r.code == ReasonCode::TcbStatus) {
+                refusal.with_advisories(&f.advisory_ids)
+            } else {
+                refusal
+            });
         }
         Ok(TdxAttestation {
             verified: f.verified,
@@ -502,6 +520,15 @@ impl TdxVerifier {
             freshness: TdxFreshness::default(),
             event_log_state: Some(state),
         })
+    }
+}
+
+/// The service-TD binding and migration attributes of a quote or TDREPORT body.
+fn td_binding(b: &TdReport) -> policy::tdx::TdBinding {
+    policy::tdx::TdBinding {
+        mrservicetd: b.service_td().map(|m| m.0),
+        migratable: b.migratable(),
+        servtd_ext: b.servtd_ext(),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum ApiError {
         kind: &'static str,
         /// What it found.
         detail: String,
+        /// The advisory ids behind a TCB status refusal (`INTEL-SA-...`), else empty.
+        advisories: Vec<String>,
     },
     /// The policy does not accept this evidence tier.
     #[error("TierNotAllowed: {0}")]
@@ -106,9 +108,20 @@ impl From<crate::attest::AttestError> for ApiError {
     fn from(e: crate::attest::AttestError) -> ApiError {
         use crate::attest::AttestError as A;
         match e {
-            A::Refused { kind, detail } | A::Unavailable { kind, detail } => {
-                ApiError::Attestation { kind, detail }
-            }
+            A::Refused {
+                kind,
+                detail,
+                advisories,
+            } => ApiError::Attestation {
+                kind,
+                detail,
+                advisories,
+            },
+            A::Unavailable { kind, detail } => ApiError::Attestation {
+                kind,
+                detail,
+                advisories: Vec::new(),
+            },
             A::EventLogPrefix { kind, detail } => ApiError::EventLogPrefix { kind, detail },
             A::Internal(d) => ApiError::Internal(d),
             // `AttestError` is non_exhaustive for other crates only; every variant is
@@ -189,6 +202,7 @@ impl From<crate::register::error::RegisterError> for ApiError {
             R::TierDowngrade(detail) => ApiError::Attestation {
                 kind: "TierDowngrade",
                 detail,
+                advisories: Vec::new(),
             },
             R::Revocation(e) => e.into(),
             R::UpstreamUnavailable { upstream, detail } => ApiError::UpstreamUnavailable {
@@ -328,6 +342,10 @@ impl IntoResponse for ApiError {
             error: ErrorInfo {
                 kind: self.kind().to_string(),
                 detail: self.detail(),
+                advisories: match &self {
+                    ApiError::Attestation { advisories, .. } => advisories.clone(),
+                    _ => Vec::new(),
+                },
             },
         };
         (self.status(), Json(body)).into_response()

@@ -264,6 +264,7 @@ fn rate_limited(what: &str, wait: Duration) -> Response {
         error: ErrorInfo {
             kind: "RateLimited".into(),
             detail: format!("too many {what} requests from this source; retry in {secs} s"),
+            advisories: Vec::new(),
         },
     };
     let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();

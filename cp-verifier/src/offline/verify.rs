@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::attest::dcap::{
-    parse_collateral, verify_quote, verify_signatures, TcbStatus, MAX_COLLATERAL_BYTES,
+    parse_collateral, verify_quote_with, verify_signatures, BindingRules, TcbStatus,
+    MAX_COLLATERAL_BYTES,
 };
 
 /// Exit status and the JSON object to print.
@@ -80,16 +81,36 @@ pub struct QuoteArgs {
     /// Trust this root CA (DER) instead of Intel's SGX Root CA.
     #[arg(long)]
     pub root_ca: Option<PathBuf>,
+    /// Accept a TD 1.5 bound to the service TD with this MRSERVICETD (96 hex
+    /// digits). Repeatable. Without it a TD bound to any service TD is refused
+    /// (`ServiceTdBound`).
+    #[arg(long = "allow-mrservicetd", value_name = "HEX")]
+    pub allow_mrservicetd: Vec<String>,
 }
 
 /// `cp-verifier verify quote` at `args.at`, or `now` when unset.
 pub fn verify_quote_cmd(args: &QuoteArgs, now: UnixSecs) -> Outcome {
     let at = args.at.map_or(now, UnixSecs::from_unsigned);
+    let mut rules = BindingRules::default();
+    for h in &args.allow_mrservicetd {
+        let mut m = [0u8; 48];
+        let digits = h.trim();
+        let digits = digits.strip_prefix("0x").unwrap_or(digits);
+        if hex::decode_to_slice(digits, &mut m).is_err() {
+            return error(
+                2,
+                "Usage",
+                format!("--allow-mrservicetd {h:?} is not 96 hex digits"),
+            );
+        }
+        rules.allowed_mrservicetd.push(m);
+    }
     match run(
         &args.quote,
         args.collateral.as_deref(),
         at,
         args.root_ca.as_deref(),
+        &rules,
     ) {
         Ok(o) | Err(o) => o,
     }
@@ -100,6 +121,7 @@ fn run(
     collateral_path: Option<&Path>,
     at: UnixSecs,
     root_ca_path: Option<&Path>,
+    rules: &BindingRules,
 ) -> Result<Outcome, Outcome> {
     let max_quote = u64::try_from(evidence::tdx::MAX_QUOTE_BYTES * 2 + 64).unwrap_or(u64::MAX);
     let raw = decode_quote_input(&read_bounded(quote_path, max_quote, "quote")?);
@@ -120,9 +142,13 @@ fn run(
     };
     let signed = verify_signatures(&raw, at, root.as_deref())
         .map_err(|e| error(1, e.kind(), e.to_string()))?;
+    // The body is signed: its service-TD binding is judged with or without collateral.
+    rules
+        .check(&signed.quote().body)
+        .map_err(|e| error(1, e.kind(), e.to_string()))?;
     let (tcb_status, advisories) = match &collateral {
         Some(c) => {
-            let v = verify_quote(&raw, c, at, root.as_deref())
+            let v = verify_quote_with(&raw, c, at, root.as_deref(), rules)
                 .map_err(|e| error(1, e.kind(), e.to_string()))?;
             (Some(v.tcb_status().clone()), v.advisory_ids().to_vec())
         }
@@ -138,6 +164,7 @@ fn run(
         "rtmrs": b.rtmrs.iter().map(|r| r.to_hex()).collect::<Vec<_>>(),
         "report_data": b.report_data.to_hex(),
         "td_attributes": b.td_attributes.to_hex(),
+        "mrservicetd": b.mrservicetd.as_ref().map(|m| m.to_hex()),
         "fmspc": signed.fmspc().map(hex::encode),
         "tcb_status": tcb_status.as_ref().map(|s| s.as_str().to_string()),
         "advisory_ids": advisories,
@@ -145,15 +172,18 @@ fn run(
     });
     match tcb_status {
         Some(TcbStatus::UpToDate) | None => Ok(Outcome { code: 0, json: out }),
-        Some(other) => Err(error(
-            1,
-            "TcbStatusNotAllowed",
-            format!(
-                "TCB status {} is not allowed by the default policy (UpToDate); advisories: {:?}",
-                other.as_str(),
-                out["advisory_ids"]
-            ),
-        )),
+        Some(other) => Err(Outcome {
+            code: 1,
+            json: json!({"error": {
+                "kind": "TcbStatusNotAllowed",
+                "detail": format!(
+                    "TCB status {} is not allowed by the default policy (UpToDate); advisories: {}",
+                    other.as_str(),
+                    policy::tdx::advisory_list(&advisories)
+                ),
+                "advisories": advisories,
+            }}),
+        }),
     }
 }
 

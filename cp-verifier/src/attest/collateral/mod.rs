@@ -38,11 +38,13 @@ use crate::attest::dcap::{parse_collateral, MAX_COLLATERAL_BYTES};
 
 mod offline;
 mod pcs;
+mod raw;
 mod verify;
 
 pub use offline::OfflineConfig;
 use offline::{offline_get, parse_cached, read_collateral_file};
 use pcs::{check_chain, Pcs};
+pub use raw::{assemble, import, pck_crl_ca, RawCollateral, RawCollateralError, RawPart};
 pub use verify::verify_collateral;
 use verify::{crl_window, qe_identity_window, tcb_info_fields};
 
