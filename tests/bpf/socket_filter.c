@@ -9,6 +9,10 @@
 #ifndef VARIANT
 #define VARIANT 0
 #endif
+// The program's name as the kernel reports it (at most 15 characters).
+#ifndef PROG_NAME
+#define PROG_NAME provenant_test
+#endif
 
 #define SEC(name) __attribute__((section(name), used))
 #define __uint(name, val) int (*name)[val]
@@ -24,7 +28,7 @@ struct {
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 
 SEC("socket")
-int provenant_test(struct __sk_buff *skb)
+int PROG_NAME(struct __sk_buff *skb)
 {
 	__u32 key = 0;
 	__u64 *n = bpf_map_lookup_elem(&provenant_cnt, &key);

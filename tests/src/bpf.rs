@@ -46,8 +46,13 @@ impl BpfFs {
 
     /// Compiles the test program (with `-DVARIANT=variant`) into the work directory.
     pub fn compile(&self, variant: u32) -> PathBuf {
+        self.compile_named(variant, "provenant_test")
+    }
+
+    /// [`BpfFs::compile`], the program named `name` (the kernel keeps 15 characters).
+    pub fn compile_named(&self, variant: u32, name: &str) -> PathBuf {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf/socket_filter.c");
-        let out = self.work.join(format!("prog{variant}.o"));
+        let out = self.work.join(format!("{name}-{variant}.o"));
         run(Command::new("clang")
             .args([
                 "-O2",
@@ -57,6 +62,7 @@ impl BpfFs {
                 "-I/usr/include/x86_64-linux-gnu",
             ])
             .arg(format!("-DVARIANT={variant}"))
+            .arg(format!("-DPROG_NAME={name}"))
             .arg("-c")
             .arg(&src)
             .arg("-o")
@@ -72,6 +78,14 @@ impl BpfFs {
             .arg(obj)
             .arg(&pin));
         pin
+    }
+
+    /// Pins the program pinned at `pin` at a second path `also` as well.
+    pub fn pin_again(&self, pin: &Path, also: &Path) {
+        run(Command::new("bpftool")
+            .args(["prog", "pin", "pinned"])
+            .arg(pin)
+            .arg(also));
     }
 
     pub fn show(&self, pin: &Path) -> Value {

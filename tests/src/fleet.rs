@@ -37,6 +37,8 @@ pub struct CpSpec {
     pub alert_cooldown: &'static str,
     /// `(agent_id, fingerprint)` enrolled by allowlist.
     pub enrolled: Vec<(String, String)>,
+    /// TOML appended to the config (further tables, e.g. `[policy.ebpf]`).
+    pub extra: String,
 }
 
 impl CpSpec {
@@ -53,6 +55,7 @@ impl CpSpec {
             sweep_interval: "200ms",
             alert_cooldown: "0s",
             enrolled: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -106,6 +109,7 @@ register_burst = 100000
                 "\n[[enrollment.keys]]\nagent_id = \"{id}\"\nfingerprint = \"{fp}\"\n"
             ));
         }
+        s.push_str(&self.extra);
         std::fs::write(path, s).expect("write the control plane's config");
     }
 }
@@ -353,6 +357,8 @@ pub struct SimAgent {
     /// Whether a registration was ever acknowledged (the report carries the last
     /// acknowledged pulse, as the agent's does).
     pub registered: bool,
+    /// The eBPF list its reports and pulses carry (none by default).
+    pub ebpf: Option<evidence::Ebpf>,
 }
 
 impl SimAgent {
@@ -364,6 +370,7 @@ impl SimAgent {
             seq: 0,
             head: HexBytes([0; 32]),
             registered: false,
+            ebpf: None,
         }
     }
 
@@ -375,7 +382,7 @@ impl SimAgent {
         (self.id.clone(), self.fingerprint())
     }
 
-    /// What a software-tier node measures (fixed: these agents never change).
+    /// What a software-tier node measures (fixed, but for [`SimAgent::ebpf`]).
     pub fn measurements(&self) -> Measurements {
         Measurements {
             agent_binary: HexBytes([0x11; 32]),
@@ -390,7 +397,7 @@ impl SimAgent {
                 lockdown: None,
             },
             workloads: None,
-            ebpf: None,
+            ebpf: self.ebpf.clone(),
         }
     }
 
