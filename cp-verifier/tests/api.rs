@@ -574,8 +574,8 @@ async fn policy_file_list_rides_only_when_it_changes() {
     assert_eq!(cp.alerts("PolicyChanged").await.len(), 1);
 }
 
-/// A steady-state pulse carries `measurements_digest` alone (no partition, no key
-/// id): accepted and judged as the stored measurements when the digest is theirs;
+/// A steady-state pulse carries `measurements_digest` alone (and no key id):
+/// accepted and judged as the stored measurements when the digest is theirs;
 /// a digest that is not (the agent's view and the control plane's differ) is refused
 /// `InconsistentInventory`, nothing recorded; a full pulse whose digest disagrees
 /// with its own measurements is refused too.

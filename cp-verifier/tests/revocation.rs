@@ -713,3 +713,43 @@ async fn revocation_withdrawn_mrtd_turns_red_and_is_refused() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["verdict"]["status"], "pass", "{v}");
 }
+
+/// A corrupted agent row does not block a fleet-wide withdrawal (a security action):
+/// the build is withdrawn and the decodable agents running it are named and red.
+#[tokio::test]
+async fn a_corrupt_record_does_not_block_a_withdrawal() {
+    let mut a = TestAgent::new("node-1");
+    let mut b = TestAgent::new("node-2");
+    let cp = start(|c| {
+        c.enrollment.keys.push(a.enroll());
+        c.enrollment.keys.push(b.enroll());
+    })
+    .await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    assert_eq!(cp.register(&mut b, measurements(1, 1)).await.0, 200);
+    let db = cp.dir.path().join("db").join("provenant.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE agents SET record = '{\"agent_id\": 7' WHERE agent_id = 'node-1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (s, w) = cp
+        .op(
+            reqwest::Method::POST,
+            "/api/v1/withdrawals",
+            Some(serde_json::json!({"agent_binary": hex::encode([1u8; 32]), "reason": "CVE-2031-0002"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{w}");
+    let bw = cp.alerts("BuildWithdrawn").await;
+    assert_eq!(bw.len(), 1, "{bw:?}");
+    assert!(
+        bw[0]["detail"].as_str().unwrap().contains("node-2"),
+        "{bw:?}"
+    );
+    let (_, v) = cp.get("/api/v1/agents/node-2").await;
+    assert_eq!(v["badge"], "red", "{v}");
+}

@@ -251,10 +251,8 @@ pub struct Pulse {
     pub version: u32,
     /// The agent's id, as registered.
     pub agent_id: String,
-    /// The partition it registered in. Empty (absent on the wire): the registered
-    /// one, which the registration already binds to the key; the agent leaves it out.
-    /// The control plane refuses a pulse that names another.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The partition it registered in (the signed-heartbeat PRD names it among the
+    /// pulse's data points). The control plane refuses a pulse that names another.
     pub partition: String,
     /// 1 for the first pulse after registration, then +1 each pulse.
     pub sequence: u64,
@@ -340,9 +338,7 @@ impl Payload for Pulse {
             });
         }
         check_id("agent_id", &self.agent_id)?;
-        if !self.partition.is_empty() {
-            check_id("partition", &self.partition)?;
-        }
+        check_id("partition", &self.partition)?;
         match &self.measurements {
             Some(m) => m.validate(),
             None if self.measurements_digest.is_some() => Ok(()),

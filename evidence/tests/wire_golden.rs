@@ -481,9 +481,7 @@ fn steady_state_pulse_bytes_are_pinned() {
     let mut changed = full.clone();
     changed.platform.lockdown = Some("none".into());
     assert_ne!(changed.digest().unwrap(), d);
-    // As the agent sends it: no partition (the registration bound it), no key id.
     let mut p = lists_by_digest_pulse();
-    p.partition.clear();
     p.measurements = None;
     p.measurements_digest = Some(d);
     let json = serde_json::to_vec(&p).unwrap();
@@ -500,8 +498,8 @@ const MEASUREMENTS_DIGEST: &str =
     "f9ddc3c88d3d9a8156bc60a2f724e2da5a7fc8a9f2093e8552138906e4c0bfc0";
 /// A steady-state pulse: nothing changed, so the measurements' digest alone.
 const STEADY_PULSE_JSON: &str = concat!(
-    r#"{"version":1,"agent_id":"node-1","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
+    r#"{"version":1,"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
     r#","measurements_digest":"f9ddc3c88d3d9a8156bc60a2f724e2da5a7fc8a9f2093e8552138906e4c0bfc0"}"#,
 );
 const STEADY_PULSE_ENVELOPE_DIGEST: &str =
-    "29e6102dbfc6199c4567efe3d4fa3d6e1ca81d187565ac23609e1990c5a659fb";
+    "fec372d8dff2991a7d75bdb11bf44e9f568261e896c108fa43797c1ae7fae0ec";

@@ -179,6 +179,15 @@ fn poll_once(path: &Path, state: &Mutex<State>, handled: &mut [u8; 48]) {
     if digest == *handled {
         return;
     }
+    // A writer overwrites the 48 bytes in place, and a read racing that write can see
+    // old and new bytes mixed, at the same length. The kernel serialises the write;
+    // here the digest is taken only once a second read, a poll later, agrees (a
+    // digest is written once and then left alone until the device answers).
+    std::thread::sleep(POLL);
+    match read_bounded(path, 48) {
+        Ok(again) if again == content => {}
+        _ => return,
+    }
     let new = {
         let mut s = lock(state);
         // Update the registers before the file, so that a reader who sees the new value

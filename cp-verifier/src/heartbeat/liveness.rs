@@ -161,8 +161,10 @@ impl ControlPlane {
         }
         self.last_reattest_scan
             .store(now.get().max(1), std::sync::atomic::Ordering::Relaxed);
-        let agents = match self.store.list_agents().await {
-            Ok(a) => a,
+        // Every decodable record: one corrupt record (alerted by the sweep) must not
+        // stop the fleet's re-attestation.
+        let agents: Vec<_> = match self.store.scan_agents().await {
+            Ok(a) => a.into_iter().filter_map(|(_, r)| r.ok()).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "re-attestation: cannot list agents");
                 return 0;

@@ -109,7 +109,7 @@ impl ControlPlane {
                 _ => env.open::<Pulse>(&rec.key)?,
             };
             let digest = HexBytes(pulse.digest());
-            if !pulse.partition.is_empty() && pulse.partition != rec.partition {
+            if pulse.partition != rec.partition {
                 return Err(PulseError::WrongPartition(format!(
                     "pulse names partition {:?}, agent registered in {:?}",
                     pulse.partition, rec.partition

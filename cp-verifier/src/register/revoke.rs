@@ -471,12 +471,15 @@ impl ControlPlane {
             at_ns: now.get(),
             source: "api".into(),
         };
+        // Every decodable record: one corrupt record (alerted by the sweep, its pulses
+        // refused) must not keep an operator from withdrawing a build fleet-wide.
         let affected: Vec<String> = self
             .store
-            .list_agents()
+            .scan_agents()
             .await
             .map_err(store_err)?
             .into_iter()
+            .filter_map(|(_, r)| r.ok())
             .filter(|r| match kind {
                 BuildKind::AgentBinary => r.current.agent_binary.to_hex() == w.digest,
                 BuildKind::Mrtd => r

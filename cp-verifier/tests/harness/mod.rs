@@ -185,13 +185,13 @@ impl TestAgent {
     pub(crate) fn next_pulse(&self, at: u64, m: Measurements) -> Envelope {
         self.pulse_at(self.seq + 1, self.head, at, m)
     }
-    /// The next pulse as the agent sends it at steady state: no partition, no key
-    /// id, and `measurements_digest` in place of the measurements.
+    /// The next pulse as the agent sends it at steady state: no key id, and
+    /// `measurements_digest` in place of the measurements.
     pub(crate) fn next_steady_pulse(&self, at: u64, digest: Digest32) -> Envelope {
         let p = Pulse {
             version: 1,
             agent_id: self.id.clone(),
-            partition: String::new(),
+            partition: "default".into(),
             sequence: self.seq + 1,
             issued_at_ns: at,
             nonce: HexBytes(rand::random()),
