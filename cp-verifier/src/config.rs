@@ -465,10 +465,18 @@ impl CpConfig {
             "sweep_interval must be positive"
         );
         for k in &self.enrollment.keys {
+            // Lower-case hex, as fingerprints are computed: any other spelling could
+            // never match, and the agent would be refused `Unenrolled` without a hint.
+            let hex_ok = k.fingerprint.strip_prefix("sha256:").is_some_and(|h| {
+                h.len() == 64
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
             anyhow::ensure!(
-                k.fingerprint.starts_with("sha256:") && k.fingerprint.len() == 71,
-                "enrollment key for {} must be \"sha256:<64 hex digits>\"",
-                k.agent_id
+                hex_ok,
+                "enrollment key for {} must be \"sha256:<64 lower-case hex digits>\", got {:?}",
+                k.agent_id,
+                k.fingerprint
             );
         }
         anyhow::ensure!(
@@ -597,6 +605,30 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enrollment_fingerprints_must_be_lower_case_hex() {
+        let cfg = |fp: &str| {
+            let c: CpConfig = toml::from_str(&format!(
+                "data_dir = \"/tmp/x\"\n[[enrollment.keys]]\nagent_id = \"n1\"\nfingerprint = \"{fp}\"\n"
+            ))
+            .unwrap();
+            c.check()
+        };
+        assert!(cfg(&format!("sha256:{}", "ab".repeat(32))).is_ok());
+        for bad in [
+            format!("sha256:{}", "AB".repeat(32)),
+            format!("sha256:{}", "zz".repeat(32)),
+            format!("sha256:{}", "ab".repeat(31)),
+            format!("sha384:{}", "ab".repeat(32)),
+        ] {
+            let e = cfg(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains("lower-case hex") && e.contains("n1"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn tdx_sections_parse_and_conflicts_are_refused() {
