@@ -174,6 +174,7 @@ fn main() {
                     previous: prev,
                     measurements: Some(m.clone()),
                     measurements_digest: None,
+                    health: None,
                 };
                 let env: Envelope = sign_payload(s, PULSE_PAYLOAD_TYPE, &p).unwrap();
                 prev = HexBytes(env.digest());

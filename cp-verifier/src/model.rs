@@ -28,7 +28,7 @@ pub struct Expectations {
 }
 
 /// Everything the control plane keeps about one agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
     /// The agent's id (unique key of the record).
     pub agent_id: String,
@@ -94,6 +94,13 @@ pub struct AgentRecord {
     /// current registration and is shown `RequoteFailed` until one succeeds.
     #[serde(default)]
     pub requote_failed: Option<RequoteFailure>,
+    /// The node's health from the last pulse that carried it, and when it arrived
+    /// (UTC ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<evidence::Health>,
+    /// When `health` arrived (UTC ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_at_ns: Option<u64>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }

@@ -634,3 +634,118 @@ async fn steady_state_pulse_is_the_measurements_digest_alone() {
     let env = a.next_steady_pulse(cp.now(), m.digest().unwrap());
     assert_eq!(cp.pulse(&env).await.0, 200);
 }
+
+fn health(synchronised: bool) -> evidence::Health {
+    evidence::Health {
+        uptime_s: 7200,
+        load_avg: [0.5, 0.25, 0.125],
+        mem_total_kib: 8 << 20,
+        mem_available_kib: 4 << 20,
+        disks: vec![evidence::DiskFree {
+            mount: "/".into(),
+            total_bytes: 100 << 30,
+            free_bytes: 40 << 30,
+        }],
+        agent_rss_kib: 20 << 10,
+        agent_cpu_ms: 1500,
+        clock: Some(evidence::ClockSync {
+            synchronised,
+            est_error_us: 250,
+            max_error_us: 16_000_000,
+        }),
+        last_error: (!synchronised).then(|| "pulse refused: ClockDesync".to_string()),
+    }
+}
+
+/// Health rides in pulses (signed with the state hashes): the API and the agent page
+/// show the last one; a pulse without health leaves it standing; a clock the node's
+/// kernel reports unsynchronised is yellow `ClockUnsynchronised`, and goes when it
+/// is synchronised again. Health is bounded on the wire.
+#[tokio::test]
+async fn health_in_the_pulse_is_shown_and_the_clock_judged() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    let codes = |v: &serde_json::Value| -> Vec<String> {
+        v["verdict"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let env = a.next_pulse_with_health(cp.now(), measurements(1, 1), health(false));
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!(s, 200, "{v}");
+    a.accepted(&env);
+    assert!(
+        codes(&v).contains(&"ClockUnsynchronised".to_string()),
+        "{v}"
+    );
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(v["health"]["uptime_s"], 7200);
+    assert_eq!(v["health"]["clock"]["synchronised"], false);
+    assert_eq!(v["health"]["disks"][0]["mount"], "/");
+    assert_eq!(v["health"]["last_error"], "pulse refused: ClockDesync");
+    assert!(v["health_at_ns"].as_u64().is_some());
+    let r = v["verdict"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "ClockUnsynchronised")
+        .unwrap()
+        .clone();
+    assert_eq!(r["status"], "warn");
+    assert!(r["detail"].as_str().unwrap().contains("NTP"), "{r}");
+    let page = cp
+        .http
+        .get(format!("{}/agent/node-1", cp.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<h2>Health</h2>") && page.contains("unsynchronised"),
+        "{page}"
+    );
+
+    // No health in this pulse: the last one stands.
+    let env = a.next_pulse(cp.now(), measurements(1, 1));
+    let (_, v) = cp.pulse(&env).await;
+    a.accepted(&env);
+    assert!(
+        codes(&v).contains(&"ClockUnsynchronised".to_string()),
+        "{v}"
+    );
+
+    // Synchronised again: the reason goes.
+    let env = a.next_pulse_with_health(cp.now(), measurements(1, 1), health(true));
+    let (_, v) = cp.pulse(&env).await;
+    a.accepted(&env);
+    assert!(
+        !codes(&v).contains(&"ClockUnsynchronised".to_string()),
+        "{v}"
+    );
+
+    // Bounded: too many mounts, or a load average that is not a number, is refused.
+    let mut big = health(true);
+    big.disks = (0..17)
+        .map(|i| evidence::DiskFree {
+            mount: format!("/m{i}"),
+            total_bytes: 1,
+            free_bytes: 1,
+        })
+        .collect();
+    let env = a.next_pulse_with_health(cp.now(), measurements(1, 1), big);
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InvalidField"), "{v}");
+    let mut bad = health(true);
+    bad.load_avg[1] = -1.0;
+    let env = a.next_pulse_with_health(cp.now(), measurements(1, 1), bad);
+    let (s, v) = cp.pulse(&env).await;
+    assert_eq!((s, kind(&v)), (400, "InvalidField"), "{v}");
+}

@@ -38,7 +38,7 @@ pub use dsse::{pae, report_data, Envelope, EnvelopeSignature, Unverified, Verifi
 pub use error::EvidenceError;
 pub use keys::{KeyAlgorithm, PublicKey};
 pub use report::{
-    BpfProgram, CollectorState, Digest32, Ebpf, EbpfExtra, FileMeasurement, Inventory,
-    InventoryItem, Measurements, Platform, PolicyMeasurement, Pulse, Report, TeeKind, Tier,
-    Workload, Workloads, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
+    BpfProgram, ClockSync, CollectorState, Digest32, DiskFree, Ebpf, EbpfExtra, FileMeasurement,
+    Health, Inventory, InventoryItem, Measurements, Platform, PolicyMeasurement, Pulse, Report,
+    TeeKind, Tier, Workload, Workloads, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
 };

@@ -8,7 +8,9 @@ use crate::error::EvidenceError;
 use crate::keys::PublicKey;
 use crate::limits::*;
 
+mod health;
 mod inventory;
+pub use health::{ClockSync, DiskFree, Health, MAX_HEALTH_MOUNTS, MAX_LAST_ERROR_LEN};
 pub use inventory::{
     BpfProgram, CollectorState, Ebpf, EbpfExtra, Inventory, InventoryItem, Workload, Workloads,
 };
@@ -245,7 +247,7 @@ pub struct Report {
 }
 
 /// A signed heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pulse {
     /// Format version; 1.
     pub version: u32,
@@ -272,6 +274,11 @@ pub struct Pulse {
     /// nothing changed. When both are present the control plane checks they agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurements_digest: Option<Digest32>,
+    /// The node's health (the agent sends it on the first pulse after a
+    /// registration, then every few pulses and whenever its clock state or last
+    /// error changed); absent: the last one stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 pub(crate) fn check_id(field: &'static str, s: &str) -> Result<(), EvidenceError> {
@@ -339,6 +346,9 @@ impl Payload for Pulse {
         }
         check_id("agent_id", &self.agent_id)?;
         check_id("partition", &self.partition)?;
+        if let Some(h) = &self.health {
+            h.validate()?;
+        }
         match &self.measurements {
             Some(m) => m.validate(),
             None if self.measurements_digest.is_some() => Ok(()),
@@ -431,6 +441,7 @@ pub(crate) mod tests {
             previous: HexBytes([6; 32]),
             measurements: Some(measurements()),
             measurements_digest: None,
+            health: None,
         }
     }
 

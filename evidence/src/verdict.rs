@@ -133,6 +133,9 @@ pub enum ReasonCode {
     /// `[policy.ebpf] require_lsm` is set and the BPF LSM is not active (or not known
     /// to be).
     LsmInactive,
+    /// The node's kernel reports its clock unsynchronised (`adjtimex`): its pulses
+    /// may soon be refused `ClockDesync`. Yellow, an operations problem.
+    ClockUnsynchronised,
     /// The TD is bound to a service TD (TD 1.5 MRSERVICETD non-zero): refused unless
     /// `[policy.tdx] allowed_mrservicetd` lists it; yellow unless
     /// `trusted_mrservicetd` also does.
@@ -191,6 +194,7 @@ impl ReasonCode {
             ReasonCode::RequiredProgramUnpinned => "RequiredProgramUnpinned",
             ReasonCode::RequiredProgramChanged => "RequiredProgramChanged",
             ReasonCode::LsmInactive => "LsmInactive",
+            ReasonCode::ClockUnsynchronised => "ClockUnsynchronised",
             ReasonCode::ServiceTdBound => "ServiceTdBound",
             ReasonCode::MigratableTd => "MigratableTd",
             ReasonCode::ServTdExt => "ServTdExt",
@@ -301,6 +305,7 @@ mod tests {
             ReasonCode::RequiredProgramUnpinned,
             ReasonCode::RequiredProgramChanged,
             ReasonCode::LsmInactive,
+            ReasonCode::ClockUnsynchronised,
             ReasonCode::ServiceTdBound,
             ReasonCode::MigratableTd,
             ReasonCode::ServTdExt,

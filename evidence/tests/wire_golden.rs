@@ -187,6 +187,7 @@ fn pulse() -> Pulse {
         previous: HexBytes([10; 32]),
         measurements: Some(m),
         measurements_digest: None,
+        health: None,
     }
 }
 
@@ -433,6 +434,7 @@ fn lists_by_digest_pulse() -> Pulse {
         previous: HexBytes([12; 32]),
         measurements: Some(m),
         measurements_digest: None,
+        health: None,
     }
 }
 

@@ -74,10 +74,15 @@ fn bench_agent(
 /// steady-state pulse (digests only).
 fn pulse_sizes(agent: &Agent, m: &evidence::Measurements) -> (usize, usize) {
     let full = agent
-        .build_pulse(1, HexBytes([7; 32]), SentLists::default().body(m))
+        .build_pulse(1, HexBytes([7; 32]), SentLists::default().body(m), None)
         .unwrap();
     let steady = agent
-        .build_pulse(1_000_000, HexBytes([7; 32]), SentLists::after(m).body(m))
+        .build_pulse(
+            1_000_000,
+            HexBytes([7; 32]),
+            SentLists::after(m).body(m),
+            None,
+        )
         .unwrap();
     (full.to_json().len(), steady.to_json().len())
 }
@@ -86,8 +91,18 @@ fn pulse_bench(dir: &std::path::Path) {
     for files in [9, 200] {
         let (agent, _, m) = bench_agent(dir, files);
         let (full, steady) = pulse_sizes(&agent, &m);
+        let with_health = agent
+            .build_pulse(
+                1_000_000,
+                HexBytes([7; 32]),
+                SentLists::after(&m).body(&m),
+                Some(guest_agent::health::collect(&["/".into()], None)),
+            )
+            .unwrap()
+            .to_json()
+            .len();
         println!(
-            "pulse envelope (ed25519) with {files} watched files: steady state {steady} bytes (target <= 600); first pulse after a registration {full} bytes"
+            "pulse envelope (ed25519) with {files} watched files: steady state {steady} bytes (target <= 600), {with_health} bytes on the pulses carrying health (1 in health_every); first pulse after a registration {full} bytes"
         );
     }
     let (agent, signer, m) = bench_agent(dir, 9);
@@ -97,7 +112,7 @@ fn pulse_bench(dir: &std::path::Path) {
     for i in 0..(n + 1000) {
         let t = Instant::now();
         let env = agent
-            .build_pulse(i as u64, HexBytes([7; 32]), m.clone())
+            .build_pulse(i as u64, HexBytes([7; 32]), m.clone(), None)
             .unwrap();
         let d = t.elapsed();
         std::hint::black_box(env);
@@ -108,7 +123,9 @@ fn pulse_bench(dir: &std::path::Path) {
     times.sort();
     // Baseline in the same run: the bare ed25519 signature over the same PAE bytes,
     // the floor any pulse must pay.
-    let env = agent.build_pulse(1, HexBytes([7; 32]), m.clone()).unwrap();
+    let env = agent
+        .build_pulse(1, HexBytes([7; 32]), m.clone(), None)
+        .unwrap();
     let pae = env.pae();
     let mut base = Vec::with_capacity(n);
     for i in 0..(n + 1000) {

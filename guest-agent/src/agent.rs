@@ -11,8 +11,8 @@ use evidence::eventlog;
 use evidence::limits::MAX_PULSE_PAYLOAD_BYTES;
 use evidence::report::{HexBytes, Nonce16};
 use evidence::{
-    report_data, Digest32, Envelope, Inventory, InventoryItem, Measurements, Pulse, Report, Tier,
-    PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
+    report_data, Digest32, Envelope, Measurements, Pulse, Report, Tier, PULSE_PAYLOAD_TYPE,
+    REPORT_PAYLOAD_TYPE,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -115,72 +115,17 @@ pub struct Agent {
     /// registration: the next one sends only the events after them. `None`: send the
     /// whole log (new process, or the control plane lost them).
     cp_events: Mutex<Option<u64>>,
+    /// The clock state and last error of the `health` last accepted in a pulse;
+    /// `None` after a registration (the next pulse carries health).
+    health_sent: Mutex<Option<HealthKey>>,
 }
 
-/// What a pulse says about the measurements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PulseBody {
-    /// The measurements, each list the control plane already has reduced to its
-    /// digest.
-    Changed(Box<Measurements>),
-    /// Nothing changed since the last accepted pulse: [`Measurements::digest`] alone.
-    Unchanged(Digest32),
-}
+/// What makes a pulse carry `health` before its turn: the clock's synchronisation
+/// state and the agent's last error.
+type HealthKey = (Option<bool>, Option<String>);
 
-/// What the control plane has from this agent: the digest of the measurements last
-/// accepted, and the policy file list, workloads and eBPF digests whose full lists it
-/// has. A pulse carries a list only when its digest differs (or after a
-/// (re)registration), and only the measurements' digest when nothing changed, so a
-/// steady-state pulse does not grow with the number of watched files or containers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SentLists {
-    /// [`Measurements::digest`] of the measurements last accepted.
-    pub measurements: Option<Digest32>,
-    /// Digest of the policy file list last sent in full.
-    pub policy: Option<Digest32>,
-    /// Digest of the workloads list last sent in full.
-    pub workloads: Option<Digest32>,
-    /// Digest of the eBPF program list last sent in full.
-    pub ebpf: Option<Digest32>,
-}
-
-impl SentLists {
-    /// `m` as it goes into a pulse: each list whose digest the control plane already
-    /// has is reduced to its state, reason and digest.
-    pub fn strip(&self, m: &Measurements) -> Measurements {
-        fn strip<T: InventoryItem>(list: Option<&mut Inventory<T>>, sent: Option<Digest32>) {
-            if let Some(l) = list {
-                if l.digest.is_some() && l.digest == sent {
-                    l.items = None;
-                }
-            }
-        }
-        let mut out = m.clone();
-        if self.policy == Some(out.policy.digest) {
-            out.policy.files.clear();
-        }
-        strip(out.workloads.as_mut(), self.workloads);
-        strip(out.ebpf.as_mut(), self.ebpf);
-        out
-    }
-
-    /// What goes into the next pulse for the measurements `m`.
-    pub fn body(&self, m: &Measurements) -> PulseBody {
-        match m.digest() {
-            Ok(d) if self.measurements == Some(d) => PulseBody::Unchanged(d),
-            _ => PulseBody::Changed(Box::new(self.strip(m))),
-        }
-    }
-
-    /// What the control plane has after accepting `m`.
-    pub fn after(m: &Measurements) -> SentLists {
-        SentLists {
-            measurements: m.digest().ok(),
-            policy: Some(m.policy.digest),
-            workloads: m.workloads.as_ref().and_then(|w| w.digest),
-            ebpf: m.ebpf.as_ref().and_then(|e| e.digest),
-        }
-    }
+fn health_key(h: &evidence::Health) -> HealthKey {
+    (h.clock.map(|c| c.synchronised), h.last_error.clone())
 }
 
 /// The chain position after the last accepted statement.
@@ -280,6 +225,7 @@ impl Agent {
             sent: Mutex::new(SentLists::default()),
             reregister: AtomicBool::new(false),
             cp_events: Mutex::new(None),
+            health_sent: Mutex::new(None),
         })
     }
 
@@ -438,6 +384,7 @@ impl Agent {
         sequence: u64,
         previous: Digest32,
         body: PulseBody,
+        health: Option<evidence::Health>,
     ) -> Result<Envelope, AgentError> {
         let (measurements, measurements_digest) = match body {
             PulseBody::Changed(m) => (Some(*m), None),
@@ -458,6 +405,7 @@ impl Agent {
             previous,
             measurements,
             measurements_digest,
+            health,
         };
         let payload = serde_json::to_vec(&pulse).map_err(|e| SignerError::Sign(e.to_string()))?;
         Ok(Envelope::sign(PULSE_PAYLOAD_TYPE, payload, "", |m| {
@@ -557,6 +505,7 @@ impl Agent {
         // The first pulse after a registration carries the full lists again.
         *self.sent.lock().unwrap_or_else(|e| e.into_inner()) = SentLists::default();
         *self.cp_events.lock().unwrap_or_else(|e| e.into_inner()) = resp.event_log_events;
+        *self.health_sent.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.reregister.store(false, Ordering::SeqCst);
         self.update(|s| {
             s.phase = Phase::Pulsing;
@@ -571,6 +520,25 @@ impl Agent {
         Ok(Chain { sequence: 0, head })
     }
 
+    /// The node's health, if the pulse after `sequence` carries it: the first pulse
+    /// after a registration, every `health_every` pulses, and whenever the clock's
+    /// synchronisation state or the last error changed since the last one sent.
+    fn due_health(&self, sequence: u64) -> Option<evidence::Health> {
+        let last_error = self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error
+            .clone();
+        let h = crate::health::collect(&self.cfg.health_mounts, last_error.as_deref());
+        let every = self.cfg.health_every.max(1);
+        let due = match &*self.health_sent.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(k) => *k != health_key(&h) || (sequence + 1) % every == 0,
+        };
+        due.then_some(h)
+    }
+
     /// Sends one pulse after `chain`. Returns the new chain position when accepted,
     /// `Ok(None)` when the pulse was refused for the agent's clock (the chain stays
     /// where it was; the next pulse may get through), or an error that calls for a
@@ -578,7 +546,13 @@ impl Agent {
     async fn pulse_once(&self, chain: Chain) -> Result<Option<Chain>, AgentError> {
         let measurements = self.measure().await?;
         let sent = *self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        let mut env = self.build_pulse(chain.sequence, chain.head, sent.body(&measurements))?;
+        let health = self.due_health(chain.sequence);
+        let mut env = self.build_pulse(
+            chain.sequence,
+            chain.head,
+            sent.body(&measurements),
+            health.clone(),
+        )?;
         let mut now_sent = SentLists::after(&measurements);
         if env.payload.len() > MAX_PULSE_PAYLOAD_BYTES {
             // The changed lists do not fit a pulse: send the digests only, and register
@@ -592,6 +566,7 @@ impl Agent {
                 chain.sequence,
                 chain.head,
                 PulseBody::Changed(Box::new(everything.strip(&measurements))),
+                health.clone(),
             )?;
             now_sent = sent;
             self.reregister.store(true, Ordering::SeqCst);
@@ -600,6 +575,10 @@ impl Agent {
         match self.client.heartbeat(&env).await {
             Ok(resp) => {
                 let digest = HexBytes(env.digest());
+                if let Some(h) = &health {
+                    *self.health_sent.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(health_key(h));
+                }
                 self.update(|s| {
                     s.phase = Phase::Pulsing;
                     s.last_pulse = Some(PulseInfo {
@@ -784,6 +763,9 @@ pub fn sign_payload<T: Serialize>(
     let keyid = signer.public_key().fingerprint();
     Envelope::sign(payload_type, payload, &keyid, |m| signer.sign(m))
 }
+
+mod sent;
+pub use sent::{PulseBody, SentLists};
 
 #[cfg(test)]
 mod tests;

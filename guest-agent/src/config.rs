@@ -111,6 +111,13 @@ pub struct AgentConfig {
     /// The active-LSM list (`bpf` in it: the BPF LSM is active).
     #[serde(default = "default_lsm_file")]
     pub lsm_file: PathBuf,
+    /// Mounts whose free space the pulse's `health` reports (at most 16).
+    #[serde(default = "default_health_mounts")]
+    pub health_mounts: Vec<PathBuf>,
+    /// A pulse carries `health` on the first pulse after a registration, every
+    /// `health_every` pulses, and whenever the clock state or the last error changed.
+    #[serde(default = "default_health_every")]
+    pub health_every: u64,
     /// The image policy (`policy::image::ImagePolicy` TOML, as `policy render-podman`
     /// reads) that `guest-agent pull` verifies against. Paths inside it are relative
     /// to its own directory. Absent: `pull` refuses everything.
@@ -147,6 +154,12 @@ fn default_podman_timeout() -> Duration {
 }
 fn default_bpffs_dirs() -> Vec<PathBuf> {
     vec!["/sys/fs/bpf".into(), "/sys/fs/bpf/provenant".into()]
+}
+fn default_health_mounts() -> Vec<PathBuf> {
+    vec!["/".into()]
+}
+fn default_health_every() -> u64 {
+    10
 }
 fn default_lsm_file() -> PathBuf {
     "/sys/kernel/security/lsm".into()
@@ -368,6 +381,8 @@ mod tests {
             ]
         );
         assert_eq!(c.lsm_file, PathBuf::from("/sys/kernel/security/lsm"));
+        assert_eq!(c.health_mounts, vec![PathBuf::from("/")]);
+        assert_eq!(c.health_every, 10);
         assert_eq!(
             c.tsm_report_dir,
             PathBuf::from("/sys/kernel/config/tsm/report")

@@ -4,8 +4,8 @@
 //! Trust boundary: the agent trusts its own binary and its config; it does not trust
 //! the network. Everything it sends is signed, and nothing it receives changes what
 //! it measures. A missing key or TEE is a visible, logged state, never a fake pass.
-// Denied, not forbidden: `quote::ioctl` holds one unsafe call (an ioctl), and
-// `bpfsys` the raw bpf() syscalls of the eBPF collector.
+// Denied, not forbidden: `quote::ioctl` holds one unsafe call (an ioctl), `health`
+// one (adjtimex), and `bpfsys` the raw bpf() syscalls of the eBPF collector.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -16,6 +16,7 @@ pub mod client;
 pub mod collect;
 pub mod config;
 pub mod ebpf;
+pub mod health;
 pub mod pull;
 pub mod quote;
 pub mod rtmr;

@@ -44,6 +44,9 @@ pub struct TrustPolicy {
     pub tdx: tdx::TdxPolicy,
     /// Programs every node must keep loaded, and the BPF LSM (`[policy.ebpf]`).
     pub ebpf: ebpf::EbpfPolicy,
+    /// What a node whose kernel reports its clock unsynchronised (the pulse's
+    /// `health.clock`) turns: yellow `ClockUnsynchronised` by default.
+    pub clock_unsynchronised: ClockUnsynchronised,
     /// How often TDX agents send a fresh quote: must match the agents'
     /// `requote_interval`. A quote older than three of these is stale (`QuoteStale`).
     #[serde(with = "humantime_serde")]
@@ -57,9 +60,22 @@ impl Default for TrustPolicy {
             missed_heartbeats: 3,
             tdx: tdx::TdxPolicy::default(),
             ebpf: ebpf::EbpfPolicy::default(),
+            clock_unsynchronised: ClockUnsynchronised::default(),
             requote_interval: Duration::from_secs(3600),
         }
     }
+}
+
+/// `[policy] clock_unsynchronised`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockUnsynchronised {
+    /// Yellow, with the kernel's estimated and maximum error.
+    #[default]
+    Yellow,
+    /// Not judged (fleets whose time is disciplined outside the guest kernel, or a
+    /// test host without an NTP daemon). The health is still shown.
+    Ignore,
 }
 
 /// What the control plane knows about one agent at `now`.

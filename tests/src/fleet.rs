@@ -433,6 +433,7 @@ impl SimAgent {
             previous: self.head,
             measurements: Some(self.measurements()),
             measurements_digest: None,
+            health: None,
         };
         sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).expect("sign pulse")
     }

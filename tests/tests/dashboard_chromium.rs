@@ -120,6 +120,7 @@ impl Agent {
             previous: prev,
             measurements: Some(m),
             measurements_digest: None,
+            health: None,
         };
         let env = sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).unwrap();
         http.post(&format!("{cp}/api/v1/heartbeat"), env.to_json())

@@ -177,6 +177,12 @@ collect_workloads = false
     .await;
     assert_eq!(v["tier"], "software");
     assert_eq!(v["badge"], "yellow");
+    // The first pulse after the registration carried the node's health, read from
+    // this machine's kernel by the real agent.
+    assert!(v["health"]["uptime_s"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["health"]["mem_total_kib"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["health"]["clock"]["synchronised"].is_boolean(), "{v}");
+    assert_eq!(v["health"]["disks"][0]["mount"], "/", "{v}");
     let (_, list) = http.get(&format!("{cp}/api/v1/agents")).await.unwrap();
     assert_eq!(list["agents"][0]["agent_id"], "node-e2e");
     let h: Value = wait_for(5, "agent sees a verdict", || async {
@@ -249,6 +255,7 @@ collect_workloads = false
         previous: HexBytes([0; 32]),
         measurements: Some(serde_json::from_value(view["measurements"].clone()).unwrap()),
         measurements_digest: None,
+        health: None,
     };
     let captured: Envelope = sign_payload(&signer, PULSE_PAYLOAD_TYPE, &old).unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -203,6 +203,10 @@ impl ControlPlane {
                 version: rec.version + 1,
                 ..rec.clone()
             };
+            if let Some(h) = &pulse.health {
+                next.health = Some(h.clone());
+                next.health_at_ns = Some(now.get());
+            }
             // Stale replays counted meanwhile are written with this pulse.
             let stale = self
                 .stale_pending

@@ -112,6 +112,77 @@ fn ns_utc(ns: u64) -> String {
         .unwrap_or_else(|| format!("{ns} ns"))
 }
 
+/// The node's health from the last pulse that carried it.
+fn health_section(a: &AgentView) -> String {
+    let Some(h) = &a.health else {
+        return "<h2>Health</h2><p>No pulse has carried the node's health yet.</p>".into();
+    };
+    let mib = |kib: u64| kib / 1024;
+    let gib = |b: u64| b / (1024 * 1024 * 1024);
+    let mut s = format!(
+        "<h2>Health</h2><p>as of {}</p><table>",
+        a.health_at_ns.map_or_else(|| "unknown".into(), ns_utc)
+    );
+    let clock = match h.clock {
+        Some(c) if c.synchronised => format!(
+            "synchronised (estimated error {} us, maximum {} us)",
+            c.est_error_us, c.max_error_us
+        ),
+        Some(c) => format!(
+            "<b>unsynchronised</b> (estimated error {} us, maximum {} us)",
+            c.est_error_us, c.max_error_us
+        ),
+        None => "unknown (adjtimex unreadable)".into(),
+    };
+    let rows = [
+        (
+            "uptime",
+            format!("{} h {} min", h.uptime_s / 3600, (h.uptime_s % 3600) / 60),
+        ),
+        (
+            "load (1, 5, 15 min)",
+            format!(
+                "{:.2} {:.2} {:.2}",
+                h.load_avg[0], h.load_avg[1], h.load_avg[2]
+            ),
+        ),
+        (
+            "memory available",
+            format!(
+                "{} of {} MiB",
+                mib(h.mem_available_kib),
+                mib(h.mem_total_kib)
+            ),
+        ),
+        (
+            "agent",
+            format!(
+                "RSS {} MiB, CPU {} s",
+                mib(h.agent_rss_kib),
+                h.agent_cpu_ms / 1000
+            ),
+        ),
+        ("clock", clock),
+        (
+            "last error",
+            h.last_error.as_deref().map_or_else(|| "none".into(), esc),
+        ),
+    ];
+    for (k, v) in rows {
+        s.push_str(&format!("<tr><td>{k}</td><td>{v}</td></tr>"));
+    }
+    for d in &h.disks {
+        s.push_str(&format!(
+            "<tr><td>disk {}</td><td>{} of {} GiB free</td></tr>",
+            esc(&d.mount),
+            gib(d.free_bytes),
+            gib(d.total_bytes)
+        ));
+    }
+    s.push_str("</table>");
+    s
+}
+
 fn workloads_section(a: &AgentView) -> String {
     let mut s = String::from("<h2>Workloads</h2>");
     match &a.workloads_state {
@@ -277,6 +348,7 @@ pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
     s.push_str("</table>");
     s.push_str(&workloads_section(a));
     s.push_str(&ebpf_section(a));
+    s.push_str(&health_section(a));
     if let Some(t) = &a.attestation {
         s.push_str(&attestation_table(t));
     }

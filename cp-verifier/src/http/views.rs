@@ -68,6 +68,13 @@ pub struct AgentView {
     pub workloads_state: Option<CollectorView>,
     /// The eBPF collector's state, and the loaded programs (in `measurements.ebpf`).
     pub ebpf_state: Option<CollectorView>,
+    /// The node's health from the last pulse that carried it (uptime, load, memory,
+    /// disks, the agent's RSS and CPU, the kernel's clock state, the last error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<evidence::Health>,
+    /// When that health arrived (UTC ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_at_ns: Option<u64>,
 }
 
 /// A collector's state as the API shows it.
@@ -130,6 +137,8 @@ impl ControlPlane {
                 a.freshness.quote = None;
                 a
             }),
+            health: rec.health.clone(),
+            health_at_ns: rec.health_at_ns,
             stale_replays_refused: rec.stale_replays_refused.saturating_add(
                 self.stale_pending
                     .lock()

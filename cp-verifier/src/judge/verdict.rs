@@ -65,6 +65,22 @@ impl ControlPlane {
             &self.cfg.policy.ebpf,
             &rec.current,
         ));
+        if let Some(c) = rec.health.as_ref().and_then(|h| h.clock) {
+            if !c.synchronised
+                && self.cfg.policy.clock_unsynchronised == policy::ClockUnsynchronised::Yellow
+            {
+                reasons.push(policy::Reason::new(
+                    policy::ReasonCode::ClockUnsynchronised,
+                    policy::Status::Warn,
+                    format!(
+                        "the node's kernel reports its clock unsynchronised (adjtimex: estimated \
+                         error {} us, maximum {} us); check its NTP or PTP daemon before its \
+                         pulses drift out of the allowed skew",
+                        c.est_error_us, c.max_error_us
+                    ),
+                ));
+            }
+        }
         reasons.extend(self.revocation_reasons(rec, now));
         Verdict::from_reasons(reasons)
     }

@@ -83,6 +83,8 @@ pub(crate) fn new_record(
         allowed_tier: None,
         stale_replays_refused: 0,
         requote_failed: None,
+        health: None,
+        health_at_ns: None,
         version: 0,
     }
 }

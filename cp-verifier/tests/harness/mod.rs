@@ -179,11 +179,23 @@ impl TestAgent {
             previous: prev,
             measurements: Some(m),
             measurements_digest: None,
+            health: None,
         };
         sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).unwrap()
     }
     pub(crate) fn next_pulse(&self, at: u64, m: Measurements) -> Envelope {
         self.pulse_at(self.seq + 1, self.head, at, m)
+    }
+    /// The next pulse, carrying the node's `health`.
+    pub(crate) fn next_pulse_with_health(
+        &self,
+        at: u64,
+        m: Measurements,
+        health: evidence::Health,
+    ) -> Envelope {
+        let mut p: Pulse = serde_json::from_slice(&self.next_pulse(at, m).payload).unwrap();
+        p.health = Some(health);
+        sign_payload(&self.signer, PULSE_PAYLOAD_TYPE, &p).unwrap()
     }
     /// The next pulse as the agent sends it at steady state: no key id, and
     /// `measurements_digest` in place of the measurements.
@@ -198,6 +210,7 @@ impl TestAgent {
             previous: self.head,
             measurements: None,
             measurements_digest: Some(digest),
+            health: None,
         };
         let payload = serde_json::to_vec(&p).unwrap();
         Envelope::sign::<guest_agent::signer::SignerError>(PULSE_PAYLOAD_TYPE, payload, "", |m| {

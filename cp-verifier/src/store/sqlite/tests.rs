@@ -43,6 +43,8 @@ fn record(version: u64, seq: u64) -> AgentRecord {
         allowed_tier: None,
         stale_replays_refused: 0,
         requote_failed: None,
+        health: None,
+        health_at_ns: None,
         version,
     }
 }
