@@ -712,6 +712,20 @@ async fn health_in_the_pulse_is_shown_and_the_clock_judged() {
         page.contains("<h2>Health</h2>") && page.contains("unsynchronised"),
         "{page}"
     );
+    let fleet = cp
+        .http
+        .get(format!("{}/agents", cp.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        fleet.contains("up 2 h · load 0.50 · mem 50% free · <b>clock unsynchronised</b>"),
+        "{fleet}"
+    );
 
     // No health in this pulse: the last one stands.
     let env = a.next_pulse(cp.now(), measurements(1, 1));

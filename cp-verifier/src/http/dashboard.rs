@@ -112,6 +112,27 @@ fn ns_utc(ns: u64) -> String {
         .unwrap_or_else(|| format!("{ns} ns"))
 }
 
+/// The fleet row's health summary: uptime, load, memory and the clock.
+fn health_cell(a: &AgentView) -> String {
+    let Some(h) = &a.health else {
+        return "<span data-health=\"none\">not reported</span>".into();
+    };
+    let clock = match h.clock {
+        Some(c) if c.synchronised => "clock synced",
+        Some(_) => "<b>clock unsynchronised</b>",
+        None => "clock unknown",
+    };
+    format!(
+        "<span data-health=\"reported\">up {} h · load {:.2} · mem {}% free · {clock}</span>",
+        h.uptime_s / 3600,
+        h.load_avg[0],
+        h.mem_available_kib
+            .saturating_mul(100)
+            .checked_div(h.mem_total_kib)
+            .unwrap_or(0)
+    )
+}
+
 /// The node's health from the last pulse that carried it.
 fn health_section(a: &AgentView) -> String {
     let Some(h) = &a.health else {
@@ -298,16 +319,17 @@ pub fn fleet(agents: &[AgentView], alerts: &[Alert]) -> String {
         "<p>{} agent(s). JSON: <a href=\"/api/v1/agents\">/api/v1/agents</a></p>",
         agents.len()
     );
-    s.push_str("<table><tr><th>agent</th><th>verdict</th><th>state</th><th>tier</th><th>last pulse</th><th>workloads</th><th>reasons</th></tr>");
+    s.push_str("<table><tr><th>agent</th><th>verdict</th><th>state</th><th>tier</th><th>last pulse</th><th>health</th><th>workloads</th><th>reasons</th></tr>");
     for a in agents {
         s.push_str(&format!(
-            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}.{}s ago (seq {})</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}.{}s ago (seq {})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             badge(&a.badge),
             esc(&a.state),
             a.tier.as_str(),
             a.last_seen_age_ms / 1000,
             (a.last_seen_age_ms % 1000) / 100,
             a.sequence,
+            health_cell(a),
             workload_row(a),
             reasons(a),
             id = esc(&a.agent_id),
