@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 /// Largest config file read, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Largest `[policy] bad_signatures_threshold`: the agent record keeps one timestamp
+/// per counted bad signature.
+pub const MAX_BAD_SIGNATURES_THRESHOLD: u32 = 1000;
 
 /// The whole config file. Durations are humantime strings (`30s`, `1h`).
 #[derive(Debug, Clone, Deserialize)]
@@ -501,6 +504,15 @@ impl CpConfig {
         anyhow::ensure!(
             self.policy.requote_interval >= Duration::from_secs(1),
             "[policy] requote_interval must be at least 1s"
+        );
+        anyhow::ensure!(
+            (1..=MAX_BAD_SIGNATURES_THRESHOLD).contains(&self.policy.bad_signatures_threshold),
+            "[policy] bad_signatures_threshold must be 1 to {MAX_BAD_SIGNATURES_THRESHOLD}, not {}",
+            self.policy.bad_signatures_threshold
+        );
+        anyhow::ensure!(
+            self.policy.bad_signatures_window >= Duration::from_secs(1),
+            "[policy] bad_signatures_window must be at least 1s"
         );
         if let Some(i) = &self.images {
             i.policy()

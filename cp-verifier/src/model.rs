@@ -101,8 +101,32 @@ pub struct AgentRecord {
     /// When `health` arrived (UTC ns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_at_ns: Option<u64>,
+    /// When (UTC ns) the bad pulse signatures counted toward `Compromised` arrived:
+    /// pulses naming this agent, over a connection whose mTLS client certificate
+    /// names it, that did not verify under its key. Only those inside
+    /// `[policy] bad_signatures_window` are kept, at most
+    /// `bad_signatures_threshold` of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_signatures_ns: Vec<u64>,
+    /// Set when the counted bad signatures reached the threshold: red `Compromised`
+    /// until an operator clears it (a re-registration does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised: Option<Compromise>,
+    /// The key the last re-registration replaced: a pulse it signed is late (sent
+    /// before the agent registered again), not forged, and is not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<PublicKey>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
+}
+
+/// Why and when an agent was marked compromised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compromise {
+    /// When the threshold was reached, UTC ns.
+    pub at_ns: u64,
+    /// What was counted.
+    pub detail: String,
 }
 
 /// An operator's disable mark.
@@ -352,6 +376,11 @@ pub enum AlertKind {
     /// A program `[policy.ebpf] required` names went missing, unpinned or changed,
     /// or the required BPF LSM is not active.
     RequiredProgram,
+    /// Bad pulse signatures over the agent's authenticated channel reached
+    /// `[policy] bad_signatures_threshold`: the agent is red `Compromised`.
+    Compromised,
+    /// An operator cleared an agent's `Compromised` mark.
+    CompromiseCleared,
 }
 
 impl AlertKind {
@@ -385,6 +414,8 @@ impl AlertKind {
             AlertKind::RecordCorrupt => "RecordCorrupt",
             AlertKind::AttestationChanged => "AttestationChanged",
             AlertKind::RequiredProgram => "RequiredProgram",
+            AlertKind::Compromised => "Compromised",
+            AlertKind::CompromiseCleared => "CompromiseCleared",
         }
     }
 
@@ -400,6 +431,7 @@ impl AlertKind {
             | AlertKind::BinaryChanged
             | AlertKind::EbpfChanged
             | AlertKind::RequiredProgram
+            | AlertKind::Compromised
             | AlertKind::RecordCorrupt => 1,
             AlertKind::PolicyChanged
             | AlertKind::PlatformChanged
@@ -415,6 +447,7 @@ impl AlertKind {
             | AlertKind::AgentRevoked
             | AlertKind::TierChanged
             | AlertKind::KeyChanged
+            | AlertKind::CompromiseCleared
             | AlertKind::AttestationChanged => 2,
             AlertKind::ClockDesync | AlertKind::Recovered => 3,
             AlertKind::ExpectedUpdateApplied

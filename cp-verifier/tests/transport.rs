@@ -572,3 +572,152 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
     .await
     .unwrap();
 }
+
+/// Registers `a` over `c` and starts its chain at the report.
+async fn register_as(c: &Client, a: &mut TestAgent) {
+    let ch = c.challenge().await.unwrap();
+    let report = a.report(ch.nonce, T0, measurements(1, 1));
+    c.register(&RegisterRequest {
+        envelope: report.clone(),
+        evidence: RegisterEvidence::default(),
+    })
+    .await
+    .unwrap();
+    a.seq = 0;
+    a.head = evidence::report::HexBytes(report.digest());
+}
+
+/// The reason codes of `id`'s verdict and its alerts of `kind`, read with the operator
+/// token over `c` (a client that can connect: mTLS is on).
+async fn codes_and_alerts(
+    c: &reqwest::Client,
+    base: &str,
+    id: &str,
+    kind: &str,
+) -> (Vec<String>, Vec<serde_json::Value>) {
+    let get = |p: String| async move {
+        let r = c.get(p).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let v = get(format!("{base}/api/v1/agents/{id}")).await;
+    let codes = v["verdict"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_string())
+        .collect();
+    let a = get(format!("{base}/api/v1/alerts?limit=1000")).await;
+    let alerts = a["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind && a["agent_id"] == id)
+        .cloned()
+        .collect();
+    (codes, alerts)
+}
+
+/// The signed-heartbeat PRD: a pulse that fails signature verification marks the
+/// device compromised. Anyone can post a pulse naming any agent, so it counts only
+/// when the connection's agent certificate (mTLS) names the pulse's agent: a forgery
+/// from another agent's connection raises `BadSignature` and changes nothing, and so
+/// does a late pulse signed by the key the agent's last registration replaced. Over
+/// the agent's own channel one bad signature (the default threshold) makes it red
+/// `Compromised` (severity 1), which neither a valid pulse nor a registration clears;
+/// an operator does, audited.
+#[tokio::test]
+async fn bad_signatures_mark_an_agent_compromised_only_over_its_own_channel() {
+    let mut agent = TestAgent::new("node-1");
+    let mut rekeyed = TestAgent::new("node-1");
+    let key1 = agent.signer.to_pkcs8_pem().unwrap();
+    let key2 = KeySigner::generate_ed25519()
+        .unwrap()
+        .to_pkcs8_pem()
+        .unwrap();
+    let enrolled = [agent.enroll(), rekeyed.enroll()];
+    let (mut own, mut other) = (None, None);
+    let s = serve(true, |d, cfg| {
+        let agents = ca(d, "agents-ca");
+        own = Some(client_cert(d, &agents, "node-1", &key1));
+        other = Some(client_cert(d, &agents, "node-2", &key2));
+        cfg.tls.as_mut().unwrap().client_ca_file = Some(agents.pem.clone());
+        cfg.enrollment.keys.extend(enrolled);
+    })
+    .await;
+    let tls = |c| TlsOptions {
+        ca_file: Some(s.ca.clone()),
+        client_cert: c,
+        ..Default::default()
+    };
+    let c1 = client(&s.base, tls(own.clone())).unwrap();
+    let c2 = client(&s.base, tls(other.clone())).unwrap();
+    let (oc, ok) = own.clone().unwrap();
+    let reader = https(&s.ca, Some((&oc, &ok)));
+    register_as(&c1, &mut agent).await;
+    let pulse = agent.next_pulse(T0, measurements(1, 1));
+    c1.heartbeat(&pulse).await.unwrap();
+    agent.accepted(&pulse);
+
+    // A pulse for node-1 signed by another key.
+    let forger = TestAgent::new("node-1");
+    let forged = forger.pulse_at(2, agent.head, T0, measurements(1, 1));
+    // From node-2's authenticated connection: refused, alerted, not counted.
+    let e = c2.heartbeat(&forged).await.unwrap_err();
+    assert_eq!(e.kind(), Some("BadSignature"), "{e}");
+    let (codes, bad) = codes_and_alerts(&reader, &s.base, "node-1", "BadSignature").await;
+    assert!(!codes.iter().any(|c| c == "Compromised"), "{codes:?}");
+    assert_eq!(bad.len(), 1);
+    assert!(
+        bad[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not name this agent"),
+        "{bad:?}"
+    );
+
+    // The agent registers again with a new key; a pulse its old key signed arrives
+    // late over its own channel: refused, not counted.
+    register_as(&c1, &mut rekeyed).await;
+    let late = agent.next_pulse(T0, measurements(1, 1));
+    let e = c1.heartbeat(&late).await.unwrap_err();
+    assert_eq!(e.kind(), Some("BadSignature"), "{e}");
+    let (codes, _) = codes_and_alerts(&reader, &s.base, "node-1", "BadSignature").await;
+    assert!(!codes.iter().any(|c| c == "Compromised"), "{codes:?}");
+
+    // The forgery over node-1's own connection: one is the threshold.
+    let e = c1.heartbeat(&forged).await.unwrap_err();
+    assert_eq!(e.kind(), Some("BadSignature"), "{e}");
+    let (codes, marks) = codes_and_alerts(&reader, &s.base, "node-1", "Compromised").await;
+    assert!(codes.iter().any(|c| c == "Compromised"), "{codes:?}");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0]["severity"], 1);
+
+    // Neither a valid pulse nor a registration clears it.
+    register_as(&c1, &mut rekeyed).await;
+    let p = rekeyed.next_pulse(T0, measurements(1, 1));
+    let r = c1.heartbeat(&p).await.unwrap();
+    assert_eq!(r.verdict.status, policy::Status::Fail);
+    assert!(r
+        .verdict
+        .reasons
+        .iter()
+        .any(|x| x.code == policy::ReasonCode::Compromised));
+    // More bad signatures once marked: no second Compromised alert.
+    let _ = c1.heartbeat(&forged).await.unwrap_err();
+    let (_, marks) = codes_and_alerts(&reader, &s.base, "node-1", "Compromised").await;
+    assert_eq!(marks.len(), 1, "{marks:?}");
+
+    // The operator clears it (audited); the agent is judged on its evidence again.
+    let r = reader
+        .post(format!("{}/api/v1/agents/node-1/expect", s.base))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&serde_json::json!({ "clear_compromised": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (codes, cleared) = codes_and_alerts(&reader, &s.base, "node-1", "CompromiseCleared").await;
+    assert!(!codes.iter().any(|c| c == "Compromised"), "{codes:?}");
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+}

@@ -249,7 +249,11 @@ pub struct Report {
 /// A signed heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pulse {
-    /// Format version; 1.
+    /// Format version; 1. The signed payload type names it already
+    /// ([`PULSE_PAYLOAD_TYPE`], `..pulse.v1+json`), so a version 1 pulse leaves the
+    /// field out (16 bytes of every envelope); a pulse that carries it (agents before
+    /// this wire change) must say 1.
+    #[serde(default = "pulse_v1", skip_serializing_if = "is_pulse_v1")]
     pub version: u32,
     /// The agent's id, as registered.
     pub agent_id: String,
@@ -279,6 +283,16 @@ pub struct Pulse {
     /// error changed); absent: the last one stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+}
+
+fn pulse_v1() -> u32 {
+    1
+}
+
+// serde's skip_serializing_if hands a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_pulse_v1(v: &u32) -> bool {
+    *v == 1
 }
 
 pub(crate) fn check_id(field: &'static str, s: &str) -> Result<(), EvidenceError> {

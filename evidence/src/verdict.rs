@@ -146,6 +146,12 @@ pub enum ReasonCode {
     /// The TD has TDATTRIBUTES SERVTD_EXT set (service TDs may be bound to it after
     /// launch).
     ServTdExt,
+    /// Pulses naming the agent, sent over a connection whose mTLS client certificate
+    /// names it too, failed signature verification under its registered key
+    /// (`[policy] bad_signatures_threshold` within `bad_signatures_window`): whoever
+    /// holds the agent's transport identity signs with a key that is not its own.
+    /// Red until an operator clears it.
+    Compromised,
 }
 
 impl ReasonCode {
@@ -198,6 +204,7 @@ impl ReasonCode {
             ReasonCode::ServiceTdBound => "ServiceTdBound",
             ReasonCode::MigratableTd => "MigratableTd",
             ReasonCode::ServTdExt => "ServTdExt",
+            ReasonCode::Compromised => "Compromised",
         }
     }
 }
@@ -309,6 +316,7 @@ mod tests {
             ReasonCode::ServiceTdBound,
             ReasonCode::MigratableTd,
             ReasonCode::ServTdExt,
+            ReasonCode::Compromised,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

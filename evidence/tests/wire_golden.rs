@@ -38,7 +38,7 @@ const REPORT_JSON: &str = concat!(
 const REPORT_ENVELOPE_DIGEST: &str =
     "94522d3a186839475e0ac03beb639d78cd31be48df280bab212a4d836057a1f8";
 const PULSE_JSON: &str = concat!(
-    r#"{"version":1,"agent_id":"node-1","partition":"default","sequence":3,"issued_at_ns":1700000030000000000,"nonce":"09090909090909090909090909090909","previous":"0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a""#,
+    r#"{"agent_id":"node-1","partition":"default","sequence":3,"issued_at_ns":1700000030000000000,"nonce":"09090909090909090909090909090909","previous":"0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a""#,
     r#","measurements":{"agent_binary":"0101010101010101010101010101010101010101010101010101010101010101","policy":{"digest":"974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190b61de99541ba6","files":["#,
     r#"{"path":"/etc/containers/policy.json","sha256":"0303030303030303030303030303030303030303030303030303030303030303"},"#,
     r#"{"path":"/etc/provenant/agent.toml","sha256":"0202020202020202020202020202020202020202020202020202020202020202"}]}"#,
@@ -48,7 +48,7 @@ const PULSE_JSON: &str = concat!(
     r#"{"id":42,"name":"restrict_fs","prog_type":"lsm","tag":"0123456789abcdef","sha256":"4444444444444444444444444444444444444444444444444444444444444444","pinned":["/sys/fs/bpf/provenant/restrict_fs"]}]}}}"#,
 );
 const PULSE_ENVELOPE_DIGEST: &str =
-    "09c0e5e5601557d0aadc842f04b0b1a475b5ecedd7541c903c0a9babd13b3b0a";
+    "66bda98fe8d2f3b9e9867aaf520821f10f5683003201b0488476c2764006d1a9";
 
 fn workloads() -> Vec<Workload> {
     vec![
@@ -248,6 +248,25 @@ fn pulse_bytes_are_pinned() {
     assert_eq!(v.value(), &pulse());
 }
 
+/// A pulse from an agent before the version moved into the payload type alone
+/// (`"version":1` in the JSON) is still read, and one saying any other version is
+/// refused, so a control plane upgraded first keeps its fleet pulsing.
+#[test]
+fn a_pulse_that_names_its_version_is_read_and_only_version_1_passes() {
+    let old = PULSE_JSON.replacen('{', r#"{"version":1,"#, 1);
+    let back: Pulse = serde_json::from_str(&old).unwrap();
+    assert_eq!(back, pulse());
+    let env = envelope(PULSE_PAYLOAD_TYPE, old.as_bytes());
+    assert_eq!(env.open::<Pulse>(&key().1).unwrap().value(), &pulse());
+
+    let v2 = PULSE_JSON.replacen('{', r#"{"version":2,"#, 1);
+    let env = envelope(PULSE_PAYLOAD_TYPE, v2.as_bytes());
+    assert_eq!(
+        env.open::<Pulse>(&key().1).unwrap_err().kind(),
+        "UnsupportedVersion"
+    );
+}
+
 /// What the decoder accepts for an inventory, beyond what the agent produces: fields
 /// in any order, optional fields absent, unknown fields ignored, and a collector that
 /// could not look (no digest, no items).
@@ -396,14 +415,14 @@ const POLICY_DIGEST: &str = "974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190
 /// only (the policy file list too), so its size does not grow with the number of
 /// watched files or containers.
 const LISTS_BY_DIGEST_PULSE_JSON: &str = concat!(
-    r#"{"version":1,"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
+    r#"{"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
     r#","measurements":{"agent_binary":"0101010101010101010101010101010101010101010101010101010101010101","policy":{"digest":"974f8048cd41dfeee1b8389c77d1434ba957f6f8e3c624ec190b61de99541ba6"}"#,
     r#","platform":{"tee":"tdx","tpm_present":false,"kernel_cmdline_sha256":"0404040404040404040404040404040404040404040404040404040404040404","lockdown":"integrity"}"#,
     r#","workloads":{"state":"ok","digest":"1c2c9fd0b3f40cf4e748a30571c2647927b7edc2e7b91d0eacf26eb350c0a742"}"#,
     r#","ebpf":{"state":"ok","lsm_active":true,"digest":"38130f5eeeae9a9020ead7560bb13670d7af16b5baf9f4e3f85e62926c10d7b1"}}}"#,
 );
 const LISTS_BY_DIGEST_PULSE_ENVELOPE_DIGEST: &str =
-    "9f87aa7a474350e42777be15d8519586f40c4b1894abde01704fdb6f4791d754";
+    "1013b2882cb5339eba59381a848f2916e8e840a3f0adfcc075ce167a424751b5";
 
 fn lists_by_digest_pulse() -> Pulse {
     let mut m = base_measurements();
@@ -500,8 +519,8 @@ const MEASUREMENTS_DIGEST: &str =
     "f9ddc3c88d3d9a8156bc60a2f724e2da5a7fc8a9f2093e8552138906e4c0bfc0";
 /// A steady-state pulse: nothing changed, so the measurements' digest alone.
 const STEADY_PULSE_JSON: &str = concat!(
-    r#"{"version":1,"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
+    r#"{"agent_id":"node-1","partition":"default","sequence":4,"issued_at_ns":1700000040000000000,"nonce":"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b","previous":"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c""#,
     r#","measurements_digest":"f9ddc3c88d3d9a8156bc60a2f724e2da5a7fc8a9f2093e8552138906e4c0bfc0"}"#,
 );
 const STEADY_PULSE_ENVELOPE_DIGEST: &str =
-    "fec372d8dff2991a7d75bdb11bf44e9f568261e896c108fa43797c1ae7fae0ec";
+    "84a5d4eb4dad838e46bc3a9f551ae8e7539368e83158da99ebebc5a9377092ea";

@@ -51,6 +51,12 @@ pub struct TrustPolicy {
     /// `requote_interval`. A quote older than three of these is stale (`QuoteStale`).
     #[serde(with = "humantime_serde")]
     pub requote_interval: Duration,
+    /// Bad pulse signatures (over a connection authenticated as the agent) within
+    /// `bad_signatures_window` that mark the agent `Compromised`; 1 to 1000.
+    pub bad_signatures_threshold: u32,
+    /// The window `bad_signatures_threshold` counts in.
+    #[serde(with = "humantime_serde")]
+    pub bad_signatures_window: Duration,
 }
 
 impl Default for TrustPolicy {
@@ -62,6 +68,8 @@ impl Default for TrustPolicy {
             ebpf: ebpf::EbpfPolicy::default(),
             clock_unsynchronised: ClockUnsynchronised::default(),
             requote_interval: Duration::from_secs(3600),
+            bad_signatures_threshold: 1,
+            bad_signatures_window: Duration::from_secs(3600),
         }
     }
 }
@@ -97,6 +105,9 @@ pub struct AgentFacts {
     pub since_replay: Option<Duration>,
     /// Time since the last clock-desync refusal, if any.
     pub since_clock_desync: Option<Duration>,
+    /// Why the agent was marked compromised (bad signatures over its authenticated
+    /// channel), until an operator clears it.
+    pub compromised: Option<String>,
 }
 
 /// Evaluates the facts. The status is the worst status among the reasons.
@@ -164,6 +175,9 @@ pub fn evaluate(policy: &TrustPolicy, f: &AgentFacts) -> Verdict {
             "a replayed or out-of-chain pulse was presented for this agent".into(),
         );
     }
+    if let Some(d) = &f.compromised {
+        push(ReasonCode::Compromised, Status::Fail, d.clone());
+    }
     if f.since_clock_desync.is_some_and(|d| d <= window) {
         push(
             ReasonCode::ClockDesync,
@@ -188,7 +202,18 @@ mod tests {
             platform_changed: None,
             since_replay: None,
             since_clock_desync: None,
+            compromised: None,
         }
+    }
+
+    #[test]
+    fn a_compromised_agent_is_red_whatever_else_holds() {
+        let mut f = facts();
+        f.compromised = Some("2 bad signatures in 1h".into());
+        let v = evaluate(&TrustPolicy::default(), &f);
+        assert_eq!(v.status, Status::Fail);
+        assert_eq!(v.reasons[0].code, ReasonCode::Compromised);
+        assert_eq!(v.reasons[0].detail, "2 bad signatures in 1h");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct ExpectRequest {
     /// move of a once-`tdx` agent to `software`, which is refused otherwise.
     #[serde(default)]
     pub tier: Option<Tier>,
+    /// Clear the agent's `Compromised` mark (and its count of bad signatures), after
+    /// the node was investigated. Audited as a `CompromiseCleared` alert.
+    #[serde(default)]
+    pub clear_compromised: bool,
 }
 
 impl ControlPlane {
@@ -51,6 +55,20 @@ impl ControlPlane {
                         rec.tier.as_str()
                     ),
                 ));
+            }
+            if req.clear_compromised {
+                next.bad_signatures_ns.clear();
+                if let Some(c) = next.compromised.take() {
+                    alerts.push(Alert::new(
+                        now,
+                        id,
+                        AlertKind::CompromiseCleared,
+                        format!(
+                            "operator cleared the Compromised mark set at {} ns: {}",
+                            c.at_ns, c.detail
+                        ),
+                    ));
+                }
             }
             if req.accept_current {
                 next.lkg = rec.current.clone();

@@ -67,8 +67,20 @@ impl ControlPlane {
         )
     }
 
-    /// Verifies and records one pulse.
+    /// Verifies and records one pulse that arrived over a connection authenticated
+    /// as nobody in particular (plain HTTP, TLS without an agent certificate).
     pub async fn heartbeat(&self, env: Envelope) -> Result<HeartbeatResponse, PulseError> {
+        self.heartbeat_from(env, &[]).await
+    }
+
+    /// Verifies and records one pulse. `channel` holds the names (CN, DNS SANs) of
+    /// the connection's verified agent certificate, if any: a pulse that fails its
+    /// signature counts toward `Compromised` only when they name its agent.
+    pub async fn heartbeat_from(
+        &self,
+        env: Envelope,
+        channel: &[String],
+    ) -> Result<HeartbeatResponse, PulseError> {
         let claimed = env.decode::<Pulse>()?;
         let agent_id = claimed.claimed().agent_id.clone();
         let Some(rec) = self.load(&agent_id, false).await? else {
@@ -79,13 +91,13 @@ impl ControlPlane {
             Ok(p) => p,
             Err(e) => {
                 if matches!(e, evidence::EvidenceError::BadSignature { .. }) {
-                    self.alert_with_cooldown(
-                        &agent_id,
-                        AlertKind::BadSignature,
-                        self.now(),
-                        &format!("BadSignature: {e}"),
-                    )
-                    .await;
+                    let authenticated = channel.contains(&agent_id);
+                    let late = rec
+                        .previous_key
+                        .as_ref()
+                        .is_some_and(|k| env.open::<Pulse>(k).is_ok());
+                    self.bad_signature(&rec, authenticated, late, &e.to_string())
+                        .await;
                 }
                 return Err(e.into());
             }
@@ -324,6 +336,108 @@ impl ControlPlane {
     ) -> PulseError {
         self.note_refusal(rec, AlertKind::Replay, now, &why).await;
         PulseError::replay(kind, why)
+    }
+
+    /// A pulse naming `rec`'s agent failed its signature. Over a connection whose
+    /// agent certificate names the agent (`authenticated`), it is counted: at
+    /// `[policy] bad_signatures_threshold` within `bad_signatures_window` the agent is
+    /// marked `Compromised` (red, severity 1) until an operator clears it. Anyone can
+    /// post a pulse naming any agent, so without that channel binding it only raises
+    /// `BadSignature` (cooldown-limited) and changes no verdict; nor does one signed
+    /// by the key the agent's last registration replaced (`late`: sent before it
+    /// registered again).
+    async fn bad_signature(&self, rec: &AgentRecord, authenticated: bool, late: bool, e: &str) {
+        let now = self.now();
+        // Already marked: nothing more to count; the alert stays cooldown-limited.
+        if late || !authenticated || rec.compromised.is_some() {
+            let why = if rec.compromised.is_some() && authenticated && !late {
+                "over a connection authenticated as this agent, which is already marked \
+                 Compromised"
+            } else if late {
+                "signed by the key this agent's last registration replaced (a pulse sent \
+                 before it registered again); not counted toward Compromised"
+            } else {
+                "the connection's client certificate does not name this agent, so the \
+                 sender is unauthenticated; not counted toward Compromised"
+            };
+            self.alert_with_cooldown(
+                &rec.agent_id,
+                AlertKind::BadSignature,
+                now,
+                &format!("BadSignature: {e}; {why}"),
+            )
+            .await;
+            return;
+        }
+        let policy = &self.cfg.policy;
+        // One retry covers a concurrent write to the same record.
+        for attempt in 0..2 {
+            let rec = if attempt == 0 {
+                rec.clone()
+            } else {
+                match self.load(&rec.agent_id, true).await {
+                    Ok(Some(r)) => r,
+                    _ => return,
+                }
+            };
+            let mut next = rec.clone();
+            let since = now.saturating_sub(policy.bad_signatures_window).get();
+            next.bad_signatures_ns.retain(|&t| t > since);
+            next.bad_signatures_ns.push(now.get());
+            let keep = usize::try_from(policy.bad_signatures_threshold).unwrap_or(usize::MAX);
+            let excess = next.bad_signatures_ns.len().saturating_sub(keep);
+            next.bad_signatures_ns.drain(..excess);
+            let count = next.bad_signatures_ns.len();
+            let mut alerts = vec![Alert::new(
+                now,
+                &rec.agent_id,
+                AlertKind::BadSignature,
+                format!(
+                    "BadSignature: {e}; over a connection authenticated as this agent \
+                     ({count} of {} within {})",
+                    policy.bad_signatures_threshold,
+                    humantime::format_duration(policy.bad_signatures_window)
+                ),
+            )];
+            if count >= keep && next.compromised.is_none() {
+                let detail = format!(
+                    "{count} pulse(s) sent over a connection authenticated as this agent \
+                     (its mTLS certificate) failed signature verification under its \
+                     registered key within {}; the last: {e}. Whoever holds the agent's \
+                     transport identity signs with another key: investigate the node, \
+                     then clear the mark (POST /api/v1/agents/{}/expect \
+                     {{\"clear_compromised\": true}})",
+                    humantime::format_duration(policy.bad_signatures_window),
+                    rec.agent_id
+                );
+                alerts.push(Alert::new(
+                    now,
+                    &rec.agent_id,
+                    AlertKind::Compromised,
+                    &detail,
+                ));
+                next.compromised = Some(crate::model::Compromise {
+                    at_ns: now.get(),
+                    detail,
+                });
+            }
+            next.version = rec.version + 1;
+            let w = AgentWrite {
+                record: next,
+                expected_version: Some(rec.version),
+                nonce: None,
+                alerts,
+                chain_only: false,
+            };
+            match self.persist(w).await {
+                Ok(()) => return,
+                Err(StoreError::Conflict) if attempt == 0 => continue,
+                Err(e) => {
+                    tracing::warn!(agent_id = %rec.agent_id, error = %e, "could not record a bad signature");
+                    return;
+                }
+            }
+        }
     }
 
     /// Records a refused pulse on the agent (for the verdict) and alerts, at most once

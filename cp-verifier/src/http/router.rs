@@ -521,11 +521,17 @@ async fn register(
 
 async fn heartbeat(
     State(cp): State<Cp>,
+    peer: Option<axum::Extension<Peer>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b, MAX_HEARTBEAT_BODY)?;
     let env = Envelope::from_json(&b)?;
-    Ok(Json(cp.heartbeat(env).await?).into_response())
+    // Who the connection's agent certificate names: a bad signature counts toward
+    // `Compromised` only when it names the pulse's agent.
+    let names = peer
+        .map(|axum::Extension(p)| p.agent_names)
+        .unwrap_or_default();
+    Ok(Json(cp.heartbeat_from(env, &names).await?).into_response())
 }
 
 async fn agents(State(cp): State<Cp>) -> Result<Response, ApiError> {

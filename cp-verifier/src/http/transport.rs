@@ -49,12 +49,17 @@ pub struct Peer {
     /// The connection presented a client certificate that verified (agent or
     /// operator CA).
     pub client_cert: bool,
+    /// The subject CNs and DNS SANs of a client certificate that verified against
+    /// `[tls] client_ca_file` (the agents' CA): who the channel is authenticated as.
+    /// Empty without one.
+    pub agent_names: Vec<String>,
 }
 
 /// A loaded `[tls]` section.
 pub struct Tls {
     acceptor: tokio_rustls::TlsAcceptor,
     operator: Option<Arc<dyn ClientCertVerifier>>,
+    agents: Option<Arc<dyn ClientCertVerifier>>,
     /// `sha256:<hex>` of the server certificate's SubjectPublicKeyInfo: what an
     /// agent's `control_plane_pin` names.
     pub pin: String,
@@ -157,6 +162,10 @@ impl Tls {
             (None, Some(o)) => build(o.clone(), true)?,
         };
         let operator = operator.map(|o| build(o, false)).transpose()?;
+        let agents = client
+            .as_ref()
+            .map(|c| build(c.clone(), false))
+            .transpose()?;
         let mut sc = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| anyhow::anyhow!("TLS: {e}"))?
@@ -173,6 +182,7 @@ impl Tls {
         Ok(Tls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
             operator,
+            agents,
             pin,
             mtls: client.is_some(),
         })
@@ -185,6 +195,19 @@ impl Tls {
                 v.verify_client_cert(leaf, rest, UnixTime::now()).is_ok()
             }
             _ => false,
+        }
+    }
+
+    /// The names (CN, DNS SANs) of a client chain that verifies against the agents'
+    /// CA alone; none otherwise (an operator certificate names no agent).
+    fn agent_names(&self, chain: Option<&[CertificateDer<'static>]>) -> Vec<String> {
+        match (&self.agents, chain) {
+            (Some(v), Some([leaf, rest @ ..]))
+                if v.verify_client_cert(leaf, rest, UnixTime::now()).is_ok() =>
+            {
+                crate::register::enroll::der_cert_names(leaf)
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -333,6 +356,7 @@ pub async fn serve(
                         addr,
                         client_cert: chain.is_some_and(|c| !c.is_empty()),
                         operator_cert: tls.is_operator(chain),
+                        agent_names: tls.agent_names(chain),
                     };
                     connection(stream, peer, router, &limits, stop).await;
                 }
@@ -341,6 +365,7 @@ pub async fn serve(
                         addr,
                         client_cert: false,
                         operator_cert: false,
+                        agent_names: Vec::new(),
                     };
                     connection(tcp, peer, router, &limits, stop).await;
                 }

@@ -40,6 +40,7 @@ impl ControlPlane {
             platform_changed,
             since_replay: rec.last_replay_ns.map(|t| now.since(UnixNanos(t))),
             since_clock_desync: rec.last_desync_ns.map(|t| now.since(UnixNanos(t))),
+            compromised: rec.compromised.as_ref().map(|c| c.detail.clone()),
         };
         let v = policy::evaluate(&self.cfg.policy, &facts);
         let mut reasons = v.reasons;

@@ -439,6 +439,14 @@ pub enum EnrolledBy {
     Certificate,
 }
 
+/// Subject CNs and DNS SANs of a DER certificate (none when it does not parse).
+pub(crate) fn der_cert_names(der: &[u8]) -> Vec<String> {
+    use x509_cert::der::Decode;
+    x509_cert::Certificate::from_der(der)
+        .map(|c| cert_names(&c))
+        .unwrap_or_default()
+}
+
 /// Subject CNs and DNS SANs of a certificate.
 fn cert_names(cert: &x509_cert::Certificate) -> Vec<String> {
     use x509_cert::ext::pkix::name::GeneralName;

@@ -85,6 +85,9 @@ pub(crate) fn new_record(
         requote_failed: None,
         health: None,
         health_at_ns: None,
+        bad_signatures_ns: Vec::new(),
+        compromised: None,
+        previous_key: None,
         version: 0,
     }
 }
@@ -340,6 +343,16 @@ impl ControlPlane {
                     // The operator's allowance is one-shot: this registration used it.
                     allowed_tier: None,
                     stale_replays_refused: old.stale_replays_refused,
+                    // A compromise mark outlives a registration: only an operator
+                    // clears it. The replaced key stays known, so a pulse it signed
+                    // that arrives late is not counted as a bad signature.
+                    bad_signatures_ns: old.bad_signatures_ns.clone(),
+                    compromised: old.compromised.clone(),
+                    previous_key: if old.key != key {
+                        Some(old.key.clone())
+                    } else {
+                        old.previous_key.clone()
+                    },
                     version: old.version + 1,
                     ..new_record(&report, &measurements, &key, head, now, attestation.clone())
                 }

@@ -45,6 +45,9 @@ fn record(version: u64, seq: u64) -> AgentRecord {
         requote_failed: None,
         health: None,
         health_at_ns: None,
+        bad_signatures_ns: Vec::new(),
+        compromised: None,
+        previous_key: None,
         version,
     }
 }
