@@ -84,6 +84,9 @@ pub struct CpConfig {
     /// listens on a loopback address only, unless `insecure_http = true`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `[ear]`: sign EAT Attestation Results (`/api/v1/agents/{id}/ear`).
+    #[serde(default)]
+    pub ear: Option<crate::judge::ear::EarConfig>,
     /// Serve plain HTTP on a non-loopback address. Everything (pulses, tokens,
     /// the dashboard) then travels in clear: for a TLS-terminating proxy only.
     #[serde(default)]
@@ -510,6 +513,9 @@ impl CpConfig {
             "[policy] bad_signatures_threshold must be 1 to {MAX_BAD_SIGNATURES_THRESHOLD}, not {}",
             self.policy.bad_signatures_threshold
         );
+        if let Some(e) = &self.ear {
+            e.validate()?;
+        }
         anyhow::ensure!(
             self.policy.bad_signatures_window >= Duration::from_secs(1),
             "[policy] bad_signatures_window must be at least 1s"
@@ -594,6 +600,7 @@ impl CpConfig {
             images: None,
             withdrawn: Vec::new(),
             tls: None,
+            ear: None,
             insecure_http: false,
             viewer_token_file: None,
             limits: Limits::default(),

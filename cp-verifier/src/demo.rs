@@ -113,6 +113,21 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         client_ca_file: None,
         operator_ca_file: None,
     });
+    // A throwaway EAR signing key, so relying parties' tokens work in the demo too.
+    let ear_key = root.join("ear.key");
+    {
+        use p256::pkcs8::EncodePrivateKey;
+        let k =
+            p256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()).context("EAR key")?;
+        let pem = k
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .context("EAR key PEM")?;
+        write_private(&ear_key, &pem)?;
+    }
+    cfg.ear = Some(crate::judge::ear::EarConfig {
+        signing_key_file: ear_key,
+        ttl: Duration::from_secs(300),
+    });
     cfg.enrollment.keys.push(EnrolledKey {
         agent_id: DEMO_AGENT.into(),
         fingerprint: fingerprint.clone(),
@@ -190,6 +205,10 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     )?;
     writeln!(out, "  agents (JSON)   https://{host}/api/v1/agents")?;
     writeln!(out, "  alerts (JSON)   https://{host}/api/v1/alerts")?;
+    writeln!(
+        out,
+        "  EAR token       https://{host}/api/v1/agents/{DEMO_AGENT}/ear (JWT; key at /.well-known/jwks.json)"
+    )?;
     writeln!(
         out,
         "  curl            curl --cacert {} -H 'Authorization: Bearer {viewer}' https://{host}/api/v1/agents",

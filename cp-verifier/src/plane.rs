@@ -68,6 +68,8 @@ pub struct ControlPlane {
     pub(crate) tasks: Tasks,
     /// When the sweeper last looked for TDX evidence to re-attest (UTC ns; 0: never).
     pub(crate) last_reattest_scan: std::sync::atomic::AtomicU64,
+    /// Signs EAT Attestation Results (`[ear]`); `None`: not configured.
+    pub(crate) ear: Option<crate::judge::ear::EarIssuer>,
 }
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {

@@ -62,6 +62,11 @@ impl ControlPlane {
             &tasks,
         );
         let enroller = Enroller::new(&cfg.enrollment)?;
+        let ear = cfg
+            .ear
+            .as_ref()
+            .map(crate::judge::ear::EarIssuer::load)
+            .transpose()?;
         let mut tdx = TdxVerifier::from_config(
             &cfg.tdx,
             &cfg.data_dir,
@@ -116,6 +121,7 @@ impl ControlPlane {
             probe: Mutex::new(None),
             tasks,
             last_reattest_scan: std::sync::atomic::AtomicU64::new(0),
+            ear,
         })
     }
 }

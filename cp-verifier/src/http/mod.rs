@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod dashboard;
+pub mod ear;
 pub mod error;
 pub mod router;
 pub mod transport;

@@ -231,6 +231,7 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
                 .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
         .route("/api/v1/withdrawals/{id}", delete(remove_withdrawal))
+        .merge(crate::http::ear::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request("MethodNotAllowed", "method not allowed on this endpoint")
@@ -243,7 +244,11 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/healthz" | "/api/v1/challenge" | "/api/v1/register" | "/api/v1/heartbeat"
+        "/" | "/healthz"
+            | "/api/v1/challenge"
+            | "/api/v1/register"
+            | "/api/v1/heartbeat"
+            | "/.well-known/jwks.json"
     )
 }
 

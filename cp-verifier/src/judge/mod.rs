@@ -4,5 +4,6 @@
 //! through `policy` ([`verdict`]). Nothing here talks HTTP.
 
 pub mod baseline;
+pub mod ear;
 pub mod images;
 pub mod verdict;
