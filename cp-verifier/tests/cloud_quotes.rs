@@ -4,7 +4,7 @@
 
 mod common;
 
-use cp_verifier::attest::dcap::{verify_signatures, BindingRules};
+use cp_verifier::attest::dcap::{check_sept_ve, verify_signatures, BindingRules, QuoteVerifyError};
 use provenant_base::clock::UnixSecs;
 
 fn azure() -> (String, Vec<u8>) {
@@ -44,6 +44,8 @@ fn azure_and_gcp_quotes_verify_under_intels_root() {
         assert_eq!(body.kind, evidence::tdx::BodyKind::Td10, "{cloud}");
         // Neither is bound to a service TD nor migratable: the default rules pass.
         BindingRules::default().check(body).unwrap();
+        // Google's TD has SEPT_VE_DISABLE set; Azure's paravisor TD has it clear.
+        assert_eq!(body.sept_ve_disabled(), cloud == "gcp", "{cloud}");
         // Not yet valid before the PCK leaf was issued (2023).
         assert!(verify_signatures(&raw, UnixSecs::from_unsigned(1_600_000_000), None).is_err());
     }
@@ -51,9 +53,14 @@ fn azure_and_gcp_quotes_verify_under_intels_root() {
     let s = verify_signatures(&raw, UnixSecs::from_unsigned(AT), None).unwrap();
     let body = &s.quote().body;
     // Azure's paravisor TD: no RTMRs, and TDATTRIBUTES all zero (SEPT_VE_DISABLE
-    // clear, which DCAP's attribute checks refuse once collateral is at hand).
+    // clear, which DCAP's attribute checks refuse once collateral is at hand: the
+    // control plane and `verify quote --collateral` answer `SeptVeNotDisabled`).
     assert!(body.rtmrs.iter().all(|r| r.0 == [0; 48]));
     assert_eq!(body.td_attributes.0, [0; 8]);
+    assert_eq!(
+        check_sept_ve(body).unwrap_err(),
+        QuoteVerifyError::SeptVeNotDisabled
+    );
     assert_eq!(
         body.mrtd.to_hex(),
         "024a32b070383331181619fa387cb4d55d1e38879f989933055ccad5bc2db795d1737b66205949d15469dc8c1ba7ab7b"

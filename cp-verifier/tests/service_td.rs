@@ -1,6 +1,7 @@
-//! TDs bound to a service TD, migratable TDs and SERVTD_EXT: typed refusals
-//! (`ServiceTdBound`, `MigratableTd`, `ServTdExt`), the `[policy.tdx]` lists that
-//! accept a binding, `verify quote --allow-mrservicetd`, and advisory ids as a list.
+//! TDs bound to a service TD, migratable TDs, SERVTD_EXT and SEPT_VE_DISABLE clear:
+//! typed refusals (`ServiceTdBound`, `MigratableTd`, `ServTdExt`,
+//! `SeptVeNotDisabled`), the `[policy.tdx]` lists that accept a binding,
+//! `verify quote --allow-mrservicetd`, and advisory ids as a list.
 //!
 //! No public TD 1.5 quote with a non-zero MRSERVICETD exists in the test data, so the
 //! quotes here come from the simulator (tdx-sim, TEST PKI), signed as a QE signs.
@@ -29,6 +30,10 @@ fn attributes(extra: &[u32]) -> [u8; 8] {
     }
     v.to_le_bytes()
 }
+
+/// TDATTRIBUTES with SEPT_VE_DISABLE (and DEBUG) clear: all zero, as Azure's
+/// paravisor TDs have them, and PKS and PERFMON set (bits DCAP otherwise accepts).
+const SEPT_VE_CLEAR: [[u8; 8]; 2] = [[0; 8], ((1u64 << 30) | (1 << 63)).to_le_bytes()];
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.path().join(name);
@@ -132,6 +137,65 @@ fn cli_refuses_migratable_and_servtd_ext_with_their_own_kinds() {
             assert_eq!((code, v["error"]["kind"].as_str()), (1, Some(kind)), "{v}");
         }
     }
+}
+
+#[test]
+fn cli_refuses_sept_ve_clear_with_its_own_kind() {
+    for attrs in SEPT_VE_CLEAR {
+        let td = TdReport::new().with_td_attributes(attrs);
+        for raw in [td.quote_v4(), td.quote_v5_td15([0; 48])] {
+            let (code, v) = cli(&raw, true, &[]);
+            assert_eq!(
+                (code, v["error"]["kind"].as_str()),
+                (1, Some("SeptVeNotDisabled")),
+                "{v}"
+            );
+            let detail = v["error"]["detail"].as_str().unwrap();
+            assert!(detail.contains("SEPT_VE_DISABLE"), "{detail}");
+            // Without collateral only signatures and the PCK chain are checked: DCAP's
+            // TD attribute policy is not applied (as for Azure's quote, cloud_quotes.rs).
+            let (code, v) = cli(&raw, false, &[]);
+            assert_eq!(code, 0, "{v}");
+            assert_eq!(v["td_attributes"], hex::encode(attrs));
+        }
+    }
+}
+
+#[test]
+fn sept_ve_clear_is_refused_only_on_a_signed_body() {
+    let c = parse_collateral(TestPki::collateral_json()).unwrap();
+    let root = Some(TestPki::root_ca_der());
+    let at = UnixSecs::from_unsigned(FIXED);
+    // The kind the library gives is the reason code the control plane answers with.
+    assert_eq!(
+        QuoteVerifyError::SeptVeNotDisabled.kind(),
+        policy::ReasonCode::SeptVeNotDisabled.as_str()
+    );
+    // Allowing every binding does not accept it: there is no switch.
+    let open = BindingRules {
+        allowed_mrservicetd: vec![SERVICE_TD],
+        allow_servtd_ext: true,
+    };
+    for attrs in SEPT_VE_CLEAR {
+        let td = TdReport::new().with_td_attributes(attrs);
+        for mut raw in [td.quote_v4(), td.quote_v5_td15([0; 48])] {
+            assert_eq!(
+                verify_quote(&raw, &c, at, root).unwrap_err(),
+                QuoteVerifyError::SeptVeNotDisabled
+            );
+            assert_eq!(
+                verify_quote_with(&raw, &c, at, root, &open).unwrap_err(),
+                QuoteVerifyError::SeptVeNotDisabled
+            );
+            // A forged body is a signature failure, never a statement about it.
+            raw[48 + 6 + 136] ^= 1;
+            let e = verify_quote(&raw, &c, at, root).unwrap_err();
+            assert!(matches!(e, QuoteVerifyError::Verification(_)), "{e:?}");
+        }
+    }
+    // The same TD with SEPT_VE_DISABLE set verifies.
+    let raw = TdReport::new().with_td_attributes(attributes(&[30, 63]));
+    verify_quote(&raw.quote_v4(), &c, at, root).unwrap();
 }
 
 #[test]
@@ -275,6 +339,70 @@ async fn server_refuses_a_service_td_bound_td_by_default() {
     let (s, v) = register(&cp, &a, |b| b.quote_v5_td15([0; 48])).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["verdict"]["status"], "pass", "{v}");
+}
+
+#[tokio::test]
+async fn server_refuses_a_td_with_sept_ve_clear() {
+    // Even with every binding allowed: no policy accepts it.
+    let hex = hex::encode(SERVICE_TD);
+    let (cp, a) = control_plane(&format!(
+        "allowed_mrservicetd = [\"{hex}\"]\nallow_servtd_ext = true"
+    ))
+    .await;
+    for attrs in SEPT_VE_CLEAR {
+        for v5 in [false, true] {
+            let (s, v) = register(&cp, &a, |b| {
+                let b = b.with_td_attributes(attrs);
+                if v5 {
+                    b.quote_v5_td15([0; 48])
+                } else {
+                    b.quote_v4()
+                }
+            })
+            .await;
+            assert_eq!(
+                (s, v["error"]["kind"].as_str()),
+                (403, Some("SeptVeNotDisabled")),
+                "{v}"
+            );
+            let detail = v["error"]["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("SEPT_VE_DISABLE") && detail.contains("#VE"),
+                "{detail}"
+            );
+        }
+    }
+    // The refusals raised AttestationRefused alerts naming it, and the fleet page
+    // shows them.
+    let alerts = cp.alerts("AttestationRefused").await;
+    assert!(!alerts.is_empty());
+    for a in alerts {
+        let d = a["detail"].as_str().unwrap();
+        assert!(
+            d.starts_with("SeptVeNotDisabled: TDATTRIBUTES SEPT_VE_DISABLE"),
+            "{d}"
+        );
+    }
+    let html = cp
+        .http
+        .get(format!("{}/agents", cp.base))
+        .bearer_auth(harness::VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("SeptVeNotDisabled: TDATTRIBUTES SEPT_VE_DISABLE"),
+        "{html}"
+    );
+    // The same TD with SEPT_VE_DISABLE set registers.
+    let (s, v) = register(&cp, &a, |b| {
+        b.with_td_attributes(attributes(&[30, 63])).quote_v4()
+    })
+    .await;
+    assert_eq!(s, 200, "{v}");
 }
 
 #[tokio::test]

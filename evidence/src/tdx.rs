@@ -244,6 +244,11 @@ impl TdReport {
     pub fn servtd_ext(&self) -> bool {
         self.td_attributes.0[2] & 0x02 != 0
     }
+    /// TDATTRIBUTES bit 28, SEPT_VE_DISABLE: EPT violations on pending pages are not
+    /// turned into #VE in the guest. Clear, the host's VMM can inject them.
+    pub fn sept_ve_disabled(&self) -> bool {
+        self.td_attributes.0[3] & 0x10 != 0
+    }
     /// TDATTRIBUTES bit 29, MIGRATABLE: a migration TD may move the TD's state.
     pub fn migratable(&self) -> bool {
         self.td_attributes.0[3] & 0x20 != 0
@@ -478,11 +483,17 @@ mod tests {
             mrservicetd: Some(HexBytes([0; 48])),
         };
         assert!(!b.servtd_ext() && !b.migratable() && b.service_td().is_none());
+        assert!(b.sept_ve_disabled());
         // Bit 17 and bit 29 of the little-endian u64.
         b.td_attributes = HexBytes((1u64 << 17 | 1 << 28).to_le_bytes());
-        assert!(b.servtd_ext() && !b.migratable());
+        assert!(b.servtd_ext() && !b.migratable() && b.sept_ve_disabled());
         b.td_attributes = HexBytes((1u64 << 29 | 1 << 28).to_le_bytes());
-        assert!(!b.servtd_ext() && b.migratable());
+        assert!(!b.servtd_ext() && b.migratable() && b.sept_ve_disabled());
+        // Bit 28 clear: all zero, or every other bit set.
+        for v in [0, !(1u64 << 28)] {
+            b.td_attributes = HexBytes(v.to_le_bytes());
+            assert!(!b.sept_ve_disabled(), "{v:#x}");
+        }
         b.mrservicetd = Some(HexBytes([7; 48]));
         assert_eq!(b.service_td().map(|m| m.0), Some([7; 48]));
         b.kind = BodyKind::Td10;

@@ -152,6 +152,11 @@ pub enum ReasonCode {
     /// holds the agent's transport identity signs with a key that is not its own.
     /// Red until an operator clears it.
     Compromised,
+    /// The TD's TDATTRIBUTES SEPT_VE_DISABLE is clear: the host's VMM can inject #VE
+    /// on EPT violations into the guest. Intel's and dcap-qvl's TD attribute policy
+    /// refuses it, and dcap-qvl has no switch to accept it: always refused (the
+    /// default of Azure's paravisor TDs).
+    SeptVeNotDisabled,
 }
 
 impl ReasonCode {
@@ -205,6 +210,7 @@ impl ReasonCode {
             ReasonCode::MigratableTd => "MigratableTd",
             ReasonCode::ServTdExt => "ServTdExt",
             ReasonCode::Compromised => "Compromised",
+            ReasonCode::SeptVeNotDisabled => "SeptVeNotDisabled",
         }
     }
 }
@@ -317,6 +323,7 @@ mod tests {
             ReasonCode::MigratableTd,
             ReasonCode::ServTdExt,
             ReasonCode::Compromised,
+            ReasonCode::SeptVeNotDisabled,
         ] {
             assert_eq!(
                 serde_json::to_value(c).unwrap(),

@@ -108,6 +108,14 @@ pub enum QuoteVerifyError {
     /// DCAP never accepts).
     #[error("TDATTRIBUTES SERVTD_EXT is set: {0}")]
     ServTdExt(&'static str),
+    /// TDATTRIBUTES SEPT_VE_DISABLE (bit 28) is clear. dcap-qvl refuses every such
+    /// TD; there is no switch for it (see [`check_sept_ve`]).
+    #[error(
+        "TDATTRIBUTES SEPT_VE_DISABLE (bit 28) is clear: the host's VMM can inject #VE on EPT \
+         violations into the guest, which Intel's and dcap-qvl's TD attribute policy refuses \
+         (the default of Azure's paravisor TDs)"
+    )]
+    SeptVeNotDisabled,
     /// `evidence::tdx` and dcap-qvl read different values for `field`.
     #[error("parsers disagree on {field}; refusing the quote")]
     ParserMismatch {
@@ -128,6 +136,7 @@ impl QuoteVerifyError {
             QuoteVerifyError::ServiceTdBound { .. } => "ServiceTdBound",
             QuoteVerifyError::MigratableTd => "MigratableTd",
             QuoteVerifyError::ServTdExt(_) => "ServTdExt",
+            QuoteVerifyError::SeptVeNotDisabled => "SeptVeNotDisabled",
         }
     }
 }
@@ -227,6 +236,23 @@ impl BindingRules {
     }
 }
 
+/// `SeptVeNotDisabled` unless `body` has TDATTRIBUTES SEPT_VE_DISABLE set. Only a
+/// body whose signatures verified may be believed.
+///
+/// Always refused, whatever the policy: dcap-qvl (0.7.1 in Cargo.lock) refuses a TD
+/// with SEPT_VE_DISABLE clear unconditionally (`validate_td10`, also reached for TD
+/// 1.5 bodies) and offers no option to accept it. Accepting such TDs (Azure's
+/// paravisor TDs among them) would need that option upstream first; this check only
+/// names the refusal, before dcap-qvl runs, instead of its generic verification
+/// failure.
+pub fn check_sept_ve(body: &evidence::tdx::TdReport) -> Result<(), QuoteVerifyError> {
+    if body.sept_ve_disabled() {
+        Ok(())
+    } else {
+        Err(QuoteVerifyError::SeptVeNotDisabled)
+    }
+}
+
 /// Verifies `raw` against `collateral` at `now`, allowing no service-TD binding.
 /// `root_ca_der` overrides Intel's root; pass `None` in production.
 pub fn verify_quote(
@@ -239,9 +265,10 @@ pub fn verify_quote(
 }
 
 /// [`verify_quote`] under `rules`. A quote whose binding the rules refuse gets its
-/// typed refusal (`ServiceTdBound`, `MigratableTd`, `ServTdExt`) only once its
+/// typed refusal (`ServiceTdBound`, `MigratableTd`, `ServTdExt`), and one with
+/// SEPT_VE_DISABLE clear gets `SeptVeNotDisabled` ([`check_sept_ve`]), only once its
 /// signatures and PCK chain verified at `now`: a forged body gets the signature
-/// failure instead, never a statement about its binding.
+/// failure instead, never a statement about its binding or attributes.
 pub fn verify_quote_with(
     raw: &[u8],
     collateral: &QuoteCollateralV3,
@@ -250,7 +277,11 @@ pub fn verify_quote_with(
     rules: &BindingRules,
 ) -> Result<VerifiedQuote, QuoteVerifyError> {
     let quote = Quote::parse(raw)?;
-    let allow_service_td = match rules.check(&quote.body) {
+    let typed = rules.check(&quote.body).and_then(|allow| {
+        check_sept_ve(&quote.body)?;
+        Ok(allow)
+    });
+    let allow_service_td = match typed {
         Ok(allow) => allow,
         Err(refusal) => {
             verify_signatures(raw, now, root_ca_der)?;

@@ -24,7 +24,9 @@ use provenant_base::clock::{UnixNanos, UnixSecs};
 use crate::attest::collateral::{
     quote_collateral_key, CollateralSource, OfflineConfig, PcsConfig, SharedCache,
 };
-use crate::attest::dcap::{verify_quote_with, verify_signatures, BindingRules, QuoteVerifyError};
+use crate::attest::dcap::{
+    check_sept_ve, verify_quote_with, verify_signatures, BindingRules, QuoteVerifyError,
+};
 use crate::config::TdxConfig;
 use crate::model::{TdxAttestation, TdxFreshness};
 pub use error::AttestError;
@@ -295,6 +297,15 @@ impl TdxVerifier {
             .find(|r| r.status == Status::Fail)
         {
             return Err(AttestError::refused(r.code.as_str(), r.detail));
+        }
+        // SEPT_VE_DISABLE clear: refused with its own reason too, before any
+        // collateral is fetched. No policy can accept it: dcap-qvl refuses it
+        // unconditionally (see `dcap::check_sept_ve`).
+        if let Err(e) = check_sept_ve(&signed.quote().body) {
+            return Err(AttestError::refused(
+                ReasonCode::SeptVeNotDisabled.as_str(),
+                e.to_string(),
+            ));
         }
         let (fmspc, ca) = quote_collateral_key(raw)
             .map_err(|e| AttestError::refused("QuoteVerificationFailed", e.to_string()))?;
