@@ -70,6 +70,8 @@ pub struct ControlPlane {
     pub(crate) last_reattest_scan: std::sync::atomic::AtomicU64,
     /// Signs EAT Attestation Results (`[ear]`); `None`: not configured.
     pub(crate) ear: Option<crate::judge::ear::EarIssuer>,
+    /// Prometheus metrics (`/metrics`).
+    pub(crate) metrics: crate::http::metrics::Metrics,
 }
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {
@@ -184,7 +186,12 @@ impl ControlPlane {
                 .cloned()
                 .collect()
         };
-        match self.store.write_agent(w).await {
+        let started = std::time::Instant::now();
+        let written = self.store.write_agent(w).await;
+        self.metrics
+            .store_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match written {
             Ok(()) => {
                 self.cache
                     .lock()

@@ -122,6 +122,7 @@ impl ControlPlane {
             tasks,
             last_reattest_scan: std::sync::atomic::AtomicU64::new(0),
             ear,
+            metrics: crate::http::metrics::Metrics::new(),
         })
     }
 }

@@ -763,3 +763,64 @@ async fn health_in_the_pulse_is_shown_and_the_clock_judged() {
     let (s, v) = cp.pulse(&env).await;
     assert_eq!((s, kind(&v)), (400, "InvalidField"), "{v}");
 }
+
+/// `GET /api/v1/agents` filters (badge, tier, partition, id substring) on the server
+/// and pages by agent id (`after` = the previous page's `next`), with the total of
+/// matching agents; bad filters are refused with a reason.
+#[tokio::test]
+async fn agents_listing_filters_and_pages() {
+    let mut agents: Vec<TestAgent> = (0..5)
+        .map(|i| TestAgent::new(&format!("node-{i}")))
+        .collect();
+    let keys: Vec<EnrolledKey> = agents.iter().map(TestAgent::enroll).collect();
+    let cp = start(|c| c.enrollment.keys.extend(keys)).await;
+    for a in agents.iter_mut() {
+        assert_eq!(cp.register(a, measurements(1, 1)).await.0, 200);
+    }
+    // node-3's binary changes: red.
+    let p = agents[3].next_pulse(cp.now(), measurements(2, 1));
+    assert_eq!(cp.pulse(&p).await.0, 200);
+
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["agent_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, v) = cp.get("/api/v1/agents").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["total"], 5);
+    assert_eq!(v["next"], serde_json::Value::Null);
+    let (_, v) = cp.get("/api/v1/agents?badge=red").await;
+    assert_eq!(ids(&v), ["node-3"]);
+    let (_, v) = cp.get("/api/v1/agents?badge=yellow&tier=software").await;
+    assert_eq!(v["total"], 4);
+    let (_, v) = cp.get("/api/v1/agents?q=de-4").await;
+    assert_eq!(ids(&v), ["node-4"]);
+    let (_, v) = cp.get("/api/v1/agents?partition=other").await;
+    assert_eq!(v["total"], 0);
+
+    // Pages of two: 0,1 | 2,3 | 4.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    for _ in 0..4 {
+        let (_, v) = cp
+            .get(&format!("/api/v1/agents?limit=2&after={after}"))
+            .await;
+        assert_eq!(v["total"], 5);
+        seen.extend(ids(&v));
+        match v["next"].as_str() {
+            Some(n) => after = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["node-0", "node-1", "node-2", "node-3", "node-4"]);
+
+    for bad in ["badge=purple", "limit=0", "limit=1001", "limit=x"] {
+        let (s, v) = cp.get(&format!("/api/v1/agents?{bad}")).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+        assert_eq!(v["error"]["kind"], "BadQuery", "{bad}");
+    }
+}

@@ -19,7 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, COOKIE, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
     WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -207,6 +207,7 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
             "/api/v1/heartbeat",
             post(heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BODY)),
         )
+        .route("/metrics", get(metrics))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{id}", get(agent))
         .route(
@@ -521,7 +522,11 @@ async fn register(
     let req: RegisterRequest = json(&b)?;
     // The transport's peer address aggregates refused registrations by source.
     let source = peer.map(|axum::Extension(p)| p.addr.ip());
-    Ok(Json(cp.register_from(req, source).await?).into_response())
+    let started = Instant::now();
+    let r = cp.register_from(req, source).await.map_err(ApiError::from);
+    let result = r.as_ref().map_or_else(ApiError::kind, |_| "accepted");
+    cp.metrics.registration(result, started.elapsed());
+    Ok(Json(r?).into_response())
 }
 
 async fn heartbeat(
@@ -536,11 +541,77 @@ async fn heartbeat(
     let names = peer
         .map(|axum::Extension(p)| p.agent_names)
         .unwrap_or_default();
-    Ok(Json(cp.heartbeat_from(env, &names).await?).into_response())
+    let r = cp.heartbeat_from(env, &names).await.map_err(ApiError::from);
+    cp.metrics
+        .pulse(r.as_ref().map_or_else(ApiError::kind, |_| "accepted"));
+    Ok(Json(r?).into_response())
 }
 
-async fn agents(State(cp): State<Cp>) -> Result<Response, ApiError> {
-    Ok(Json(serde_json::json!({ "agents": cp.agents().await? })).into_response())
+async fn metrics(State(cp): State<Cp>) -> Result<Response, ApiError> {
+    Ok((
+        [(CONTENT_TYPE, crate::http::metrics::CONTENT_TYPE)],
+        cp.metrics_text().await?,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/agents` filters and page.
+#[derive(Deserialize)]
+struct AgentQuery {
+    badge: Option<String>,
+    tier: Option<String>,
+    partition: Option<String>,
+    /// A substring of the agent id.
+    q: Option<String>,
+    /// Agents after this id (the previous page's `next`).
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Largest page of `GET /api/v1/agents`.
+const MAX_AGENTS_PAGE: usize = 1000;
+
+async fn agents(
+    State(cp): State<Cp>,
+    q: Result<Query<AgentQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
+    if let Some(b) = q.badge.as_deref() {
+        if !matches!(b, "green" | "yellow" | "red" | "unknown") {
+            return Err(ApiError::bad_request(
+                "BadQuery",
+                format!("badge must be green, yellow, red or unknown, not {b:?}"),
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(MAX_AGENTS_PAGE);
+    if !(1..=MAX_AGENTS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "BadQuery",
+            format!("limit must be 1 to {MAX_AGENTS_PAGE}"),
+        ));
+    }
+    let mut all = cp.agents().await?;
+    all.retain(|a| {
+        q.badge.as_deref().is_none_or(|b| a.badge == b)
+            && q.tier.as_deref().is_none_or(|t| a.tier.as_str() == t)
+            && q.partition.as_deref().is_none_or(|p| a.partition == p)
+            && q.q.as_deref().is_none_or(|s| a.agent_id.contains(s))
+    });
+    all.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    let total = all.len();
+    let start = q.after.as_deref().map_or(0, |after| {
+        all.partition_point(|a| a.agent_id.as_str() <= after)
+    });
+    let page: Vec<_> = all.into_iter().skip(start).take(limit + 1).collect();
+    let more = page.len() > limit;
+    let page: Vec<_> = page.into_iter().take(limit).collect();
+    let next = if more {
+        page.last().map(|a| a.agent_id.clone())
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({ "agents": page, "total": total, "next": next })).into_response())
 }
 
 async fn agent(State(cp): State<Cp>, Path(id): Path<String>) -> Result<Response, ApiError> {

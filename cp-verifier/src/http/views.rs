@@ -179,6 +179,46 @@ impl ControlPlane {
             .collect())
     }
 
+    /// `/metrics`: the counters and histograms, with the agents-by-badge and queue
+    /// gauges read now.
+    pub async fn metrics_text(&self) -> Result<String, ApiError> {
+        use crate::http::metrics::{Queue, Standing};
+        let agents = self.agents().await?;
+        let m = &self.metrics;
+        m.agents.clear();
+        for a in &agents {
+            let badge = match a.verdict.status {
+                policy::Status::Pass => "green",
+                policy::Status::Warn => "yellow",
+                policy::Status::Fail => "red",
+                policy::Status::Unknown => "unknown",
+            };
+            m.agents
+                .get_or_create(&Standing {
+                    badge,
+                    tier: a.tier.as_str(),
+                })
+                .inc();
+        }
+        let hooks = self.alerts.stats();
+        let depth = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let outbox = self.store.outbox_len().await.map_err(store_err)?;
+        for (queue, n) in [
+            ("webhook_outbox", depth(outbox)),
+            (
+                "webhook_best_effort",
+                depth(u64::try_from(hooks.best_effort_queued).unwrap_or(u64::MAX)),
+            ),
+            (
+                "image_verifications",
+                depth(u64::try_from(self.images.queue_depth()).unwrap_or(u64::MAX)),
+            ),
+        ] {
+            m.queues.get_or_create(&Queue { queue }).set(n);
+        }
+        Ok(m.encode())
+    }
+
     /// The view of agent `id`; `NotFound` when there is none.
     pub async fn agent(&self, id: &str) -> Result<AgentView, ApiError> {
         let now = self.now();

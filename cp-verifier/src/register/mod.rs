@@ -232,7 +232,10 @@ impl ControlPlane {
                 };
                 let binding = evidence::report_data(&env);
                 let checked = if report.tier == Tier::Tdx {
-                    self.tdx.verify_quote(&raw, log, binding, now).await
+                    let started = std::time::Instant::now();
+                    let r = self.tdx.verify_quote(&raw, log, binding, now).await;
+                    self.metrics.verified("quote", started.elapsed());
+                    r
                 } else {
                     self.tdx.check_tdreport(&raw, log, binding, now)
                 };
