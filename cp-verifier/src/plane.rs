@@ -72,6 +72,8 @@ pub struct ControlPlane {
     pub(crate) ear: Option<crate::judge::ear::EarIssuer>,
     /// Prometheus metrics (`/metrics`).
     pub(crate) metrics: crate::http::metrics::Metrics,
+    /// The fleet's event stream (`/api/v1/events`).
+    pub(crate) events: crate::http::events::Events,
 }
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {
@@ -205,6 +207,14 @@ impl ControlPlane {
                         .remove(&rec.agent_id);
                 }
                 self.alerts.emit(&fresh(&alerts));
+                if !alerts.is_empty() {
+                    // Something worth an alert happened: the badge may have moved
+                    // (pulses announce theirs from the verdict they already hold).
+                    self.events.alerts(&alerts);
+                    let now = self.now();
+                    self.events
+                        .verdict(&rec.agent_id, &self.verdict(&rec, now), now.get());
+                }
                 Ok(())
             }
             Err(e) => {

@@ -123,6 +123,7 @@ impl ControlPlane {
             last_reattest_scan: std::sync::atomic::AtomicU64::new(0),
             ear,
             metrics: crate::http::metrics::Metrics::new(),
+            events: crate::http::events::Events::new(),
         })
     }
 }

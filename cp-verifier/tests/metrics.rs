@@ -88,3 +88,75 @@ async fn metrics_count_what_the_control_plane_did() {
     );
     assert!(t.ends_with("# EOF\n"));
 }
+
+/// Reads the event stream until `want` returns true on the text so far, within 10 s.
+async fn read_until(r: &mut reqwest::Response, want: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !want(&text) {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no such event within 10 s; got:\n{text}"))
+            .unwrap()
+            .expect("the stream ended");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
+}
+
+/// `/api/v1/events` (Server-Sent Events): a registration announces the agent's first
+/// badge and its `Registered` alert; a pulse that changes the binary announces the
+/// turn to red (previous yellow, with the reason) and the `BinaryChanged` alert; a
+/// pulse that changes nothing announces nothing.
+#[tokio::test]
+async fn events_stream_verdict_changes_and_alerts() {
+    let mut a = TestAgent::new("node-1");
+    let cp = start(|c| c.enrollment.keys.push(a.enroll())).await;
+    let r = cp
+        .http
+        .get(format!("{}/api/v1/events", cp.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut r = cp
+        .http
+        .get(format!("{}/api/v1/events", cp.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+
+    assert_eq!(cp.register(&mut a, measurements(1, 1)).await.0, 200);
+    let t = read_until(&mut r, |t| {
+        t.contains("event: verdict") && t.contains("\"kind\":\"Registered\"")
+    })
+    .await;
+    assert!(
+        t.contains(r#""type":"verdict","agent_id":"node-1","badge":"yellow","previous":null"#),
+        "{t}"
+    );
+
+    let p = a.next_pulse(cp.now(), measurements(1, 1));
+    assert_eq!(cp.pulse(&p).await.0, 200);
+    a.accepted(&p);
+    let p = a.next_pulse(cp.now(), measurements(2, 1));
+    assert_eq!(cp.pulse(&p).await.0, 200);
+    let t = read_until(&mut r, |t| {
+        t.contains("\"kind\":\"BinaryChanged\"") && t.contains("\"badge\":\"red\"")
+    })
+    .await;
+    // The unchanged pulse announced nothing: the only verdict event is the turn to red.
+    let verdicts: Vec<&str> = t
+        .lines()
+        .filter(|l| l.contains("\"type\":\"verdict\""))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{t}");
+    assert!(
+        verdicts[0].contains(r#""badge":"red","previous":"yellow""#),
+        "{t}"
+    );
+    assert!(verdicts[0].contains("\"BinaryChanged\""), "{t}");
+}

@@ -265,13 +265,14 @@ impl ControlPlane {
             }
             match written {
                 Ok(()) => {
+                    self.events.verdict(&agent_id, &verdict, now.get());
                     return Ok(HeartbeatResponse {
                         accepted: true,
                         sequence: next.sequence,
                         verdict,
                         commands: Vec::new(),
                         workloads: badges,
-                    })
+                    });
                 }
                 Err(StoreError::DuplicateNonce) => {
                     return Err(self

@@ -66,6 +66,10 @@ pub enum ApiError {
     /// Storage is unavailable; nothing was recorded, the client may retry.
     #[error("StoreUnavailable")]
     StoreUnavailable(String),
+    /// A bounded resource of the control plane is in full use (e.g. every event
+    /// stream slot); the client may retry later (503 `Busy`).
+    #[error("Busy: {0}")]
+    Busy(String),
     /// A known agent's fresh evidence could not be verified because an upstream the
     /// verification needs (collateral, provenance, storage) is unavailable: not a
     /// judgement of the agent, which keeps its current registration. `upstream` is the
@@ -253,6 +257,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::NotFound(_) => "NotFound",
             ApiError::StoreUnavailable(_) => "StoreUnavailable",
+            ApiError::Busy(_) => "Busy",
             ApiError::Internal(_) => "Internal",
             ApiError::Revoked(_) => "Revoked",
             ApiError::Withdrawn(_) => "Withdrawn",
@@ -274,9 +279,9 @@ impl ApiError {
             ApiError::Replay(_) => StatusCode::CONFLICT,
             ApiError::ClockDesync(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::StoreUnavailable(_) | ApiError::UpstreamUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::StoreUnavailable(_)
+            | ApiError::Busy(_)
+            | ApiError::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::EventLogPrefix { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Revoked(_) | ApiError::Withdrawn(_) => StatusCode::FORBIDDEN,
@@ -302,6 +307,7 @@ impl ApiError {
             | ApiError::Replay(d)
             | ApiError::ClockDesync(d)
             | ApiError::Unauthorized(d)
+            | ApiError::Busy(d)
             | ApiError::NotFound(d) => d.clone(),
             ApiError::StoreUnavailable(_) => {
                 "storage is unavailable; nothing was recorded, retry later".into()

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod ear;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod router;
 pub mod transport;

@@ -208,6 +208,7 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
             post(heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BODY)),
         )
         .route("/metrics", get(metrics))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{id}", get(agent))
         .route(
@@ -545,6 +546,36 @@ async fn heartbeat(
     cp.metrics
         .pulse(r.as_ref().map_or_else(ApiError::kind, |_| "accepted"));
     Ok(Json(r?).into_response())
+}
+
+/// `GET /api/v1/events`: Server-Sent Events of verdict changes and alerts, with a
+/// keep-alive comment every 15 s (an idle stream would otherwise be cut off by the
+/// transport's idle timeout).
+async fn events(State(cp): State<Cp>) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(sub) = cp.events.subscribe() else {
+        return Err(ApiError::Busy(format!(
+            "{} event streams are open already; try again later",
+            crate::http::events::MAX_SUBSCRIBERS
+        )));
+    };
+    let stream = futures_util::stream::unfold(sub, |mut sub| async move {
+        let ev = match sub.rx.recv().await {
+            Ok(e) => Event::default()
+                .event(e.name())
+                .json_data(&e)
+                .unwrap_or_else(|_| Event::default().event("error")),
+            Err(RecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{n} events were dropped: refetch /api/v1/agents")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(ev), sub))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }
 
 async fn metrics(State(cp): State<Cp>) -> Result<Response, ApiError> {
