@@ -210,6 +210,7 @@ impl Agent {
             measurements: None,
             workload_badges: Vec::new(),
             event_log: None,
+            collect_us: Default::default(),
         };
         Ok(Agent {
             cfg,
@@ -256,10 +257,12 @@ impl Agent {
     pub async fn measure(&self) -> Result<Measurements, AgentError> {
         let c = self.collector.clone();
         let events = self.events.clone();
+        let started = std::time::Instant::now();
         let workloads = match &self.workloads {
             Some(w) => Some(w.collect().await),
             None => None,
         };
+        let workloads_took = started.elapsed();
         let (m, added, info) = tokio::task::spawn_blocking(move || {
             let mut m = c.lock().unwrap_or_else(|e| e.into_inner()).collect()?;
             m.workloads = workloads;
@@ -321,9 +324,18 @@ impl Agent {
         if added {
             self.requote.store(true, Ordering::SeqCst);
         }
-        if info.is_some() {
-            self.update(|s| s.event_log = info);
-        }
+        let files_took = started.elapsed().saturating_sub(workloads_took);
+        let has_workloads = self.workloads.is_some();
+        let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.update(|s| {
+            if info.is_some() {
+                s.event_log = info;
+            }
+            if has_workloads {
+                s.collect_us.insert("workloads", us(workloads_took));
+            }
+            s.collect_us.insert("files", us(files_took));
+        });
         Ok(m)
     }
 

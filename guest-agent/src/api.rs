@@ -36,7 +36,83 @@ pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
         .route("/health", get(health))
         .route("/api/v1/verify", get(verify))
         .route("/api/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .with_state(Local { state, clock })
+}
+
+/// `/metrics` (OpenMetrics text, like the control plane's): pulses accepted and
+/// refused, whether the start-up gate is open, the local verdict's badge, the age of
+/// the last accepted pulse, and the last measurement's time per collector.
+async fn metrics(State(l): State<Local>) -> Response {
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct L {
+        result: &'static str,
+    }
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct B {
+        badge: &'static str,
+    }
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct C {
+        collector: &'static str,
+    }
+    let (s, now) = snapshot(&l);
+    let mut r = Registry::with_prefix("provenant_agent");
+    let pulses = Family::<L, Counter>::default();
+    pulses
+        .get_or_create(&L { result: "accepted" })
+        .inc_by(s.pulses_accepted);
+    pulses
+        .get_or_create(&L { result: "refused" })
+        .inc_by(s.pulses_refused);
+    r.register("pulses", "Pulses by the control plane's answer", pulses);
+    let (open, _) = gate(&s, now);
+    let g = Gauge::<i64>::default();
+    g.set(i64::from(open));
+    r.register("gate_open", "1 while the start-up gate is open", g);
+    let badge = Family::<B, Gauge>::default();
+    let b = local_verdict(&s, now).map_or("unknown", |v| v.status.badge());
+    badge.get_or_create(&B { badge: b }).set(1);
+    r.register(
+        "verdict",
+        "The local verdict's badge (1 on the current one)",
+        badge,
+    );
+    if let Some(p) = &s.last_pulse {
+        let age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        age.set(now.since(UnixNanos(p.issued_at_ns)).as_secs_f64());
+        r.register(
+            "last_pulse_age_seconds",
+            "Time since the last accepted pulse was sent",
+            age,
+        );
+    }
+    let took = Family::<C, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (c, us) in &s.collect_us {
+        // Microseconds as f64: exact below 2^53.
+        let secs = std::time::Duration::from_micros(*us).as_secs_f64();
+        took.get_or_create(&C { collector: c }).set(secs);
+    }
+    r.register(
+        "collect_seconds",
+        "How long the last measurement took per collector",
+        took,
+    );
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, &r);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 fn snapshot(l: &Local) -> (AgentState, UnixNanos) {
@@ -329,6 +405,7 @@ mod tests {
                 },
             ],
             event_log: None,
+            collect_us: Default::default(),
         };
         assert_eq!(deployments(&s), json!([]));
         let mut m = crate::collect::Collector::new(vec![]).collect().unwrap();
@@ -387,6 +464,7 @@ mod tests {
             measurements: None,
             workload_badges: vec![],
             event_log: None,
+            collect_us: Default::default(),
         }
     }
 
@@ -501,5 +579,50 @@ mod tests {
         let (s, v) = verify_at(&b).await;
         assert_eq!(s, 503);
         assert_eq!(v["verdict"]["reasons"][0]["code"], "NoVerdict");
+    }
+
+    /// `/metrics` reports the state the agent keeps, and its gate and verdict as
+    /// `/api/v1/verify` judges them at request time.
+    #[tokio::test]
+    async fn metrics_follow_the_state_and_the_gate_expiry() {
+        use crate::config::GateBadge::Green;
+        let clock = Arc::new(ManualClock(T.into()));
+        let mut st = state(Status::Pass, vec![Green]);
+        st.pulses_accepted = 7;
+        st.pulses_refused = 2;
+        st.collect_us.insert("workloads", 1_500);
+        st.collect_us.insert("files", 250);
+        let base = serve(Arc::new(RwLock::new(st)), clock.clone()).await;
+        let get = |base: String| async move {
+            let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text"));
+            r.text().await.unwrap()
+        };
+        let m = get(base.clone()).await;
+        for want in [
+            "provenant_agent_pulses_total{result=\"accepted\"} 7",
+            "provenant_agent_pulses_total{result=\"refused\"} 2",
+            "provenant_agent_gate_open 1",
+            "provenant_agent_verdict{badge=\"green\"} 1",
+            "provenant_agent_collect_seconds{collector=\"workloads\"} 0.0015",
+            "provenant_agent_collect_seconds{collector=\"files\"} 0.00025",
+            "# EOF",
+        ] {
+            assert!(m.lines().any(|l| l == want), "missing {want:?} in:\n{m}");
+        }
+        assert!(!m.contains("last_pulse_age"), "no pulse yet:\n{m}");
+        // Past the gate's window the same state reads as closed and unknown.
+        clock.set(T + 3000 * MS + 1);
+        let m = get(base).await;
+        assert!(m.lines().any(|l| l == "provenant_agent_gate_open 0"), "{m}");
+        assert!(
+            m.lines()
+                .any(|l| l == "provenant_agent_verdict{badge=\"unknown\"} 1"),
+            "{m}"
+        );
     }
 }

@@ -84,6 +84,11 @@ pub struct AgentState {
     pub workload_badges: Vec<WorkloadBadge>,
     /// The RTMR3 event log (TDX tiers only).
     pub event_log: Option<EventLogInfo>,
+    /// How long the last measurement took, per collector (`workloads`: podman;
+    /// `files`: the agent binary, policy files, platform facts and eBPF programs),
+    /// in microseconds.
+    #[serde(default)]
+    pub collect_us: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The start-up gate's rule.

@@ -8,6 +8,7 @@ pub mod ear;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod ratelimit;
 pub mod router;
 pub mod transport;
 pub mod views;
