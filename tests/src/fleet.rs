@@ -39,6 +39,8 @@ pub struct CpSpec {
     pub enrolled: Vec<(String, String)>,
     /// TOML appended to the config (further tables, e.g. `[policy.ebpf]`).
     pub extra: String,
+    /// Start the process with `--log-json` (one JSON object per log line).
+    pub json_logs: bool,
 }
 
 impl CpSpec {
@@ -56,6 +58,7 @@ impl CpSpec {
             alert_cooldown: "0s",
             enrolled: Vec::new(),
             extra: String::new(),
+            json_logs: false,
         }
     }
 
@@ -123,6 +126,7 @@ pub struct CpProcess {
     proc: Option<Proc>,
     dead: Vec<Proc>,
     starts: u32,
+    json_logs: bool,
 }
 
 impl CpProcess {
@@ -136,6 +140,7 @@ impl CpProcess {
             proc: None,
             dead: Vec::new(),
             starts: 0,
+            json_logs: spec.json_logs,
         };
         cp.restart().await;
         cp
@@ -148,6 +153,9 @@ impl CpProcess {
         self.starts += 1;
         let t = Instant::now();
         let mut cmd = Command::new(binary("cp-verifier"));
+        if self.json_logs {
+            cmd.arg("--log-json");
+        }
         cmd.args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info");

@@ -354,9 +354,15 @@ impl IntoResponse for ApiError {
                 },
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut r = (self.status(), Json(body)).into_response();
+        r.extensions_mut().insert(RefusalKind(self.kind()));
+        r
     }
 }
+
+/// The refusal's `kind`, kept on the response for the request log line.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalKind(pub &'static str);
 
 #[cfg(test)]
 mod tests {

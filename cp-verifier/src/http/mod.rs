@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod ratelimit;
+pub mod reqid;
 pub mod router;
 pub mod transport;
 pub mod views;

@@ -181,7 +181,9 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
             ApiError::bad_request("MethodNotAllowed", "method not allowed on this endpoint")
         })
         .with_state(cp)
-        .layer(from_fn_with_state(gate, guard)))
+        .layer(from_fn_with_state(gate, guard))
+        // Outermost: a refusal by the guard has an id too.
+        .layer(axum::middleware::from_fn(crate::http::reqid::request_id)))
 }
 
 /// Paths anyone may call: the agents' protocol and the liveness probe.
