@@ -6,6 +6,7 @@
 //! the alerts it raises. Either all of it is durable or none of it is, and it is
 //! durable before the caller acknowledges anything.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
