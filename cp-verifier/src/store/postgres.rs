@@ -27,8 +27,11 @@ use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
 use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
 use crate::model::{Alert, AlertKind};
 
+mod leader;
 pub mod target;
 mod write;
+
+pub use leader::LEADER_LOCK_KEY;
 
 pub use target::{is_postgres_url, read_password_file, PgTarget, PgTargetError};
 
@@ -47,6 +50,8 @@ pub struct PgStore {
     target: PgTarget,
     /// Severity 1-2 alerts also go to `webhook_outbox`.
     outbox: AtomicBool,
+    /// This replica's side of the leader election (see [`leader`]).
+    leader: leader::Leadership,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -86,6 +91,7 @@ impl PgStore {
             pool,
             target: target.clone(),
             outbox: AtomicBool::new(false),
+            leader: leader::Leadership::new(target.clone()),
         })
     }
 
@@ -100,6 +106,17 @@ impl PgStore {
     /// The connection target (password redacted in `Debug`).
     pub fn target(&self) -> &PgTarget {
         &self.target
+    }
+
+    /// Steps down as fleet leader (another replica takes over at its next check).
+    pub async fn resign_leadership(&self) {
+        self.leader.resign().await
+    }
+
+    /// The backend pid of the leader-election session, if open (for tests that
+    /// terminate it to simulate a dead leader).
+    pub async fn leader_backend_pid(&self) -> Option<i32> {
+        self.leader.backend_pid().await
     }
 
     /// The pool, for tests and tooling.
@@ -415,6 +432,10 @@ impl Store for PgStore {
             .await
             .map_err(unavailable)?;
         Ok(to_u64(n))
+    }
+
+    async fn fleet_leader(&self) -> bool {
+        self.leader.check().await
     }
 
     async fn probe_write(&self, now: UnixNanos) -> Result<(), StoreError> {

@@ -1,7 +1,13 @@
 //! The harness the API integration tests share: a real control plane on loopback
 //! (real SQLite store, real HTTP), a pinned clock, and agents whose reports and
 //! pulses are signed with the agent's own code.
+//!
+//! Test crates whose name ends in `_pg` (e.g. `api_pg`, which includes `api.rs`'s
+//! tests) get control planes on PostgreSQL instead: a throwaway cluster per test
+//! process ([`pg`]), a database per test directory.
 #![allow(dead_code)]
+
+pub(crate) mod pg;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -101,10 +107,35 @@ pub(crate) async fn start_with(
     test_access(&mut cfg, dir.path());
     f(&mut cfg);
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
-    let store = Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap());
+    let store: Arc<dyn cp_verifier::store::Store> = if on_postgres() {
+        // One database per test directory, so a second control plane started on the
+        // same directory (a restart) finds the same state.
+        let marker = dir.path().join("pg.url");
+        let url = match std::fs::read_to_string(&marker) {
+            Ok(u) => u,
+            Err(_) => {
+                let u = pg::shared().fresh_database().await;
+                std::fs::write(&marker, &u).unwrap();
+                u
+            }
+        };
+        cfg.store = Some(cp_verifier::store::postgres::target::StoreUrl(url));
+        cp_verifier::wiring::open_store(&cfg).await.unwrap()
+    } else {
+        Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap())
+    };
     let cp =
         Arc::new(ControlPlane::with_image_checker(cfg, store, clock.clone(), checker).unwrap());
     serve(cp, clock, dir).await
+}
+
+/// Whether this test crate runs its control planes on PostgreSQL (its name ends in
+/// `_pg`; the harness module path starts with the crate name).
+pub(crate) fn on_postgres() -> bool {
+    module_path!()
+        .split("::")
+        .next()
+        .is_some_and(|c| c.ends_with("_pg"))
 }
 
 pub(crate) async fn start(f: impl FnOnce(&mut CpConfig)) -> Cp {
