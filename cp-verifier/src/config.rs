@@ -468,8 +468,10 @@ impl CpConfig {
     /// The PostgreSQL store target (its password file read), or `None` for SQLite.
     pub fn store_target(
         &self,
-    ) -> Result<Option<crate::store::postgres::target::PgTarget>, crate::store::postgres::target::PgTargetError>
-    {
+    ) -> Result<
+        Option<crate::store::postgres::target::PgTarget>,
+        crate::store::postgres::target::PgTargetError,
+    > {
         crate::store::postgres::target::target_from(
             self.store.as_ref(),
             self.store_password_file.as_deref(),

@@ -116,7 +116,12 @@ fn record(id: &str, version: u64, seq: u64) -> AgentRecord {
     }
 }
 
-fn write(rec: AgentRecord, expected: Option<u64>, nonce: Option<&str>, alerts: usize) -> AgentWrite {
+fn write(
+    rec: AgentRecord,
+    expected: Option<u64>,
+    nonce: Option<&str>,
+    alerts: usize,
+) -> AgentWrite {
     AgentWrite {
         alerts: (0..alerts)
             .map(|_| Alert::new(UnixNanos(5), &rec.agent_id, AlertKind::Replay, "x"))
@@ -130,7 +135,9 @@ fn write(rec: AgentRecord, expected: Option<u64>, nonce: Option<&str>, alerts: u
 
 async fn cas_conflict_and_duplicate_nonce_leave_no_trace(b: Backend) {
     let s = &b.store;
-    s.write_agent(write(record("a", 0, 0), None, None, 0)).await.unwrap();
+    s.write_agent(write(record("a", 0, 0), None, None, 0))
+        .await
+        .unwrap();
     // A second insert of the same agent is a conflict.
     assert!(matches!(
         s.write_agent(write(record("a", 0, 0), None, None, 0)).await,
@@ -142,17 +149,28 @@ async fn cas_conflict_and_duplicate_nonce_leave_no_trace(b: Backend) {
         let n = format!("n{alerts}");
         // Stale version with a fresh nonce: Conflict, and the nonce is not consumed.
         let stale = write(record("a", v + 1, 9), Some(v + 7), Some(&n), alerts);
-        assert!(matches!(s.write_agent(stale).await, Err(StoreError::Conflict)));
+        assert!(matches!(
+            s.write_agent(stale).await,
+            Err(StoreError::Conflict)
+        ));
         assert_eq!(s.get_agent("a").await.unwrap().unwrap(), cur);
         assert!(!s.nonce_seen("a", &n).await.unwrap());
-        s.write_agent(write(record("a", v + 1, cur.sequence + 1), Some(v), Some(&n), alerts))
-            .await
-            .unwrap();
+        s.write_agent(write(
+            record("a", v + 1, cur.sequence + 1),
+            Some(v),
+            Some(&n),
+            alerts,
+        ))
+        .await
+        .unwrap();
         assert!(s.nonce_seen("a", &n).await.unwrap());
         // The same nonce again: DuplicateNonce, record unchanged.
         let now = s.get_agent("a").await.unwrap().unwrap();
         let dup = write(record("a", v + 2, 99), Some(v + 1), Some(&n), alerts);
-        assert!(matches!(s.write_agent(dup).await, Err(StoreError::DuplicateNonce)));
+        assert!(matches!(
+            s.write_agent(dup).await,
+            Err(StoreError::DuplicateNonce)
+        ));
         assert_eq!(s.get_agent("a").await.unwrap().unwrap(), now);
     }
     // A chain-only write keeps the stored record and moves the hot columns.
@@ -169,7 +187,13 @@ async fn cas_conflict_and_duplicate_nonce_leave_no_trace(b: Backend) {
     s.write_agent(w).await.unwrap();
     let got = s.get_agent("a").await.unwrap().unwrap();
     assert_eq!(
-        (got.sequence, got.chain_head, got.version, got.blinded, got.last_seen_ns),
+        (
+            got.sequence,
+            got.chain_head,
+            got.version,
+            got.blinded,
+            got.last_seen_ns
+        ),
         (next.sequence, next.chain_head, next.version, true, 77)
     );
     assert_eq!(got.lkg, cur.lkg);
@@ -178,14 +202,19 @@ async fn cas_conflict_and_duplicate_nonce_leave_no_trace(b: Backend) {
     // A new agent needs its full record.
     let mut w = write(record("b", 0, 0), None, None, 0);
     w.chain_only = true;
-    assert!(matches!(s.write_agent(w).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        s.write_agent(w).await,
+        Err(StoreError::Corrupt(_))
+    ));
     assert!(s.get_agent("b").await.unwrap().is_none());
 }
 
 /// Many writers race on one version (and on one nonce): exactly one wins.
 async fn racing_writers_one_wins(b: Backend) {
     let s = &b.store;
-    s.write_agent(write(record("r", 0, 0), None, None, 0)).await.unwrap();
+    s.write_agent(write(record("r", 0, 0), None, None, 0))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let s = s.clone();
@@ -268,10 +297,16 @@ async fn alerts_newest_first_by_agent(b: Backend) {
     }
     s.insert_alerts(&all).await.unwrap();
     let got = s.list_alerts(None, 10).await.unwrap();
-    assert_eq!(got.iter().map(|a| a.at_ns).collect::<Vec<_>>(), [13, 12, 11, 10]);
+    assert_eq!(
+        got.iter().map(|a| a.at_ns).collect::<Vec<_>>(),
+        [13, 12, 11, 10]
+    );
     assert_eq!(got[0], all[3]);
     let x = s.list_alerts(Some("x"), 2).await.unwrap();
-    assert_eq!(x.iter().map(|a| a.detail.as_str()).collect::<Vec<_>>(), ["d3", "d2"]);
+    assert_eq!(
+        x.iter().map(|a| a.detail.as_str()).collect::<Vec<_>>(),
+        ["d3", "d2"]
+    );
     // A batch with a duplicate id is refused whole.
     let dup = vec![
         Alert::new(UnixNanos(20), "z", AlertKind::Replay, "new"),
@@ -286,7 +321,9 @@ async fn alerts_newest_first_by_agent(b: Backend) {
 
 async fn tombstones_delete_and_consume_nonces(b: Backend) {
     let s = &b.store;
-    s.write_agent(write(record("d", 0, 0), None, None, 0)).await.unwrap();
+    s.write_agent(write(record("d", 0, 0), None, None, 0))
+        .await
+        .unwrap();
     s.write_agent(write(record("d", 1, 1), Some(0), Some("p1"), 0))
         .await
         .unwrap();
@@ -303,14 +340,22 @@ async fn tombstones_delete_and_consume_nonces(b: Backend) {
     ));
     assert!(s.get_tombstone("d").await.unwrap().is_none());
     assert!(s.list_alerts(Some("d"), 10).await.unwrap().is_empty());
-    s.delete_agent(&tomb, 1, std::slice::from_ref(&alert)).await.unwrap();
+    s.delete_agent(&tomb, 1, std::slice::from_ref(&alert))
+        .await
+        .unwrap();
     assert!(s.get_agent("d").await.unwrap().is_none());
     assert_eq!(s.get_tombstone("d").await.unwrap(), Some(tomb.clone()));
     assert!(!s.nonce_seen("d", "p1").await.unwrap());
     assert_eq!(s.list_alerts(Some("d"), 10).await.unwrap(), vec![alert]);
     // Deleted again after re-registering: the tombstone is replaced.
-    s.write_agent(write(record("d", 0, 0), None, None, 0)).await.unwrap();
-    let t2 = Tombstone { reason: "again".into(), at_ns: 43, ..tomb };
+    s.write_agent(write(record("d", 0, 0), None, None, 0))
+        .await
+        .unwrap();
+    let t2 = Tombstone {
+        reason: "again".into(),
+        at_ns: 43,
+        ..tomb
+    };
     s.delete_agent(&t2, 0, &[]).await.unwrap();
     assert_eq!(s.get_tombstone("d").await.unwrap(), Some(t2));
 }
@@ -326,12 +371,24 @@ async fn withdrawals_once_per_build(b: Backend) {
         source: "api".into(),
     };
     let a = || vec![Alert::new(UnixNanos(1), "", AlertKind::BuildWithdrawn, "w")];
-    assert!(s.put_withdrawal(&w("wd-1", BuildKind::Mrtd, "aa", 2), &a()).await.unwrap());
-    assert!(s.put_withdrawal(&w("wd-2", BuildKind::AgentBinary, "aa", 1), &a()).await.unwrap());
+    assert!(s
+        .put_withdrawal(&w("wd-1", BuildKind::Mrtd, "aa", 2), &a())
+        .await
+        .unwrap());
+    assert!(s
+        .put_withdrawal(&w("wd-2", BuildKind::AgentBinary, "aa", 1), &a())
+        .await
+        .unwrap());
     // The same build again (another id): refused, its alert not written.
-    assert!(!s.put_withdrawal(&w("wd-3", BuildKind::Mrtd, "aa", 3), &a()).await.unwrap());
+    assert!(!s
+        .put_withdrawal(&w("wd-3", BuildKind::Mrtd, "aa", 3), &a())
+        .await
+        .unwrap());
     let got = s.list_withdrawals().await.unwrap();
-    assert_eq!(got.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["wd-2", "wd-1"]);
+    assert_eq!(
+        got.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["wd-2", "wd-1"]
+    );
     assert_eq!(got[1], w("wd-1", BuildKind::Mrtd, "aa", 2));
     assert_eq!(s.list_alerts(None, 10).await.unwrap().len(), 2);
     assert!(s.delete_withdrawal("wd-1", &a()).await.unwrap());
@@ -344,15 +401,26 @@ async fn cache_round_trips_replaces_and_prunes(b: Backend) {
     let s = &b.store;
     assert_eq!(s.get_cached("k").await.unwrap(), None);
     s.put_cached("k", b"{}", UnixSecs(100)).await.unwrap();
-    assert_eq!(s.get_cached("k").await.unwrap(), Some((b"{}".to_vec(), UnixSecs(100))));
+    assert_eq!(
+        s.get_cached("k").await.unwrap(),
+        Some((b"{}".to_vec(), UnixSecs(100)))
+    );
     s.put_cached("k", b"[1]", UnixSecs(200)).await.unwrap();
     s.put_cached("old", b"[0]", UnixSecs(50)).await.unwrap();
-    s.put_cached("bin", &[0, 255, 1], UnixSecs(300)).await.unwrap();
-    assert_eq!(s.get_cached("k").await.unwrap(), Some((b"[1]".to_vec(), UnixSecs(200))));
+    s.put_cached("bin", &[0, 255, 1], UnixSecs(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_cached("k").await.unwrap(),
+        Some((b"[1]".to_vec(), UnixSecs(200)))
+    );
     s.prune(UnixSecs(100).nanos(), UnixNanos(0)).await.unwrap();
     assert_eq!(s.get_cached("old").await.unwrap(), None);
     assert!(s.get_cached("k").await.unwrap().is_some());
-    assert_eq!(s.get_cached("bin").await.unwrap().unwrap().0, vec![0, 255, 1]);
+    assert_eq!(
+        s.get_cached("bin").await.unwrap().unwrap().0,
+        vec![0, 255, 1]
+    );
 }
 
 async fn outbox_due_retry_done_and_pruned_with_alerts(b: Backend) {
@@ -367,7 +435,9 @@ async fn outbox_due_retry_done_and_pruned_with_alerts(b: Backend) {
     let lo = Alert::new(UnixNanos(11), "o", AlertKind::Recovered, "low");
     assert!(lo.severity > 2, "a low-severity kind");
     let late = Alert::new(UnixNanos(30), "o", AlertKind::Compromised, "late");
-    s.insert_alerts(&[hi.clone(), lo, late.clone()]).await.unwrap();
+    s.insert_alerts(&[hi.clone(), lo, late.clone()])
+        .await
+        .unwrap();
     assert_eq!(s.outbox_len().await.unwrap(), 2);
     let due = s.outbox_due(UnixNanos(20), 10).await.unwrap();
     assert_eq!(due.len(), 1);
@@ -377,8 +447,14 @@ async fn outbox_due_retry_done_and_pruned_with_alerts(b: Backend) {
         .await
         .unwrap();
     let due = s.outbox_due(UnixNanos(40), 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.alert.id.clone()).collect::<Vec<_>>(), [late.id.clone(), hi.id.clone()]);
-    assert_eq!((due[1].attempts, due[1].delivered.clone()), (1, vec!["hook-a".to_string()]));
+    assert_eq!(
+        due.iter().map(|d| d.alert.id.clone()).collect::<Vec<_>>(),
+        [late.id.clone(), hi.id.clone()]
+    );
+    assert_eq!(
+        (due[1].attempts, due[1].delivered.clone()),
+        (1, vec!["hook-a".to_string()])
+    );
     s.outbox_done(&late.id).await.unwrap();
     assert_eq!(s.outbox_len().await.unwrap(), 1);
     // Pruning the alert takes its outbox entry with it.
@@ -389,7 +465,9 @@ async fn outbox_due_retry_done_and_pruned_with_alerts(b: Backend) {
 async fn prune_drops_old_nonces_only(b: Backend) {
     let s = &b.store;
     let mut r = record("p", 0, 0);
-    s.write_agent(write(r.clone(), None, None, 0)).await.unwrap();
+    s.write_agent(write(r.clone(), None, None, 0))
+        .await
+        .unwrap();
     for (i, at) in [(1u64, 100u64), (2, 200)] {
         r.version = i;
         r.last_seen_ns = at;
@@ -408,19 +486,31 @@ async fn probe_write_and_scan(b: Backend) {
     s.probe_write(UnixNanos(1)).await.unwrap();
     s.probe_write(UnixNanos(2)).await.unwrap();
     for id in ["m2", "m1"] {
-        s.write_agent(write(record(id, 0, 0), None, None, 0)).await.unwrap();
+        s.write_agent(write(record(id, 0, 0), None, None, 0))
+            .await
+            .unwrap();
     }
-    let ids: Vec<_> = s.list_agents().await.unwrap().into_iter().map(|r| r.agent_id).collect();
+    let ids: Vec<_> = s
+        .list_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.agent_id)
+        .collect();
     assert_eq!(ids, ["m1", "m2"]);
     let scan = s.scan_agents().await.unwrap();
     assert_eq!(scan.len(), 2);
     assert!(scan.iter().all(|(_, r)| r.is_ok()));
     // A second replica's store on the same PostgreSQL database sees the same fleet.
     if let Some(url) = &b.url {
-        let other = PgStore::connect(&PgTarget::parse(url, None).unwrap()).await.unwrap();
+        let other = PgStore::connect(&PgTarget::parse(url, None).unwrap())
+            .await
+            .unwrap();
         assert_eq!(other.list_agents().await.unwrap().len(), 2);
         assert!(matches!(
-            other.write_agent(write(record("m1", 0, 0), None, None, 0)).await,
+            other
+                .write_agent(write(record("m1", 0, 0), None, None, 0))
+                .await,
             Err(StoreError::Conflict)
         ));
     }
@@ -430,7 +520,11 @@ async fn probe_write_and_scan(b: Backend) {
 /// error does not show the password.
 #[tokio::test]
 async fn postgres_unreachable_is_unavailable_without_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let t = PgTarget::parse(&format!("postgres://u:sekrit@127.0.0.1:{port}/db"), None).unwrap();
     let t0 = std::time::Instant::now();
     let e = PgStore::connect(&t).await.unwrap_err();
@@ -443,13 +537,19 @@ async fn postgres_unreachable_is_unavailable_without_password() {
 #[tokio::test]
 async fn postgres_corrupt_row_is_corrupt() {
     let b = postgres().await;
-    b.store.write_agent(write(record("ok", 0, 0), None, None, 0)).await.unwrap();
+    b.store
+        .write_agent(write(record("ok", 0, 0), None, None, 0))
+        .await
+        .unwrap();
     pg::PgCluster::exec(
         b.url.as_deref().unwrap(),
         "INSERT INTO agents VALUES ('bad', 0, 0, false, 0, 'zz', '{')",
     )
     .await;
-    assert!(matches!(b.store.get_agent("bad").await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        b.store.get_agent("bad").await,
+        Err(StoreError::Corrupt(_))
+    ));
     let scan = b.store.scan_agents().await.unwrap();
     assert!(scan.iter().any(|(id, r)| id == "bad" && r.is_err()));
     assert!(scan.iter().any(|(id, r)| id == "ok" && r.is_ok()));

@@ -231,7 +231,10 @@ async fn deliver_outbox(
         // Only the fleet leader delivers (with replicas on a shared store, two
         // replicas reading the same due entry would post it twice).
         let leads = store.fleet_leader().await;
-        let due = match store.outbox_due(now, if leads { OUTBOX_BATCH } else { 0 }).await {
+        let due = match store
+            .outbox_due(now, if leads { OUTBOX_BATCH } else { 0 })
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the webhook outbox");

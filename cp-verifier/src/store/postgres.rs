@@ -156,8 +156,8 @@ fn decode_record(row: &PgRow) -> Result<AgentRecord, StoreError> {
     rec.last_seen_ns = to_u64(row.try_get(2).map_err(corrupt)?);
     rec.blinded = row.try_get::<bool, _>(3).map_err(corrupt)?;
     rec.sequence = to_u64(row.try_get(4).map_err(corrupt)?);
-    rec.chain_head =
-        evidence::Digest32::from_hex(row.try_get::<&str, _>(5).map_err(corrupt)?).map_err(corrupt)?;
+    rec.chain_head = evidence::Digest32::from_hex(row.try_get::<&str, _>(5).map_err(corrupt)?)
+        .map_err(corrupt)?;
     Ok(rec)
 }
 

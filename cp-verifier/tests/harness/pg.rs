@@ -18,8 +18,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A running throwaway cluster.
-pub struct PgCluster {
-    pub port: u16,
+pub(crate) struct PgCluster {
+    pub(crate) port: u16,
     dir: PathBuf,
     watchdog: Mutex<Option<Child>>,
 }
@@ -83,7 +83,7 @@ static DB_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl PgCluster {
     /// Initialises and starts a cluster; panics (failing the test) if it cannot.
-    pub fn start() -> PgCluster {
+    pub(crate) fn start() -> PgCluster {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("pgt")
@@ -100,7 +100,16 @@ impl PgCluster {
         }
         let data = dir.join("data");
         let out = as_pg_user(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .expect("cannot run initdb");
@@ -175,12 +184,12 @@ impl PgCluster {
     }
 
     /// The URL of database `db`, as the `postgres` superuser (trust auth).
-    pub fn url(&self, db: &str) -> String {
+    pub(crate) fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
     /// A new empty database; its URL.
-    pub async fn fresh_database(&self) -> String {
+    pub(crate) async fn fresh_database(&self) -> String {
         use sqlx::Connection;
         let name = format!(
             "t{}_{}",
@@ -199,7 +208,7 @@ impl PgCluster {
     }
 
     /// Runs `sql` on database `url` (for tests that poke at the database directly).
-    pub async fn exec(url: &str, sql: &str) {
+    pub(crate) async fn exec(url: &str, sql: &str) {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
         sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
@@ -220,7 +229,7 @@ impl Drop for PgCluster {
 
 /// One cluster per test process, shared by its tests (each takes a fresh database).
 /// Statics are not dropped: the watchdog stops it when the process exits.
-pub fn shared() -> &'static PgCluster {
+pub(crate) fn shared() -> &'static PgCluster {
     static C: OnceLock<PgCluster> = OnceLock::new();
     C.get_or_init(PgCluster::start)
 }

@@ -31,7 +31,9 @@ pub enum PgTargetError {
         why: String,
     },
     /// The password is given twice.
-    #[error("store: the URL carries a password and store_password_file is set; keep only the file")]
+    #[error(
+        "store: the URL carries a password and store_password_file is set; keep only the file"
+    )]
     TwoPasswords,
     /// The password file cannot be used.
     #[error("store_password_file: {0}")]
@@ -141,10 +143,9 @@ impl PgTarget {
         if let Some(p) = &password {
             options = options.password(p);
         }
-        options = options.application_name("cp-verifier").options([(
-            "statement_timeout",
-            STATEMENT_TIMEOUT_MS.to_string(),
-        )]);
+        options = options
+            .application_name("cp-verifier")
+            .options([("statement_timeout", STATEMENT_TIMEOUT_MS.to_string())]);
         Ok(PgTarget {
             shown,
             password: password.or(in_url),
@@ -185,9 +186,8 @@ fn redact_text(msg: &str, password: Option<&str>) -> String {
 pub fn read_password_file(path: &Path) -> Result<String, PgTargetError> {
     let b = provenant_base::fsutil::read_secret(path, MAX_PASSWORD_FILE_BYTES)
         .map_err(|e| PgTargetError::PasswordFile(e.to_string()))?;
-    let s = String::from_utf8(b).map_err(|_| {
-        PgTargetError::PasswordFile(format!("{} is not UTF-8", path.display()))
-    })?;
+    let s = String::from_utf8(b)
+        .map_err(|_| PgTargetError::PasswordFile(format!("{} is not UTF-8", path.display())))?;
     let p = s.trim();
     if p.is_empty() || p.chars().any(char::is_control) {
         return Err(PgTargetError::PasswordFile(format!(
@@ -224,7 +224,12 @@ mod tests {
             PgTarget::parse("postgres://u:p@h/db", Some("q".into())),
             Err(PgTargetError::TwoPasswords)
         ));
-        for weird in ["postgres://", "postgres://@", "postgres://:@/", "postgres://u:p@h:99999/db"] {
+        for weird in [
+            "postgres://",
+            "postgres://@",
+            "postgres://:@/",
+            "postgres://u:p@h:99999/db",
+        ] {
             // Refused or accepted, never a panic, and never the password in the error.
             if let Err(e) = PgTarget::parse(weird, None) {
                 assert!(!e.to_string().contains(":p@"));
@@ -239,7 +244,10 @@ mod tests {
         let p = dir.path().join("pw");
         std::fs::write(&p, "hunter2\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(read_password_file(&p), Err(PgTargetError::PasswordFile(_))));
+        assert!(matches!(
+            read_password_file(&p),
+            Err(PgTargetError::PasswordFile(_))
+        ));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_password_file(&p).unwrap(), "hunter2");
         std::fs::write(&p, "\n").unwrap();
