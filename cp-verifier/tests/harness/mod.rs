@@ -101,11 +101,7 @@ pub(crate) async fn start_with(
     checker: Option<Arc<dyn ImageChecker>>,
     f: impl FnOnce(&mut CpConfig),
 ) -> Cp {
-    let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
-    cfg.audit_log = Some(dir.path().join("audit.jsonl"));
-    cfg.alert_cooldown = Duration::from_secs(0);
-    test_access(&mut cfg, dir.path());
-    f(&mut cfg);
+    let mut cfg = test_config(&dir, f);
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
     let store: Arc<dyn cp_verifier::store::Store> = if on_postgres() {
         // One database per test directory, so a second control plane started on the
@@ -126,6 +122,28 @@ pub(crate) async fn start_with(
     };
     let cp =
         Arc::new(ControlPlane::with_image_checker(cfg, store, clock.clone(), checker).unwrap());
+    serve(cp, clock, dir).await
+}
+
+/// The test control plane's config in `dir`, adjusted by `f`.
+pub(crate) fn test_config(dir: &tempfile::TempDir, f: impl FnOnce(&mut CpConfig)) -> CpConfig {
+    let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
+    cfg.audit_log = Some(dir.path().join("audit.jsonl"));
+    cfg.alert_cooldown = Duration::from_secs(0);
+    test_access(&mut cfg, dir.path());
+    f(&mut cfg);
+    cfg
+}
+
+/// A control plane on a store the test opened itself (replicas of one shared store).
+pub(crate) async fn start_on_store(
+    store: Arc<dyn cp_verifier::store::Store>,
+    f: impl FnOnce(&mut CpConfig),
+) -> Cp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(&dir, f);
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
+    let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
     serve(cp, clock, dir).await
 }
 
