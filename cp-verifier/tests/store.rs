@@ -554,3 +554,52 @@ async fn postgres_corrupt_row_is_corrupt() {
     assert!(scan.iter().any(|(id, r)| id == "bad" && r.is_err()));
     assert!(scan.iter().any(|(id, r)| id == "ok" && r.is_ok()));
 }
+
+/// `store = "postgres://..."` in the config: checked at load time with the reason,
+/// the password file must be private, and the password never shows in `Debug`.
+#[test]
+fn config_store_url_and_password_file() {
+    use cp_verifier::config::CpConfig;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let load = |body: &str| {
+        let p = dir.path().join("cp.toml");
+        std::fs::write(&p, format!("data_dir = \"/x\"\n{body}")).unwrap();
+        CpConfig::load(&p)
+    };
+    // Default: the embedded store.
+    assert!(load("").unwrap().store_target().unwrap().is_none());
+    // A URL with its password: accepted, never shown.
+    let c = load("store = \"postgres://u:pa55word@db:5432/fleet\"\n").unwrap();
+    assert!(!format!("{c:?}").contains("pa55word"));
+    let t = c.store_target().unwrap().unwrap();
+    assert!(!format!("{t:?} {t}").contains("pa55word"));
+    // The password in a file: private, else refused at load time.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "filesecret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let body = format!(
+        "store = \"postgres://u@db/fleet\"\nstore_password_file = \"{}\"\n",
+        pw.display()
+    );
+    let e = load(&body).unwrap_err();
+    assert!(format!("{e:#}").contains("store_password_file"), "{e:#}");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = load(&body).unwrap();
+    let t = c.store_target().unwrap().unwrap();
+    assert!(!format!("{t:?} {c:?}").contains("filesecret"));
+    // Refused: another scheme, two passwords, a password file without a store,
+    // a missing file.
+    for bad in [
+        "store = \"mysql://u@db/fleet\"\n".to_string(),
+        format!(
+            "store = \"postgres://u:p@db/fleet\"\nstore_password_file = \"{}\"\n",
+            pw.display()
+        ),
+        format!("store_password_file = \"{}\"\n", pw.display()),
+        "store = \"postgres://u@db/fleet\"\nstore_password_file = \"/nonexistent/pw\"\n".into(),
+        "store = \"postgres://u@db:notaport/fleet\"\n".into(),
+    ] {
+        assert!(load(&bad).is_err(), "accepted: {bad}");
+    }
+}

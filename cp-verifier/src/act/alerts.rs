@@ -230,15 +230,15 @@ async fn deliver_outbox(
         let now = clock.now();
         // Only the fleet leader delivers (with replicas on a shared store, two
         // replicas reading the same due entry would post it twice).
-        let leads = store.fleet_leader().await;
-        let due = match store
-            .outbox_due(now, if leads { OUTBOX_BATCH } else { 0 })
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the webhook outbox");
-                Vec::new()
+        let due = if !store.fleet_leader().await {
+            Vec::new()
+        } else {
+            match store.outbox_due(now, OUTBOX_BATCH).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the webhook outbox");
+                    Vec::new()
+                }
             }
         };
         let full = u32::try_from(due.len()).is_ok_and(|n| n >= OUTBOX_BATCH);
