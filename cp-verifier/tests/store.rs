@@ -287,9 +287,9 @@ async fn challenges_are_single_use_and_expire(b: Backend) {
 async fn alerts_newest_first_by_agent(b: Backend) {
     let s = &b.store;
     let mut all = Vec::new();
-    for (i, agent) in ["x", "y", "x", "x"].iter().enumerate() {
+    for (i, agent) in (0u64..).zip(["x", "y", "x", "x"]) {
         all.push(Alert::new(
-            UnixNanos(10 + i as u64),
+            UnixNanos(10 + i),
             agent,
             AlertKind::BadSignature,
             format!("d{i}"),

@@ -104,19 +104,24 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// `url` with the password (if any) replaced by `***`.
+/// `url` with the password (if any) replaced by `***`, and without its query
+/// string (which may carry `password=`; it is shown as `?…`).
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<unparsable store URL>".into();
     };
-    let (auth, host) = match rest.split_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?…"),
+        None => (rest, ""),
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
         Some((a, h)) if !a.contains('/') => (Some(a), h),
         _ => (None, rest),
     };
     match auth.map(|a| a.split_once(':')) {
-        Some(Some((user, _))) => format!("{scheme}://{user}:***@{host}"),
-        Some(None) => format!("{scheme}://{}@{host}", auth.unwrap_or_default()),
-        None => format!("{scheme}://{host}"),
+        Some(Some((user, _))) => format!("{scheme}://{user}:***@{host}{query}"),
+        Some(None) => format!("{scheme}://{}@{host}{query}", auth.unwrap_or_default()),
+        None => format!("{scheme}://{host}{query}"),
     }
 }
 
@@ -134,7 +139,7 @@ impl PgTarget {
         let shown = without_password(url);
         let mut options = PgConnectOptions::from_str(url).map_err(|e| PgTargetError::Url {
             url: shown.clone(),
-            why: redact_text(&e.to_string(), url_password(url).as_deref()),
+            why: redact_url_password(&e.to_string(), url),
         })?;
         let in_url = url_password(url);
         if in_url.is_some() && password.is_some() {
@@ -164,14 +169,50 @@ impl PgTarget {
     }
 }
 
+/// The password the URL carries, in its userinfo or as a `password=` parameter.
 fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
-    let (auth, _) = rest.split_once('@')?;
-    if auth.contains('/') {
-        return None;
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let from_query = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("password="))
+            .filter(|p| !p.is_empty())
+    });
+    let from_auth = rest
+        .rsplit_once('@')
+        .filter(|(a, _)| !a.contains('/'))
+        .and_then(|(a, _)| a.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty());
+    from_query.or(from_auth).map(percent_decode)
+}
+
+/// `%XX` escapes decoded (as the URL parser does); invalid escapes kept as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
     }
-    let p = auth.split_once(':')?.1;
-    (!p.is_empty()).then(|| p.to_string())
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn redact_text(msg: &str, password: Option<&str>) -> String {
@@ -179,6 +220,20 @@ fn redact_text(msg: &str, password: Option<&str>) -> String {
         Some(p) if !p.is_empty() => msg.replace(p, "***"),
         _ => msg.to_string(),
     }
+}
+
+/// `msg` with `url`'s password, decoded or as written in the URL, replaced.
+fn redact_url_password(msg: &str, url: &str) -> String {
+    let decoded = url_password(url);
+    let once = redact_text(msg, decoded.as_deref());
+    // As written (percent-encoded), if that differs.
+    let raw = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .and_then(|r| r.rsplit_once('@'))
+        .and_then(|(a, _)| a.split_once(':'))
+        .map(|(_, p)| p.to_string());
+    redact_text(&once, raw.as_deref())
 }
 
 /// Reads the store password from `path`: private to its owner (mode 0600), at most
@@ -212,6 +267,20 @@ mod tests {
         let t = PgTarget::parse("postgres://u@db/fleet", Some("filepw".into())).unwrap();
         assert!(!format!("{t:?}").contains("filepw"));
         assert_eq!(t.to_string(), "postgres://u@db/fleet");
+        // As a query parameter, percent-encoded: hidden too, and counted.
+        let t = PgTarget::parse(
+            "postgres://u@db/fleet?password=p%40ss&sslmode=require",
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.to_string(), "postgres://u@db/fleet?…");
+        assert_eq!(t.redact("x p@ss y"), "x *** y");
+        assert!(matches!(
+            PgTarget::parse("postgres://u@db/f?password=x", Some("y".into())),
+            Err(PgTargetError::TwoPasswords)
+        ));
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%e2%82%ac%zz"), "€%zz");
     }
 
     #[test]
