@@ -645,3 +645,20 @@ async fn migrate_store_subcommand() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store"));
 }
+
+/// Every pooled session has the statement timeout and the application name.
+#[tokio::test]
+async fn postgres_sessions_have_a_statement_timeout() {
+    let b = postgres().await;
+    let url = b.url.unwrap();
+    let s = PgStore::connect(&PgTarget::parse(&url, None).unwrap())
+        .await
+        .unwrap();
+    let (timeout, app): (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('application_name')",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!((timeout.as_str(), app.as_str()), ("10s", "cp-verifier"));
+}
