@@ -50,7 +50,7 @@ pub struct PgStore {
     target: PgTarget,
     /// Severity 1-2 alerts also go to `webhook_outbox`.
     outbox: AtomicBool,
-    /// This replica's side of the leader election (see [`leader`]).
+    /// This replica's side of the leader election (see the `leader` module).
     leader: leader::Leadership,
 }
 

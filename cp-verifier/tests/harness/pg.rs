@@ -113,11 +113,14 @@ impl PgCluster {
             .arg(&data)
             .output()
             .expect("cannot run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!(
+                "initdb ({}) failed: {}",
+                bin.join("initdb").display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         for _attempt in 0..5 {
             let port = free_port();
             let script = r#"
