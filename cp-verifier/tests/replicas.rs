@@ -143,3 +143,66 @@ async fn one_leader_sweeps_blinded_once_and_a_follower_takes_over() {
     assert!(leader.fleet_leader().await);
     assert!(!follower.fleet_leader().await);
 }
+
+/// A severity-1 alert is posted to the webhook once, although both replicas run an
+/// outbox sender on the shared outbox: only the leader delivers. The receiver is
+/// slow (1 s per POST), so a second sender would find the entry still due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_outbox_delivers_once_across_replicas() {
+    use std::sync::Mutex;
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook/SECRET", listener.local_addr().unwrap());
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook/SECRET",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(v);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let db = pg::shared().fresh_database().await;
+    let mut a = TestAgent::new("node-1");
+    let key = a.enroll();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (k, u) = (key.clone(), url.clone());
+        let r = start_on_store(shared_store(&db).await, move |c| {
+            c.sweep_interval = Duration::from_millis(50);
+            c.webhooks = vec![u];
+            c.enrollment.keys.push(k);
+        })
+        .await;
+        r.cp.spawn_sweeper();
+        replicas.push(r);
+    }
+    let (r1, r2) = (&replicas[0], &replicas[1]);
+    assert_eq!(r2.register(&mut a, measurements(1, 1)).await.0, 200);
+    set_clocks(r1, r2, T0 + 3600 * SEC);
+    let blinded = |g: &[serde_json::Value]| {
+        g.iter()
+            .filter(|v| v.to_string().contains("Blinded"))
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while blinded(&got.lock().unwrap()) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no webhook POST");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Long enough for both senders to poll (every 0.5 s) while the POST is slow.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        blinded(&got.lock().unwrap()),
+        1,
+        "{:?}",
+        got.lock().unwrap()
+    );
+    let (_, h) = r1.get("/healthz").await;
+    assert_eq!(h["queues"]["webhook_outbox"], 0, "{h}");
+}
