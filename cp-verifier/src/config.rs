@@ -25,8 +25,15 @@ pub struct CpConfig {
     /// Address to serve on. Default `127.0.0.1:7400`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Directory for the embedded SQLite database (`provenant.db`).
+    /// Directory for the embedded SQLite database (`provenant.db`) and local files.
     pub data_dir: PathBuf,
+    /// Fleet state shared by replicas: `postgres://user@host/db`. Unset: the
+    /// embedded SQLite database in `data_dir`.
+    #[serde(default)]
+    pub store: Option<crate::store::postgres::target::StoreUrl>,
+    /// The PostgreSQL password, in a file private to its owner (mode 0600).
+    #[serde(default)]
+    pub store_password_file: Option<PathBuf>,
     /// How far a pulse's timestamp may be from the control plane's clock.
     #[serde(default = "default_skew", with = "humantime_serde")]
     pub max_clock_skew: Duration,
@@ -453,7 +460,23 @@ impl CpConfig {
         let cfg: CpConfig =
             toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         cfg.check()?;
+        // The password file is read now, so a bad one stops start-up with its reason.
+        cfg.store_target()?;
         Ok(cfg)
+    }
+
+    /// The PostgreSQL store target (its password file read), or `None` for SQLite.
+    pub fn store_target(
+        &self,
+    ) -> Result<
+        Option<crate::store::postgres::target::PgTarget>,
+        crate::store::postgres::target::PgTargetError,
+    > {
+        crate::store::postgres::target::target_from(
+            self.store.as_ref(),
+            self.store_password_file.as_deref(),
+            true,
+        )
     }
 
     /// Checks values serde cannot: bounds, exclusive options, withdrawals, webhook URLs.
@@ -470,6 +493,11 @@ impl CpConfig {
             !self.sweep_interval.is_zero(),
             "sweep_interval must be positive"
         );
+        crate::store::postgres::target::target_from(
+            self.store.as_ref(),
+            self.store_password_file.as_deref(),
+            false,
+        )?;
         for k in &self.enrollment.keys {
             // Lower-case hex, as fingerprints are computed: any other spelling could
             // never match, and the agent would be refused `Unenrolled` without a hint.
@@ -584,6 +612,8 @@ impl CpConfig {
         CpConfig {
             listen: default_listen(),
             data_dir: dir.to_path_buf(),
+            store: None,
+            store_password_file: None,
             max_clock_skew: default_skew(),
             heartbeat_interval: default_interval(),
             challenge_ttl: default_challenge_ttl(),

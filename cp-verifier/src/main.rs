@@ -29,6 +29,13 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Apply the PostgreSQL store's schema migrations (`store = "postgres://..."`)
+    /// and exit. `serve` also migrates at start-up; this is for doing it ahead.
+    MigrateStore {
+        /// The control plane's TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run a control plane on a temporary SQLite database with one software-tier
     /// agent, registered and pulsing every 2 s, and print the URLs.
     #[cfg(feature = "demo")]
@@ -136,6 +143,11 @@ async fn main() -> anyhow::Result<()> {
             let o = cp_verifier::offline::collateral::import_cmd(&a, now);
             println!("{}", o.json);
             std::process::exit(o.code);
+        }
+        Cmd::MigrateStore { config } => {
+            provenant_base::logging::init(cli.log_json, "info");
+            let cfg = CpConfig::load(&config)?;
+            cp_verifier::wiring::migrate_store(&cfg).await
         }
         Cmd::Measure(a) => {
             let o = cp_verifier::offline::measure::measure_cmd(&a);

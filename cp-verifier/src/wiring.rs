@@ -128,12 +128,37 @@ impl ControlPlane {
     }
 }
 
+/// Opens the store the config names: the PostgreSQL database of `store =
+/// "postgres://..."` (migrated to the current schema), else the embedded SQLite
+/// database in `data_dir`.
+pub async fn open_store(cfg: &crate::config::CpConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match cfg.store_target()? {
+        Some(t) => {
+            let s = crate::store::postgres::PgStore::connect(&t).await?;
+            tracing::info!(store = %t, "fleet state in PostgreSQL (shared by replicas)");
+            Arc::new(s)
+        }
+        None => Arc::new(crate::store::sqlite::SqliteStore::open(&cfg.data_dir).await?),
+    })
+}
+
+/// `cp-verifier migrate-store`: applies the PostgreSQL schema migrations and returns.
+pub async fn migrate_store(cfg: &crate::config::CpConfig) -> anyhow::Result<()> {
+    let t = cfg
+        .store_target()?
+        .ok_or_else(|| anyhow::anyhow!("the config names no store = \"postgres://...\"; the embedded SQLite store needs no migration"))?;
+    let s = crate::store::postgres::PgStore::connect_only(&t).await?;
+    s.migrate().await?;
+    tracing::info!(store = %t, "store schema up to date");
+    Ok(())
+}
+
 /// Opens the store, builds the control plane and starts its (supervised) sweeper.
 pub async fn start(
     cfg: crate::config::CpConfig,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Arc<crate::plane::ControlPlane>, axum::Router)> {
-    let store = Arc::new(crate::store::sqlite::SqliteStore::open(&cfg.data_dir).await?);
+    let store = open_store(&cfg).await?;
     let cp = Arc::new(crate::plane::ControlPlane::new(cfg, store, clock)?);
     cp.load_revocations().await?;
     cp.spawn_sweeper();

@@ -1,7 +1,7 @@
 //! The control plane's API against a real server on loopback, a real SQLite store
 //! and real signatures; only the clock is pinned, so time-based checks are exact.
 
-mod harness;
+pub(crate) mod harness;
 use harness::*;
 
 use std::sync::Arc;

@@ -228,11 +228,17 @@ async fn deliver_outbox(
 ) {
     loop {
         let now = clock.now();
-        let due = match store.outbox_due(now, OUTBOX_BATCH).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the webhook outbox");
-                Vec::new()
+        // Only the fleet leader delivers (with replicas on a shared store, two
+        // replicas reading the same due entry would post it twice).
+        let due = if !store.fleet_leader().await {
+            Vec::new()
+        } else {
+            match store.outbox_due(now, OUTBOX_BATCH).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the webhook outbox");
+                    Vec::new()
+                }
             }
         };
         let full = u32::try_from(due.len()).is_ok_and(|n| n >= OUTBOX_BATCH);

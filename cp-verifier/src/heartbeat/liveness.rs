@@ -30,8 +30,16 @@ async fn sweeper_loop(cp: Weak<ControlPlane>) {
         if INJECT_SWEEPER_PANIC.swap(false, Ordering::SeqCst) {
             panic!("injected sweeper panic");
         }
-        if let Err(e) = cp.sweep().await {
-            tracing::error!(error = %e, "liveness sweep failed");
+        // With replicas on one shared store, only the elected leader sweeps (see
+        // `store::postgres::leader`): the sweep blinds agents, prunes shared state and
+        // re-attests, which must happen once per fleet. Followers still flush their
+        // own in-memory aggregates and reload revocations.
+        if cp.store.fleet_leader().await {
+            if let Err(e) = cp.sweep().await {
+                tracing::error!(error = %e, "liveness sweep failed");
+            }
+        } else {
+            cp.follower_round().await;
         }
     }
 }
@@ -43,6 +51,17 @@ impl ControlPlane {
         let weak = Arc::downgrade(self);
         self.tasks
             .spawn("sweeper", move || sweeper_loop(weak.clone()));
+    }
+
+    /// A sweeper round on a replica that is not the fleet leader: only what is this
+    /// replica's own (revocations it caches, unenrolled alerts it aggregates).
+    pub async fn follower_round(&self) {
+        let now = self.now();
+        if let Err(e) = self.load_revocations().await {
+            tracing::warn!(error = %e, "cannot reload revocations");
+        }
+        self.flush_unenrolled(now).await;
+        self.last_sweep_ns.store(now.get(), Ordering::SeqCst);
     }
 
     /// Marks agents with no valid pulse for `missed_heartbeats` intervals as blinded

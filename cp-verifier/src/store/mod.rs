@@ -6,6 +6,7 @@
 //! the alerts it raises. Either all of it is durable or none of it is, and it is
 //! durable before the caller acknowledges anything.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -135,6 +136,13 @@ pub trait Store: Send + Sync {
     async fn outbox_len(&self) -> Result<u64, StoreError>;
     /// A real write, committed (fsynced) like any other: is the store writable?
     async fn probe_write(&self, now: UnixNanos) -> Result<(), StoreError>;
+    /// Whether this replica runs the once-per-fleet jobs this round (liveness sweep,
+    /// pruning, webhook outbox delivery); asked before every round. A store one
+    /// replica owns (SQLite) always says yes; the shared PostgreSQL store elects one
+    /// leader with an advisory lock (see `postgres::leader`).
+    async fn fleet_leader(&self) -> bool {
+        true
+    }
 }
 
 /// A severity 1-2 alert waiting for webhook delivery.

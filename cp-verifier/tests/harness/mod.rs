@@ -1,7 +1,13 @@
 //! The harness the API integration tests share: a real control plane on loopback
 //! (real SQLite store, real HTTP), a pinned clock, and agents whose reports and
 //! pulses are signed with the agent's own code.
+//!
+//! Test crates whose name ends in `_pg` (e.g. `api_pg`, which includes `api.rs`'s
+//! tests) get control planes on PostgreSQL instead: a throwaway cluster per test
+//! process ([`pg`]), a database per test directory.
 #![allow(dead_code)]
+
+pub(crate) mod pg;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -95,16 +101,59 @@ pub(crate) async fn start_with(
     checker: Option<Arc<dyn ImageChecker>>,
     f: impl FnOnce(&mut CpConfig),
 ) -> Cp {
+    let mut cfg = test_config(&dir, f);
+    let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
+    let store: Arc<dyn cp_verifier::store::Store> = if on_postgres() {
+        // One database per test directory, so a second control plane started on the
+        // same directory (a restart) finds the same state.
+        let marker = dir.path().join("pg.url");
+        let url = match std::fs::read_to_string(&marker) {
+            Ok(u) => u,
+            Err(_) => {
+                let u = pg::shared().fresh_database().await;
+                std::fs::write(&marker, &u).unwrap();
+                u
+            }
+        };
+        cfg.store = Some(cp_verifier::store::postgres::target::StoreUrl(url));
+        cp_verifier::wiring::open_store(&cfg).await.unwrap()
+    } else {
+        Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap())
+    };
+    let cp =
+        Arc::new(ControlPlane::with_image_checker(cfg, store, clock.clone(), checker).unwrap());
+    serve(cp, clock, dir).await
+}
+
+/// The test control plane's config in `dir`, adjusted by `f`.
+pub(crate) fn test_config(dir: &tempfile::TempDir, f: impl FnOnce(&mut CpConfig)) -> CpConfig {
     let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
     cfg.audit_log = Some(dir.path().join("audit.jsonl"));
     cfg.alert_cooldown = Duration::from_secs(0);
     test_access(&mut cfg, dir.path());
     f(&mut cfg);
+    cfg
+}
+
+/// A control plane on a store the test opened itself (replicas of one shared store).
+pub(crate) async fn start_on_store(
+    store: Arc<dyn cp_verifier::store::Store>,
+    f: impl FnOnce(&mut CpConfig),
+) -> Cp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(&dir, f);
     let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
-    let store = Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap());
-    let cp =
-        Arc::new(ControlPlane::with_image_checker(cfg, store, clock.clone(), checker).unwrap());
+    let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
     serve(cp, clock, dir).await
+}
+
+/// Whether this test crate runs its control planes on PostgreSQL (its name ends in
+/// `_pg`; the harness module path starts with the crate name).
+pub(crate) fn on_postgres() -> bool {
+    module_path!()
+        .split("::")
+        .next()
+        .is_some_and(|c| c.ends_with("_pg"))
 }
 
 pub(crate) async fn start(f: impl FnOnce(&mut CpConfig)) -> Cp {
