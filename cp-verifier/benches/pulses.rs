@@ -1,28 +1,44 @@
-//! Control-plane throughput: verified pulses per second over loopback HTTP against
-//! the real server (ed25519 verification, replay and chain checks, SQLite WAL with
-//! synchronous=FULL and group commit), compared with a no-op axum endpoint that
-//! reads the same bodies, in the same run, with the same client and concurrency.
-//! Figures are printed, never asserted. Targets: >= 5,000/s and >= 0.5x the no-op.
+//! Control-plane ingest and its ceiling, three ways, in one run, with one client:
 //!
-//! PROVENANT_BENCH_AGENTS (default 64) agents each send PROVENANT_BENCH_PULSES
-//! (default 250) pre-signed pulses in chain order, all agents concurrently.
+//! - (a) a no-op axum endpoint that reads the body and answers a small JSON: the
+//!   HTTP stack and the client alone;
+//! - (b) an endpoint that decodes the envelope and the pulse and verifies the
+//!   ed25519 signature under the agent's key (looked up by the claimed agent id):
+//!   the cryptographic floor of any verifier;
+//! - (c) the real control plane's `/api/v1/heartbeat`: decode, verify, replay and
+//!   chain checks, verdict, durable commit before the answer.
+//!
+//! (c) runs on each store: embedded SQLite (WAL, synchronous=FULL, group commit), one
+//! PostgreSQL replica, and two replicas on the same database (agents split between
+//! them as a sticky balancer would), PostgreSQL started by the bench with fsync and
+//! synchronous commit on. Every row has its own (a) and (b), measured just before
+//! its (c). The requests go through `cp_verifier::loadgen` (the `cp-verifier
+//! loadgen` client), over loopback, every agent sending its signed chain one pulse at
+//! a time, all agents concurrently. Figures are printed, never asserted (except that
+//! every pulse of (c) is accepted).
+//!
+//! PROVENANT_BENCH_AGENTS (default 64) agents x PROVENANT_BENCH_PULSES (default 250)
+//! pulses per row; PROVENANT_BENCH_STORES (default `sqlite,pg1,pg2`) picks the rows.
 #![allow(clippy::as_conversions)] // bench arithmetic on counts and durations
 
+#[path = "../tests/harness/pg.rs"]
+mod pg;
+
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cp_verifier::config::{CpConfig, EnrolledKey};
+use cp_verifier::loadgen::{self, LoadAgent, LoadReport};
 use cp_verifier::plane::ControlPlane;
+use cp_verifier::store::postgres::{PgStore, PgTarget};
 use cp_verifier::store::sqlite::SqliteStore;
-use evidence::api::{RegisterEvidence, RegisterRequest};
-use evidence::report::HexBytes;
-use evidence::{
-    Digest32, Envelope, FileMeasurement, Measurements, Platform, PolicyMeasurement, Pulse, Report,
-    TeeKind, Tier, PULSE_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE,
-};
-use guest_agent::agent::sign_payload;
-use guest_agent::signer::{KeySigner, Signer};
+use cp_verifier::store::Store;
+use evidence::{Envelope, PublicKey, Pulse};
 use provenant_base::clock::{Clock, SystemClock};
+
+/// No phase of a row may take longer.
+const PHASE_DEADLINE: Duration = Duration::from_secs(180);
 
 fn env_or(name: &str, d: usize) -> usize {
     std::env::var(name)
@@ -31,63 +47,145 @@ fn env_or(name: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
-fn measurements() -> Measurements {
-    Measurements {
-        agent_binary: HexBytes([1; 32]),
-        policy: PolicyMeasurement::from_files(
-            (0..4)
-                .map(|i| FileMeasurement {
-                    path: format!("/etc/provenant/policy-{i}.toml"),
-                    sha256: HexBytes([i; 32]),
-                })
-                .collect(),
-        ),
-        platform: Platform {
-            tee: TeeKind::None,
-            tpm_present: false,
-            kernel_cmdline_sha256: Some(HexBytes([9; 32])),
-            lockdown: None,
-        },
-        workloads: None,
-        ebpf: None,
+async fn serve(app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    base
+}
+
+/// (a): read the body, answer.
+fn noop() -> axum::Router {
+    axum::Router::new().route(
+        "/noop",
+        axum::routing::post(|b: axum::body::Bytes| async move {
+            axum::Json(serde_json::json!({"accepted": true, "len": b.len()}))
+        }),
+    )
+}
+
+/// (b): bounded envelope decode, pulse decode, signature check under the claimed
+/// agent's key.
+fn verify_only(keys: HashMap<String, PublicKey>) -> axum::Router {
+    let keys = Arc::new(keys);
+    axum::Router::new().route(
+        "/verify",
+        axum::routing::post(move |b: axum::body::Bytes| {
+            let keys = keys.clone();
+            async move {
+                let ok = (|| {
+                    let env = Envelope::from_json(&b).ok()?;
+                    let claimed = env.decode::<Pulse>().ok()?;
+                    let key = keys.get(&claimed.claimed().agent_id)?;
+                    let v = claimed.verify(key).ok()?;
+                    Some(v.value().sequence)
+                })();
+                match ok {
+                    Some(seq) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({"accepted": true, "sequence": seq})),
+                    ),
+                    None => (
+                        axum::http::StatusCode::FORBIDDEN,
+                        axum::Json(serde_json::json!({"accepted": false})),
+                    ),
+                }
+            }
+        }),
+    )
+}
+
+struct Row {
+    store: &'static str,
+    noop: LoadReport,
+    verify: LoadReport,
+    full: LoadReport,
+}
+
+/// One row: `stores` are the replicas (one per control plane).
+async fn row(
+    label: &'static str,
+    stores: Vec<Arc<dyn Store>>,
+    agents: usize,
+    per: usize,
+    dir: &std::path::Path,
+) -> Row {
+    let clock = Arc::new(SystemClock);
+    let fleet = LoadAgent::fleet(label, "bench", agents).unwrap();
+    let mut cfg = CpConfig::with_data_dir(dir);
+    cfg.max_clock_skew = Duration::from_secs(600);
+    // Every bench agent registers from one address at once.
+    cfg.limits.challenge_rate = 1e9;
+    cfg.limits.challenge_burst = u32::MAX;
+    cfg.limits.register_rate = 1e9;
+    cfg.limits.register_burst = u32::MAX;
+    cfg.enrollment.keys = fleet
+        .iter()
+        .map(|a| EnrolledKey {
+            agent_id: a.id.clone(),
+            fingerprint: a.public_key().fingerprint(),
+        })
+        .collect();
+    let mut targets = Vec::new();
+    for store in stores {
+        let cp = Arc::new(ControlPlane::new(cfg.clone(), store, clock.clone()).unwrap());
+        targets.push(serve(cp_verifier::http::router::router(cp).unwrap()).await);
+    }
+    let client = loadgen::client(agents, None).unwrap();
+    let now = clock.now().get();
+    let mut chains = Vec::with_capacity(agents);
+    for (i, a) in fleet.iter().enumerate() {
+        let head = a
+            .register(&client, &targets[i % targets.len()], now)
+            .await
+            .unwrap();
+        chains.push(a.chain(head, per, now).unwrap());
+    }
+    let keys = fleet
+        .iter()
+        .map(|a| (a.id.clone(), a.public_key().clone()))
+        .collect();
+    let noop_base = vec![serve(noop()).await];
+    let verify_base = vec![serve(verify_only(keys)).await];
+
+    // Warm the connection pools, then (a), (b), (c) back to back.
+    let warm = chains.iter().map(|c| vec![c[0].clone()]).collect();
+    loadgen::fire(&client, &noop_base, "/noop", warm, PHASE_DEADLINE).await;
+    let noop = loadgen::fire(&client, &noop_base, "/noop", chains.clone(), PHASE_DEADLINE).await;
+    let verify = loadgen::fire(
+        &client,
+        &verify_base,
+        "/verify",
+        chains.clone(),
+        PHASE_DEADLINE,
+    )
+    .await;
+    let full = loadgen::fire(
+        &client,
+        &targets,
+        "/api/v1/heartbeat",
+        chains,
+        PHASE_DEADLINE,
+    )
+    .await;
+    let total = (agents * per) as u64;
+    assert_eq!(noop.accepted, total, "{label} no-op: {noop:?}");
+    assert_eq!(verify.accepted, total, "{label} verify-only: {verify:?}");
+    assert_eq!(
+        full.accepted, total,
+        "{label}: every pulse must be accepted: {full:?}"
+    );
+    Row {
+        store: label,
+        noop,
+        verify,
+        full,
     }
 }
 
-async fn fire(base: &str, path: &str, bodies: Vec<Vec<Vec<u8>>>) -> (Duration, usize) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(bodies.len())
-        .build()
-        .unwrap();
-    let url = format!("{base}{path}");
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for chain in bodies {
-        let client = client.clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ok = 0;
-            for b in chain {
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(b)
-                    .send()
-                    .await
-                    .unwrap();
-                let s = r.status();
-                let _ = r.bytes().await;
-                if s.is_success() {
-                    ok += 1;
-                }
-            }
-            ok
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        ok += t.await.unwrap();
-    }
-    (start.elapsed(), ok)
+async fn pg_store(url: &str) -> Arc<dyn Store> {
+    let t = PgTarget::parse(url, None).unwrap();
+    Arc::new(PgStore::connect(&t).await.unwrap())
 }
 
 fn main() {
@@ -97,6 +195,7 @@ fn main() {
     }
     let agents = env_or("PROVENANT_BENCH_AGENTS", 64);
     let per = env_or("PROVENANT_BENCH_PULSES", 250);
+    let stores = std::env::var("PROVENANT_BENCH_STORES").unwrap_or("sqlite,pg1,pg2".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,118 +203,60 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let signers: Vec<KeySigner> = (0..agents).map(|_| KeySigner::generate_ed25519().unwrap()).collect();
-        let mut cfg = CpConfig::with_data_dir(&dir.path().join("db"));
-        cfg.max_clock_skew = Duration::from_secs(600);
-        // Every bench agent registers from one address at once.
-        cfg.limits.challenge_rate = 1e9;
-        cfg.limits.challenge_burst = u32::MAX;
-        cfg.limits.register_rate = 1e9;
-        cfg.limits.register_burst = u32::MAX;
-        cfg.enrollment.keys = signers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| EnrolledKey { agent_id: format!("bench-{i}"), fingerprint: s.public_key().fingerprint() })
-            .collect();
-        let store = Arc::new(SqliteStore::open(&cfg.data_dir).await.unwrap());
-        let clock = Arc::new(SystemClock);
-        let cp = Arc::new(ControlPlane::new(cfg, store, clock.clone()).unwrap());
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let app = cp_verifier::http::router::router(cp.clone()).unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await });
-
-        // A no-op endpoint: reads the body, answers a small JSON. Same stack minus our work.
-        let noop = axum::Router::new().route(
-            "/noop",
-            axum::routing::post(|b: axum::body::Bytes| async move {
-                axum::Json(serde_json::json!({"accepted": true, "len": b.len()}))
-            }),
-        );
-        let nl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let noop_base = format!("http://{}", nl.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(nl, noop).await });
-
-        // Register every agent, then pre-sign its chain of pulses.
-        let m = measurements();
-        let mut bodies = Vec::with_capacity(agents);
-        for (i, s) in signers.iter().enumerate() {
-            let id = format!("bench-{i}");
-            let ch = cp.challenge().await.unwrap();
-            let report = Report {
-                version: 1,
-                agent_id: id.clone(),
-                partition: "default".into(),
-                tier: Tier::Software,
-                issued_at_ns: clock.now().get(),
-                nonce: ch.nonce,
-                sequence: 0,
-                previous_pulse: None,
-                heartbeat_key: s.public_key().clone(),
-                heartbeat_interval_ms: 30_000,
-                agent_version: "bench".into(),
-                measurements: m.clone(),
+        let cluster = stores
+            .contains("pg")
+            .then(pg::PgCluster::start_durable);
+        let mut rows = Vec::new();
+        for s in stores.split(',') {
+            let sub = dir.path().join(s);
+            let r = match s {
+                "sqlite" => {
+                    let st: Arc<dyn Store> = Arc::new(SqliteStore::open(&sub).await.unwrap());
+                    row("sqlite", vec![st], agents, per, &sub).await
+                }
+                "pg1" | "pg2" => {
+                    let url = cluster.as_ref().unwrap().fresh_database().await;
+                    let n = if s == "pg1" { 1 } else { 2 };
+                    let mut st = Vec::new();
+                    for _ in 0..n {
+                        st.push(pg_store(&url).await);
+                    }
+                    let label = if n == 1 { "postgres x1" } else { "postgres x2" };
+                    row(label, st, agents, per, &sub).await
+                }
+                other => panic!("unknown store {other:?} in PROVENANT_BENCH_STORES"),
             };
-            let env = sign_payload(s, REPORT_PAYLOAD_TYPE, &report).unwrap();
-            let head: Digest32 = HexBytes(env.digest());
-            cp.register(RegisterRequest { envelope: env, evidence: RegisterEvidence::default() })
-                .await
-                .unwrap();
-            let mut prev = head;
-            let mut chain = Vec::with_capacity(per);
-            for seq in 1..=per as u64 {
-                let p = Pulse {
-                    version: 1,
-                    agent_id: id.clone(),
-                    partition: "default".into(),
-                    sequence: seq,
-                    issued_at_ns: clock.now().get(),
-                    nonce: HexBytes(rand::random()),
-                    previous: prev,
-                    measurements: Some(m.clone()),
-                    measurements_digest: None,
-                    health: None,
-                };
-                let env: Envelope = sign_payload(s, PULSE_PAYLOAD_TYPE, &p).unwrap();
-                prev = HexBytes(env.digest());
-                chain.push(env.to_json());
-            }
-            bodies.push(chain);
+            println!("{}: done", r.store);
+            rows.push(r);
         }
-        let total = agents * per;
-        let body_len = bodies[0][0].len();
-
-        // Warm both servers' connection pools briefly, then measure: no-op first, then
-        // the control plane, then the no-op again to see drift.
-        if std::env::var("PROVENANT_BENCH_ONLY_CP").is_ok() {
-            // For profiling the control plane alone.
-            let (v, ok_v) = fire(&base, "/api/v1/heartbeat", bodies).await;
-            assert_eq!(ok_v, total);
-            println!("control plane only: {:.0} pulses/s", total as f64 / v.as_secs_f64());
-            return;
+        println!(
+            "\n{agents} agents x {per} pulses per row, 2 tokio workers, loopback HTTP, one client\n"
+        );
+        println!("| store | (a) no-op /s | (b) verify-only /s | (c) full /s | (c)/(b) | (c)/(a) | (c) p50 ms | (c) p99 ms | (b) p99 ms | (a) p99 ms |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for r in &rows {
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                r.store,
+                r.noop.accepted_per_s,
+                r.verify.accepted_per_s,
+                r.full.accepted_per_s,
+                r.full.accepted_per_s / r.verify.accepted_per_s,
+                r.full.accepted_per_s / r.noop.accepted_per_s,
+                r.full.latency.p50_ms,
+                r.full.latency.p99_ms,
+                r.verify.latency.p99_ms,
+                r.noop.latency.p99_ms,
+            );
         }
-        let warm: Vec<Vec<Vec<u8>>> = bodies.iter().map(|c| vec![c[0].clone()]).collect();
-        fire(&noop_base, "/noop", warm).await;
-        let (n1, ok_n1) = fire(&noop_base, "/noop", bodies.clone()).await;
-        let (v, ok_v) = fire(&base, "/api/v1/heartbeat", bodies.clone()).await;
-        let (n2, ok_n2) = fire(&noop_base, "/noop", bodies).await;
-        assert_eq!(ok_v, total, "every pulse must be accepted");
-        assert_eq!(ok_n1 + ok_n2, 2 * total);
-        let rate = |d: Duration| total as f64 / d.as_secs_f64();
-        let noop_rate = (rate(n1) + rate(n2)) / 2.0;
-        println!(
-            "control plane: {total} pulses ({agents} agents x {per}, {body_len}-byte envelopes) verified and stored in {:.2} s = {:.0} pulses/s",
-            v.as_secs_f64(),
-            rate(v)
-        );
-        println!(
-            "no-op axum endpoint, same bodies and client: {:.0} req/s and {:.0} req/s (mean {:.0})",
-            rate(n1),
-            rate(n2),
-            noop_rate
-        );
-        println!("ratio control plane / no-op = {:.2}", rate(v) / noop_rate);
-        let seq = cp.agents().await.unwrap().iter().map(|a| a.sequence).min().unwrap();
-        assert_eq!(seq, per as u64);
+        if let (Some(one), Some(two)) = (
+            rows.iter().find(|r| r.store == "postgres x1"),
+            rows.iter().find(|r| r.store == "postgres x2"),
+        ) {
+            println!(
+                "\ntwo PostgreSQL replicas / one: {:.2}x",
+                two.full.accepted_per_s / one.full.accepted_per_s
+            );
+        }
     });
 }

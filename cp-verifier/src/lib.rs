@@ -19,7 +19,8 @@
 //! - [`http`]: router, TLS transport, the one error type, views and the dashboard;
 //! - [`store`]: durable state; [`model`]: the records every stage shares;
 //! - [`plane`]: the control plane's state, [`wiring`]: its composition root;
-//! - [`offline`]: `verify` and `measure`, the offline CLIs (never used by the server).
+//! - [`offline`]: `verify` and `measure`, the offline CLIs (never used by the server);
+//! - [`loadgen`]: `cp-verifier loadgen`, a client that measures a control plane.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod heartbeat;
 pub mod http;
 pub mod judge;
+pub mod loadgen;
 pub mod model;
 pub mod offline;
 pub mod plane;

@@ -56,6 +56,45 @@ enum Cmd {
     /// ACPI tables and a TD HOB the VMM builds): it is null, with the reason.
     /// Exit 0 manifest, 1 malformed input (error JSON on stdout), 2 usage error.
     Measure(cp_verifier::offline::measure::MeasureArgs),
+    /// Measure a control plane (or replicas): register simulated software-tier
+    /// agents, send their signed pulse chains, print pulses/s and latency
+    /// percentiles as JSON. The agents' keys follow --seed; enroll them first
+    /// (--print-enrollment) and allow the software tier. Exit 0 every pulse
+    /// accepted, 1 some refused or lost, 2 usage error.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadgenArgs {
+    /// Control-plane base URL; repeat for replicas (agent i uses URL i mod n and
+    /// moves to the next on a transport error).
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// Simulated agents, all sending at once.
+    #[arg(long, default_value_t = 64)]
+    agents: usize,
+    /// Pulses per agent.
+    #[arg(long, default_value_t = 100)]
+    pulses: usize,
+    /// Names the agents' keys: the same seed, the same keys.
+    #[arg(long, default_value = "loadgen")]
+    seed: String,
+    /// The heartbeat interval the agents declare (at most the control plane's
+    /// `heartbeat_interval`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    /// Agent ids are PREFIX-0, PREFIX-1, ...
+    #[arg(long, default_value = "loadgen")]
+    prefix: String,
+    /// Extra trusted root (PEM) for an HTTPS control plane with its own CA.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Stop sending after this long (then the rest counts as not sent).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    max_duration: std::time::Duration,
+    /// Print the agents' `[[enrollment.keys]]` TOML and exit.
+    #[arg(long)]
+    print_enrollment: bool,
 }
 
 #[derive(Subcommand)]
@@ -154,11 +193,76 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", o.json);
             std::process::exit(o.code);
         }
+        Cmd::Loadgen(a) => {
+            let code = loadgen_cmd(a).await;
+            std::process::exit(code);
+        }
         #[cfg(feature = "demo")]
         Cmd::Demo { listen } => {
             // Quieter by default so the printed URLs stand out; RUST_LOG overrides.
             provenant_base::logging::init(cli.log_json, "warn");
             cp_verifier::demo::run(listen).await
         }
+    }
+}
+
+/// `cp-verifier loadgen`: exit 0 all accepted, 1 otherwise (the report or the error as
+/// JSON on stdout), 2 bad plan.
+async fn loadgen_cmd(a: LoadgenArgs) -> i32 {
+    use cp_verifier::loadgen::{self, LoadAgent, MAX_PULSES};
+    use provenant_base::clock::Clock;
+    let fail = |code: i32, e: &dyn std::fmt::Display| {
+        println!("{}", serde_json::json!({ "error": e.to_string() }));
+        code
+    };
+    if a.agents.saturating_mul(a.pulses) > MAX_PULSES || a.pulses == 0 {
+        return fail(2, &format!("agents x pulses must be 1..={MAX_PULSES}"));
+    }
+    let mut fleet = match LoadAgent::fleet(&a.seed, &a.prefix, a.agents) {
+        Ok(f) => f,
+        Err(e) => return fail(2, &e),
+    };
+    let interval_ms = u64::try_from(a.interval.as_millis()).unwrap_or(u64::MAX);
+    for agent in &mut fleet {
+        agent.interval_ms = interval_ms;
+    }
+    if a.print_enrollment {
+        print!("{}", loadgen::enrollment_toml(&fleet));
+        return 0;
+    }
+    let ca = match &a.ca_file {
+        Some(p) => match provenant_base::fsutil::read_bounded(p, 64 * 1024) {
+            Ok(b) => Some(b),
+            Err(e) => return fail(2, &format!("{}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let client = match loadgen::client(a.agents, ca.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e),
+    };
+    let urls: Vec<String> = a
+        .urls
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    let now = SystemClock.now().get();
+    let mut chains = Vec::with_capacity(fleet.len());
+    for (i, agent) in fleet.iter().enumerate() {
+        let head = match agent.register(&client, &urls[i % urls.len()], now).await {
+            Ok(h) => h,
+            Err(e) => return fail(1, &format!("registering {}: {e}", agent.id)),
+        };
+        match agent.chain(head, a.pulses, now) {
+            Ok(c) => chains.push(c),
+            Err(e) => return fail(1, &e),
+        }
+    }
+    let r = loadgen::fire(&client, &urls, "/api/v1/heartbeat", chains, a.max_duration).await;
+    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    if r.accepted == r.planned {
+        0
+    } else {
+        1
     }
 }

@@ -82,8 +82,20 @@ fn free_port() -> u16 {
 static DB_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl PgCluster {
-    /// Initialises and starts a cluster; panics (failing the test) if it cannot.
+    /// Initialises and starts a cluster (fsync off: tests need no durability);
+    /// panics (failing the test) if it cannot.
     pub(crate) fn start() -> PgCluster {
+        PgCluster::start_with(false)
+    }
+
+    /// A cluster that commits as a production one does (fsync, synchronous commit,
+    /// full page writes), for benchmarks.
+    pub(crate) fn start_durable() -> PgCluster {
+        PgCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgCluster {
+        let durability = if durable { "on" } else { "off" };
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("pgt")
@@ -125,7 +137,7 @@ impl PgCluster {
             let port = free_port();
             let script = r#"
                 "$1/postgres" -D "$2/data" -p "$3" -k "$2" -c listen_addresses=127.0.0.1 \
-                    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+                    -c fsync="$4" -c synchronous_commit="$4" -c full_page_writes="$4" \
                     -c max_connections=300 >"$2/log" 2>&1 &
                 read _eof
                 "$1/pg_ctl" -D "$2/data" stop -m immediate -w >/dev/null 2>&1
@@ -138,6 +150,7 @@ impl PgCluster {
                 .arg(&bin)
                 .arg(&dir)
                 .arg(port.to_string())
+                .arg(durability)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
