@@ -10,6 +10,8 @@
 //!
 //! Real processes, real PostgreSQL (`harness/pg.rs`), real HTTP on loopback.
 
+#![allow(clippy::as_conversions)] // small test constants
+
 mod harness;
 use harness::pg;
 

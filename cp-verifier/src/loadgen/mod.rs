@@ -177,7 +177,7 @@ impl LoadAgent {
         let digest = m.digest().map_err(|e| LoadgenError::Sign(e.to_string()))?;
         let mut prev = head;
         let mut out = Vec::with_capacity(n);
-        for seq in 1..=n as u64 {
+        for seq in 1..=u64::try_from(n).unwrap_or(u64::MAX) {
             let p = Pulse {
                 version: 1,
                 agent_id: self.id.clone(),
@@ -329,12 +329,12 @@ mod tests {
         let head = HexBytes([7; 32]);
         let chain = a.chain(head, 3, 1).unwrap();
         let mut prev = head;
-        for (i, b) in chain.iter().enumerate() {
+        for (seq, b) in (1u64..).zip(&chain) {
             let env = Envelope::from_json(b).unwrap();
             let p = env.open::<Pulse>(a.public_key()).unwrap().into_value();
-            assert_eq!(p.sequence, i as u64 + 1);
+            assert_eq!(p.sequence, seq);
             assert_eq!(p.previous, prev);
-            assert_eq!(p.measurements.is_some(), i == 0);
+            assert_eq!(p.measurements.is_some(), seq == 1);
             prev = HexBytes(env.digest());
         }
         let toml = enrollment_toml(std::slice::from_ref(&a));
