@@ -18,7 +18,8 @@
 //! every pulse of (c) is accepted).
 //!
 //! PROVENANT_BENCH_AGENTS (default 64) agents x PROVENANT_BENCH_PULSES (default 250)
-//! pulses per row; PROVENANT_BENCH_STORES (default `sqlite,pg1,pg2`) picks the rows.
+//! pulses per row; PROVENANT_BENCH_STORES (default `sqlite,pg1,pg2`) picks the rows;
+//! PROVENANT_BENCH_ONLY_FULL=1 runs (c) alone (for a profiler).
 #![allow(clippy::as_conversions)] // bench arithmetic on counts and durations
 
 #[path = "../tests/harness/pg.rs"]
@@ -151,15 +152,23 @@ async fn row(
     // Warm the connection pools, then (a), (b), (c) back to back.
     let warm = chains.iter().map(|c| vec![c[0].clone()]).collect();
     loadgen::fire(&client, &noop_base, "/noop", warm, PHASE_DEADLINE).await;
-    let noop = loadgen::fire(&client, &noop_base, "/noop", chains.clone(), PHASE_DEADLINE).await;
-    let verify = loadgen::fire(
-        &client,
-        &verify_base,
-        "/verify",
-        chains.clone(),
-        PHASE_DEADLINE,
-    )
-    .await;
+    // PROVENANT_BENCH_ONLY_FULL skips (a) and (b), for profiling (c) alone.
+    let only_full = std::env::var_os("PROVENANT_BENCH_ONLY_FULL").is_some();
+    let (noop, verify) = if only_full {
+        (LoadReport::default(), LoadReport::default())
+    } else {
+        (
+            loadgen::fire(&client, &noop_base, "/noop", chains.clone(), PHASE_DEADLINE).await,
+            loadgen::fire(
+                &client,
+                &verify_base,
+                "/verify",
+                chains.clone(),
+                PHASE_DEADLINE,
+            )
+            .await,
+        )
+    };
     let full = loadgen::fire(
         &client,
         &targets,
@@ -169,8 +178,10 @@ async fn row(
     )
     .await;
     let total = (agents * per) as u64;
-    assert_eq!(noop.accepted, total, "{label} no-op: {noop:?}");
-    assert_eq!(verify.accepted, total, "{label} verify-only: {verify:?}");
+    if !only_full {
+        assert_eq!(noop.accepted, total, "{label} no-op: {noop:?}");
+        assert_eq!(verify.accepted, total, "{label} verify-only: {verify:?}");
+    }
     assert_eq!(
         full.accepted, total,
         "{label}: every pulse must be accepted: {full:?}"
