@@ -23,10 +23,12 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
+use super::schema;
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
 use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
 use crate::model::{Alert, AlertKind};
 
+mod import;
 mod leader;
 pub mod target;
 mod write;
@@ -95,12 +97,51 @@ impl PgStore {
         })
     }
 
-    /// Applies the migrations not yet applied.
+    /// Checks the schema (see [`super::schema`]: a database written by a newer
+    /// cp-verifier, or whose applied migrations differ from ours, is refused and left
+    /// untouched), then applies the migrations not yet applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let applied = self.applied_migrations().await?;
+        schema::check(&MIGRATOR, &applied).map_err(|why| self.schema_error(why))?;
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| unavailable_at(&self.target, e))
+            .map_err(|e| match schema::from_migrate(&MIGRATOR, e) {
+                Ok(why) => self.schema_error(why),
+                Err(e) => unavailable_at(&self.target, e),
+            })
+    }
+
+    fn schema_error(&self, why: schema::SchemaError) -> StoreError {
+        StoreError::Schema {
+            at: self.target.to_string(),
+            why,
+        }
+    }
+
+    /// The migrations `_sqlx_migrations` records (none if it does not exist).
+    pub async fn applied_migrations(&self) -> Result<Vec<schema::Applied>, StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| unavailable_at(&self.target, e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable_at(&self.target, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, checksum, success)| schema::Applied {
+                version,
+                checksum,
+                success,
+            })
+            .collect())
     }
 
     /// The connection target (password redacted in `Debug`).

@@ -18,10 +18,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::schema::{self, Applied};
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
 use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
 use crate::model::{Alert, AlertKind};
 
+mod export;
 mod writer;
 use writer::{writer_loop, Op, Reply};
 
@@ -30,68 +32,15 @@ const MAX_BATCH: usize = 512;
 /// Writes waiting for the writer at most; past it callers wait (backpressure).
 const QUEUE: usize = 8192;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS agents (
-        agent_id TEXT PRIMARY KEY,
-        version BIGINT NOT NULL,
-        last_seen_ns BIGINT NOT NULL,
-        blinded INTEGER NOT NULL,
-        sequence BIGINT NOT NULL,
-        chain_head TEXT NOT NULL,
-        record TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS challenges (
-        nonce TEXT PRIMARY KEY,
-        expires_at_ns BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS pulse_nonces (
-        agent_id TEXT NOT NULL,
-        nonce TEXT NOT NULL,
-        seen_at_ns BIGINT NOT NULL,
-        PRIMARY KEY (agent_id, nonce))",
-    "CREATE INDEX IF NOT EXISTS pulse_nonces_seen ON pulse_nonces (seen_at_ns)",
-    "CREATE TABLE IF NOT EXISTS alerts (
-        id TEXT PRIMARY KEY,
-        at_ns BIGINT NOT NULL,
-        agent_id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        severity INTEGER NOT NULL,
-        detail TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS alerts_agent ON alerts (agent_id, at_ns)",
-    "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at_ns)",
-    "CREATE TABLE IF NOT EXISTS cache (
-        key TEXT PRIMARY KEY,
-        expires_at BIGINT NOT NULL,
-        json BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS deleted_agents (
-        agent_id TEXT PRIMARY KEY,
-        key_fingerprint TEXT NOT NULL,
-        at_ns BIGINT NOT NULL,
-        reason TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS withdrawals (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        at_ns BIGINT NOT NULL,
-        UNIQUE (kind, digest))",
-    // Severity 1-2 alerts not yet delivered to every webhook (at-least-once).
-    "CREATE TABLE IF NOT EXISTS webhook_outbox (
-        alert_id TEXT PRIMARY KEY,
-        at_ns BIGINT NOT NULL,
-        attempts INTEGER NOT NULL,
-        next_at_ns BIGINT NOT NULL,
-        delivered TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_at_ns)",
-    // The /healthz write probe.
-    "CREATE TABLE IF NOT EXISTS health (
-        id INTEGER PRIMARY KEY,
-        at_ns BIGINT NOT NULL)",
-];
+/// The schema, embedded at compile time (`migrations/sqlite`; see [`super::schema`]).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The embedded SQLite [`Store`]: reads from a pool, writes through one
 /// writer task that commits in groups (see the module doc).
 pub struct SqliteStore {
     reads: SqlitePool,
-    tx: mpsc::Sender<(Op, Reply)>,
+    /// The writer task's queue; `None` when opened read-only.
+    tx: Option<mpsc::Sender<(Op, Reply)>>,
     /// Severity 1-2 alerts also go to `webhook_outbox`.
     outbox: Arc<AtomicBool>,
 }
@@ -147,12 +96,7 @@ impl SqliteStore {
         let mut writer = SqliteConnection::connect_with(&opts)
             .await
             .map_err(unavailable)?;
-        for stmt in SCHEMA {
-            sqlx::query(stmt)
-                .execute(&mut writer)
-                .await
-                .map_err(unavailable)?;
-        }
+        migrate(&mut writer, &path).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.clone().read_only(true))
@@ -161,17 +105,119 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE);
         let outbox = Arc::new(AtomicBool::new(false));
         tokio::spawn(writer_loop(opts, writer, rx, outbox.clone()));
-        Ok(SqliteStore { reads, tx, outbox })
+        Ok(SqliteStore {
+            reads,
+            tx: Some(tx),
+            outbox,
+        })
+    }
+
+    /// Opens an existing database read-only (`path`: the data directory or the
+    /// database file), as the source of `cp-verifier migrate`: nothing is created,
+    /// migrated or written (every write is `Unavailable`). Its schema is checked like
+    /// [`SqliteStore::open`] does.
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = if path.is_dir() {
+            path.join("provenant.db")
+        } else {
+            path.to_path_buf()
+        };
+        if !path.is_file() {
+            return Err(unavailable(format!(
+                "{}: no such database file",
+                path.display()
+            )));
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(unavailable)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(unavailable)?;
+        let mut c = reads.acquire().await.map_err(unavailable)?;
+        let applied = applied_migrations(&mut c).await.map_err(unavailable)?;
+        schema_check(&applied, &path)?;
+        let has_agents: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'agents'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(unavailable)?;
+        if has_agents == 0 {
+            return Err(unavailable(format!(
+                "{}: not a cp-verifier database (no agents table)",
+                path.display()
+            )));
+        }
+        drop(c);
+        Ok(SqliteStore {
+            reads,
+            tx: None,
+            outbox: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     async fn submit(&self, op: Op) -> Result<bool, StoreError> {
+        let Some(tx) = &self.tx else {
+            return Err(unavailable("store opened read-only"));
+        };
         let (rtx, rrx) = oneshot::channel();
-        self.tx
-            .send((op, rtx))
+        tx.send((op, rtx))
             .await
             .map_err(|_| unavailable("writer stopped"))?;
         rrx.await.map_err(|_| unavailable("writer stopped"))?
     }
+}
+
+/// The migrations `_sqlx_migrations` records (none if it does not exist).
+async fn applied_migrations(c: &mut SqliteConnection) -> Result<Vec<Applied>, sqlx::Error> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, Vec<u8>, bool)> =
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *c)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, checksum, success)| Applied {
+            version,
+            checksum,
+            success,
+        })
+        .collect())
+}
+
+fn schema_check(applied: &[Applied], path: &Path) -> Result<(), StoreError> {
+    schema::check(&MIGRATOR, applied).map_err(|why| StoreError::Schema {
+        at: path.display().to_string(),
+        why,
+    })
+}
+
+/// Checks the schema (refusing, untouched, a database this binary must not run on)
+/// and applies the migrations not yet applied.
+async fn migrate(c: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let applied = applied_migrations(c).await.map_err(unavailable)?;
+    schema_check(&applied, path)?;
+    MIGRATOR
+        .run(&mut *c)
+        .await
+        .map_err(|e| match schema::from_migrate(&MIGRATOR, e) {
+            Ok(why) => StoreError::Schema {
+                at: path.display().to_string(),
+                why,
+            },
+            Err(e) => unavailable(format!("{}: migrating: {e}", path.display())),
+        })
 }
 
 /// An alert from `id, at_ns, agent_id, kind, severity, detail` (columns 0-5).
