@@ -215,7 +215,7 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
          VALUES (2, 'from a newer cp-verifier', true, '\\x00', 0)",
     )
     .await;
-    let e = PgStore::connect(&t).await.err().expect("refused");
+    let e = PgStore::connect(&t).await.expect_err("refused");
     assert!(
         matches!(
             &e,
@@ -242,7 +242,7 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
          UPDATE _sqlx_migrations SET checksum = '\\x0102' WHERE version = 1",
     )
     .await;
-    let e = PgStore::connect(&t).await.err().expect("refused");
+    let e = PgStore::connect(&t).await.expect_err("refused");
     assert!(
         matches!(
             &e,

@@ -118,16 +118,16 @@ impl FleetSnapshot {
 pub enum ImportError {
     /// The target already holds fleet state.
     #[error("the target store is not empty ({0:?}); refusing to mix two fleets (to replace what it holds, say so explicitly)")]
-    TargetNotEmpty(FleetCounts),
+    TargetNotEmpty(Box<FleetCounts>),
     /// What the transaction wrote does not add up to what was read; rolled back.
     #[error(
         "row counts differ after loading (expected {expected:?}, found {found:?}); rolled back"
     )]
     CountMismatch {
         /// The source's counts.
-        expected: FleetCounts,
+        expected: Box<FleetCounts>,
         /// The target's counts inside the transaction.
-        found: FleetCounts,
+        found: Box<FleetCounts>,
     },
     /// The store failed.
     #[error(transparent)]

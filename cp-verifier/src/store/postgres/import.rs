@@ -39,7 +39,7 @@ impl PgStore {
             .map_err(unavailable)?;
         let before = count_all(&mut tx).await?;
         if before.has_fleet_state() && !replace {
-            return Err(ImportError::TargetNotEmpty(before));
+            return Err(ImportError::TargetNotEmpty(Box::new(before)));
         }
         let wipe: &[&str] = if replace {
             &[
@@ -68,8 +68,8 @@ impl PgStore {
         let expected = f.counts();
         if after != expected {
             return Err(ImportError::CountMismatch {
-                expected,
-                found: after,
+                expected: Box::new(expected),
+                found: Box::new(after),
             });
         }
         tx.commit().await.map_err(unavailable)?;
