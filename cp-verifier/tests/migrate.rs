@@ -191,6 +191,11 @@ async fn a_sqlite_fleet_moves_to_postgres_and_its_chains_continue() {
     );
     assert_eq!(e.kind(), "TargetNotEmpty");
     assert_eq!(pg.fleet_counts().await.unwrap(), counts);
+    // Told to replace: the same fleet again, in one transaction, nothing doubled.
+    let again = migrate(&data, &t, true, now).await.unwrap();
+    assert!(again.replaced && again.verified);
+    assert_eq!(again.copied, c);
+    assert_eq!(pg.fleet_counts().await.unwrap(), counts);
 
     // The fleet on PostgreSQL, same clock.
     for n in &src_nonces {

@@ -134,6 +134,10 @@ async fn sqlite_adopts_a_database_from_before_migrations() {
     .unwrap();
     c.close().await.unwrap();
 
+    // Read-only (as `cp-verifier migrate` opens its source): readable, unchanged.
+    let ro = SqliteStore::open_read_only(dir.path()).await.unwrap();
+    assert_eq!(ro.list_alerts(None, 10).await.unwrap().len(), 1);
+    drop(ro);
     for _ in 0..2 {
         let s = SqliteStore::open(dir.path()).await.unwrap();
         let a = s.list_alerts(None, 10).await.unwrap();
