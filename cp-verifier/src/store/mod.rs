@@ -9,6 +9,7 @@
 pub mod fleet;
 pub mod migrate;
 pub mod postgres;
+mod rows;
 pub mod schema;
 pub mod sqlite;
 

@@ -18,10 +18,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows as decode;
 use super::schema::{self, Applied};
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
-use crate::model::{Alert, AlertKind};
+use crate::model::Alert;
+use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 mod export;
 mod writer;
@@ -220,45 +221,15 @@ async fn migrate(c: &mut SqliteConnection, path: &Path) -> Result<(), StoreError
         })
 }
 
-/// An alert from `id, at_ns, agent_id, kind, severity, detail` (columns 0-5).
-fn decode_alert(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let kind: String = r.try_get(3).map_err(corrupt)?;
-    Ok(Alert {
-        id: r.try_get(0).map_err(corrupt)?,
-        at_ns: to_u64(r.try_get(1).map_err(corrupt)?),
-        agent_id: r.try_get(2).map_err(corrupt)?,
-        kind: AlertKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
-        severity: u8::try_from(r.try_get::<i64, _>(4).map_err(corrupt)?).unwrap_or(0),
-        detail: r.try_get(5).map_err(corrupt)?,
-    })
-}
-
 const SELECT_AGENT: &str =
     "SELECT record, version, last_seen_ns, blinded, sequence, chain_head FROM agents";
 
-/// The record JSON, with the hot columns (written on every pulse) laid over it.
+/// An agent row (see [`decode::record`]); `blinded` is an integer here.
 fn decode_record(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
-    let corrupt = |e: String| StoreError::Corrupt(e);
-    let mut rec: AgentRecord = serde_json::from_str(
-        row.try_get::<&str, _>(0)
-            .map_err(|e| corrupt(e.to_string()))?,
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    rec.version = to_u64(row.try_get(1).map_err(|e| corrupt(e.to_string()))?);
-    rec.last_seen_ns = to_u64(row.try_get(2).map_err(|e| corrupt(e.to_string()))?);
-    rec.blinded = row
-        .try_get::<i64, _>(3)
-        .map_err(|e| corrupt(e.to_string()))?
-        != 0;
-    rec.sequence = to_u64(row.try_get(4).map_err(|e| corrupt(e.to_string()))?);
-    rec.chain_head = evidence::Digest32::from_hex(
-        row.try_get::<&str, _>(5)
-            .map_err(|e| corrupt(e.to_string()))?,
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    Ok(rec)
+    let blinded: i64 = row
+        .try_get(3)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    decode::record(row, blinded != 0)
 }
 
 #[async_trait]
@@ -346,7 +317,7 @@ impl Store for SqliteStore {
                     .try_get(7)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(OutboxItem {
-                    alert: decode_alert(r)?,
+                    alert: decode::alert(r)?,
                     attempts: u32::try_from(
                         r.try_get::<i64, _>(6)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -457,7 +428,7 @@ impl Store for SqliteStore {
             .await,
         }
         .map_err(unavailable)?;
-        rows.iter().map(decode_alert).collect()
+        rows.iter().map(decode::alert).collect()
     }
 
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError> {
@@ -489,16 +460,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reads)
         .await
         .map_err(unavailable)?;
-        row.map(|r| {
-            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            Ok(Tombstone {
-                agent_id: r.try_get(0).map_err(corrupt)?,
-                key_fingerprint: r.try_get(1).map_err(corrupt)?,
-                at_ns: to_u64(r.try_get(2).map_err(corrupt)?),
-                reason: r.try_get(3).map_err(corrupt)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(decode::tombstone).transpose()
     }
 
     async fn put_withdrawal(&self, w: &Withdrawal, alerts: &[Alert]) -> Result<bool, StoreError> {
@@ -513,21 +475,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reads)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-                let kind: String = r.try_get(1).map_err(corrupt)?;
-                Ok(Withdrawal {
-                    id: r.try_get(0).map_err(corrupt)?,
-                    kind: BuildKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("withdrawal kind {kind:?}")))?,
-                    digest: r.try_get(2).map_err(corrupt)?,
-                    reason: r.try_get(3).map_err(corrupt)?,
-                    at_ns: to_u64(r.try_get(4).map_err(corrupt)?),
-                    source: "api".into(),
-                })
-            })
-            .collect()
+        rows.iter().map(decode::withdrawal).collect()
     }
 
     async fn delete_withdrawal(&self, id: &str, alerts: &[Alert]) -> Result<bool, StoreError> {
