@@ -36,6 +36,27 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Move a fleet from the embedded SQLite store to PostgreSQL: agents with their
+    /// chains and baselines, tombstones, withdrawals, alerts, the webhook outbox,
+    /// pulse nonces and valid cache entries, in one transaction, checked, and
+    /// printed as one JSON summary. The source is only read (stop the cp-verifier
+    /// using it first); a target already holding a fleet is refused unless
+    /// --replace. Exit 0 copied, 1 refused or failed (error JSON on stdout), 2 usage.
+    Migrate {
+        /// The source: `sqlite:<data_dir>` or `sqlite:<path to provenant.db>`.
+        #[arg(long)]
+        from: String,
+        /// The target: `postgres://user@host/db` (keep the password out of it: it
+        /// would show in the process list; use --to-password-file).
+        #[arg(long)]
+        to: String,
+        /// A file (mode 0600) holding the target's password.
+        #[arg(long)]
+        to_password_file: Option<PathBuf>,
+        /// Delete whatever fleet state the target holds, in the same transaction.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Run a control plane on a temporary SQLite database with one software-tier
     /// agent, registered and pulsing every 2 s, and print the URLs.
     #[cfg(feature = "demo")]
@@ -187,6 +208,23 @@ async fn main() -> anyhow::Result<()> {
             provenant_base::logging::init(cli.log_json, "info");
             let cfg = CpConfig::load(&config)?;
             cp_verifier::wiring::migrate_store(&cfg).await
+        }
+        Cmd::Migrate {
+            from,
+            to,
+            to_password_file,
+            replace,
+        } => {
+            provenant_base::logging::init(cli.log_json, "warn");
+            let (code, json) = cp_verifier::wiring::migrate_fleet(
+                &from,
+                &to,
+                to_password_file.as_deref(),
+                replace,
+            )
+            .await;
+            println!("{json}");
+            std::process::exit(code);
         }
         Cmd::Measure(a) => {
             let o = cp_verifier::offline::measure::measure_cmd(&a);

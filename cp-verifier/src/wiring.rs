@@ -153,6 +153,43 @@ pub async fn migrate_store(cfg: &crate::config::CpConfig) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `cp-verifier migrate`: moves the fleet in SQLite database `from` to PostgreSQL
+/// `to` (see [`crate::store::migrate`]). Returns the exit code and the JSON to print:
+/// the summary, or `{"error": kind, "detail": why}`. Passwords never appear in it.
+pub async fn migrate_fleet(
+    from: &str,
+    to: &str,
+    to_password_file: Option<&std::path::Path>,
+    replace: bool,
+) -> (i32, serde_json::Value) {
+    use crate::store::migrate::{migrate, parse_source};
+    use crate::store::postgres::target::{read_password_file, PgTarget};
+    let fail =
+        |kind: &str, detail: String| (1, serde_json::json!({"error": kind, "detail": detail}));
+    let src = match parse_source(from) {
+        Ok(p) => p,
+        Err(e) => return fail("BadSource", e.to_string()),
+    };
+    let password = match to_password_file.map(read_password_file).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail("BadTarget", e.to_string()),
+    };
+    let target = match PgTarget::parse(to, password) {
+        Ok(t) => t,
+        Err(e) => return fail("BadTarget", e.to_string()),
+    };
+    if to_password_file.is_none()
+        && (target.to_string().contains(":***@") || to.contains("password="))
+    {
+        tracing::warn!(to = %target, "the target URL carries a password, visible in the process list; prefer --to-password-file");
+    }
+    let now = provenant_base::clock::Clock::now(&provenant_base::clock::SystemClock);
+    match migrate(&src, &target, replace, now).await {
+        Ok(s) => (0, serde_json::to_value(&s).unwrap_or_default()),
+        Err(e) => fail(e.kind(), target.redact(&e.to_string())),
+    }
+}
+
 /// Opens the store, builds the control plane and starts its (supervised) sweeper.
 pub async fn start(
     cfg: crate::config::CpConfig,

@@ -6,7 +6,11 @@
 //! the alerts it raises. Either all of it is durable or none of it is, and it is
 //! durable before the caller acknowledges anything.
 
+pub mod fleet;
+pub mod migrate;
 pub mod postgres;
+mod rows;
+pub mod schema;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -31,6 +35,16 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The database's schema is one this cp-verifier must not run on (written by a
+    /// newer release, or its applied migrations differ from ours); nothing was
+    /// changed (see [`schema`]).
+    #[error("store {at}: {why}")]
+    Schema {
+        /// Which database (path or URL without its password).
+        at: String,
+        /// What is wrong with its schema.
+        why: schema::SchemaError,
+    },
 }
 
 /// One atomic state change.

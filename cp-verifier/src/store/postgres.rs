@@ -23,10 +23,13 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
+use super::rows as decode;
+use super::schema;
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
-use crate::model::{Alert, AlertKind};
+use crate::model::Alert;
+use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
+mod import;
 mod leader;
 pub mod target;
 mod write;
@@ -95,12 +98,51 @@ impl PgStore {
         })
     }
 
-    /// Applies the migrations not yet applied.
+    /// Checks the schema (see [`super::schema`]: a database written by a newer
+    /// cp-verifier, or whose applied migrations differ from ours, is refused and left
+    /// untouched), then applies the migrations not yet applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let applied = self.applied_migrations().await?;
+        schema::check(&MIGRATOR, &applied).map_err(|why| self.schema_error(why))?;
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| unavailable_at(&self.target, e))
+            .map_err(|e| match schema::from_migrate(&MIGRATOR, e) {
+                Ok(why) => self.schema_error(why),
+                Err(e) => unavailable_at(&self.target, e),
+            })
+    }
+
+    fn schema_error(&self, why: schema::SchemaError) -> StoreError {
+        StoreError::Schema {
+            at: self.target.to_string(),
+            why,
+        }
+    }
+
+    /// The migrations `_sqlx_migrations` records (none if it does not exist).
+    pub async fn applied_migrations(&self) -> Result<Vec<schema::Applied>, StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| unavailable_at(&self.target, e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| unavailable_at(&self.target, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, checksum, success)| schema::Applied {
+                version,
+                checksum,
+                success,
+            })
+            .collect())
     }
 
     /// The connection target (password redacted in `Debug`).
@@ -131,34 +173,12 @@ fn unavailable_at(t: &PgTarget, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(t.redact(&format!("{t}: {e}")))
 }
 
-/// An alert from `id, at_ns, agent_id, kind, severity, detail` (columns 0-5).
-fn decode_alert(r: &PgRow) -> Result<Alert, StoreError> {
-    let kind: String = r.try_get(3).map_err(corrupt)?;
-    Ok(Alert {
-        id: r.try_get(0).map_err(corrupt)?,
-        at_ns: to_u64(r.try_get(1).map_err(corrupt)?),
-        agent_id: r.try_get(2).map_err(corrupt)?,
-        kind: AlertKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
-        severity: u8::try_from(r.try_get::<i64, _>(4).map_err(corrupt)?).unwrap_or(0),
-        detail: r.try_get(5).map_err(corrupt)?,
-    })
-}
-
 const SELECT_AGENT: &str =
     "SELECT record, version, last_seen_ns, blinded, sequence, chain_head, agent_id FROM agents";
 
-/// The record JSON, with the hot columns (written on every pulse) laid over it.
+/// An agent row (see [`decode::record`]); `blinded` is a boolean here.
 fn decode_record(row: &PgRow) -> Result<AgentRecord, StoreError> {
-    let mut rec: AgentRecord =
-        serde_json::from_str(row.try_get::<&str, _>(0).map_err(corrupt)?).map_err(corrupt)?;
-    rec.version = to_u64(row.try_get(1).map_err(corrupt)?);
-    rec.last_seen_ns = to_u64(row.try_get(2).map_err(corrupt)?);
-    rec.blinded = row.try_get::<bool, _>(3).map_err(corrupt)?;
-    rec.sequence = to_u64(row.try_get(4).map_err(corrupt)?);
-    rec.chain_head = evidence::Digest32::from_hex(row.try_get::<&str, _>(5).map_err(corrupt)?)
-        .map_err(corrupt)?;
-    Ok(rec)
+    decode::record(row, row.try_get::<bool, _>(3).map_err(corrupt)?)
 }
 
 #[async_trait]
@@ -251,7 +271,7 @@ impl Store for PgStore {
             .await,
         }
         .map_err(unavailable)?;
-        rows.iter().map(decode_alert).collect()
+        rows.iter().map(decode::alert).collect()
     }
 
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError> {
@@ -309,15 +329,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.map(|r| {
-            Ok(Tombstone {
-                agent_id: r.try_get(0).map_err(corrupt)?,
-                key_fingerprint: r.try_get(1).map_err(corrupt)?,
-                at_ns: to_u64(r.try_get(2).map_err(corrupt)?),
-                reason: r.try_get(3).map_err(corrupt)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(decode::tombstone).transpose()
     }
 
     async fn put_withdrawal(&self, w: &Withdrawal, alerts: &[Alert]) -> Result<bool, StoreError> {
@@ -332,20 +344,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get(1).map_err(corrupt)?;
-                Ok(Withdrawal {
-                    id: r.try_get(0).map_err(corrupt)?,
-                    kind: BuildKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("withdrawal kind {kind:?}")))?,
-                    digest: r.try_get(2).map_err(corrupt)?,
-                    reason: r.try_get(3).map_err(corrupt)?,
-                    at_ns: to_u64(r.try_get(4).map_err(corrupt)?),
-                    source: "api".into(),
-                })
-            })
-            .collect()
+        rows.iter().map(decode::withdrawal).collect()
     }
 
     async fn delete_withdrawal(&self, id: &str, alerts: &[Alert]) -> Result<bool, StoreError> {
@@ -386,7 +385,7 @@ impl Store for PgStore {
             .map(|r| {
                 let delivered: String = r.try_get(7).map_err(corrupt)?;
                 Ok(OutboxItem {
-                    alert: decode_alert(r)?,
+                    alert: decode::alert(r)?,
                     attempts: u32::try_from(r.try_get::<i64, _>(6).map_err(corrupt)?)
                         .unwrap_or(u32::MAX),
                     delivered: serde_json::from_str(&delivered)

@@ -18,10 +18,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows as decode;
+use super::schema::{self, Applied};
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::{AgentRecord, BuildKind, Tombstone, Withdrawal};
-use crate::model::{Alert, AlertKind};
+use crate::model::Alert;
+use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
+mod export;
 mod writer;
 use writer::{writer_loop, Op, Reply};
 
@@ -30,68 +33,15 @@ const MAX_BATCH: usize = 512;
 /// Writes waiting for the writer at most; past it callers wait (backpressure).
 const QUEUE: usize = 8192;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS agents (
-        agent_id TEXT PRIMARY KEY,
-        version BIGINT NOT NULL,
-        last_seen_ns BIGINT NOT NULL,
-        blinded INTEGER NOT NULL,
-        sequence BIGINT NOT NULL,
-        chain_head TEXT NOT NULL,
-        record TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS challenges (
-        nonce TEXT PRIMARY KEY,
-        expires_at_ns BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS pulse_nonces (
-        agent_id TEXT NOT NULL,
-        nonce TEXT NOT NULL,
-        seen_at_ns BIGINT NOT NULL,
-        PRIMARY KEY (agent_id, nonce))",
-    "CREATE INDEX IF NOT EXISTS pulse_nonces_seen ON pulse_nonces (seen_at_ns)",
-    "CREATE TABLE IF NOT EXISTS alerts (
-        id TEXT PRIMARY KEY,
-        at_ns BIGINT NOT NULL,
-        agent_id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        severity INTEGER NOT NULL,
-        detail TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS alerts_agent ON alerts (agent_id, at_ns)",
-    "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at_ns)",
-    "CREATE TABLE IF NOT EXISTS cache (
-        key TEXT PRIMARY KEY,
-        expires_at BIGINT NOT NULL,
-        json BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS deleted_agents (
-        agent_id TEXT PRIMARY KEY,
-        key_fingerprint TEXT NOT NULL,
-        at_ns BIGINT NOT NULL,
-        reason TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS withdrawals (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        at_ns BIGINT NOT NULL,
-        UNIQUE (kind, digest))",
-    // Severity 1-2 alerts not yet delivered to every webhook (at-least-once).
-    "CREATE TABLE IF NOT EXISTS webhook_outbox (
-        alert_id TEXT PRIMARY KEY,
-        at_ns BIGINT NOT NULL,
-        attempts INTEGER NOT NULL,
-        next_at_ns BIGINT NOT NULL,
-        delivered TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_at_ns)",
-    // The /healthz write probe.
-    "CREATE TABLE IF NOT EXISTS health (
-        id INTEGER PRIMARY KEY,
-        at_ns BIGINT NOT NULL)",
-];
+/// The schema, embedded at compile time (`migrations/sqlite`; see [`super::schema`]).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The embedded SQLite [`Store`]: reads from a pool, writes through one
 /// writer task that commits in groups (see the module doc).
 pub struct SqliteStore {
     reads: SqlitePool,
-    tx: mpsc::Sender<(Op, Reply)>,
+    /// The writer task's queue; `None` when opened read-only.
+    tx: Option<mpsc::Sender<(Op, Reply)>>,
     /// Severity 1-2 alerts also go to `webhook_outbox`.
     outbox: Arc<AtomicBool>,
 }
@@ -147,12 +97,7 @@ impl SqliteStore {
         let mut writer = SqliteConnection::connect_with(&opts)
             .await
             .map_err(unavailable)?;
-        for stmt in SCHEMA {
-            sqlx::query(stmt)
-                .execute(&mut writer)
-                .await
-                .map_err(unavailable)?;
-        }
+        migrate(&mut writer, &path).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.clone().read_only(true))
@@ -161,58 +106,130 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE);
         let outbox = Arc::new(AtomicBool::new(false));
         tokio::spawn(writer_loop(opts, writer, rx, outbox.clone()));
-        Ok(SqliteStore { reads, tx, outbox })
+        Ok(SqliteStore {
+            reads,
+            tx: Some(tx),
+            outbox,
+        })
+    }
+
+    /// Opens an existing database read-only (`path`: the data directory or the
+    /// database file), as the source of `cp-verifier migrate`: nothing is created,
+    /// migrated or written (every write is `Unavailable`). Its schema is checked like
+    /// [`SqliteStore::open`] does.
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = if path.is_dir() {
+            path.join("provenant.db")
+        } else {
+            path.to_path_buf()
+        };
+        if !path.is_file() {
+            return Err(unavailable(format!(
+                "{}: no such database file",
+                path.display()
+            )));
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(unavailable)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(unavailable)?;
+        let mut c = reads.acquire().await.map_err(unavailable)?;
+        let applied = applied_migrations(&mut c).await.map_err(unavailable)?;
+        schema_check(&applied, &path)?;
+        let has_agents: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'agents'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(unavailable)?;
+        if has_agents == 0 {
+            return Err(unavailable(format!(
+                "{}: not a cp-verifier database (no agents table)",
+                path.display()
+            )));
+        }
+        drop(c);
+        Ok(SqliteStore {
+            reads,
+            tx: None,
+            outbox: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     async fn submit(&self, op: Op) -> Result<bool, StoreError> {
+        let Some(tx) = &self.tx else {
+            return Err(unavailable("store opened read-only"));
+        };
         let (rtx, rrx) = oneshot::channel();
-        self.tx
-            .send((op, rtx))
+        tx.send((op, rtx))
             .await
             .map_err(|_| unavailable("writer stopped"))?;
         rrx.await.map_err(|_| unavailable("writer stopped"))?
     }
 }
 
-/// An alert from `id, at_ns, agent_id, kind, severity, detail` (columns 0-5).
-fn decode_alert(r: &sqlx::sqlite::SqliteRow) -> Result<Alert, StoreError> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let kind: String = r.try_get(3).map_err(corrupt)?;
-    Ok(Alert {
-        id: r.try_get(0).map_err(corrupt)?,
-        at_ns: to_u64(r.try_get(1).map_err(corrupt)?),
-        agent_id: r.try_get(2).map_err(corrupt)?,
-        kind: AlertKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
-        severity: u8::try_from(r.try_get::<i64, _>(4).map_err(corrupt)?).unwrap_or(0),
-        detail: r.try_get(5).map_err(corrupt)?,
+/// The migrations `_sqlx_migrations` records (none if it does not exist).
+async fn applied_migrations(c: &mut SqliteConnection) -> Result<Vec<Applied>, sqlx::Error> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, Vec<u8>, bool)> =
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *c)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, checksum, success)| Applied {
+            version,
+            checksum,
+            success,
+        })
+        .collect())
+}
+
+fn schema_check(applied: &[Applied], path: &Path) -> Result<(), StoreError> {
+    schema::check(&MIGRATOR, applied).map_err(|why| StoreError::Schema {
+        at: path.display().to_string(),
+        why,
     })
+}
+
+/// Checks the schema (refusing, untouched, a database this binary must not run on)
+/// and applies the migrations not yet applied.
+async fn migrate(c: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let applied = applied_migrations(c).await.map_err(unavailable)?;
+    schema_check(&applied, path)?;
+    MIGRATOR
+        .run(&mut *c)
+        .await
+        .map_err(|e| match schema::from_migrate(&MIGRATOR, e) {
+            Ok(why) => StoreError::Schema {
+                at: path.display().to_string(),
+                why,
+            },
+            Err(e) => unavailable(format!("{}: migrating: {e}", path.display())),
+        })
 }
 
 const SELECT_AGENT: &str =
     "SELECT record, version, last_seen_ns, blinded, sequence, chain_head FROM agents";
 
-/// The record JSON, with the hot columns (written on every pulse) laid over it.
+/// An agent row (see [`decode::record`]); `blinded` is an integer here.
 fn decode_record(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
-    let corrupt = |e: String| StoreError::Corrupt(e);
-    let mut rec: AgentRecord = serde_json::from_str(
-        row.try_get::<&str, _>(0)
-            .map_err(|e| corrupt(e.to_string()))?,
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    rec.version = to_u64(row.try_get(1).map_err(|e| corrupt(e.to_string()))?);
-    rec.last_seen_ns = to_u64(row.try_get(2).map_err(|e| corrupt(e.to_string()))?);
-    rec.blinded = row
-        .try_get::<i64, _>(3)
-        .map_err(|e| corrupt(e.to_string()))?
-        != 0;
-    rec.sequence = to_u64(row.try_get(4).map_err(|e| corrupt(e.to_string()))?);
-    rec.chain_head = evidence::Digest32::from_hex(
-        row.try_get::<&str, _>(5)
-            .map_err(|e| corrupt(e.to_string()))?,
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    Ok(rec)
+    let blinded: i64 = row
+        .try_get(3)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    decode::record(row, blinded != 0)
 }
 
 #[async_trait]
@@ -300,7 +317,7 @@ impl Store for SqliteStore {
                     .try_get(7)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(OutboxItem {
-                    alert: decode_alert(r)?,
+                    alert: decode::alert(r)?,
                     attempts: u32::try_from(
                         r.try_get::<i64, _>(6)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -411,7 +428,7 @@ impl Store for SqliteStore {
             .await,
         }
         .map_err(unavailable)?;
-        rows.iter().map(decode_alert).collect()
+        rows.iter().map(decode::alert).collect()
     }
 
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError> {
@@ -443,16 +460,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reads)
         .await
         .map_err(unavailable)?;
-        row.map(|r| {
-            let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-            Ok(Tombstone {
-                agent_id: r.try_get(0).map_err(corrupt)?,
-                key_fingerprint: r.try_get(1).map_err(corrupt)?,
-                at_ns: to_u64(r.try_get(2).map_err(corrupt)?),
-                reason: r.try_get(3).map_err(corrupt)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(decode::tombstone).transpose()
     }
 
     async fn put_withdrawal(&self, w: &Withdrawal, alerts: &[Alert]) -> Result<bool, StoreError> {
@@ -467,21 +475,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reads)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-                let kind: String = r.try_get(1).map_err(corrupt)?;
-                Ok(Withdrawal {
-                    id: r.try_get(0).map_err(corrupt)?,
-                    kind: BuildKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("withdrawal kind {kind:?}")))?,
-                    digest: r.try_get(2).map_err(corrupt)?,
-                    reason: r.try_get(3).map_err(corrupt)?,
-                    at_ns: to_u64(r.try_get(4).map_err(corrupt)?),
-                    source: "api".into(),
-                })
-            })
-            .collect()
+        rows.iter().map(decode::withdrawal).collect()
     }
 
     async fn delete_withdrawal(&self, id: &str, alerts: &[Alert]) -> Result<bool, StoreError> {

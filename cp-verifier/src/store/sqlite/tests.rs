@@ -1,6 +1,7 @@
 //! Unit tests of the SQLite store.
 
 use super::*;
+use crate::model::AlertKind;
 use evidence::report::HexBytes;
 use evidence::{Measurements, Platform, PolicyMeasurement, TeeKind, Tier};
 use provenant_base::clock::{UnixNanos, UnixSecs};
