@@ -187,3 +187,71 @@ async fn failed_writes_leave_no_trace() {
     // Only the alerts of successful writes were stored.
     assert_eq!(s.list_alerts(None, 100).await.unwrap().len(), 1);
 }
+
+/// A batch whose plain pulses go through the multi-row path (`apply_pulses`): each op
+/// gets the outcome it would get alone, and a lost one leaves no trace.
+#[tokio::test]
+async fn a_run_of_pulses_in_one_batch_keeps_each_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).await.unwrap();
+    let rec = |id: &str, version: u64, seq: u64| {
+        let mut r = record(version, seq);
+        r.agent_id = id.into();
+        r
+    };
+    for id in ["a0", "a1", "a2", "a3"] {
+        s.write_agent(write(rec(id, 1, 0), None, None, 0))
+            .await
+            .unwrap();
+    }
+    // a2 already consumed nonce "dup".
+    let mut w = write(rec("a2", 2, 1), Some(1), Some("dup"), 0);
+    w.chain_only = true;
+    s.write_agent(w).await.unwrap();
+
+    let pulse = |id: &str, expected: u64, nonce: &str| {
+        let mut w = write(
+            rec(id, expected + 1, expected),
+            Some(expected),
+            Some(nonce),
+            0,
+        );
+        w.chain_only = true;
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        (writer::Op::Write(Box::new(w)), tx)
+    };
+    let batch = vec![
+        pulse("a0", 1, "x0"),  // fine
+        pulse("a1", 7, "x1"),  // stale version: Conflict
+        pulse("a2", 2, "dup"), // reused nonce: DuplicateNonce
+        pulse("a3", 1, "x3"),  // fine
+        pulse("a0", 2, "y0"),  // a0 again: a second run, which sees the first
+    ];
+    let opts = SqliteConnectOptions::new().filename(dir.path().join("provenant.db"));
+    let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
+    let out = writer::apply_batch(&mut c, &batch, false).await.unwrap();
+    c.close().await.unwrap();
+    let kinds: Vec<String> = out
+        .iter()
+        .map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["ok", "Conflict", "DuplicateNonce", "ok", "ok"]);
+    let got = |id: &'static str| {
+        let s = &s;
+        async move { s.get_agent(id).await.unwrap().unwrap() }
+    };
+    assert_eq!((got("a0").await.version, got("a0").await.sequence), (3, 2));
+    assert_eq!(got("a1").await.version, 1);
+    assert_eq!(got("a2").await.version, 2);
+    assert_eq!((got("a3").await.version, got("a3").await.sequence), (2, 1));
+    assert!(s.nonce_seen("a0", "x0").await.unwrap());
+    assert!(s.nonce_seen("a0", "y0").await.unwrap());
+    assert!(s.nonce_seen("a3", "x3").await.unwrap());
+    assert!(
+        !s.nonce_seen("a1", "x1").await.unwrap(),
+        "a lost compare-and-swap left its nonce"
+    );
+}

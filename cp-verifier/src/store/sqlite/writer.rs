@@ -84,14 +84,24 @@ pub(super) async fn writer_loop(
 /// the op wrote (see [`apply`]), which spares two statements per pulse; ops that also
 /// insert alerts run inside a savepoint. A database error in an op without a savepoint
 /// aborts the whole batch, so a half-applied op is never committed.
-async fn apply_batch(
+pub(super) async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[(Op, Reply)],
     outbox: bool,
 ) -> Result<Vec<Result<bool, StoreError>>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
-    for (op, _) in batch {
+    let mut i = 0;
+    while i < batch.len() {
+        // A run of plain pulses for distinct agents goes in multi-row statements.
+        let run = pulse_run(&batch[i..]);
+        if run.len() >= 2 {
+            i += run.len();
+            results.extend(apply_pulses(&mut tx, &run).await?);
+            continue;
+        }
+        let op = &batch[i].0;
+        i += 1;
         let needs_savepoint = match op {
             Op::Write(w) => !w.alerts.is_empty(),
             Op::Alerts(_)
@@ -126,6 +136,119 @@ async fn apply_batch(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Most pulses one multi-row statement carries (7 parameters each: far below
+/// SQLite's limit of 32766).
+const MAX_RUN: usize = 128;
+
+/// A plain pulse: consumes a nonce and advances the chain of an existing record,
+/// raising nothing. Most of the writer's work.
+fn plain_pulse(op: &Op) -> Option<&AgentWrite> {
+    match op {
+        Op::Write(w)
+            if w.chain_only
+                && w.alerts.is_empty()
+                && w.nonce.is_some()
+                && w.expected_version.is_some() =>
+        {
+            Some(w.as_ref())
+        }
+        _ => None,
+    }
+}
+
+/// The plain pulses at the head of `ops`, for distinct agents (a second write for
+/// one agent must see the first: it ends the run), at most [`MAX_RUN`].
+fn pulse_run(ops: &[(Op, Reply)]) -> Vec<&AgentWrite> {
+    let mut run: Vec<&AgentWrite> = Vec::new();
+    for (op, _) in ops.iter().take(MAX_RUN) {
+        match plain_pulse(op) {
+            Some(w) if !run.iter().any(|r| r.record.agent_id == w.record.agent_id) => run.push(w),
+            _ => break,
+        }
+    }
+    run
+}
+
+/// `n` rows of `k` placeholders: `(?, ?), (?, ?)`.
+fn placeholders(n: usize, k: usize) -> String {
+    let row = format!("({})", vec!["?"; k].join(", "));
+    vec![row; n].join(", ")
+}
+
+/// Writes a run of plain pulses (distinct agents) in at most three statements
+/// instead of two or three each, with each op's outcome what [`apply`] would give
+/// it alone: the nonces are inserted together and a reused one is not
+/// (`DuplicateNonce`, nothing written); the records whose nonce was fresh are
+/// compare-and-swapped together (`UPDATE ... FROM (VALUES ...)`), and a record whose
+/// version moved is not (`Conflict`), its nonce then deleted again, so a lost op
+/// leaves no trace. A database error fails the whole batch, as for any op without a
+/// savepoint.
+async fn apply_pulses(
+    c: &mut SqliteConnection,
+    run: &[&AgentWrite],
+) -> Result<Vec<Result<bool, StoreError>>, sqlx::Error> {
+    use std::collections::HashSet;
+    let sql = format!(
+        "INSERT INTO pulse_nonces (agent_id, nonce, seen_at_ns) VALUES {} ON CONFLICT DO NOTHING RETURNING agent_id",
+        placeholders(run.len(), 3)
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    for w in run {
+        q = q
+            .bind(&w.record.agent_id)
+            .bind(w.nonce.as_deref())
+            .bind(to_i64(w.record.last_seen_ns));
+    }
+    let fresh: HashSet<String> = q.fetch_all(&mut *c).await?.into_iter().collect();
+    let live: Vec<&AgentWrite> = run
+        .iter()
+        .copied()
+        .filter(|w| fresh.contains(&w.record.agent_id))
+        .collect();
+    let mut moved = HashSet::new();
+    if !live.is_empty() {
+        let sql = format!(
+            "UPDATE agents SET version = v.column3, last_seen_ns = v.column4, blinded = v.column5, \
+             sequence = v.column6, chain_head = v.column7 FROM (VALUES {}) AS v \
+             WHERE agents.agent_id = v.column1 AND agents.version = v.column2 RETURNING agents.agent_id",
+            placeholders(live.len(), 7)
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for w in &live {
+            let rec = &w.record;
+            q = q
+                .bind(&rec.agent_id)
+                .bind(to_i64(w.expected_version.unwrap_or(u64::MAX)))
+                .bind(to_i64(rec.version))
+                .bind(to_i64(rec.last_seen_ns))
+                .bind(i64::from(rec.blinded))
+                .bind(to_i64(rec.sequence))
+                .bind(rec.chain_head.to_hex());
+        }
+        moved = q.fetch_all(&mut *c).await?.into_iter().collect();
+    }
+    // Lost compare-and-swaps: give their nonces back.
+    for w in live.iter().filter(|w| !moved.contains(&w.record.agent_id)) {
+        sqlx::query("DELETE FROM pulse_nonces WHERE agent_id = ? AND nonce = ?")
+            .bind(&w.record.agent_id)
+            .bind(w.nonce.as_deref())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(run
+        .iter()
+        .map(|w| {
+            if !fresh.contains(&w.record.agent_id) {
+                Err(StoreError::DuplicateNonce)
+            } else if !moved.contains(&w.record.agent_id) {
+                Err(StoreError::Conflict)
+            } else {
+                Ok(true)
+            }
+        })
+        .collect())
 }
 
 async fn apply(c: &mut SqliteConnection, op: &Op, outbox: bool) -> Result<bool, StoreError> {
