@@ -30,7 +30,8 @@ struct Local {
     clock: Arc<dyn Clock>,
 }
 
-/// The local API's routes (`/health`, `/api/v1/verify`, `/api/v1/status`) over the
+/// The local API's routes (`/health`, `/api/v1/verify`, `/api/v1/status`, `/metrics`,
+/// `/openapi.json`) over the
 /// shared agent state; `clock` dates the verdict's expiry.
 pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
     Router::new()

@@ -1,8 +1,9 @@
-//! HTTP routes. Every body is read as bytes under an explicit limit and parsed by our
-//! own bounded decoders, so every refusal is a typed `{"error":{kind,detail}}`.
+//! HTTP routes (the handlers are in [`crate::http::handlers`], documented in
+//! `/openapi.json`). Every body is read as bytes under an explicit limit and parsed by
+//! our own bounded decoders, so every refusal is a typed `{"error":{kind,detail}}`.
 //!
 //! Access: only the agents' endpoints (`/api/v1/challenge`, `/register`,
-//! `/heartbeat`) and `/healthz` are open; every other route (the fleet pages,
+//! `/heartbeat`), `/healthz`, `/.well-known/jwks.json` and `/openapi.json` are open; every other route (the fleet pages,
 //! `/api/v1/agents*`, `/api/v1/alerts`, anything added later) needs read access: the
 //! viewer or operator bearer token, the `provenant_token` cookie a browser gets from
 //! opening a page once with `?token=`, or a client certificate from `[tls]
