@@ -31,8 +31,7 @@ struct Local {
 }
 
 /// The local API's routes (`/health`, `/api/v1/verify`, `/api/v1/status`, `/metrics`,
-/// `/openapi.json`) over the
-/// shared agent state; `clock` dates the verdict's expiry.
+/// `/openapi.json`) over the shared agent state; `clock` dates the verdict's expiry.
 pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/health", get(health))
