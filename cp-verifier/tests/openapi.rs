@@ -542,7 +542,8 @@ async fn agent_document_matches_routes_and_real_answers() {
         format!(
             "agent_id = \"node-api\"\ncontrol_plane = \"{}\"\nheartbeat_interval = \"200ms\"\n\
              max_backoff = \"500ms\"\nkey_file = \"{}\"\nquote_provider = \"none\"\n\
-             collect_ebpf = false\ncollect_workloads = false\ninsecure_http = true\n",
+             collect_ebpf = false\ncollect_workloads = false\ninsecure_http = true\n\
+             gate_accepts = [\"green\", \"yellow\"]\n",
             cp.base,
             key_file.display()
         ),
@@ -596,6 +597,9 @@ async fn agent_document_matches_routes_and_real_answers() {
         let r = call(&http, "get", &url(p), None, None).await;
         doc.answer("get", p, r.status, &r.json());
     }
+    // The software tier is yellow, which this gate accepts: open.
+    let r = call(&http, "get", &url("/api/v1/verify"), None, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = call(&http, "get", &url("/metrics"), None, None).await;
     assert_eq!(r.status, 200);
     doc.content("get", "/metrics", 200, &r.content_type);
