@@ -284,6 +284,39 @@ async fn operations_are_served(doc: &Doc, base: &str, token: Option<&str>) {
     }
 }
 
+/// Measurements with every list (a workload, an eBPF program), so the answers carry
+/// the collector lists' schemas too.
+fn rich() -> evidence::Measurements {
+    let hex = |b: u8| format!("sha256:{}", hex::encode([b; 32]));
+    evidence::Measurements {
+        workloads: Some(evidence::Workloads::full(
+            vec![evidence::Workload {
+                name: "web".into(),
+                id: hex::encode([7; 32]),
+                state: "running".into(),
+                image: "registry.example/web:1".into(),
+                image_id: hex(0xee),
+                image_digest: Some(hex(0xdd)),
+            }],
+            (),
+        )),
+        ebpf: Some(evidence::Ebpf::full(
+            vec![evidence::BpfProgram {
+                id: 11,
+                name: "probe".into(),
+                prog_type: "kprobe".into(),
+                tag: "0123456789abcdef".into(),
+                sha256: evidence::report::HexBytes([5; 32]),
+                pinned: vec!["/sys/fs/bpf/provenant/probe".into()],
+            }],
+            evidence::EbpfExtra {
+                lsm_active: Some(false),
+            },
+        )),
+        ..measurements(1, 1)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_document_matches_routes_and_real_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,7 +359,7 @@ async fn control_plane_document_matches_routes_and_real_answers() {
     let ch = call(&http, "get", &url("/api/v1/challenge"), None, None).await;
     doc.answer("get", "/api/v1/challenge", ch.status, &ch.json());
     let nonce = cp.challenge().await;
-    let env = a.report(nonce, cp.now(), measurements(1, 1));
+    let env = a.report(nonce, cp.now(), rich());
     let req = serde_json::to_value(RegisterRequest {
         envelope: env.clone(),
         evidence: RegisterEvidence::default(),
@@ -335,6 +368,7 @@ async fn control_plane_document_matches_routes_and_real_answers() {
     doc.request("post", "/api/v1/register", &req);
     let (s, v) = cp.register_env(&env).await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["workloads"][0]["name"], "web", "{v}");
     a.seq = 0;
     a.head = evidence::report::HexBytes(env.digest());
     doc.answer("post", "/api/v1/register", s, &v);
@@ -348,7 +382,7 @@ async fn control_plane_document_matches_routes_and_real_answers() {
 
     // Pulses: accepted, then the same pulse again (a replay).
     cp.clock.advance(Duration::from_secs(1));
-    let pulse = a.next_pulse(cp.now(), measurements(1, 1));
+    let pulse = a.next_pulse(cp.now(), rich());
     doc.request(
         "post",
         "/api/v1/heartbeat",
@@ -368,6 +402,11 @@ async fn control_plane_document_matches_routes_and_real_answers() {
         ("/api/v1/agents?badge=yellow&limit=1", "/api/v1/agents", 200),
         ("/api/v1/agents?badge=purple", "/api/v1/agents", 400),
         ("/api/v1/agents/node-1", "/api/v1/agents/{id}", 200),
+        (
+            "/api/v1/agents/node-1/workloads/web/ear?nonce=short",
+            "/api/v1/agents/{id}/workloads/{workload}/ear",
+            400,
+        ),
         ("/api/v1/agents/nobody", "/api/v1/agents/{id}", 404),
         ("/api/v1/alerts", "/api/v1/alerts", 200),
         ("/api/v1/alerts?agent=node-1&limit=5", "/api/v1/alerts", 200),
@@ -384,6 +423,13 @@ async fn control_plane_document_matches_routes_and_real_answers() {
         assert_eq!(r.status, want, "{path}: {}", r.text);
         doc.answer("get", template, r.status, &r.json());
     }
+    // The lists (hand-written schemas) were in what was checked.
+    let (_, v) = cp.get("/api/v1/agents/node-1").await;
+    assert_eq!(
+        v["measurements"]["workloads"]["items"][0]["name"], "web",
+        "{v}"
+    );
+    assert_eq!(v["measurements"]["ebpf"]["lsm_active"], false, "{v}");
     let r = call(&http, "get", &url("/api/v1/agents"), None, None).await;
     assert_eq!(r.status, 401);
     doc.answer("get", "/api/v1/agents", 401, &r.json());
