@@ -109,7 +109,7 @@ pub struct CpConfig {
 
 /// A withdrawn build: exactly one of `mrtd` (96 hex digits) or `agent_binary` (64 hex
 /// digits), and why. Also the body of `POST /api/v1/withdrawals`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawnBuild {
     /// MRTD to withdraw, 96 hex digits.

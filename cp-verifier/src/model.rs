@@ -18,7 +18,7 @@ use provenant_base::clock::UnixNanos;
 use serde::{Deserialize, Serialize};
 
 /// Measurements the operator announced ahead of a coordinated update.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Expectations {
     /// Announced agent binary SHA-256: when reported, it becomes last-known-good
     /// without a `BinaryChanged` alert.
@@ -140,7 +140,7 @@ pub struct Disabled {
 
 /// What is left of an agent an operator deleted: its later pulses are refused
 /// `Revoked` (not `UnknownAgent`), naming the deletion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tombstone {
     /// The deleted agent's id.
     pub agent_id: String,
@@ -153,7 +153,7 @@ pub struct Tombstone {
 }
 
 /// Which measurement a withdrawal names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildKind {
     /// The TD's MRTD (48 bytes).
@@ -182,7 +182,7 @@ impl BuildKind {
 
 /// A build withdrawn fleet-wide: it may not register, and agents running it are red
 /// and their pulses refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Withdrawal {
     /// `wd-<16 hex>` (API) or `config-<kind>-<first 16 hex of digest>` (config).
     pub id: String,
@@ -208,7 +208,7 @@ pub struct RequoteFailure {
 }
 
 /// What the control plane keeps of an agent's TDX evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TdxAttestation {
     /// True for a DCAP-verified quote; false for TDREPORT claims.
     pub verified: bool,
@@ -249,7 +249,7 @@ pub struct TdxAttestation {
 
 /// The dates after which the evidence no longer holds, and the quote kept to verify
 /// it again against the current collateral.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TdxFreshness {
     /// The earliest `nextUpdate` (Unix seconds) of the collateral (TCB info, QE
     /// identity, PCK and root CA CRLs) that last established the TCB status.
@@ -286,7 +286,7 @@ impl TdxAttestation {
 }
 
 /// What the control plane keeps of an attested MRTD.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MrtdProvenance {
     /// The GitHub repository (`owner/name`) whose attestation was verified.
     pub repository: String,
@@ -312,7 +312,7 @@ pub struct MrtdProvenance {
 }
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub enum AlertKind {
     /// No valid pulse for `missed_heartbeats` intervals: killed or blinded.
@@ -460,7 +460,7 @@ impl AlertKind {
 }
 
 /// One alert about one agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     /// `<at_ns, 20 digits>-<16 random hex>`: sorts by time.
     pub id: String,

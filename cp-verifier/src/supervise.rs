@@ -27,7 +27,7 @@ struct TaskState {
 }
 
 /// One task as `/healthz` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TaskView {
     /// The name it was spawned under.
     pub name: String,

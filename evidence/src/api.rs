@@ -21,6 +21,7 @@ pub const MAX_HEARTBEAT_BODY: usize = 96 * 1024;
 pub const MAX_CHAIN_CERTS: usize = 8;
 
 /// `GET /api/v1/challenge`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Challenge {
     /// Single-use nonce the report must echo.
@@ -30,6 +31,7 @@ pub struct Challenge {
 }
 
 /// Platform evidence that accompanies a report.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RegisterEvidence {
     /// Base64 quote (tier `tdx`) or TDREPORT (tier `tdx-report`).
@@ -53,6 +55,7 @@ pub struct RegisterEvidence {
 }
 
 /// `POST /api/v1/register`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterRequest {
     /// The signed [`Report`](crate::Report).
@@ -63,6 +66,7 @@ pub struct RegisterRequest {
 }
 
 /// Answer to a successful registration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterResponse {
     /// The registered agent.
@@ -85,6 +89,7 @@ pub struct RegisterResponse {
 }
 
 /// Answer to an accepted pulse (`POST /api/v1/heartbeat`, body: the pulse envelope).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
     /// Always true: a refused pulse gets an [`ErrorBody`] instead.
@@ -104,6 +109,7 @@ pub struct HeartbeatResponse {
 
 /// The control plane's judgement of one workload: DESIGN.md "Image signatures",
 /// badge rules. `status` maps to the badge colour with [`Status::badge`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadBadge {
     /// Container name, as the agent reported it.
@@ -128,6 +134,7 @@ pub struct WorkloadBadge {
 }
 
 /// Every 4xx/5xx body: `{"error":{"kind":..,"detail":..}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What went wrong.
@@ -135,6 +142,7 @@ pub struct ErrorBody {
 }
 
 /// The error in an [`ErrorBody`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// Stable machine-readable kind (`BadSignature`, `Replay`, ...).

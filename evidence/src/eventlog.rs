@@ -113,6 +113,7 @@ pub enum EventLogError {
 
 /// What the control plane keeps of an agent's replayed log, so that later
 /// registrations need only send the events after it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventLogState {
     /// Events replayed (bound or not): the next event's `seq`.

@@ -29,6 +29,8 @@ pub mod error;
 pub mod eventlog;
 pub mod keys;
 pub mod limits;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod report;
 pub mod tdreport;
 pub mod tdx;

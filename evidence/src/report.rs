@@ -75,6 +75,7 @@ impl<'de, const N: usize> Deserialize<'de> for HexBytes<N> {
 }
 
 /// How strongly the report is bound to the platform.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tier {
@@ -101,6 +102,7 @@ impl Tier {
 }
 
 /// Which trusted execution environment the agent detected.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TeeKind {
@@ -111,6 +113,7 @@ pub enum TeeKind {
 }
 
 /// SHA-256 of one measured file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeasurement {
     /// The file's path.
@@ -120,6 +123,7 @@ pub struct FileMeasurement {
 }
 
 /// The policy/config files, and one digest over the sorted (path, hash) list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyMeasurement {
     /// [`PolicyMeasurement::digest_of`] the files.
@@ -133,6 +137,7 @@ pub struct PolicyMeasurement {
 }
 
 /// Facts about the platform the agent runs on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
     /// The TEE the agent detected.
@@ -147,6 +152,7 @@ pub struct Platform {
 }
 
 /// Everything the agent measured. New collectors add optional fields here.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measurements {
     /// SHA-256 of the running agent binary (/proc/self/exe).

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The overall judgement of an agent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -34,6 +35,7 @@ impl Status {
 }
 
 /// Why a verdict is not plain green. Codes are stable; details are for people.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ReasonCode {
@@ -216,6 +218,7 @@ impl ReasonCode {
 }
 
 /// One finding behind a verdict.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
     /// What was found (stable).
@@ -238,6 +241,7 @@ impl Reason {
 }
 
 /// A judgement with the findings behind it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The overall status: at least as bad as every reason's.

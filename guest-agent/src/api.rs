@@ -1,4 +1,5 @@
-//! The agent's local HTTP API: `/health`, `/api/v1/verify`, `/api/v1/status`.
+//! The agent's local HTTP API: `/health`, `/api/v1/verify`, `/api/v1/status`,
+//! `/metrics`, and its OpenAPI 3.1 description at `/openapi.json` ([`ApiDoc`]).
 //!
 //! Read-only and meant for the node itself (it listens on loopback by default): other
 //! services gate their start-up on `/api/v1/verify`.
@@ -29,20 +30,56 @@ struct Local {
     clock: Arc<dyn Clock>,
 }
 
-/// The local API's routes (`/health`, `/api/v1/verify`, `/api/v1/status`) over the
-/// shared agent state; `clock` dates the verdict's expiry.
+/// The local API's routes (`/health`, `/api/v1/verify`, `/api/v1/status`, `/metrics`,
+/// `/openapi.json`) over the shared agent state; `clock` dates the verdict's expiry.
 pub fn router(state: Arc<RwLock<AgentState>>, clock: Arc<dyn Clock>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/verify", get(verify))
         .route("/api/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .with_state(Local { state, clock })
+}
+
+/// The local API's OpenAPI document, generated from the handlers below.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Provenant guest agent (local API)",
+        description = "Read-only, for the node itself (loopback by default, no \
+            authentication): other services gate their start-up on `/api/v1/verify`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(health, verify, status, metrics, openapi)
+)]
+pub struct ApiDoc;
+
+/// The document, versioned like the agent.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut d = ApiDoc::openapi();
+    d.info.version = env!("CARGO_PKG_VERSION").into();
+    d
+}
+
+#[utoipa::path(
+    get, path = "/openapi.json",
+    summary = "This document (OpenAPI 3.1)",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
 }
 
 /// `/metrics` (OpenMetrics text, like the control plane's): pulses accepted and
 /// refused, whether the start-up gate is open, the local verdict's badge, the age of
 /// the last accepted pulse, and the last measurement's time per collector.
+#[utoipa::path(
+    get, path = "/metrics",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
+)]
 async fn metrics(State(l): State<Local>) -> Response {
     use prometheus_client::encoding::EncodeLabelSet;
     use prometheus_client::metrics::counter::Counter;
@@ -170,6 +207,11 @@ fn verdict_json(s: &AgentState, now: UnixNanos) -> serde_json::Value {
     }
 }
 
+#[utoipa::path(
+    get, path = "/health",
+    summary = "The agent's state, local verdict, gate, workloads and collectors",
+    responses((status = 200, description = "The agent's health", body = crate::api_schema::HealthBody))
+)]
 async fn health(State(l): State<Local>) -> Json<serde_json::Value> {
     let (s, now) = snapshot(&l);
     Json(json!({
@@ -301,6 +343,14 @@ pub fn rfc3339(ns: u64) -> String {
         .unwrap_or_else(|_| format!("{ns} ns"))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/verify",
+    summary = "The start-up gate: 200 while open, 503 while closed",
+    responses(
+        (status = 200, description = "Open: a confirmed, unexpired verdict whose colour the gate accepts", body = crate::api_schema::VerifyBody),
+        (status = 503, description = "Closed: no standing verdict, expired, or a colour the gate does not accept", body = crate::api_schema::VerifyBody),
+    )
+)]
 async fn verify(State(l): State<Local>) -> Response {
     let (s, now) = snapshot(&l);
     let (ok, verdict) = gate(&s, now);
@@ -316,6 +366,11 @@ async fn verify(State(l): State<Local>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/status",
+    summary = "The agent's full state (never a signed pulse)",
+    responses((status = 200, description = "The state", body = crate::state::AgentState))
+)]
 async fn status(State(l): State<Local>) -> Json<AgentState> {
     Json(snapshot(&l).0)
 }

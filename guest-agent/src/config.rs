@@ -166,7 +166,7 @@ fn default_lsm_file() -> PathBuf {
 }
 
 /// A verdict colour the start-up gate may accept. `red` and `unknown` never open it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GateBadge {
     /// A passing verdict (`Status::Pass`).

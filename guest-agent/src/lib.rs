@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod api_schema;
 pub mod bpfsys;
 pub mod client;
 pub mod collect;

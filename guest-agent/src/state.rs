@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::config::GateBadge;
 
 /// Where the agent is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Constructed; the agent loop has not tried to register yet.
@@ -29,7 +29,7 @@ pub enum Phase {
 }
 
 /// The last pulse the control plane accepted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PulseInfo {
     /// The pulse's sequence number, as the control plane's response reports it.
     pub sequence: u64,
@@ -40,7 +40,7 @@ pub struct PulseInfo {
 }
 
 /// What the local API shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentState {
     /// This agent's id, from the config.
     pub agent_id: String,
@@ -88,11 +88,12 @@ pub struct AgentState {
     /// `files`: the agent binary, policy files, platform facts and eBPF programs),
     /// in microseconds.
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub collect_us: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The start-up gate's rule.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GateConfig {
     /// Verdict colours that open it.
     pub accepts: Vec<GateBadge>,
@@ -102,7 +103,7 @@ pub struct GateConfig {
 }
 
 /// A re-quote the control plane could not verify (not a refusal).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequoteFailed {
     /// First failure of the current run, this node's clock.
     pub since_ns: u64,
@@ -113,7 +114,7 @@ pub struct RequoteFailed {
 }
 
 /// What `/health` and `/api/v1/status` say about the RTMR3 event log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventLogInfo {
     /// Number of events in the log.
     pub events: usize,

@@ -15,7 +15,7 @@ use provenant_base::clock::UnixNanos;
 use serde::Deserialize;
 
 /// Body of `POST /api/v1/agents/{id}/expect`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectRequest {
     /// The agent binary digest a coordinated update will bring.

@@ -12,6 +12,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use evidence::api::ErrorBody;
 use serde::Deserialize;
 
 use crate::http::error::ApiError;
@@ -31,10 +32,44 @@ pub(crate) fn routes() -> Router<Cp> {
         )
 }
 
-#[derive(Deserialize)]
-struct EarQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EarQuery {
+    /// The relying party's nonce, echoed in the token's `eat_nonce`.
     nonce: Option<String>,
 }
+
+/// `/.well-known/jwks.json` (a JSON value in [`EarIssuer::jwks`]); documentation only,
+/// checked against real answers by `tests/openapi.rs`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Jwks {
+    /// The one key tokens are signed with.
+    keys: Vec<Jwk>,
+}
+
+/// The EAR signing key's public half.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Jwk {
+    /// `EC`.
+    kty: String,
+    /// `P-256`.
+    crv: String,
+    /// The x coordinate, base64url.
+    x: String,
+    /// The y coordinate, base64url.
+    y: String,
+    /// `ES256`.
+    alg: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    use_: String,
+    /// The key id tokens name (its JWK thumbprint).
+    kid: String,
+}
+
+const NO_EAR: &str = "`NotFound`: no such agent (or workload), or EAR tokens are not configured";
 
 impl ControlPlane {
     fn ear_issuer(&self) -> Result<&EarIssuer, ApiError> {
@@ -98,11 +133,33 @@ fn jwt(token: String) -> Response {
     ([(CONTENT_TYPE, "application/jwt")], token).into_response()
 }
 
-async fn jwks(State(cp): State<Cp>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "attestation results",
+    summary = "The key that verifies EAR tokens",
+    responses(
+        (status = 200, description = "The JWK set", body = Jwks),
+        (status = 404, description = "`NotFound`: EAR tokens are not configured", body = ErrorBody),
+    ),
+    security(())
+)]
+pub(crate) async fn jwks(State(cp): State<Cp>) -> Result<Response, ApiError> {
     Ok(Json(cp.ear_issuer()?.jwks()).into_response())
 }
 
-async fn agent_ear(
+#[utoipa::path(
+    get, path = "/api/v1/agents/{id}/ear", tag = "attestation results",
+    summary = "A signed EAR (EAT Attestation Result, ES256 JWT) for the node and its workloads",
+    params(("id" = String, Path, description = "The agent's id"), EarQuery),
+    responses(
+        (status = 200, description = "The token (compact JWS)", content_type = "application/jwt", body = String),
+        (status = 400, description = "`BadQuery` or `BadNonce`", body = ErrorBody),
+        (status = 401, description = "`Unauthorized`: no read access", body = ErrorBody),
+        (status = 404, description = NO_EAR, body = ErrorBody),
+        (status = 503, description = "`StoreUnavailable`", body = ErrorBody),
+    ),
+    security(("viewer_token" = []), ("operator_token" = []), ("operator_cert" = []))
+)]
+pub(crate) async fn agent_ear(
     State(cp): State<Cp>,
     Path(id): Path<String>,
     q: Result<Query<EarQuery>, QueryRejection>,
@@ -111,7 +168,24 @@ async fn agent_ear(
     Ok(jwt(cp.ear(&id, None, n.as_ref()).await?))
 }
 
-async fn workload_ear(
+#[utoipa::path(
+    get, path = "/api/v1/agents/{id}/workloads/{workload}/ear", tag = "attestation results",
+    summary = "A signed EAR for one workload of an agent",
+    params(
+        ("id" = String, Path, description = "The agent's id"),
+        ("workload" = String, Path, description = "The workload's container id or name"),
+        EarQuery
+    ),
+    responses(
+        (status = 200, description = "The token (compact JWS)", content_type = "application/jwt", body = String),
+        (status = 400, description = "`BadQuery` or `BadNonce`", body = ErrorBody),
+        (status = 401, description = "`Unauthorized`: no read access", body = ErrorBody),
+        (status = 404, description = NO_EAR, body = ErrorBody),
+        (status = 503, description = "`StoreUnavailable`", body = ErrorBody),
+    ),
+    security(("viewer_token" = []), ("operator_token" = []), ("operator_cert" = []))
+)]
+pub(crate) async fn workload_ear(
     State(cp): State<Cp>,
     Path((id, workload)): Path<(String, String)>,
     q: Result<Query<EarQuery>, QueryRejection>,

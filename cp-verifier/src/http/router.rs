@@ -1,8 +1,9 @@
-//! HTTP routes. Every body is read as bytes under an explicit limit and parsed by our
-//! own bounded decoders, so every refusal is a typed `{"error":{kind,detail}}`.
+//! HTTP routes (the handlers are in [`crate::http::handlers`], documented in
+//! `/openapi.json`). Every body is read as bytes under an explicit limit and parsed by
+//! our own bounded decoders, so every refusal is a typed `{"error":{kind,detail}}`.
 //!
 //! Access: only the agents' endpoints (`/api/v1/challenge`, `/register`,
-//! `/heartbeat`) and `/healthz` are open; every other route (the fleet pages,
+//! `/heartbeat`), `/healthz`, `/.well-known/jwks.json` and `/openapi.json` are open; every other route (the fleet pages,
 //! `/api/v1/agents*`, `/api/v1/alerts`, anything added later) needs read access: the
 //! viewer or operator bearer token, the `provenant_token` cookie a browser gets from
 //! opening a page once with `?token=`, or a client certificate from `[tls]
@@ -15,10 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
+    AUTHORIZATION, CACHE_CONTROL, COOKIE, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
     WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -26,14 +26,12 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use evidence::api::{ErrorBody, ErrorInfo, RegisterRequest, MAX_HEARTBEAT_BODY, MAX_REGISTER_BODY};
-use evidence::Envelope;
-use serde::Deserialize;
+use evidence::api::{ErrorBody, ErrorInfo, MAX_HEARTBEAT_BODY, MAX_REGISTER_BODY};
 
-use crate::act::operator::ExpectRequest;
 use crate::config::CpConfig;
 use crate::http::dashboard;
 use crate::http::error::ApiError;
+use crate::http::handlers::{self as h, MAX_OPERATOR_BODY};
 pub use crate::http::ratelimit::RateLimiter;
 use crate::http::transport::Peer;
 use crate::plane::ControlPlane;
@@ -108,9 +106,6 @@ struct Gate {
     body_timeout: Duration,
 }
 
-/// Largest body on operator endpoints.
-const MAX_OPERATOR_BODY: usize = 16 * 1024;
-
 type Cp = Arc<ControlPlane>;
 
 /// The control plane's routes, with access checks, rate limits, body deadlines and
@@ -131,50 +126,51 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
         body_timeout: l.body_timeout,
     });
     Ok(Router::new()
-        .route("/", get(|| async { Redirect::to("/agents") }))
-        .route("/healthz", get(healthz))
-        .route("/agents", get(dashboard_agents))
-        .route("/agent/{id}", get(dashboard_agent))
+        .route("/", get(h::root))
+        .route("/openapi.json", get(crate::http::openapi::serve))
+        .route("/healthz", get(h::healthz))
+        .route("/agents", get(h::dashboard_agents))
+        .route("/agent/{id}", get(h::dashboard_agent))
         .route(
             "/api/v1/challenge",
-            get(challenge).route_layer(from_fn_with_state(gate.clone(), limit_challenge)),
+            get(h::challenge).route_layer(from_fn_with_state(gate.clone(), limit_challenge)),
         )
         .route(
             "/api/v1/register",
-            post(register)
+            post(h::register)
                 .layer(DefaultBodyLimit::max(MAX_REGISTER_BODY))
                 .route_layer(from_fn_with_state(gate.clone(), limit_register)),
         )
         .route(
             "/api/v1/heartbeat",
-            post(heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BODY)),
+            post(h::heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BODY)),
         )
-        .route("/metrics", get(metrics))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/agents", get(agents))
-        .route("/api/v1/agents/{id}", get(agent))
+        .route("/metrics", get(h::metrics))
+        .route("/api/v1/events", get(h::events))
+        .route("/api/v1/agents", get(h::agents))
+        .route("/api/v1/agents/{id}", get(h::agent))
         .route(
             "/api/v1/agents/{id}/expect",
-            post(expect).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+            post(h::expect).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
-        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts", get(h::alerts))
         // Revocation (operator token for every change).
-        .route("/api/v1/agents/{id}", delete(delete_agent))
+        .route("/api/v1/agents/{id}", delete(h::delete_agent))
         .route(
             "/api/v1/agents/{id}/disable",
-            post(disable_agent).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+            post(h::disable_agent).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
         .route(
             "/api/v1/agents/{id}/enable",
-            post(enable_agent).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+            post(h::enable_agent).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
         .route(
             "/api/v1/withdrawals",
-            get(withdrawals)
-                .post(withdraw)
+            get(h::withdrawals)
+                .post(h::withdraw)
                 .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
-        .route("/api/v1/withdrawals/{id}", delete(remove_withdrawal))
+        .route("/api/v1/withdrawals/{id}", delete(h::remove_withdrawal))
         .merge(crate::http::ear::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
@@ -186,11 +182,14 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
         .layer(axum::middleware::from_fn(crate::http::reqid::request_id)))
 }
 
-/// Paths anyone may call: the agents' protocol and the liveness probe.
+/// Paths anyone may call: the agents' protocol, the liveness probe, the EAR
+/// verification key and the API description. `/openapi.json` is public: it describes
+/// the routes and shapes (all in the published source), no fleet state and no secret.
 fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/" | "/healthz"
+            | "/openapi.json"
             | "/api/v1/challenge"
             | "/api/v1/register"
             | "/api/v1/heartbeat"
@@ -414,314 +413,4 @@ fn finish(mut r: Response) -> Response {
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     r
-}
-
-fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    b.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!("request body over the limit of {limit} bytes"))
-        } else {
-            ApiError::bad_request("BadBody", e.body_text())
-        }
-    })
-}
-
-fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(b).map_err(|e| {
-        let kind = if e.is_data() {
-            "InvalidField"
-        } else {
-            "MalformedJson"
-        };
-        ApiError::bad_request(kind, e.to_string())
-    })
-}
-
-async fn challenge(State(cp): State<Cp>) -> Result<Response, ApiError> {
-    Ok(Json(cp.challenge().await?).into_response())
-}
-
-/// `/healthz`: JSON (store writability, queue depths, last sweep, background
-/// tasks); 503 when the store does not take a write.
-async fn healthz(State(cp): State<Cp>) -> Response {
-    let (writable, body) = cp.health().await;
-    let status = if writable {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Json(body),
-    )
-        .into_response()
-}
-
-async fn register(
-    State(cp): State<Cp>,
-    peer: Option<axum::Extension<Peer>>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b, MAX_REGISTER_BODY)?;
-    let req: RegisterRequest = json(&b)?;
-    // The transport's peer address aggregates refused registrations by source.
-    let source = peer.map(|axum::Extension(p)| p.addr.ip());
-    let started = Instant::now();
-    let r = cp.register_from(req, source).await.map_err(ApiError::from);
-    let result = r.as_ref().map_or_else(ApiError::kind, |_| "accepted");
-    cp.metrics.registration(result, started.elapsed());
-    Ok(Json(r?).into_response())
-}
-
-async fn heartbeat(
-    State(cp): State<Cp>,
-    peer: Option<axum::Extension<Peer>>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b, MAX_HEARTBEAT_BODY)?;
-    let env = Envelope::from_json(&b)?;
-    // Who the connection's agent certificate names: a bad signature counts toward
-    // `Compromised` only when it names the pulse's agent.
-    let names = peer
-        .map(|axum::Extension(p)| p.agent_names)
-        .unwrap_or_default();
-    let r = cp.heartbeat_from(env, &names).await.map_err(ApiError::from);
-    cp.metrics
-        .pulse(r.as_ref().map_or_else(ApiError::kind, |_| "accepted"));
-    Ok(Json(r?).into_response())
-}
-
-/// `GET /api/v1/events`: Server-Sent Events of verdict changes and alerts, with a
-/// keep-alive comment every 15 s (an idle stream would otherwise be cut off by the
-/// transport's idle timeout).
-async fn events(State(cp): State<Cp>) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use tokio::sync::broadcast::error::RecvError;
-    let Some(sub) = cp.events.subscribe() else {
-        return Err(ApiError::Busy(format!(
-            "{} event streams are open already; try again later",
-            crate::http::events::MAX_SUBSCRIBERS
-        )));
-    };
-    let stream = futures_util::stream::unfold(sub, |mut sub| async move {
-        let ev = match sub.rx.recv().await {
-            Ok(e) => Event::default()
-                .event(e.name())
-                .json_data(&e)
-                .unwrap_or_else(|_| Event::default().event("error")),
-            Err(RecvError::Lagged(n)) => Event::default()
-                .event("lagged")
-                .data(format!("{n} events were dropped: refetch /api/v1/agents")),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok::<_, std::convert::Infallible>(ev), sub))
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
-}
-
-async fn metrics(State(cp): State<Cp>) -> Result<Response, ApiError> {
-    Ok((
-        [(CONTENT_TYPE, crate::http::metrics::CONTENT_TYPE)],
-        cp.metrics_text().await?,
-    )
-        .into_response())
-}
-
-/// `GET /api/v1/agents` filters and page.
-#[derive(Deserialize)]
-struct AgentQuery {
-    badge: Option<String>,
-    tier: Option<String>,
-    partition: Option<String>,
-    /// A substring of the agent id.
-    q: Option<String>,
-    /// Agents after this id (the previous page's `next`).
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-/// Largest page of `GET /api/v1/agents`.
-const MAX_AGENTS_PAGE: usize = 1000;
-
-async fn agents(
-    State(cp): State<Cp>,
-    q: Result<Query<AgentQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
-    if let Some(b) = q.badge.as_deref() {
-        if !matches!(b, "green" | "yellow" | "red" | "unknown") {
-            return Err(ApiError::bad_request(
-                "BadQuery",
-                format!("badge must be green, yellow, red or unknown, not {b:?}"),
-            ));
-        }
-    }
-    let limit = q.limit.unwrap_or(MAX_AGENTS_PAGE);
-    if !(1..=MAX_AGENTS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "BadQuery",
-            format!("limit must be 1 to {MAX_AGENTS_PAGE}"),
-        ));
-    }
-    let mut all = cp.agents().await?;
-    all.retain(|a| {
-        q.badge.as_deref().is_none_or(|b| a.badge == b)
-            && q.tier.as_deref().is_none_or(|t| a.tier.as_str() == t)
-            && q.partition.as_deref().is_none_or(|p| a.partition == p)
-            && q.q.as_deref().is_none_or(|s| a.agent_id.contains(s))
-    });
-    all.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-    let total = all.len();
-    let start = q.after.as_deref().map_or(0, |after| {
-        all.partition_point(|a| a.agent_id.as_str() <= after)
-    });
-    let page: Vec<_> = all.into_iter().skip(start).take(limit + 1).collect();
-    let more = page.len() > limit;
-    let page: Vec<_> = page.into_iter().take(limit).collect();
-    let next = if more {
-        page.last().map(|a| a.agent_id.clone())
-    } else {
-        None
-    };
-    Ok(Json(serde_json::json!({ "agents": page, "total": total, "next": next })).into_response())
-}
-
-async fn agent(State(cp): State<Cp>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(cp.agent(&id).await?).into_response())
-}
-
-async fn expect(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    cp.authorize(token)?;
-    let b = body(b, MAX_OPERATOR_BODY)?;
-    let req: ExpectRequest = json(&b)?;
-    Ok(Json(cp.expect(&id, req).await?).into_response())
-}
-
-#[derive(Deserialize)]
-struct AlertQuery {
-    agent: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn alerts(
-    State(cp): State<Cp>,
-    q: Result<Query<AlertQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
-    let a = cp
-        .alerts(q.agent.as_deref(), q.limit.unwrap_or(100))
-        .await?;
-    Ok(Json(serde_json::json!({ "alerts": a })).into_response())
-}
-
-async fn dashboard_agents(State(cp): State<Cp>) -> Result<Html<String>, ApiError> {
-    let agents = cp.agents().await?;
-    let alerts = cp.alerts(None, 20).await?;
-    Ok(Html(dashboard::fleet(&agents, &alerts)))
-}
-
-async fn dashboard_agent(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    let a = cp.agent(&id).await?;
-    let alerts = cp.alerts(Some(&id), 50).await?;
-    Ok(Html(dashboard::agent(&a, &alerts)))
-}
-
-fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {
-    cp.authorize(
-        headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ")),
-    )
-}
-
-/// Optional body of the revocation actions: why (kept in the audit trail).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ActionBody {
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-fn action_body(b: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
-    let b = body(b, MAX_OPERATOR_BODY)?;
-    if b.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
-    }
-    json(&b)
-}
-
-async fn delete_agent(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    operator(&cp, &headers)?;
-    let a = action_body(b)?;
-    Ok(
-        Json(serde_json::json!({ "deleted": cp.delete_agent(&id, a.reason).await? }))
-            .into_response(),
-    )
-}
-
-async fn disable_agent(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    operator(&cp, &headers)?;
-    let a = action_body(b)?;
-    Ok(Json(cp.set_disabled(&id, true, a.reason).await?).into_response())
-}
-
-async fn enable_agent(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    operator(&cp, &headers)?;
-    let a = action_body(b)?;
-    Ok(Json(cp.set_disabled(&id, false, a.reason).await?).into_response())
-}
-
-async fn withdraw(
-    State(cp): State<Cp>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    operator(&cp, &headers)?;
-    let b = body(b, MAX_OPERATOR_BODY)?;
-    let req: crate::config::WithdrawnBuild = json(&b)?;
-    Ok(Json(cp.withdraw(req).await?).into_response())
-}
-
-async fn withdrawals(State(cp): State<Cp>) -> Result<Response, ApiError> {
-    Ok(Json(serde_json::json!({ "withdrawals": cp.withdrawals().await? })).into_response())
-}
-
-async fn remove_withdrawal(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    operator(&cp, &headers)?;
-    Ok(Json(serde_json::json!({ "removed": cp.remove_withdrawal(&id).await? })).into_response())
 }

@@ -13,7 +13,7 @@ use provenant_base::clock::UnixNanos;
 use serde::{Deserialize, Serialize};
 
 /// An agent as the API and dashboard show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
     /// The agent's id.
     pub agent_id: String,
@@ -78,7 +78,7 @@ pub struct AgentView {
 }
 
 /// A collector's state as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CollectorView {
     /// `ok`, `unknown` or `unavailable`.
     pub state: String,
@@ -252,4 +252,44 @@ impl ControlPlane {
             ))
         }
     }
+}
+
+/// `GET /api/v1/agents`: one page of agents, sorted by id.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentPage {
+    /// The agents on this page.
+    pub agents: Vec<AgentView>,
+    /// How many agents match the filters, over all pages.
+    pub total: usize,
+    /// The last agent id of this page when more follow (pass it as `after`); null on
+    /// the last page.
+    pub next: Option<String>,
+}
+
+/// `GET /api/v1/alerts`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    /// Newest first.
+    pub alerts: Vec<Alert>,
+}
+
+/// `GET /api/v1/withdrawals`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WithdrawalList {
+    /// The withdrawn builds, from the API and the config.
+    pub withdrawals: Vec<crate::model::Withdrawal>,
+}
+
+/// `DELETE /api/v1/agents/{id}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// What is kept of the deleted agent (its key may no longer speak).
+    pub deleted: crate::model::Tombstone,
+}
+
+/// `DELETE /api/v1/withdrawals/{id}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Removed {
+    /// The withdrawal removed.
+    pub removed: crate::model::Withdrawal,
 }

@@ -14,6 +14,7 @@ pub const MAX_HEALTH_MOUNTS: usize = 16;
 pub const MAX_LAST_ERROR_LEN: usize = 512;
 
 /// What the node's kernel says about its clock (`adjtimex(2)`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockSync {
     /// The kernel considers the clock synchronised (an NTP or PTP daemon disciplines
@@ -26,6 +27,7 @@ pub struct ClockSync {
 }
 
 /// Free space on one configured mount.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskFree {
     /// The mount point, as configured.
@@ -37,6 +39,7 @@ pub struct DiskFree {
 }
 
 /// The node's health when the agent made the pulse.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     /// Seconds since the node booted.

@@ -19,6 +19,7 @@ use crate::limits::*;
 
 /// Whether a collector could see what it measures. A collector that could not look
 /// says so with a reason; it never reports an empty "all fine" list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CollectorState {
@@ -137,6 +138,7 @@ impl<T: InventoryItem> Inventory<T> {
 }
 
 /// One container, as podman reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Workload {
     /// Container name (podman's first name, without a leading `/`).
@@ -200,6 +202,7 @@ impl InventoryItem for Workload {
 }
 
 /// One loaded BPF program.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BpfProgram {
     /// The kernel's program id (changes on every load).
