@@ -381,6 +381,8 @@ pub enum AlertKind {
     Compromised,
     /// An operator cleared an agent's `Compromised` mark.
     CompromiseCleared,
+    /// An operator acknowledged an alert (the audit record of the acknowledgement).
+    AlertAcknowledged,
 }
 
 impl AlertKind {
@@ -416,6 +418,7 @@ impl AlertKind {
             AlertKind::RequiredProgram => "RequiredProgram",
             AlertKind::Compromised => "Compromised",
             AlertKind::CompromiseCleared => "CompromiseCleared",
+            AlertKind::AlertAcknowledged => "AlertAcknowledged",
         }
     }
 
@@ -454,7 +457,8 @@ impl AlertKind {
             | AlertKind::BaselineAccepted
             | AlertKind::Registered
             | AlertKind::WorkloadsChanged
-            | AlertKind::TierExpected => 4,
+            | AlertKind::TierExpected
+            | AlertKind::AlertAcknowledged => 4,
         }
     }
 }
@@ -474,9 +478,34 @@ pub struct Alert {
     pub severity: u8,
     /// Human-readable detail.
     pub detail: String,
+    /// Set once an operator acknowledged the alert: it stays in the history but no
+    /// longer counts as open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
 }
 
+/// An operator's acknowledgement of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Ack {
+    /// When it was acknowledged, UTC ns.
+    pub at_ns: u64,
+    /// Who, as the operator gave it, and how they were authenticated (e.g.
+    /// `alice (operator token)`).
+    pub by: String,
+    /// The operator's note.
+    pub note: String,
+}
+
+/// Largest alert severity that can be open: informational alerts (4) are records.
+pub const MAX_OPEN_SEVERITY: u8 = 3;
+
 impl Alert {
+    /// Whether the alert still asks for attention: not acknowledged and of severity
+    /// 1-3 (informational alerts are records, never open).
+    pub fn is_open(&self) -> bool {
+        self.ack.is_none() && self.severity <= MAX_OPEN_SEVERITY
+    }
+
     /// An alert raised at `at`, with a fresh id and the kind's severity.
     pub fn new(at: UnixNanos, agent_id: &str, kind: AlertKind, detail: impl Into<String>) -> Alert {
         let at_ns = at.get();
@@ -488,6 +517,7 @@ impl Alert {
             kind,
             severity: kind.severity(),
             detail: detail.into(),
+            ack: None,
         }
     }
 }

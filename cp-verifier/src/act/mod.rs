@@ -3,6 +3,7 @@
 //! ([`cooldown`]); unenrolled floods are aggregated per source ([`unenrolled`]); operators
 //! set expectations ([`operator`]).
 
+pub mod ack;
 pub mod alerts;
 pub mod cooldown;
 pub mod operator;

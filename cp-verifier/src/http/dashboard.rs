@@ -29,7 +29,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical
 .badge{{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600;color:#fff}}\
 .green{{background:#1a7f37}}.yellow{{background:#b08800}}.red{{background:#cf222e}}.unknown{{background:#6e7781}}\
 code{{font-size:.85em;word-break:break-all}}.signer{{font-size:.85em;word-break:break-all}}.wl{{display:inline-block;margin:0 .2rem .2rem 0;padding:0 .4rem;border-radius:.3rem;font-size:.8em;color:#fff}}\
-.muted{{color:#6e7781}}</style></head><body><h1>{t}</h1>{body}</body></html>",
+.muted{{color:#6e7781}}</style></head><body><p><a href=\"/agents\">Fleet</a> · <a href=\"/alerts?state=open\">Alerts</a></p><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     )
 }
@@ -65,42 +65,6 @@ fn reason_list(rs: &[evidence::verdict::Reason], none: &str) -> String {
         .join("<br>")
 }
 
-/// One small badge per workload, titled with its name, image and reasons.
-fn workload_row(a: &AgentView) -> String {
-    if a.workloads.is_empty() {
-        return match &a.workloads_state {
-            Some(w) if w.state != "ok" => {
-                format!("<span class=\"muted\">workloads {}</span>", esc(&w.state))
-            }
-            Some(_) => "<span class=\"muted\">none</span>".into(),
-            None => "<span class=\"muted\">not reported</span>".into(),
-        };
-    }
-    a.workloads
-        .iter()
-        .map(|w| {
-            let b = w.status.badge();
-            let title = format!(
-                "{} · {} · {}",
-                w.name,
-                w.image,
-                w.reasons
-                    .iter()
-                    .map(|r| r.code.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            format!(
-                "<span class=\"wl {b}\" data-workload=\"{}\" data-badge=\"{b}\" title=\"{}\">{}</span>",
-                esc(&w.name),
-                esc(&title),
-                esc(&w.name)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("")
-}
-
 fn ns_utc(ns: u64) -> String {
     let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -110,27 +74,6 @@ fn ns_utc(ns: u64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| format!("{ns} ns"))
-}
-
-/// The fleet row's health summary: uptime, load, memory and the clock.
-fn health_cell(a: &AgentView) -> String {
-    let Some(h) = &a.health else {
-        return "<span data-health=\"none\">not reported</span>".into();
-    };
-    let clock = match h.clock {
-        Some(c) if c.synchronised => "clock synced",
-        Some(_) => "<b>clock unsynchronised</b>",
-        None => "clock unknown",
-    };
-    format!(
-        "<span data-health=\"reported\">up {} h · load {:.2} · mem {}% free · {clock}</span>",
-        h.uptime_s / 3600,
-        h.load_avg[0],
-        h.mem_available_kib
-            .saturating_mul(100)
-            .checked_div(h.mem_total_kib)
-            .unwrap_or(0)
-    )
 }
 
 /// The node's health from the last pulse that carried it.
@@ -297,12 +240,21 @@ fn ebpf_section(a: &AgentView) -> String {
     s
 }
 
-fn alerts_table(alerts: &[Alert]) -> String {
-    let mut s = String::from("<h2>Recent alerts</h2><table><tr><th>when (ns)</th><th>agent</th><th>kind</th><th>sev</th><th>detail</th></tr>");
+fn alerts_table(alerts: &[Alert], now: u64) -> String {
+    let mut s = String::from("<h2>Recent alerts</h2><p><a href=\"/alerts\">All alerts</a></p><table><tr><th>when (UTC)</th><th>agent</th><th>kind</th><th>sev</th><th>detail</th><th>state</th></tr>");
     for a in alerts {
+        let w = crate::http::when::When::at(a.at_ns, now);
+        let state = match &a.ack {
+            Some(k) => format!("acknowledged by {}", esc(&k.by)),
+            None if a.is_open() => "<b>open</b>".into(),
+            None => "record".into(),
+        };
         s.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            a.at_ns,
+            "<tr data-alert=\"{}\"><td><time datetime=\"{}\">{}</time> <span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>",
+            esc(&a.id),
+            w.iso,
+            w.utc,
+            w.rel,
             esc(&a.agent_id),
             a.kind.as_str(),
             a.severity,
@@ -313,36 +265,9 @@ fn alerts_table(alerts: &[Alert]) -> String {
     s
 }
 
-/// The fleet page: one row per agent, then the recent alerts.
-pub fn fleet(agents: &[AgentView], alerts: &[Alert]) -> String {
-    let mut s = format!(
-        "<p>{} agent(s). JSON: <a href=\"/api/v1/agents\">/api/v1/agents</a></p>",
-        agents.len()
-    );
-    s.push_str("<table><tr><th>agent</th><th>verdict</th><th>state</th><th>tier</th><th>last pulse</th><th>health</th><th>workloads</th><th>reasons</th></tr>");
-    for a in agents {
-        s.push_str(&format!(
-            "<tr data-agent=\"{id}\"><td><a href=\"/agent/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}.{}s ago (seq {})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            badge(&a.badge),
-            esc(&a.state),
-            a.tier.as_str(),
-            a.last_seen_age_ms / 1000,
-            (a.last_seen_age_ms % 1000) / 100,
-            a.sequence,
-            health_cell(a),
-            workload_row(a),
-            reasons(a),
-            id = esc(&a.agent_id),
-        ));
-    }
-    s.push_str("</table>");
-    s.push_str(&alerts_table(alerts));
-    page("Fleet", &s)
-}
-
 /// One agent's page: verdict, measurements against last-known-good, workloads, eBPF,
 /// TDX evidence and its alerts.
-pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
+pub fn agent(a: &AgentView, alerts: &[Alert], now: u64) -> String {
     let mut s = format!(
         "<p>{} <b>{}</b> · tier {} · key <code>{}</code></p><p>{}</p>",
         badge(&a.badge),
@@ -374,7 +299,7 @@ pub fn agent(a: &AgentView, alerts: &[Alert]) -> String {
     if let Some(t) = &a.attestation {
         s.push_str(&attestation_table(t));
     }
-    s.push_str(&alerts_table(alerts));
+    s.push_str(&alerts_table(alerts, now));
     page(&format!("Agent {}", a.agent_id), &s)
 }
 

@@ -103,6 +103,9 @@ pub enum ApiError {
     /// The build (agent binary or MRTD) was withdrawn fleet-wide; it may not register.
     #[error("Withdrawn: {0}")]
     Withdrawn(String),
+    /// The alert was acknowledged already (409); the detail says by whom and when.
+    #[error("AlreadyAcknowledged: {0}")]
+    AlreadyAcknowledged(String),
 }
 
 /// The attest stage's refusals on the wire: a judged refusal and an upstream outage
@@ -261,6 +264,7 @@ impl ApiError {
             ApiError::Internal(_) => "Internal",
             ApiError::Revoked(_) => "Revoked",
             ApiError::Withdrawn(_) => "Withdrawn",
+            ApiError::AlreadyAcknowledged(_) => "AlreadyAcknowledged",
         }
     }
 
@@ -282,10 +286,17 @@ impl ApiError {
             ApiError::StoreUnavailable(_)
             | ApiError::Busy(_)
             | ApiError::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::EventLogPrefix { .. } => StatusCode::CONFLICT,
+            ApiError::EventLogPrefix { .. } | ApiError::AlreadyAcknowledged(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Revoked(_) | ApiError::Withdrawn(_) => StatusCode::FORBIDDEN,
         }
+    }
+
+    /// What the client is told (an internal failure's cause is logged, never told).
+    pub fn public_detail(&self) -> String {
+        self.detail()
     }
 
     fn detail(&self) -> String {
@@ -313,7 +324,9 @@ impl ApiError {
                 "storage is unavailable; nothing was recorded, retry later".into()
             }
             ApiError::Internal(_) => "internal error; see the control plane's log".into(),
-            ApiError::Revoked(d) | ApiError::Withdrawn(d) => d.clone(),
+            ApiError::Revoked(d) | ApiError::Withdrawn(d) | ApiError::AlreadyAcknowledged(d) => {
+                d.clone()
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::act::operator::ExpectRequest;
 use crate::http::dashboard;
 use crate::http::error::ApiError;
+use crate::http::fleet_query::{self, FleetFilter};
 use crate::http::transport::Peer;
 use crate::plane::ControlPlane;
 
@@ -281,7 +282,8 @@ pub(crate) struct AgentQuery {
     tier: Option<String>,
     /// Only agents in this partition.
     partition: Option<String>,
-    /// A substring of the agent id.
+    /// A case-insensitive substring of the agent id, a workload's image, name or
+    /// digest, the MRTD (hex), or a reason code.
     q: Option<String>,
     /// Agents after this id (the previous page's `next`).
     after: Option<String>,
@@ -309,14 +311,6 @@ pub(crate) async fn agents(
     q: Result<Query<AgentQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
-    if let Some(b) = q.badge.as_deref() {
-        if !matches!(b, "green" | "yellow" | "red" | "unknown") {
-            return Err(ApiError::bad_request(
-                "BadQuery",
-                format!("badge must be green, yellow, red or unknown, not {b:?}"),
-            ));
-        }
-    }
     let limit = q.limit.unwrap_or(MAX_AGENTS_PAGE);
     if !(1..=MAX_AGENTS_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -324,26 +318,19 @@ pub(crate) async fn agents(
             format!("limit must be 1 to {MAX_AGENTS_PAGE}"),
         ));
     }
-    let mut all = cp.agents().await?;
-    all.retain(|a| {
-        q.badge.as_deref().is_none_or(|b| a.badge == b)
-            && q.tier.as_deref().is_none_or(|t| a.tier.as_str() == t)
-            && q.partition.as_deref().is_none_or(|p| a.partition == p)
-            && q.q.as_deref().is_none_or(|s| a.agent_id.contains(s))
-    });
-    all.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-    let total = all.len();
-    let start = q.after.as_deref().map_or(0, |after| {
-        all.partition_point(|a| a.agent_id.as_str() <= after)
-    });
-    let page: Vec<_> = all.into_iter().skip(start).take(limit + 1).collect();
-    let more = page.len() > limit;
-    let page: Vec<_> = page.into_iter().take(limit).collect();
-    let next = if more {
-        page.last().map(|a| a.agent_id.clone())
-    } else {
-        None
-    };
+    let f = FleetFilter {
+        badge: q.badge,
+        tier: q.tier,
+        partition: q.partition,
+        q: q.q,
+    }
+    .normalised()?;
+    let fleet_query::Page {
+        agents: page,
+        matched: total,
+        next,
+        ..
+    } = fleet_query::page(cp.agents().await?, &f, q.after.as_deref(), limit);
     Ok(Json(crate::http::views::AgentPage {
         agents: page,
         total,
@@ -396,18 +383,70 @@ pub(crate) async fn expect(
     Ok(Json(cp.expect(&id, req).await?).into_response())
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AlertQuery {
     /// Only this agent's alerts.
-    agent: Option<String>,
+    pub(crate) agent: Option<String>,
+    /// Only these severities, comma-separated (`1` critical .. `4` informational),
+    /// e.g. `1,2`.
+    pub(crate) severity: Option<String>,
+    /// `open` (not acknowledged, severity 1-3), `acked`, or `all` (the default).
+    pub(crate) state: Option<String>,
+    /// Only alerts older than this alert id (the previous page's `next`).
+    pub(crate) before: Option<String>,
     /// At most this many (default 100, capped at 1000).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
+}
+
+impl AlertQuery {
+    /// The store filter this query asks for.
+    pub(crate) fn filter(&self) -> Result<crate::store::AlertFilter, ApiError> {
+        let bad = |d: String| ApiError::bad_request("BadQuery", d);
+        let mut severities = Vec::new();
+        for s in self.severity.as_deref().unwrap_or("").split(',') {
+            let s = s.trim();
+            if s.is_empty() {
+                continue;
+            }
+            match s.parse::<u8>() {
+                Ok(n @ 1..=4) if !severities.contains(&n) => severities.push(n),
+                Ok(1..=4) => {}
+                _ => return Err(bad(format!("severity must be 1 to 4, not {s:?}"))),
+            }
+        }
+        let open = match self.state.as_deref().map(str::trim).unwrap_or("") {
+            "" | "all" => None,
+            "open" => Some(true),
+            "acked" => Some(false),
+            other => {
+                return Err(bad(format!(
+                    "state must be open, acked or all, not {other:?}"
+                )))
+            }
+        };
+        Ok(crate::store::AlertFilter {
+            agent: self
+                .agent
+                .as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+            severities,
+            open,
+            before: self
+                .before
+                .as_deref()
+                .filter(|b| !b.is_empty())
+                .map(str::to_owned),
+            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+        })
+    }
 }
 
 #[utoipa::path(
     get, path = "/api/v1/alerts", tag = "read",
-    summary = "The newest alerts first, of one agent or all",
+    summary = "The newest alerts first, filtered by agent, severity and state, paginated",
     params(AlertQuery),
     responses(
         (status = 200, description = "The alerts", body = crate::http::views::AlertList),
@@ -421,28 +460,55 @@ pub(crate) async fn alerts(
     q: Result<Query<AlertQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
-    let a = cp
-        .alerts(q.agent.as_deref(), q.limit.unwrap_or(100))
-        .await?;
-    Ok(Json(crate::http::views::AlertList { alerts: a }).into_response())
+    let f = q.filter()?;
+    Ok(Json(cp.alert_list(&f).await?).into_response())
+}
+
+/// Body of `POST /api/v1/alerts/{id}/ack`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AckBody {
+    /// Who acknowledges (free text, at most 64 characters; recorded with how they
+    /// were authenticated).
+    #[serde(default)]
+    by: String,
+    /// Why (at most 512 characters).
+    #[serde(default)]
+    note: String,
 }
 
 #[utoipa::path(
-    get, path = "/agents", tag = "pages",
-    summary = "The fleet page (HTML)",
+    post, path = "/api/v1/alerts/{id}/ack", tag = "operator",
+    summary = "Acknowledge an alert: it stays in the history but leaves the open count (audited as `AlertAcknowledged`)",
+    params(("id" = String, Path, description = "The alert's id")),
+    request_body(content = Option<AckBody>, description = "Optional: who and why"),
     responses(
-        (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 303, description = "Opened with `?token=`: the token is kept in a private cookie and the browser sent back here"),
-        (status = 401, description = "No read access (an HTML page saying how to sign in)", content_type = "text/html", body = String),
-        (status = 500, description = "`Internal`", body = ErrorBody),
-        (status = 503, description = "`StoreUnavailable`", body = ErrorBody),
+        (status = 200, description = "The alert, acknowledged", body = crate::model::Alert),
+        (status = 400, description = "The body is not JSON (`MalformedJson`, `BadBody`) or a field is wrong (`InvalidField`)", body = ErrorBody), (status = 401, description = "`Unauthorized`: the operator bearer token is missing or wrong, or no operator token is configured", body = ErrorBody),
+        (status = 404, description = "`NotFound`: no such alert", body = ErrorBody),
+        (status = 409, description = "`AlreadyAcknowledged`: acknowledged before (by whom and when in the detail)", body = ErrorBody),
+        (status = 413, description = "`TooLarge`: the body is over the endpoint's limit", body = ErrorBody), (status = 503, description = "`StoreUnavailable`: storage is unavailable, nothing was recorded; retry", body = ErrorBody), (status = 500, description = "`Internal`: a failure of the control plane itself (logged, never echoed)", body = ErrorBody),
     ),
-    security(("viewer_token" = []), ("operator_token" = []), ("operator_cert" = []))
+    security(("operator_token" = []))
 )]
-pub(crate) async fn dashboard_agents(State(cp): State<Cp>) -> Result<Html<String>, ApiError> {
-    let agents = cp.agents().await?;
-    let alerts = cp.alerts(None, 20).await?;
-    Ok(Html(dashboard::fleet(&agents, &alerts)))
+pub(crate) async fn ack_alert(
+    State(cp): State<Cp>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator(&cp, &headers)?;
+    let b = body(b, MAX_OPERATOR_BODY)?;
+    let a: AckBody = if b.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        json(&b)?
+    };
+    Ok(Json(
+        cp.ack_alert(&id, &a.by, "operator token", &a.note)
+            .await?,
+    )
+    .into_response())
 }
 
 #[utoipa::path(
@@ -464,7 +530,7 @@ pub(crate) async fn dashboard_agent(
 ) -> Result<Html<String>, ApiError> {
     let a = cp.agent(&id).await?;
     let alerts = cp.alerts(Some(&id), 50).await?;
-    Ok(Html(dashboard::agent(&a, &alerts)))
+    Ok(Html(dashboard::agent(&a, &alerts, cp.now().get())))
 }
 
 fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {

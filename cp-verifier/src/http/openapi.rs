@@ -25,7 +25,9 @@ use crate::http::{ear, handlers};
     paths(
         handlers::root,
         handlers::healthz,
-        handlers::dashboard_agents,
+        crate::http::pages::fleet,
+        crate::http::pages::alerts,
+        crate::http::pages::ack_form,
         handlers::dashboard_agent,
         handlers::challenge,
         handlers::register,
@@ -36,6 +38,7 @@ use crate::http::{ear, handlers};
         handlers::agent,
         handlers::expect,
         handlers::alerts,
+        handlers::ack_alert,
         handlers::delete_agent,
         handlers::disable_agent,
         handlers::enable_agent,

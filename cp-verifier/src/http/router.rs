@@ -129,7 +129,12 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
         .route("/", get(h::root))
         .route("/openapi.json", get(crate::http::openapi::serve))
         .route("/healthz", get(h::healthz))
-        .route("/agents", get(h::dashboard_agents))
+        .route("/agents", get(crate::http::pages::fleet))
+        .route("/alerts", get(crate::http::pages::alerts))
+        .route(
+            "/alerts/{id}/ack",
+            post(crate::http::pages::ack_form).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+        )
         .route("/agent/{id}", get(h::dashboard_agent))
         .route(
             "/api/v1/challenge",
@@ -154,6 +159,10 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
             post(h::expect).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
         .route("/api/v1/alerts", get(h::alerts))
+        .route(
+            "/api/v1/alerts/{id}/ack",
+            post(h::ack_alert).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
+        )
         // Revocation (operator token for every change).
         .route("/api/v1/agents/{id}", delete(h::delete_agent))
         .route(

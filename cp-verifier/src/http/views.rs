@@ -236,6 +236,25 @@ impl ControlPlane {
             .map_err(store_err)
     }
 
+    /// One page of the alerts `f` selects, with the fleet's open counts.
+    pub async fn alert_list(&self, f: &crate::store::AlertFilter) -> Result<AlertList, ApiError> {
+        let mut f = f.clone();
+        f.limit = f.limit.clamp(1, 1000);
+        let alerts = self.store.query_alerts(&f).await.map_err(store_err)?;
+        let next = if alerts.len() == usize::try_from(f.limit).unwrap_or(usize::MAX) {
+            alerts.last().map(|a| a.id.clone())
+        } else {
+            None
+        };
+        let open = self.store.open_alert_counts().await.map_err(store_err)?;
+        Ok(AlertList { alerts, next, open })
+    }
+
+    /// Open alerts (not acknowledged, severity 1-3) by severity.
+    pub async fn open_alerts(&self) -> Result<[u64; 3], ApiError> {
+        self.store.open_alert_counts().await.map_err(store_err)
+    }
+
     /// Checks an operator bearer token in constant time.
     pub fn authorize(&self, presented: Option<&str>) -> Result<(), ApiError> {
         let Some(want) = &self.operator_token else {
@@ -271,6 +290,11 @@ pub struct AgentPage {
 pub struct AlertList {
     /// Newest first.
     pub alerts: Vec<Alert>,
+    /// The last alert id of this page when more may follow (pass it as `before`).
+    pub next: Option<String>,
+    /// Open alerts (not acknowledged, severity 1-3) in the whole fleet, by severity:
+    /// `[critical, high, warning]`.
+    pub open: [u64; 3],
 }
 
 /// `GET /api/v1/withdrawals`.

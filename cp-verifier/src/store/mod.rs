@@ -16,7 +16,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use provenant_base::clock::{UnixNanos, UnixSecs};
 
-use crate::model::Alert;
+use crate::model::{Ack, Alert};
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 /// Why a store operation failed.
@@ -45,6 +45,23 @@ pub enum StoreError {
         /// What is wrong with its schema.
         why: schema::SchemaError,
     },
+}
+
+/// Which alerts [`Store::query_alerts`] returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Only this agent's alerts.
+    pub agent: Option<String>,
+    /// Only these severities (1-4); empty: all.
+    pub severities: Vec<u8>,
+    /// Only open (`Some(true)`: not acknowledged, severity 1-3) or only acknowledged
+    /// (`Some(false)`) alerts; `None`: both.
+    pub open: Option<bool>,
+    /// Only alerts older than this alert id (the previous page's last id; ids sort
+    /// by time).
+    pub before: Option<String>,
+    /// At most this many.
+    pub limit: u32,
 }
 
 /// One atomic state change.
@@ -89,7 +106,24 @@ pub trait Store: Send + Sync {
         &self,
         agent_id: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<Alert>, StoreError>;
+    ) -> Result<Vec<Alert>, StoreError> {
+        self.query_alerts(&AlertFilter {
+            agent: agent_id.map(str::to_owned),
+            limit,
+            ..AlertFilter::default()
+        })
+        .await
+    }
+    /// The alerts `f` selects, newest first.
+    async fn query_alerts(&self, f: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+    /// Open alerts (not acknowledged, severity 1-3) by severity: `[sev 1, 2, 3]`.
+    async fn open_alert_counts(&self) -> Result<[u64; 3], StoreError>;
+    /// One alert by id.
+    async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    /// Marks alert `id` acknowledged and records the `audit` alerts, atomically;
+    /// false (nothing written) if there is no such alert or it is already
+    /// acknowledged.
+    async fn ack_alert(&self, id: &str, ack: &Ack, audit: &[Alert]) -> Result<bool, StoreError>;
     /// Drops expired challenges and collateral, and nonces seen before
     /// `nonce_cutoff`.
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError>;

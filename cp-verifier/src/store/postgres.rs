@@ -26,7 +26,7 @@ use sqlx::Row;
 use super::rows as decode;
 use super::schema;
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::Alert;
+use crate::model::{Ack, Alert};
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 mod import;
@@ -250,28 +250,38 @@ impl Store for PgStore {
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn list_alerts(
-        &self,
-        agent_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Alert>, StoreError> {
-        let rows = match agent_id {
-            Some(id) => sqlx::query(
-                "SELECT id, at_ns, agent_id, kind, severity, detail FROM alerts WHERE agent_id = $1 ORDER BY at_ns DESC, id DESC LIMIT $2",
-            )
-            .bind(id)
-            .bind(i64::from(limit))
+    async fn query_alerts(&self, f: &super::AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let rows = decode::alerts_query::<sqlx::Postgres>(f)
+            .build()
             .fetch_all(&self.pool)
-            .await,
-            None => sqlx::query(
-                "SELECT id, at_ns, agent_id, kind, severity, detail FROM alerts ORDER BY at_ns DESC, id DESC LIMIT $1",
-            )
-            .bind(i64::from(limit))
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(decode::alert_with_ack).collect()
+    }
+
+    async fn open_alert_counts(&self) -> Result<[u64; 3], StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::OPEN_COUNTS_SQL)
             .fetch_all(&self.pool)
-            .await,
-        }
+            .await
+            .map_err(unavailable)?;
+        Ok(decode::open_counts(&rows))
+    }
+
+    async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM alerts WHERE id = $1",
+            decode::ALERT_COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
         .map_err(unavailable)?;
-        rows.iter().map(decode::alert).collect()
+        row.as_ref().map(decode::alert_with_ack).transpose()
+    }
+
+    async fn ack_alert(&self, id: &str, ack: &Ack, audit: &[Alert]) -> Result<bool, StoreError> {
+        let outbox = self.outbox.load(Ordering::Relaxed);
+        write::ack_alert(&self.pool, id, ack, audit, outbox).await
     }
 
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError> {

@@ -6,7 +6,8 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{to_u64, StoreError};
-use crate::model::{AgentRecord, Alert, AlertKind, BuildKind, Tombstone, Withdrawal};
+use super::AlertFilter;
+use crate::model::{Ack, AgentRecord, Alert, AlertKind, BuildKind, Tombstone, Withdrawal, MAX_OPEN_SEVERITY};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -29,7 +30,102 @@ where
             .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
         severity: u8::try_from(r.try_get::<i64, _>(4).map_err(corrupt)?).unwrap_or(0),
         detail: r.try_get(5).map_err(corrupt)?,
+        ack: None,
     })
+}
+
+/// The columns [`alert_with_ack`] reads, in its order.
+pub(crate) const ALERT_COLUMNS: &str =
+    "id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note";
+
+/// An alert from [`ALERT_COLUMNS`]: [`alert`] plus its acknowledgement (columns 6-8).
+pub(crate) fn alert_with_ack<R>(r: &R) -> Result<Alert, StoreError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'a> String: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> i64: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    let mut a = alert(r)?;
+    let at: Option<i64> = r.try_get(6).map_err(corrupt)?;
+    if let Some(at) = at {
+        a.ack = Some(Ack {
+            at_ns: to_u64(at),
+            by: r
+                .try_get::<Option<String>, _>(7)
+                .map_err(corrupt)?
+                .unwrap_or_default(),
+            note: r
+                .try_get::<Option<String>, _>(8)
+                .map_err(corrupt)?
+                .unwrap_or_default(),
+        });
+    }
+    Ok(a)
+}
+
+/// `SELECT` of the alerts `f` selects, newest first, for either store (the SQL is
+/// the same; the builder writes each store's placeholders).
+pub(crate) fn alerts_query<'a, DB>(f: &'a AlertFilter) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + Type<DB>,
+    i64: sqlx::Encode<'a, DB> + Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE TRUE"));
+    if let Some(agent) = &f.agent {
+        q.push(" AND agent_id = ").push_bind(agent.as_str());
+    }
+    if !f.severities.is_empty() {
+        q.push(" AND severity IN (");
+        let mut sep = q.separated(", ");
+        for s in &f.severities {
+            sep.push_bind(i64::from(*s));
+        }
+        q.push(")");
+    }
+    match f.open {
+        Some(true) => {
+            q.push(" AND acked_at_ns IS NULL AND severity <= ")
+                .push_bind(i64::from(MAX_OPEN_SEVERITY));
+        }
+        Some(false) => {
+            q.push(" AND acked_at_ns IS NOT NULL");
+        }
+        None => {}
+    }
+    if let Some(before) = &f.before {
+        q.push(" AND id < ").push_bind(before.as_str());
+    }
+    q.push(" ORDER BY at_ns DESC, id DESC LIMIT ")
+        .push_bind(i64::from(f.limit));
+    q
+}
+
+/// Open alerts by severity from `(severity, count)` rows.
+pub(crate) fn open_counts(rows: &[(i64, i64)]) -> [u64; 3] {
+    let mut out = [0; 3];
+    for (sev, n) in rows {
+        if let Some(slot) = usize::try_from(*sev - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = to_u64(*n);
+        }
+    }
+    out
+}
+
+/// The open-alert count query (see [`open_counts`]).
+pub(crate) const OPEN_COUNTS_SQL: &str = "SELECT severity, COUNT(*) FROM alerts \
+     WHERE acked_at_ns IS NULL AND severity <= 3 GROUP BY severity";
+
+/// The acknowledgement update: binds `at_ns, by, note, id`; touches one row or none.
+pub(crate) fn ack_sql(pg: bool) -> &'static str {
+    if pg {
+        "UPDATE alerts SET acked_at_ns = $1, acked_by = $2, ack_note = $3 WHERE id = $4 AND acked_at_ns IS NULL"
+    } else {
+        "UPDATE alerts SET acked_at_ns = ?, acked_by = ?, ack_note = ? WHERE id = ? AND acked_at_ns IS NULL"
+    }
 }
 
 /// A tombstone from `agent_id, key_fingerprint, at_ns, reason`.

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows as decode;
 use super::schema::{self, Applied};
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::Alert;
+use crate::model::{Ack, Alert};
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 mod export;
@@ -407,28 +407,42 @@ impl Store for SqliteStore {
         .map(|_| ())
     }
 
-    async fn list_alerts(
-        &self,
-        agent_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Alert>, StoreError> {
-        let rows = match agent_id {
-            Some(id) => sqlx::query(
-                "SELECT id, at_ns, agent_id, kind, severity, detail FROM alerts WHERE agent_id = ? ORDER BY at_ns DESC, id DESC LIMIT ?",
-            )
-            .bind(id)
-            .bind(i64::from(limit))
+    async fn query_alerts(&self, f: &super::AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let rows = decode::alerts_query::<sqlx::Sqlite>(f)
+            .build()
             .fetch_all(&self.reads)
-            .await,
-            None => sqlx::query(
-                "SELECT id, at_ns, agent_id, kind, severity, detail FROM alerts ORDER BY at_ns DESC, id DESC LIMIT ?",
-            )
-            .bind(i64::from(limit))
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(decode::alert_with_ack).collect()
+    }
+
+    async fn open_alert_counts(&self) -> Result<[u64; 3], StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::OPEN_COUNTS_SQL)
             .fetch_all(&self.reads)
-            .await,
-        }
+            .await
+            .map_err(unavailable)?;
+        Ok(decode::open_counts(&rows))
+    }
+
+    async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM alerts WHERE id = ?",
+            decode::ALERT_COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(&self.reads)
+        .await
         .map_err(unavailable)?;
-        rows.iter().map(decode::alert).collect()
+        row.as_ref().map(decode::alert_with_ack).transpose()
+    }
+
+    async fn ack_alert(&self, id: &str, ack: &Ack, audit: &[Alert]) -> Result<bool, StoreError> {
+        self.submit(Op::AckAlert(
+            id.to_owned(),
+            Box::new(ack.clone()),
+            audit.to_vec(),
+        ))
+        .await
     }
 
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError> {

@@ -171,8 +171,8 @@ async fn insert_rest(tx: &mut Tx<'_>, f: &FleetSnapshot) -> Result<(), ImportErr
     }
     for c in f.alerts.chunks(CHUNK) {
         sqlx::query(
-            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])",
+            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[])",
         )
         .bind(c.iter().map(|a| a.id.as_str()).collect::<Vec<_>>())
         .bind(c.iter().map(|a| to_i64(a.at_ns)).collect::<Vec<_>>())
@@ -180,6 +180,21 @@ async fn insert_rest(tx: &mut Tx<'_>, f: &FleetSnapshot) -> Result<(), ImportErr
         .bind(c.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
         .bind(c.iter().map(|a| i64::from(a.severity)).collect::<Vec<_>>())
         .bind(c.iter().map(|a| a.detail.as_str()).collect::<Vec<_>>())
+        .bind(
+            c.iter()
+                .map(|a| a.ack.as_ref().map(|k| to_i64(k.at_ns)))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|a| a.ack.as_ref().map(|k| k.by.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            c.iter()
+                .map(|a| a.ack.as_ref().map(|k| k.note.as_str()))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;

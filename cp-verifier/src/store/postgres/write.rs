@@ -5,7 +5,7 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::unavailable;
-use crate::model::{Alert, Tombstone, Withdrawal};
+use crate::model::{Ack, Alert, Tombstone, Withdrawal};
 use crate::store::{to_i64, AgentWrite, StoreError};
 
 type Tx<'a> = Transaction<'a, Postgres>;
@@ -144,6 +144,33 @@ pub(super) async fn insert_alerts(
         .map_err(unavailable)?;
     }
     Ok(())
+}
+
+/// Acknowledges alert `id` with the audit alerts, in one transaction; false (nothing
+/// written) if there is no such alert or it is already acknowledged.
+pub(super) async fn ack_alert(
+    pool: &PgPool,
+    id: &str,
+    ack: &Ack,
+    audit: &[Alert],
+    outbox: bool,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let n = sqlx::query(crate::store::rows::ack_sql(true))
+        .bind(to_i64(ack.at_ns))
+        .bind(&ack.by)
+        .bind(&ack.note)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+    if n != 1 {
+        return Ok(false);
+    }
+    insert_alerts(&mut tx, audit, outbox).await?;
+    tx.commit().await.map_err(conflict_or_unavailable)?;
+    Ok(true)
 }
 
 pub(super) async fn prune(pool: &PgPool, now: u64, cutoff: u64) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@ pub(super) enum Op {
     OutboxRetry(String, String, u32, u64),
     OutboxDone(String),
     Probe(u64),
+    AckAlert(String, Box<Ack>, Vec<Alert>),
 }
 
 pub(super) type Reply = oneshot::Sender<Result<bool, StoreError>>;
@@ -109,7 +110,8 @@ pub(super) async fn apply_batch(
             | Op::PruneAlerts(_)
             | Op::DeleteAgent(..)
             | Op::PutWithdrawal(..)
-            | Op::DeleteWithdrawal(..) => true,
+            | Op::DeleteWithdrawal(..)
+            | Op::AckAlert(..) => true,
             Op::PutChallenge(..) | Op::TakeChallenge(..) | Op::PutCached(..) => false,
             Op::OutboxRetry(..) | Op::OutboxDone(_) | Op::Probe(_) => false,
         };
@@ -343,6 +345,22 @@ async fn apply(c: &mut SqliteConnection, op: &Op, outbox: bool) -> Result<bool, 
         }
         Op::Alerts(a) => {
             insert_alerts(c, a, outbox).await?;
+            Ok(true)
+        }
+        Op::AckAlert(id, ack, audit) => {
+            let n = sqlx::query(decode::ack_sql(false))
+                .bind(to_i64(ack.at_ns))
+                .bind(&ack.by)
+                .bind(&ack.note)
+                .bind(id)
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            insert_alerts(c, audit, outbox).await?;
             Ok(true)
         }
         Op::PutChallenge(nonce, exp) => {
