@@ -86,7 +86,68 @@ async fn build_fleet() -> Fleet {
     let (s, v) = cp.pulse(&env).await;
     assert_eq!(s, 409, "{v}");
     let (_, all) = cp.get("/api/v1/alerts?limit=1000").await;
-    assert!(!cp.alerts("Replay").await.is_empty(), "{v} {all}");
+    let replays = cp.alerts("Replay").await;
+    assert!(!replays.is_empty(), "{v} {all}");
+    // An acknowledged alert moves with who acknowledged it, when and why.
+    let id = replays[0]["id"].as_str().unwrap().to_owned();
+    let (s, v) = op(
+        &cp,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        json!({"by": "alice", "note": "a test replay"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ack"]["by"], "alice (operator token)", "{v}");
+    // Once only (409 names who), unknown ids are 404, and a read token cannot ack.
+    let path = format!("/api/v1/alerts/{id}/ack");
+    let (s, v) = op(&cp, reqwest::Method::POST, &path, json!({})).await;
+    assert_eq!(
+        (s, v["error"]["kind"].as_str()),
+        (409, Some("AlreadyAcknowledged")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["detail"].as_str().unwrap().contains("alice"),
+        "{v}"
+    );
+    let (s, v) = op(
+        &cp,
+        reqwest::Method::POST,
+        "/api/v1/alerts/nope/ack",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let r = cp
+        .http
+        .post(format!("{}{path}", cp.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (s, v) = cp.get("/api/v1/alerts?state=acked").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["alerts"].as_array().unwrap().len(), 1, "{v}");
+    let (_, v) = cp.get("/api/v1/alerts?state=open&severity=1,2,3").await;
+    assert!(
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != id.as_str()),
+        "{v}"
+    );
+    let audit = cp.alerts("AlertAcknowledged").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(
+        audit[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a test replay"),
+        "{audit:?}"
+    );
     let (s, v) = op(
         &cp,
         reqwest::Method::POST,

@@ -19,7 +19,7 @@ use provenant_base::clock::UnixNanos;
 use sqlx::Connection;
 
 const NEWER: &str =
-    "database schema version 2 is newer than this cp-verifier (knows up to 1); upgrade cp-verifier";
+    "database schema version 99 is newer than this cp-verifier (knows up to 2); upgrade cp-verifier";
 
 /// The statements releases before versioned migrations ran at start (verbatim).
 const OLD_SCHEMA: &[&str] = &[
@@ -150,7 +150,7 @@ async fn sqlite_adopts_a_database_from_before_migrations() {
         .fetch_all(&mut c)
         .await
         .unwrap();
-    assert_eq!(rows, vec![(1, true)]);
+    assert_eq!(rows, vec![(1, true), (2, true)]);
 }
 
 #[tokio::test]
@@ -162,7 +162,7 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
     exec_sqlite(
         dir.path(),
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (2, 'from a newer cp-verifier', 1, x'00', 0)",
+         VALUES (99, 'from a newer cp-verifier', 1, x'00', 0)",
     )
     .await;
     let e = SqliteStore::open(dir.path()).await.err().expect("refused");
@@ -170,7 +170,10 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
         matches!(
             &e,
             StoreError::Schema {
-                why: SchemaError::Newer { found: 2, known: 1 },
+                why: SchemaError::Newer {
+                    found: 99,
+                    known: 2
+                },
                 ..
             }
         ),
@@ -178,13 +181,13 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
     );
     assert!(e.to_string().contains(NEWER), "{e}");
     assert!(SqliteStore::open_read_only(dir.path()).await.is_err());
-    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, 2);
+    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, 3);
     assert_eq!(count_sqlite(dir.path(), "alerts").await, 1);
 
     // Back to version 1, but its checksum altered: refused too.
     exec_sqlite(
         dir.path(),
-        "DELETE FROM _sqlx_migrations WHERE version = 2; \
+        "DELETE FROM _sqlx_migrations WHERE version = 99; \
          UPDATE _sqlx_migrations SET checksum = x'0102' WHERE version = 1",
     )
     .await;
@@ -199,7 +202,7 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
         ),
         "{e}"
     );
-    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, 1);
+    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, 2);
     assert_eq!(count_sqlite(dir.path(), "alerts").await, 1);
 }
 
@@ -210,13 +213,14 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
     let s = PgStore::connect(&t).await.unwrap();
     s.insert_alerts(&[alert("a-1")]).await.unwrap();
     let applied = s.applied_migrations().await.unwrap();
-    assert_eq!(applied.len(), 1);
+    assert_eq!(applied.len(), 2);
     assert_eq!(applied[0].version, 1);
+    assert_eq!(applied[1].version, 2);
     drop(s);
     pg::PgCluster::exec(
         &url,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (2, 'from a newer cp-verifier', true, '\\x00', 0)",
+         VALUES (99, 'from a newer cp-verifier', true, '\\x00', 0)",
     )
     .await;
     let e = PgStore::connect(&t).await.expect_err("refused");
@@ -224,7 +228,10 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
         matches!(
             &e,
             StoreError::Schema {
-                why: SchemaError::Newer { found: 2, known: 1 },
+                why: SchemaError::Newer {
+                    found: 99,
+                    known: 2
+                },
                 ..
             }
         ),
@@ -237,12 +244,12 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
         only.migrate().await,
         Err(StoreError::Schema { .. })
     ));
-    assert_eq!(count_pg(&url, "_sqlx_migrations").await, 2);
+    assert_eq!(count_pg(&url, "_sqlx_migrations").await, 3);
     assert_eq!(count_pg(&url, "alerts").await, 1);
 
     pg::PgCluster::exec(
         &url,
-        "DELETE FROM _sqlx_migrations WHERE version = 2; \
+        "DELETE FROM _sqlx_migrations WHERE version = 99; \
          UPDATE _sqlx_migrations SET checksum = '\\x0102' WHERE version = 1",
     )
     .await;
@@ -257,7 +264,7 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
         ),
         "{e}"
     );
-    assert_eq!(count_pg(&url, "_sqlx_migrations").await, 1);
+    assert_eq!(count_pg(&url, "_sqlx_migrations").await, 2);
     assert_eq!(count_pg(&url, "alerts").await, 1);
 }
 
@@ -269,7 +276,7 @@ async fn serve_exits_non_zero_on_a_newer_schema() {
     exec_sqlite(
         &data,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (2, 'from a newer cp-verifier', 1, x'00', 0)",
+         VALUES (99, 'from a newer cp-verifier', 1, x'00', 0)",
     )
     .await;
     let cfg = dir.path().join("cp.toml");
@@ -294,5 +301,5 @@ async fn serve_exits_non_zero_on_a_newer_schema() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(NEWER), "{err}");
-    assert_eq!(count_sqlite(&data, "_sqlx_migrations").await, 2);
+    assert_eq!(count_sqlite(&data, "_sqlx_migrations").await, 3);
 }

@@ -7,10 +7,10 @@ mod pg;
 
 use std::sync::Arc;
 
-use cp_verifier::model::{AgentRecord, Alert, AlertKind, BuildKind, Tombstone, Withdrawal};
+use cp_verifier::model::{Ack, AgentRecord, Alert, AlertKind, BuildKind, Tombstone, Withdrawal};
 use cp_verifier::store::postgres::{PgStore, PgTarget};
 use cp_verifier::store::sqlite::SqliteStore;
-use cp_verifier::store::{AgentWrite, Store, StoreError};
+use cp_verifier::store::{AgentWrite, AlertFilter, Store, StoreError};
 use evidence::report::HexBytes;
 use evidence::{Measurements, Platform, PolicyMeasurement, TeeKind, Tier};
 use provenant_base::clock::{UnixNanos, UnixSecs};
@@ -61,6 +61,7 @@ contract!(
     racing_writers_one_wins,
     challenges_are_single_use_and_expire,
     alerts_newest_first_by_agent,
+    alerts_acknowledged_once_filtered_and_counted,
     tombstones_delete_and_consume_nonces,
     withdrawals_once_per_build,
     cache_round_trips_replaces_and_prunes,
@@ -317,6 +318,118 @@ async fn alerts_newest_first_by_agent(b: Backend) {
     assert!(s.prune_alerts(UnixNanos(12)).await.unwrap() > 0);
     assert_eq!(s.list_alerts(None, 10).await.unwrap().len(), 2);
     assert_eq!(s.prune_alerts(UnixNanos(12)).await.unwrap(), 0);
+}
+
+async fn alerts_acknowledged_once_filtered_and_counted(b: Backend) {
+    let s = &b.store;
+    // Severities 1 (Blinded), 2 (BadSignature), 3 (ClockDesync), 4 (Registered).
+    let kinds = [
+        AlertKind::Blinded,
+        AlertKind::BadSignature,
+        AlertKind::ClockDesync,
+        AlertKind::Registered,
+        AlertKind::Blinded,
+    ];
+    let all: Vec<Alert> = (0u64..)
+        .zip(kinds)
+        .map(|(i, k)| {
+            Alert::new(
+                UnixNanos(100 + i),
+                if i % 2 == 0 { "a" } else { "b" },
+                k,
+                format!("d{i}"),
+            )
+        })
+        .collect();
+    s.insert_alerts(&all).await.unwrap();
+    assert_eq!(s.open_alert_counts().await.unwrap(), [2, 1, 1]);
+
+    let ack = Ack {
+        at_ns: 200,
+        by: "alice (operator token)".into(),
+        note: "rebooted the node".into(),
+    };
+    let audit = vec![Alert::new(
+        UnixNanos(200),
+        "a",
+        AlertKind::AlertAcknowledged,
+        "audit",
+    )];
+    assert!(s.ack_alert(&all[0].id, &ack, &audit).await.unwrap());
+    // Once only: a second acknowledgement changes nothing and writes no audit.
+    let again = Ack {
+        by: "bob".into(),
+        ..ack.clone()
+    };
+    let audit2 = vec![Alert::new(
+        UnixNanos(201),
+        "a",
+        AlertKind::AlertAcknowledged,
+        "audit2",
+    )];
+    assert!(!s.ack_alert(&all[0].id, &again, &audit2).await.unwrap());
+    assert!(!s.ack_alert("no-such-alert", &again, &audit2).await.unwrap());
+    assert_eq!(s.get_alert(&audit2[0].id).await.unwrap(), None);
+
+    let got = s.get_alert(&all[0].id).await.unwrap().unwrap();
+    assert_eq!(got.ack.as_ref(), Some(&ack));
+    assert!(!got.is_open());
+    assert_eq!(s.get_alert(&audit[0].id).await.unwrap().unwrap(), audit[0]);
+    // The acknowledged alert left the open count (informational ones never count).
+    assert_eq!(s.open_alert_counts().await.unwrap(), [1, 1, 1]);
+
+    let q = |f: AlertFilter| async move { s.query_alerts(&f).await.unwrap() };
+    let ids = |v: Vec<Alert>| v.into_iter().map(|a| a.detail).collect::<Vec<_>>();
+    let f = AlertFilter {
+        limit: 100,
+        ..AlertFilter::default()
+    };
+    assert_eq!(
+        ids(q(AlertFilter {
+            open: Some(true),
+            ..f.clone()
+        })
+        .await),
+        ["d4", "d2", "d1"]
+    );
+    assert_eq!(
+        ids(q(AlertFilter {
+            open: Some(false),
+            ..f.clone()
+        })
+        .await),
+        ["d0"]
+    );
+    assert_eq!(
+        ids(q(AlertFilter {
+            severities: vec![1, 4],
+            ..f.clone()
+        })
+        .await),
+        ["audit", "d4", "d3", "d0"]
+    );
+    assert_eq!(
+        ids(q(AlertFilter {
+            agent: Some("b".into()),
+            ..f.clone()
+        })
+        .await),
+        ["d3", "d1"]
+    );
+    // Pages: newest first, then older than the last id of the page.
+    let p1 = q(AlertFilter {
+        limit: 2,
+        ..f.clone()
+    })
+    .await;
+    assert_eq!(ids(p1.clone()), ["audit", "d4"]);
+    let p2 = q(AlertFilter {
+        limit: 2,
+        before: Some(p1[1].id.clone()),
+        ..f.clone()
+    })
+    .await;
+    assert_eq!(ids(p2), ["d3", "d2"]);
 }
 
 async fn tombstones_delete_and_consume_nonces(b: Backend) {

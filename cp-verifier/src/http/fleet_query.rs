@@ -43,7 +43,10 @@ impl FleetFilter {
                 ));
             }
         }
-        if f.q.as_deref().is_some_and(|q| q.chars().count() > MAX_SEARCH) {
+        if f.q
+            .as_deref()
+            .is_some_and(|q| q.chars().count() > MAX_SEARCH)
+        {
             return Err(ApiError::bad_request(
                 "BadQuery",
                 format!("q is longer than {MAX_SEARCH} characters"),
@@ -86,7 +89,9 @@ fn has(hay: &str, q: &str) -> bool {
 
 fn searched(a: &AgentView, q: &str) -> bool {
     has(&a.agent_id, q)
-        || a.attestation.as_ref().is_some_and(|t| has(&t.mrtd.to_hex(), q))
+        || a.attestation
+            .as_ref()
+            .is_some_and(|t| has(&t.mrtd.to_hex(), q))
         || a.verdict.reasons.iter().any(|r| has(r.code.as_str(), q))
         || a.workloads.iter().any(|w| {
             has(&w.image, q)

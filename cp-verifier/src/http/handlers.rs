@@ -504,11 +504,7 @@ pub(crate) async fn ack_alert(
     } else {
         json(&b)?
     };
-    Ok(Json(
-        cp.ack_alert(&id, &a.by, "operator token", &a.note)
-            .await?,
-    )
-    .into_response())
+    Ok(Json(cp.ack_alert(&id, &a.by, "operator token", &a.note).await?).into_response())
 }
 
 #[utoipa::path(

@@ -542,10 +542,8 @@ async fn alerts_page(
     };
     let sev: Vec<String> = f.severities.iter().map(u8::to_string).collect();
     let page = |before: Option<&str>| {
-        let mut pairs: Vec<(&str, Option<&str>)> = sev
-            .iter()
-            .map(|s| ("severity", Some(s.as_str())))
-            .collect();
+        let mut pairs: Vec<(&str, Option<&str>)> =
+            sev.iter().map(|s| ("severity", Some(s.as_str()))).collect();
         pairs.push(("state", Some(state)));
         pairs.push(("agent", f.agent.as_deref()));
         pairs.push(("before", before));
@@ -703,7 +701,10 @@ mod tests {
 
     #[test]
     fn back_stays_on_the_alerts_page() {
-        assert_eq!(back_to(Some("/alerts?state=open".into())), "/alerts?state=open");
+        assert_eq!(
+            back_to(Some("/alerts?state=open".into())),
+            "/alerts?state=open"
+        );
         assert_eq!(back_to(Some("https://evil.example/".into())), "/alerts");
         assert_eq!(back_to(Some("/alertsx".into())), "/alerts");
         assert_eq!(back_to(Some("//evil.example/alerts".into())), "/alerts");
@@ -714,7 +715,10 @@ mod tests {
     #[test]
     fn hrefs_encode_and_skip_empty() {
         assert_eq!(
-            href("/agents", &[("q", Some("a b&c")), ("badge", None), ("tier", Some(""))]),
+            href(
+                "/agents",
+                &[("q", Some("a b&c")), ("badge", None), ("tier", Some(""))]
+            ),
             "/agents?q=a+b%26c"
         );
         assert_eq!(href("/agents", &[]), "/agents");

@@ -251,7 +251,7 @@ impl Store for PgStore {
     }
 
     async fn query_alerts(&self, f: &super::AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        let rows = decode::alerts_query::<sqlx::Postgres>(f)
+        let rows = decode::alerts_query::<sqlx::Postgres>(f, true)
             .build()
             .fetch_all(&self.pool)
             .await
@@ -260,7 +260,7 @@ impl Store for PgStore {
     }
 
     async fn open_alert_counts(&self) -> Result<[u64; 3], StoreError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::OPEN_COUNTS_SQL)
+        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::open_counts_sql(true))
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -270,7 +270,7 @@ impl Store for PgStore {
     async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM alerts WHERE id = $1",
-            decode::ALERT_COLUMNS
+            decode::alert_columns(true)
         ))
         .bind(id)
         .fetch_optional(&self.pool)

@@ -5,9 +5,11 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{to_u64, StoreError};
 use super::AlertFilter;
-use crate::model::{Ack, AgentRecord, Alert, AlertKind, BuildKind, Tombstone, Withdrawal, MAX_OPEN_SEVERITY};
+use super::{to_u64, StoreError};
+use crate::model::{
+    Ack, AgentRecord, Alert, AlertKind, BuildKind, Tombstone, Withdrawal, MAX_OPEN_SEVERITY,
+};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -34,11 +36,27 @@ where
     })
 }
 
-/// The columns [`alert_with_ack`] reads, in its order.
-pub(crate) const ALERT_COLUMNS: &str =
-    "id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note";
+/// The columns [`alert_with_ack`] reads, in its order; on a database from before
+/// the acknowledgement columns (`acks` false), NULLs in their place.
+pub(crate) fn alert_columns(acks: bool) -> &'static str {
+    if acks {
+        "id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note"
+    } else {
+        "id, at_ns, agent_id, kind, severity, detail, \
+         CAST(NULL AS BIGINT), CAST(NULL AS TEXT), CAST(NULL AS TEXT)"
+    }
+}
 
-/// An alert from [`ALERT_COLUMNS`]: [`alert`] plus its acknowledgement (columns 6-8).
+/// The SQL for "not acknowledged" ([`alert_columns`]'s `acks`).
+fn unacked(acks: bool) -> &'static str {
+    if acks {
+        "acked_at_ns IS NULL"
+    } else {
+        "TRUE"
+    }
+}
+
+/// An alert from [`alert_columns`]: [`alert`] plus its acknowledgement (columns 6-8).
 pub(crate) fn alert_with_ack<R>(r: &R) -> Result<Alert, StoreError>
 where
     R: Row,
@@ -68,13 +86,16 @@ where
 
 /// `SELECT` of the alerts `f` selects, newest first, for either store (the SQL is
 /// the same; the builder writes each store's placeholders).
-pub(crate) fn alerts_query<'a, DB>(f: &'a AlertFilter) -> sqlx::QueryBuilder<'a, DB>
+pub(crate) fn alerts_query<'a, DB>(f: &'a AlertFilter, acks: bool) -> sqlx::QueryBuilder<'a, DB>
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + Type<DB>,
     i64: sqlx::Encode<'a, DB> + Type<DB>,
 {
-    let mut q = sqlx::QueryBuilder::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE TRUE"));
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT {} FROM alerts WHERE TRUE",
+        alert_columns(acks)
+    ));
     if let Some(agent) = &f.agent {
         q.push(" AND agent_id = ").push_bind(agent.as_str());
     }
@@ -88,11 +109,15 @@ where
     }
     match f.open {
         Some(true) => {
-            q.push(" AND acked_at_ns IS NULL AND severity <= ")
+            q.push(format_args!(" AND {} AND severity <= ", unacked(acks)))
                 .push_bind(i64::from(MAX_OPEN_SEVERITY));
         }
         Some(false) => {
-            q.push(" AND acked_at_ns IS NOT NULL");
+            q.push(if acks {
+                " AND acked_at_ns IS NOT NULL"
+            } else {
+                " AND FALSE"
+            });
         }
         None => {}
     }
@@ -116,8 +141,14 @@ pub(crate) fn open_counts(rows: &[(i64, i64)]) -> [u64; 3] {
 }
 
 /// The open-alert count query (see [`open_counts`]).
-pub(crate) const OPEN_COUNTS_SQL: &str = "SELECT severity, COUNT(*) FROM alerts \
-     WHERE acked_at_ns IS NULL AND severity <= 3 GROUP BY severity";
+pub(crate) fn open_counts_sql(acks: bool) -> &'static str {
+    if acks {
+        "SELECT severity, COUNT(*) FROM alerts \
+         WHERE acked_at_ns IS NULL AND severity <= 3 GROUP BY severity"
+    } else {
+        "SELECT severity, COUNT(*) FROM alerts WHERE severity <= 3 GROUP BY severity"
+    }
+}
 
 /// The acknowledgement update: binds `at_ns, by, note, id`; touches one row or none.
 pub(crate) fn ack_sql(pg: bool) -> &'static str {

@@ -44,6 +44,10 @@ pub struct SqliteStore {
     tx: Option<mpsc::Sender<(Op, Reply)>>,
     /// Severity 1-2 alerts also go to `webhook_outbox`.
     outbox: Arc<AtomicBool>,
+    /// Whether `alerts` has the acknowledgement columns (migration 2): always when
+    /// opened for writing (migrated at open); a database opened read-only as a
+    /// `migrate` source may be older, and its alerts read as unacknowledged.
+    ack_columns: bool,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -110,6 +114,7 @@ impl SqliteStore {
             reads,
             tx: Some(tx),
             outbox,
+            ack_columns: true,
         })
     }
 
@@ -153,11 +158,18 @@ impl SqliteStore {
                 path.display()
             )));
         }
+        let ack_columns: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('alerts') WHERE name = 'acked_at_ns'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(unavailable)?;
         drop(c);
         Ok(SqliteStore {
             reads,
             tx: None,
             outbox: Arc::new(AtomicBool::new(false)),
+            ack_columns: ack_columns > 0,
         })
     }
 
@@ -408,7 +420,7 @@ impl Store for SqliteStore {
     }
 
     async fn query_alerts(&self, f: &super::AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        let rows = decode::alerts_query::<sqlx::Sqlite>(f)
+        let rows = decode::alerts_query::<sqlx::Sqlite>(f, self.ack_columns)
             .build()
             .fetch_all(&self.reads)
             .await
@@ -417,7 +429,7 @@ impl Store for SqliteStore {
     }
 
     async fn open_alert_counts(&self) -> Result<[u64; 3], StoreError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::OPEN_COUNTS_SQL)
+        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::open_counts_sql(self.ack_columns))
             .fetch_all(&self.reads)
             .await
             .map_err(unavailable)?;
@@ -427,7 +439,7 @@ impl Store for SqliteStore {
     async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM alerts WHERE id = ?",
-            decode::ALERT_COLUMNS
+            decode::alert_columns(self.ack_columns)
         ))
         .bind(id)
         .fetch_optional(&self.reads)
