@@ -41,6 +41,9 @@ pub struct CpSpec {
     pub extra: String,
     /// Start the process with `--log-json` (one JSON object per log line).
     pub json_logs: bool,
+    /// Also write [`crate::OPERATOR_TOKEN`] beside the config and name it as
+    /// `operator_token_file` (operator endpoints enabled).
+    pub operator: bool,
 }
 
 impl CpSpec {
@@ -59,6 +62,7 @@ impl CpSpec {
             enrolled: Vec::new(),
             extra: String::new(),
             json_logs: false,
+            operator: false,
         }
     }
 
@@ -71,8 +75,16 @@ impl CpSpec {
         let viewer = path.with_extension("viewer-token");
         provenant_base::fsutil::write_private(&viewer, crate::VIEWER_TOKEN.as_bytes())
             .expect("viewer token");
+        let operator = if self.operator {
+            let p = path.with_extension("operator-token");
+            provenant_base::fsutil::write_private(&p, crate::OPERATOR_TOKEN.as_bytes())
+                .expect("operator token");
+            format!("operator_token_file = \"{}\"\n", p.display())
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            r#"listen = "127.0.0.1:{port}"
+            r#"{operator}listen = "127.0.0.1:{port}"
 data_dir = "{data}"
 heartbeat_interval = "{hb}"
 sweep_interval = "{sweep}"

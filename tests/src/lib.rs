@@ -43,6 +43,9 @@ pub struct Proc {
 /// sends it on every request and the Chromium helpers open pages with it.
 pub const VIEWER_TOKEN: &str = "provenant-e2e-viewer-token";
 
+/// The operator token of control planes started with [`fleet::CpSpec::operator`].
+pub const OPERATOR_TOKEN: &str = "provenant-e2e-operator-token";
+
 /// `url` with `?token=` [`VIEWER_TOKEN`] (a browser's first visit).
 pub fn with_token(url: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };

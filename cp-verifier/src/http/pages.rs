@@ -211,7 +211,7 @@ struct Row {
     sequence: u64,
     health: String,
     workloads: Vec<WorkloadChip>,
-    workloads_note: &'static str,
+    workloads_note: String,
     reasons: Vec<Reason>,
 }
 
@@ -266,9 +266,9 @@ fn row(a: &AgentView, now: u64) -> Row {
             })
             .collect(),
         workloads_note: match &a.workloads_state {
-            Some(w) if w.state != "ok" => "workloads not measured",
-            Some(_) => "none",
-            None => "not reported",
+            Some(w) if w.state != "ok" => format!("workloads {}", w.state),
+            Some(_) => "none".into(),
+            None => "not reported".into(),
         },
         reasons: a
             .verdict

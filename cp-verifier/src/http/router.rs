@@ -380,7 +380,20 @@ async fn guard(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response
             if !g.access.token_grants_read(t.as_bytes()) {
                 return finish(unauthorized(&path, "wrong token"));
             }
-            let mut r = Redirect::to(&path).into_response();
+            // Back to the same page with the rest of its query (filters, page).
+            let rest: Vec<&str> = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("token="))
+                .collect();
+            let to = if rest.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{}", rest.join("&"))
+            };
+            let mut r = Redirect::to(&to).into_response();
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "{TOKEN_COOKIE}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; Secure; SameSite=Strict",
                 hex::encode(t.as_bytes())
