@@ -411,6 +411,17 @@ async fn reads_need_a_token_or_an_operator_certificate() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/agents");
+    // A filtered page keeps its filters; only the token leaves the address.
+    let r = anon
+        .get(format!(
+            "{}/agents?badge=red&token={VIEWER_TOKEN}&q=edge%2D",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/agents?badge=red&q=edge%2D");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");

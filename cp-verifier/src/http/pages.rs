@@ -210,33 +210,38 @@ struct Row {
     last_pulse: When,
     sequence: u64,
     health: String,
+    clock: &'static str,
+    clock_warn: bool,
     workloads: Vec<WorkloadChip>,
     workloads_note: String,
     reasons: Vec<Reason>,
 }
 
-/// The fleet row's health summary, as text: uptime, load, memory and the clock.
-fn health_text(a: &AgentView) -> String {
+/// The fleet row's health summary, as text: uptime, load and memory; then the
+/// clock's state and whether it is a warning.
+fn health_text(a: &AgentView) -> (String, &'static str, bool) {
     let Some(h) = &a.health else {
-        return "not reported".into();
+        return ("not reported".into(), "", false);
     };
-    let clock = match h.clock {
-        Some(c) if c.synchronised => "clock synced",
-        Some(_) => "CLOCK UNSYNCHRONISED",
-        None => "clock unknown",
+    let (clock, warn) = match h.clock {
+        Some(c) if c.synchronised => ("clock synced", false),
+        Some(_) => ("clock unsynchronised", true),
+        None => ("clock unknown", false),
     };
-    format!(
-        "up {} h · load {:.2} · mem {}% free · {clock}",
+    let text = format!(
+        "up {} h · load {:.2} · mem {}% free",
         h.uptime_s / 3600,
         h.load_avg[0],
         h.mem_available_kib
             .saturating_mul(100)
             .checked_div(h.mem_total_kib)
             .unwrap_or(0)
-    )
+    );
+    (text, clock, warn)
 }
 
 fn row(a: &AgentView, now: u64) -> Row {
+    let (health, clock, clock_warn) = health_text(a);
     Row {
         id: a.agent_id.clone(),
         badge: a.badge.clone(),
@@ -246,7 +251,9 @@ fn row(a: &AgentView, now: u64) -> Row {
         partition: a.partition.clone(),
         last_pulse: When::at(a.last_seen_ns, now),
         sequence: a.sequence,
-        health: health_text(a),
+        health,
+        clock,
+        clock_warn,
         workloads: a
             .workloads
             .iter()
