@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cp_verifier::config::{CpConfig, EnrolledKey};
 use cp_verifier::http::fleet_query::{self, FleetFilter};
 use cp_verifier::http::pages;
 use cp_verifier::http::views::AgentPage;
@@ -79,18 +78,7 @@ fn main() {
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let fleet = LoadAgent::fleet("fleet-page-bench", "node", n).unwrap();
-        let mut cfg = CpConfig::with_data_dir(dir.path());
-        cfg.limits.challenge_rate = 1e9;
-        cfg.limits.challenge_burst = u32::MAX;
-        cfg.limits.register_rate = 1e9;
-        cfg.limits.register_burst = u32::MAX;
-        cfg.enrollment.keys = fleet
-            .iter()
-            .map(|a| EnrolledKey {
-                agent_id: a.id.clone(),
-                fingerprint: a.public_key().fingerprint(),
-            })
-            .collect();
+        let cfg = loadgen::in_process_config(dir.path(), &fleet);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let cp = Arc::new(ControlPlane::new(cfg, store.clone(), Arc::new(SystemClock)).unwrap());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

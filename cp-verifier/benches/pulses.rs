@@ -29,7 +29,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cp_verifier::config::{CpConfig, EnrolledKey};
 use cp_verifier::loadgen::{self, LoadAgent, LoadReport};
 use cp_verifier::plane::ControlPlane;
 use cp_verifier::store::postgres::{PgStore, PgTarget};
@@ -113,20 +112,8 @@ async fn row(
 ) -> Row {
     let clock = Arc::new(SystemClock);
     let fleet = LoadAgent::fleet(label, "bench", agents).unwrap();
-    let mut cfg = CpConfig::with_data_dir(dir);
+    let mut cfg = loadgen::in_process_config(dir, &fleet);
     cfg.max_clock_skew = Duration::from_secs(600);
-    // Every bench agent registers from one address at once.
-    cfg.limits.challenge_rate = 1e9;
-    cfg.limits.challenge_burst = u32::MAX;
-    cfg.limits.register_rate = 1e9;
-    cfg.limits.register_burst = u32::MAX;
-    cfg.enrollment.keys = fleet
-        .iter()
-        .map(|a| EnrolledKey {
-            agent_id: a.id.clone(),
-            fingerprint: a.public_key().fingerprint(),
-        })
-        .collect();
     let mut targets = Vec::new();
     for store in stores {
         let cp = Arc::new(ControlPlane::new(cfg.clone(), store, clock.clone()).unwrap());

@@ -498,12 +498,7 @@ pub(crate) async fn ack_alert(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     operator(&cp, &headers)?;
-    let b = body(b, MAX_OPERATOR_BODY)?;
-    let a: AckBody = if b.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
-    } else {
-        json(&b)?
-    };
+    let a: AckBody = optional_body(b)?;
     Ok(Json(cp.ack_alert(&id, &a.by, "operator token", &a.note).await?).into_response())
 }
 
@@ -547,12 +542,19 @@ pub(crate) struct ActionBody {
     reason: Option<String>,
 }
 
-fn action_body(b: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
+/// An operator endpoint's optional JSON body: empty (or blank) means the default.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    b: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let b = body(b, MAX_OPERATOR_BODY)?;
     if b.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ActionBody::default());
+        return Ok(T::default());
     }
     json(&b)
+}
+
+fn action_body(b: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
+    optional_body(b)
 }
 
 #[utoipa::path(

@@ -224,6 +224,25 @@ impl LoadAgent {
     }
 }
 
+/// An in-process control plane's config (benchmarks, tests) with its data in `dir`,
+/// enrolling `agents` by key and without registration rate limits (every simulated
+/// agent registers from one address at once).
+pub fn in_process_config(dir: &std::path::Path, agents: &[LoadAgent]) -> crate::config::CpConfig {
+    let mut cfg = crate::config::CpConfig::with_data_dir(dir);
+    cfg.limits.challenge_rate = 1e9;
+    cfg.limits.challenge_burst = u32::MAX;
+    cfg.limits.register_rate = 1e9;
+    cfg.limits.register_burst = u32::MAX;
+    cfg.enrollment.keys = agents
+        .iter()
+        .map(|a| crate::config::EnrolledKey {
+            agent_id: a.id.clone(),
+            fingerprint: a.public.fingerprint(),
+        })
+        .collect();
+    cfg
+}
+
 /// The TOML enrolling `agents` by key fingerprint.
 pub fn enrollment_toml(agents: &[LoadAgent]) -> String {
     let mut s = String::new();
