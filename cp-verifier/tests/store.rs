@@ -68,7 +68,60 @@ contract!(
     outbox_due_retry_done_and_pruned_with_alerts,
     prune_drops_old_nonces_only,
     probe_write_and_scan,
+    scans_reuse_records_but_never_stale_ones,
 );
+
+/// Scans reuse the records they decoded before (see `ScanCache`), but a chain-only
+/// write's hot columns, a rewritten record and a deleted agent always show.
+async fn scans_reuse_records_but_never_stale_ones(b: Backend) {
+    let s = &b.store;
+    let ids = |v: &[(String, Result<AgentRecord, StoreError>)]| {
+        v.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()
+    };
+    for id in ["a", "b", "c"] {
+        s.write_agent(write(record(id, 1, 0), None, None, 0))
+            .await
+            .unwrap();
+    }
+    let first = s.scan_agents().await.unwrap();
+    assert_eq!(ids(&first), ["a", "b", "c"]);
+    // A pulse: only the hot columns change.
+    let mut a = record("a", 2, 7);
+    a.last_seen_ns = 99;
+    a.chain_head = HexBytes([7; 32]);
+    let mut w = write(a, Some(1), Some("n1"), 0);
+    w.chain_only = true;
+    s.write_agent(w).await.unwrap();
+    // A rewritten record: the partition moved.
+    let mut b2 = s.get_agent("b").await.unwrap().unwrap();
+    b2.partition = "eu".into();
+    b2.version = 2;
+    s.write_agent(write(b2, Some(1), None, 0)).await.unwrap();
+    s.delete_agent(
+        &Tombstone {
+            agent_id: "c".into(),
+            key_fingerprint: "x".into(),
+            at_ns: 5,
+            reason: "test".into(),
+        },
+        1,
+        &[],
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let scan = s.scan_agents().await.unwrap();
+        assert_eq!(ids(&scan), ["a", "b"]);
+        let a = scan[0].1.as_ref().unwrap();
+        assert_eq!((a.version, a.sequence, a.last_seen_ns), (2, 7, 99));
+        assert_eq!(a.chain_head, HexBytes([7; 32]));
+        let b = scan[1].1.as_ref().unwrap();
+        assert_eq!((b.partition.as_str(), b.version), ("eu", 2));
+        let listed = s.list_agents().await.unwrap();
+        assert_eq!(listed[0].sequence, 7);
+        assert_eq!(listed[1].partition, "eu");
+    }
+}
 
 fn record(id: &str, version: u64, seq: u64) -> AgentRecord {
     let m = Measurements {

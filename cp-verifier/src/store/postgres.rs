@@ -55,6 +55,8 @@ pub struct PgStore {
     outbox: AtomicBool,
     /// This replica's side of the leader election (see the `leader` module).
     leader: leader::Leadership,
+    /// Records decoded by the last full scan (see [`decode::ScanCache`]).
+    scans: decode::ScanCache,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -95,6 +97,7 @@ impl PgStore {
             target: target.clone(),
             outbox: AtomicBool::new(false),
             leader: leader::Leadership::new(target.clone()),
+            scans: decode::ScanCache::default(),
         })
     }
 
@@ -219,7 +222,10 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(decode_record).collect()
+        self.scans
+            .records(&rows, |r| r.try_get::<bool, _>(3).map_err(corrupt))
+            .into_iter()
+            .collect()
     }
 
     async fn scan_agents(
@@ -229,12 +235,13 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        let records = self
+            .scans
+            .records(&rows, |r| r.try_get::<bool, _>(3).map_err(corrupt));
         Ok(rows
             .iter()
-            .map(|r| {
-                let id = r.try_get::<String, _>(6).unwrap_or_default();
-                (id, decode_record(r))
-            })
+            .map(|r| r.try_get::<String, _>(6).unwrap_or_default())
+            .zip(records)
             .collect())
     }
 

@@ -207,11 +207,78 @@ where
 {
     let mut rec: AgentRecord =
         serde_json::from_str(r.try_get::<&str, _>(0).map_err(corrupt)?).map_err(corrupt)?;
+    hot_columns(&mut rec, r, blinded)?;
+    Ok(rec)
+}
+
+/// Lays the hot columns (1, 2, 4, 5; `blinded` decoded by the caller) over `rec`.
+fn hot_columns<R>(rec: &mut AgentRecord, r: &R, blinded: bool) -> Result<(), StoreError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'a> &'a str: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> i64: Decode<'a, R::Database> + Type<R::Database>,
+{
     rec.version = to_u64(r.try_get(1).map_err(corrupt)?);
     rec.last_seen_ns = to_u64(r.try_get(2).map_err(corrupt)?);
     rec.blinded = blinded;
     rec.sequence = to_u64(r.try_get(4).map_err(corrupt)?);
     rec.chain_head =
         evidence::Digest32::from_hex(r.try_get::<&str, _>(5).map_err(corrupt)?).map_err(corrupt)?;
-    Ok(rec)
+    Ok(())
+}
+
+/// Most records a [`ScanCache`] keeps (beyond, the rest are decoded every scan).
+const MAX_SCAN_CACHE: usize = 100_000;
+
+/// Decoded agent records from the last full scan, by a keyed hash and the length of
+/// their stored JSON text. A pulse rewrites only the hot columns, not the text, so
+/// across scans (the liveness sweep, the fleet pages and listings, every few hundred
+/// milliseconds) almost every record is reused instead of parsed again (JSON, hex, the
+/// key's point decompression): at 10,000 agents the parse was most of a scan. The
+/// hash is SipHash under a per-process random key, so an agent cannot craft a record
+/// text that collides with another's; the hot columns are always read fresh.
+#[derive(Default)]
+pub(crate) struct ScanCache {
+    keys: std::hash::RandomState,
+    map: std::sync::Mutex<std::collections::HashMap<(u64, usize), AgentRecord>>,
+}
+
+impl ScanCache {
+    /// Every row's record (see [`record`]), reusing the records of the previous scan
+    /// whose text is unchanged; then keeps this scan's records for the next one.
+    pub(crate) fn records<R>(
+        &self,
+        rows: &[R],
+        blinded: impl Fn(&R) -> Result<bool, StoreError>,
+    ) -> Vec<Result<AgentRecord, StoreError>>
+    where
+        R: Row,
+        usize: ColumnIndex<R>,
+        for<'a> &'a str: Decode<'a, R::Database> + Type<R::Database>,
+        for<'a> i64: Decode<'a, R::Database> + Type<R::Database>,
+    {
+        use std::hash::BuildHasher;
+        // Taken, not locked through the scan: a concurrent scan decodes on its own.
+        let mut old = std::mem::take(&mut *self.map.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut new = std::collections::HashMap::with_capacity(rows.len().min(MAX_SCAN_CACHE));
+        let out = rows
+            .iter()
+            .map(|r| {
+                let text: &str = r.try_get(0).map_err(corrupt)?;
+                let key = (self.keys.hash_one(text), text.len());
+                let mut rec = match old.remove(&key) {
+                    Some(rec) => rec,
+                    None => serde_json::from_str::<AgentRecord>(text).map_err(corrupt)?,
+                };
+                if new.len() < MAX_SCAN_CACHE {
+                    new.insert(key, rec.clone());
+                }
+                hot_columns(&mut rec, r, blinded(r)?)?;
+                Ok(rec)
+            })
+            .collect();
+        *self.map.lock().unwrap_or_else(|e| e.into_inner()) = new;
+        out
+    }
 }

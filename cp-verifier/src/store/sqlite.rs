@@ -48,6 +48,8 @@ pub struct SqliteStore {
     /// opened for writing (migrated at open); a database opened read-only as a
     /// `migrate` source may be older, and its alerts read as unacknowledged.
     ack_columns: bool,
+    /// Records decoded by the last full scan (see [`decode::ScanCache`]).
+    scans: decode::ScanCache,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -115,6 +117,7 @@ impl SqliteStore {
             tx: Some(tx),
             outbox,
             ack_columns: true,
+            scans: decode::ScanCache::default(),
         })
     }
 
@@ -170,6 +173,7 @@ impl SqliteStore {
             tx: None,
             outbox: Arc::new(AtomicBool::new(false)),
             ack_columns: ack_columns > 0,
+            scans: decode::ScanCache::default(),
         })
     }
 
@@ -236,12 +240,17 @@ async fn migrate(c: &mut SqliteConnection, path: &Path) -> Result<(), StoreError
 const SELECT_AGENT: &str =
     "SELECT record, version, last_seen_ns, blinded, sequence, chain_head FROM agents";
 
-/// An agent row (see [`decode::record`]); `blinded` is an integer here.
-fn decode_record(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
+/// An agent row's `blinded` (column 3): an integer here.
+fn sqlite_blinded(row: &sqlx::sqlite::SqliteRow) -> Result<bool, StoreError> {
     let blinded: i64 = row
         .try_get(3)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    decode::record(row, blinded != 0)
+    Ok(blinded != 0)
+}
+
+/// An agent row (see [`decode::record`]).
+fn decode_record(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
+    decode::record(row, sqlite_blinded(row)?)
 }
 
 #[async_trait]
@@ -271,7 +280,10 @@ impl Store for SqliteStore {
             .fetch_all(&self.reads)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(decode_record).collect()
+        self.scans
+            .records(&rows, sqlite_blinded)
+            .into_iter()
+            .collect()
     }
 
     async fn scan_agents(
@@ -283,12 +295,11 @@ impl Store for SqliteStore {
         .fetch_all(&self.reads)
         .await
         .map_err(unavailable)?;
+        let records = self.scans.records(&rows, sqlite_blinded);
         Ok(rows
             .iter()
-            .map(|r| {
-                let id = r.try_get::<String, _>(6).unwrap_or_default();
-                (id, decode_record(r))
-            })
+            .map(|r| r.try_get::<String, _>(6).unwrap_or_default())
+            .zip(records)
             .collect())
     }
 
