@@ -141,6 +141,20 @@ async fn build_fleet() -> Fleet {
     );
     let audit = cp.alerts("AlertAcknowledged").await;
     assert_eq!(audit.len(), 1, "{audit:?}");
+    // Informational alerts (the audit itself among them) are records, never open.
+    let audit_id = audit[0]["id"].as_str().unwrap();
+    let (s, v) = op(
+        &cp,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{audit_id}/ack"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["kind"].as_str()),
+        (400, Some("NotOpen")),
+        "{v}"
+    );
     assert!(
         audit[0]["detail"]
             .as_str()

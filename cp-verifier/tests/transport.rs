@@ -422,6 +422,16 @@ async fn reads_need_a_token_or_an_operator_certificate() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/agents?badge=red&q=edge%2D");
+    // Never to another site: `//host` is a network path to a browser.
+    for evil in ["//evil.example/", "/\\evil.example/"] {
+        let r = anon
+            .get(format!("{}{evil}?token={VIEWER_TOKEN}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{evil}");
+        assert_eq!(r.headers()["location"], "/", "{evil}");
+    }
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");

@@ -175,6 +175,11 @@ async fn fleet_page_counts_filters_and_acknowledges_in_chromium() {
     assert_eq!(r.status().as_u16(), 401);
     let page = r.text().await.unwrap();
     assert!(page.contains("data-error=\"Unauthorized\""), "{page}");
+    // The answer to a POST never reloads itself (that would post the form again).
+    assert!(
+        !page.contains("EventSource") && !page.contains("http-equiv"),
+        "{page}"
+    );
     let r = post(VIEWER_TOKEN).await.unwrap();
     assert_eq!(
         r.status().as_u16(),

@@ -13,6 +13,15 @@ pub const MAX_ACK_BY: usize = 64;
 /// Longest note (characters).
 pub const MAX_ACK_NOTE: usize = 512;
 
+/// Characters that reorder or hide text (bidi controls, zero-width characters, line
+/// and paragraph separators): refused like control characters, so an
+/// acknowledgement cannot be made to read as something else.
+fn spoofing(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Checks an operator-given field: bounded, printable, no control characters (it is
 /// shown in pages and logs).
 fn field(what: &str, v: &str, max: usize) -> Result<String, ApiError> {
@@ -23,10 +32,10 @@ fn field(what: &str, v: &str, max: usize) -> Result<String, ApiError> {
             format!("{what} is longer than {max} characters"),
         ));
     }
-    if v.chars().any(char::is_control) {
+    if v.chars().any(|c| c.is_control() || spoofing(c)) {
         return Err(ApiError::bad_request(
             "InvalidField",
-            format!("{what} contains control characters"),
+            format!("{what} contains control, bidi or zero-width characters"),
         ));
     }
     Ok(v.to_owned())
@@ -49,6 +58,17 @@ impl ControlPlane {
         };
         if let Some(a) = &alert.ack {
             return Err(already(id, a));
+        }
+        if !alert.is_open() {
+            // Informational alerts (the audit of acknowledgements among them) are
+            // records: acknowledging one would only write another.
+            return Err(ApiError::bad_request(
+                "NotOpen",
+                format!(
+                    "alert {id:?} is informational (severity {}): a record, never open",
+                    alert.severity
+                ),
+            ));
         }
         let now = self.now();
         let who = if by.is_empty() {
@@ -103,4 +123,35 @@ fn already(id: &str, a: &Ack) -> ApiError {
         "alert {id:?} was acknowledged by {} at {} ns",
         a.by, a.at_ns
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_bounded_and_plain() {
+        assert_eq!(field("by", "  alice ", 64).unwrap(), "alice");
+        assert!(field("by", &"x".repeat(65), 64).is_err());
+        assert_eq!(
+            field("note", &"é".repeat(512), 512)
+                .unwrap()
+                .chars()
+                .count(),
+            512
+        );
+        for bad in [
+            "a\nb",
+            "a\u{202E}b",
+            "a\u{200B}b",
+            "a\u{2028}b",
+            "\u{FEFF}a",
+        ] {
+            assert_eq!(
+                field("note", bad, 512).unwrap_err().kind(),
+                "InvalidField",
+                "{bad:?}"
+            );
+        }
+    }
 }

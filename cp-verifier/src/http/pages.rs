@@ -126,6 +126,9 @@ struct Header {
     nav: &'static str,
     open_total: u64,
     generated: When,
+    /// Whether the page reloads itself on changes: never for the answer to a POST
+    /// (a reload would post the form again).
+    live: bool,
 }
 
 impl Header {
@@ -135,6 +138,7 @@ impl Header {
             nav,
             open_total: open.iter().sum(),
             generated: When::at(now, now),
+            live: true,
         }
     }
 }
@@ -556,8 +560,12 @@ async fn alerts_page(
         pairs.push(("before", before));
         href("/alerts", &pairs)
     };
+    let live = error.is_none();
     let ctx = AlertsPage {
-        header: Header::new("Alerts", "alerts", list.open, now),
+        header: Header {
+            live,
+            ..Header::new("Alerts", "alerts", list.open, now)
+        },
         open: (1..=3u8)
             .map(|s| SeverityBox {
                 severity: s,
@@ -623,7 +631,7 @@ fn back_to(back: Option<String>) -> String {
     match back {
         Some(b)
             if (b == "/alerts" || b.starts_with("/alerts?"))
-                && b.len() <= MAX_QUERY
+                && b.len() <= MAX_QUERY + "/alerts?".len()
                 && !b.chars().any(char::is_control) =>
         {
             b
@@ -681,7 +689,7 @@ pub(crate) async fn ack_form(
                 ..AlertFilter::default()
             };
             let html = alerts_page(&cp, &f, back, Some(view)).await?;
-            Ok((
+            let mut r = (
                 if status.is_client_error() {
                     status
                 } else {
@@ -689,7 +697,11 @@ pub(crate) async fn ack_form(
                 },
                 Html(html),
             )
-                .into_response())
+                .into_response();
+            // Logged with its kind, like every API refusal (token guessing shows).
+            r.extensions_mut()
+                .insert(crate::http::error::RefusalKind(e.kind()));
+            Ok(r)
         }
     }
 }

@@ -388,7 +388,12 @@ async fn guard(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response
                 .split('&')
                 .filter(|kv| !kv.is_empty() && !kv.starts_with("token="))
                 .collect();
-            let to = if rest.is_empty() {
+            // Only a path on this host: `//host/…` (or a backslash, which browsers
+            // read as a slash) would send the browser to another site.
+            let local = path.starts_with('/') && !path.starts_with("//") && !path.contains('\\');
+            let to = if !local {
+                "/".to_owned()
+            } else if rest.is_empty() {
                 path.clone()
             } else {
                 format!("{path}?{}", rest.join("&"))

@@ -133,7 +133,11 @@ where
 pub(crate) fn open_counts(rows: &[(i64, i64)]) -> [u64; 3] {
     let mut out = [0; 3];
     for (sev, n) in rows {
-        if let Some(slot) = usize::try_from(*sev - 1).ok().and_then(|i| out.get_mut(i)) {
+        if let Some(slot) = sev
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| out.get_mut(i))
+        {
             *slot = to_u64(*n);
         }
     }
@@ -245,7 +249,7 @@ pub(crate) struct ScanCache {
 }
 
 impl ScanCache {
-    /// Every row's record (see [`record`]), reusing the records of the previous scan
+    /// Every row's record (see [`record`]; column 6 is the agent id), reusing the records of the previous scan
     /// whose text is unchanged; then keeps this scan's records for the next one.
     pub(crate) fn records<R>(
         &self,
@@ -267,7 +271,10 @@ impl ScanCache {
             .map(|r| {
                 let text: &str = r.try_get(0).map_err(corrupt)?;
                 let key = (self.keys.hash_one(text), text.len());
-                let mut rec = match old.remove(&key) {
+                // A reused record must be this row's agent (column 6): a defence
+                // against a hash collision, however unlikely.
+                let id: &str = r.try_get(6).map_err(corrupt)?;
+                let mut rec = match old.remove(&key).filter(|rec| rec.agent_id == id) {
                     Some(rec) => rec,
                     None => serde_json::from_str::<AgentRecord>(text).map_err(corrupt)?,
                 };

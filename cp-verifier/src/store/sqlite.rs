@@ -238,7 +238,7 @@ async fn migrate(c: &mut SqliteConnection, path: &Path) -> Result<(), StoreError
 }
 
 const SELECT_AGENT: &str =
-    "SELECT record, version, last_seen_ns, blinded, sequence, chain_head FROM agents";
+    "SELECT record, version, last_seen_ns, blinded, sequence, chain_head, agent_id FROM agents";
 
 /// An agent row's `blinded` (column 3): an integer here.
 fn sqlite_blinded(row: &sqlx::sqlite::SqliteRow) -> Result<bool, StoreError> {
