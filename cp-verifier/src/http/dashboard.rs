@@ -66,14 +66,7 @@ fn reason_list(rs: &[evidence::verdict::Reason], none: &str) -> String {
 }
 
 fn ns_utc(ns: u64) -> String {
-    let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{ns} ns"))
+    crate::http::when::rfc3339(ns).unwrap_or_else(|| format!("{ns} ns"))
 }
 
 /// The node's health from the last pulse that carried it.

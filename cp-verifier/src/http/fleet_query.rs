@@ -11,6 +11,22 @@ use crate::http::views::AgentView;
 /// Longest search string (characters).
 pub const MAX_SEARCH: usize = 256;
 
+/// Largest page of agents, for the API and the fleet page alike.
+pub const MAX_PAGE: usize = 1000;
+
+/// A page size: `limit`, or `default` when absent; 1 to [`MAX_PAGE`].
+pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(
+            "BadQuery",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ))
+    }
+}
+
 /// Which agents: every given filter must hold.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct FleetFilter {

@@ -292,9 +292,6 @@ pub(crate) struct AgentQuery {
     limit: Option<usize>,
 }
 
-/// Largest page of `GET /api/v1/agents`.
-const MAX_AGENTS_PAGE: usize = 1000;
-
 #[utoipa::path(
     get, path = "/api/v1/agents", tag = "read",
     summary = "The fleet, filtered and paginated by agent id",
@@ -311,13 +308,7 @@ pub(crate) async fn agents(
     q: Result<Query<AgentQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
-    let limit = q.limit.unwrap_or(MAX_AGENTS_PAGE);
-    if !(1..=MAX_AGENTS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "BadQuery",
-            format!("limit must be 1 to {MAX_AGENTS_PAGE}"),
-        ));
-    }
+    let limit = fleet_query::page_limit(q.limit, fleet_query::MAX_PAGE)?;
     let f = FleetFilter {
         badge: q.badge,
         tier: q.tier,

@@ -28,8 +28,6 @@ type Cp = Arc<ControlPlane>;
 
 /// Agents per fleet page unless `limit` says otherwise.
 pub const FLEET_PAGE: usize = 100;
-/// Largest `limit` of the fleet page.
-pub const MAX_FLEET_PAGE: usize = 1000;
 /// Alerts per alerts page.
 pub const ALERTS_PAGE: u32 = 100;
 /// Longest query string the pages read.
@@ -463,16 +461,13 @@ pub(crate) async fn fleet(
         q: first(&p, "q"),
     }
     .normalised()?;
-    let limit = match first(&p, "limit").filter(|l| !l.is_empty()) {
-        None => FLEET_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_FLEET_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad_request("BadQuery", format!("limit must be 1 to {MAX_FLEET_PAGE}"))
-            })?,
-    };
+    // A limit that is not a number is out of range like any other (0 is).
+    let limit = fleet_query::page_limit(
+        first(&p, "limit")
+            .filter(|l| !l.is_empty())
+            .map(|l| l.parse::<usize>().unwrap_or(0)),
+        FLEET_PAGE,
+    )?;
     let after = first(&p, "after").filter(|a| !a.is_empty());
     let all = cp.agents().await?;
     let alerts = cp.alerts(None, 20).await?;

@@ -27,18 +27,22 @@ impl When {
                 .ok()
             })
             .unwrap_or_else(|| format!("{ns} ns"));
-        let iso = t
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
+        let iso = rfc3339(ns).unwrap_or_default();
         When {
             utc,
             iso,
             rel: relative(ns, now_ns),
         }
     }
+}
+
+/// `ns` (UTC, since the epoch) as RFC 3339, to the second; `None` out of range.
+pub fn rfc3339(ns: u64) -> Option<String> {
+    let secs = i64::try_from(ns / 1_000_000_000).ok()?;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// How far `ns` is from `now_ns`, in the largest whole unit.
