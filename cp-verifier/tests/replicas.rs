@@ -138,7 +138,12 @@ async fn one_leader_sweeps_blinded_once_and_a_follower_takes_over() {
     }
     // The old leader stays a follower while the new one lives.
     assert!(!leader.fleet_leader().await);
-    // A leader that resigns hands over too.
+    // A leader that resigns hands over too. The sweepers stop first: each asks for
+    // leadership every 50 ms, and the resigned replica's own sweeper could take the
+    // released lock back before the other replica asks.
+    r1.cp.shutdown();
+    r2.cp.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     follower.resign_leadership().await;
     assert!(leader.fleet_leader().await);
     assert!(!follower.fleet_leader().await);
