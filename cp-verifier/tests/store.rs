@@ -166,6 +166,7 @@ fn record(id: &str, version: u64, seq: u64) -> AgentRecord {
         bad_signatures_ns: Vec::new(),
         compromised: None,
         previous_key: None,
+        seen: None,
         version,
     }
 }
@@ -184,6 +185,7 @@ fn write(
         expected_version: expected,
         nonce: nonce.map(str::to_string),
         chain_only: false,
+        changes: Vec::new(),
     }
 }
 

@@ -130,6 +130,7 @@ impl ControlPlane {
                     nonce: None,
                     alerts,
                     chain_only: false,
+                    changes: Vec::new(),
                 })
                 .await
             {

@@ -128,6 +128,7 @@ impl ControlPlane {
                     nonce: None,
                     alerts: vec![Alert::new(now, &rec.agent_id, AlertKind::Blinded, detail)],
                     chain_only: true,
+                    changes: Vec::new(),
                 })
                 .await
             {
@@ -256,6 +257,7 @@ impl ControlPlane {
                     nonce: None,
                     alerts: alert.into_iter().collect(),
                     chain_only: false,
+                    changes: Vec::new(),
                 })
                 .await
             {

@@ -253,6 +253,7 @@ impl ControlPlane {
                     nonce: Some(pulse.nonce.to_hex()),
                     alerts,
                     chain_only,
+                    changes: Vec::new(),
                 })
                 .await;
             if written.is_err() && stale > 0 {
@@ -429,6 +430,7 @@ impl ControlPlane {
                 nonce: None,
                 alerts,
                 chain_only: false,
+                changes: Vec::new(),
             };
             match self.persist(w).await {
                 Ok(()) => return,
@@ -466,6 +468,7 @@ impl ControlPlane {
             nonce: None,
             alerts: vec![Alert::new(now, &rec.agent_id, kind, detail)],
             chain_only: false,
+            changes: Vec::new(),
         };
         if let Err(e) = self.persist(w).await {
             tracing::warn!(agent_id = %rec.agent_id, error = %e, "could not record a refused pulse");

@@ -88,6 +88,7 @@ pub(crate) fn new_record(
         bad_signatures_ns: Vec::new(),
         compromised: None,
         previous_key: None,
+        seen: None,
         version: 0,
     }
 }
@@ -407,6 +408,7 @@ impl ControlPlane {
             nonce: None,
             alerts,
             chain_only: false,
+            changes: Vec::new(),
         })
         .await
         .map_err(|e| match e {
@@ -467,6 +469,7 @@ impl ControlPlane {
                 nonce: None,
                 alerts,
                 chain_only: false,
+                changes: Vec::new(),
             })
             .await
         {

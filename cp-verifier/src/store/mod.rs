@@ -16,7 +16,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use provenant_base::clock::{UnixNanos, UnixSecs};
 
-use crate::model::{Ack, Alert};
+use crate::model::{Ack, Alert, PulseCount, VerdictChange};
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 /// Why a store operation failed.
@@ -79,6 +79,9 @@ pub struct AgentWrite {
     pub chain_only: bool,
     /// Alerts raised by the change, written in the same transaction.
     pub alerts: Vec<Alert>,
+    /// Badge changes the write makes, recorded in the same transaction (filled in by
+    /// the control plane's `persist`).
+    pub changes: Vec<VerdictChange>,
 }
 
 /// The control plane's durable state: agents, challenges, pulse nonces, alerts,
@@ -124,6 +127,18 @@ pub trait Store: Send + Sync {
     /// false (nothing written) if there is no such alert or it is already
     /// acknowledged.
     async fn ack_alert(&self, id: &str, ack: &Ack, audit: &[Alert]) -> Result<bool, StoreError>;
+    /// The agent's badge changes, newest first, at most `limit`.
+    async fn verdict_history(
+        &self,
+        agent_id: &str,
+        limit: u32,
+    ) -> Result<Vec<VerdictChange>, StoreError>;
+    /// Adds pulse counts (`(agent_id, count)`) to the stored ones of the same agent
+    /// and minute: additive, so every replica adds its own.
+    async fn add_pulse_counts(&self, counts: &[(String, PulseCount)]) -> Result<(), StoreError>;
+    /// The agent's pulse counts from minute `since` on, oldest first.
+    async fn pulse_history(&self, agent_id: &str, since: u64)
+        -> Result<Vec<PulseCount>, StoreError>;
     /// Drops expired challenges and collateral, and nonces seen before
     /// `nonce_cutoff`.
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError>;
@@ -161,8 +176,8 @@ pub trait Store: Send + Sync {
     async fn scan_agents(
         &self,
     ) -> Result<Vec<(String, Result<AgentRecord, StoreError>)>, StoreError>;
-    /// Deletes alerts (and their webhook outbox entries) raised before `before`;
-    /// returns how many alerts went.
+    /// Deletes alerts (and their webhook outbox entries) raised before `before`, and
+    /// the badge changes and pulse counts older than it; returns how many alerts went.
     async fn prune_alerts(&self, before: UnixNanos) -> Result<u64, StoreError>;
     /// Whether alerts of severity 1-2 are also written to the webhook outbox, in the
     /// same transaction as the alert (only when webhooks are configured).

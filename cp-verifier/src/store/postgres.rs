@@ -26,7 +26,7 @@ use sqlx::Row;
 use super::rows as decode;
 use super::schema;
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::{Ack, Alert};
+use crate::model::{Ack, Alert, PulseCount, VerdictChange};
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 mod import;
@@ -258,7 +258,7 @@ impl Store for PgStore {
     }
 
     async fn query_alerts(&self, f: &super::AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        let rows = decode::alerts_query::<sqlx::Postgres>(f, true)
+        let rows = decode::alerts_query::<sqlx::Postgres>(f, decode::AlertCols::ALL)
             .build()
             .fetch_all(&self.pool)
             .await
@@ -277,7 +277,7 @@ impl Store for PgStore {
     async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM alerts WHERE id = $1",
-            decode::alert_columns(true)
+            decode::alert_columns(decode::AlertCols::ALL)
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -377,6 +377,42 @@ impl Store for PgStore {
             .await
             .map_err(unavailable)?;
         Ok(row.is_some())
+    }
+
+    async fn verdict_history(
+        &self,
+        agent_id: &str,
+        limit: u32,
+    ) -> Result<Vec<VerdictChange>, StoreError> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM verdict_changes WHERE agent_id = $1 ORDER BY at_ns DESC, id DESC LIMIT $2",
+        )
+        .bind(agent_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(decode::changes(&bodies))
+    }
+
+    async fn add_pulse_counts(&self, counts: &[(String, PulseCount)]) -> Result<(), StoreError> {
+        write::add_pulse_counts(&self.pool, counts).await
+    }
+
+    async fn pulse_history(
+        &self,
+        agent_id: &str,
+        since: u64,
+    ) -> Result<Vec<PulseCount>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT minute, accepted, refused FROM pulse_counts WHERE agent_id = $1 AND minute >= $2 ORDER BY minute",
+        )
+        .bind(agent_id)
+        .bind(to_i64(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(decode::pulse_counts(&rows))
     }
 
     async fn prune_alerts(&self, before: UnixNanos) -> Result<u64, StoreError> {

@@ -33,21 +33,48 @@ where
         severity: u8::try_from(r.try_get::<i64, _>(4).map_err(corrupt)?).unwrap_or(0),
         detail: r.try_get(5).map_err(corrupt)?,
         ack: None,
+        explain: None,
     })
 }
 
-/// The columns [`alert_with_ack`] reads, in its order; on a database from before
-/// the acknowledgement columns (`acks` false), NULLs in their place.
-pub(crate) fn alert_columns(acks: bool) -> &'static str {
-    if acks {
-        "id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note"
-    } else {
-        "id, at_ns, agent_id, kind, severity, detail, \
-         CAST(NULL AS BIGINT), CAST(NULL AS TEXT), CAST(NULL AS TEXT)"
-    }
+/// Which of the later alert columns a database has: all of them when opened for
+/// writing (migrated at open); a database opened read-only as a `migrate` source may
+/// be older, and its missing columns read as NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AlertCols {
+    /// The acknowledgement columns (migration 2).
+    pub(crate) acks: bool,
+    /// The explanation column (migration 3).
+    pub(crate) explain: bool,
 }
 
-/// The SQL for "not acknowledged" ([`alert_columns`]'s `acks`).
+impl AlertCols {
+    /// A database at the current schema.
+    pub(crate) const ALL: AlertCols = AlertCols {
+        acks: true,
+        explain: true,
+    };
+}
+
+/// The columns [`alert_with_ack`] reads, in its order, with NULLs in place of the
+/// columns the database lacks.
+pub(crate) fn alert_columns(cols: AlertCols) -> String {
+    format!(
+        "id, at_ns, agent_id, kind, severity, detail, {}, {}",
+        if cols.acks {
+            "acked_at_ns, acked_by, ack_note"
+        } else {
+            "CAST(NULL AS BIGINT), CAST(NULL AS TEXT), CAST(NULL AS TEXT)"
+        },
+        if cols.explain {
+            "explain"
+        } else {
+            "CAST(NULL AS TEXT)"
+        }
+    )
+}
+
+/// The SQL for "not acknowledged".
 fn unacked(acks: bool) -> &'static str {
     if acks {
         "acked_at_ns IS NULL"
@@ -56,7 +83,15 @@ fn unacked(acks: bool) -> &'static str {
     }
 }
 
-/// An alert from [`alert_columns`]: [`alert`] plus its acknowledgement (columns 6-8).
+/// An alert's explanation as stored (JSON text), or `None`.
+pub(crate) fn explain_json(a: &Alert) -> Option<String> {
+    a.explain
+        .as_ref()
+        .and_then(|e| serde_json::to_string(e).ok())
+}
+
+/// An alert from [`alert_columns`]: [`alert`] plus its acknowledgement (columns 6-8)
+/// and explanation (column 9; one that no longer decodes is left out, not fatal).
 pub(crate) fn alert_with_ack<R>(r: &R) -> Result<Alert, StoreError>
 where
     R: Row,
@@ -81,12 +116,42 @@ where
                 .unwrap_or_default(),
         });
     }
+    if let Some(text) = r.try_get::<Option<String>, _>(9).map_err(corrupt)? {
+        a.explain = serde_json::from_str(&text).ok();
+    }
     Ok(a)
+}
+
+/// A badge change as stored (the `body` column).
+pub(crate) fn change_json(c: &crate::model::VerdictChange) -> Result<String, StoreError> {
+    serde_json::to_string(c).map_err(corrupt)
+}
+
+/// Badge changes from `body` texts; one that no longer decodes is left out.
+pub(crate) fn changes(bodies: &[String]) -> Vec<crate::model::VerdictChange> {
+    bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect()
+}
+
+/// Pulse counts from `(minute, accepted, refused)` rows.
+pub(crate) fn pulse_counts(rows: &[(i64, i64, i64)]) -> Vec<crate::model::PulseCount> {
+    rows.iter()
+        .map(|&(m, a, r)| crate::model::PulseCount {
+            minute: to_u64(m),
+            accepted: to_u64(a),
+            refused: to_u64(r),
+        })
+        .collect()
 }
 
 /// `SELECT` of the alerts `f` selects, newest first, for either store (the SQL is
 /// the same; the builder writes each store's placeholders).
-pub(crate) fn alerts_query<'a, DB>(f: &'a AlertFilter, acks: bool) -> sqlx::QueryBuilder<'a, DB>
+pub(crate) fn alerts_query<'a, DB>(
+    f: &'a AlertFilter,
+    cols: AlertCols,
+) -> sqlx::QueryBuilder<'a, DB>
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + Type<DB>,
@@ -94,8 +159,9 @@ where
 {
     let mut q = sqlx::QueryBuilder::new(format!(
         "SELECT {} FROM alerts WHERE TRUE",
-        alert_columns(acks)
+        alert_columns(cols)
     ));
+    let acks = cols.acks;
     if let Some(agent) = &f.agent {
         q.push(" AND agent_id = ").push_bind(agent.as_str());
     }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows as decode;
 use super::schema::{self, Applied};
 use super::{to_i64, to_u64, AgentWrite, OutboxItem, Store, StoreError};
-use crate::model::{Ack, Alert};
+use crate::model::{Ack, Alert, PulseCount, VerdictChange};
 use crate::model::{AgentRecord, Tombstone, Withdrawal};
 
 mod export;
@@ -44,10 +44,9 @@ pub struct SqliteStore {
     tx: Option<mpsc::Sender<(Op, Reply)>>,
     /// Severity 1-2 alerts also go to `webhook_outbox`.
     outbox: Arc<AtomicBool>,
-    /// Whether `alerts` has the acknowledgement columns (migration 2): always when
-    /// opened for writing (migrated at open); a database opened read-only as a
-    /// `migrate` source may be older, and its alerts read as unacknowledged.
-    ack_columns: bool,
+    /// Which later `alerts` columns the database has (see [`decode::AlertCols`]):
+    /// all when opened for writing; a read-only `migrate` source may be older.
+    alert_cols: decode::AlertCols,
     /// Records decoded by the last full scan (see [`decode::ScanCache`]).
     scans: decode::ScanCache,
 }
@@ -116,7 +115,7 @@ impl SqliteStore {
             reads,
             tx: Some(tx),
             outbox,
-            ack_columns: true,
+            alert_cols: decode::AlertCols::ALL,
             scans: decode::ScanCache::default(),
         })
     }
@@ -161,18 +160,29 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        let ack_columns: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pragma_table_info('alerts') WHERE name = 'acked_at_ns'",
-        )
-        .fetch_one(&mut *c)
-        .await
-        .map_err(unavailable)?;
+        let has_column = |name: &'static str| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pragma_table_info('alerts') WHERE name = ?",
+            )
+            .bind(name)
+        };
+        let acks = has_column("acked_at_ns")
+            .fetch_one(&mut *c)
+            .await
+            .map_err(unavailable)?;
+        let explain = has_column("explain")
+            .fetch_one(&mut *c)
+            .await
+            .map_err(unavailable)?;
         drop(c);
         Ok(SqliteStore {
             reads,
             tx: None,
             outbox: Arc::new(AtomicBool::new(false)),
-            ack_columns: ack_columns > 0,
+            alert_cols: decode::AlertCols {
+                acks: acks > 0,
+                explain: explain > 0,
+            },
             scans: decode::ScanCache::default(),
         })
     }
@@ -313,6 +323,45 @@ impl Store for SqliteStore {
         Ok(row.is_some())
     }
 
+    async fn verdict_history(
+        &self,
+        agent_id: &str,
+        limit: u32,
+    ) -> Result<Vec<VerdictChange>, StoreError> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM verdict_changes WHERE agent_id = ? ORDER BY at_ns DESC, id DESC LIMIT ?",
+        )
+        .bind(agent_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        Ok(decode::changes(&bodies))
+    }
+
+    async fn add_pulse_counts(&self, counts: &[(String, PulseCount)]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.submit(Op::PulseCounts(counts.to_vec())).await.map(|_| ())
+    }
+
+    async fn pulse_history(
+        &self,
+        agent_id: &str,
+        since: u64,
+    ) -> Result<Vec<PulseCount>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT minute, accepted, refused FROM pulse_counts WHERE agent_id = ? AND minute >= ? ORDER BY minute",
+        )
+        .bind(agent_id)
+        .bind(to_i64(since))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        Ok(decode::pulse_counts(&rows))
+    }
+
     async fn prune_alerts(&self, before: UnixNanos) -> Result<u64, StoreError> {
         self.submit(Op::PruneAlerts(before.get()))
             .await
@@ -431,7 +480,7 @@ impl Store for SqliteStore {
     }
 
     async fn query_alerts(&self, f: &super::AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        let rows = decode::alerts_query::<sqlx::Sqlite>(f, self.ack_columns)
+        let rows = decode::alerts_query::<sqlx::Sqlite>(f, self.alert_cols)
             .build()
             .fetch_all(&self.reads)
             .await
@@ -440,7 +489,7 @@ impl Store for SqliteStore {
     }
 
     async fn open_alert_counts(&self) -> Result<[u64; 3], StoreError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::open_counts_sql(self.ack_columns))
+        let rows: Vec<(i64, i64)> = sqlx::query_as(decode::open_counts_sql(self.alert_cols.acks))
             .fetch_all(&self.reads)
             .await
             .map_err(unavailable)?;
@@ -450,7 +499,7 @@ impl Store for SqliteStore {
     async fn get_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM alerts WHERE id = ?",
-            decode::alert_columns(self.ack_columns)
+            decode::alert_columns(self.alert_cols)
         ))
         .bind(id)
         .fetch_optional(&self.reads)

@@ -97,7 +97,25 @@ async fn write_in(tx: &mut Tx<'_>, w: &AgentWrite, outbox: bool) -> Result<(), S
     if n != 1 {
         return Err(StoreError::Conflict);
     }
-    insert_alerts(tx, &w.alerts, outbox).await
+    insert_alerts(tx, &w.alerts, outbox).await?;
+    insert_changes(tx, &w.changes).await
+}
+
+/// Records badge changes (in the transaction of the write that made them).
+async fn insert_changes(
+    tx: &mut Tx<'_>,
+    changes: &[crate::model::VerdictChange],
+) -> Result<(), StoreError> {
+    for c in changes {
+        sqlx::query("INSERT INTO verdict_changes (agent_id, at_ns, body) VALUES ($1, $2, $3)")
+            .bind(&c.agent_id)
+            .bind(to_i64(c.at_ns))
+            .bind(crate::store::rows::change_json(c)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// One [`AgentWrite`], in one transaction: all of it or nothing.
@@ -131,7 +149,7 @@ pub(super) async fn insert_alerts(
             .map_err(unavailable)?;
         }
         sqlx::query(
-            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail, explain) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&a.id)
         .bind(to_i64(a.at_ns))
@@ -139,6 +157,7 @@ pub(super) async fn insert_alerts(
         .bind(a.kind.as_str())
         .bind(i64::from(a.severity))
         .bind(&a.detail)
+        .bind(crate::store::rows::explain_json(a))
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
@@ -290,6 +309,49 @@ pub(super) async fn prune_alerts(pool: &PgPool, before: u64) -> Result<u64, Stor
         .await
         .map_err(unavailable)?
         .rows_affected();
+    sqlx::query("DELETE FROM verdict_changes WHERE at_ns < $1")
+        .bind(to_i64(before))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query("DELETE FROM pulse_counts WHERE minute < $1")
+        .bind(to_i64(before / 60_000_000_000))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
     Ok(n)
+}
+
+/// Adds pulse counts to the stored ones, in one statement (additive: replicas each
+/// add their own).
+pub(super) async fn add_pulse_counts(
+    pool: &PgPool,
+    counts: &[(String, crate::model::PulseCount)],
+) -> Result<(), StoreError> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    // A batch may name one (agent, minute) twice only if the caller merged badly;
+    // ON CONFLICT cannot touch one row twice in a statement, so merge here.
+    let mut merged: std::collections::BTreeMap<(&str, u64), (u64, u64)> = Default::default();
+    for (a, p) in counts {
+        let e = merged.entry((a.as_str(), p.minute)).or_default();
+        e.0 = e.0.saturating_add(p.accepted);
+        e.1 = e.1.saturating_add(p.refused);
+    }
+    sqlx::query(
+        "INSERT INTO pulse_counts (agent_id, minute, accepted, refused) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+         ON CONFLICT (agent_id, minute) DO UPDATE SET accepted = pulse_counts.accepted + excluded.accepted, \
+         refused = pulse_counts.refused + excluded.refused",
+    )
+    .bind(merged.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(merged.keys().map(|k| to_i64(k.1)).collect::<Vec<_>>())
+    .bind(merged.values().map(|v| to_i64(v.0)).collect::<Vec<_>>())
+    .bind(merged.values().map(|v| to_i64(v.1)).collect::<Vec<_>>())
+    .execute(pool)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }

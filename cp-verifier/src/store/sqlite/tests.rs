@@ -49,6 +49,7 @@ fn record(version: u64, seq: u64) -> AgentRecord {
         bad_signatures_ns: Vec::new(),
         compromised: None,
         previous_key: None,
+        seen: None,
         version,
     }
 }
@@ -67,6 +68,7 @@ fn write(
         expected_version: expected,
         nonce: nonce.map(str::to_string),
         chain_only: false,
+        changes: Vec::new(),
     }
 }
 

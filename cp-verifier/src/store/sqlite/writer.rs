@@ -19,6 +19,7 @@ pub(super) enum Op {
     OutboxDone(String),
     Probe(u64),
     AckAlert(String, Box<Ack>, Vec<Alert>),
+    PulseCounts(Vec<(String, crate::model::PulseCount)>),
 }
 
 pub(super) type Reply = oneshot::Sender<Result<bool, StoreError>>;
@@ -104,14 +105,15 @@ pub(super) async fn apply_batch(
         let op = &batch[i].0;
         i += 1;
         let needs_savepoint = match op {
-            Op::Write(w) => !w.alerts.is_empty(),
+            Op::Write(w) => !w.alerts.is_empty() || !w.changes.is_empty(),
             Op::Alerts(_)
             | Op::Prune(..)
             | Op::PruneAlerts(_)
             | Op::DeleteAgent(..)
             | Op::PutWithdrawal(..)
             | Op::DeleteWithdrawal(..)
-            | Op::AckAlert(..) => true,
+            | Op::AckAlert(..)
+            | Op::PulseCounts(_) => true,
             Op::PutChallenge(..) | Op::TakeChallenge(..) | Op::PutCached(..) => false,
             Op::OutboxRetry(..) | Op::OutboxDone(_) | Op::Probe(_) => false,
         };
@@ -151,6 +153,7 @@ fn plain_pulse(op: &Op) -> Option<&AgentWrite> {
         Op::Write(w)
             if w.chain_only
                 && w.alerts.is_empty()
+                && w.changes.is_empty()
                 && w.nonce.is_some()
                 && w.expected_version.is_some() =>
         {
@@ -341,6 +344,15 @@ async fn apply(c: &mut SqliteConnection, op: &Op, outbox: bool) -> Result<bool, 
                 return Err(StoreError::Conflict);
             }
             insert_alerts(c, &w.alerts, outbox).await?;
+            for ch in &w.changes {
+                sqlx::query("INSERT INTO verdict_changes (agent_id, at_ns, body) VALUES (?, ?, ?)")
+                    .bind(&ch.agent_id)
+                    .bind(to_i64(ch.at_ns))
+                    .bind(decode::change_json(ch)?)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(unavailable)?;
+            }
             Ok(true)
         }
         Op::Alerts(a) => {
@@ -485,7 +497,34 @@ async fn apply(c: &mut SqliteConnection, op: &Op, outbox: bool) -> Result<bool, 
                 .await
                 .map_err(unavailable)?
                 .rows_affected();
+            sqlx::query("DELETE FROM verdict_changes WHERE at_ns < ?")
+                .bind(to_i64(*before))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query("DELETE FROM pulse_counts WHERE minute < ?")
+                .bind(to_i64(*before / 60_000_000_000))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
             Ok(n > 0)
+        }
+        Op::PulseCounts(counts) => {
+            for (agent, p) in counts {
+                sqlx::query(
+                    "INSERT INTO pulse_counts (agent_id, minute, accepted, refused) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (agent_id, minute) DO UPDATE SET accepted = accepted + excluded.accepted, \
+                     refused = refused + excluded.refused",
+                )
+                .bind(agent)
+                .bind(to_i64(p.minute))
+                .bind(to_i64(p.accepted))
+                .bind(to_i64(p.refused))
+                .execute(&mut *c)
+                .await
+                .map_err(unavailable)?;
+            }
+            Ok(true)
         }
         Op::OutboxRetry(id, delivered, attempts, next) => {
             sqlx::query(
@@ -539,7 +578,7 @@ async fn insert_alerts(
             .map_err(unavailable)?;
         }
         sqlx::query(
-            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail, explain) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&a.id)
         .bind(to_i64(a.at_ns))
@@ -547,6 +586,7 @@ async fn insert_alerts(
         .bind(a.kind.as_str())
         .bind(i64::from(a.severity))
         .bind(&a.detail)
+        .bind(decode::explain_json(a))
         .execute(&mut *c)
         .await
         .map_err(unavailable)?;

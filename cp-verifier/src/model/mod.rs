@@ -9,6 +9,12 @@
 //! another. The serde field names are the stored format: renaming one needs a
 //! reader for the old shape.
 
+pub mod explain;
+pub mod history;
+
+pub use explain::{Candidate, ExplainedEntry, Explanation};
+pub use history::{PulseCount, SeenBadges, VerdictChange};
+
 use evidence::eventlog::EventLogState;
 use evidence::report::HexBytes;
 use evidence::tdx::Mr;
@@ -116,6 +122,10 @@ pub struct AgentRecord {
     /// before the agent registered again), not forged, and is not counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_key: Option<PublicKey>,
+    /// The badges recorded by the last write that changed one (see
+    /// [`history::VerdictChange`]); `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<SeenBadges>,
     /// Bumped on every write; the compare-and-swap token.
     pub version: u64,
 }
@@ -482,6 +492,10 @@ pub struct Alert {
     /// longer counts as open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<Ack>,
+    /// What a refusal compared (expected and found values, where they part), for
+    /// the refusals that can say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Box<Explanation>>,
 }
 
 /// An operator's acknowledgement of an alert.
@@ -518,6 +532,7 @@ impl Alert {
             severity: kind.severity(),
             detail: detail.into(),
             ack: None,
+            explain: None,
         }
     }
 }
