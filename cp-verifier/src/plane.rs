@@ -74,6 +74,10 @@ pub struct ControlPlane {
     pub(crate) metrics: crate::http::metrics::Metrics,
     /// The fleet's event stream (`/api/v1/events`).
     pub(crate) events: crate::http::events::Events,
+    /// Pulses accepted and refused per agent and minute, not yet added to the store.
+    pub(crate) pulses: crate::judge::history::PulseTally,
+    /// When the pulse tally was last added to the store (clock ns).
+    pub(crate) pulses_flushed_ns: AtomicU64,
 }
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {
@@ -177,8 +181,21 @@ impl ControlPlane {
     /// the store cannot take it, its alerts go out all the same (log, audit log,
     /// webhooks: an outage of the store must not silence them), once per agent and
     /// kind, and are stored with the agent's next write that succeeds.
-    pub(crate) async fn persist(&self, mut w: AgentWrite) -> Result<(), StoreError> {
+    pub(crate) async fn persist(&self, w: AgentWrite) -> Result<(), StoreError> {
+        self.persist_judged(w, None).await
+    }
+
+    /// [`ControlPlane::persist`] of a record the caller already judged (its verdict
+    /// and workload badges at the write's time): the badge changes are recorded from
+    /// that judgement instead of a second one.
+    pub(crate) async fn persist_judged(
+        &self,
+        mut w: AgentWrite,
+        judged: Option<(&policy::Verdict, &[evidence::api::WorkloadBadge])>,
+    ) -> Result<(), StoreError> {
         let announced = self.with_unstored(&mut w);
+        self.note_changes(&mut w, judged, self.now());
+        let changed = !w.changes.is_empty();
         let rec = w.record.clone();
         let alerts = w.alerts.clone();
         let fresh = |alerts: &[Alert]| -> Vec<Alert> {
@@ -207,7 +224,7 @@ impl ControlPlane {
                         .remove(&rec.agent_id);
                 }
                 self.alerts.emit(&fresh(&alerts));
-                if !alerts.is_empty() {
+                if !alerts.is_empty() || changed {
                     // Something worth an alert happened: the badge may have moved
                     // (pulses announce theirs from the verdict they already hold).
                     self.events.alerts(&alerts);

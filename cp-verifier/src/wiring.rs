@@ -116,6 +116,8 @@ impl ControlPlane {
             images,
             unenrolled: Mutex::new(HashMap::new()),
             stale_pending: Mutex::new(HashMap::new()),
+            pulses: Default::default(),
+            pulses_flushed_ns: AtomicU64::new(0),
             corrupt_seen: Mutex::new(HashSet::new()),
             last_sweep_ns: AtomicU64::new(0),
             probe: Mutex::new(None),

@@ -41,10 +41,38 @@ async fn sweeper_loop(cp: Weak<ControlPlane>) {
         } else {
             cp.follower_round().await;
         }
+        // Every replica adds its own pulse counts.
+        cp.flush_pulses(false).await;
     }
 }
 
+/// How often a replica adds its pulse counts to the store: what a crash can lose.
+pub(crate) const PULSE_FLUSH: Duration = Duration::from_secs(5);
+
 impl ControlPlane {
+    /// Adds the pulses counted since the last flush to the store, at most every
+    /// [`PULSE_FLUSH`] unless `force`. On failure the counts are kept for the next.
+    pub async fn flush_pulses(&self, force: bool) {
+        let now = self.now();
+        let last = UnixNanos(self.pulses_flushed_ns.load(Ordering::Relaxed));
+        if !force && now.since(last) < PULSE_FLUSH {
+            return;
+        }
+        self.pulses_flushed_ns.store(now.get(), Ordering::Relaxed);
+        let dropped = self.pulses.take_dropped();
+        if dropped > 0 {
+            tracing::warn!(dropped, "pulse tally full between flushes: these pulses are missing from the agents' pulse charts");
+        }
+        let counts = self.pulses.take();
+        if counts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.add_pulse_counts(&counts).await {
+            tracing::warn!(error = %e, slots = counts.len(), "cannot store pulse counts; keeping them for the next flush");
+            self.pulses.restore(counts);
+        }
+    }
+
     /// Starts the supervised liveness sweeper (the webhook senders and image workers
     /// start with the control plane).
     pub fn spawn_sweeper(self: &Arc<Self>) {
@@ -101,15 +129,24 @@ impl ControlPlane {
                     continue;
                 }
             };
-            // A revoked agent is red for its own reason; its refused pulses do not
-            // also make it Blinded.
-            if rec.blinded || !self.revocation_reasons(&rec, now).is_empty() {
-                continue;
-            }
             let window = Duration::from_millis(rec.heartbeat_interval_ms)
                 .saturating_mul(self.cfg.policy.missed_heartbeats);
             let silent = now.since(self.last_alive(&rec));
-            if silent <= window {
+            // A revoked agent is red for its own reason; its refused pulses do not
+            // also make it Blinded.
+            let revoked = !self.revocation_reasons(&rec, now).is_empty();
+            if rec.blinded || revoked || silent <= window {
+                // Not blinded now: a badge that moved with time alone (a pulse late,
+                // evidence aged, a withdrawal) is recorded here. A lost race means a
+                // write came first, which recorded it.
+                if let Some(w) = self.time_change(&rec, now) {
+                    match self.persist(w).await {
+                        Ok(()) | Err(StoreError::Conflict) => {}
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
                 continue;
             }
             let mut next = rec.clone();

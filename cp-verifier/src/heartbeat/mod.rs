@@ -86,6 +86,22 @@ impl ControlPlane {
         let Some(rec) = self.load(&agent_id, false).await? else {
             return Err(self.unknown_agent(&agent_id).await.into());
         };
+        // Every pulse naming a known agent is counted, accepted or refused (the
+        // agent page's pulses over time).
+        let r = self.pulse_of_known(&env, channel, claimed, rec).await;
+        self.pulses.count(&agent_id, self.now(), r.is_ok());
+        r
+    }
+
+    /// [`ControlPlane::heartbeat_from`] once the pulse names a known agent.
+    async fn pulse_of_known(
+        &self,
+        env: &Envelope,
+        channel: &[String],
+        claimed: evidence::dsse::Unverified<'_, Pulse>,
+        rec: AgentRecord,
+    ) -> Result<HeartbeatResponse, PulseError> {
+        let agent_id = rec.agent_id.clone();
         let first_key = rec.key.clone();
         let mut verified = Some(match claimed.verify(&rec.key) {
             Ok(p) => p,
@@ -247,14 +263,17 @@ impl ControlPlane {
                 ..next.clone()
             } == rec;
             let written = self
-                .persist(AgentWrite {
-                    record: next.clone(),
-                    expected_version: Some(rec.version),
-                    nonce: Some(pulse.nonce.to_hex()),
-                    alerts,
-                    chain_only,
-                    changes: Vec::new(),
-                })
+                .persist_judged(
+                    AgentWrite {
+                        record: next.clone(),
+                        expected_version: Some(rec.version),
+                        nonce: Some(pulse.nonce.to_hex()),
+                        alerts,
+                        chain_only,
+                        changes: Vec::new(),
+                    },
+                    Some((&verdict, &badges)),
+                )
                 .await;
             if written.is_err() && stale > 0 {
                 *self

@@ -347,6 +347,34 @@ pub(crate) async fn agent(
     Ok(Json(cp.agent(&id).await?).into_response())
 }
 
+/// `GET /api/v1/agents/{id}/history` query.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    /// Most badge changes returned (default 200, at most 1000).
+    limit: Option<u32>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/agents/{id}/history", tag = "read",
+    summary = "One agent's verdict timeline and pulses per minute",
+    params(("id" = String, Path, description = "The agent's id"), HistoryQuery),
+    responses(
+        (status = 200, description = "Its badge changes (agent and workloads, newest first, each with its cause) and its pulses accepted and refused per minute over the last hour", body = crate::http::views::AgentHistory),
+        (status = 400, description = "`BadQuery`: an unknown or malformed query parameter", body = ErrorBody),
+        (status = 401, description = "`Unauthorized`: no read access", body = ErrorBody), (status = 404, description = "`NotFound`: no such agent", body = ErrorBody), (status = 503, description = "`StoreUnavailable`: storage is unavailable; retry", body = ErrorBody),
+    ),
+    security(("viewer_token" = []), ("operator_token" = []), ("operator_cert" = []))
+)]
+pub(crate) async fn agent_history(
+    State(cp): State<Cp>,
+    Path(id): Path<String>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("BadQuery", e.body_text()))?;
+    Ok(Json(cp.history(&id, q.limit.unwrap_or(200)).await?).into_response())
+}
+
 #[utoipa::path(
     post, path = "/api/v1/agents/{id}/expect", tag = "operator",
     summary = "Announce a coordinated update, accept the current measurements, allow a tier, or clear `Compromised`",

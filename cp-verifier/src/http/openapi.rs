@@ -36,6 +36,7 @@ use crate::http::{ear, handlers};
         handlers::events,
         handlers::agents,
         handlers::agent,
+        handlers::agent_history,
         handlers::expect,
         handlers::alerts,
         handlers::ack_alert,

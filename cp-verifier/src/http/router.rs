@@ -154,6 +154,7 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
         .route("/api/v1/events", get(h::events))
         .route("/api/v1/agents", get(h::agents))
         .route("/api/v1/agents/{id}", get(h::agent))
+        .route("/api/v1/agents/{id}/history", get(h::agent_history))
         .route(
             "/api/v1/agents/{id}/expect",
             post(h::expect).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),

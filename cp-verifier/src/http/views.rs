@@ -12,6 +12,27 @@ use policy::Verdict;
 use provenant_base::clock::UnixNanos;
 use serde::{Deserialize, Serialize};
 
+/// Minutes of pulse counts an agent's history covers.
+pub const HISTORY_MINUTES: u64 = 60;
+/// Most badge changes one history answer carries.
+pub const MAX_HISTORY: u32 = 1000;
+
+/// An agent's past: its badge changes and its pulses per minute.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentHistory {
+    /// The agent.
+    pub agent_id: String,
+    /// Its badge changes and each workload's, newest first.
+    pub changes: Vec<crate::model::VerdictChange>,
+    /// Pulses accepted and refused per minute, oldest first; minutes without a
+    /// pulse are left out.
+    pub pulses: Vec<crate::model::PulseCount>,
+    /// The first minute covered (minutes since the Unix epoch, UTC).
+    pub since_minute: u64,
+    /// The current minute.
+    pub now_minute: u64,
+}
+
 /// An agent as the API and dashboard show it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
@@ -226,6 +247,47 @@ impl ControlPlane {
             Some(r) => Ok(self.view(&r, now)),
             None => Err(ApiError::NotFound(format!("no agent {id:?}"))),
         }
+    }
+
+    /// Agent `id`'s badge changes (newest first, at most `limit`) and its pulses per
+    /// minute over the last [`HISTORY_MINUTES`] (this replica's counts not yet
+    /// flushed included); `NotFound` when there is no such agent.
+    pub async fn history(&self, id: &str, limit: u32) -> Result<AgentHistory, ApiError> {
+        if self.store.get_agent(id).await.map_err(store_err)?.is_none() {
+            return Err(ApiError::NotFound(format!("no agent {id:?}")));
+        }
+        let changes = self
+            .store
+            .verdict_history(id, limit.clamp(1, MAX_HISTORY))
+            .await
+            .map_err(store_err)?;
+        let now_minute = self.now().get() / 60_000_000_000;
+        let since_minute = now_minute.saturating_sub(HISTORY_MINUTES - 1);
+        let mut pulses = self
+            .store
+            .pulse_history(id, since_minute)
+            .await
+            .map_err(store_err)?;
+        for p in self.pulses.pending(id) {
+            if p.minute < since_minute {
+                continue;
+            }
+            match pulses.iter_mut().find(|q| q.minute == p.minute) {
+                Some(q) => {
+                    q.accepted = q.accepted.saturating_add(p.accepted);
+                    q.refused = q.refused.saturating_add(p.refused);
+                }
+                None => pulses.push(p),
+            }
+        }
+        pulses.sort_by_key(|p| p.minute);
+        Ok(AgentHistory {
+            agent_id: id.to_string(),
+            changes,
+            pulses,
+            since_minute,
+            now_minute,
+        })
     }
 
     /// The newest alerts first, of one agent or all, at most `limit` (capped at 1000).

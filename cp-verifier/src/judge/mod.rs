@@ -5,5 +5,6 @@
 
 pub mod baseline;
 pub mod ear;
+pub mod history;
 pub mod images;
 pub mod verdict;
