@@ -43,10 +43,25 @@ impl ControlPlane {
         now: UnixNanos,
         detail: &str,
     ) {
+        self.alert_with_cooldown_explained(agent_id, kind, now, detail, None)
+            .await
+    }
+
+    /// [`ControlPlane::alert_with_cooldown`] with the refusal's explanation kept on
+    /// the alert.
+    pub(crate) async fn alert_with_cooldown_explained(
+        &self,
+        agent_id: &str,
+        kind: AlertKind,
+        now: UnixNanos,
+        detail: &str,
+        explain: Option<crate::model::Explanation>,
+    ) {
         if !self.cooldown_passed(agent_id, kind, now) {
             return;
         }
-        self.store_alerts(vec![Alert::new(now, agent_id, kind, detail)])
-            .await;
+        let mut a = Alert::new(now, agent_id, kind, detail);
+        a.explain = explain.map(Box::new);
+        self.store_alerts(vec![a]).await;
     }
 }

@@ -19,6 +19,9 @@ pub enum AttestError {
         detail: String,
         /// The advisory ids (`INTEL-SA-...`) behind a TCB status refusal, else empty.
         advisories: Vec<String>,
+        /// What was compared, where the refusal can say (a register that does not
+        /// match): kept with the refusal's alert.
+        explain: Option<Box<crate::model::Explanation>>,
     },
     /// An upstream the verification needs is unavailable (`CollateralUnavailable`,
     /// `ProvenanceUnavailable`): the evidence was not judged.
@@ -53,6 +56,23 @@ impl AttestError {
             kind,
             detail: detail.into(),
             advisories: Vec::new(),
+            explain: None,
+        }
+    }
+
+    /// The refusal with its explanation.
+    pub(crate) fn with_explanation(mut self, e: crate::model::Explanation) -> AttestError {
+        if let AttestError::Refused { explain, .. } = &mut self {
+            *explain = Some(Box::new(e));
+        }
+        self
+    }
+
+    /// The explanation of a refusal, where it has one.
+    pub fn explanation(&self) -> Option<&crate::model::Explanation> {
+        match self {
+            AttestError::Refused { explain, .. } => explain.as_deref(),
+            _ => None,
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod collateral;
 pub mod dcap;
 pub mod error;
+pub mod explain;
 pub mod provenance;
 
 use evidence::eventlog::{self, EventLogState};
@@ -44,6 +45,9 @@ pub struct EventLogInput<'a> {
     pub from: Option<u64>,
     /// What this control plane replayed at the agent's last registration.
     pub held: Option<&'a EventLogState>,
+    /// The log accepted at the agent's last registration, where it is kept: a
+    /// refused RTMR3 is explained against it.
+    pub accepted: Option<&'a explain::AcceptedLog>,
 }
 
 impl<'a> From<Option<&'a str>> for EventLogInput<'a> {
@@ -53,6 +57,7 @@ impl<'a> From<Option<&'a str>> for EventLogInput<'a> {
             text,
             from: None,
             held: None,
+            accepted: None,
         }
     }
 }
@@ -507,7 +512,17 @@ impl TdxVerifier {
                 .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
                 .collect::<Vec<_>>()
                 .join("; ");
-            let refusal = AttestError::refused(first.code.as_str(), detail);
+            let mut refusal = AttestError::refused(first.code.as_str(), detail);
+            // A quoted RTMR3 the log does not replay to: what was compared, and
+            // where they part (the whole log was sent: a continued one that does not
+            // replay is EventLogPrefixMismatch above).
+            if failed.iter().any(|r| r.code == ReasonCode::Rtmr3Mismatch) && from == 0 {
+                refusal = refusal.with_explanation(explain::rtmr3(
+                    &b.rtmrs[3].0,
+                    &events,
+                    input.accepted,
+                ));
+            }
             // A refusal for the TCB status carries the advisory ids, as a list.
             return Err(if failed.iter().any(|r| r.code == ReasonCode::TcbStatus) {
                 refusal.with_advisories(&f.advisory_ids)

@@ -119,6 +119,7 @@ impl From<crate::attest::AttestError> for ApiError {
                 kind,
                 detail,
                 advisories,
+                ..
             } => ApiError::Attestation {
                 kind,
                 detail,

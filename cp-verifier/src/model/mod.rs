@@ -319,6 +319,10 @@ pub struct MrtdProvenance {
     /// The predicate's `rtmr0..2`, where it has them.
     #[serde(default)]
     pub rtmrs: [Option<Mr>; 3],
+    /// The bundle's transparency-log (Rekor) entry index, where its instance has a
+    /// log (GitHub's own instance, for private repositories, has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
 }
 
 /// What happened.

@@ -7,6 +7,7 @@
 
 pub mod enroll;
 pub mod error;
+mod kept_log;
 pub mod revoke;
 
 use crate::act::unenrolled::source_key;
@@ -220,16 +221,22 @@ impl ControlPlane {
             Tier::Tdx | Tier::TdxReport => self.store.get_agent(&report.agent_id).await?,
             _ => None,
         };
+        let held = prior
+            .as_ref()
+            .and_then(|p| p.attestation.as_ref())
+            .and_then(|a| a.event_log_state.as_ref());
+        let accepted = match report.tier {
+            Tier::Tdx | Tier::TdxReport => self.accepted_log(&report.agent_id, held).await,
+            _ => None,
+        };
         let attestation = match report.tier {
             Tier::Tdx | Tier::TdxReport => {
                 let raw = decode_platform_evidence(&req.evidence)?;
                 let log = EventLogInput {
                     text: req.evidence.event_log.as_deref(),
                     from: req.evidence.event_log_from,
-                    held: prior
-                        .as_ref()
-                        .and_then(|p| p.attestation.as_ref())
-                        .and_then(|a| a.event_log_state.as_ref()),
+                    held,
+                    accepted: accepted.as_ref(),
                 };
                 let binding = evidence::report_data(&env);
                 let checked = if report.tier == Tier::Tdx {
@@ -258,11 +265,12 @@ impl ControlPlane {
                         return Err(self.requote_failed(old, kind, detail, now).await);
                     }
                     Err(e) => {
-                        self.alert_with_cooldown(
+                        self.alert_with_cooldown_explained(
                             &report.agent_id,
                             AlertKind::AttestationRefused,
                             now,
                             &e.to_string(),
+                            e.explanation().cloned(),
                         )
                         .await;
                         return Err(e.into());
@@ -415,6 +423,21 @@ impl ControlPlane {
             StoreError::Conflict => RegisterError::LostRace,
             other => RegisterError::Store(other),
         })?;
+        if let Some(state) = record
+            .attestation
+            .as_ref()
+            .and_then(|a| a.event_log_state.as_ref())
+        {
+            self.keep_log(
+                &record.agent_id,
+                accepted,
+                req.evidence.event_log.as_deref(),
+                req.evidence.event_log_from,
+                state,
+                now,
+            )
+            .await;
+        }
         Ok(RegisterResponse {
             agent_id: record.agent_id.clone(),
             tier: record.tier,

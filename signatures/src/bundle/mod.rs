@@ -116,6 +116,7 @@ pub struct VerifiedBundle {
     certificate_not_before: i64,
     certificate_not_after: i64,
     statement: Option<Statement>,
+    log_indexes: Vec<u64>,
 }
 
 impl VerifiedBundle {
@@ -154,6 +155,12 @@ impl VerifiedBundle {
     /// The in-toto statement (DSSE bundles), `None` for message signatures.
     pub fn statement(&self) -> Option<&Statement> {
         self.statement.as_ref()
+    }
+    /// The transparency-log index of each of the bundle's log entries (verified
+    /// with the bundle on a Rekor-backed instance; none on GitHub's, which has no
+    /// log).
+    pub fn log_indexes(&self) -> &[u64] {
+        &self.log_indexes
     }
     /// The predicate type, if a statement.
     pub fn predicate_type(&self) -> Option<&str> {
@@ -339,6 +346,12 @@ pub fn verify_bundle(
         certificate_not_before: cert.not_before.as_second(),
         certificate_not_after: cert.not_after.as_second(),
         statement,
+        log_indexes: parsed
+            .verification_material
+            .tlog_entries
+            .iter()
+            .map(|e| e.log_index.get())
+            .collect(),
     })
 }
 

@@ -37,6 +37,7 @@ use signatures::{verify_bundle, Artifact, TrustRoot};
 use evidence::tdx::Mr;
 
 use crate::attest::error::AttestError;
+use crate::attest::explain::AttestedValue;
 use crate::attest::provenance::github::GithubClient;
 use crate::model::MrtdProvenance;
 use crate::store::Store;
@@ -45,6 +46,23 @@ use crate::store::Store;
 pub const MEASUREMENT_PREDICATE: &str = "https://provenant.dev/attestations/tdx-measurement/v1";
 /// MRTDs remembered in memory at most; past it the table is cleared.
 const MAX_CACHED: usize = 4096;
+/// Most attested MRTDs kept to explain a refused one against.
+const MAX_ATTESTED_KEPT: usize = 64;
+/// How long that list is kept after its last addition.
+const ATTESTED_KEPT_SECS: u64 = 400 * 24 * 3600;
+
+/// The workflow path of a GitHub Actions certificate SAN
+/// (`https://github.com/o/r/.github/workflows/x.yml@refs/heads/main` →
+/// `.github/workflows/x.yml`), or the SAN itself when it is not one.
+pub fn workflow_of(san: &str) -> String {
+    san.split_once("/.github/")
+        .map(|(_, rest)| {
+            let path = rest.split('@').next().unwrap_or(rest);
+            format!(".github/{path}")
+        })
+        .unwrap_or_else(|| san.to_string())
+}
+
 /// Longest refusal detail (the reasons of every bundle tried, joined).
 const MAX_DETAIL: usize = 4096;
 
@@ -322,10 +340,15 @@ impl ProvenanceChecker {
             self.cfg.repository
         );
         if found.is_empty() {
-            return Err(AttestError::refused(
-                "MrtdNotAttested",
-                format!("no attestation found for {tried}"),
-            ));
+            return Err(self
+                .explained(
+                    AttestError::refused(
+                        "MrtdNotAttested",
+                        format!("no attestation found for {tried}"),
+                    ),
+                    mrtd,
+                )
+                .await);
         }
         let policy = self
             .identity
@@ -366,6 +389,7 @@ impl ProvenanceChecker {
                 cached_until: now_secs.saturating_add(self.cfg.cache_ttl.as_secs()),
                 mrtd: Some(attested_mrtd),
                 rtmrs: attested_rtmrs,
+                log_index: verified.log_indexes().first().copied(),
             };
             if let Err(m) = self.covers(&p, mrtd, rtmrs) {
                 rtmr_only |= m.rtmr;
@@ -373,6 +397,7 @@ impl ProvenanceChecker {
                 continue;
             }
             self.remember(&key, &p).await;
+            self.remember_attested(&p, now_secs).await;
             return Ok(p);
         }
         let mut detail = format!(
@@ -395,7 +420,71 @@ impl ProvenanceChecker {
         } else {
             "MrtdNotAttested"
         };
-        Err(AttestError::refused(kind, detail))
+        let refusal = AttestError::refused(kind, detail);
+        Err(if kind == "MrtdNotAttested" {
+            self.explained(refusal, mrtd).await
+        } else {
+            refusal
+        })
+    }
+
+    /// The key under which the MRTDs verified under this identity policy are listed.
+    fn attested_key(&self) -> String {
+        format!("attested-mrtds:{}", self.policy_key)
+    }
+
+    /// The attested MRTDs this control plane verified under this policy (newest
+    /// last, at most [`MAX_ATTESTED_KEPT`]).
+    async fn attested_values(&self) -> Vec<AttestedValue> {
+        let Some(store) = &self.store else {
+            return Vec::new();
+        };
+        match store.get_cached(&self.attested_key()).await {
+            Ok(Some((json, _))) => serde_json::from_slice(&json).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds a verified answer's MRTD to the list a refused MRTD is compared with.
+    async fn remember_attested(&self, p: &MrtdProvenance, now: u64) {
+        let (Some(store), Some(m)) = (&self.store, &p.mrtd) else {
+            return;
+        };
+        let mut known = self.attested_values().await;
+        known.retain(|k| k.mrtd != *m);
+        known.push(AttestedValue {
+            mrtd: *m,
+            attested_by: format!(
+                "{} {}{}, signed {}",
+                p.repository,
+                workflow_of(&p.san),
+                p.source_ref
+                    .as_deref()
+                    .map(|r| format!(" on {r}"))
+                    .unwrap_or_default(),
+                p.signed_at
+            ),
+            verified_at: now,
+        });
+        if known.len() > MAX_ATTESTED_KEPT {
+            known.drain(..known.len() - MAX_ATTESTED_KEPT);
+        }
+        if let Ok(json) = serde_json::to_vec(&known) {
+            let until = UnixSecs::from_unsigned(now.saturating_add(ATTESTED_KEPT_SECS));
+            if let Err(e) = store.put_cached(&self.attested_key(), &json, until).await {
+                tracing::warn!(error = %e, "cannot keep the attested MRTD list for explanations");
+            }
+        }
+    }
+
+    /// `refusal` with the comparison of `mrtd` against the attested values known.
+    async fn explained(&self, refusal: AttestError, mrtd: &[u8; 48]) -> AttestError {
+        let known = self.attested_values().await;
+        refusal.with_explanation(crate::attest::explain::mrtd(
+            mrtd,
+            &self.cfg.repository,
+            &known,
+        ))
     }
 
     /// The attested `mrtd` (and `rtmr0..2` where configured) of `p` equal the quote's.
