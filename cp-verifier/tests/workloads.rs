@@ -522,6 +522,7 @@ async fn verification_is_cached_expires_and_retries_undecided() {
             keyless: true,
             signer: "https://github.com/provenant/provenant/.github/workflows/release.yml@refs/heads/main".into(),
             verified_at_ns: T0,
+            rekor_log_index: None,
         },
     );
     let enrolled = a.enroll();
@@ -633,6 +634,7 @@ async fn verification_is_cached_expires_and_retries_undecided() {
             keyless: false,
             signer: "sha256:keyfingerprint".into(),
             verified_at_ns: T0 + 3700 * SEC,
+            rekor_log_index: None,
         },
     );
     cp2.clock.advance(Duration::from_secs(3600));
@@ -808,6 +810,7 @@ async fn green_only_for_a_signed_image_on_a_green_tdx_agent() {
             keyless: true,
             signer: "https://github.com/provenant/provenant/.github/workflows/release.yml@refs/heads/main".into(),
             verified_at_ns: T0,
+            rekor_log_index: None,
         },
     );
     checker.answer(
@@ -816,6 +819,7 @@ async fn green_only_for_a_signed_image_on_a_green_tdx_agent() {
             keyless: false,
             signer: "sha256:cosignkey".into(),
             verified_at_ns: T0,
+            rekor_log_index: None,
         },
     );
     let cp = start_with(tempfile::tempdir().unwrap(), Some(checker.clone()), |c| {

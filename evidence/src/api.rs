@@ -131,6 +131,9 @@ pub struct WorkloadBadge {
     /// `None` while it has not decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at_ns: Option<u64>,
+    /// The signature's Rekor entry log index, where it was logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_log_index: Option<u64>,
 }
 
 /// Every 4xx/5xx body: `{"error":{"kind":..,"detail":..}}`.

@@ -446,6 +446,7 @@ mod tests {
                     }],
                     signer: Some("key".into()),
                     verified_at_ns: Some(0),
+                    rekor_log_index: None,
                 },
                 // Judged for another digest: not this workload's badge.
                 WorkloadBadge {
@@ -457,6 +458,7 @@ mod tests {
                     reasons: vec![],
                     signer: None,
                     verified_at_ns: Some(0),
+                    rekor_log_index: None,
                 },
             ],
             event_log: None,

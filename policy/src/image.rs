@@ -220,6 +220,9 @@ pub enum ImageCheck {
         signer: String,
         /// When it was verified, UTC nanoseconds.
         verified_at_ns: u64,
+        /// The Rekor entry's log index, where the signature was logged.
+        #[serde(default)]
+        rekor_log_index: Option<u64>,
     },
     /// A failed check: the image is unsigned or wrongly signed. `code` is one of
     /// the `Image*` reason codes.
@@ -408,6 +411,7 @@ rekor_key = "rekor.pub"
             keyless,
             signer: "x".into(),
             verified_at_ns: 1,
+            rekor_log_index: None,
         }
     }
 

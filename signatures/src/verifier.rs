@@ -66,6 +66,7 @@ impl ImageVerdict {
                 keyless: v.keyless,
                 signer: v.signer.clone(),
                 verified_at_ns: now.get(),
+                rekor_log_index: v.rekor_log_index,
             },
             ImageVerdict::NotCovered { repository } => ImageCheck::Refused {
                 code: ReasonCode::ImageNotCovered,

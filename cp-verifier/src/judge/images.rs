@@ -506,6 +506,7 @@ mod tests {
                 keyless: true,
                 signer: "s".into(),
                 verified_at_ns: 1,
+                rekor_log_index: None,
             }
         }
     }

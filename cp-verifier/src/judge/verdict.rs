@@ -120,13 +120,14 @@ impl ControlPlane {
                     }
                 };
                 let v = policy::image::workload_badge(&self.image_policy, agent, w, &check);
-                let (signer, verified_at_ns) = match &check {
+                let (signer, verified_at_ns, rekor_log_index) = match &check {
                     policy::image::ImageCheck::Verified {
                         signer,
                         verified_at_ns,
+                        rekor_log_index,
                         ..
-                    } => (Some(signer.clone()), Some(*verified_at_ns)),
-                    _ => (None, None),
+                    } => (Some(signer.clone()), Some(*verified_at_ns), *rekor_log_index),
+                    _ => (None, None, None),
                 };
                 WorkloadBadge {
                     name: w.name.clone(),
@@ -137,6 +138,7 @@ impl ControlPlane {
                     reasons: v.reasons,
                     signer,
                     verified_at_ns,
+                    rekor_log_index,
                 }
             })
             .collect()

@@ -71,5 +71,6 @@ pub(super) fn verify_bundle_sig(
         source_repository: v.fulcio().source_repository_uri.clone(),
         source_ref: v.fulcio().source_repository_ref.clone(),
         integrated_time: Some(v.signed_at()),
+        rekor_log_index: v.log_indexes().first().copied(),
     })
 }

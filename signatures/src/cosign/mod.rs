@@ -112,6 +112,8 @@ pub struct VerifiedImageSignature {
     pub source_ref: Option<String>,
     /// The Rekor integrated time (or the bundle's verified signing time), unix seconds.
     pub integrated_time: Option<i64>,
+    /// The Rekor entry's log index, where the signature was logged.
+    pub rekor_log_index: Option<u64>,
 }
 
 fn truncate(s: &str) -> String {

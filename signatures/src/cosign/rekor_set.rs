@@ -19,7 +19,7 @@ pub(super) fn verify_set(
     leaf: Option<&Leaf>,
     trust: &ImageTrust,
     now: UnixSecs,
-) -> Result<i64, ImageSigError> {
+) -> Result<(i64, u64), ImageSigError> {
     #[derive(serde::Deserialize)]
     struct SetPayload {
         body: serde_json::Value,
@@ -88,7 +88,8 @@ pub(super) fn verify_set(
         });
     }
     check_rekor_body(body_b64, payload, sig, logged_der, leaf)?;
-    Ok(p.integrated_time)
+    // Both were checked non-negative above.
+    Ok((p.integrated_time, u64::try_from(p.log_index).unwrap_or(0)))
 }
 
 /// The entry body must be `hashedrekord` 0.0.1 for sha256(payload), this signature

@@ -86,7 +86,7 @@ pub(super) fn verify_simple(
     }
 
     // 2. The Rekor SET.
-    let integrated_time = match annotations.get(ANNOTATION_BUNDLE) {
+    let logged = match annotations.get(ANNOTATION_BUNDLE) {
         None if trust.require_rekor => return Err(ImageSigError::MissingRekorSet),
         None => None,
         Some(_) if trust.rekor_keys.is_empty() => None,
@@ -101,6 +101,7 @@ pub(super) fn verify_simple(
         )?),
     };
 
+    let integrated_time = logged.map(|(t, _)| t);
     // 3. Keyless: the chain at the integrated time, then the identity.
     let mut issuer = None;
     let mut source_repository = None;
@@ -143,6 +144,7 @@ pub(super) fn verify_simple(
         source_repository,
         source_ref,
         integrated_time,
+        rekor_log_index: logged.map(|(_, i)| i),
     })
 }
 
