@@ -23,6 +23,7 @@ pub mod ebpf;
 pub mod identity;
 pub mod image;
 pub mod inventory;
+pub mod rules;
 pub mod tdx;
 
 use std::time::Duration;

@@ -46,7 +46,11 @@ fn same_entry(a: &Rtmr3Event, b: &Rtmr3Event) -> bool {
 
 /// Explains a quoted RTMR3 that the sent log `events` does not replay to, using the
 /// log accepted before (`accepted`), if any.
-pub fn rtmr3(quoted: &[u8; 48], events: &[Rtmr3Event], accepted: Option<&AcceptedLog>) -> Explanation {
+pub fn rtmr3(
+    quoted: &[u8; 48],
+    events: &[Rtmr3Event],
+    accepted: Option<&AcceptedLog>,
+) -> Explanation {
     let mut running = Vec::with_capacity(events.len());
     let mut v = [0u8; 48];
     for e in events {
@@ -69,7 +73,12 @@ pub fn rtmr3(quoted: &[u8; 48], events: &[Rtmr3Event], accepted: Option<&Accepte
     };
     if let Some(k) = prefix {
         let after = k.map_or(0, |k| k + 1);
-        if let Some(j) = events.iter().skip(after).position(|e| e.bound).map(|j| j + after) {
+        if let Some(j) = events
+            .iter()
+            .skip(after)
+            .position(|e| e.bound)
+            .map(|j| j + after)
+        {
             first = Some(j);
             divergence = Some(format!(
                 "entry {} ({}): the quoted RTMR3 equals the log replayed {}; this entry and the \
@@ -168,7 +177,10 @@ pub fn rtmr3(quoted: &[u8; 48], events: &[Rtmr3Event], accepted: Option<&Accepte
         subject: "RTMR3".into(),
         expected_label: "quoted RTMR3".into(),
         expected: hex::encode(quoted),
-        found_label: format!("RTMR3 replayed from the sent log ({} entries)", events.len()),
+        found_label: format!(
+            "RTMR3 replayed from the sent log ({} entries)",
+            events.len()
+        ),
         found: hex::encode(replayed),
         divergence,
         notes,
@@ -281,7 +293,11 @@ mod tests {
 
     #[test]
     fn a_tampered_entry_is_named_against_the_accepted_log() {
-        let good = log(&[("agent_binary", "aa"), ("policy", "p1"), ("workload_set", "w")]);
+        let good = log(&[
+            ("agent_binary", "aa"),
+            ("policy", "p1"),
+            ("workload_set", "w"),
+        ]);
         let quoted = eventlog::replay(&good);
         let mut tampered = good.clone();
         tampered[1] = Rtmr3Event::new(1, "policy", "p2", true);
@@ -297,7 +313,11 @@ mod tests {
         assert!(d.contains("was policy=p1, now policy=p2"), "{d}");
         assert!(e.entries[1].first_divergent);
         assert_eq!(e.entries[0].note, "as accepted");
-        assert!(e.entries[1].note.starts_with("differs"), "{:?}", e.entries[1]);
+        assert!(
+            e.entries[1].note.starts_with("differs"),
+            "{:?}",
+            e.entries[1]
+        );
     }
 
     #[test]
@@ -317,7 +337,10 @@ mod tests {
         let quoted = eventlog::extend(&[0; 48], &[9; 48]);
         let e = rtmr3(&quoted, &l, None);
         assert!(e.divergence.is_none());
-        assert!(e.notes.iter().any(|n| n.contains("replay alone cannot say where")));
+        assert!(e
+            .notes
+            .iter()
+            .any(|n| n.contains("replay alone cannot say where")));
         assert!(e.notes.iter().any(|n| n.contains("no earlier log")));
     }
 
@@ -341,10 +364,16 @@ mod tests {
         assert_eq!(e.candidates[0].attested_by, "near");
         assert!(e.candidates[0].nearest && !e.candidates[1].nearest);
         assert_eq!(
-            (e.candidates[0].differing_bytes, e.candidates[0].first_difference),
+            (
+                e.candidates[0].differing_bytes,
+                e.candidates[0].first_difference
+            ),
             (1, 5)
         );
-        assert!(e.divergence.unwrap().contains("1 of 48 bytes, first at byte 5"));
+        assert!(e
+            .divergence
+            .unwrap()
+            .contains("1 of 48 bytes, first at byte 5"));
         let none = mrtd(&[0x11; 48], "acme/img", &[]);
         assert!(none.divergence.is_none() && none.candidates.is_empty());
     }

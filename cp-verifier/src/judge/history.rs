@@ -82,7 +82,13 @@ fn cause(alerts: &[Alert], appeared: &[String], gone: &[String], first: bool) ->
     if !alerts.is_empty() {
         let list = alerts
             .iter()
-            .map(|a| format!("{} ({})", a.kind.as_str(), clip(&a.detail, MAX_CAUSE_DETAIL)))
+            .map(|a| {
+                format!(
+                    "{} ({})",
+                    a.kind.as_str(),
+                    clip(&a.detail, MAX_CAUSE_DETAIL)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         parts.push(format!("alert: {list}"));
@@ -113,7 +119,11 @@ pub(crate) fn diff(
     let after = seen_of(verdict, badges);
     let mut out = Vec::new();
     let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
-    let change = |subject: &str, badge: &str, previous: Option<&String>, now_codes: Vec<String>, old_codes: &[String]| {
+    let change = |subject: &str,
+                  badge: &str,
+                  previous: Option<&String>,
+                  now_codes: Vec<String>,
+                  old_codes: &[String]| {
         let appeared = minus(&now_codes, old_codes);
         let gone = minus(old_codes, &now_codes);
         VerdictChange {
@@ -179,14 +189,7 @@ impl ControlPlane {
         if before.is_some_and(|b| same_badges(b, &after)) {
             return;
         }
-        let (seen, changes) = diff(
-            &w.record.agent_id,
-            before,
-            verdict,
-            badges,
-            &w.alerts,
-            now,
-        );
+        let (seen, changes) = diff(&w.record.agent_id, before, verdict, badges, &w.alerts, now);
         w.record.seen = Some(seen);
         w.changes.extend(changes);
         w.chain_only = false;
@@ -328,7 +331,11 @@ mod tests {
         assert_eq!(ch[0].previous.as_deref(), Some("green"));
         assert_eq!(ch[0].alerts, vec![alert.id.clone()]);
         assert_eq!(ch[0].appeared, vec!["BinaryChanged".to_string()]);
-        assert!(ch[0].cause.contains("BinaryChanged (binary aa -> bb)"), "{}", ch[0].cause);
+        assert!(
+            ch[0].cause.contains("BinaryChanged (binary aa -> bb)"),
+            "{}",
+            ch[0].cause
+        );
 
         let (_, back) = diff("a", Some(&seen2), &verdict(Status::Pass, None), &[], &[], t);
         assert_eq!(back[0].gone, vec!["BinaryChanged".to_string()]);

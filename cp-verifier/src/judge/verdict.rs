@@ -126,7 +126,11 @@ impl ControlPlane {
                         verified_at_ns,
                         rekor_log_index,
                         ..
-                    } => (Some(signer.clone()), Some(*verified_at_ns), *rekor_log_index),
+                    } => (
+                        Some(signer.clone()),
+                        Some(*verified_at_ns),
+                        *rekor_log_index,
+                    ),
                     _ => (None, None, None),
                 };
                 WorkloadBadge {

@@ -137,8 +137,11 @@ pub trait Store: Send + Sync {
     /// and minute: additive, so every replica adds its own.
     async fn add_pulse_counts(&self, counts: &[(String, PulseCount)]) -> Result<(), StoreError>;
     /// The agent's pulse counts from minute `since` on, oldest first.
-    async fn pulse_history(&self, agent_id: &str, since: u64)
-        -> Result<Vec<PulseCount>, StoreError>;
+    async fn pulse_history(
+        &self,
+        agent_id: &str,
+        since: u64,
+    ) -> Result<Vec<PulseCount>, StoreError>;
     /// Drops expired challenges and collateral, and nonces seen before
     /// `nonce_cutoff`.
     async fn prune(&self, now: UnixNanos, nonce_cutoff: UnixNanos) -> Result<(), StoreError>;

@@ -343,7 +343,9 @@ impl Store for SqliteStore {
         if counts.is_empty() {
             return Ok(());
         }
-        self.submit(Op::PulseCounts(counts.to_vec())).await.map(|_| ())
+        self.submit(Op::PulseCounts(counts.to_vec()))
+            .await
+            .map(|_| ())
     }
 
     async fn pulse_history(
