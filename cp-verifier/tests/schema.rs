@@ -18,8 +18,10 @@ use cp_verifier::store::{Store, StoreError};
 use provenant_base::clock::UnixNanos;
 use sqlx::Connection;
 
+/// The schema version this cp-verifier knows (its newest migration).
+const KNOWN: i64 = 3;
 const NEWER: &str =
-    "database schema version 99 is newer than this cp-verifier (knows up to 2); upgrade cp-verifier";
+    "database schema version 99 is newer than this cp-verifier (knows up to 3); upgrade cp-verifier";
 
 /// The statements releases before versioned migrations ran at start (verbatim).
 const OLD_SCHEMA: &[&str] = &[
@@ -180,6 +182,10 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
         "{e}"
     );
     assert!(e.to_string().contains(NEWER), "{e}");
+    assert_eq!(
+        cp_verifier::store::sqlite::MIGRATOR.iter().count(),
+        usize::try_from(KNOWN).unwrap()
+    );
     assert!(SqliteStore::open_read_only(dir.path()).await.is_err());
     assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, 3);
     assert_eq!(count_sqlite(dir.path(), "alerts").await, 1);
@@ -202,7 +208,7 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
         ),
         "{e}"
     );
-    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, 2);
+    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, KNOWN);
     assert_eq!(count_sqlite(dir.path(), "alerts").await, 1);
 }
 
@@ -213,9 +219,8 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
     let s = PgStore::connect(&t).await.unwrap();
     s.insert_alerts(&[alert("a-1")]).await.unwrap();
     let applied = s.applied_migrations().await.unwrap();
-    assert_eq!(applied.len(), 2);
-    assert_eq!(applied[0].version, 1);
-    assert_eq!(applied[1].version, 2);
+    let versions: Vec<i64> = applied.iter().map(|a| a.version).collect();
+    assert_eq!(versions, (1..=KNOWN).collect::<Vec<_>>());
     drop(s);
     pg::PgCluster::exec(
         &url,
@@ -264,7 +269,7 @@ async fn postgres_refuses_a_newer_or_modified_schema_untouched() {
         ),
         "{e}"
     );
-    assert_eq!(count_pg(&url, "_sqlx_migrations").await, 2);
+    assert_eq!(count_pg(&url, "_sqlx_migrations").await, KNOWN);
     assert_eq!(count_pg(&url, "alerts").await, 1);
 }
 

@@ -19,7 +19,6 @@ use evidence::Envelope;
 use serde::Deserialize;
 
 use crate::act::operator::ExpectRequest;
-use crate::http::dashboard;
 use crate::http::error::ApiError;
 use crate::http::fleet_query::{self, FleetFilter};
 use crate::http::transport::Peer;
@@ -538,9 +537,7 @@ pub(crate) async fn dashboard_agent(
     State(cp): State<Cp>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let a = cp.agent(&id).await?;
-    let alerts = cp.alerts(Some(&id), 50).await?;
-    Ok(Html(dashboard::agent(&a, &alerts, cp.now().get())))
+    Ok(Html(cp.agent_page(&id).await?))
 }
 
 fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {

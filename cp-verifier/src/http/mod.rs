@@ -2,8 +2,8 @@
 //! limits ([`transport`]), the one error type every refusal becomes ([`error`]), the
 //! views the API and dashboard show ([`views`]) and the dashboard ([`dashboard`]).
 
+pub mod agent_page;
 pub mod auth;
-pub mod dashboard;
 pub mod ear;
 pub mod error;
 pub mod events;

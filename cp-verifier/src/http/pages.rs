@@ -48,6 +48,8 @@ fn templates() -> Result<&'static Environment<'static>, ApiError> {
                     "alert_rows.html",
                     include_str!("../../templates/alert_rows.html"),
                 ),
+                ("explain.html", include_str!("../../templates/explain.html")),
+                ("agent.html", include_str!("../../templates/agent.html")),
             ] {
                 env.add_template(name, src)
                     .map_err(|e| format!("template {name}: {e}"))?;
@@ -100,7 +102,7 @@ fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     }
 }
 
-fn badge_class(b: &str) -> &'static str {
+pub(crate) fn badge_class(b: &str) -> &'static str {
     match b {
         "green" => "green",
         "yellow" => "yellow",
@@ -119,18 +121,18 @@ fn severity_name(s: u8) -> &'static str {
 }
 
 #[derive(Serialize)]
-struct Header {
+pub(crate) struct Header {
     title: String,
     nav: &'static str,
     open_total: u64,
     generated: When,
     /// Whether the page reloads itself on changes: never for the answer to a POST
     /// (a reload would post the form again).
-    live: bool,
+    pub(crate) live: bool,
 }
 
 impl Header {
-    fn new(title: &str, nav: &'static str, open: [u64; 3], now: u64) -> Header {
+    pub(crate) fn new(title: &str, nav: &'static str, open: [u64; 3], now: u64) -> Header {
         Header {
             title: title.to_owned(),
             nav,
@@ -299,7 +301,7 @@ struct AckRow {
 }
 
 #[derive(Serialize)]
-struct AlertRow {
+pub(crate) struct AlertRow {
     id: String,
     at: When,
     agent: String,
@@ -310,9 +312,10 @@ struct AlertRow {
     open: bool,
     state: &'static str,
     ack: Option<AckRow>,
+    explain: Option<crate::model::Explanation>,
 }
 
-fn alert_rows(alerts: &[Alert], now: u64) -> Vec<AlertRow> {
+pub(crate) fn alert_rows(alerts: &[Alert], now: u64) -> Vec<AlertRow> {
     alerts
         .iter()
         .map(|a| AlertRow {
@@ -336,6 +339,7 @@ fn alert_rows(alerts: &[Alert], now: u64) -> Vec<AlertRow> {
                 at: When::at(k.at_ns, now),
                 note: k.note.clone(),
             }),
+            explain: a.explain.as_deref().cloned(),
         })
         .collect()
 }

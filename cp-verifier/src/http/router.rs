@@ -29,7 +29,6 @@ use axum::{Json, Router};
 use evidence::api::{ErrorBody, ErrorInfo, MAX_HEARTBEAT_BODY, MAX_REGISTER_BODY};
 
 use crate::config::CpConfig;
-use crate::http::dashboard;
 use crate::http::error::ApiError;
 use crate::http::handlers::{self as h, MAX_OPERATOR_BODY};
 pub use crate::http::ratelimit::RateLimiter;
@@ -338,6 +337,23 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// HTML-escapes `s` (`&`, `<`, `>`, `"`, `'`) for the sign-in page (the only page
+/// not rendered by the template engine).
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 fn unauthorized(path: &str, detail: &str) -> Response {
     let mut r = if path.starts_with("/api/") {
         ApiError::Unauthorized(detail.into()).into_response()
@@ -349,8 +365,8 @@ fn unauthorized(path: &str, detail: &str) -> Response {
 <body style=\"font-family:system-ui,sans-serif;margin:2rem\"><h1>Read access needed</h1><p>{}</p>\
 <p>Open this page once as <code>{}?token=&lt;viewer token&gt;</code> (the browser then keeps it in a \
 private cookie), send <code>Authorization: Bearer &lt;token&gt;</code>, or present an operator client certificate.</p></body></html>",
-                dashboard::esc(detail),
-                dashboard::esc(path)
+                esc(detail),
+                esc(path)
             )),
         )
             .into_response()

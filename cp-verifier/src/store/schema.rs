@@ -130,20 +130,26 @@ mod tests {
 
     #[test]
     fn newer_unknown_modified_and_dirty_are_refused() {
-        assert_eq!(known_version(&M), 2);
+        assert_eq!(known_version(&M), 3);
         assert_eq!(check(&M, &[]), Ok(()));
         assert_eq!(check(&M, &[ours(1)]), Ok(()));
-        assert_eq!(check(&M, &[ours(1), ours(2)]), Ok(()));
+        assert_eq!(check(&M, &[ours(1), ours(2), ours(3)]), Ok(()));
         let newer = Applied {
-            version: 3,
+            version: 99,
             checksum: vec![0; 48],
             success: true,
         };
-        let e = check(&M, &[ours(1), ours(2), newer]).unwrap_err();
-        assert_eq!(e, SchemaError::Newer { found: 3, known: 2 });
+        let e = check(&M, &[ours(1), ours(2), ours(3), newer]).unwrap_err();
+        assert_eq!(
+            e,
+            SchemaError::Newer {
+                found: 99,
+                known: 3
+            }
+        );
         assert_eq!(
             e.to_string(),
-            "database schema version 3 is newer than this cp-verifier (knows up to 2); upgrade cp-verifier"
+            "database schema version 99 is newer than this cp-verifier (knows up to 3); upgrade cp-verifier"
         );
         let zero = Applied {
             version: 0,
@@ -165,7 +171,7 @@ mod tests {
         assert_eq!(check(&M, &[failed]), Err(SchemaError::Dirty { version: 1 }));
         assert!(matches!(
             from_migrate(&M, MigrateError::VersionMissing(7)),
-            Ok(SchemaError::Newer { found: 7, known: 2 })
+            Ok(SchemaError::Newer { found: 7, known: 3 })
         ));
     }
 }
