@@ -69,7 +69,100 @@ contract!(
     prune_drops_old_nonces_only,
     probe_write_and_scan,
     scans_reuse_records_but_never_stale_ones,
+    badge_changes_and_pulse_counts_kept_with_their_writes,
 );
+
+fn change(agent: &str, at: u64, badge: &str) -> cp_verifier::model::VerdictChange {
+    cp_verifier::model::VerdictChange {
+        agent_id: agent.into(),
+        subject: String::new(),
+        at_ns: at,
+        badge: badge.into(),
+        previous: None,
+        cause: format!("to {badge}"),
+        alerts: vec![],
+        reasons: vec![],
+        appeared: vec![],
+        gone: vec![],
+    }
+}
+
+/// Badge changes go in the transaction of their write (none left by a lost
+/// compare-and-swap), read back newest first; pulse counts add up per agent and
+/// minute; an alert's explanation round-trips; all are pruned by age.
+async fn badge_changes_and_pulse_counts_kept_with_their_writes(b: Backend) {
+    use cp_verifier::model::{Explanation, PulseCount};
+    let s = &b.store;
+    let mut w = write(record("h", 1, 0), None, None, 1);
+    w.changes = vec![change("h", 10, "green")];
+    s.write_agent(w).await.unwrap();
+    let mut w = write(record("h", 2, 1), Some(1), Some("n1"), 0);
+    w.changes = vec![change("h", 20, "red")];
+    s.write_agent(w).await.unwrap();
+    // A lost compare-and-swap records nothing, its change included.
+    let mut lost = write(record("h", 3, 2), Some(1), Some("n2"), 0);
+    lost.changes = vec![change("h", 30, "yellow")];
+    assert!(matches!(
+        s.write_agent(lost).await,
+        Err(StoreError::Conflict)
+    ));
+    let got = s.verdict_history("h", 10).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.at_ns, c.badge.as_str()))
+            .collect::<Vec<_>>(),
+        [(20, "red"), (10, "green")]
+    );
+    assert_eq!(got[1], change("h", 10, "green"));
+    assert_eq!(s.verdict_history("h", 1).await.unwrap().len(), 1);
+    assert!(s.verdict_history("other", 10).await.unwrap().is_empty());
+
+    let p = |minute, accepted, refused| PulseCount {
+        minute,
+        accepted,
+        refused,
+    };
+    s.add_pulse_counts(&[("h".into(), p(5, 3, 1)), ("g".into(), p(5, 9, 0))])
+        .await
+        .unwrap();
+    // A second replica adds to the same minute.
+    s.add_pulse_counts(&[("h".into(), p(5, 2, 0)), ("h".into(), p(6, 1, 4))])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.pulse_history("h", 0).await.unwrap(),
+        vec![p(5, 5, 1), p(6, 1, 4)]
+    );
+    assert_eq!(s.pulse_history("h", 6).await.unwrap(), vec![p(6, 1, 4)]);
+
+    let mut a = Alert::new(
+        UnixNanos(40),
+        "h",
+        AlertKind::AttestationRefused,
+        "Rtmr3Mismatch",
+    );
+    a.explain = Some(Box::new(Explanation {
+        subject: "RTMR3".into(),
+        expected_label: "quoted RTMR3".into(),
+        expected: "aa".into(),
+        found_label: "replayed".into(),
+        found: "bb".into(),
+        divergence: Some("entry 1".into()),
+        notes: vec!["n".into()],
+        entries: vec![],
+        entries_omitted: 0,
+        candidates: vec![],
+    }));
+    s.insert_alerts(std::slice::from_ref(&a)).await.unwrap();
+    assert_eq!(s.get_alert(&a.id).await.unwrap().unwrap(), a);
+    assert_eq!(s.list_alerts(Some("h"), 1).await.unwrap()[0], a);
+
+    // Pruning by age: changes before 15 ns go; pulse minutes before the cutoff go.
+    s.prune_alerts(UnixNanos(15)).await.unwrap();
+    assert_eq!(s.verdict_history("h", 10).await.unwrap().len(), 1);
+    s.prune_alerts(UnixNanos(6 * 60_000_000_000)).await.unwrap();
+    assert_eq!(s.pulse_history("h", 0).await.unwrap(), vec![p(6, 1, 4)]);
+}
 
 /// Scans reuse the records they decoded before (see `ScanCache`), but a chain-only
 /// write's hot columns, a rewritten record and a deleted agent always show.

@@ -42,17 +42,34 @@ pub(crate) fn seen_of(verdict: &Verdict, badges: &[WorkloadBadge]) -> SeenBadges
     SeenBadges {
         agent: verdict.status.badge().to_string(),
         reasons: codes(&verdict.reasons),
-        workloads: badges
-            .iter()
-            .take(MAX_SEEN_WORKLOADS)
+        workloads: remembered(badges)
             .map(|b| (b.name.clone(), b.status.badge().to_string()))
             .collect(),
     }
 }
 
-/// Whether `a` and `b` show the same badges (reasons aside).
-fn same_badges(a: &SeenBadges, b: &SeenBadges) -> bool {
-    a.agent == b.agent && a.workloads == b.workloads
+/// The workloads whose badges are remembered: the first of each name (names come
+/// from the agent; two with one name must not make every pulse a change), at most
+/// [`MAX_SEEN_WORKLOADS`]. Quadratic in a list a report keeps short, and allocation
+/// free: this runs on every pulse.
+fn remembered(badges: &[WorkloadBadge]) -> impl Iterator<Item = &WorkloadBadge> {
+    let shown = &badges[..badges.len().min(MAX_SEEN_WORKLOADS)];
+    shown
+        .iter()
+        .enumerate()
+        .filter(move |(i, b)| shown[..*i].iter().all(|x| x.name != b.name))
+        .map(|(_, b)| b)
+}
+
+/// Whether `seen` shows the badges of this judgement (reasons aside).
+fn shows(seen: &SeenBadges, verdict: &Verdict, badges: &[WorkloadBadge]) -> bool {
+    seen.agent == verdict.status.badge()
+        && seen.workloads.len() == remembered(badges).count()
+        && remembered(badges).all(|b| {
+            seen.workloads
+                .get(&b.name)
+                .is_some_and(|s| s == b.status.badge())
+        })
 }
 
 /// `a` minus `b`.
@@ -152,7 +169,7 @@ pub(crate) fn diff(
     }
     let empty = BTreeMap::new();
     let old_workloads = before.map_or(&empty, |b| &b.workloads);
-    for b in badges.iter().take(MAX_SEEN_WORKLOADS) {
+    for b in remembered(badges) {
         let now_badge = b.status.badge();
         let old = old_workloads.get(&b.name);
         if old.map(String::as_str) != Some(now_badge) {
@@ -185,8 +202,8 @@ impl ControlPlane {
             }
         };
         let before = w.record.seen.as_ref();
-        let after = seen_of(verdict, badges);
-        if before.is_some_and(|b| same_badges(b, &after)) {
+        // The hot path (a pulse that changes nothing) allocates nothing.
+        if before.is_some_and(|b| shows(b, verdict, badges)) {
             return;
         }
         let (seen, changes) = diff(&w.record.agent_id, before, verdict, badges, &w.alerts, now);
@@ -200,8 +217,7 @@ impl ControlPlane {
     pub(crate) fn time_change(&self, rec: &AgentRecord, now: UnixNanos) -> Option<AgentWrite> {
         let v = self.verdict(rec, now);
         let b = self.badges(rec, &v);
-        let after = seen_of(&v, &b);
-        if rec.seen.as_ref().is_some_and(|s| same_badges(s, &after)) {
+        if rec.seen.as_ref().is_some_and(|s| shows(s, &v, &b)) {
             return None;
         }
         let mut next = rec.clone();
@@ -344,6 +360,28 @@ mod tests {
         // Same badge again: nothing.
         let (_, none) = diff("a", Some(&seen2), &red, &[], &[], t);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn two_workloads_with_one_name_do_not_make_every_pulse_a_change() {
+        let w = |status| WorkloadBadge {
+            name: "dup".into(),
+            id: "i".into(),
+            image: "r/i".into(),
+            image_digest: None,
+            status,
+            reasons: vec![],
+            signer: None,
+            verified_at_ns: None,
+            rekor_log_index: None,
+        };
+        let badges = [w(Status::Pass), w(Status::Fail)];
+        let v = verdict(Status::Pass, None);
+        let (seen, first) = diff("a", None, &v, &badges, &[], UnixNanos(1));
+        assert_eq!(first.len(), 2, "the agent and one workload: {first:?}");
+        assert!(shows(&seen, &v, &badges));
+        let (_, again) = diff("a", Some(&seen), &v, &badges, &[], UnixNanos(2));
+        assert!(again.is_empty());
     }
 
     #[test]

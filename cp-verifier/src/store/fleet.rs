@@ -3,7 +3,7 @@
 //! withdrawals) plus the rows it has no listing for (tombstones, pulse nonces, the
 //! shared cache, the webhook outbox, the health probe).
 
-use crate::model::{AgentRecord, Alert, Tombstone, Withdrawal};
+use crate::model::{AgentRecord, Alert, PulseCount, Tombstone, VerdictChange, Withdrawal};
 
 /// A consumed pulse nonce (the replay guard).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +63,10 @@ pub struct FleetSnapshot {
     pub nonces: Vec<NonceRow>,
     /// Health probe rows `(id, at_ns)`.
     pub health: Vec<(i64, u64)>,
+    /// Badge changes (the verdict timelines), oldest first.
+    pub changes: Vec<VerdictChange>,
+    /// Pulse counts per agent and minute.
+    pub pulses: Vec<(String, PulseCount)>,
 }
 
 /// Row counts per kind of state.
@@ -84,13 +88,24 @@ pub struct FleetCounts {
     pub nonces: u64,
     /// Health probe rows.
     pub health: u64,
+    /// Badge changes.
+    pub changes: u64,
+    /// Pulse count rows.
+    pub pulses: u64,
 }
 
 impl FleetCounts {
     /// Whether any fleet state is there (cache entries and the health probe, which a
     /// replica writes on its own, do not count).
     pub fn has_fleet_state(&self) -> bool {
-        self.agents + self.tombstones + self.withdrawals + self.alerts + self.outbox + self.nonces
+        self.agents
+            + self.tombstones
+            + self.withdrawals
+            + self.alerts
+            + self.outbox
+            + self.nonces
+            + self.changes
+            + self.pulses
             > 0
     }
 }
@@ -108,6 +123,8 @@ impl FleetSnapshot {
             cache: n(self.cache.len()),
             nonces: n(self.nonces.len()),
             health: n(self.health.len()),
+            changes: n(self.changes.len()),
+            pulses: n(self.pulses.len()),
         }
     }
 }

@@ -196,6 +196,8 @@ pub async fn export(src: &SqliteStore, now: UnixNanos) -> Result<FleetSnapshot, 
         cache: src.list_cached(now.secs()).await.map_err(source)?,
         nonces: src.list_nonces().await.map_err(source)?,
         health: src.list_health().await.map_err(source)?,
+        changes: src.list_changes().await.map_err(source)?,
+        pulses: src.list_pulse_counts().await.map_err(source)?,
     };
     if fingerprint(src).await.map_err(source)? != before {
         return Err(FleetMigrateError::SourceChanged);
@@ -237,6 +239,23 @@ async fn verify(snap: &FleetSnapshot, dst: &PgStore) -> Result<(), FleetMigrateE
             != Some(t)
         {
             return Err(differs("tombstones"));
+        }
+    }
+    let mut agents_with_history: Vec<&str> =
+        snap.changes.iter().map(|c| c.agent_id.as_str()).collect();
+    agents_with_history.sort_unstable();
+    agents_with_history.dedup();
+    for a in agents_with_history.iter().take(1000) {
+        let mut want: Vec<_> = snap
+            .changes
+            .iter()
+            .filter(|c| c.agent_id == *a)
+            .cloned()
+            .collect();
+        want.reverse();
+        let got = dst.verdict_history(a, u32::MAX).await.map_err(target)?;
+        if got.len() != want.len() || got.iter().zip(&want).any(|(g, w)| g != w) {
+            return Err(differs("badge changes"));
         }
     }
     if dst.outbox_len().await.map_err(target)? != snap.counts().outbox {

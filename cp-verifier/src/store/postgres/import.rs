@@ -16,7 +16,7 @@ const CHUNK: usize = 1000;
 
 /// Every table of fleet state; locked for the whole import.
 const TABLES: &str =
-    "agents, deleted_agents, withdrawals, alerts, webhook_outbox, cache, pulse_nonces, health, challenges";
+    "agents, deleted_agents, withdrawals, alerts, webhook_outbox, cache, pulse_nonces, health, challenges, verdict_changes, pulse_counts";
 
 impl PgStore {
     /// Loads `f` into this (migrated) database in one transaction and returns the row
@@ -45,6 +45,8 @@ impl PgStore {
             &[
                 "webhook_outbox",
                 "alerts",
+                "verdict_changes",
+                "pulse_counts",
                 "pulse_nonces",
                 "agents",
                 "deleted_agents",
@@ -95,6 +97,12 @@ async fn count_all(tx: &mut Tx<'_>) -> Result<FleetCounts, ImportError> {
     .fetch_one(&mut **tx)
     .await
     .map_err(unavailable)?;
+    let h: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM verdict_changes), (SELECT COUNT(*) FROM pulse_counts)",
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(unavailable)?;
     Ok(FleetCounts {
         agents: to_u64(r.0),
         tombstones: to_u64(r.1),
@@ -104,6 +112,8 @@ async fn count_all(tx: &mut Tx<'_>) -> Result<FleetCounts, ImportError> {
         cache: to_u64(r.5),
         nonces: to_u64(r.6),
         health: to_u64(r.7),
+        changes: to_u64(h.0),
+        pulses: to_u64(h.1),
     })
 }
 
@@ -171,8 +181,8 @@ async fn insert_rest(tx: &mut Tx<'_>, f: &FleetSnapshot) -> Result<(), ImportErr
     }
     for c in f.alerts.chunks(CHUNK) {
         sqlx::query(
-            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[])",
+            "INSERT INTO alerts (id, at_ns, agent_id, kind, severity, detail, acked_at_ns, acked_by, ack_note, explain) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[])",
         )
         .bind(c.iter().map(|a| a.id.as_str()).collect::<Vec<_>>())
         .bind(c.iter().map(|a| to_i64(a.at_ns)).collect::<Vec<_>>())
@@ -195,6 +205,40 @@ async fn insert_rest(tx: &mut Tx<'_>, f: &FleetSnapshot) -> Result<(), ImportErr
                 .map(|a| a.ack.as_ref().map(|k| k.note.as_str()))
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            c.iter()
+                .map(crate::store::rows::explain_json)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    for c in f.changes.chunks(CHUNK) {
+        let bodies = c
+            .iter()
+            .map(crate::store::rows::change_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlx::query(
+            "INSERT INTO verdict_changes (agent_id, at_ns, body) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[])",
+        )
+        .bind(c.iter().map(|x| x.agent_id.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|x| to_i64(x.at_ns)).collect::<Vec<_>>())
+        .bind(bodies)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    for c in f.pulses.chunks(CHUNK) {
+        sqlx::query(
+            "INSERT INTO pulse_counts (agent_id, minute, accepted, refused) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])",
+        )
+        .bind(c.iter().map(|x| x.0.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|x| to_i64(x.1.minute)).collect::<Vec<_>>())
+        .bind(c.iter().map(|x| to_i64(x.1.accepted)).collect::<Vec<_>>())
+        .bind(c.iter().map(|x| to_i64(x.1.refused)).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;

@@ -89,4 +89,64 @@ impl SqliteStore {
             .map_err(unavailable)?;
         Ok(rows.into_iter().map(|(id, at)| (id, to_u64(at))).collect())
     }
+
+    /// Whether the database has table `name` (a `migrate` source may predate it).
+    async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        )
+        .bind(name)
+        .fetch_one(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    /// Every badge change, oldest first (none on a database from before them).
+    pub async fn list_changes(&self) -> Result<Vec<crate::model::VerdictChange>, StoreError> {
+        if !self.has_table("verdict_changes").await? {
+            return Ok(Vec::new());
+        }
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM verdict_changes ORDER BY at_ns, id")
+                .fetch_all(&self.reads)
+                .await
+                .map_err(unavailable)?;
+        let changes = decode::changes(&bodies);
+        if changes.len() != bodies.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} badge change rows cannot be decoded",
+                bodies.len() - changes.len()
+            )));
+        }
+        Ok(changes)
+    }
+
+    /// Every pulse count row (none on a database from before them).
+    pub async fn list_pulse_counts(
+        &self,
+    ) -> Result<Vec<(String, crate::model::PulseCount)>, StoreError> {
+        if !self.has_table("pulse_counts").await? {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT agent_id, minute, accepted, refused FROM pulse_counts ORDER BY agent_id, minute",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, m, acc, r)| {
+                (
+                    a,
+                    crate::model::PulseCount {
+                        minute: to_u64(m),
+                        accepted: to_u64(acc),
+                        refused: to_u64(r),
+                    },
+                )
+            })
+            .collect())
+    }
 }
