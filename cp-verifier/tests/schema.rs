@@ -187,7 +187,10 @@ async fn sqlite_refuses_a_newer_or_modified_schema_untouched() {
         usize::try_from(KNOWN).unwrap()
     );
     assert!(SqliteStore::open_read_only(dir.path()).await.is_err());
-    assert_eq!(count_sqlite(dir.path(), "_sqlx_migrations").await, KNOWN + 1);
+    assert_eq!(
+        count_sqlite(dir.path(), "_sqlx_migrations").await,
+        KNOWN + 1
+    );
     assert_eq!(count_sqlite(dir.path(), "alerts").await, 1);
 
     // Back to version 1, but its checksum altered: refused too.

@@ -40,6 +40,18 @@ fn clip(s: &str) -> String {
     format!("{}…", &s[..cut])
 }
 
+/// `ns` (UTC) to the second, for people (`2026-12-06T05:58:31Z`).
+fn utc(ns: u64) -> String {
+    i64::try_from(ns / 1_000_000_000)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ns} ns"))
+}
+
 fn same_entry(a: &Rtmr3Event, b: &Rtmr3Event) -> bool {
     a.kind == b.kind && a.value == b.value && a.bound == b.bound && a.digest == b.digest
 }
@@ -120,10 +132,10 @@ pub fn rtmr3(
             Some(i) if first.is_none() => {
                 first = Some(i);
                 divergence = Some(format!(
-                    "entry {} ({}): differs from the log accepted at {} ns (was {}={}, now {}={})",
+                    "entry {} ({}): differs from the log accepted at {} (was {}={}, now {}={})",
                     events[i].seq,
                     events[i].kind,
-                    acc.at_ns,
+                    utc(acc.at_ns),
                     acc.events[i].kind,
                     clip(&acc.events[i].value),
                     events[i].kind,
@@ -131,14 +143,15 @@ pub fn rtmr3(
                 ));
             }
             Some(i) => notes.push(format!(
-                "entry {} also differs from the log accepted at {} ns",
-                events[i].seq, acc.at_ns
+                "entry {} also differs from the log accepted at {}",
+                events[i].seq,
+                utc(acc.at_ns)
             )),
             None if first.is_none() => {
                 notes.push(format!(
-                    "the first {common} entries are those accepted at {} ns, unchanged; the \
+                    "the first {common} entries are those accepted at {}, unchanged; the \
                      quoted register is not their replay followed by the {} entries after them",
-                    acc.at_ns,
+                    utc(acc.at_ns),
                     events.len().saturating_sub(common)
                 ));
             }

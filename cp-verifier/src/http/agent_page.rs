@@ -534,7 +534,16 @@ struct Page {
     lsm: &'static str,
     ebpf_state: String,
     health_at: Option<When>,
+    /// The newest refusal with an explanation, shown in full.
+    explained: Option<Explained>,
     alerts: Vec<AlertRow>,
+}
+
+#[derive(Serialize)]
+struct Explained {
+    at: When,
+    detail: String,
+    explain: crate::model::Explanation,
 }
 
 fn workload_rows(a: &AgentView, now: u64) -> Vec<WorkloadRow> {
@@ -659,6 +668,13 @@ impl ControlPlane {
                 .as_ref()
                 .and_then(|a| a.health_at_ns)
                 .map(|t| When::at(t, now)),
+            explained: alerts.iter().find_map(|al| {
+                al.explain.as_deref().map(|e| Explained {
+                    at: When::at(al.at_ns, now),
+                    detail: al.detail.clone(),
+                    explain: e.clone(),
+                })
+            }),
             alerts: alert_rows(&alerts, now),
             a,
         };

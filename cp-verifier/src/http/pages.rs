@@ -49,6 +49,10 @@ fn templates() -> Result<&'static Environment<'static>, ApiError> {
                     include_str!("../../templates/alert_rows.html"),
                 ),
                 ("explain.html", include_str!("../../templates/explain.html")),
+                (
+                    "explained.html",
+                    include_str!("../../templates/explained.html"),
+                ),
                 ("agent.html", include_str!("../../templates/agent.html")),
             ] {
                 env.add_template(name, src)

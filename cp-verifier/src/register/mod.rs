@@ -365,6 +365,9 @@ impl ControlPlane {
                     } else {
                         old.previous_key.clone()
                     },
+                    // The badges last recorded: a re-registration's change is
+                    // relative to them (the timeline goes on).
+                    seen: old.seen.clone(),
                     version: old.version + 1,
                     ..new_record(&report, &measurements, &key, head, now, attestation.clone())
                 }
