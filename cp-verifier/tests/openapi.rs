@@ -408,6 +408,21 @@ async fn control_plane_document_matches_routes_and_real_answers() {
             400,
         ),
         ("/api/v1/agents/nobody", "/api/v1/agents/{id}", 404),
+        (
+            "/api/v1/agents/node-1/history",
+            "/api/v1/agents/{id}/history",
+            200,
+        ),
+        (
+            "/api/v1/agents/node-1/history?limit=x",
+            "/api/v1/agents/{id}/history",
+            400,
+        ),
+        (
+            "/api/v1/agents/nobody/history",
+            "/api/v1/agents/{id}/history",
+            404,
+        ),
         ("/api/v1/alerts", "/api/v1/alerts", 200),
         ("/api/v1/alerts?agent=node-1&limit=5", "/api/v1/alerts", 200),
         ("/api/v1/withdrawals", "/api/v1/withdrawals", 200),

@@ -18,50 +18,20 @@
 //!
 //! Screenshots go to `target/test-artifacts/`.
 
-use cp_verifier::attest::provenance::{ProvenanceChecker, MEASUREMENT_PREDICATE};
+#[path = "support/publish.rs"]
+mod support;
+
 use evidence::eventlog::{self, Rtmr3Event};
 use provenant_tests::chromium::{artifacts_dir, dump_dom, screenshot};
 use provenant_tests::tdx::{enrollment, td_with, Td};
 use provenant_tests::{alerts_of, free_port, wait_for, Http, Proc, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 use sigstore_testsign::github_api::GithubApi;
-use sigstore_testsign::{Attestation, Identity, Subject, TestSigstore};
+use sigstore_testsign::Identity;
 use tdx_sim::{Behaviour, RtmrBehaviour, TdReport, TestPki};
 
 const REPO: &str = "acme/guest-image";
 const WORKFLOW: &str = ".github/workflows/release.yml";
-
-fn publish(api: &GithubApi, mrtd: &[u8; 48]) {
-    let digest = ProvenanceChecker::subject_digest(mrtd);
-    let att = Attestation::new(
-        vec![Subject::sha256_hex(
-            "tdx-mrtd",
-            digest.strip_prefix("sha256:").unwrap(),
-        )],
-        MEASUREMENT_PREDICATE,
-        json!({"mrtd": hex::encode(mrtd), "rtmr0": null,
-               "rtmr1": hex::encode(TdReport::default().rtmrs[1]),
-               "rtmr2": hex::encode(TdReport::default().rtmrs[2]),
-               "layout": "single-pass"}),
-    );
-    let signed_at = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-        - 60;
-    let bundle = TestSigstore::load()
-        .unwrap()
-        .sign_attestation(
-            &att,
-            &Identity::github(REPO, WORKFLOW, "refs/heads/main"),
-            signed_at,
-        )
-        .unwrap();
-    api.publish(REPO, &digest, bundle);
-}
 
 fn agent(root: &std::path::Path, t: &Td) -> Proc {
     Proc::spawn(
@@ -122,7 +92,12 @@ async fn the_agent_page_explains_badges_over_time() {
     let mut unattested_mrtd = [0x11; 48];
     unattested_mrtd[7] = 0x99;
     unattested_mrtd[40] = 0x98;
-    publish(&api, &release.mrtd);
+    support::publish(
+        &api,
+        REPO,
+        &release.mrtd,
+        &Identity::github(REPO, WORKFLOW, "refs/heads/main"),
+    );
 
     let good = td_with(
         root,

@@ -8,46 +8,21 @@
 //! a TD whose MRTD nobody attested, and one whose MRTD was attested by another
 //! workflow, are refused with 403 `MrtdNotAttested`.
 
-use cp_verifier::attest::provenance::{ProvenanceChecker, MEASUREMENT_PREDICATE};
+#[path = "support/publish.rs"]
+mod support;
+
 use provenant_tests::tdx::{enrollment, start_agents, td_with};
 use provenant_tests::{alerts_of, free_port, wait_for, Http, Proc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sigstore_testsign::github_api::GithubApi;
-use sigstore_testsign::{Attestation, Identity, Subject, TestSigstore};
+use sigstore_testsign::Identity;
 use tdx_sim::{Behaviour, RtmrBehaviour, TdReport, TestPki};
 
 const REPO: &str = "acme/guest-image";
 const WORKFLOW: &str = ".github/workflows/release.yml";
 
-/// What CI publishes for a guest image: the measurement manifest for `mrtd`, attested
-/// by `identity`.
 fn publish(api: &GithubApi, mrtd: &[u8; 48], identity: &Identity) {
-    let digest = ProvenanceChecker::subject_digest(mrtd);
-    let att = Attestation::new(
-        vec![Subject::sha256_hex(
-            "tdx-mrtd",
-            digest.strip_prefix("sha256:").unwrap(),
-        )],
-        MEASUREMENT_PREDICATE,
-        json!({"mrtd": hex::encode(mrtd), "rtmr0": null,
-               "rtmr1": hex::encode(TdReport::default().rtmrs[1]),
-               "rtmr2": hex::encode(TdReport::default().rtmrs[2]),
-               "layout": "single-pass"}),
-    );
-    // Signed a minute ago, like a release shortly before the fleet boots it.
-    let signed_at = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-        - 60;
-    let bundle = TestSigstore::load()
-        .unwrap()
-        .sign_attestation(&att, identity, signed_at)
-        .unwrap();
-    api.publish(REPO, &digest, bundle);
+    support::publish(api, REPO, mrtd, identity);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,10 @@
 //! and found values, where they part). An agent whose registrations were all
 //! refused has a page too: its refusals and their explanations.
 
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Html;
 use serde::Serialize;
 
 use crate::http::error::ApiError;
@@ -612,74 +616,93 @@ fn ebpf_rows(a: &AgentView) -> (Vec<ProgRow>, &'static str, String) {
     (rows, lsm, state)
 }
 
-impl ControlPlane {
-    /// The HTML of agent `id`'s page; `NotFound` when the control plane knows
-    /// nothing of it (no record and no alert).
-    pub async fn agent_page(&self, id: &str) -> Result<String, ApiError> {
-        let now = self.now().get();
-        let open = self.open_alerts().await?;
-        let alerts: Vec<Alert> = self.alerts(Some(id), PAGE_ALERTS).await?;
-        let a = match self.agent(id).await {
-            Ok(a) => Some(a),
-            Err(ApiError::NotFound(_)) if !alerts.is_empty() => None,
-            Err(e) => return Err(e),
-        };
-        let history = match &a {
-            Some(_) => Some(self.history(id, PAGE_CHANGES).await?),
-            None => None,
-        };
-        let log = match a.as_ref().and_then(|a| a.attestation.as_ref()) {
-            Some(t) => self.accepted_log(id, t.event_log_state.as_ref()).await,
-            None => None,
-        };
-        let title = format!("Agent {id}");
-        let mut header = Header::new(&title, "fleet", open, now);
-        if a.is_none() {
-            header.live = false;
-        }
-        let (ebpf, lsm, ebpf_state) = a
-            .as_ref()
-            .map_or((Vec::new(), "unknown", String::new()), ebpf_rows);
-        let page = Page {
-            header,
-            id: id.to_string(),
-            registered: a.is_some(),
-            badge_class: badge_class(a.as_ref().map_or("unknown", |a| &a.badge)),
-            registered_at: a.as_ref().map(|a| When::at(a.registered_at_ns, now)),
-            last_seen: a.as_ref().map(|a| When::at(a.last_seen_ns, now)),
-            reasons: a
-                .as_ref()
-                .map(|a| reason_rows(&a.verdict.reasons))
-                .unwrap_or_default(),
-            timeline: timeline(history.as_ref().map_or(&[], |h| &h.changes), now),
-            pulses: history.as_ref().map(|h| pulses(h, now)),
-            chain: a
-                .as_ref()
-                .and_then(|a| a.attestation.as_ref())
-                .map(|t| chain(t, log.as_ref(), now)),
-            workloads: a
-                .as_ref()
-                .map(|a| workload_rows(a, now))
-                .unwrap_or_default(),
-            ebpf,
-            lsm,
-            ebpf_state,
-            health_at: a
-                .as_ref()
-                .and_then(|a| a.health_at_ns)
-                .map(|t| When::at(t, now)),
-            explained: alerts.iter().find_map(|al| {
-                al.explain.as_deref().map(|e| Explained {
-                    at: When::at(al.at_ns, now),
-                    detail: al.detail.clone(),
-                    explain: e.clone(),
-                })
-            }),
-            alerts: alert_rows(&alerts, now),
-            a,
-        };
-        render("agent.html", &page)
+/// The HTML of agent `id`'s page; `NotFound` when the control plane knows nothing
+/// of it (no record and no alert). A function of the page, not a method of the
+/// control plane: the plane does not depend on its pages.
+pub async fn agent_page(cp: &ControlPlane, id: &str) -> Result<String, ApiError> {
+    let now = cp.now().get();
+    let open = cp.open_alerts().await?;
+    let alerts: Vec<Alert> = cp.alerts(Some(id), PAGE_ALERTS).await?;
+    let a = match cp.agent(id).await {
+        Ok(a) => Some(a),
+        Err(ApiError::NotFound(_)) if !alerts.is_empty() => None,
+        Err(e) => return Err(e),
+    };
+    let history = match &a {
+        Some(_) => Some(cp.history(id, PAGE_CHANGES).await?),
+        None => None,
+    };
+    let log = match a.as_ref().and_then(|a| a.attestation.as_ref()) {
+        Some(t) => cp.accepted_log(id, t.event_log_state.as_ref()).await,
+        None => None,
+    };
+    let title = format!("Agent {id}");
+    let mut header = Header::new(&title, "fleet", open, now);
+    if a.is_none() {
+        header.live = false;
     }
+    let (ebpf, lsm, ebpf_state) = a
+        .as_ref()
+        .map_or((Vec::new(), "unknown", String::new()), ebpf_rows);
+    let page = Page {
+        header,
+        id: id.to_string(),
+        registered: a.is_some(),
+        badge_class: badge_class(a.as_ref().map_or("unknown", |a| &a.badge)),
+        registered_at: a.as_ref().map(|a| When::at(a.registered_at_ns, now)),
+        last_seen: a.as_ref().map(|a| When::at(a.last_seen_ns, now)),
+        reasons: a
+            .as_ref()
+            .map(|a| reason_rows(&a.verdict.reasons))
+            .unwrap_or_default(),
+        timeline: timeline(history.as_ref().map_or(&[], |h| &h.changes), now),
+        pulses: history.as_ref().map(|h| pulses(h, now)),
+        chain: a
+            .as_ref()
+            .and_then(|a| a.attestation.as_ref())
+            .map(|t| chain(t, log.as_ref(), now)),
+        workloads: a
+            .as_ref()
+            .map(|a| workload_rows(a, now))
+            .unwrap_or_default(),
+        ebpf,
+        lsm,
+        ebpf_state,
+        health_at: a
+            .as_ref()
+            .and_then(|a| a.health_at_ns)
+            .map(|t| When::at(t, now)),
+        explained: alerts.iter().find_map(|al| {
+            al.explain.as_deref().map(|e| Explained {
+                at: When::at(al.at_ns, now),
+                detail: al.detail.clone(),
+                explain: e.clone(),
+            })
+        }),
+        alerts: alert_rows(&alerts, now),
+        a,
+    };
+    render("agent.html", &page)
+}
+
+#[utoipa::path(
+    get, path = "/agent/{id}", tag = "pages",
+    summary = "One agent's page (HTML)",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Opened with `?token=`: the token is kept in a private cookie and the browser sent back here"),
+        (status = 401, description = "No read access (an HTML page saying how to sign in)", content_type = "text/html", body = String),
+        (status = 404, description = "`NotFound`: no such agent", body = evidence::api::ErrorBody),
+        (status = 503, description = "`StoreUnavailable`", body = evidence::api::ErrorBody),
+    ),
+    security(("viewer_token" = []), ("operator_token" = []), ("operator_cert" = []))
+)]
+pub(crate) async fn page(
+    State(cp): State<Arc<ControlPlane>>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    Ok(Html(agent_page(&cp, &id).await?))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use evidence::api::{ErrorBody, RegisterRequest, MAX_HEARTBEAT_BODY, MAX_REGISTER_BODY};
 use evidence::Envelope;
@@ -518,26 +518,6 @@ pub(crate) async fn ack_alert(
     operator(&cp, &headers)?;
     let a: AckBody = optional_body(b)?;
     Ok(Json(cp.ack_alert(&id, &a.by, "operator token", &a.note).await?).into_response())
-}
-
-#[utoipa::path(
-    get, path = "/agent/{id}", tag = "pages",
-    summary = "One agent's page (HTML)",
-    params(("id" = String, Path, description = "The agent's id")),
-    responses(
-        (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 303, description = "Opened with `?token=`: the token is kept in a private cookie and the browser sent back here"),
-        (status = 401, description = "No read access (an HTML page saying how to sign in)", content_type = "text/html", body = String),
-        (status = 404, description = "`NotFound`: no such agent", body = ErrorBody),
-        (status = 503, description = "`StoreUnavailable`", body = ErrorBody),
-    ),
-    security(("viewer_token" = []), ("operator_token" = []), ("operator_cert" = []))
-)]
-pub(crate) async fn dashboard_agent(
-    State(cp): State<Cp>,
-    Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    Ok(Html(cp.agent_page(&id).await?))
 }
 
 fn operator(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -28,7 +28,7 @@ use crate::http::{ear, handlers};
         crate::http::pages::fleet,
         crate::http::pages::alerts,
         crate::http::pages::ack_form,
-        handlers::dashboard_agent,
+        crate::http::agent_page::page,
         handlers::challenge,
         handlers::register,
         handlers::heartbeat,

@@ -134,7 +134,7 @@ pub fn router(cp: Cp) -> anyhow::Result<Router> {
             "/alerts/{id}/ack",
             post(crate::http::pages::ack_form).layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY)),
         )
-        .route("/agent/{id}", get(h::dashboard_agent))
+        .route("/agent/{id}", get(crate::http::agent_page::page))
         .route(
             "/api/v1/challenge",
             get(h::challenge).route_layer(from_fn_with_state(gate.clone(), limit_challenge)),
