@@ -11,7 +11,7 @@ use tdx_sim::TdReport;
 
 /// Publishes in `repo` the manifest for `mrtd` (with the simulator's default
 /// RTMR1/RTMR2), signed a minute ago by `identity`.
-pub fn publish(api: &GithubApi, repo: &str, mrtd: &[u8; 48], identity: &Identity) {
+pub(crate) fn publish(api: &GithubApi, repo: &str, mrtd: &[u8; 48], identity: &Identity) {
     let digest = ProvenanceChecker::subject_digest(mrtd);
     let att = Attestation::new(
         vec![Subject::sha256_hex(
