@@ -214,6 +214,44 @@ async fn scans_reuse_records_but_never_stale_ones(b: Backend) {
         assert_eq!(listed[0].sequence, 7);
         assert_eq!(listed[1].partition, "eu");
     }
+    // Deleted, then created again at the same version: never the old record.
+    let mut c = record("c", 1, 0);
+    c.partition = "reborn".into();
+    s.write_agent(write(c, None, None, 0)).await.unwrap();
+    let scan = s.scan_agents().await.unwrap();
+    assert_eq!(scan[2].1.as_ref().unwrap().partition, "reborn");
+    // A record text edited by hand (no new revision): the next scan shows the edit.
+    let mut edited = s.get_agent("a").await.unwrap().unwrap();
+    edited.partition = "by-hand".into();
+    let text = serde_json::to_string(&edited).unwrap();
+    match (&b._dir, &b.url) {
+        (Some(dir), _) => {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!(
+                "sqlite://{}",
+                dir.path().join("provenant.db").display()
+            ))
+            .await
+            .unwrap();
+            sqlx::query("UPDATE agents SET record = ? WHERE agent_id = 'a'")
+                .bind(&text)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        (None, Some(url)) => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("UPDATE agents SET record = $1 WHERE agent_id = 'a'")
+                .bind(&text)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        _ => unreachable!(),
+    }
+    let scan = s.scan_agents().await.unwrap();
+    assert_eq!(scan[0].1.as_ref().unwrap().partition, "by-hand");
 }
 
 fn record(id: &str, version: u64, seq: u64) -> AgentRecord {
