@@ -507,9 +507,15 @@ impl TdxVerifier {
             .filter(|r| r.status == Status::Fail)
             .collect();
         if let Some(first) = failed.first() {
-            let detail = failed
-                .iter()
-                .map(|r| format!("{}: {}", r.code.as_str(), r.detail))
+            // The first reason is the refusal's kind, said once (the wire and the
+            // alert put the kind before the detail); any others name their own.
+            let detail = std::iter::once(first.detail.clone())
+                .chain(
+                    failed
+                        .iter()
+                        .skip(1)
+                        .map(|r| format!("{}: {}", r.code.as_str(), r.detail)),
+                )
                 .collect::<Vec<_>>()
                 .join("; ");
             let mut refusal = AttestError::refused(first.code.as_str(), detail);
